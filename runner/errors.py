@@ -1,0 +1,130 @@
+"""Every exception the runner raises, split by what the caller does next.
+
+    AnytimeError
+    ├── ConfigError            fix the input; never retried, nothing is spent
+    │   ├── ManifestError      a manifest field is wrong (carries the field path)
+    │   ├── DatasetError       a dataset file or record is wrong (carries file and line)
+    │   ├── PriceError         a model has no known price
+    │   └── EncodingUnavailable  a tokenizer encoding cannot be loaded offline
+    ├── ProviderError          a call failed; `retryable` says whether a new attempt may help
+    │   ├── RateLimited        429 (or an in-stream rate-limit error): pause the lane
+    │   ├── ServerError        5xx / overloaded: back off and retry
+    │   ├── StreamBroken       connection lost or malformed stream after the 200
+    │   ├── CallTimeout        connect / first-token / idle / total timeout
+    │   └── FatalProviderError 4xx other than 408/409/429: retrying cannot help
+    ├── LedgerError            the ledger cannot be read or written
+    └── SpendCapReached        the next call could push spend past a cap
+
+Messages never contain API keys: adapters build errors from status, headers and the
+provider's own error body, never from request headers.
+"""
+
+from __future__ import annotations
+
+
+class AnytimeError(Exception):
+    """Base of every error this package raises on purpose."""
+
+
+class ConfigError(AnytimeError):
+    """Bad input from the user. Raised before anything is spent."""
+
+
+class ManifestError(ConfigError):
+    """A manifest field is missing or wrong.
+
+    Args:
+        source: the manifest file name.
+        path: the field path, e.g. ``providers.openai.rpm``.
+        problem: what was expected and what arrived.
+    """
+
+    def __init__(self, source: str, path: str, problem: str) -> None:
+        self.source = source
+        self.path = path
+        self.problem = problem
+        where = f"{source}: {path}" if path else source
+        super().__init__(f"{where}: {problem}")
+
+
+class DatasetError(ConfigError):
+    """A dataset file or one of its records is malformed (names the file and line)."""
+
+    def __init__(self, path: str, line: int | None, problem: str) -> None:
+        self.path = path
+        self.line = line
+        self.problem = problem
+        where = f"{path}:{line}" if line is not None else path
+        super().__init__(f"{where}: {problem}")
+
+
+class PriceError(ConfigError):
+    """A model has no price in the table and the manifest sets none."""
+
+
+class EncodingUnavailable(ConfigError):
+    """A tokenizer encoding cannot be loaded without the network."""
+
+
+class ProviderError(AnytimeError):
+    """A provider call failed.
+
+    Attributes:
+        provider: lane name.
+        status: HTTP status, or None when the failure was not an HTTP answer.
+        retryable: whether a new attempt could succeed.
+        retry_after_s: the server's requested delay, when it gave one.
+        error_class: a short stable label for the ledger (``rate_limit``, ``server``, ...).
+    """
+
+    error_class = "provider"
+    retryable = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str = "",
+        status: int | None = None,
+        retry_after_s: float | None = None,
+        retryable: bool | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.provider = provider
+        self.status = status
+        self.retry_after_s = retry_after_s
+        if retryable is not None:
+            self.retryable = retryable
+
+
+class RateLimited(ProviderError):
+    error_class = "rate_limit"
+    retryable = True
+
+
+class ServerError(ProviderError):
+    error_class = "server"
+    retryable = True
+
+
+class StreamBroken(ProviderError):
+    error_class = "stream_broken"
+    retryable = True
+
+
+class CallTimeout(ProviderError):
+    error_class = "timeout"
+    retryable = True
+
+
+class FatalProviderError(ProviderError):
+    error_class = "fatal"
+    retryable = False
+
+
+class LedgerError(AnytimeError):
+    """The ledger cannot be read or written."""
+
+
+class SpendCapReached(AnytimeError):
+    """Starting another call could push spend past ``run.max_usd`` or a provider cap."""

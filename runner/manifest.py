@@ -1,0 +1,319 @@
+"""The sweep manifest: TOML decoded into frozen msgspec Structs.
+
+Every error names the file and the field path (``demo.toml: models.strong.price.input: ...``).
+Relative paths inside a manifest (datasets, ledger folder) are resolved against the manifest's
+own folder, so a manifest runs the same from any working directory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+import msgspec
+
+from runner.errors import ManifestError
+
+ProviderKind = Literal[
+    "sim", "openai", "xai", "deepseek", "openai_compatible", "openrouter", "together",
+    "llamacpp", "openai_responses", "anthropic", "gemini",
+]
+Fidelity = Literal["raw", "content", "summarised", "hidden"]
+DatasetKind = Literal["aime", "gpqa", "trip", "meeting", "calendar"]
+MethodKind = Literal["cot", "pdp", "pdp_plus", "leap"]
+
+# paper.md §8: default budget grids per task family
+DEFAULT_BUDGETS: dict[str, tuple[int, ...]] = {
+    "trip": (256, 512, 1024, 2048, 4096),
+    "meeting": (256, 512, 1024, 2048, 4096),
+    "calendar": (256, 512, 1024, 2048, 4096),
+    "aime": (512, 1024, 2048, 4096, 8192, 16384),
+    "gpqa": (512, 1024, 2048, 4096, 8192, 16384),
+}
+
+
+class Base(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    """Shared config: unknown keys are typos and fail loudly."""
+
+
+class Price(Base):
+    """USD per 1M tokens. Reasoning tokens are billed as output."""
+
+    input: float
+    output: float
+    cached_input: float | None = None
+    cache_write_input: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("input", "output", "cached_input", "cache_write_input"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise ValueError(f"`{name}` must be >= 0, got {value}")
+
+
+class Timeouts(Base):
+    """Seconds. ``first_token`` is time to the first streamed byte of the body."""
+
+    connect: float = 10.0
+    first_token: float = 120.0
+    idle: float = 60.0
+    total: float = 1800.0
+
+
+class Provider(Base):
+    """One lane: a provider key with its limits. Limits left out are learned from headers."""
+
+    kind: ProviderKind
+    base_url: str | None = None
+    api_key_env: str | None = None
+    rpm: int | None = None
+    tpm: int | None = None
+    max_concurrency: int = 64
+    max_attempts: int = 6
+    max_usd: float | None = None
+    timeouts: Timeouts = msgspec.field(default_factory=Timeouts)
+    # the OpenAI-compatible dialect's reasoning field, where the host differs
+    reasoning_field: Literal["reasoning_content", "reasoning", "think_tags"] | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("rpm", "tpm"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ValueError(f"`{name}` must be a positive integer, got {value}")
+        if self.max_concurrency <= 0:
+            raise ValueError(f"`max_concurrency` must be a positive integer, got {self.max_concurrency}")
+        if self.max_attempts <= 0:
+            raise ValueError(f"`max_attempts` must be a positive integer, got {self.max_attempts}")
+        if self.api_key_env is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", self.api_key_env):
+            raise ValueError("`api_key_env` must be the NAME of an environment variable, not a key")
+
+
+class Model(Base):
+    """A model on a provider, with how its reasoning can be cut and what it costs."""
+
+    provider: str
+    model: str
+    fidelity: Fidelity | None = None
+    encoding: str | None = None
+    price: Price | None = None
+    temperature: float | None = None
+    reasoning_effort: str | None = None
+    answer_max_tokens: int = 256
+    # room for the visible answer after the reasoning reaches the last budget (raw / summarised)
+    trace_answer_tokens: int = 512
+
+
+class Dataset(Base):
+    kind: DatasetKind
+    path: str
+    limit: int | None = None
+    budgets: list[int] | None = None
+    # held-out pool size for PDP / LEAP synthesis (problems disjoint from the evaluated ones)
+    pool: int = 8
+
+    def __post_init__(self) -> None:
+        if self.limit is not None and self.limit <= 0:
+            raise ValueError(f"`limit` must be a positive integer, got {self.limit}")
+        if self.budgets is not None:
+            check_budgets(self.budgets)
+
+
+class Method(Base):
+    kind: MethodKind
+    # PDP / LEAP synthesis: K traces per pool problem at `budget` tokens, keep M pairs
+    k: int = 4
+    m: int = 3
+    budget: int | None = None
+
+
+class Sweep(Base):
+    models: list[str] | None = None
+    datasets: list[str] | None = None
+    methods: list[str] | None = None
+    budgets: list[int] | None = None
+    samples: int = 1
+
+    def __post_init__(self) -> None:
+        if self.samples <= 0:
+            raise ValueError(f"`samples` must be a positive integer, got {self.samples}")
+        if self.budgets is not None:
+            check_budgets(self.budgets)
+
+
+class Run(Base):
+    name: str
+    seed: int = 0
+    ledger_dir: str = "ledgers"
+    max_usd: float | None = None
+    confirm_above_usd: float = 1.0
+    on_missing_encoding: Literal["fallback", "stop"] = "fallback"
+    anytime_mode: Literal["mean_then_max", "per_problem"] = "mean_then_max"
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", self.name):
+            raise ValueError("`name` may hold letters, digits, '_', '.', '-' and must not start with a symbol")
+        if self.max_usd is not None and self.max_usd <= 0:
+            raise ValueError(f"`max_usd` must be > 0, got {self.max_usd}")
+
+
+class SimFaults(Base):
+    """Fault injection rates in [0, 1], applied per request, deterministic per request seed."""
+
+    error_5xx: float = 0.0
+    drop_mid_stream: float = 0.0
+    malformed_chunk: float = 0.0
+    stall: float = 0.0
+    stall_seconds: float = 30.0
+
+
+class Simulator(Base):
+    """The built-in simulated provider, started on loopback when a provider has kind "sim"."""
+
+    rpm: int | None = None
+    tpm: int | None = None
+    time_scale: float = 1.0
+    chunk_tokens: int = 4
+    faults: SimFaults = msgspec.field(default_factory=SimFaults)
+
+
+class Manifest(Base):
+    run: Run
+    providers: dict[str, Provider]
+    models: dict[str, Model]
+    datasets: dict[str, Dataset]
+    methods: dict[str, Method] = msgspec.field(default_factory=lambda: {"cot": Method(kind="cot")})
+    sweep: Sweep = msgspec.field(default_factory=Sweep)
+    simulator: Simulator = msgspec.field(default_factory=Simulator)
+
+
+class LoadedManifest(msgspec.Struct, frozen=True):
+    """A validated manifest plus where it came from."""
+
+    manifest: Manifest
+    path: Path
+    sha256: str
+
+    @property
+    def root(self) -> Path:
+        return self.path.parent
+
+    def resolve(self, relative: str) -> Path:
+        p = Path(relative).expanduser()
+        return p if p.is_absolute() else (self.root / p).resolve()
+
+    def budgets_for(self, dataset: str) -> tuple[int, ...]:
+        ds = self.manifest.datasets[dataset]
+        if ds.budgets is not None:
+            return tuple(ds.budgets)
+        if self.manifest.sweep.budgets is not None:
+            return tuple(self.manifest.sweep.budgets)
+        return DEFAULT_BUDGETS[ds.kind]
+
+    def selected(self, table: str) -> list[str]:
+        chosen = getattr(self.manifest.sweep, table)
+        return list(chosen) if chosen is not None else list(getattr(self.manifest, table))
+
+
+def check_budgets(budgets: list[int]) -> None:
+    if not budgets:
+        raise ValueError("budgets must not be empty")
+    if any(b <= 0 for b in budgets):
+        raise ValueError(f"budgets must be positive token counts, got {budgets}")
+    if any(b2 <= b1 for b1, b2 in zip(budgets, budgets[1:], strict=False)):
+        raise ValueError(f"budgets must be strictly increasing, got {budgets}")
+
+
+_MSGSPEC_PATH = re.compile(r" - at `\$(?P<path>[^`]*)`$")
+
+
+def _field_path(raw: str) -> str:
+    """`$.providers.openai.rpm` / `$.sweep.budgets[2]` -> `providers.openai.rpm` / `sweep.budgets[2]`."""
+    return raw.lstrip(".")
+
+
+def _convert(value: object, kind: type, source: str, prefix: str) -> object:
+    try:
+        return msgspec.convert(value, kind)
+    except msgspec.ValidationError as exc:
+        message = str(exc)
+        match = _MSGSPEC_PATH.search(message)
+        inner = _field_path(match.group("path")) if match else ""
+        problem = message[: match.start()] if match else message
+        problem = problem.replace("Object contains unknown field", "unknown field")
+        problem = problem.replace("Object missing required field", "missing required field")
+        path = ".".join(part for part in (prefix, inner) if part).replace(".[", "[")
+        raise ManifestError(source, path, problem) from None
+
+
+_NAMED_TABLES = {"providers": Provider, "models": Model, "datasets": Dataset, "methods": Method}
+
+
+def parse_manifest(text: str, source: str) -> Manifest:
+    """Decode and validate manifest text; raise ManifestError naming the field path."""
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ManifestError(source, "", f"not valid TOML: {exc}") from None
+    # named tables are converted entry by entry so errors name the entry (msgspec says `[...]`)
+    for table, kind in _NAMED_TABLES.items():
+        entries = doc.get(table)
+        if not isinstance(entries, dict):
+            continue
+        for key, value in entries.items():
+            _convert(value, kind, source, f"{table}.{key}")
+    manifest = _convert(doc, Manifest, source, "")
+    assert isinstance(manifest, Manifest)
+    _check_references(manifest, source)
+    return manifest
+
+
+def _check_references(m: Manifest, source: str) -> None:
+    if not m.providers:
+        raise ManifestError(source, "providers", "at least one provider is required")
+    if not m.models:
+        raise ManifestError(source, "models", "at least one model is required")
+    if not m.datasets:
+        raise ManifestError(source, "datasets", "at least one dataset is required")
+    for name, model in m.models.items():
+        if model.provider not in m.providers:
+            known = ", ".join(sorted(m.providers))
+            raise ManifestError(
+                source, f"models.{name}.provider", f"unknown provider {model.provider!r} (known: {known})"
+            )
+    for table in ("models", "datasets", "methods"):
+        chosen = getattr(m.sweep, table)
+        if chosen is None:
+            continue
+        known_names = getattr(m, table)
+        for i, item in enumerate(chosen):
+            if item not in known_names:
+                known = ", ".join(sorted(known_names))
+                raise ManifestError(source, f"sweep.{table}[{i}]", f"unknown {table[:-1]} {item!r} (known: {known})")
+    for name, provider in m.providers.items():
+        if provider.kind != "sim" and provider.kind != "llamacpp" and provider.api_key_env is None:
+            raise ManifestError(
+                source, f"providers.{name}.api_key_env",
+                "required for a remote provider: the name of the environment variable holding the key",
+            )
+
+
+def load_manifest(path: str | Path) -> LoadedManifest:
+    """Read, validate and hash a manifest file."""
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+    except OSError as exc:
+        raise ManifestError(str(p), "", f"cannot read manifest: {exc.strerror}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ManifestError(str(p), "", "not UTF-8 text") from None
+    manifest = parse_manifest(text, p.name)
+    for name, ds in manifest.datasets.items():
+        resolved = (p.parent / ds.path) if not Path(ds.path).is_absolute() else Path(ds.path)
+        if not resolved.expanduser().is_file():
+            raise ManifestError(p.name, f"datasets.{name}.path", f"no such file: {resolved}")
+    return LoadedManifest(manifest=manifest, path=p.resolve(), sha256=hashlib.sha256(raw).hexdigest())

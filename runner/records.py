@@ -1,0 +1,125 @@
+"""Ledger record types: one tagged union, one JSON object per line.
+
+Schema evolution follows msgspec's rules: new fields get defaults, existing fields never change
+type. ``FORMAT_VERSION`` is in the run header; readers accept any version up to their own.
+
+Record kinds:
+- ``run``      one per process that appended to the ledger (first run and every resume)
+- ``attempt``  one per HTTP call attempt, successful or not: the unit of spend
+- ``snapshot`` one per graded budget cut of a trace
+- ``job``      a job is complete; names the execution (``instance``) whose snapshots count
+- ``synthesis`` PDP/LEAP preference data built once per (model, dataset, method)
+- ``note``     something a reader should know (torn line cut, spend cap reached, interrupted)
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+FORMAT_VERSION = 1
+
+CallKind = Literal["trace", "answer", "synthesis"]
+AttemptStatus = Literal["ok", "length", "cancelled", "error", "truncated", "interrupted"]
+PricedFrom = Literal["reported", "counted", "billed", "mixed"]
+
+
+class RunHeader(msgspec.Struct, tag="run", kw_only=True):
+    run_id: str
+    format_version: int = FORMAT_VERSION
+    tool_version: str
+    started_at: float
+    manifest_path: str
+    manifest_sha256: str
+    # the manifest as decoded (plain data), so a ledger explains itself without the file
+    manifest: dict[str, object]
+    # USD per 1M tokens actually used for each model: {model_key: {input, cached_input, output, source}}
+    prices: dict[str, dict[str, object]]
+    resumed: bool = False
+
+
+class Attempt(msgspec.Struct, tag="attempt", kw_only=True):
+    """One HTTP call attempt. Tokens both as the provider reported them and as we counted them."""
+
+    call_id: str
+    job_id: str
+    kind: CallKind
+    provider: str
+    model: str  # model key in the manifest
+    attempt: int  # 1-based within this call
+    status: AttemptStatus
+    budget: int | None = None  # answer calls: the budget whose snapshot they answer
+    http_status: int | None = None
+    error_class: str | None = None
+    error: str | None = None
+    # provider-reported (None = not reported, e.g. a cut stream never gets its usage chunk)
+    input_tokens: int | None = None
+    cached_input_tokens: int | None = None
+    output_tokens: int | None = None
+    reasoning_tokens: int | None = None
+    # counted locally with the model's encoding
+    input_tokens_counted: int = 0
+    output_tokens_counted: int = 0
+    reasoning_tokens_counted: int = 0
+    priced_from: PricedFrom = "counted"
+    usd: float = 0.0
+    billed_usd: float | None = None
+    started_at: float = 0.0
+    latency_s: float = 0.0
+    ttft_s: float | None = None
+    request_id: str | None = None
+
+
+class Snapshot(msgspec.Struct, tag="snapshot", kw_only=True):
+    """The graded answer at one budget of one trace. ``budget`` is None for the full trace."""
+
+    job_id: str
+    instance: str
+    model: str
+    dataset: str
+    problem_id: str
+    method: str
+    sample: int
+    budget: int | None
+    tokens: int  # tokens actually in the cut (fewer than budget when the trace ended early)
+    answer: str  # the parsed final answer, as graded
+    score: float  # headline quality in [0, 1] (CSR for trip planning)
+    exact: float | None = None  # exact-match score where the headline is partial credit
+    reused: bool = False  # same text as the previous budget's cut: the answer was reused, no call
+
+
+class JobDone(msgspec.Struct, tag="job", kw_only=True):
+    job_id: str
+    instance: str
+    model: str
+    dataset: str
+    problem_id: str
+    method: str
+    sample: int
+    fidelity: str
+    trace_tokens: int
+    trace_finish: str  # stop | length | cancelled_at_budget | truncated
+    provider_reasoning_tokens: int | None = None
+    approximate_tokens: bool = False  # counts are not the model's own tokenizer
+
+
+class Synthesis(msgspec.Struct, tag="synthesis", kw_only=True):
+    """Preference data (PDP) or principles (LEAP), built once and reused on resume."""
+
+    key: str  # hash of (model, dataset, method, pool, parameters)
+    model: str
+    dataset: str
+    method: str
+    pool_problem_ids: list[str]
+    examples: list[dict[str, object]]
+    text: str  # the prompt block handed to the method at evaluation time
+
+
+class Note(msgspec.Struct, tag="note", kw_only=True):
+    at: float
+    kind: str  # torn_line | spend_cap | interrupted | encoding_fallback | refused_change | ...
+    message: str
+
+
+Record = RunHeader | Attempt | Snapshot | JobDone | Synthesis | Note
