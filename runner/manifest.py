@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 import re
 import tomllib
+import types
+import typing
 from pathlib import Path
 from typing import Literal
 
@@ -245,7 +247,28 @@ def _convert(value: object, kind: type, source: str, prefix: str) -> object:
         problem = problem.replace("Object contains unknown field", "unknown field")
         problem = problem.replace("Object missing required field", "missing required field")
         path = ".".join(part for part in (prefix, inner) if part).replace(".[", "[")
+        if problem.startswith("Invalid enum value"):
+            choices = _literal_choices(kind, inner)
+            if choices:
+                problem += f" (expected one of: {', '.join(choices)})"
         raise ManifestError(source, path, problem) from None
+
+
+def _literal_choices(kind: type, inner: str) -> tuple[str, ...]:
+    """The allowed values of a Literal field, following a dotted path through the Structs."""
+    current: object = kind
+    for part in (p for p in inner.split(".") if p):
+        if not (isinstance(current, type) and issubclass(current, msgspec.Struct)):
+            return ()
+        hint = typing.get_type_hints(current).get(part)
+        if hint is None:
+            return ()
+        # unwrap Optional[...] / dict[str, X] to the struct or literal inside
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        current = args[-1] if typing.get_origin(hint) in (dict, typing.Union, types.UnionType) and args else hint
+    if typing.get_origin(current) is typing.Literal:
+        return tuple(str(a) for a in typing.get_args(current))
+    return ()
 
 
 _NAMED_TABLES = {"providers": Provider, "models": Model, "datasets": Dataset, "methods": Method}

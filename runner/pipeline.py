@@ -1,0 +1,315 @@
+"""One job, start to finish: stream a trace, cut it at every budget, force an answer per cut,
+grade, and ledger the snapshots. Plus the once-per-group synthesis stage of PDP / LEAP.
+
+Answers are only requested for distinct cuts: when a trace ends before a budget, that budget's
+cut equals the previous one, and its answer is reused (marked ``reused``) instead of paid again.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import anyio
+import msgspec
+import tiktoken
+
+from runner.consumers import AnswerConsumer, TraceConsumer
+from runner.datasets.base import Grade, Problem, Rendered, Task
+from runner.manifest import LoadedManifest, Model
+from runner.methods import MethodStrategy, PoolTrace, answer_messages, get_method
+from runner.plan import Job, get_task, stable_hash, synthesis_budget, synthesis_pool
+from runner.pricing import ModelPrice
+from runner.providers.base import ChatRequest, Message
+from runner.records import JobDone, Snapshot, Synthesis
+from runner.scheduler import CallSpec, Lane, RecordSink
+from runner.tokens import count_chat_tokens
+
+
+@dataclass
+class ModelContext:
+    key: str
+    config: Model
+    lane: Lane
+    price: ModelPrice
+    encoding: tiktoken.Encoding
+    approximate: bool
+    fidelity: str
+
+
+@dataclass
+class JobOutcome:
+    snapshots: list[Snapshot]
+    done: JobDone
+
+
+class Pipeline:
+    """Runs jobs and synthesis stages against the lanes, writing records to the ledger."""
+
+    def __init__(
+        self,
+        loaded: LoadedManifest,
+        models: dict[str, ModelContext],
+        ledger: RecordSink,
+        synthesis_cache: dict[str, Synthesis],
+        on_job_done: Callable[[JobDone], None] = lambda _d: None,
+    ) -> None:
+        self.loaded = loaded
+        self.models = models
+        self.ledger = ledger
+        self.synthesis_cache = synthesis_cache
+        self.on_job_done = on_job_done
+        self._synthesis_locks: dict[str, anyio.Lock] = {}
+
+    # ---- the evaluated job -------------------------------------------------------------
+
+    async def run_job(self, job: Job) -> JobOutcome:
+        ctx = self.models[job.model]
+        task = get_task(self.loaded.manifest.datasets[job.dataset].kind)
+        params = self.loaded.manifest.methods[job.method]
+        method = get_method(params.kind, params)
+        preface = await self.preface_for(job.model, job.dataset, job.method, method, task)
+        rendered = task.render(job.problem, job.seed)
+        messages = method.trace_messages(task, rendered, preface)
+        instance = uuid.uuid4().hex[:12]
+        if ctx.fidelity == "hidden":
+            grades, tokens, finish, own = await self._hidden_budgets(job, ctx, task, rendered, messages)
+            provider_reasoning = None
+        else:
+            trace = await self._trace(job.job_id, ctx, messages, job.budgets, job.seed, "trace")
+            grades, tokens = await self._answer_cuts(job.job_id, ctx, task, rendered, trace, job.budgets)
+            finish = trace.finish
+            own = self._full_trace_grade(task, rendered, trace, grades, job.budgets)
+            provider_reasoning = trace.provider_reasoning
+        snapshots = [
+            Snapshot(
+                job_id=job.job_id, instance=instance, model=job.model, dataset=job.dataset,
+                problem_id=job.problem.id, method=job.method, sample=job.sample, budget=budget,
+                tokens=tokens[budget], answer=grade.answer, score=grade.score, exact=grade.exact, reused=reused,
+            )
+            for budget, (grade, reused) in grades.items()
+        ]
+        full_grade, full_tokens, full_reused = own
+        snapshots.append(
+            Snapshot(
+                job_id=job.job_id, instance=instance, model=job.model, dataset=job.dataset,
+                problem_id=job.problem.id, method=job.method, sample=job.sample, budget=None,
+                tokens=full_tokens, answer=full_grade.answer, score=full_grade.score, exact=full_grade.exact,
+                reused=full_reused,
+            )
+        )
+        done = JobDone(
+            job_id=job.job_id, instance=instance, model=job.model, dataset=job.dataset, problem_id=job.problem.id,
+            method=job.method, sample=job.sample, fidelity=ctx.fidelity, trace_tokens=max(tokens.values()),
+            trace_finish=finish, provider_reasoning_tokens=provider_reasoning, approximate_tokens=ctx.approximate,
+        )
+        for snapshot in snapshots:
+            self.ledger.append(snapshot)
+        self.ledger.append(done)
+        self.on_job_done(done)
+        return JobOutcome(snapshots=snapshots, done=done)
+
+    async def _trace(
+        self, job_id: str, ctx: ModelContext, messages: tuple[Message, ...], budgets: tuple[int, ...], seed: int,
+        kind: str,
+    ) -> TraceResult:
+        traced = "content" if ctx.fidelity == "content" else "reasoning"
+        cap = budgets[-1] if traced == "content" else budgets[-1] + ctx.config.trace_answer_tokens
+        request = self._request(ctx, messages, cap, seed)
+        spec = CallSpec(
+            job_id=job_id, kind=kind, model=ctx.key, request=request,
+            prompt_tokens=count_chat_tokens(ctx.encoding, messages), price=ctx.price,
+        )
+        result = await ctx.lane.call(spec, lambda: TraceConsumer(ctx.encoding, budgets, traced))
+        consumer = result.consumer
+        assert isinstance(consumer, TraceConsumer)
+        consumer.output_tokens_counted()
+        reasoning = result.usage.reasoning_tokens if result.usage else None
+        return TraceResult(consumer=consumer, finish=result.finish, provider_reasoning=reasoning)
+
+    async def _answer_cuts(
+        self, job_id: str, ctx: ModelContext, task: Task, rendered: Rendered, trace: TraceResult,
+        budgets: tuple[int, ...],
+    ) -> tuple[dict[int, tuple[Grade, bool]], dict[int, int]]:
+        cuts = trace.consumer.cuts
+        tokens = {b: cuts[b].tokens for b in budgets}
+        distinct: dict[str, int] = {}  # cut text -> first budget with it
+        for b in budgets:
+            distinct.setdefault(cuts[b].text, b)
+        answered: dict[int, Grade] = {}
+
+        async def answer(budget: int) -> None:
+            answered[budget] = await self._forced_answer(job_id, ctx, task, rendered, cuts[budget].text, budget)
+
+        async with anyio.create_task_group() as tg:
+            for budget in distinct.values():
+                tg.start_soon(answer, budget)
+        grades = {b: (answered[distinct[cuts[b].text]], distinct[cuts[b].text] != b) for b in budgets}
+        return grades, tokens
+
+    async def _forced_answer(
+        self, job_id: str, ctx: ModelContext, task: Task, rendered: Rendered, partial: str, budget: int,
+        kind: str = "answer",
+    ) -> Grade:
+        messages = answer_messages(task, rendered, partial)
+        cap = max(ctx.config.answer_max_tokens, task.answer_max_tokens)
+        spec = CallSpec(
+            job_id=job_id, kind=kind, model=ctx.key, request=self._request(ctx, messages, cap, None),
+            prompt_tokens=count_chat_tokens(ctx.encoding, messages), price=ctx.price, budget=budget,
+        )
+        result = await ctx.lane.call(spec, lambda: AnswerConsumer(ctx.encoding))
+        assert isinstance(result.consumer, AnswerConsumer)
+        return task.grade(result.consumer.text, rendered)
+
+    def _full_trace_grade(
+        self, task: Task, rendered: Rendered, trace: TraceResult, grades: dict[int, tuple[Grade, bool]],
+        budgets: tuple[int, ...],
+    ) -> tuple[Grade, int, bool]:
+        """The untruncated trace's own answer when it ended by itself; else the last budget's."""
+        consumer = trace.consumer
+        last_grade = grades[budgets[-1]][0]
+        if trace.finish in ("stop",):
+            own_text = consumer.answer_text if consumer.traced == "reasoning" else consumer.tokenizer.text
+            if own_text.strip():
+                return task.grade(own_text, rendered), consumer.tokenizer.count, False
+        return last_grade, consumer.cuts[budgets[-1]].tokens, True
+
+    async def _hidden_budgets(
+        self, job: Job, ctx: ModelContext, task: Task, rendered: Rendered, messages: tuple[Message, ...],
+    ) -> tuple[dict[int, tuple[Grade, bool]], dict[int, int], str, tuple[Grade, int, bool]]:
+        """Hidden reasoning: one call per budget with the output cap set to it (flagged in reports)."""
+        grades: dict[int, tuple[Grade, bool]] = {}
+        tokens: dict[int, int] = {}
+
+        async def one(budget: int) -> None:
+            spec = CallSpec(
+                job_id=job.job_id, kind="answer", model=ctx.key,
+                request=self._request(ctx, messages, budget, job.seed),
+                prompt_tokens=count_chat_tokens(ctx.encoding, messages), price=ctx.price, budget=budget,
+            )
+            result = await ctx.lane.call(spec, lambda: AnswerConsumer(ctx.encoding))
+            assert isinstance(result.consumer, AnswerConsumer)
+            grades[budget] = (task.grade(result.consumer.text, rendered), False)
+            used = result.usage.output_tokens if result.usage else result.consumer.output_tokens_counted()[0]
+            tokens[budget] = min(used, budget)
+
+        async with anyio.create_task_group() as tg:
+            for budget in job.budgets:
+                tg.start_soon(one, budget)
+        last = job.budgets[-1]
+        return grades, tokens, "hidden", (grades[last][0], tokens[last], True)
+
+    def _request(self, ctx: ModelContext, messages: tuple[Message, ...], cap: int, seed: int | None) -> ChatRequest:
+        return ChatRequest(
+            model=ctx.config.model, messages=messages, max_output_tokens=cap,
+            temperature=ctx.config.temperature, seed=seed, reasoning_effort=ctx.config.reasoning_effort,
+        )
+
+    # ---- synthesis (PDP / PDP+ / LEAP) --------------------------------------------------------
+
+    def synthesis_key(self, model: str, dataset: str, method: str) -> str:
+        from runner.plan import method_definition, model_definition
+
+        return stable_hash(
+            {"model": model_definition(self.loaded, model),
+             "method": method_definition(self.loaded, method, dataset, model), "dataset": dataset}
+        )
+
+    async def preface_for(
+        self, model: str, dataset: str, method_key: str, method: MethodStrategy, task: Task
+    ) -> str | None:
+        if not method.needs_synthesis:
+            return None
+        key = self.synthesis_key(model, dataset, method_key)
+        lock = self._synthesis_locks.setdefault(key, anyio.Lock())
+        async with lock:  # the first job of the group builds it; the others wait and reuse it
+            cached = self.synthesis_cache.get(key)
+            if cached is None:
+                cached = await self._synthesize(key, model, dataset, method_key, method, task)
+                self.synthesis_cache[key] = cached
+                self.ledger.append(cached)
+        return cached.text
+
+    async def _synthesize(
+        self, key: str, model: str, dataset: str, method_key: str, method: MethodStrategy, task: Task
+    ) -> Synthesis:
+        ctx = self.models[model]
+        params = self.loaded.manifest.methods[method_key]
+        budget = synthesis_budget(self.loaded, method_key, dataset)
+        pool = synthesis_pool(self.loaded, dataset)
+        traces: list[PoolTrace] = []
+
+        async def sample(problem: Problem, k: int) -> None:
+            job_id = f"synthesis:{key}:{problem.id}:{k}"
+            seed = int(stable_hash([key, problem.id, k])[:7], 16)
+            rendered = task.render(problem, seed)
+            messages = method.trace_messages(task, rendered, None)
+            if ctx.fidelity == "hidden":
+                spec = CallSpec(
+                    job_id=job_id, kind="synthesis", model=ctx.key, request=self._request(ctx, messages, budget, seed),
+                    prompt_tokens=count_chat_tokens(ctx.encoding, messages), price=ctx.price, budget=budget,
+                )
+                result = await ctx.lane.call(spec, lambda: AnswerConsumer(ctx.encoding))
+                assert isinstance(result.consumer, AnswerConsumer)
+                text = result.consumer.text
+                grade = task.grade(text, rendered)
+            else:
+                trace = await self._trace(job_id, ctx, messages, (budget,), seed, "synthesis")
+                text = trace.consumer.cuts[budget].text
+                grade = await self._forced_answer(job_id, ctx, task, rendered, text, budget, kind="synthesis")
+            traces.append(
+                PoolTrace(problem_id=problem.id, rendered_question=rendered.question, trace_text=text,
+                          answer=grade.answer, score=grade.score, gold=rendered.gold)
+            )
+
+        async with anyio.create_task_group() as tg:
+            for problem in pool:
+                for k in range(params.k):
+                    tg.start_soon(sample, problem, k)
+        traces.sort(key=lambda t: (pool_order(pool, t.problem_id), t.trace_text))
+        principles: str | None = None
+        if params.kind == "leap":
+            principles = await self._leap_principles(key, ctx, task, method, traces)
+        examples, text = method.build_preface(task, traces) if principles is None else (
+            [{"principles": principles}], principles)
+        return Synthesis(
+            key=key, model=model, dataset=dataset, method=method_key, pool_problem_ids=[p.id for p in pool],
+            examples=examples, text=text,
+        )
+
+    async def _leap_principles(
+        self, key: str, ctx: ModelContext, task: Task, method: MethodStrategy, traces: list[PoolTrace]
+    ) -> str:
+        mistakes = [t for t in traces if t.score < 1.0]
+        messages = method.principle_messages(task, mistakes)
+        spec = CallSpec(
+            job_id=f"synthesis:{key}:principles", kind="synthesis", model=ctx.key,
+            request=self._request(ctx, messages, 1024, None),
+            prompt_tokens=count_chat_tokens(ctx.encoding, messages), price=ctx.price,
+        )
+        result = await ctx.lane.call(spec, lambda: AnswerConsumer(ctx.encoding))
+        assert isinstance(result.consumer, AnswerConsumer)
+        return result.consumer.text
+
+
+@dataclass
+class TraceResult:
+    consumer: TraceConsumer
+    finish: str
+    provider_reasoning: int | None
+
+
+def pool_order(pool: list[Problem], problem_id: str) -> int:
+    for i, p in enumerate(pool):
+        if p.id == problem_id:
+            return i
+    return len(pool)
+
+
+def now() -> float:
+    return time.time()
+
+
+__all__ = ["JobOutcome", "ModelContext", "Pipeline", "msgspec"]

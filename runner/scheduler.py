@@ -1,0 +1,238 @@
+"""Lanes: one per provider key. A lane runs a call through every attempt it needs.
+
+Per attempt: the spend guard admits it, the limiter reserves requests and tokens, the adapter
+streams typed events into a consumer with first-token / idle / total timeouts, and, whatever
+happens (success, provider error, timeout, cancellation), exactly one `Attempt` record is
+appended to the ledger and the reservations are settled. Appending is synchronous (the ledger
+writer batches and fsyncs on its own task), so the record is written even when the attempt is
+being cancelled: nothing in the `finally` awaits.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import aiohttp
+import anyio
+
+from runner.errors import CallTimeout, ProviderError, SpendCapReached
+from runner.events import Content, Finish, Reasoning, Usage
+from runner.limits import LaneLimiter
+from runner.pricing import ModelPrice, attempt_cost, worst_case_cost
+from runner.providers.base import Adapter, ChatRequest
+from runner.records import Attempt, CallKind
+from runner.retry import RetryPolicy
+from runner.spend import SpendGuard
+
+
+class Consumer(Protocol):
+    """Receives one attempt's text; returns True from a feed to stop the stream (last budget)."""
+
+    def on_reasoning(self, text: str) -> bool: ...
+
+    def on_content(self, text: str) -> bool: ...
+
+    def output_tokens_counted(self) -> tuple[int, int]:
+        """(output tokens, of which reasoning) counted locally so far."""
+        ...
+
+
+class RecordSink(Protocol):
+    def append(self, record: object) -> None: ...
+
+
+@dataclass(frozen=True)
+class CallSpec:
+    job_id: str
+    kind: CallKind
+    model: str  # model key
+    request: ChatRequest
+    prompt_tokens: int  # counted locally with the model's encoding
+    price: ModelPrice
+    budget: int | None = None
+
+
+@dataclass
+class CallResult:
+    consumer: Consumer
+    usage: Usage | None
+    finish: str  # stop | length | truncated | cancelled_at_budget | ...
+    attempts: int
+    usd: float
+
+
+@dataclass
+class LaneCounters:
+    calls: int = 0
+    attempts: int = 0
+    retries: int = 0
+    errors: int = 0
+    n429: int = 0
+    in_flight: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    usd: float = 0.0
+    recent: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Lane:
+    name: str
+    adapter: Adapter
+    limiter: LaneLimiter
+    policy: RetryPolicy
+    session: aiohttp.ClientSession
+    ledger: RecordSink
+    spend: SpendGuard
+    first_token_timeout: float
+    idle_timeout: float
+    total_timeout: float
+    on_tokens: Callable[[int, int], None] = lambda _in, _out: None
+    counters: LaneCounters = field(default_factory=LaneCounters)
+
+    async def call(self, spec: CallSpec, make_consumer: Callable[[], Consumer]) -> CallResult:
+        """Run a call to success or to its last attempt; raise the last error if all fail."""
+        call_id = uuid.uuid4().hex[:16]
+        self.counters.calls += 1
+        total_usd = 0.0
+        attempt = 0
+        while True:
+            attempt += 1
+            consumer = make_consumer()
+            try:
+                usage, finish, usd = await self._attempt(spec, call_id, attempt, consumer)
+            except ProviderError as exc:
+                delay = self.policy.delay(attempt, exc)
+                if delay is None:
+                    raise
+                self.counters.retries += 1
+                self._note(f"{self.name}: {exc.error_class} on attempt {attempt}, retrying in {delay:.1f}s")
+                await anyio.sleep(delay)
+                continue
+            total_usd += usd
+            return CallResult(consumer=consumer, usage=usage, finish=finish, attempts=attempt, usd=total_usd)
+
+    async def _attempt(
+        self, spec: CallSpec, call_id: str, attempt: int, consumer: Consumer
+    ) -> tuple[Usage | None, str, float]:
+        worst = worst_case_cost(spec.price, spec.prompt_tokens, spec.request.max_output_tokens)
+        reserved_usd = self.spend.reserve(self.name, worst)  # raises SpendCapReached before any I/O
+        try:
+            reservation = await self.limiter.acquire(spec.prompt_tokens + spec.request.max_output_tokens)
+        except BaseException:
+            self.spend.settle(self.name, reserved_usd, 0.0)
+            raise
+        started = time.time()
+        t0 = time.monotonic()
+        ttft: float | None = None
+        usage: Usage | None = None
+        finish = "truncated"
+        status = "error"
+        http_status: int | None = None
+        request_id: str | None = None
+        error: ProviderError | None = None
+        self.counters.in_flight += 1
+        self.counters.attempts += 1
+        try:
+            with anyio.fail_after(self.total_timeout):
+                async with self.adapter.stream(self.session, spec.request) as response:
+                    http_status = response.status
+                    request_id = response.request_id
+                    self.limiter.observe(response.limits)
+                    events = response.events.__aiter__()
+                    first = True
+                    while True:
+                        try:
+                            with anyio.fail_after(self.first_token_timeout if first else self.idle_timeout):
+                                event = await events.__anext__()
+                        except StopAsyncIteration:
+                            break
+                        if first:
+                            ttft = time.monotonic() - t0
+                            first = False
+                        if isinstance(event, Reasoning):
+                            if consumer.on_reasoning(event.text):
+                                finish = "cancelled_at_budget"
+                                break
+                        elif isinstance(event, Content):
+                            if consumer.on_content(event.text):
+                                finish = "cancelled_at_budget"
+                                break
+                        elif isinstance(event, Usage):
+                            usage = event
+                        elif isinstance(event, Finish):
+                            finish = event.reason
+            status = {"cancelled_at_budget": "cancelled", "length": "length", "truncated": "truncated"}.get(
+                finish, "ok"
+            )
+        except TimeoutError:
+            error = CallTimeout(
+                f"{self.name}: no data within the "
+                f"{'first-token' if ttft is None else 'idle'} timeout or total timeout",
+                provider=self.name,
+            )
+        except ProviderError as exc:
+            error = exc
+            http_status = exc.status if exc.status is not None else http_status
+        except BaseException:
+            status = "interrupted"  # cancelled from outside (shutdown): still recorded and paid
+            raise
+        finally:
+            self.counters.in_flight -= 1
+            out_counted, reasoning_counted = consumer.output_tokens_counted()
+            usd, priced_from = attempt_cost(spec.price, usage, spec.prompt_tokens, out_counted)
+            self.spend.settle(self.name, reserved_usd, usd)
+            actual_tokens = (
+                usage.input_tokens + usage.output_tokens if usage else spec.prompt_tokens + out_counted
+            )
+            reservation.settle(actual_tokens)
+            self.counters.usd += usd
+            self.counters.input_tokens += usage.input_tokens if usage else spec.prompt_tokens
+            self.counters.output_tokens += usage.output_tokens if usage else out_counted
+            self.on_tokens(spec.prompt_tokens, out_counted)
+            if error is not None:
+                self._on_error(error)
+            else:
+                self.limiter.on_success()
+            self.ledger.append(
+                Attempt(
+                    call_id=call_id, job_id=spec.job_id, kind=spec.kind, provider=self.name, model=spec.model,
+                    attempt=attempt, status=status if error is None else "error", budget=spec.budget,
+                    http_status=http_status, error_class=error.error_class if error else None,
+                    error=str(error)[:500] if error else None,
+                    input_tokens=usage.input_tokens if usage else None,
+                    cached_input_tokens=usage.cached_input_tokens if usage else None,
+                    output_tokens=usage.output_tokens if usage else None,
+                    reasoning_tokens=usage.reasoning_tokens if usage else None,
+                    input_tokens_counted=spec.prompt_tokens, output_tokens_counted=out_counted,
+                    reasoning_tokens_counted=reasoning_counted, priced_from=priced_from, usd=usd,
+                    billed_usd=usage.billed_usd if usage else None, started_at=started,
+                    latency_s=round(time.monotonic() - t0, 6), ttft_s=None if ttft is None else round(ttft, 6),
+                    request_id=request_id,
+                )
+            )
+        if error is not None:
+            raise error
+        return usage, finish, usd
+
+    def _on_error(self, error: ProviderError) -> None:
+        self.counters.errors += 1
+        limits = getattr(error, "limits", None)
+        if limits is not None:
+            self.limiter.observe(limits)
+        if error.error_class == "rate_limit":
+            self.counters.n429 += 1
+            self.limiter.on_rate_limited(error.retry_after_s)
+        elif error.retryable:
+            self.limiter.on_server_error()
+
+    def _note(self, message: str) -> None:
+        self.counters.recent.append(message)
+        del self.counters.recent[:-5]
+
+
+__all__ = ["CallResult", "CallSpec", "Consumer", "Lane", "LaneCounters", "SpendCapReached"]
