@@ -1,0 +1,248 @@
+"""OpenAI Chat Completions streaming, for OpenAI and every OpenAI-compatible host.
+
+Hosts differ in three ways only, each an option (providers.md §3):
+
+- ``reasoning_field``: where reasoning text arrives: ``reasoning_content`` (xAI, DeepSeek,
+  SGLang, older vLLM), ``reasoning`` (OpenRouter, gpt-oss hosts, vLLM ≥ 0.11), ``think_tags``
+  (``<think>`` blocks inline in ``content``, Together's R1), or None to accept either field.
+- ``usage_quirk``: ``xai`` when ``completion_tokens`` leaves reasoning out (we add it back, so
+  ``Usage.output_tokens`` always includes reasoning).
+- ``cost_field``: read the provider's own charge (xAI ``cost_in_usd_ticks``, OpenRouter ``cost``).
+
+plus the request's ``token_param`` (``max_completion_tokens`` or ``max_tokens``) and
+``effort_param`` (``reasoning_effort``, or ``reasoning`` for OpenRouter's ``{"effort": …}``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from typing import Literal
+
+import msgspec
+
+from runner.events import Content, Finish, RateLimitReading, Reasoning, StreamEvent, Usage
+from runner.providers.base import ChatRequest
+from runner.providers.headers import any_limits
+from runner.providers.sse import SSEEvent, SSEParser
+from runner.providers.streaming import SSEAdapter
+from runner.providers.think import ThinkSplitter
+from runner.providers.wire import ErrorDetail, classify_stream_error
+
+ReasoningField = Literal["reasoning_content", "reasoning", "think_tags"] | None
+_FIELDS = ("reasoning_content", "reasoning", "think_tags", None)
+
+FINISH_REASONS = {
+    "stop": "stop",
+    "eos": "stop",
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "length": "length",
+    "max_tokens": "length",
+    "content_filter": "content_filter",
+}
+
+
+class _Delta(msgspec.Struct):
+    content: str | None = None
+    reasoning_content: str | None = None
+    reasoning: str | None = None
+
+
+class _Choice(msgspec.Struct):
+    index: int = 0
+    delta: _Delta | None = None
+    finish_reason: str | None = None
+
+
+class _PromptDetails(msgspec.Struct):
+    cached_tokens: int | None = None
+
+
+class _CompletionDetails(msgspec.Struct):
+    reasoning_tokens: int | None = None
+
+
+class _Usage(msgspec.Struct):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int | None = None
+    prompt_tokens_details: _PromptDetails | None = None
+    completion_tokens_details: _CompletionDetails | None = None
+    prompt_cache_hit_tokens: int | None = None  # DeepSeek
+    cost: float | None = None  # OpenRouter, USD
+    cost_in_usd_ticks: int | None = None  # xAI, 1e-10 USD
+
+
+class _Chunk(msgspec.Struct):
+    choices: list[_Choice] | None = None
+    usage: _Usage | None = None
+    error: ErrorDetail | str | None = None
+
+
+_decoder = msgspec.json.Decoder(_Chunk)
+
+
+def map_usage(u: _Usage, *, quirk: str = "openai", cost_field: bool = False) -> Usage:
+    """Normalise a Chat Completions usage object (see `runner.events` for the conventions)."""
+    reasoning = u.completion_tokens_details.reasoning_tokens if u.completion_tokens_details else None
+    output = u.completion_tokens
+    if quirk == "xai" and reasoning:
+        output += reasoning  # xAI's completion_tokens excludes reasoning; its bill does not
+    cached = u.prompt_tokens_details.cached_tokens if u.prompt_tokens_details else None
+    if cached is None:
+        cached = u.prompt_cache_hit_tokens
+    billed = None
+    if cost_field:
+        if u.cost_in_usd_ticks is not None:
+            billed = u.cost_in_usd_ticks / 1e10
+        elif u.cost is not None:
+            billed = float(u.cost)
+    return Usage(
+        input_tokens=u.prompt_tokens,
+        output_tokens=output,
+        cached_input_tokens=cached or 0,
+        reasoning_tokens=reasoning,
+        billed_usd=billed,
+    )
+
+
+def decode_usage(payload: bytes | str, *, quirk: str = "openai", cost_field: bool = False) -> Usage:
+    """Map a JSON usage object (as in a final chunk's ``usage``) to `Usage`; for tests and tools."""
+    return map_usage(msgspec.json.decode(payload, type=_Usage), quirk=quirk, cost_field=cost_field)
+
+
+class OpenAIChatAdapter(SSEAdapter):
+    """``POST {base_url}/chat/completions`` with ``stream: true``.
+
+    Options (all optional): ``reasoning_field``, ``usage_quirk`` (``openai`` | ``xai``),
+    ``cost_field`` (bool), ``token_param`` (``max_completion_tokens`` | ``max_tokens``),
+    ``effort_param`` (``reasoning_effort`` | ``reasoning``), ``extra_body`` (a dict merged into
+    every request, e.g. OpenRouter's ``{"usage": {"include": true}}``).
+    """
+
+    protocol = "openai_chat"
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | None,
+        *,
+        provider: str = "",
+        options: Mapping[str, object] | None = None,
+    ) -> None:
+        super().__init__(base_url, api_key, provider=provider, options=options)
+        o = self.options
+        field = o.get("reasoning_field")
+        if field not in _FIELDS:
+            raise ValueError(f"reasoning_field must be one of {_FIELDS}, got {field!r}")
+        self.reasoning_field: ReasoningField = field  # type: ignore[assignment]
+        self.usage_quirk = str(o.get("usage_quirk", "openai"))
+        if self.usage_quirk not in ("openai", "xai"):
+            raise ValueError(f"usage_quirk must be 'openai' or 'xai', got {self.usage_quirk!r}")
+        self.cost_field = bool(o.get("cost_field", False))
+        self.token_param = str(o.get("token_param", "max_completion_tokens"))
+        if self.token_param not in ("max_completion_tokens", "max_tokens"):
+            raise ValueError(
+                f"token_param must be max_completion_tokens or max_tokens, got {self.token_param!r}"
+            )
+        self.effort_param = str(o.get("effort_param", "reasoning_effort"))
+        extra = o.get("extra_body") or {}
+        self.extra_body: dict[str, object] = dict(extra) if isinstance(extra, Mapping) else {}
+
+    def url(self, request: ChatRequest) -> str:
+        return f"{self.base_url}/chat/completions"
+
+    def headers(self) -> dict[str, str]:
+        h = {"content-type": "application/json", "accept": "text/event-stream"}
+        if self._api_key:
+            h["authorization"] = f"Bearer {self._api_key}"
+        return h
+
+    def payload(self, request: ChatRequest) -> dict[str, object]:
+        body: dict[str, object] = {
+            "model": request.model,
+            "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+            "stream": True,
+            "stream_options": {"include_usage": True},
+            self.token_param: request.max_output_tokens,
+        }
+        if request.temperature is not None:
+            body["temperature"] = request.temperature
+        if request.seed is not None:
+            body["seed"] = request.seed
+        if request.reasoning_effort is not None:
+            if self.effort_param == "reasoning":
+                body["reasoning"] = {"effort": request.reasoning_effort}
+            else:
+                body["reasoning_effort"] = request.reasoning_effort
+        if request.reasoning_budget is not None and self.options.get("budget_param"):
+            body[str(self.options["budget_param"])] = request.reasoning_budget
+        body.update(self.extra_body)
+        return body
+
+    def read_limits(self, headers: Mapping[str, str]) -> RateLimitReading:
+        return any_limits(headers)
+
+    def _reasoning_text(self, d: _Delta) -> str | None:
+        f = self.reasoning_field
+        if f == "reasoning_content":
+            return d.reasoning_content
+        if f == "reasoning":
+            return d.reasoning
+        # either field; a host in transition may send both with the same text, so take one
+        return d.reasoning_content or d.reasoning
+
+    async def decode(
+        self, events: AsyncIterator[SSEEvent], parser: SSEParser, limits: RateLimitReading
+    ) -> AsyncIterator[StreamEvent]:
+        splitter = ThinkSplitter() if self.reasoning_field == "think_tags" else None
+        finished = False
+        async for ev in events:
+            data = ev.data
+            if data.startswith("[DONE]"):
+                if splitter is not None:
+                    for is_r, text in splitter.flush():
+                        yield Reasoning(text) if is_r else Content(text)
+                if not finished:
+                    yield Finish("truncated")
+                return
+            try:
+                chunk = _decoder.decode(data)
+            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                if not data.strip():
+                    continue  # some hosts send an empty data line as a keep-alive
+                raise self.malformed(limits, data, exc) from None
+            if chunk.error:
+                raise self._stream_error(chunk.error, limits)
+            for choice in chunk.choices or ():
+                if choice.index != 0:
+                    continue
+                d = choice.delta
+                if d is not None:
+                    r = self._reasoning_text(d)
+                    if r:
+                        yield Reasoning(r)
+                    if d.content:
+                        if splitter is None:
+                            yield Content(d.content)
+                        else:
+                            for is_r, text in splitter.feed(d.content):
+                                yield Reasoning(text) if is_r else Content(text)
+                if choice.finish_reason and not finished:
+                    finished = True
+                    if splitter is not None:
+                        for is_r, text in splitter.flush():
+                            yield Reasoning(text) if is_r else Content(text)
+                    yield Finish(FINISH_REASONS.get(choice.finish_reason, "other"))
+            if chunk.usage is not None:
+                yield map_usage(chunk.usage, quirk=self.usage_quirk, cost_field=self.cost_field)
+        raise self.ended_early(parser, limits, "[DONE]")
+
+    def _stream_error(self, err: ErrorDetail | str, limits: RateLimitReading) -> Exception:
+        if isinstance(err, str):
+            return classify_stream_error(self.provider, None, err, limits, secret=self._api_key)
+        labels = " ".join(str(x) for x in (err.type, err.code, err.status) if isinstance(x, str) and x)
+        code = err.code if isinstance(err.code, int) else None
+        return classify_stream_error(
+            self.provider, labels or None, err.message or "", limits, code=code, secret=self._api_key
+        )

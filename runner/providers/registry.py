@@ -1,0 +1,135 @@
+"""Manifest provider kinds → adapters, imported lazily (only the protocols a sweep uses load).
+
+Each kind names a protocol module, its adapter class, the host's options and its default base
+URL. A new OpenAI-compatible host is usually one line here.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+
+from runner.errors import ConfigError
+from runner.manifest import Provider
+from runner.providers.base import Adapter
+
+
+class KindSpec:
+    """How to build the adapter of one provider kind."""
+
+    __slots__ = ("base_url", "cls", "module", "options")
+
+    def __init__(self, module: str, cls: str, base_url: str | None, **options: object) -> None:
+        self.module = module
+        self.cls = cls
+        self.base_url = base_url
+        self.options: dict[str, object] = options
+
+
+_CHAT = "runner.providers.openai_chat"
+KINDS: dict[str, KindSpec] = {
+    # the simulator speaks every OpenAI-compatible variant; accept both reasoning fields and its cost
+    "sim": KindSpec(_CHAT, "OpenAIChatAdapter", None, cost_field=True, token_param="max_completion_tokens"),
+    "openai": KindSpec(
+        _CHAT, "OpenAIChatAdapter", "https://api.openai.com/v1", token_param="max_completion_tokens"
+    ),
+    "xai": KindSpec(
+        _CHAT,
+        "OpenAIChatAdapter",
+        "https://api.x.ai/v1",
+        reasoning_field="reasoning_content",
+        usage_quirk="xai",
+        cost_field=True,
+        token_param="max_completion_tokens",
+    ),
+    "deepseek": KindSpec(
+        _CHAT,
+        "OpenAIChatAdapter",
+        "https://api.deepseek.com",
+        reasoning_field="reasoning_content",
+        token_param="max_tokens",
+    ),
+    "openai_compatible": KindSpec(_CHAT, "OpenAIChatAdapter", None, token_param="max_tokens"),
+    "openrouter": KindSpec(
+        _CHAT,
+        "OpenAIChatAdapter",
+        "https://openrouter.ai/api/v1",
+        reasoning_field="reasoning",
+        cost_field=True,
+        token_param="max_tokens",
+        effort_param="reasoning",
+        extra_body={"usage": {"include": True}},
+    ),
+    "together": KindSpec(
+        _CHAT,
+        "OpenAIChatAdapter",
+        "https://api.together.xyz/v1",
+        reasoning_field="think_tags",
+        token_param="max_tokens",
+    ),
+    "llamacpp": KindSpec(
+        _CHAT,
+        "OpenAIChatAdapter",
+        "http://127.0.0.1:8080/v1",
+        token_param="max_tokens",
+        budget_param="reasoning_budget_tokens",
+    ),
+    "openai_responses": KindSpec(
+        "runner.providers.openai_responses", "OpenAIResponsesAdapter", "https://api.openai.com/v1"
+    ),
+    "anthropic": KindSpec("runner.providers.anthropic", "AnthropicAdapter", "https://api.anthropic.com/v1"),
+    "gemini": KindSpec(
+        "runner.providers.gemini", "GeminiAdapter", "https://generativelanguage.googleapis.com/v1beta"
+    ),
+}
+KEYLESS_KINDS = frozenset({"sim", "llamacpp"})
+
+
+def default_base_url(kind: str) -> str | None:
+    """The public endpoint of a provider kind (None for ``sim`` and ``openai_compatible``)."""
+    return _spec(kind).base_url
+
+
+def adapter_options(kind: str, provider: Provider | None = None) -> dict[str, object]:
+    """The options a kind's adapter is built with, the manifest's ``reasoning_field`` applied."""
+    options = dict(_spec(kind).options)
+    if provider is not None and provider.reasoning_field is not None:
+        options["reasoning_field"] = provider.reasoning_field
+    return options
+
+
+def make_adapter(
+    name: str,
+    provider: Provider,
+    base_url: str,
+    api_key: str | None,
+    *,
+    options: Mapping[str, object] | None = None,
+) -> Adapter:
+    """Build the adapter for a manifest provider.
+
+    Args:
+        name: the lane name (``providers.<name>``), used in errors.
+        provider: the manifest entry; its ``kind`` picks the protocol and host options.
+        base_url: the resolved endpoint (the manifest's, else `default_base_url`, else the sim's).
+        api_key: the key, or None for keyless hosts.
+        options: overrides merged over the kind's defaults (tests, experiments).
+
+    Raises:
+        ConfigError: unknown kind.
+    """
+    spec = _spec(provider.kind)
+    module = importlib.import_module(spec.module)
+    cls = getattr(module, spec.cls)
+    merged = adapter_options(provider.kind, provider)
+    merged.update(options or {})
+    adapter: Adapter = cls(base_url, api_key, provider=name, options=merged)
+    return adapter
+
+
+def _spec(kind: str) -> KindSpec:
+    try:
+        return KINDS[kind]
+    except KeyError:
+        known = ", ".join(sorted(KINDS))
+        raise ConfigError(f"unknown provider kind {kind!r} (known: {known})") from None

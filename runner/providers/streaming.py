@@ -1,0 +1,76 @@
+"""The skeleton every HTTP+SSE adapter shares; a protocol module fills in four methods.
+
+A subclass says where to POST (`url`), what to send (`headers`, `body`) and how to turn
+the stream's `SSEEvent`s into typed events (`decode`). Opening, error classification, the
+rate-limit reading, cancellation and closing are done once, here.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import aiohttp
+import msgspec
+
+from runner.events import RateLimitReading, StreamEvent
+from runner.providers.base import Adapter, ChatRequest, StreamResponse
+from runner.providers.sse import SSEEvent, SSEParser
+from runner.providers.wire import iter_sse, open_stream, request_id, stream_broken
+
+_json = msgspec.json.Encoder()
+
+
+class SSEAdapter(Adapter):
+    """An adapter whose response is a ``text/event-stream``."""
+
+    @abstractmethod
+    def url(self, request: ChatRequest) -> str:
+        """The endpoint for this request."""
+
+    @abstractmethod
+    def headers(self) -> dict[str, str]:
+        """Request headers, auth included (never logged)."""
+
+    @abstractmethod
+    def payload(self, request: ChatRequest) -> dict[str, object]:
+        """The JSON request body as a dict (tests and `anytime doctor` inspect it)."""
+
+    @abstractmethod
+    def decode(
+        self, events: AsyncIterator[SSEEvent], parser: SSEParser, limits: RateLimitReading
+    ) -> AsyncIterator[StreamEvent]:
+        """Turn SSE events into typed events; raise `StreamBroken` if the stream ends early."""
+
+    def encode(self, request: ChatRequest) -> bytes:
+        return _json.encode(self.payload(request))
+
+    @asynccontextmanager
+    async def stream(
+        self, session: aiohttp.ClientSession, request: ChatRequest
+    ) -> AsyncIterator[StreamResponse]:
+        async with open_stream(
+            session,
+            self.url(request),
+            self.encode(request),
+            self.headers(),
+            provider=self.provider,
+            read_limits=self.read_limits,
+            secret=self._api_key,
+        ) as (resp, limits):
+            parser = SSEParser()
+            events = self.decode(iter_sse(resp, parser, self.provider, limits), parser, limits)
+            try:
+                yield StreamResponse(resp.status, request_id(resp.headers), limits, events)
+            finally:
+                await events.aclose()  # type: ignore[attr-defined]
+
+    def ended_early(self, parser: SSEParser, limits: RateLimitReading, expected: str) -> Exception:
+        """The StreamBroken for a body that ended before its terminal event."""
+        where = "in the middle of an event" if parser.pending else "between events"
+        return stream_broken(self.provider, limits, f"stream closed {where} before {expected}")
+
+    def malformed(self, limits: RateLimitReading, data: str, exc: Exception) -> Exception:
+        snippet = data[:120] + ("…" if len(data) > 120 else "")
+        return stream_broken(self.provider, limits, f"malformed stream event ({exc}): {snippet!r}")

@@ -1,0 +1,501 @@
+"""Adapters against a loopback replay server serving the documented wire examples (providers.md).
+
+The replay server answers each request with bytes we choose (status, headers, body pieces, an
+abrupt cut), so every protocol's mapping is tested on the real transport without the simulator.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import deque
+from collections.abc import AsyncIterator, Sequence
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from runner.errors import FatalProviderError, ProviderError, RateLimited, ServerError, StreamBroken
+from runner.events import Content, Finish, Reasoning, StreamEvent, Usage
+from runner.manifest import Provider
+from runner.providers.base import Adapter, ChatRequest, Message
+from runner.providers.registry import make_adapter
+
+KEY = "sk-test-SECRET-0123456789"
+
+
+class Reply:
+    def __init__(
+        self,
+        status: int = 200,
+        headers: dict[str, str] | None = None,
+        chunks: Sequence[bytes] = (),
+        cut: bool = False,
+    ) -> None:
+        self.status, self.headers, self.chunks, self.cut = status, headers or {}, chunks, cut
+
+
+class Replay:
+    """A loopback HTTP server that records requests and plays queued replies."""
+
+    def __init__(self) -> None:
+        self.replies: deque[Reply] = deque()
+        self.requests: list[tuple[str, dict[str, str], dict[str, object]]] = []
+        self.url = ""
+
+    def add(self, reply: Reply) -> None:
+        self.replies.append(reply)
+
+    @property
+    def last_body(self) -> dict[str, object]:
+        return self.requests[-1][2]
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        self.requests.append((request.path_qs, dict(request.headers), json.loads(body or b"{}")))
+        reply = self.replies.popleft()
+        if reply.status != 200:
+            return web.Response(status=reply.status, headers=reply.headers, body=b"".join(reply.chunks))
+        resp = web.StreamResponse(status=200, headers={"content-type": "text/event-stream", **reply.headers})
+        await resp.prepare(request)
+        for chunk in reply.chunks:
+            await resp.write(chunk)
+        if reply.cut:
+            assert request.transport is not None
+            request.transport.abort()
+            return resp
+        await resp.write_eof()
+        return resp
+
+
+@pytest.fixture
+async def replay() -> AsyncIterator[Replay]:
+    server = Replay()
+    app = web.Application()
+    app.router.add_route("POST", "/{tail:.*}", server.handle)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    server.url = f"http://127.0.0.1:{port}"
+    yield server
+    await runner.cleanup()
+
+
+REQ = ChatRequest(
+    model="m-1",
+    messages=(Message("user", "What is 7 times 6?"),),
+    max_output_tokens=64,
+    seed=3,
+    temperature=0.0,
+)
+
+
+def adapter(kind: str, base: str, **options: object) -> Adapter:
+    provider = Provider(kind=kind, api_key_env="K")  # type: ignore[arg-type]
+    return make_adapter("lane", provider, base, KEY, options=options)
+
+
+async def collect(a: Adapter, request: ChatRequest = REQ) -> list[StreamEvent]:
+    async with aiohttp.ClientSession() as session, a.stream(session, request) as resp:
+        assert resp.status == 200
+        return [ev async for ev in resp.events]
+
+
+def text_of(events: list[StreamEvent]) -> tuple[str, str]:
+    reasoning = "".join(e.text for e in events if isinstance(e, Reasoning))
+    content = "".join(e.text for e in events if isinstance(e, Content))
+    return reasoning, content
+
+
+def only(events: list[StreamEvent], kind: type) -> list:
+    return [e for e in events if isinstance(e, kind)]
+
+
+def sse(*payloads: object, done: bool = True) -> list[bytes]:
+    out = [f"data: {json.dumps(p)}\n\n".encode() for p in payloads]
+    return [*out, b"data: [DONE]\n\n"] if done else out
+
+
+async def expect_error(a: Adapter, kind: type[ProviderError], request: ChatRequest = REQ) -> ProviderError:
+    with pytest.raises(kind) as info:
+        await collect(a, request)
+    err = info.value
+    assert KEY not in str(err)
+    assert hasattr(err, "limits")
+    return err
+
+
+# ---------------------------------------------------------------- OpenAI Chat Completions
+
+OPENAI_DOC = [
+    {
+        "id": "chatcmpl-x1",
+        "object": "chat.completion.chunk",
+        "created": 1730000000,
+        "model": "gpt-4.1",
+        "system_fingerprint": "fp_aa11",
+        "obfuscation": "xyz",
+        "choices": [
+            {
+                "index": 0,
+                "delta": {"role": "assistant", "content": ""},
+                "logprobs": None,
+                "finish_reason": None,
+            }
+        ],
+        "usage": None,
+    },
+    {
+        "id": "chatcmpl-x1",
+        "object": "chat.completion.chunk",
+        "created": 1730000000,
+        "model": "gpt-4.1",
+        "choices": [{"index": 0, "delta": {"content": "Forty"}, "logprobs": None, "finish_reason": None}],
+        "usage": None,
+    },
+    {
+        "id": "chatcmpl-x1",
+        "object": "chat.completion.chunk",
+        "created": 1730000000,
+        "model": "gpt-4.1",
+        "choices": [{"index": 0, "delta": {"content": "-two"}, "logprobs": None, "finish_reason": None}],
+        "usage": None,
+    },
+    {
+        "id": "chatcmpl-x1",
+        "object": "chat.completion.chunk",
+        "created": 1730000000,
+        "model": "gpt-4.1",
+        "choices": [{"index": 0, "delta": {}, "logprobs": None, "finish_reason": "stop"}],
+        "usage": None,
+    },
+    {
+        "id": "chatcmpl-x1",
+        "object": "chat.completion.chunk",
+        "created": 1730000000,
+        "model": "gpt-4.1",
+        "choices": [],
+        "usage": {
+            "prompt_tokens": 1210,
+            "completion_tokens": 2,
+            "total_tokens": 1212,
+            "prompt_tokens_details": {"cached_tokens": 1024, "audio_tokens": 0},
+            "completion_tokens_details": {
+                "reasoning_tokens": 0,
+                "audio_tokens": 0,
+                "accepted_prediction_tokens": 0,
+                "rejected_prediction_tokens": 0,
+            },
+        },
+    },
+]
+
+XAI_DOC = [
+    {
+        "id": "c0ffee",
+        "object": "chat.completion.chunk",
+        "model": "grok-3-mini",
+        "choices": [{"index": 0, "delta": {"role": "assistant", "reasoning_content": "7 times 6 is"}}],
+    },
+    {
+        "id": "c0ffee",
+        "object": "chat.completion.chunk",
+        "model": "grok-3-mini",
+        "choices": [{"index": 0, "delta": {"content": "42"}, "finish_reason": "stop"}],
+    },
+    {
+        "id": "c0ffee",
+        "object": "chat.completion.chunk",
+        "model": "grok-3-mini",
+        "choices": [],
+        "usage": {
+            "prompt_tokens": 15,
+            "completion_tokens": 1,
+            "total_tokens": 156,
+            "prompt_tokens_details": {"cached_tokens": 0},
+            "completion_tokens_details": {"reasoning_tokens": 140},
+            "cost_in_usd_ticks": 37756000,
+        },
+    },
+]
+
+
+async def test_openai_documented_stream_and_request(replay: Replay) -> None:
+    replay.add(
+        Reply(
+            headers={
+                "x-request-id": "req_1",
+                "x-ratelimit-limit-requests": "500",
+                "x-ratelimit-remaining-tokens": "29016",
+                "x-ratelimit-reset-tokens": "6m0s",
+            },
+            chunks=sse(*OPENAI_DOC),
+        )
+    )
+    a = adapter("openai", replay.url + "/v1")
+    async with aiohttp.ClientSession() as session, a.stream(session, REQ) as resp:
+        assert resp.request_id == "req_1"
+        assert (resp.limits.limit_requests, resp.limits.remaining_tokens) == (500, 29016)
+        assert resp.limits.reset_tokens_s == 360.0
+        events = [ev async for ev in resp.events]
+    assert text_of(events) == ("", "Forty-two")
+    assert only(events, Finish) == [Finish("stop")]
+    assert only(events, Usage) == [
+        Usage(input_tokens=1210, output_tokens=2, cached_input_tokens=1024, reasoning_tokens=0)
+    ]
+    path, headers, body = replay.requests[-1]
+    assert path == "/v1/chat/completions"
+    assert headers["Authorization"] == f"Bearer {KEY}"
+    assert body == {
+        "model": "m-1",
+        "messages": [{"role": "user", "content": "What is 7 times 6?"}],
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        "max_completion_tokens": 64,
+        "temperature": 0.0,
+        "seed": 3,
+    }
+
+
+async def test_xai_usage_quirk_and_billed_cost(replay: Replay) -> None:
+    replay.add(Reply(chunks=sse(*XAI_DOC)))
+    a = adapter("xai", replay.url + "/v1")
+    events = await collect(
+        a,
+        ChatRequest(
+            model="grok-3-mini", messages=REQ.messages, max_output_tokens=500, reasoning_effort="low"
+        ),
+    )
+    assert text_of(events) == ("7 times 6 is", "42")
+    # completion_tokens (1) excludes reasoning (140): normalised output includes it
+    assert only(events, Usage) == [
+        Usage(
+            input_tokens=15,
+            output_tokens=141,
+            cached_input_tokens=0,
+            reasoning_tokens=140,
+            billed_usd=pytest.approx(0.0037756),
+        )
+    ]
+    assert replay.last_body["reasoning_effort"] == "low"
+
+
+async def test_openai_does_not_apply_the_xai_quirk(replay: Replay) -> None:
+    replay.add(Reply(chunks=sse(*XAI_DOC)))
+    events = await collect(adapter("deepseek", replay.url))
+    usage = only(events, Usage)[0]
+    assert (usage.output_tokens, usage.billed_usd) == (1, None)
+    assert replay.requests[-1][0] == "/chat/completions"
+    assert replay.last_body["max_tokens"] == 64
+
+
+@pytest.mark.parametrize(
+    ("kind", "field", "expect"),
+    [
+        ("openai_compatible", None, ("ab", "X")),  # both fields accepted, one taken per delta
+        ("openrouter", None, ("b", "X")),
+        ("deepseek", None, ("a", "X")),
+        ("openai_compatible", "reasoning", ("b", "X")),
+    ],
+)
+async def test_reasoning_field_variants(replay: Replay, kind: str, field: str | None, expect: tuple) -> None:
+    chunks = sse(
+        {"choices": [{"index": 0, "delta": {"reasoning_content": "a"}}]},
+        {"choices": [{"index": 0, "delta": {"reasoning": "b"}}]},
+        {"choices": [{"index": 0, "delta": {"content": "X"}, "finish_reason": "length"}]},
+        {"choices": None, "usage": {"prompt_tokens": 3, "completion_tokens": 9}},
+    )
+    replay.add(Reply(chunks=chunks))
+    options = {"reasoning_field": field} if field else {}
+    events = await collect(adapter(kind, replay.url, **options))
+    assert text_of(events) == expect
+    assert only(events, Finish) == [Finish("length")]
+
+
+async def test_together_think_tags_split_anywhere(replay: Replay) -> None:
+    text = "<think>\nLet me add 2 and 2.\n</think>\n\nThe answer is 4. I like <think> tags."
+    pieces = [text[i : i + 3] for i in range(0, len(text), 3)]
+    chunks = sse(
+        *({"choices": [{"index": 0, "delta": {"content": p}}]} for p in pieces),
+        {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
+    )
+    replay.add(Reply(chunks=chunks))
+    events = await collect(adapter("together", replay.url))
+    assert text_of(events) == ("\nLet me add 2 and 2.\n", "\n\nThe answer is 4. I like <think> tags.")
+
+
+async def test_openrouter_request_shape_and_cost(replay: Replay) -> None:
+    replay.add(
+        Reply(
+            chunks=sse(
+                {"choices": [], "usage": {"prompt_tokens": 10, "completion_tokens": 20, "cost": 0.00042}}
+            )
+        )
+    )
+    events = await collect(
+        adapter("openrouter", replay.url),
+        ChatRequest(
+            model="openai/gpt-oss-20b", messages=REQ.messages, max_output_tokens=99, reasoning_effort="high"
+        ),
+    )
+    assert only(events, Usage)[0].billed_usd == pytest.approx(0.00042)
+    assert replay.last_body["reasoning"] == {"effort": "high"}
+    assert replay.last_body["usage"] == {"include": True}
+    assert replay.last_body["max_tokens"] == 99
+
+
+async def test_done_without_finish_is_truncated_and_comments_skipped(replay: Replay) -> None:
+    replay.add(
+        Reply(
+            chunks=[
+                b": ping\n\n",
+                *sse({"choices": [{"index": 0, "delta": {"content": "par"}}]}),
+                b": ping\r\n\r\n",
+            ]
+        )
+    )
+    events = await collect(adapter("llamacpp", replay.url))
+    assert events == [Content("par"), Finish("truncated")]
+
+
+async def test_cut_before_done_is_stream_broken(replay: Replay) -> None:
+    replay.add(Reply(chunks=sse({"choices": [{"index": 0, "delta": {"content": "x"}}]}, done=False)))
+    err = await expect_error(adapter("openai", replay.url), StreamBroken)
+    assert "before [DONE]" in str(err)
+    replay.add(Reply(chunks=[b'data: {"choices": [{"index": 0, "del'], cut=True))
+    err = await expect_error(adapter("openai", replay.url), StreamBroken)
+    assert err.retryable
+
+
+async def test_malformed_chunk_is_stream_broken(replay: Replay) -> None:
+    replay.add(Reply(chunks=[b"data: {not json\n\n"]))
+    err = await expect_error(adapter("openai", replay.url), StreamBroken)
+    assert "malformed" in str(err)
+
+
+@pytest.mark.parametrize(
+    ("error", "kind", "retryable"),
+    [
+        ({"message": "The server had an error", "type": "server_error"}, ServerError, True),
+        ({"message": "Rate limit", "type": "tokens", "code": "rate_limit_exceeded"}, RateLimited, True),
+        ({"message": "bad", "type": "invalid_request_error"}, FatalProviderError, False),
+        ({"message": "upstream", "code": 502}, ServerError, True),
+        ("plain string error", ServerError, True),
+    ],
+)
+async def test_error_inside_the_stream(replay: Replay, error: object, kind: type, retryable: bool) -> None:
+    replay.add(Reply(chunks=sse({"choices": [{"index": 0, "delta": {"content": "x"}}]}, {"error": error})))
+    err = await expect_error(adapter("openai", replay.url), kind)
+    assert err.retryable is retryable
+
+
+def _body(message: str, type_: str, code: str | None = None) -> list[bytes]:
+    return [json.dumps({"error": {"message": message, "type": type_, "param": None, "code": code}}).encode()]
+
+
+@pytest.mark.parametrize(
+    ("status", "headers", "body", "kind", "retryable", "retry_after"),
+    [
+        (
+            429,
+            {"retry-after": "2", "x-ratelimit-remaining-tokens": "0"},
+            _body("Rate limit reached for gpt-4.1", "tokens", "rate_limit_exceeded"),
+            RateLimited,
+            True,
+            2.0,
+        ),
+        (
+            429,
+            {},
+            _body("You exceeded your current quota", "insufficient_quota", "insufficient_quota"),
+            FatalProviderError,
+            False,
+            None,
+        ),
+        (
+            429,
+            {"retry-after-ms": "250", "retry-after": "9"},
+            _body("slow", "requests"),
+            RateLimited,
+            True,
+            0.25,
+        ),
+        (429, {"x-should-retry": "false"}, _body("no", "requests"), RateLimited, False, None),
+        (500, {}, _body("boom", "server_error"), ServerError, True, None),
+        (503, {"retry-after": "Thu, 01 Jan 2099 00:00:00 GMT"}, [b"Slow Down"], ServerError, True, "big"),
+        (408, {}, [b""], ServerError, True, None),
+        (409, {}, _body("conflict", "conflict"), ServerError, True, None),
+        (
+            400,
+            {},
+            _body("max_tokens is not supported", "invalid_request_error"),
+            FatalProviderError,
+            False,
+            None,
+        ),
+        (
+            401,
+            {},
+            _body(f"Incorrect API key provided: {KEY}", "invalid_request_error", "invalid_api_key"),
+            FatalProviderError,
+            False,
+            None,
+        ),
+        (
+            404,
+            {"x-should-retry": "true"},
+            _body("no model", "invalid_request_error"),
+            FatalProviderError,
+            True,
+            None,
+        ),
+        (422, {}, [b'{"detail": [{"msg": "field required"}]}'], FatalProviderError, False, None),
+    ],
+)
+async def test_http_errors_classified(
+    replay: Replay,
+    status: int,
+    headers: dict[str, str],
+    body: list[bytes],
+    kind: type,
+    retryable: bool,
+    retry_after: object,
+) -> None:
+    replay.add(Reply(status=status, headers=headers, chunks=body))
+    err = await expect_error(adapter("openai", replay.url), kind)
+    assert err.status == status
+    assert err.retryable is retryable
+    assert str(status) in str(err)
+    if retry_after == "big":
+        assert err.retry_after_s is not None and err.retry_after_s > 1e6
+    else:
+        assert err.retry_after_s == retry_after
+    if status == 429 and "x-ratelimit-remaining-tokens" in headers:
+        assert err.limits.remaining_tokens == 0  # type: ignore[attr-defined]
+
+
+async def test_connection_refused_is_retryable_and_typed() -> None:
+    import socket
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()  # nothing listens there now
+    err = await expect_error(adapter("openai", f"http://127.0.0.1:{port}"), ServerError)
+    assert err.retryable
+    assert not isinstance(err, aiohttp.ClientError)
+    assert err.__class__.__module__ == "runner.errors"
+
+
+async def test_leaving_early_closes_the_stream(replay: Replay) -> None:
+    many = sse(*({"choices": [{"index": 0, "delta": {"content": f"t{i} "}}]} for i in range(200)))
+    replay.add(Reply(chunks=many))
+    a = adapter("openai", replay.url)
+    async with aiohttp.ClientSession() as session:
+        async with a.stream(session, REQ) as resp:
+            first = await anext(resp.events)
+        assert first == Content("t0 ")
+        replay.add(Reply(chunks=sse({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})))
+        async with a.stream(session, REQ) as resp:  # the session is still usable
+            assert [e async for e in resp.events] == [Finish("stop")]
