@@ -1,0 +1,445 @@
+"""LaneLimiter on virtual time: buckets, refunds, header re-sync, pauses, AIMD, cancellation.
+
+Every test runs in an event loop whose clock jumps straight to the next timer when nothing is
+ready (trio's autojump MockClock, for asyncio), so an hour of waiting passes at once and the
+times asserted are virtual, never wall time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import math
+import random
+import selectors
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import anyio
+import pytest
+
+from runner.events import RateLimitReading
+from runner.limits import LaneLimiter, Reservation
+
+
+class _JumpSelector(selectors.DefaultSelector):  # type: ignore[misc,valid-type]
+    def __init__(self, loop: VirtualTimeLoop) -> None:
+        super().__init__()
+        self._vloop = loop
+
+    def select(self, timeout: float | None = None) -> list[Any]:
+        ready = super().select(0)
+        if ready or (timeout is not None and timeout <= 0):
+            return ready
+        if timeout is None:
+            raise RuntimeError("deadlock: every task waits and no timer is set")
+        self._vloop.now += timeout
+        return []
+
+
+class VirtualTimeLoop(asyncio.SelectorEventLoop):
+    """An event loop whose clock starts at 0 and autojumps to the next timer when idle."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        super().__init__(_JumpSelector(self))
+
+    def time(self) -> float:
+        return self.now
+
+
+def run(fn: Callable[[], Awaitable[Any]]) -> Any:
+    return anyio.run(fn, backend="asyncio", backend_options={"loop_factory": VirtualTimeLoop})
+
+
+def reading(**kw: Any) -> RateLimitReading:
+    return RateLimitReading(**kw)
+
+
+def test_request_bucket_allows_a_burst_then_paces_at_the_rate() -> None:
+    async def main() -> list[float]:
+        lim = LaneLimiter(rpm=60, tpm=None, max_concurrency=1000)
+        times = []
+        for _ in range(70):
+            (await lim.acquire(0)).release()
+            times.append(anyio.current_time())
+        return times
+
+    times = run(main)
+    assert times[59] == 0.0
+    assert times[60] == pytest.approx(1.0)
+    assert times[69] == pytest.approx(10.0)
+
+
+def test_token_bucket_waits_for_the_level_to_drain() -> None:
+    async def main() -> float:
+        lim = LaneLimiter(rpm=None, tpm=600, max_concurrency=10)  # drains 10 tokens/s
+        (await lim.acquire(400)).release()
+        (await lim.acquire(400)).release()
+        return anyio.current_time()
+
+    assert run(main) == pytest.approx(20.0)
+
+
+def test_settle_refunds_the_unused_part_at_once() -> None:
+    async def main() -> tuple[float, float | None]:
+        lim = LaneLimiter(rpm=None, tpm=600, max_concurrency=10)
+        r = await lim.acquire(600)
+        r.settle(100)
+        await lim.acquire(500)
+        return anyio.current_time(), lim.stats().tpm_level
+
+    assert run(main) == (0.0, 600.0)
+
+
+def test_settle_charges_more_when_usage_exceeds_the_reservation() -> None:
+    async def main() -> float:
+        lim = LaneLimiter(rpm=None, tpm=600, max_concurrency=10)
+        (await lim.acquire(100)).settle(900)  # level 900: 300 over the limit
+        await lim.acquire(60)
+        return anyio.current_time()
+
+    assert run(main) == pytest.approx(36.0)  # (900 + 60 - 600) / 10 per s
+
+
+def test_settle_is_idempotent_and_releases_the_slot_once() -> None:
+    async def main() -> tuple[int, float | None]:
+        lim = LaneLimiter(rpm=None, tpm=1000, max_concurrency=2)
+        r = await lim.acquire(300)
+        r.settle(100)
+        r.settle(100)
+        r.release()
+        with await lim.acquire(10) as r2:
+            assert isinstance(r2, Reservation)
+        return lim.stats().in_flight, lim.stats().tpm_level
+
+    assert run(main) == (0, 110.0)
+
+
+def test_a_request_larger_than_the_bucket_waits_for_an_empty_bucket() -> None:
+    async def main() -> float:
+        lim = LaneLimiter(rpm=None, tpm=600, max_concurrency=10)
+        (await lim.acquire(300)).release()
+        (await lim.acquire(5000)).release()
+        return anyio.current_time()
+
+    assert run(main) == pytest.approx(30.0)
+
+
+def test_concurrency_cap_admits_in_arrival_order_as_slots_free() -> None:
+    async def main() -> list[tuple[int, float]]:
+        lim = LaneLimiter(rpm=None, tpm=None, max_concurrency=2)
+        order: list[tuple[int, float]] = []
+
+        async def call(i: int) -> None:
+            with await lim.acquire(1):
+                order.append((i, anyio.current_time()))
+                await anyio.sleep(1.0)
+
+        async with anyio.create_task_group() as tg:
+            for i in range(5):
+                tg.start_soon(call, i)
+                await anyio.sleep(0.01)
+        return order
+
+    order = run(main)
+    assert [i for i, _ in order] == [0, 1, 2, 3, 4]
+    assert [round(t, 2) for _, t in order] == [0.0, 0.01, 1.0, 1.01, 2.0]
+
+
+def test_a_large_head_is_not_overtaken_by_small_requests() -> None:
+    async def main() -> list[str]:
+        lim = LaneLimiter(rpm=None, tpm=600, max_concurrency=10)
+        (await lim.acquire(600)).release()
+        done: list[str] = []
+
+        async def call(name: str, tokens: int) -> None:
+            (await lim.acquire(tokens)).release()
+            done.append(name)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(call, "big", 500)
+            await anyio.sleep(0)
+            tg.start_soon(call, "small", 10)
+        return done
+
+    assert run(main) == ["big", "small"]
+
+
+@pytest.mark.parametrize("who", ["head", "middle"])
+def test_cancelled_waiter_leaves_nothing_reserved(who: str) -> None:
+    async def main() -> tuple[list[str], Any]:
+        lim = LaneLimiter(rpm=None, tpm=600, max_concurrency=10)
+        (await lim.acquire(600)).release()
+        done: list[str] = []
+
+        async def call(name: str, tokens: int, timeout: float) -> None:
+            with anyio.move_on_after(timeout):
+                (await lim.acquire(tokens)).release()
+                done.append(name)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(call, "a", 300, 5.0 if who == "head" else math.inf)
+            await anyio.sleep(0)
+            tg.start_soon(call, "b", 300, 5.0 if who == "middle" else math.inf)
+            await anyio.sleep(0)
+            tg.start_soon(call, "c", 300, math.inf)
+        return done, lim.stats()
+
+    done, stats = run(main)
+    assert done == (["b", "c"] if who == "head" else ["a", "c"])
+    assert stats.in_flight == 0 and stats.waiting == 0
+    assert stats.admitted == 3
+
+
+def test_cancelled_head_passes_its_turn_on() -> None:
+    async def main() -> float:
+        lim = LaneLimiter(rpm=None, tpm=None, max_concurrency=1)
+        held = await lim.acquire(1)
+        admitted_at: list[float] = []
+
+        async def waiter() -> None:
+            (await lim.acquire(1)).release()
+            admitted_at.append(anyio.current_time())
+
+        async with anyio.create_task_group() as tg:
+            with anyio.CancelScope() as scope:
+                tg.start_soon(waiter)  # not the one cancelled
+            tg.start_soon(waiter)
+            await anyio.sleep(1.0)
+            scope.cancel()
+            held.release()
+        assert lim.stats().waiting == 0
+        return admitted_at[-1]
+
+    assert run(main) == pytest.approx(1.0)
+
+
+def test_429_pauses_the_lane_for_retry_after_and_halves_concurrency() -> None:
+    async def main() -> tuple[float, int, int]:
+        lim = LaneLimiter(rpm=None, tpm=None, max_concurrency=8)
+        lim.on_rate_limited(2.5)
+        lim.on_rate_limited(0.5)  # same burst: neither shortens the pause nor halves again
+        assert lim.stats().paused_for_s == pytest.approx(2.5)
+        (await lim.acquire(1)).release()
+        return anyio.current_time(), lim.stats().concurrency_limit, lim.stats().n429
+
+    assert run(main) == (pytest.approx(2.5), 4, 2)
+
+
+def test_429_without_retry_after_pauses_for_the_default() -> None:
+    async def main() -> float:
+        lim = LaneLimiter(rpm=None, tpm=None, max_concurrency=8, default_pause_s=3.0)
+        lim.on_rate_limited(None)
+        (await lim.acquire(1)).release()
+        return anyio.current_time()
+
+    assert run(main) == pytest.approx(3.0)
+
+
+def test_aimd_decreases_per_burst_and_recovers_additively() -> None:
+    async def main() -> list[int]:
+        lim = LaneLimiter(rpm=None, tpm=None, max_concurrency=16, decrease_cooldown_s=1.0)
+        seen = []
+        for _ in range(3):
+            lim.on_server_error()  # one burst
+        seen.append(lim.stats().concurrency_limit)
+        await anyio.sleep(1.0)
+        lim.on_server_error()
+        await anyio.sleep(1.0)
+        lim.on_server_error()
+        await anyio.sleep(1.0)
+        lim.on_server_error()
+        await anyio.sleep(1.0)
+        lim.on_server_error()
+        seen.append(lim.stats().concurrency_limit)
+        for _ in range(3):
+            lim.on_success()
+        seen.append(lim.stats().concurrency_limit)
+        for _ in range(100):
+            lim.on_success()
+        seen.append(lim.stats().concurrency_limit)
+        return seen
+
+    assert run(main) == [8, 1, 4, 16]
+
+
+def test_success_wakes_a_waiter_blocked_on_the_reduced_cap() -> None:
+    async def main() -> float:
+        lim = LaneLimiter(rpm=None, tpm=None, max_concurrency=2)
+        lim.on_server_error()  # cap 1
+        held = await lim.acquire(1)
+        at: list[float] = []
+
+        async def waiter() -> None:
+            (await lim.acquire(1)).release()
+            at.append(anyio.current_time())
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(waiter)
+            await anyio.sleep(2.0)
+            lim.on_success()  # cap back to 2 while `held` is still out
+        held.release()
+        return at[0]
+
+    assert run(main) == pytest.approx(2.0)
+
+
+def test_limits_are_learned_from_headers() -> None:
+    async def main() -> Any:
+        lim = LaneLimiter(rpm=None, tpm=None, max_concurrency=100)
+        r = await lim.acquire(50)
+        lim.observe(reading(limit_requests=120, remaining_requests=100, limit_tokens=6000,
+                            remaining_tokens=5000))
+        r.settle(50)
+        return lim.stats()
+
+    s = run(main)
+    assert (s.rpm_limit, s.tpm_limit) == (120, 6000)
+    assert s.rpm_level == 20.0 and s.tpm_level == 1000.0
+
+
+def test_learned_limit_paces_what_follows() -> None:
+    async def main() -> float:
+        lim = LaneLimiter(rpm=None, tpm=None, max_concurrency=100)
+        r = await lim.acquire(0)
+        r.observe(reading(limit_requests=60, remaining_requests=59))
+        r.release()
+        for _ in range(60):
+            (await lim.acquire(0)).release()
+        return anyio.current_time()
+
+    assert run(main) == pytest.approx(1.0)  # 1 + 59 fill the bucket, the 61st waits 1 s
+
+
+def test_learning_through_a_reservation_keeps_later_calls_in_flight() -> None:
+    async def main() -> Any:
+        lim = LaneLimiter(rpm=None, tpm=None, max_concurrency=100)
+        first = await lim.acquire(10)
+        await lim.acquire(10)
+        await lim.acquire(10)
+        # the provider had counted only `first` (and 5 calls of someone else's)
+        first.observe(reading(limit_requests=100, remaining_requests=94))
+        return lim.stats()
+
+    assert run(main).rpm_level == 8.0  # 6 on the provider + the 2 it has not seen yet
+
+
+def test_reservation_observe_does_not_double_count_in_flight_calls() -> None:
+    async def main() -> list[float | None]:
+        lim = LaneLimiter(rpm=None, tpm=1000, max_concurrency=10)
+        a = await lim.acquire(100)
+        await lim.acquire(100)
+        levels = []
+        a.observe(reading(limit_tokens=1000, remaining_tokens=900))  # provider agrees with us
+        levels.append(lim.stats().tpm_level)
+        lim.observe(reading(limit_tokens=1000, remaining_tokens=900))  # stale: never lowers
+        levels.append(lim.stats().tpm_level)
+        a.observe(reading(limit_tokens=1000, remaining_tokens=700))  # someone else used 200
+        levels.append(lim.stats().tpm_level)
+        lim.observe(reading(limit_tokens=1000, remaining_tokens=100))  # provider says 900 used
+        levels.append(lim.stats().tpm_level)
+        return levels
+
+    assert run(main) == [200.0, 200.0, 400.0, 900.0]
+
+
+def test_provider_limit_below_the_configured_one_wins() -> None:
+    async def main() -> tuple[int | None, int | None]:
+        lim = LaneLimiter(rpm=1000, tpm=5000, max_concurrency=10)
+        lim.observe(reading(limit_requests=500, limit_tokens=90000))
+        return lim.stats().rpm_limit, lim.stats().tpm_limit
+
+    assert run(main) == (500, 5000)
+
+
+def test_reset_alone_gives_the_level() -> None:
+    async def main() -> float | None:
+        lim = LaneLimiter(rpm=None, tpm=6000, max_concurrency=10)  # refills 100 tokens/s
+        lim.observe(reading(reset_tokens_s=12.0))
+        return lim.stats().tpm_level
+
+    assert run(main) == pytest.approx(1200.0)
+
+
+def test_injected_clock_is_the_one_waited_on() -> None:
+    class RecordingClock:
+        def __init__(self) -> None:
+            self.sleeps: list[float] = []
+
+        def time(self) -> float:
+            return anyio.current_time()
+
+        async def sleep(self, seconds: float) -> None:
+            self.sleeps.append(seconds)
+            await anyio.sleep(seconds)
+
+    async def main() -> list[float]:
+        clock = RecordingClock()
+        lim = LaneLimiter(rpm=60, tpm=None, max_concurrency=10, clock=clock)
+        for _ in range(62):
+            (await lim.acquire(0)).release()
+        return clock.sleeps
+
+    assert run(main) == [pytest.approx(1.0), pytest.approx(1.0)]
+
+
+def test_stats_is_a_frozen_snapshot() -> None:
+    async def main() -> Any:
+        lim = LaneLimiter(rpm=10, tpm=100, max_concurrency=3)
+        await lim.acquire(7)
+        lim.on_retry()
+        return lim.stats()
+
+    s = run(main)
+    assert (s.in_flight, s.rpm_level, s.tpm_level, s.retries, s.paused_until) == (1, 1.0, 7.0, 1, None)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        s.in_flight = 5  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("bad", [{"rpm": 0}, {"tpm": -5}, {"max_concurrency": 0}])
+def test_bad_configuration_names_the_field(bad: dict[str, int]) -> None:
+    kw: dict[str, Any] = {"rpm": None, "tpm": None, "max_concurrency": 4} | bad
+    with pytest.raises(ValueError, match=next(iter(bad))):
+        LaneLimiter(**kw)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_random_load_never_exceeds_a_provider_with_the_same_limits(seed: int) -> None:
+    """A provider-side leaky bucket, charged when each call arrives, never overflows."""
+    rng = random.Random(seed)
+    rpm, tpm = 120, 20_000
+
+    async def main() -> int:
+        lim = LaneLimiter(rpm=rpm, tpm=tpm, max_concurrency=16)
+        server = {"req": 0.0, "tok": 0.0, "t": 0.0}
+        over = 0
+
+        def arrive(tokens: int) -> None:
+            nonlocal over
+            now = anyio.current_time()
+            dt = now - server["t"]
+            server["req"] = max(0.0, server["req"] - dt * rpm / 60)
+            server["tok"] = max(0.0, server["tok"] - dt * tpm / 60)
+            server["t"] = now
+            server["req"] += 1
+            server["tok"] += tokens
+            if server["req"] > rpm + 1e-6 or server["tok"] > tpm + 1e-6:
+                over += 1
+
+        async def call() -> None:
+            reserve = rng.randint(100, 3000)
+            r = await lim.acquire(reserve)
+            arrive(reserve)
+            await anyio.sleep(rng.uniform(0.01, 3.0))
+            actual = rng.randint(50, reserve)
+            server["tok"] = max(0.0, server["tok"] - (reserve - actual))  # provider refunds too
+            r.settle(actual)
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(400):
+                tg.start_soon(call)
+                await anyio.sleep(rng.expovariate(10))
+        return over
+
+    assert run(main) == 0, f"seed={seed}"
