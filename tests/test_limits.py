@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 from runner.events import RateLimitReading
@@ -159,7 +160,7 @@ def test_a_large_head_is_not_overtaken_by_small_requests() -> None:
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(call, "big", 500)
-            await anyio.sleep(0)
+            await anyio.lowlevel.checkpoint()
             tg.start_soon(call, "small", 10)
         return done
 
@@ -173,16 +174,16 @@ def test_cancelled_waiter_leaves_nothing_reserved(who: str) -> None:
         (await lim.acquire(600)).release()
         done: list[str] = []
 
-        async def call(name: str, tokens: int, timeout: float) -> None:
-            with anyio.move_on_after(timeout):
+        async def call(name: str, tokens: int, patience: float) -> None:
+            with anyio.move_on_after(patience):
                 (await lim.acquire(tokens)).release()
                 done.append(name)
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(call, "a", 300, 5.0 if who == "head" else math.inf)
-            await anyio.sleep(0)
+            await anyio.lowlevel.checkpoint()
             tg.start_soon(call, "b", 300, 5.0 if who == "middle" else math.inf)
-            await anyio.sleep(0)
+            await anyio.lowlevel.checkpoint()
             tg.start_soon(call, "c", 300, math.inf)
         return done, lim.stats()
 
@@ -193,26 +194,26 @@ def test_cancelled_waiter_leaves_nothing_reserved(who: str) -> None:
 
 
 def test_cancelled_head_passes_its_turn_on() -> None:
-    async def main() -> float:
+    async def main() -> list[tuple[str, float]]:
         lim = LaneLimiter(rpm=None, tpm=None, max_concurrency=1)
         held = await lim.acquire(1)
-        admitted_at: list[float] = []
+        admitted: list[tuple[str, float]] = []
 
-        async def waiter() -> None:
-            (await lim.acquire(1)).release()
-            admitted_at.append(anyio.current_time())
+        async def waiter(name: str, patience: float) -> None:
+            with anyio.move_on_after(patience):
+                (await lim.acquire(1)).release()
+                admitted.append((name, anyio.current_time()))
 
         async with anyio.create_task_group() as tg:
-            with anyio.CancelScope() as scope:
-                tg.start_soon(waiter)  # not the one cancelled
-            tg.start_soon(waiter)
+            tg.start_soon(waiter, "head", 0.5)  # gives up while at the head of the queue
+            await anyio.lowlevel.checkpoint()
+            tg.start_soon(waiter, "next", math.inf)
             await anyio.sleep(1.0)
-            scope.cancel()
             held.release()
         assert lim.stats().waiting == 0
-        return admitted_at[-1]
+        return admitted
 
-    assert run(main) == pytest.approx(1.0)
+    assert run(main) == [("next", pytest.approx(1.0))]
 
 
 def test_429_pauses_the_lane_for_retry_after_and_halves_concurrency() -> None:
