@@ -499,3 +499,338 @@ async def test_leaving_early_closes_the_stream(replay: Replay) -> None:
         replay.add(Reply(chunks=sse({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})))
         async with a.stream(session, REQ) as resp:  # the session is still usable
             assert [e async for e in resp.events] == [Finish("stop")]
+
+
+# ---------------------------------------------------------------- Anthropic Messages
+
+
+def anthropic_sse(*events: dict[str, object]) -> list[bytes]:
+    return [f"event: {e['type']}\ndata: {json.dumps(e)}\n\n".encode() for e in events]
+
+
+ANTHROPIC_DOC = [
+    {
+        "type": "message_start",
+        "message": {
+            "id": "msg_01",
+            "type": "message",
+            "role": "assistant",
+            "model": "claude-sonnet-4-20250514",
+            "content": [],
+            "stop_reason": None,
+            "stop_sequence": None,
+            "usage": {
+                "input_tokens": 42,
+                "cache_creation_input_tokens": 100,
+                "cache_read_input_tokens": 2048,
+                "output_tokens": 3,
+            },
+        },
+    },
+    {
+        "type": "content_block_start",
+        "index": 0,
+        "content_block": {"type": "thinking", "thinking": "", "signature": ""},
+    },
+    {"type": "ping"},
+    {
+        "type": "content_block_delta",
+        "index": 0,
+        "delta": {"type": "thinking_delta", "thinking": "Check small "},
+    },
+    {
+        "type": "content_block_delta",
+        "index": 0,
+        "delta": {"type": "thinking_delta", "thinking": "divisors first."},
+    },
+    {
+        "type": "content_block_delta",
+        "index": 0,
+        "delta": {"type": "signature_delta", "signature": "c2lnLWRlbW8="},
+    },
+    {"type": "content_block_stop", "index": 0},
+    {"type": "content_block_start", "index": 1, "content_block": {"type": "text", "text": ""}},
+    {
+        "type": "content_block_delta",
+        "index": 1,
+        "delta": {"type": "text_delta", "text": "Yes, it is a Mersenne prime."},
+    },
+    {"type": "content_block_stop", "index": 1},
+    {
+        "type": "message_delta",
+        "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+        "usage": {"output_tokens": 611},
+    },
+    {"type": "message_stop"},
+]
+ANTHROPIC_HEADERS = {
+    "request-id": "req_abc",
+    "anthropic-ratelimit-requests-limit": "50",
+    "anthropic-ratelimit-requests-remaining": "49",
+    "anthropic-ratelimit-tokens-limit": "38000",
+    "anthropic-ratelimit-tokens-remaining": "37000",
+}
+
+
+async def test_anthropic_documented_stream(replay: Replay) -> None:
+    replay.add(Reply(headers=ANTHROPIC_HEADERS, chunks=anthropic_sse(*ANTHROPIC_DOC)))
+    a = adapter("anthropic", replay.url)
+    request = ChatRequest(
+        model="claude-sonnet-4-20250514",
+        max_output_tokens=16000,
+        reasoning_budget=10000,
+        temperature=0.5,
+        messages=(Message("system", "Be brief."), Message("user", "Is 2^31-1 prime?")),
+    )
+    async with aiohttp.ClientSession() as session, a.stream(session, request) as resp:
+        assert resp.request_id == "req_abc"
+        assert (resp.limits.limit_requests, resp.limits.remaining_tokens) == (50, 37000)
+        events = [e async for e in resp.events]
+    assert text_of(events) == ("Check small divisors first.", "Yes, it is a Mersenne prime.")
+    assert only(events, Finish) == [Finish("stop")]
+    # input normalised to include cache reads and writes; output is message_delta's cumulative count
+    assert only(events, Usage) == [
+        Usage(input_tokens=2190, output_tokens=611, cached_input_tokens=2048, cache_write_input_tokens=100)
+    ]
+    path, headers, body = replay.requests[-1]
+    assert path == "/v1/messages"
+    assert headers["x-api-key"] == KEY and headers["anthropic-version"] == "2023-06-01"
+    assert "Authorization" not in headers
+    assert body == {
+        "model": "claude-sonnet-4-20250514",
+        "max_tokens": 16000,
+        "stream": True,
+        "messages": [{"role": "user", "content": "Is 2^31-1 prime?"}],
+        "system": "Be brief.",
+        "thinking": {"type": "enabled", "budget_tokens": 10000},
+    }
+
+
+async def test_anthropic_max_tokens_is_length(replay: Replay) -> None:
+    events = [
+        *ANTHROPIC_DOC[:4],
+        {"type": "message_delta", "delta": {"stop_reason": "max_tokens"}, "usage": {"output_tokens": 64}},
+        {"type": "message_stop"},
+    ]
+    replay.add(Reply(chunks=anthropic_sse(*events)))
+    got = await collect(adapter("anthropic", replay.url + "/v1"))
+    assert only(got, Finish) == [Finish("length")]
+    assert only(got, Usage)[0].output_tokens == 64
+    assert replay.requests[-1][0] == "/v1/messages"
+    assert replay.last_body["temperature"] == 0.0  # no thinking: temperature passes
+
+
+async def test_anthropic_overloaded_inside_the_stream(replay: Replay) -> None:
+    events = [
+        *ANTHROPIC_DOC[:4],
+        {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}},
+    ]
+    replay.add(Reply(chunks=anthropic_sse(*events)))
+    err = await expect_error(adapter("anthropic", replay.url), ServerError)
+    assert err.retryable and "overloaded_error" in str(err)
+
+
+@pytest.mark.parametrize(
+    ("status", "type_", "kind", "retryable"),
+    [
+        (529, "overloaded_error", ServerError, True),
+        (429, "rate_limit_error", RateLimited, True),
+        (400, "invalid_request_error", FatalProviderError, False),
+        (402, "billing_error", FatalProviderError, False),
+        (500, "api_error", ServerError, True),
+        (413, "request_too_large", FatalProviderError, False),
+    ],
+)
+async def test_anthropic_http_errors(
+    replay: Replay, status: int, type_: str, kind: type, retryable: bool
+) -> None:
+    body = json.dumps({"type": "error", "error": {"type": type_, "message": "nope"}, "request_id": "req_1"})
+    replay.add(
+        Reply(status=status, headers={"retry-after": "7", **ANTHROPIC_HEADERS}, chunks=[body.encode()])
+    )
+    err = await expect_error(adapter("anthropic", replay.url), kind)
+    assert (err.status, err.retryable, err.retry_after_s) == (status, retryable, 7.0)
+    assert err.limits.limit_requests == 50  # type: ignore[attr-defined]
+    assert type_ in str(err)
+
+
+async def test_anthropic_cut_before_message_stop(replay: Replay) -> None:
+    replay.add(Reply(chunks=anthropic_sse(*ANTHROPIC_DOC[:5])))
+    err = await expect_error(adapter("anthropic", replay.url), StreamBroken)
+    assert "message_stop" in str(err)
+
+
+# ---------------------------------------------------------------- OpenAI Responses
+
+
+def responses_sse(*events: dict[str, object]) -> list[bytes]:
+    return [
+        f"event: {e['type']}\ndata: {json.dumps({**e, 'sequence_number': i})}\n\n".encode()
+        for i, e in enumerate(events)
+    ]
+
+
+RESPONSES_USAGE = {
+    "input_tokens": 80,
+    "input_tokens_details": {"cached_tokens": 64},
+    "output_tokens": 2000,
+    "output_tokens_details": {"reasoning_tokens": 1994},
+    "total_tokens": 2080,
+}
+RESPONSES_DOC = [
+    {"type": "response.created", "response": {"id": "resp_9", "status": "in_progress", "usage": None}},
+    {"type": "response.output_item.added", "output_index": 0, "item": {"type": "reasoning", "id": "rs_01"}},
+    {
+        "type": "response.reasoning_summary_text.delta",
+        "item_id": "rs_01",
+        "output_index": 0,
+        "summary_index": 0,
+        "delta": "Checking the parity",
+    },
+    {
+        "type": "response.reasoning_text.delta",
+        "item_id": "rs_01",
+        "output_index": 0,
+        "content_index": 0,
+        "delta": " of 10.",
+    },
+    {
+        "type": "response.output_text.delta",
+        "item_id": "msg_02",
+        "output_index": 1,
+        "content_index": 0,
+        "delta": "It is even.",
+        "logprobs": [],
+    },
+    {
+        "type": "response.incomplete",
+        "response": {
+            "id": "resp_9",
+            "object": "response",
+            "status": "incomplete",
+            "incomplete_details": {"reason": "max_output_tokens"},
+            "output": [],
+            "usage": RESPONSES_USAGE,
+        },
+    },
+]
+
+
+async def test_responses_documented_stream(replay: Replay) -> None:
+    replay.add(Reply(headers={"x-ratelimit-limit-tokens": "30000"}, chunks=responses_sse(*RESPONSES_DOC)))
+    events = await collect(
+        adapter("openai_responses", replay.url + "/v1"),
+        ChatRequest(model="o4-mini", messages=REQ.messages, max_output_tokens=2000, reasoning_effort="low"),
+    )
+    assert text_of(events) == ("Checking the parity of 10.", "It is even.")
+    assert only(events, Finish) == [Finish("length")]
+    assert only(events, Usage) == [
+        Usage(input_tokens=80, output_tokens=2000, cached_input_tokens=64, reasoning_tokens=1994)
+    ]
+    path, headers, body = replay.requests[-1]
+    assert path == "/v1/responses"
+    assert body["reasoning"] == {"summary": "auto", "effort": "low"}
+    assert body["max_output_tokens"] == 2000 and body["stream"] is True
+
+
+async def test_responses_completed_and_failed(replay: Replay) -> None:
+    done = {
+        "type": "response.completed",
+        "response": {"status": "completed", "incomplete_details": None, "usage": RESPONSES_USAGE},
+    }
+    replay.add(Reply(chunks=responses_sse(RESPONSES_DOC[4], done)))
+    events = await collect(adapter("openai_responses", replay.url))
+    assert only(events, Finish) == [Finish("stop")]
+    assert "reasoning" not in replay.last_body
+    failed = {
+        "type": "response.failed",
+        "response": {"status": "failed", "error": {"code": "server_error", "message": "oops"}},
+    }
+    replay.add(Reply(chunks=responses_sse(RESPONSES_DOC[4], failed)))
+    await expect_error(adapter("openai_responses", replay.url), ServerError)
+    replay.add(
+        Reply(chunks=responses_sse({"type": "error", "code": "rate_limit_exceeded", "message": "slow"}))
+    )
+    await expect_error(adapter("openai_responses", replay.url), RateLimited)
+    replay.add(Reply(chunks=responses_sse(*RESPONSES_DOC[:3])))
+    await expect_error(adapter("openai_responses", replay.url), StreamBroken)
+
+
+# ---------------------------------------------------------------- Gemini
+
+GEMINI_DOC = [
+    {
+        "candidates": [
+            {
+                "content": {
+                    "role": "model",
+                    "parts": [{"text": "Comparing decimals digit by digit.", "thought": True}],
+                }
+            }
+        ],
+        "usageMetadata": {"promptTokenCount": 12, "totalTokenCount": 12},
+        "modelVersion": "gemini-2.5-flash",
+    },
+    {
+        "candidates": [
+            {"content": {"role": "model", "parts": [{"text": "9.9 is larger."}]}, "finishReason": "STOP"}
+        ],
+        "usageMetadata": {
+            "promptTokenCount": 12,
+            "candidatesTokenCount": 5,
+            "thoughtsTokenCount": 188,
+            "totalTokenCount": 205,
+        },
+        "modelVersion": "gemini-2.5-flash",
+    },
+]
+
+
+async def test_gemini_documented_stream(replay: Replay) -> None:
+    replay.add(Reply(chunks=sse(*GEMINI_DOC, done=False)))
+    request = ChatRequest(
+        model="gemini-2.5-flash",
+        max_output_tokens=300,
+        reasoning_budget=256,
+        seed=1,
+        messages=(Message("system", "Short."), Message("user", "9.11 or 9.9?")),
+    )
+    events = await collect(adapter("gemini", replay.url), request)
+    assert text_of(events) == ("Comparing decimals digit by digit.", "9.9 is larger.")
+    assert only(events, Finish) == [Finish("stop")]
+    assert only(events, Usage) == [Usage(input_tokens=12, output_tokens=193, reasoning_tokens=188)]
+    path, headers, body = replay.requests[-1]
+    assert path == "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse"
+    assert headers["x-goog-api-key"] == KEY
+    assert body == {
+        "contents": [{"role": "user", "parts": [{"text": "9.11 or 9.9?"}]}],
+        "generationConfig": {
+            "maxOutputTokens": 300,
+            "seed": 1,
+            "thinkingConfig": {"includeThoughts": True, "thinkingBudget": 256},
+        },
+        "systemInstruction": {"parts": [{"text": "Short."}]},
+    }
+
+
+async def test_gemini_max_tokens_errors_and_cuts(replay: Replay) -> None:
+    last = json.loads(json.dumps(GEMINI_DOC[1]))
+    last["candidates"][0]["finishReason"] = "MAX_TOKENS"
+    replay.add(Reply(chunks=sse(GEMINI_DOC[0], last, done=False)))
+    assert only(await collect(adapter("gemini", replay.url + "/v1beta")), Finish) == [Finish("length")]
+    replay.add(Reply(chunks=sse(GEMINI_DOC[0], done=False)))
+    await expect_error(adapter("gemini", replay.url), StreamBroken)
+    body = json.dumps(
+        {"error": {"code": 429, "message": "Resource exhausted", "status": "RESOURCE_EXHAUSTED"}}
+    )
+    replay.add(Reply(status=429, chunks=[body.encode()]))
+    err = await expect_error(adapter("gemini", replay.url), RateLimited)
+    assert "RESOURCE_EXHAUSTED" in str(err)
+    replay.add(
+        Reply(
+            chunks=sse(
+                GEMINI_DOC[0], {"error": {"code": 503, "message": "x", "status": "UNAVAILABLE"}}, done=False
+            )
+        )
+    )
+    await expect_error(adapter("gemini", replay.url), ServerError)

@@ -1,0 +1,188 @@
+"""Anthropic Messages streaming with extended thinking (providers.md §4).
+
+``thinking_delta`` → `Reasoning`, ``text_delta`` → `Content`; ``signature_delta``, ``ping`` and
+block boundaries carry nothing we count. Usage arrives in two halves: input and cache figures
+in ``message_start``, the cumulative ``output_tokens`` in ``message_delta``. Anthropic's
+``input_tokens`` excludes cache reads and writes, so the normalised input adds both back
+(``cached_input_tokens`` = reads, ``cache_write_input_tokens`` = writes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+
+import msgspec
+
+from runner.events import Content, Finish, RateLimitReading, Reasoning, StreamEvent, Usage
+from runner.providers.base import ChatRequest
+from runner.providers.headers import anthropic_limits
+from runner.providers.sse import SSEEvent, SSEParser
+from runner.providers.streaming import SSEAdapter
+from runner.providers.wire import ErrorDetail, classify_stream_error
+
+API_VERSION = "2023-06-01"
+
+STOP_REASONS = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "max_tokens": "length",
+    "model_context_window_exceeded": "length",
+    "refusal": "content_filter",
+}
+
+
+class _Usage(msgspec.Struct):
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cache_creation_input_tokens: int | None = None
+    cache_read_input_tokens: int | None = None
+
+
+class _Message(msgspec.Struct):
+    usage: _Usage | None = None
+
+
+class _Delta(msgspec.Struct):
+    type: str | None = None
+    thinking: str | None = None
+    text: str | None = None
+    stop_reason: str | None = None
+
+
+class _Block(msgspec.Struct):
+    type: str = ""
+    thinking: str | None = None
+    text: str | None = None
+
+
+class _Event(msgspec.Struct):
+    type: str = ""
+    message: _Message | None = None
+    content_block: _Block | None = None
+    delta: _Delta | None = None
+    usage: _Usage | None = None
+    error: ErrorDetail | None = None
+
+
+_decoder = msgspec.json.Decoder(_Event)
+
+
+class _UsageSoFar:
+    """message_start's figures, overwritten by any that message_delta restates."""
+
+    __slots__ = ("cache_read", "cache_write", "input", "output")
+
+    def __init__(self) -> None:
+        self.input = self.output = self.cache_read = self.cache_write = 0
+
+    def update(self, u: _Usage) -> None:
+        if u.input_tokens is not None:
+            self.input = u.input_tokens
+        if u.output_tokens is not None:
+            self.output = u.output_tokens  # cumulative, never a delta
+        if u.cache_read_input_tokens is not None:
+            self.cache_read = u.cache_read_input_tokens
+        if u.cache_creation_input_tokens is not None:
+            self.cache_write = u.cache_creation_input_tokens
+
+    def usage(self) -> Usage:
+        return Usage(
+            input_tokens=self.input + self.cache_read + self.cache_write,
+            output_tokens=self.output,
+            cached_input_tokens=self.cache_read,
+            cache_write_input_tokens=self.cache_write,
+        )
+
+
+def map_usage(payload: bytes | str) -> Usage:
+    """Map one Anthropic usage JSON object (e.g. a non-streamed response's) to `Usage`."""
+    so_far = _UsageSoFar()
+    so_far.update(msgspec.json.decode(payload, type=_Usage))
+    return so_far.usage()
+
+
+class AnthropicAdapter(SSEAdapter):
+    """``POST {base_url}/messages`` (``/v1`` added when the base URL lacks it).
+
+    ``ChatRequest.reasoning_budget`` turns extended thinking on (``budget_tokens``); with it on,
+    ``temperature`` is left out, as the API accepts only the default then.
+    """
+
+    protocol = "anthropic"
+
+    def url(self, request: ChatRequest) -> str:
+        base = self.base_url if self.base_url.endswith("/v1") else f"{self.base_url}/v1"
+        return f"{base}/messages"
+
+    def headers(self) -> dict[str, str]:
+        h = {
+            "content-type": "application/json",
+            "accept": "text/event-stream",
+            "anthropic-version": API_VERSION,
+        }
+        if self._api_key:
+            h["x-api-key"] = self._api_key
+        beta = self.options.get("beta")
+        if beta:
+            h["anthropic-beta"] = str(beta)
+        return h
+
+    def payload(self, request: ChatRequest) -> dict[str, object]:
+        system = "\n\n".join(m.content for m in request.messages if m.role == "system")
+        body: dict[str, object] = {
+            "model": request.model,
+            "max_tokens": request.max_output_tokens,
+            "stream": True,
+            "messages": [
+                {"role": m.role, "content": m.content} for m in request.messages if m.role != "system"
+            ],
+        }
+        if system:
+            body["system"] = system
+        if request.reasoning_budget is not None:
+            body["thinking"] = {"type": "enabled", "budget_tokens": request.reasoning_budget}
+        elif request.temperature is not None:
+            body["temperature"] = request.temperature
+        return body
+
+    def read_limits(self, headers: Mapping[str, str]) -> RateLimitReading:
+        return anthropic_limits(headers)
+
+    async def decode(
+        self, events: AsyncIterator[SSEEvent], parser: SSEParser, limits: RateLimitReading
+    ) -> AsyncIterator[StreamEvent]:
+        so_far = _UsageSoFar()
+        async for ev in events:
+            try:
+                msg = _decoder.decode(ev.data)
+            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                raise self.malformed(limits, ev.data, exc) from None
+            kind = msg.type or ev.event
+            if kind == "content_block_delta" and msg.delta is not None:
+                d = msg.delta
+                if d.type == "thinking_delta" and d.thinking:
+                    yield Reasoning(d.thinking)
+                elif d.type == "text_delta" and d.text:
+                    yield Content(d.text)
+            elif kind == "content_block_start" and msg.content_block is not None:
+                block = msg.content_block  # normally empty; a non-empty start text still counts
+                if block.type == "thinking" and block.thinking:
+                    yield Reasoning(block.thinking)
+                elif block.type == "text" and block.text:
+                    yield Content(block.text)
+            elif kind == "message_start" and msg.message is not None and msg.message.usage is not None:
+                so_far.update(msg.message.usage)
+            elif kind == "message_delta":
+                if msg.usage is not None:
+                    so_far.update(msg.usage)
+                stop = msg.delta.stop_reason if msg.delta is not None else None
+                yield Finish(STOP_REASONS.get(stop, "other") if stop else "truncated")
+                yield so_far.usage()
+            elif kind == "message_stop":
+                return
+            elif kind == "error":
+                err = msg.error or ErrorDetail()
+                raise classify_stream_error(
+                    self.provider, err.type, err.message or "", limits, secret=self._api_key
+                )
+        raise self.ended_early(parser, limits, "message_stop")

@@ -1,0 +1,164 @@
+"""OpenAI Responses API streaming (providers.md §2).
+
+Reasoning arrives as summary deltas (``response.reasoning_summary_text.delta``, o-series) or raw
+reasoning deltas (``response.reasoning_text.delta``, gpt-oss hosts); the answer as
+``response.output_text.delta``. The stream ends with a terminal event carrying usage:
+``response.completed`` (stop), ``response.incomplete`` (``max_output_tokens`` → length) or
+``response.failed`` (an error). There is no ``[DONE]``; one is tolerated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+
+import msgspec
+
+from runner.events import Content, Finish, RateLimitReading, Reasoning, StreamEvent, Usage
+from runner.providers.base import ChatRequest
+from runner.providers.headers import openai_limits
+from runner.providers.sse import SSEEvent, SSEParser
+from runner.providers.streaming import SSEAdapter
+from runner.providers.wire import classify_stream_error
+
+_REASONING_DELTAS = frozenset({"response.reasoning_summary_text.delta", "response.reasoning_text.delta"})
+INCOMPLETE_REASONS = {"max_output_tokens": "length", "content_filter": "content_filter"}
+
+
+class _InputDetails(msgspec.Struct):
+    cached_tokens: int | None = None
+
+
+class _OutputDetails(msgspec.Struct):
+    reasoning_tokens: int | None = None
+
+
+class _Usage(msgspec.Struct):
+    input_tokens: int = 0
+    output_tokens: int = 0
+    input_tokens_details: _InputDetails | None = None
+    output_tokens_details: _OutputDetails | None = None
+    cost_in_usd_ticks: int | None = None  # xAI serves this API too
+
+
+class _Incomplete(msgspec.Struct):
+    reason: str | None = None
+
+
+class _Error(msgspec.Struct):
+    code: str | None = None
+    message: str | None = None
+
+
+class _Response(msgspec.Struct):
+    status: str | None = None
+    usage: _Usage | None = None
+    incomplete_details: _Incomplete | None = None
+    error: _Error | None = None
+
+
+class _Event(msgspec.Struct):
+    type: str = ""
+    delta: str | None = None
+    response: _Response | None = None
+    code: str | None = None
+    message: str | None = None
+
+
+_decoder = msgspec.json.Decoder(_Event)
+
+
+def map_usage(u: _Usage, *, cost_field: bool = False) -> Usage:
+    """Responses usage already counts reasoning inside ``output_tokens``."""
+    return Usage(
+        input_tokens=u.input_tokens,
+        output_tokens=u.output_tokens,
+        cached_input_tokens=(u.input_tokens_details.cached_tokens or 0) if u.input_tokens_details else 0,
+        reasoning_tokens=u.output_tokens_details.reasoning_tokens if u.output_tokens_details else None,
+        billed_usd=u.cost_in_usd_ticks / 1e10 if cost_field and u.cost_in_usd_ticks is not None else None,
+    )
+
+
+def decode_usage(payload: bytes | str, *, cost_field: bool = False) -> Usage:
+    """Map a JSON Responses usage object to `Usage` (tests and tools)."""
+    return map_usage(msgspec.json.decode(payload, type=_Usage), cost_field=cost_field)
+
+
+class OpenAIResponsesAdapter(SSEAdapter):
+    """``POST {base_url}/responses``.
+
+    Options: ``reasoning_summary`` (``auto`` | ``concise`` | ``detailed``; sent with the effort,
+    default ``auto``), ``cost_field`` (bool, xAI's billed cost), ``store`` (default False).
+    """
+
+    protocol = "openai_responses"
+
+    def url(self, request: ChatRequest) -> str:
+        return f"{self.base_url}/responses"
+
+    def headers(self) -> dict[str, str]:
+        h = {"content-type": "application/json", "accept": "text/event-stream"}
+        if self._api_key:
+            h["authorization"] = f"Bearer {self._api_key}"
+        return h
+
+    def payload(self, request: ChatRequest) -> dict[str, object]:
+        body: dict[str, object] = {
+            "model": request.model,
+            "input": [{"role": m.role, "content": m.content} for m in request.messages],
+            "stream": True,
+            "max_output_tokens": request.max_output_tokens,
+            "store": bool(self.options.get("store", False)),
+        }
+        summary = self.options.get("reasoning_summary")
+        # non-reasoning models reject a `reasoning` object, so send one only when asked for
+        if request.reasoning_effort is not None or summary:
+            reasoning: dict[str, object] = {"summary": summary or "auto"}
+            if request.reasoning_effort is not None:
+                reasoning["effort"] = request.reasoning_effort
+            body["reasoning"] = reasoning
+        if request.temperature is not None:
+            body["temperature"] = request.temperature
+        return body
+
+    def read_limits(self, headers: Mapping[str, str]) -> RateLimitReading:
+        return openai_limits(headers)
+
+    async def decode(
+        self, events: AsyncIterator[SSEEvent], parser: SSEParser, limits: RateLimitReading
+    ) -> AsyncIterator[StreamEvent]:
+        cost_field = bool(self.options.get("cost_field", False))
+        async for ev in events:
+            if ev.data.startswith("[DONE]"):
+                yield Finish("truncated")
+                return
+            try:
+                msg = _decoder.decode(ev.data)
+            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                raise self.malformed(limits, ev.data, exc) from None
+            kind = msg.type or ev.event
+            if kind == "response.output_text.delta":
+                if msg.delta:
+                    yield Content(msg.delta)
+            elif kind in _REASONING_DELTAS:
+                if msg.delta:
+                    yield Reasoning(msg.delta)
+            elif kind in ("response.completed", "response.incomplete"):
+                resp = msg.response or _Response()
+                if kind == "response.completed":
+                    yield Finish("stop")
+                else:
+                    reason = resp.incomplete_details.reason if resp.incomplete_details else None
+                    yield Finish(INCOMPLETE_REASONS.get(reason or "", "other"))
+                if resp.usage is not None:
+                    yield map_usage(resp.usage, cost_field=cost_field)
+                return
+            elif kind == "response.failed":
+                err = (msg.response.error if msg.response else None) or _Error()
+                raise classify_stream_error(
+                    self.provider, err.code, err.message or "response failed", limits, secret=self._api_key
+                )
+            elif kind == "error":
+                raise classify_stream_error(
+                    self.provider, msg.code, msg.message or "", limits, secret=self._api_key
+                )
+        raise self.ended_early(parser, limits, "the terminal response event")
