@@ -727,7 +727,7 @@ async def test_responses_documented_stream(replay: Replay) -> None:
     assert only(events, Usage) == [
         Usage(input_tokens=80, output_tokens=2000, cached_input_tokens=64, reasoning_tokens=1994)
     ]
-    path, headers, body = replay.requests[-1]
+    path, _headers, body = replay.requests[-1]
     assert path == "/v1/responses"
     assert body["reasoning"] == {"summary": "auto", "effort": "low"}
     assert body["max_output_tokens"] == 2000 and body["stream"] is True

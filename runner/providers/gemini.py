@@ -42,24 +42,24 @@ class _Content(msgspec.Struct):
 
 class _Candidate(msgspec.Struct):
     content: _Content | None = None
-    finishReason: str | None = None  # noqa: N815 - the wire name
+    finishReason: str | None = None
 
 
 class _UsageMeta(msgspec.Struct):
-    promptTokenCount: int = 0  # noqa: N815
-    candidatesTokenCount: int = 0  # noqa: N815
-    thoughtsTokenCount: int | None = None  # noqa: N815
-    cachedContentTokenCount: int = 0  # noqa: N815
+    promptTokenCount: int = 0
+    candidatesTokenCount: int = 0
+    thoughtsTokenCount: int | None = None
+    cachedContentTokenCount: int = 0
 
 
 class _Feedback(msgspec.Struct):
-    blockReason: str | None = None  # noqa: N815
+    blockReason: str | None = None
 
 
 class _Chunk(msgspec.Struct):
     candidates: list[_Candidate] | None = None
-    usageMetadata: _UsageMeta | None = None  # noqa: N815
-    promptFeedback: _Feedback | None = None  # noqa: N815
+    usageMetadata: _UsageMeta | None = None
+    promptFeedback: _Feedback | None = None
     error: ErrorDetail | None = None
 
 
