@@ -1,0 +1,380 @@
+"""Watching a run: a live rich dashboard on a terminal, plain periodic lines elsewhere.
+
+Both displays implement the small `Display` protocol and only read `RunSnapshot`s through a
+``get_snapshot`` callback; the runner never draws. `open_display` picks one and refreshes it
+from a task on the event loop (not rich's refresh thread), so snapshots are always taken on the
+loop that mutates the runner's counters.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import sys
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Protocol
+
+import anyio
+from rich.console import Console, Group, RenderableType
+from rich.live import Live
+from rich.panel import Panel
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    SpinnerColumn,
+    Task,
+    TaskProgressColumn,
+)
+from rich.table import Table
+from rich.text import Text
+
+from runner.stats import LaneSnapshot, RunSnapshot
+
+SnapshotSource = Callable[[], RunSnapshot]
+
+
+# --- units -------------------------------------------------------------------------------------
+
+
+def fmt_count(n: float) -> str:
+    """A count in a few characters: ``812``, ``8.2k``, ``12.3k``, ``123k``, ``1.2M``."""
+    n = float(n)
+    for bound, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(n) >= bound:
+            scaled = n / bound
+            return f"{scaled:.1f}{suffix}" if abs(scaled) < 99.95 else f"{scaled:,.0f}{suffix}"
+    return f"{n:.0f}" if n == int(n) or abs(n) >= 10 else f"{n:.1f}"
+
+
+def fmt_usd(x: float) -> str:
+    """Dollars at a precision that shows sub-cent calls: ``$0.0412``, ``$12.34``, ``$1,234``."""
+    if abs(x) < 1:
+        return f"${x:.4f}"
+    if abs(x) < 1000:
+        return f"${x:.2f}"
+    return f"${x:,.0f}"
+
+
+def fmt_duration(seconds: float | None) -> str:
+    """``45s``, ``1m12s``, ``2h05m``; ``--`` when unknown."""
+    if seconds is None or not math.isfinite(seconds):
+        return "--"
+    s = max(0, round(seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{s % 3600 // 60:02d}m"
+
+
+def plain_line(snap: RunSnapshot) -> str:
+    """One log line: ``[12:01:07] jobs 40/120 (33%) calls 312 in-flight 18 tok/s 8.2k $0.0412 ...``."""
+    stamp = time.strftime("%H:%M:%S", time.localtime(snap.now))
+    spend = fmt_usd(snap.usd_spent) + (f"/{fmt_usd(snap.usd_cap)}" if snap.usd_cap is not None else "")
+    line = (
+        f"[{stamp}] jobs {snap.jobs_done}/{snap.jobs_total} ({snap.fraction_done:.0%}) "
+        f"calls {snap.calls_done} in-flight {snap.calls_in_flight} tok/s {fmt_count(snap.tokens_per_s)} "
+        f"{spend} 429s {snap.n429} eta {fmt_duration(snap.eta_s())}"
+    )
+    if snap.jobs_skipped:
+        line += f" resumed {snap.jobs_skipped}"
+    if snap.stopping:
+        line += f" | {snap.stopping}"
+    return line
+
+
+# --- the display protocol ------------------------------------------------------------------------
+
+
+class Display(Protocol):
+    """What `open_display` drives: start once, refresh every ``interval`` seconds, stop once."""
+
+    interval: float
+
+    def start(self) -> None:
+        """Begin displaying (may draw nothing yet)."""
+
+    def refresh(self) -> None:
+        """Take a snapshot and show it."""
+
+    def stop(self) -> None:
+        """Show the final state and release the terminal."""
+
+
+class LineLog:
+    """Plain progress lines for logs and pipes: one every ``interval`` seconds, and one at the end.
+
+    Notable events (``RunSnapshot.recent``) and a change of ``stopping`` are printed on lines of
+    their own as they are first seen, so a log keeps every retry and 429 the runner reported.
+    """
+
+    def __init__(self, console: Console, get_snapshot: SnapshotSource, *, interval: float = 5.0) -> None:
+        self.console = console
+        self.get_snapshot = get_snapshot
+        self.interval = interval
+        self._seen_recent: tuple[str, ...] = ()
+        self._stopping: str | None = None
+
+    def start(self) -> None:
+        """Print nothing: the first line comes after one interval, when there is news."""
+
+    def refresh(self) -> None:
+        """Print the events seen since the last line, then the progress line."""
+        snap = self.get_snapshot()
+        stamp = time.strftime("%H:%M:%S", time.localtime(snap.now))
+        for event in _new_events(self._seen_recent, snap.recent):
+            self._print(f"[{stamp}] ! {event}")
+        self._seen_recent = snap.recent
+        self._print(plain_line(snap))
+
+    def stop(self) -> None:
+        """Print the final line."""
+        self.refresh()
+
+    def _print(self, line: str) -> None:
+        # soft_wrap: a log line must never be cut or wrapped at the console's guessed width
+        self.console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
+def _new_events(before: tuple[str, ...], after: tuple[str, ...]) -> tuple[str, ...]:
+    """The tail of ``after`` not already in ``before`` (both are windows of the same event log)."""
+    for overlap in range(min(len(before), len(after)), 0, -1):
+        if before[-overlap:] == after[:overlap]:
+            return after[overlap:]
+    return after
+
+
+# --- the live dashboard --------------------------------------------------------------------------
+
+
+def _snap(task: Task) -> RunSnapshot:
+    return task.fields["snapshot"]
+
+
+class EtaColumn(ProgressColumn):
+    """Elapsed time and time left, from the snapshot's own pace (resumed jobs excluded)."""
+
+    def render(self, task: Task) -> Text:
+        snap = _snap(task)
+        return Text.assemble(
+            (fmt_duration(snap.elapsed_s), "progress.elapsed"),
+            " eta ",
+            (fmt_duration(snap.eta_s()), "progress.remaining"),
+        )
+
+
+class SpendColumn(ProgressColumn):
+    """Dollars spent so far, against the cap; red past 90 % of it."""
+
+    def render(self, task: Task) -> Text:
+        snap = _snap(task)
+        text = Text("spent ", style="dim")
+        style = _usage_style(snap.usd_spent, snap.usd_cap, base="bold green")
+        text.append(fmt_usd(snap.usd_spent), style=style)
+        if snap.usd_cap is not None:
+            text.append(f" of {fmt_usd(snap.usd_cap)} cap", style="dim")
+        return text
+
+
+class TokenRateColumn(ProgressColumn):
+    """Output tokens per second over the runner's recent window."""
+
+    def render(self, task: Task) -> Text:
+        return Text.assemble((fmt_count(_snap(task).tokens_per_s), "cyan"), (" tok/s", "dim"))
+
+
+class RateLimitColumn(ProgressColumn):
+    """429 responses so far, over all lanes."""
+
+    def render(self, task: Task) -> Text:
+        n429 = _snap(task).n429
+        return Text.assemble((str(n429), "bold red" if n429 else "green"), (" × 429 rate-limited", "dim"))
+
+
+def _usage_style(used: float, limit: float | None, *, base: str = "") -> str:
+    if not limit:
+        return base
+    share = used / limit
+    return "bold red" if share >= 0.9 else "yellow" if share >= 0.7 else base or "green"
+
+
+def _use_cell(used: float, limit: float | None) -> Text:
+    text = Text(fmt_count(used), style=_usage_style(used, limit))
+    text.append(f"/{fmt_count(limit)}" if limit else "", style="dim")
+    return text
+
+
+def _paused_cell(seconds: float) -> Text:
+    return Text(f"{seconds:.1f}s", style="bold yellow") if seconds > 0 else Text("-", style="dim")
+
+
+def lanes_table(lanes: tuple[LaneSnapshot, ...]) -> Table:
+    """One row per lane: calls in flight, RPM and TPM use against limits, pause, 429s, retries."""
+    table = Table(box=None, padding=(0, 1), header_style="bold dim", expand=False)
+    table.add_column("lane", style="bold")
+    for name in ("in flight", "req/min", "tok/min", "paused", "429s", "retries", "errors"):
+        table.add_column(name, justify="right")
+    for lane in lanes:
+        table.add_row(
+            lane.name,
+            _use_cell(lane.in_flight, lane.concurrency_limit),
+            _use_cell(lane.requests_last_min, lane.rpm_limit),
+            _use_cell(lane.tokens_last_min, lane.tpm_limit),
+            _paused_cell(lane.paused_for_s),
+            Text(str(lane.n429), style="red" if lane.n429 else "dim"),
+            Text(str(lane.retries), style="yellow" if lane.retries else "dim"),
+            Text(str(lane.errors), style="bold red" if lane.errors else "dim"),
+        )
+    return table
+
+
+class LiveDashboard:
+    """A rich live panel: the jobs bar with ETA, spend, tokens/s and 429s, then a table of lanes.
+
+    Rendering is driven from outside (`refresh`), so tests render frames into a ``StringIO``
+    console without waiting on a clock.
+    """
+
+    def __init__(self, console: Console, get_snapshot: SnapshotSource, *, interval: float = 0.25) -> None:
+        self.console = console
+        self.get_snapshot = get_snapshot
+        self.interval = interval
+        self._last: RunSnapshot | None = None
+        # the bars' clock is the snapshot's, so the spinner and columns agree with the numbers
+        clock = lambda: self._last.now if self._last else 0.0  # noqa: E731
+        self._bar = Progress(
+            SpinnerColumn(finished_text="[bold green]✓"),
+            BarColumn(bar_width=None, complete_style="green", finished_style="bold green"),
+            MofNCompleteColumn(),
+            "[dim]jobs",
+            TaskProgressColumn(),
+            EtaColumn(),
+            console=console,
+            auto_refresh=False,
+            get_time=clock,
+            expand=True,
+        )
+        self._meters = Progress(
+            SpendColumn(),
+            "[dim]·",
+            TokenRateColumn(),
+            "[dim]·",
+            RateLimitColumn(),
+            console=console,
+            auto_refresh=False,
+            get_time=clock,
+        )
+        self._tasks = (self._bar.add_task("jobs"), self._meters.add_task("meters"))
+        self._live = Live(console=console, auto_refresh=False, get_renderable=self.render, transient=False)
+
+    def start(self) -> None:
+        """Take over the bottom of the terminal."""
+        self._live.start(refresh=False)
+
+    def refresh(self) -> None:
+        """Take a snapshot and redraw."""
+        self._live.refresh()
+
+    def stop(self) -> None:
+        """Draw the final frame and leave it on screen."""
+        self._live.stop()
+
+    def render(self) -> RenderableType:
+        """The current frame, from a fresh snapshot."""
+        snap = self._last = self.get_snapshot()
+        for progress, task in zip((self._bar, self._meters), self._tasks, strict=True):
+            progress.update(task, total=snap.jobs_total, completed=snap.jobs_done, snapshot=snap)
+        blank = Text("")
+        parts: list[RenderableType] = [self._bar, self._meters, blank, lanes_table(snap.lanes)]
+        parts += [blank, _totals(snap)]
+        if snap.recent:
+            parts.append(Text("\n".join(f"· {event}" for event in snap.recent[-3:]), style="dim"))
+        if snap.stopping:
+            parts.append(Text(f"⏹ {snap.stopping}", style="bold yellow"))
+        title = Text.assemble(("anytime ", "bold"), (snap.run_id, "bold cyan"))
+        # a full-width bar is pleasant up to ~100 columns and silly beyond
+        width = min(self.console.width, 100)
+        return Panel(Group(*parts), title=title, title_align="left", border_style="blue", width=width)
+
+
+def _totals(snap: RunSnapshot) -> Text:
+    text = Text.assemble(
+        ("calls ", "dim"),
+        (f"{snap.calls_done}", "bold"),
+        (" done, ", "dim"),
+        (f"{snap.calls_in_flight}", "bold"),
+        (" in flight   tokens ", "dim"),
+        (fmt_count(snap.tokens_in), "bold"),
+        (" in / ", "dim"),
+        (fmt_count(snap.tokens_out), "bold"),
+        (" out", "dim"),
+    )
+    if snap.jobs_skipped:
+        text.append(f"   {snap.jobs_skipped} jobs resumed", style="dim")
+    if snap.usd_estimate is not None:
+        text.append(f"   estimate {fmt_usd(snap.usd_estimate)}", style="dim")
+    return text
+
+
+# --- choosing and driving a display ----------------------------------------------------------------
+
+
+def make_display(
+    console: Console,
+    get_snapshot: SnapshotSource,
+    *,
+    plain: bool | None = None,
+    interval: float | None = None,
+) -> LiveDashboard | LineLog:
+    """The dashboard on a terminal, the line log otherwise or when ``plain`` is True."""
+    if plain is None:
+        plain = not console.is_terminal or console.is_dumb_terminal
+    if plain:
+        return LineLog(console, get_snapshot, interval=5.0 if interval is None else interval)
+    return LiveDashboard(console, get_snapshot, interval=0.25 if interval is None else interval)
+
+
+@contextlib.asynccontextmanager
+async def open_display(
+    console: Console,
+    get_snapshot: SnapshotSource,
+    *,
+    plain: bool | None = None,
+    interval: float | None = None,
+) -> AsyncIterator[Display]:
+    """Show the run while the block runs; the final state is drawn on exit, even on cancellation.
+
+    Args:
+        console: where to draw.
+        get_snapshot: called on the event loop each refresh; must be cheap and not block.
+        plain: force the line log (True) or the dashboard (False); None picks by ``console``.
+        interval: seconds between refreshes (default 0.25 for the dashboard, 5 for the line log).
+    """
+    display = make_display(console, get_snapshot, plain=plain, interval=interval)
+    display.start()
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_refresh_forever, display)
+            try:
+                yield display
+            finally:
+                tg.cancel_scope.cancel()
+    finally:
+        display.stop()
+
+
+async def _refresh_forever(display: Display) -> None:
+    failed = False
+    while True:
+        await anyio.sleep(display.interval)
+        try:
+            display.refresh()
+        except Exception as exc:  # a display bug must never stop a sweep that is spending money
+            if not failed:
+                failed = True
+                name = type(display).__name__
+                message = f"{type(exc).__name__}: {exc}"
+                print(f"anytime: progress display ({name}) failed, run continues: {message}", file=sys.stderr)
