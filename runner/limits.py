@@ -32,6 +32,7 @@ from typing import Protocol
 import anyio
 
 from runner.events import RateLimitReading
+from runner.stats import RateMeter
 
 _EPS = 1e-9
 
@@ -60,6 +61,8 @@ class LaneStats:
 
     ``paused_until`` is in the limiter clock's time; ``paused_for_s`` is what remains of it.
     Limits and levels are None while a limit is unknown (not configured, not yet learned).
+    ``requests_last_min`` / ``tokens_last_min`` count what was admitted (tokens: as settled) in
+    the last 60 s, whether or not the limit is known.
     """
 
     in_flight: int
@@ -76,6 +79,8 @@ class LaneStats:
     n429: int
     n_server_errors: int
     retries: int
+    requests_last_min: int = 0
+    tokens_last_min: int = 0
 
 
 class _Bucket:
@@ -235,6 +240,8 @@ class LaneLimiter:
         self._queue: deque[_Waiter] = deque()
         self._head_scope: anyio.CancelScope | None = None
         self._admitted = self._n429 = self._n5xx = self._retries = 0
+        self._requests_meter = RateMeter(60.0)
+        self._tokens_meter = RateMeter(60.0)
 
     async def acquire(self, tokens: int) -> Reservation:
         """Wait for the pause to end, a concurrency slot, one request and ``tokens`` tokens.
@@ -312,6 +319,8 @@ class LaneLimiter:
             paused_until=self._paused_until if paused else None,
             paused_for_s=self._paused_until - now if paused else 0.0, admitted=self._admitted,
             n429=self._n429, n_server_errors=self._n5xx, retries=self._retries,
+            requests_last_min=round(self._requests_meter.total(now)),
+            tokens_last_min=max(0, round(self._tokens_meter.total(now))),
         )
 
     # -- decisions: synchronous, no awaits -------------------------------------------------
@@ -335,6 +344,9 @@ class LaneLimiter:
         self._admitted += 1
         self._requests.level += 1
         self._tokens.level += tokens
+        now = self._clock.time()
+        self._requests_meter.add(1, now)
+        self._tokens_meter.add(tokens, now)
         return Reservation(
             self, tokens, (self._requests.level, self._requests.epoch),
             (self._tokens.level, self._tokens.epoch),
@@ -345,7 +357,9 @@ class LaneLimiter:
         self._wake_head()
 
     def _adjust_tokens(self, delta: int) -> None:
-        self._tokens.leak(self._clock.time())
+        now = self._clock.time()
+        self._tokens.leak(now)
+        self._tokens_meter.add(delta, now)
         self._tokens.level = max(0.0, self._tokens.level + delta)
         if delta < 0:
             self._wake_head()

@@ -394,8 +394,24 @@ def test_stats_is_a_frozen_snapshot() -> None:
 
     s = run(main)
     assert (s.in_flight, s.rpm_level, s.tpm_level, s.retries, s.paused_until) == (1, 1.0, 7.0, 1, None)
+    assert (s.requests_last_min, s.tokens_last_min) == (1, 7)
     with pytest.raises(dataclasses.FrozenInstanceError):
         s.in_flight = 5  # type: ignore[misc]
+
+
+def test_last_minute_counts_follow_admissions_and_settlements() -> None:
+    async def main() -> list[tuple[int, int]]:
+        lim = LaneLimiter(rpm=None, tpm=None, max_concurrency=10)
+        seen = []
+        (await lim.acquire(500)).settle(200)
+        await anyio.sleep(30.0)
+        await lim.acquire(100)
+        seen.append((lim.stats().requests_last_min, lim.stats().tokens_last_min))
+        await anyio.sleep(40.0)
+        seen.append((lim.stats().requests_last_min, lim.stats().tokens_last_min))
+        return seen
+
+    assert run(main) == [(2, 300), (1, 100)]
 
 
 @pytest.mark.parametrize("bad", [{"rpm": 0}, {"tpm": -5}, {"max_concurrency": 0}])
