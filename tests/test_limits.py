@@ -13,17 +13,19 @@ import math
 import random
 import selectors
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 import anyio.lowlevel
 import pytest
 
 from runner.events import RateLimitReading
-from runner.limits import LaneLimiter, Reservation
+from runner.limits import LaneLimiter, LaneStats, Reservation
+
+T = TypeVar("T")
 
 
-class _JumpSelector(selectors.DefaultSelector):  # type: ignore[misc,valid-type]
+class _JumpSelector(selectors.DefaultSelector):
     def __init__(self, loop: VirtualTimeLoop) -> None:
         super().__init__()
         self._vloop = loop
@@ -49,7 +51,7 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
         return self.now
 
 
-def run(fn: Callable[[], Awaitable[Any]]) -> Any:
+def run(fn: Callable[[], Awaitable[T]]) -> T:
     return anyio.run(fn, backend="asyncio", backend_options={"loop_factory": VirtualTimeLoop})
 
 
@@ -213,7 +215,8 @@ def test_cancelled_head_passes_its_turn_on() -> None:
         assert lim.stats().waiting == 0
         return admitted
 
-    assert run(main) == [("next", pytest.approx(1.0))]
+    [(name, at)] = run(main)
+    assert name == "next" and at == pytest.approx(1.0)
 
 
 def test_429_pauses_the_lane_for_retry_after_and_halves_concurrency() -> None:
@@ -225,7 +228,8 @@ def test_429_pauses_the_lane_for_retry_after_and_halves_concurrency() -> None:
         (await lim.acquire(1)).release()
         return anyio.current_time(), lim.stats().concurrency_limit, lim.stats().n429
 
-    assert run(main) == (pytest.approx(2.5), 4, 2)
+    at, cap, n429 = run(main)
+    assert at == pytest.approx(2.5) and (cap, n429) == (4, 2)
 
 
 def test_429_without_retry_after_pauses_for_the_default() -> None:
@@ -386,7 +390,7 @@ def test_injected_clock_is_the_one_waited_on() -> None:
 
 
 def test_stats_is_a_frozen_snapshot() -> None:
-    async def main() -> Any:
+    async def main() -> LaneStats:
         lim = LaneLimiter(rpm=10, tpm=100, max_concurrency=3)
         await lim.acquire(7)
         lim.on_retry()
