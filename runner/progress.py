@@ -362,6 +362,12 @@ async def open_display(
                 yield display
             finally:
                 tg.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        # the refresh task never raises, so a group holds only the block's own error: hand that
+        # back unwrapped, so callers' `except ConfigError` keep working under a display
+        if len(group.exceptions) == 1:
+            raise group.exceptions[0] from None
+        raise
     finally:
         display.stop()
 
