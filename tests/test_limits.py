@@ -330,6 +330,27 @@ def test_learning_through_a_reservation_keeps_later_calls_in_flight() -> None:
     assert run(main).rpm_level == 8.0  # 6 on the provider + the 2 it has not seen yet
 
 
+def test_a_raised_limit_wakes_the_waiting_head_at_once() -> None:
+    async def main() -> float:
+        lim = LaneLimiter(rpm=None, tpm=None, max_concurrency=100)
+        lim.observe(reading(limit_requests=60, remaining_requests=60))
+        for _ in range(60):
+            (await lim.acquire(0)).release()
+        at: list[float] = []
+
+        async def waiter() -> None:
+            (await lim.acquire(0)).release()
+            at.append(anyio.current_time())
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(waiter)  # would wait 1 s at 60 rpm
+            await anyio.sleep(0.25)
+            lim.observe(reading(limit_requests=6000))  # the key moved up a tier
+        return at[0]
+
+    assert run(main) == pytest.approx(0.25)
+
+
 def test_reservation_observe_does_not_double_count_in_flight_calls() -> None:
     async def main() -> list[float | None]:
         lim = LaneLimiter(rpm=None, tpm=1000, max_concurrency=10)
