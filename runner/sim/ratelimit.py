@@ -1,0 +1,177 @@
+"""Per-key request and token buckets, and the rate-limit headers that describe them.
+
+Buckets refill linearly over a minute, like OpenAI's and Anthropic's. Token admission charges the
+prompt tokens plus the request's output cap (``providers.md`` §1.6); the unused part of the cap
+is given back when the call ends, so a client that reserves and refunds the same way never trips
+the limit. Keys are stored only as hashes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+import msgspec
+
+
+class Bucket:
+    """A token bucket of ``limit`` per minute, full at start."""
+
+    def __init__(self, limit: int, now: float) -> None:
+        self.limit = limit
+        self.rate = limit / 60.0
+        self.level = float(limit)
+        self.updated = now
+
+    def refill(self, now: float) -> None:
+        self.level = min(float(self.limit), self.level + (now - self.updated) * self.rate)
+        self.updated = now
+
+    def wait_s(self, cost: float) -> float:
+        """Seconds until ``cost`` fits (infinite if it never can)."""
+        if cost > self.limit:
+            return math.inf
+        return max(0.0, (cost - self.level) / self.rate)
+
+    def reset_s(self) -> float:
+        return max(0.0, (self.limit - self.level) / self.rate)
+
+
+class LimitState(msgspec.Struct, frozen=True):
+    """The limits of one key at one moment (None: that limit is off)."""
+
+    limit_requests: int | None = None
+    remaining_requests: int | None = None
+    reset_requests_s: float | None = None
+    limit_tokens: int | None = None
+    remaining_tokens: int | None = None
+    reset_tokens_s: float | None = None
+
+
+class Admission(msgspec.Struct, frozen=True):
+    ok: bool
+    state: LimitState
+    retry_after_s: float = 0.0
+    reason: str = ""  # "requests" | "tokens" | "too_large"
+
+
+def _key_id(api_key: str) -> str:
+    return hashlib.sha256(api_key.encode()).hexdigest()[:16]
+
+
+class RateLimiter:
+    """The simulator's limits: one pair of buckets per API key."""
+
+    def __init__(self, rpm: int | None, tpm: int | None, clock: Callable[[], float] = time.monotonic) -> None:
+        self.rpm, self.tpm, self.clock = rpm, tpm, clock
+        self._keys: dict[str, tuple[Bucket | None, Bucket | None]] = {}
+
+    def _buckets(self, api_key: str) -> tuple[Bucket | None, Bucket | None]:
+        kid = _key_id(api_key)
+        pair = self._keys.get(kid)
+        if pair is None:
+            now = self.clock()
+            pair = (Bucket(self.rpm, now) if self.rpm else None, Bucket(self.tpm, now) if self.tpm else None)
+            self._keys[kid] = pair
+        now = self.clock()
+        for bucket in pair:
+            if bucket is not None:
+                bucket.refill(now)
+        return pair
+
+    def admit(self, api_key: str, token_cost: int) -> Admission:
+        """Take one request and ``token_cost`` tokens, or say how long to wait."""
+        requests, tokens = self._buckets(api_key)
+        wait_r = requests.wait_s(1) if requests else 0.0
+        wait_t = tokens.wait_s(token_cost) if tokens else 0.0
+        if math.isinf(wait_t):
+            return Admission(
+                ok=False, state=self._state(requests, tokens), retry_after_s=0.0, reason="too_large"
+            )
+        if wait_r > 0 or wait_t > 0:
+            reason = "requests" if wait_r >= wait_t else "tokens"
+            return Admission(
+                ok=False,
+                state=self._state(requests, tokens),
+                retry_after_s=max(wait_r, wait_t),
+                reason=reason,
+            )
+        if requests:
+            requests.level -= 1
+        if tokens:
+            tokens.level -= token_cost
+        return Admission(ok=True, state=self._state(requests, tokens))
+
+    def refund(self, api_key: str, unused_tokens: int) -> None:
+        """Give back the part of an admitted request's charge it did not use."""
+        _, tokens = self._buckets(api_key)
+        if tokens is not None and unused_tokens > 0:
+            tokens.level = min(float(tokens.limit), tokens.level + unused_tokens)
+
+    @staticmethod
+    def _state(requests: Bucket | None, tokens: Bucket | None) -> LimitState:
+        return LimitState(
+            limit_requests=requests.limit if requests else None,
+            remaining_requests=max(0, math.floor(requests.level)) if requests else None,
+            reset_requests_s=requests.reset_s() if requests else None,
+            limit_tokens=tokens.limit if tokens else None,
+            remaining_tokens=max(0, math.floor(tokens.level)) if tokens else None,
+            reset_tokens_s=tokens.reset_s() if tokens else None,
+        )
+
+
+def go_duration(seconds: float) -> str:
+    """Seconds as OpenAI writes resets: ``120ms``, ``1.52s``, ``6m0s``, ``1h2m3s``."""
+    if seconds < 1.0:
+        return f"{round(seconds * 1000)}ms"
+    hours, rest = divmod(seconds, 3600.0)
+    minutes, secs = divmod(rest, 60.0)
+    text = f"{secs:.2f}".rstrip("0").rstrip(".") + "s"
+    if hours >= 1:
+        return f"{int(hours)}h{int(minutes)}m{text}"
+    if minutes >= 1:
+        return f"{int(minutes)}m{text}"
+    return text
+
+
+def openai_headers(state: LimitState) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for kind in ("requests", "tokens"):
+        limit = getattr(state, f"limit_{kind}")
+        if limit is None:
+            continue
+        headers[f"x-ratelimit-limit-{kind}"] = str(limit)
+        headers[f"x-ratelimit-remaining-{kind}"] = str(getattr(state, f"remaining_{kind}"))
+        headers[f"x-ratelimit-reset-{kind}"] = go_duration(getattr(state, f"reset_{kind}_s"))
+    return headers
+
+
+def rfc3339_in(seconds: float, now: float | None = None) -> str:
+    moment = datetime.fromtimestamp(time.time() if now is None else now, UTC) + timedelta(seconds=seconds)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S") + f".{moment.microsecond // 1000:03d}Z"
+
+
+def anthropic_headers(state: LimitState) -> dict[str, str]:
+    """``anthropic-ratelimit-*``; the one token bucket stands for input, output and total."""
+    headers: dict[str, str] = {}
+    if state.limit_requests is not None:
+        headers["anthropic-ratelimit-requests-limit"] = str(state.limit_requests)
+        headers["anthropic-ratelimit-requests-remaining"] = str(state.remaining_requests)
+        headers["anthropic-ratelimit-requests-reset"] = rfc3339_in(state.reset_requests_s or 0.0)
+    if state.limit_tokens is not None:
+        for group in ("tokens", "input-tokens", "output-tokens"):
+            headers[f"anthropic-ratelimit-{group}-limit"] = str(state.limit_tokens)
+            headers[f"anthropic-ratelimit-{group}-remaining"] = str(state.remaining_tokens)
+            headers[f"anthropic-ratelimit-{group}-reset"] = rfc3339_in(state.reset_tokens_s or 0.0)
+    return headers
+
+
+def retry_headers(retry_after_s: float) -> dict[str, str]:
+    """``retry-after`` in whole seconds (rounded up) and the precise ``retry-after-ms``."""
+    return {
+        "retry-after": str(max(1, math.ceil(retry_after_s))),
+        "retry-after-ms": str(max(1, math.ceil(retry_after_s * 1000))),
+    }

@@ -1,0 +1,268 @@
+"""The model logic: deterministic reasoning traces whose candidate answers converge with length.
+
+A trace is filler reasoning that states its current candidate every so often. The candidate at
+token position t is right with probability ``p(t) = p_max * (1 - exp(-t / tau))``, where
+``p_max`` and ``tau`` come from the model's skill (and the problem's difficulty). Each trace draws
+its thresholds once, so a candidate that has become right stays right as the trace grows:
+quality rises with the budget, and faster and higher for a stronger model.
+
+A forced-answer request (the prompt holds ``<reasoning_so_far>…</reasoning_so_far>``) is
+answered from that block: the last candidate stated in it, formatted for the task. Nothing here
+looks at which prompting method built a prompt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import random
+from collections import OrderedDict
+from collections.abc import Sequence
+
+import msgspec
+
+from runner.encodings import get_encoding
+from runner.sim.knowledge import ProblemIndex
+from runner.sim.models import SimModel
+from runner.sim.tasks import TASKS, TaskLogic, parse_any
+
+FORCED_OPEN = "<reasoning_so_far>"
+FORCED_CLOSE = "</reasoning_so_far>"
+_EFFORT = {"minimal": 0.25, "low": 0.5, "medium": 1.0, "high": 1.5}
+
+_FILLER = (
+    " Let me reconsider the {w} from the start.",
+    " First, I will restate what the problem gives us about the {w}.",
+    " Suppose the {w} equals {a}; then the second condition forces {b}.",
+    " That does not match, so I should check the case with {a} instead.",
+    " Checking the {w} again: {a} plus {b} gives {c}.",
+    " Wait, I may have dropped a factor of {a} in the previous step.",
+    " Let me verify this against the original constraint on the {w}.",
+    " If I split the {w} into {a} parts, each part contributes {b}.",
+    " Hmm, the symmetry of the {w} suggests a simpler route.",
+    " Let me count the cases one by one to be careful.",
+    " The {w} cannot exceed {c}, which rules out the larger option.",
+    " I will write the relation between the {w} and the remaining terms.",
+    " Substituting back, the {w} is consistent with {a} and {b}.",
+    " Another approach is to bound the {w} from both sides.",
+    " Let me double check the arithmetic: {a} times {b} is {d}.",
+    " That step looks right, so I can move on to the {w}.",
+    " Actually, the order of the {w} matters here, so let me redo it.",
+    " The edge case with {a} needs a separate look.",
+    " Combining the two observations narrows the {w} down.",
+    " I should make sure no constraint on the {w} is violated.\n\n",
+    " Now I will organise what I have so far.\n\n",
+)
+_WORDS = (
+    "constraint",
+    "sum",
+    "first case",
+    "remainder",
+    "ordering",
+    "schedule",
+    "count",
+    "boundary",
+    "second case",
+    "total",
+    "assumption",
+    "difference",
+    "last step",
+    "middle term",
+    "option",
+)
+
+
+class Generation(msgspec.Struct, kw_only=True):
+    """What a request will produce, as token ids of ``o200k_base``.
+
+    Attributes:
+        reasoning: the full reasoning, as billed.
+        summary: the part of the reasoning a summarising protocol shows (Anthropic, Responses).
+        content: the visible answer (for a chain-of-thought model, the whole trace and answer).
+        task: the task recognised ("" if no known problem).
+        forced: whether this answers a forced-answer prompt.
+    """
+
+    reasoning: list[int]
+    summary: list[int]
+    content: list[int]
+    task: str = ""
+    forced: bool = False
+
+
+class GenRequest(msgspec.Struct, frozen=True, kw_only=True):
+    """The request facts the model logic depends on, whatever the wire dialect."""
+
+    model: str
+    messages: tuple[tuple[str, str], ...]  # (role, text)
+    seed: int | None = None
+    max_output: int | None = None  # cap on all generated tokens
+    reasoning_budget: int | None = None  # thinking budget (Anthropic, Gemini)
+    reasoning_on: bool = True  # False: thinking disabled for this request
+    effort: str | None = None
+
+
+def _hash_int(*parts: object) -> int:
+    digest = hashlib.blake2b(repr(parts).encode("utf-8", "surrogatepass"), digest_size=8).digest()
+    return int.from_bytes(digest, "big")
+
+
+def _unit(*parts: object) -> float:
+    return _hash_int(*parts) / 2.0**64
+
+
+def _last_user(messages: Sequence[tuple[str, str]]) -> str:
+    for role, text in reversed(messages):
+        if role == "user":
+            return text
+    return messages[-1][1] if messages else ""
+
+
+class TraceModel:
+    """Builds `Generation`s for one simulator; caches recent ones (retries and benchmarks repeat)."""
+
+    def __init__(self, index: ProblemIndex, cache_size: int = 512) -> None:
+        self.index = index
+        self.encoding = get_encoding("o200k_base")
+        self._cache: OrderedDict[tuple, Generation] = OrderedDict()
+        self._cache_size = cache_size
+        self._encoded: dict[str, list[int]] = {}
+
+    def count_prompt(self, messages: Sequence[tuple[str, str]]) -> int:
+        """Prompt tokens: message contents with OpenAI's 3-token framing, plus the reply primer."""
+        return sum(3 + len(self.encoding.encode_ordinary(text)) for _, text in messages) + 3
+
+    def generate(self, model: SimModel, req: GenRequest) -> Generation:
+        key = (
+            model.name,
+            req.messages,
+            req.seed,
+            req.max_output,
+            req.reasoning_budget,
+            req.reasoning_on,
+            req.effort,
+        )
+        cached = self._cache.get(key)
+        if cached is not None:
+            self._cache.move_to_end(key)
+            return cached
+        generation = self._generate(model, req)
+        self._cache[key] = generation
+        if len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+        return generation
+
+    def _encode(self, text: str) -> list[int]:
+        return self.encoding.encode_ordinary(text)
+
+    def _unit_len(self, text: str) -> int:
+        # filler sentences repeat; counting them once keeps long traces cheap
+        tokens = self._encoded.get(text)
+        if tokens is None:
+            tokens = self._encode(text)
+            if len(self._encoded) < 200_000:
+                self._encoded[text] = tokens
+        return len(tokens)
+
+    def _generate(self, model: SimModel, req: GenRequest) -> Generation:
+        prompt = _last_user(req.messages)
+        problem = self.index.find(prompt)
+        logic = TASKS[problem.task] if problem is not None and problem.task in TASKS else TASKS["aime"]
+        rng = random.Random(_hash_int(model.name, req.messages, req.seed))
+        task = problem.task if problem is not None else ""
+        opened, closed = prompt.rfind(FORCED_OPEN), prompt.rfind(FORCED_CLOSE)
+        if opened >= 0 and closed > opened:
+            block = prompt[opened + len(FORCED_OPEN) : closed]
+            return self._forced(logic, problem is not None, block, rng, prompt, task)
+        gold = logic.gold(problem, prompt) if problem is not None else None
+        thinking = model.reasoning and req.reasoning_on
+        final_room = 48 if logic.kind in ("aime", "gpqa", "calendar") else 320
+        target = self._target_length(model, req, rng, thinking, final_room)
+        units, summary_units, answer = self._trace(model, logic, gold, problem, prompt, rng, target)
+        final = logic.final(answer)
+        trace_text = "".join(units)
+        if thinking:
+            return Generation(
+                reasoning=self._encode(trace_text),
+                summary=self._encode("".join(summary_units)),
+                content=self._encode(final),
+                task=task,
+            )
+        # one text, encoded once: a client counting the streamed content gets the same number
+        return Generation(reasoning=[], summary=[], content=self._encode(trace_text + final), task=task)
+
+    def _target_length(
+        self, model: SimModel, req: GenRequest, rng: random.Random, thinking: bool, final_room: int
+    ) -> int:
+        natural = model.natural_tokens * _EFFORT.get(req.effort or "medium", 1.0)
+        natural *= math.exp(rng.gauss(0.0, 0.25))
+        target = int(min(max(natural, 0.4 * model.natural_tokens), 2.5 * model.natural_tokens))
+        if thinking and req.reasoning_budget is not None and req.reasoning_budget > 0:
+            target = min(target, req.reasoning_budget)
+        if thinking and model.profile == "openai_hidden" and req.max_output is not None:
+            # hidden reasoners plan their thinking to leave room for the answer under the cap
+            target = min(target, max(req.max_output - final_room, 0))
+        return target
+
+    def _trace(
+        self,
+        model: SimModel,
+        logic: TaskLogic,
+        gold: object,
+        problem: object,
+        prompt: str,
+        rng: random.Random,
+        target: int,
+    ) -> tuple[list[str], list[str], object]:
+        statement_id = getattr(problem, "statement", prompt)
+        difficulty = _unit("difficulty", statement_id)
+        p_max = (0.15 + 0.8 * model.skill) * (1.0 - 0.35 * difficulty)
+        tau = max(model.natural_tokens * (0.45 - 0.3 * model.skill), 1.0)
+        n_units = logic.units(gold) if gold is not None else 1
+        thresholds = [rng.random() for _ in range(n_units)]
+        interval = min(max(model.natural_tokens / 12.0, 60.0), 400.0)
+        next_at = interval * rng.uniform(0.4, 1.0)
+        units: list[str] = []
+        summary: list[str] = []
+        answer: object = None
+        t = 0
+        while t < target:
+            if t >= next_at:
+                p = p_max * (1.0 - math.exp(-t / tau))
+                right = sum(1 for u in thresholds if u < p)
+                if answer is None or right == n_units or rng.random() < 0.6:
+                    answer = logic.candidate(gold, right, rng, prompt)
+                text = logic.statement(answer)
+                summary.append(text)
+                next_at = t + interval * rng.uniform(0.6, 1.4)
+            else:
+                text = self._filler(rng)
+                if rng.random() < 0.25:
+                    summary.append(text)
+            units.append(text)
+            t += self._unit_len(text)
+        if answer is None:
+            answer = logic.wrong(gold, rng, prompt)
+        closing = " I have checked this enough." + logic.statement(answer) + "\n\n"
+        units.append(closing)
+        summary.append(closing)
+        return units, summary, answer
+
+    @staticmethod
+    def _filler(rng: random.Random) -> str:
+        a, b = rng.randint(2, 60), rng.randint(2, 60)
+        return rng.choice(_FILLER).format(w=rng.choice(_WORDS), a=a, b=b, c=a + b, d=a * b)
+
+    def _forced(
+        self, logic: TaskLogic, known: bool, block: str, rng: random.Random, prompt: str, task: str
+    ) -> Generation:
+        found = logic.parse_last(block)
+        if found is not None:
+            answer = found[1]
+        elif not known and (anything := parse_any(block)) is not None:
+            logic, answer = anything
+        else:
+            answer = logic.wrong(None, rng, prompt)
+        return Generation(
+            reasoning=[], summary=[], content=self._encode(logic.final(answer)), task=task, forced=True
+        )
