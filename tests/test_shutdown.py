@@ -1,0 +1,106 @@
+"""Ctrl-C / SIGTERM in a real subprocess: stop taking work, keep the ledger whole, say how to resume."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from runner.records import Attempt, JobDone, Record
+from tests.conftest import write_manifest
+
+SLOW = """
+[run]
+name = "t"
+ledger_dir = "@LEDGERS@"
+confirm_above_usd = 100.0
+
+[providers.sim]
+kind = "sim"
+max_concurrency = 4
+
+[models.strong]
+provider = "sim"
+model = "sim-reasoner-large"
+
+[datasets.aime]
+kind = "aime"
+path = "@DATA@/aime_2024.jsonl"
+limit = 8
+
+[sweep]
+budgets = [64, 128, 256, 512]
+
+[simulator]
+time_scale = {time_scale}
+"""
+
+
+def start(tmp_path: Path, time_scale: float) -> tuple[subprocess.Popen[str], Path]:
+    path = write_manifest(tmp_path, SLOW.format(time_scale=time_scale))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "runner.cli", "run", str(path), "--yes", "--plain", "--grace", "20"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    return proc, tmp_path / "ledgers" / "t" / "ledger.jsonl"
+
+
+def wait_for_attempt(ledger: Path, proc: subprocess.Popen[str], deadline_s: float = 60.0) -> None:
+    """Poll (bounded) until the run has ledgered at least one attempt."""
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+        if ledger.exists() and b'"type":"attempt"' in ledger.read_bytes():
+            return
+        time.sleep(0.05)
+    pytest.fail("the run never recorded an attempt")
+
+
+def parse(ledger: Path) -> list[Record]:
+    decoder = msgspec.json.Decoder(Record)
+    return [decoder.decode(line) for line in ledger.read_bytes().splitlines() if line]
+
+
+@pytest.mark.slow
+def test_sigint_finishes_in_flight_and_resumes(tmp_path: Path) -> None:
+    proc, ledger = start(tmp_path, time_scale=0.2)
+    wait_for_attempt(ledger, proc)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130, out
+    assert "Resume with: anytime run" in out
+    records = parse(ledger)  # every line parses: nothing torn
+    done_before = {r.job_id for r in records if isinstance(r, JobDone)}
+    assert len(done_before) < 8
+    # resume: the rest is done, nothing twice
+    proc2 = subprocess.run(
+        [sys.executable, "-m", "runner.cli", "run", str(tmp_path / "m.toml"), "--yes", "--plain"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc2.returncode == 0, proc2.stdout + proc2.stderr
+    records = parse(ledger)
+    done = [r.job_id for r in records if isinstance(r, JobDone)]
+    assert len(done) == len(set(done)) == 8
+    calls = [r.call_id for r in records if isinstance(r, Attempt)]
+    assert len(calls) == len({(r.call_id, r.attempt) for r in records if isinstance(r, Attempt)})
+
+
+@pytest.mark.slow
+def test_second_sigint_stops_at_once(tmp_path: Path) -> None:
+    proc, ledger = start(tmp_path, time_scale=1.0)
+    wait_for_attempt(ledger, proc)
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.3)  # let the first signal be handled before the second (ordering, not timing, matters)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 130, out
+    assert "twice" in out
+    records = parse(ledger)
+    interrupted = [r for r in records if isinstance(r, Attempt) and r.status == "interrupted"]
+    assert interrupted, "in-flight calls cancelled by the second Ctrl-C are still ledgered"
