@@ -1,12 +1,16 @@
 """OpenAI Chat Completions streaming, for OpenAI and every OpenAI-compatible host.
 
-Hosts differ in three ways only, each an option (providers.md §3):
+Hosts differ in a few ways only, each an option (providers.md §3):
 
 - ``reasoning_field``: where reasoning text arrives: ``reasoning_content`` (xAI, DeepSeek,
   SGLang, older vLLM), ``reasoning`` (OpenRouter, gpt-oss hosts, vLLM ≥ 0.11), ``think_tags``
-  (``<think>`` blocks inline in ``content``, Together's R1), or None to accept either field.
+  (``<think>`` blocks inline in ``content``, Together's R1; either field is accepted too), or
+  None to accept either field.
+- ``think_tags``: also split a leading ``<think>…</think>`` block out of ``content`` (on for
+  hosts that may leak one: llama.cpp, generic compatible servers, the simulator).
 - ``usage_quirk``: ``xai`` when ``completion_tokens`` leaves reasoning out (we add it back, so
-  ``Usage.output_tokens`` always includes reasoning).
+  ``Usage.output_tokens`` always includes reasoning); ``auto`` adds it back only when the usage
+  itself shows the split (``total_tokens == prompt + completion + reasoning``).
 - ``cost_field``: read the provider's own charge (xAI ``cost_in_usd_ticks``, OpenRouter ``cost``).
 
 plus the request's ``token_param`` (``max_completion_tokens`` or ``max_tokens``) and
@@ -86,7 +90,10 @@ def map_usage(u: _Usage, *, quirk: str = "openai", cost_field: bool = False) -> 
     """Normalise a Chat Completions usage object (see `runner.events` for the conventions)."""
     reasoning = u.completion_tokens_details.reasoning_tokens if u.completion_tokens_details else None
     output = u.completion_tokens
-    if quirk == "xai" and reasoning:
+    if reasoning and (
+        quirk == "xai"
+        or (quirk == "auto" and u.total_tokens == u.prompt_tokens + u.completion_tokens + reasoning)
+    ):
         output += reasoning  # xAI's completion_tokens excludes reasoning; its bill does not
     cached = u.prompt_tokens_details.cached_tokens if u.prompt_tokens_details else None
     if cached is None:
@@ -114,7 +121,8 @@ def decode_usage(payload: bytes | str, *, quirk: str = "openai", cost_field: boo
 class OpenAIChatAdapter(SSEAdapter):
     """``POST {base_url}/chat/completions`` with ``stream: true``.
 
-    Options (all optional): ``reasoning_field``, ``usage_quirk`` (``openai`` | ``xai``),
+    Options (all optional): ``reasoning_field``, ``think_tags`` (bool), ``usage_quirk``
+    (``openai`` | ``xai`` | ``auto``),
     ``cost_field`` (bool), ``token_param`` (``max_completion_tokens`` | ``max_tokens``),
     ``effort_param`` (``reasoning_effort`` | ``reasoning``), ``extra_body`` (a dict merged into
     every request, e.g. OpenRouter's ``{"usage": {"include": true}}``).
@@ -137,8 +145,9 @@ class OpenAIChatAdapter(SSEAdapter):
             raise ValueError(f"reasoning_field must be one of {_FIELDS}, got {field!r}")
         self.reasoning_field: ReasoningField = field  # type: ignore[assignment]
         self.usage_quirk = str(o.get("usage_quirk", "openai"))
-        if self.usage_quirk not in ("openai", "xai"):
-            raise ValueError(f"usage_quirk must be 'openai' or 'xai', got {self.usage_quirk!r}")
+        if self.usage_quirk not in ("openai", "xai", "auto"):
+            raise ValueError(f"usage_quirk must be 'openai', 'xai' or 'auto', got {self.usage_quirk!r}")
+        self.think_tags = bool(o.get("think_tags", False)) or field == "think_tags"
         self.cost_field = bool(o.get("cost_field", False))
         self.token_param = str(o.get("token_param", "max_completion_tokens"))
         if self.token_param not in ("max_completion_tokens", "max_tokens"):
@@ -195,7 +204,7 @@ class OpenAIChatAdapter(SSEAdapter):
     async def decode(
         self, events: AsyncIterator[SSEEvent], parser: SSEParser, limits: RateLimitReading
     ) -> AsyncIterator[StreamEvent]:
-        splitter = ThinkSplitter() if self.reasoning_field == "think_tags" else None
+        splitter = ThinkSplitter() if self.think_tags else None
         finished = False
         async for ev in events:
             data = ev.data

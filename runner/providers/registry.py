@@ -29,7 +29,15 @@ class KindSpec:
 _CHAT = "runner.providers.openai_chat"
 KINDS: dict[str, KindSpec] = {
     # the simulator speaks every OpenAI-compatible variant; accept both reasoning fields and its cost
-    "sim": KindSpec(_CHAT, "OpenAIChatAdapter", None, cost_field=True, token_param="max_completion_tokens"),
+    "sim": KindSpec(
+        _CHAT,
+        "OpenAIChatAdapter",
+        None,
+        cost_field=True,
+        token_param="max_completion_tokens",
+        think_tags=True,
+        usage_quirk="auto",
+    ),
     "openai": KindSpec(
         _CHAT, "OpenAIChatAdapter", "https://api.openai.com/v1", token_param="max_completion_tokens"
     ),
@@ -49,7 +57,9 @@ KINDS: dict[str, KindSpec] = {
         reasoning_field="reasoning_content",
         token_param="max_tokens",
     ),
-    "openai_compatible": KindSpec(_CHAT, "OpenAIChatAdapter", None, token_param="max_tokens"),
+    "openai_compatible": KindSpec(
+        _CHAT, "OpenAIChatAdapter", None, token_param="max_tokens", think_tags=True, usage_quirk="auto"
+    ),
     "openrouter": KindSpec(
         _CHAT,
         "OpenAIChatAdapter",
@@ -72,6 +82,7 @@ KINDS: dict[str, KindSpec] = {
         "OpenAIChatAdapter",
         "http://127.0.0.1:8080/v1",
         token_param="max_tokens",
+        think_tags=True,
         budget_param="reasoning_budget_tokens",
     ),
     "openai_responses": KindSpec(
