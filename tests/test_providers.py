@@ -286,7 +286,7 @@ async def test_openai_does_not_apply_the_xai_quirk(replay: Replay) -> None:
     events = await collect(adapter("deepseek", replay.url))
     usage = only(events, Usage)[0]
     assert (usage.output_tokens, usage.billed_usd) == (1, None)
-    assert replay.requests[-1][0] == "/chat/completions"
+    assert replay.requests[-1][0] == "/v1/chat/completions"  # a bare host gets /v1
     assert replay.last_body["max_tokens"] == 64
 
 

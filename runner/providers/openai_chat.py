@@ -28,7 +28,7 @@ from runner.events import Content, Finish, RateLimitReading, Reasoning, StreamEv
 from runner.providers.base import ChatRequest
 from runner.providers.headers import any_limits
 from runner.providers.sse import SSEEvent, SSEParser
-from runner.providers.streaming import SSEAdapter
+from runner.providers.streaming import SSEAdapter, versioned
 from runner.providers.think import ThinkSplitter
 from runner.providers.wire import ErrorDetail, classify_stream_error
 
@@ -159,7 +159,7 @@ class OpenAIChatAdapter(SSEAdapter):
         self.extra_body: dict[str, object] = dict(extra) if isinstance(extra, Mapping) else {}
 
     def url(self, request: ChatRequest) -> str:
-        return f"{self.base_url}/chat/completions"
+        return f"{versioned(self.base_url)}/chat/completions"
 
     def headers(self) -> dict[str, str]:
         h = {"content-type": "application/json", "accept": "text/event-stream"}

@@ -17,7 +17,7 @@ from runner.events import Content, Finish, RateLimitReading, Reasoning, StreamEv
 from runner.providers.base import ChatRequest
 from runner.providers.headers import openai_limits
 from runner.providers.sse import SSEEvent, SSEParser
-from runner.providers.streaming import SSEAdapter
+from runner.providers.streaming import SSEAdapter, versioned
 from runner.providers.wire import classify_stream_error
 
 _REASONING_DELTAS = frozenset({"response.reasoning_summary_text.delta", "response.reasoning_text.delta"})
@@ -93,7 +93,7 @@ class OpenAIResponsesAdapter(SSEAdapter):
     protocol = "openai_responses"
 
     def url(self, request: ChatRequest) -> str:
-        return f"{self.base_url}/responses"
+        return f"{versioned(self.base_url)}/responses"
 
     def headers(self) -> dict[str, str]:
         h = {"content-type": "application/json", "accept": "text/event-stream"}

@@ -53,7 +53,7 @@ KINDS: dict[str, KindSpec] = {
     "deepseek": KindSpec(
         _CHAT,
         "OpenAIChatAdapter",
-        "https://api.deepseek.com",
+        "https://api.deepseek.com/v1",
         reasoning_field="reasoning_content",
         token_param="max_tokens",
     ),

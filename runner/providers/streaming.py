@@ -10,6 +10,7 @@ from __future__ import annotations
 from abc import abstractmethod
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from urllib.parse import urlsplit
 
 import aiohttp
 import msgspec
@@ -74,3 +75,12 @@ class SSEAdapter(Adapter):
     def malformed(self, limits: RateLimitReading, data: str, exc: Exception) -> Exception:
         snippet = data[:120] + ("…" if len(data) > 120 else "")
         return stream_broken(self.provider, limits, f"malformed stream event ({exc}): {snippet!r}")
+
+
+def versioned(base_url: str, version: str = "/v1") -> str:
+    """``base_url`` with an API version path added when it has no path at all.
+
+    ``http://127.0.0.1:8000`` (the simulator, a bare host) becomes ``…/v1``; a base URL that
+    already names a path (``https://openrouter.ai/api/v1``) is used as given.
+    """
+    return base_url + version if urlsplit(base_url).path in ("", "/") else base_url
