@@ -40,12 +40,13 @@ SnapshotSource = Callable[[], RunSnapshot]
 
 
 def fmt_count(n: float) -> str:
-    """A count in a few characters: ``812``, ``8.2k``, ``12.3k``, ``123k``, ``1.2M``."""
+    """A count in a few characters: ``812``, ``8.2k``, ``12.3k``, ``123k``, ``1.2M``, ``4M``."""
     n = float(n)
     for bound, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
         if abs(n) >= bound:
             scaled = n / bound
-            return f"{scaled:.1f}{suffix}" if abs(scaled) < 99.95 else f"{scaled:,.0f}{suffix}"
+            digits = f"{scaled:.1f}" if abs(scaled) < 99.95 else f"{scaled:,.0f}"
+            return digits.removesuffix(".0") + suffix
     return f"{n:.0f}" if n == int(n) or abs(n) >= 10 else f"{n:.1f}"
 
 
@@ -161,7 +162,7 @@ class EtaColumn(ProgressColumn):
         snap = _snap(task)
         return Text.assemble(
             (fmt_duration(snap.elapsed_s), "progress.elapsed"),
-            " eta ",
+            (" elapsed · eta ", "dim"),
             (fmt_duration(snap.eta_s()), "progress.remaining"),
         )
 

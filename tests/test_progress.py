@@ -83,6 +83,8 @@ def stamp(t: float) -> str:
         (99_990, "100k"),
         (123_456, "123k"),
         (1_234_567, "1.2M"),
+        (4_000_000, "4M"),
+        (3000, "3k"),
         (2.5, "2.5"),
         (42.4, "42"),
     ],
@@ -158,11 +160,11 @@ def last_frame(text: str) -> str:
 def test_dashboard_shows_bar_meters_and_lanes() -> None:
     frame = last_frame(render_dashboard(snapshot(usd_cap=5.0, usd_estimate=0.15)))
     assert "anytime demo-1" in frame
-    assert "40/120 jobs" in frame and "33%" in frame and "1m12s eta 2m24s" in frame
+    assert "40/120 jobs" in frame and "33%" in frame and "1m12s elapsed · eta 2m24s" in frame
     assert "spent $0.0412 of $5.00 cap" in frame
     assert "8.2k tok/s" in frame and "3 × 429" in frame
     assert re.search(r"sim\s+16/16\s+430/600\s+190k/200k\s+1\.5s\s+3\s+4\s+0", frame)
-    assert re.search(r"openai\s+2/8\s+12\s+5\.0k\s+-\s+0\s+0\s+0", frame)
+    assert re.search(r"openai\s+2/8\s+12\s+5k\s+-\s+0\s+0\s+0", frame)
     assert "calls 312 done, 18 in flight" in frame and "51.2k in / 812k out" in frame
     assert "estimate $0.1500" in frame
 
