@@ -108,8 +108,9 @@ class Display(Protocol):
 class LineLog:
     """Plain progress lines for logs and pipes: one every ``interval`` seconds, and one at the end.
 
-    Notable events (``RunSnapshot.recent``) and a change of ``stopping`` are printed on lines of
-    their own as they are first seen, so a log keeps every retry and 429 the runner reported.
+    Notable events (``RunSnapshot.recent``) are printed on lines of their own as they are first
+    seen, so a log keeps the retries and 429s the runner reported (all of them, unless more than
+    ``recent`` holds happen within one interval).
     """
 
     def __init__(self, console: Console, get_snapshot: SnapshotSource, *, interval: float = 5.0) -> None:
@@ -117,7 +118,6 @@ class LineLog:
         self.get_snapshot = get_snapshot
         self.interval = interval
         self._seen_recent: tuple[str, ...] = ()
-        self._stopping: str | None = None
 
     def start(self) -> None:
         """Print nothing: the first line comes after one interval, when there is news."""
@@ -269,10 +269,12 @@ class LiveDashboard:
             get_time=clock,
         )
         self._tasks = (self._bar.add_task("jobs"), self._meters.add_task("meters"))
-        self._live = Live(console=console, auto_refresh=False, get_renderable=self.render, transient=False)
+        self._started = False
+        self._live = Live(console=console, auto_refresh=False, get_renderable=self._frame, transient=False)
 
     def start(self) -> None:
         """Take over the bottom of the terminal."""
+        self._started = True
         self._live.start(refresh=False)
 
     def refresh(self) -> None:
@@ -282,6 +284,10 @@ class LiveDashboard:
     def stop(self) -> None:
         """Draw the final frame and leave it on screen."""
         self._live.stop()
+
+    def _frame(self) -> RenderableType:
+        # Live asks for a frame as soon as it is built: take no snapshot before `start`
+        return self.render() if self._started else Text("")
 
     def render(self) -> RenderableType:
         """The current frame, from a fresh snapshot."""
@@ -370,7 +376,10 @@ async def open_display(
             raise group.exceptions[0] from None
         raise
     finally:
-        display.stop()
+        try:
+            display.stop()
+        except Exception as exc:  # the block's own outcome (or error) matters more than a last frame
+            _warn(display, exc)
 
 
 async def _refresh_forever(display: Display) -> None:
@@ -382,6 +391,13 @@ async def _refresh_forever(display: Display) -> None:
         except Exception as exc:  # a display bug must never stop a sweep that is spending money
             if not failed:
                 failed = True
-                name = type(display).__name__
-                message = f"{type(exc).__name__}: {exc}"
-                print(f"anytime: progress display ({name}) failed, run continues: {message}", file=sys.stderr)
+                _warn(display, exc)
+
+
+def _warn(display: Display, exc: Exception) -> None:
+    # stderr, not the console: the console may be the very thing that failed
+    message = f"{type(exc).__name__}: {exc}"
+    print(
+        f"anytime: progress display ({type(display).__name__}) failed, run continues: {message}",
+        file=sys.stderr,
+    )

@@ -274,3 +274,19 @@ async def test_a_failing_snapshot_does_not_stop_the_run(capsys: pytest.CaptureFi
     assert err.count("progress display (LineLog) failed, run continues") == 1
     assert "RuntimeError: lane table changed size" in err
     assert "] jobs 40/120" in output(c)
+
+
+@pytest.mark.parametrize("terminal", [True, False])
+async def test_a_failing_final_frame_does_not_mask_the_outcome(
+    terminal: bool, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def broken() -> RunSnapshot:
+        raise RuntimeError("no snapshot")
+
+    c = console(terminal=terminal)
+    with pytest.raises(KeyError):
+        async with open_display(c, broken, interval=3600):
+            raise KeyError("the real error")
+    assert "RuntimeError: no snapshot" in capsys.readouterr().err
+    async with open_display(c, broken, interval=3600):
+        pass  # a clean block stays clean
