@@ -12,6 +12,7 @@ import contextlib
 import math
 import sys
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from typing import Protocol
 
@@ -141,11 +142,23 @@ class LineLog:
 
 
 def _new_events(before: tuple[str, ...], after: tuple[str, ...]) -> tuple[str, ...]:
-    """The tail of ``after`` not already in ``before`` (both are windows of the same event log)."""
+    """The events of ``after`` not already shown from ``before``.
+
+    When both are windows of one event log, that is the tail past their overlap. When they are
+    not (e.g. several lanes' windows joined), fall back to a multiset difference: an identical
+    repeat may go unprinted, but nothing is printed twice.
+    """
     for overlap in range(min(len(before), len(after)), 0, -1):
         if before[-overlap:] == after[:overlap]:
             return after[overlap:]
-    return after
+    unseen = Counter(before)
+    fresh = []
+    for event in after:
+        if unseen[event] > 0:
+            unseen[event] -= 1
+        else:
+            fresh.append(event)
+    return tuple(fresh)
 
 
 # --- the live dashboard --------------------------------------------------------------------------

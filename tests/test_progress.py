@@ -290,3 +290,16 @@ async def test_a_failing_final_frame_does_not_mask_the_outcome(
     assert "RuntimeError: no snapshot" in capsys.readouterr().err
     async with open_display(c, broken, interval=3600):
         pass  # a clean block stays clean
+
+
+def test_line_log_never_repeats_events_from_joined_lane_windows() -> None:
+    # two lanes' recent events joined: lane a gains an event in the middle of the tuple
+    snaps = iter(
+        [snapshot(recent=("a: 429", "b: retry")), snapshot(recent=("a: 429", "a: retry", "b: retry"))]
+    )
+    c = console(terminal=False)
+    log = LineLog(c, lambda: next(snaps))
+    log.refresh()
+    log.refresh()
+    events = [line.split("] ! ", 1)[1] for line in output(c).splitlines() if "] ! " in line]
+    assert events == ["a: 429", "b: retry", "a: retry"]
