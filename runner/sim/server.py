@@ -175,6 +175,9 @@ class Simulator:
             modes = parse_modes(request.headers.get("x-sim-mode"), self.config.modes)
         except ValueError as exc:
             raise Reject(errors(400, "invalid_request", str(exc), {})) from None
+        seed_header = request.headers.get("x-sim-seed", "")
+        if seed_header.lstrip("-").isdigit():
+            req = msgspec.structs.replace(req, seed=int(seed_header))
         stats = self._model_stats(model.name)
         stats.requests += 1
         key = api_key or ""
