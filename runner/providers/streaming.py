@@ -24,7 +24,10 @@ _json = msgspec.json.Encoder()
 
 
 class SSEAdapter(Adapter):
-    """An adapter whose response is a ``text/event-stream``."""
+    """An adapter whose response is a ``text/event-stream``.
+
+    Every SSE adapter accepts the option ``extra_headers`` (a dict sent with each request).
+    """
 
     @abstractmethod
     def url(self, request: ChatRequest) -> str:
@@ -55,7 +58,7 @@ class SSEAdapter(Adapter):
             session,
             self.url(request),
             self.encode(request),
-            self.headers(),
+            self._all_headers(),
             provider=self.provider,
             read_limits=self.read_limits,
             secret=self._api_key,
@@ -66,6 +69,11 @@ class SSEAdapter(Adapter):
                 yield StreamResponse(resp.status, request_id(resp.headers), limits, events)
             finally:
                 await events.aclose()  # type: ignore[attr-defined]
+
+    def _all_headers(self) -> dict[str, str]:
+        extra = self.options.get("extra_headers")
+        # extra headers (OpenRouter's X-Title, the simulator's x-sim-mode) never replace auth ones
+        return {**dict(extra), **self.headers()} if isinstance(extra, dict) else self.headers()
 
     def ended_early(self, parser: SSEParser, limits: RateLimitReading, expected: str) -> Exception:
         """The StreamBroken for a body that ended before its terminal event."""
