@@ -820,12 +820,19 @@ async def test_gemini_max_tokens_errors_and_cuts(replay: Replay) -> None:
     assert only(await collect(adapter("gemini", replay.url + "/v1beta")), Finish) == [Finish("length")]
     replay.add(Reply(chunks=sse(GEMINI_DOC[0], done=False)))
     await expect_error(adapter("gemini", replay.url), StreamBroken)
-    body = json.dumps(
-        {"error": {"code": 429, "message": "Resource exhausted", "status": "RESOURCE_EXHAUSTED"}}
-    )
+    retry_info = {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "37s"}
+    quota = {"@type": "type.googleapis.com/google.rpc.QuotaFailure", "violations": []}
+    error = {
+        "code": 429,
+        "message": "Resource exhausted",
+        "status": "RESOURCE_EXHAUSTED",
+        "details": [quota, retry_info],
+    }
+    body = json.dumps({"error": error})
     replay.add(Reply(status=429, chunks=[body.encode()]))
     err = await expect_error(adapter("gemini", replay.url), RateLimited)
     assert "RESOURCE_EXHAUSTED" in str(err)
+    assert err.retry_after_s == 37.0  # from the body's RetryInfo: Gemini sends no retry header
     replay.add(
         Reply(
             chunks=sse(

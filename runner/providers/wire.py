@@ -24,11 +24,15 @@ from runner.errors import (
     StreamBroken,
 )
 from runner.events import RateLimitReading
-from runner.providers.headers import lower_keys
+from runner.providers.headers import lower_keys, parse_go_duration
 from runner.providers.sse import SSEEvent, SSEParser
 
 _EMPTY = RateLimitReading()
 _MAX_MESSAGE = 400
+
+
+class _GoogleDetail(msgspec.Struct):
+    retryDelay: str | None = None  # google.rpc.RetryInfo, a proto Duration such as "37s"
 
 
 class ErrorDetail(msgspec.Struct):
@@ -38,6 +42,17 @@ class ErrorDetail(msgspec.Struct):
     type: str | None = None
     code: str | int | None = None
     status: str | None = None  # Gemini's RESOURCE_EXHAUSTED, UNAVAILABLE, ...
+    details: list[_GoogleDetail] | None = None
+
+    def retry_delay_s(self) -> float | None:
+        """Gemini states its wait in the body rather than in a header."""
+        for d in self.details or ():
+            if d.retryDelay:
+                try:
+                    return parse_go_duration(d.retryDelay)
+                except ValueError:
+                    return None
+        return None
 
 
 class ErrorBody(msgspec.Struct):
@@ -84,21 +99,32 @@ def scrub(text: str, secret: str | None) -> str:
 
 def decode_error_body(body: bytes) -> tuple[str, str | None]:
     """(message, label) from an error body of any known shape; raw text when it is not JSON."""
+    message, label, _delay = _decode_error_body(body)
+    return message, label
+
+
+def _decode_error_body(body: bytes) -> tuple[str, str | None, float | None]:
     try:
         parsed = _error_body.decode(body)
     except (msgspec.DecodeError, msgspec.ValidationError):
-        return body[:_MAX_MESSAGE].decode("utf-8", "replace").strip(), None
+        return body[:_MAX_MESSAGE].decode("utf-8", "replace").strip(), None, None
     err = parsed.error
     if isinstance(err, ErrorDetail):
         labels = [str(x) for x in (err.type, err.code, err.status) if x is not None and x != ""]
-        return err.message or parsed.message or "", " ".join(labels) or None
+        return err.message or parsed.message or "", " ".join(labels) or None, err.retry_delay_s()
+    message = _plain_message(parsed, body)
+    return message, None, None
+
+
+def _plain_message(parsed: ErrorBody, body: bytes) -> str:
+    err = parsed.error
     if isinstance(err, str):
-        return err, None
+        return err
     if parsed.message:
-        return parsed.message, None
+        return parsed.message
     if parsed.detail is not None:
-        return str(parsed.detail), None
-    return body[:_MAX_MESSAGE].decode("utf-8", "replace").strip(), None
+        return str(parsed.detail)
+    return body[:_MAX_MESSAGE].decode("utf-8", "replace").strip()
 
 
 def _label_kind(label: str | None) -> type[ProviderError] | None:
@@ -132,7 +158,7 @@ def classify_http(
     ``x-should-retry`` header overrides the status either way.
     """
     h = lower_keys(headers)
-    message, label = decode_error_body(body)
+    message, label, body_delay = _decode_error_body(body)
     kind: type[ProviderError]
     if status == 429:
         kind = FatalProviderError if _label_kind(label) is FatalProviderError else RateLimited
@@ -148,9 +174,8 @@ def classify_http(
         retryable = False
     what = f" {label}" if label else ""
     text = f"{provider or 'provider'}: HTTP {status}{what}: {scrub(message, secret) or '(no message)'}"
-    exc = kind(
-        text, provider=provider, status=status, retry_after_s=limits.retry_after_s, retryable=retryable
-    )
+    retry_after = limits.retry_after_s if limits.retry_after_s is not None else body_delay
+    exc = kind(text, provider=provider, status=status, retry_after_s=retry_after, retryable=retryable)
     return attach(exc, limits)
 
 
