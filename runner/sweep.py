@@ -116,6 +116,14 @@ def build_model_contexts_offline(loaded: LoadedManifest) -> tuple[dict[str, tupl
     return resolved, prices, warnings
 
 
+def sim_path(kind: str, base_url: str | None) -> str:
+    """The API root on the simulator: ``sim:///v1`` names it; else the protocol's usual root."""
+    path = (base_url or SIM_SCHEME)[len(SIM_SCHEME):]
+    if path:
+        return path if path.startswith("/") else "/" + path
+    return "/v1beta" if kind == "gemini" else "/v1"
+
+
 def uses_sim_provider(loaded: LoadedManifest, name: str) -> bool:
     p = loaded.manifest.providers[name]
     return p.kind == "sim" or (p.base_url or "").startswith(SIM_SCHEME)
@@ -243,7 +251,7 @@ class Sweep:
             base_url = provider.base_url or default_base_url(provider.kind)
             if uses_sim_provider(self.loaded, name):
                 assert sim_url is not None
-                base_url = sim_url + (provider.base_url or SIM_SCHEME)[len(SIM_SCHEME):]
+                base_url = sim_url + sim_path(provider.kind, provider.base_url)
             connector = aiohttp.TCPConnector(limit=provider.max_concurrency, limit_per_host=provider.max_concurrency)
             session = await stack.enter_async_context(
                 aiohttp.ClientSession(
