@@ -75,8 +75,10 @@ def offline_checks(
     for name, p in loaded.manifest.providers.items():
         if only and name not in only:
             continue
-        keyless = p.kind in KEYLESS_KINDS or _is_sim(p.kind, p.base_url)
-        key_set = None if keyless and p.api_key_env is None else bool(env.get(p.api_key_env or ""))
+        if _is_sim(p.kind, p.base_url) or (p.kind in KEYLESS_KINDS and p.api_key_env is None):
+            key_set = None  # the simulator accepts any key; a local server may need none
+        else:
+            key_set = bool(env.get(p.api_key_env or ""))
         rows.append(Check(provider=name, kind=p.kind, key_env=p.api_key_env, key_set=key_set))
     return rows
 
