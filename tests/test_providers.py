@@ -841,3 +841,22 @@ async def test_gemini_max_tokens_errors_and_cuts(replay: Replay) -> None:
         )
     )
     await expect_error(adapter("gemini", replay.url), ServerError)
+
+
+async def test_usage_restated_in_every_chunk_is_reported_once(replay: Replay) -> None:
+    chunks = sse(
+        {
+            "choices": [{"index": 0, "delta": {"content": "a"}}],
+            "usage": {"prompt_tokens": 5, "completion_tokens": 1},
+        },
+        {
+            "choices": [{"index": 0, "delta": {"content": "b"}}],
+            "usage": {"prompt_tokens": 5, "completion_tokens": 2},
+        },
+        {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
+        {"choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": 3}},
+    )
+    replay.add(Reply(chunks=chunks))
+    events = await collect(adapter("openai_compatible", replay.url))
+    assert events[-2:] == [Finish("stop"), Usage(input_tokens=5, output_tokens=3)]
+    assert len(only(events, Usage)) == 1

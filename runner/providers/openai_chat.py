@@ -206,6 +206,7 @@ class OpenAIChatAdapter(SSEAdapter):
     ) -> AsyncIterator[StreamEvent]:
         splitter = ThinkSplitter() if self.think_tags else None
         finished = False
+        usage: _Usage | None = None  # some hosts restate usage in every chunk: report the last, once
         async for ev in events:
             data = ev.data
             if data.startswith("[DONE]"):
@@ -214,6 +215,8 @@ class OpenAIChatAdapter(SSEAdapter):
                         yield Reasoning(text) if is_r else Content(text)
                 if not finished:
                     yield Finish("truncated")
+                if usage is not None:
+                    yield map_usage(usage, quirk=self.usage_quirk, cost_field=self.cost_field)
                 return
             try:
                 chunk = _decoder.decode(data)
@@ -244,7 +247,7 @@ class OpenAIChatAdapter(SSEAdapter):
                             yield Reasoning(text) if is_r else Content(text)
                     yield Finish(FINISH_REASONS.get(choice.finish_reason, "other"))
             if chunk.usage is not None:
-                yield map_usage(chunk.usage, quirk=self.usage_quirk, cost_field=self.cost_field)
+                usage = chunk.usage
         raise self.ended_early(parser, limits, "[DONE]")
 
     def _stream_error(self, err: ErrorDetail | str, limits: RateLimitReading) -> Exception:

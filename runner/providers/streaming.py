@@ -64,11 +64,14 @@ class SSEAdapter(Adapter):
             secret=self._api_key,
         ) as (resp, limits):
             parser = SSEParser()
-            events = self.decode(iter_sse(resp, parser, self.provider, limits), parser, limits)
+            raw = iter_sse(resp, parser, self.provider, limits)
+            events = self.decode(raw, parser, limits)
             try:
                 yield StreamResponse(resp.status, request_id(resp.headers), limits, events)
             finally:
+                # close both generators now rather than leave them to the loop's finaliser
                 await events.aclose()  # type: ignore[attr-defined]
+                await raw.aclose()  # type: ignore[attr-defined]
 
     def _all_headers(self) -> dict[str, str]:
         extra = self.options.get("extra_headers")
