@@ -16,7 +16,7 @@ import msgspec
 from aiohttp import web
 
 from runner.sim.ratelimit import Admission, anthropic_headers, retry_headers
-from runner.sim.server import Call, ErrorFormat, Reject, Simulator
+from runner.sim.server import SIM_KEY, Call, ErrorFormat, Reject
 from runner.sim.stream import EventWriter, Piece, drive, pieces
 from runner.sim.trace import GenRequest
 
@@ -104,7 +104,7 @@ def parse_request(body: dict, errors: AnthropicErrors) -> tuple[GenRequest, int]
 
 
 async def handle(request: web.Request) -> web.StreamResponse:
-    sim: Simulator = request.app["sim"]
+    sim = request.app[SIM_KEY]
     errors = AnthropicErrors()
     raw = await request.read()
     try:

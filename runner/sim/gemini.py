@@ -14,7 +14,7 @@ import msgspec
 from aiohttp import web
 
 from runner.sim.ratelimit import Admission, retry_headers
-from runner.sim.server import Call, ErrorFormat, Reject, Simulator
+from runner.sim.server import SIM_KEY, Call, ErrorFormat, Reject
 from runner.sim.stream import EventWriter, Piece, drive, pieces
 from runner.sim.trace import GenRequest
 
@@ -90,7 +90,7 @@ def parse_request(model: str, body: dict, errors: GeminiErrors) -> tuple[GenRequ
 
 
 async def handle(request: web.Request) -> web.StreamResponse:
-    sim: Simulator = request.app["sim"]
+    sim = request.app[SIM_KEY]
     errors = GeminiErrors()
     model, _, method = request.match_info["target"].partition(":")
     if method not in ("streamGenerateContent", "generateContent"):

@@ -15,7 +15,7 @@ from aiohttp import web
 
 from runner.sim.models import SimModel
 from runner.sim.ratelimit import Admission, openai_headers, retry_headers
-from runner.sim.server import Call, ErrorFormat, Reject, Simulator
+from runner.sim.server import SIM_KEY, Call, ErrorFormat, Reject
 from runner.sim.stream import EventWriter, Piece, drive, pieces
 from runner.sim.trace import GenRequest
 
@@ -234,7 +234,7 @@ def _inline_think(call: Call):
 
 
 async def handle(request: web.Request) -> web.StreamResponse:
-    sim: Simulator = request.app["sim"]
+    sim = request.app[SIM_KEY]
     raw = await request.read()
     try:
         body = msgspec.json.decode(raw)

@@ -15,7 +15,7 @@ import msgspec
 from aiohttp import web
 
 from runner.sim.openai_chat import OpenAIErrors
-from runner.sim.server import Call, Reject, Simulator
+from runner.sim.server import SIM_KEY, Call, Reject
 from runner.sim.stream import EventWriter, Piece, drive, pieces
 from runner.sim.trace import GenRequest
 
@@ -63,7 +63,7 @@ def parse_request(body: dict, errors: OpenAIErrors) -> tuple[GenRequest, int | N
 
 
 async def handle(request: web.Request) -> web.StreamResponse:
-    sim: Simulator = request.app["sim"]
+    sim = request.app[SIM_KEY]
     raw = await request.read()
     try:
         body = msgspec.json.decode(raw)

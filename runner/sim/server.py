@@ -86,7 +86,7 @@ class Call:
         stats.reasoning_tokens += self.served_reasoning
         stats.completed += int(completed)
         stats.disconnected += int(not completed)
-        self.sim.in_flight -= 1
+        self.sim._leave()
         used = self.prompt_tokens + self.served_reasoning + self.served_content
         self.sim.limiter.refund(self.api_key, self.charged - used)
 
@@ -110,13 +110,15 @@ class Simulator:
         self.peak_in_flight = 0
         self._stats: dict[str, ModelStats] = {}
         self._attempts: dict[str, int] = {}
+        self._idle = asyncio.Event()
+        self._idle.set()
         self.app = self._build_app()
 
     def _build_app(self) -> web.Application:
         from runner.sim import anthropic, gemini, openai_chat, openai_responses
 
         app = web.Application(client_max_size=self.config.max_body_bytes)
-        app["sim"] = self
+        app[SIM_KEY] = self
         app.router.add_post("/v1/chat/completions", openai_chat.handle)
         app.router.add_post("/v1/responses", openai_responses.handle)
         app.router.add_post("/v1/messages", anthropic.handle)
@@ -131,6 +133,15 @@ class Simulator:
 
     async def _stats_handler(self, request: web.Request) -> web.Response:
         return web.Response(body=msgspec.json.encode(self.stats()), content_type="application/json")
+
+    def _leave(self) -> None:
+        self.in_flight -= 1
+        if self.in_flight == 0:
+            self._idle.set()
+
+    async def wait_idle(self) -> None:
+        """Wait until no call is in flight (every handler has accounted its tokens)."""
+        await self._idle.wait()
 
     def _model_stats(self, name: str) -> ModelStats:
         stats = self._stats.get(name)
@@ -221,10 +232,14 @@ class Simulator:
             stats.faults[fault.kind] = stats.faults.get(fault.kind, 0) + 1
         stats.input_tokens += prompt_tokens
         self.in_flight += 1
+        self._idle.clear()
         self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
         return Call(
             self, model, req, generation, prompt_tokens, cap, key, modes, fault, admission, fingerprint
         )
+
+
+SIM_KEY: web.AppKey[Simulator] = web.AppKey("sim", Simulator)
 
 
 class ErrorFormat:

@@ -111,6 +111,10 @@ def _unit(*parts: object) -> float:
     return _hash_int(*parts) / 2.0**64
 
 
+def _closing(logic: TaskLogic, answer: object) -> str:
+    return " I have checked this enough." + logic.statement(answer) + "\n\n"
+
+
 def _last_user(messages: Sequence[tuple[str, str]]) -> str:
     for role, text in reversed(messages):
         if role == "user":
@@ -217,35 +221,49 @@ class TraceModel:
         statement_id = getattr(problem, "statement", prompt)
         difficulty = _unit("difficulty", statement_id)
         p_max = (0.15 + 0.8 * model.skill) * (1.0 - 0.35 * difficulty)
-        tau = max(model.natural_tokens * (0.45 - 0.3 * model.skill), 1.0)
+        # convergence speed in tokens depends on skill alone, so a weak model is never faster
+        tau = 250.0 + 1500.0 * (1.0 - model.skill)
         n_units = logic.units(gold) if gold is not None else 1
         thresholds = [rng.random() for _ in range(n_units)]
-        interval = min(max(model.natural_tokens / 12.0, 60.0), 400.0)
+        interval = min(max(model.natural_tokens / 15.0, 80.0), 300.0)
         next_at = interval * rng.uniform(0.4, 1.0)
         units: list[str] = []
         summary: list[str] = []
         answer: object = None
         t = 0
-        while t < target:
-            if t >= next_at:
+        fallback = logic.wrong(gold, rng, prompt)
+        while True:
+            stated = t >= next_at
+            if stated:
                 p = p_max * (1.0 - math.exp(-t / tau))
                 right = sum(1 for u in thresholds if u < p)
+                candidate = answer
                 if answer is None or right == n_units or rng.random() < 0.6:
-                    answer = logic.candidate(gold, right, rng, prompt)
-                text = logic.statement(answer)
+                    candidate = logic.candidate(gold, right, rng, prompt)
+                text = logic.statement(candidate)
+            else:
+                candidate, text = answer, self._filler(rng)
+            size = self._unit_len(text)
+            # the whole trace, closing included, stays within the target (a thinking budget is a cap)
+            if (
+                t + size + self._unit_len(_closing(logic, candidate if candidate is not None else fallback))
+                > target
+            ):
+                break
+            answer = candidate
+            units.append(text)
+            if stated:
                 summary.append(text)
                 next_at = t + interval * rng.uniform(0.6, 1.4)
-            else:
-                text = self._filler(rng)
-                if rng.random() < 0.25:
-                    summary.append(text)
-            units.append(text)
-            t += self._unit_len(text)
+            elif rng.random() < 0.25:
+                summary.append(text)
+            t += size
         if answer is None:
-            answer = logic.wrong(gold, rng, prompt)
-        closing = " I have checked this enough." + logic.statement(answer) + "\n\n"
-        units.append(closing)
-        summary.append(closing)
+            answer = fallback
+        closing = _closing(logic, answer)
+        if t + self._unit_len(closing) <= target:
+            units.append(closing)
+            summary.append(closing)
         return units, summary, answer
 
     @staticmethod
