@@ -860,3 +860,8 @@ async def test_usage_restated_in_every_chunk_is_reported_once(replay: Replay) ->
     events = await collect(adapter("openai_compatible", replay.url))
     assert events[-2:] == [Finish("stop"), Usage(input_tokens=5, output_tokens=3)]
     assert len(only(events, Usage)) == 1
+
+
+async def test_invalid_base_url_is_fatal() -> None:
+    err = await expect_error(adapter("openai", "not-a-url"), FatalProviderError)
+    assert "base_url" in str(err) and not err.retryable

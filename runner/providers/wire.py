@@ -218,6 +218,9 @@ def translate(provider: str, limits: RateLimitReading | None, during: str) -> It
         raise
     except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
         raise attach(CallTimeout(f"{provider}: timed out {during}", provider=provider), limits) from exc
+    except aiohttp.InvalidURL as exc:
+        msg = f"{provider}: invalid base URL {str(exc.url)[:200]!r}: fix providers.{provider}.base_url"
+        raise attach(FatalProviderError(msg, provider=provider), limits) from exc
     except aiohttp.ClientConnectorError as exc:
         msg = f"{provider}: cannot connect to {exc.host}:{exc.port} ({exc.os_error.strerror or exc.os_error})"
         raise attach(ServerError(msg, provider=provider), limits) from exc
