@@ -299,7 +299,8 @@ async def test_task_formats_gpqa_trip_calendar_meeting(sim, datasets):
         (
             "trip",
             TASKS["trip"].statement((("Helsinki", 5), ("Florence", 6))),
-            "**Day 1-5:** Arriving in Helsinki and visit Helsinki for 5 days.\n**Day 5:** Fly from Helsinki to Florence.",
+            "**Day 1-5:** Arriving in Helsinki and visit Helsinki for 5 "
+            "days.\n**Day 5:** Fly from Helsinki to Florence.",
         ),
         (
             "calendar",

@@ -12,12 +12,15 @@ TRIP_ROW = {
     "num_cities": "3",
     "cities": "Helsinki**Barcelona**Florence",
     "durations": "5**5**6",
-    "prompt_0shot": "You plan to visit 3 European cities for 14 days in total. You only take direct flights to "
-    "commute between cities. You would like to visit Florence for 6 days. You would like to visit Barcelona for 5 "
+    "prompt_0shot": "You plan to visit 3 European cities for 14 days in "
+    "total. You only take direct flights to "
+    "commute between cities. You would like to visit Florence for 6 "
+    "days. You would like to visit Barcelona for 5 "
     "days. You would like to visit Helsinki for 5 days.\n\nHere are the cities that have direct flights:\n"
     "Barcelona and Florence, Helsinki and Barcelona.\n\nFind a trip plan of visiting the cities for 14 days.",
     "golden_plan": "Here is the trip plan for visiting the 3 European cities for 14 days:\n\n"
-    "**Day 1-5:** Arriving in Helsinki and visit Helsinki for 5 days.\n**Day 5:** Fly from Helsinki to Barcelona.\n"
+    "**Day 1-5:** Arriving in Helsinki and visit Helsinki for 5 "
+    "days.\n**Day 5:** Fly from Helsinki to Barcelona.\n"
     "**Day 5-9:** Visit Barcelona for 5 days.\n**Day 9:** Fly from Barcelona to Florence.\n"
     "**Day 9-14:** Visit Florence for 6 days.",
 }
@@ -26,7 +29,8 @@ CALENDAR_ROW = {
     "num_people": "2",
     "num_days": "1",
     "duration": "1",
-    "prompt_0shot": "TASK: You need to schedule a meeting for Ann and Bo for one hour between the work hours of "
+    "prompt_0shot": "TASK: You need to schedule a meeting for Ann and Bo "
+    "for one hour between the work hours of "
     "9:00 to 17:00 on Monday. Ann is busy on Monday during 9:00 to 14:00; Bo is busy during 15:30 to 17:00.\n"
     "SOLUTION: ",
     "golden_plan": "Here is the proposed time: Monday, 14:30 - 15:30 ",
@@ -44,8 +48,10 @@ MEETING_ROW = {
         "Presidio": {"Marina": 10, "Nob Hill": 18},
         "Marina": {"Presidio": 10, "Nob Hill": 12},
     },
-    "prompt_0shot": "You are visiting San Francisco for the day and want to meet as many friends as possible. "
-    "CONSTRAINTS: You arrive at Nob Hill at 9:00AM. Kim will be at Presidio from 10:00AM to 1:00PM. Lee will be at "
+    "prompt_0shot": "You are visiting San Francisco for the day and want "
+    "to meet as many friends as possible. "
+    "CONSTRAINTS: You arrive at Nob Hill at 9:00AM. Kim will be at "
+    "Presidio from 10:00AM to 1:00PM. Lee will be at "
     "Marina from 2:00PM to 5:00PM. Your response should start with 'SOLUTION:'.",
     "golden_plan": [
         "You start at Nob Hill at 9:00AM.",
@@ -68,7 +74,8 @@ GPQA_ROW = {
 
 
 def aime_statement(i: int) -> str:
-    return f"[Q{i:02d}] A sequence satisfies a_(n+1) = a_n + {i + 3} with a_1 = {i}. Find the remainder of a_{i + 50}."
+    head = f"[Q{i:02d}] A sequence satisfies a_(n+1) = a_n + {i + 3} with a_1 = {i}."
+    return head + f" Find the remainder of a_{i + 50}."
 
 
 def write_datasets(folder: Path) -> list[tuple[str, Path]]:
