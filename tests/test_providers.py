@@ -865,3 +865,49 @@ async def test_usage_restated_in_every_chunk_is_reported_once(replay: Replay) ->
 async def test_invalid_base_url_is_fatal() -> None:
     err = await expect_error(adapter("openai", "not-a-url"), FatalProviderError)
     assert "base_url" in str(err) and not err.retryable
+
+
+# ---------------------------------------------------------------- registry
+
+
+@pytest.mark.parametrize(
+    ("kind", "protocol", "base"),
+    [
+        ("sim", "openai_chat", None),
+        ("openai", "openai_chat", "https://api.openai.com/v1"),
+        ("xai", "openai_chat", "https://api.x.ai/v1"),
+        ("deepseek", "openai_chat", "https://api.deepseek.com/v1"),
+        ("openai_compatible", "openai_chat", None),
+        ("openrouter", "openai_chat", "https://openrouter.ai/api/v1"),
+        ("together", "openai_chat", "https://api.together.xyz/v1"),
+        ("llamacpp", "openai_chat", "http://127.0.0.1:8080/v1"),
+        ("openai_responses", "openai_responses", "https://api.openai.com/v1"),
+        ("anthropic", "anthropic", "https://api.anthropic.com/v1"),
+        ("gemini", "gemini", "https://generativelanguage.googleapis.com/v1beta"),
+    ],
+)
+def test_registry_kinds(kind: str, protocol: str, base: str | None) -> None:
+    from runner.providers.registry import default_base_url
+
+    assert default_base_url(kind) == base
+    a = adapter(kind, base or "http://127.0.0.1:1")
+    assert a.protocol == protocol
+    assert a.provider == "lane"
+
+
+def test_registry_options_and_errors() -> None:
+    from runner.errors import ConfigError
+    from runner.providers.openai_chat import OpenAIChatAdapter
+    from runner.providers.registry import default_base_url
+
+    xai = adapter("xai", "http://h")
+    assert isinstance(xai, OpenAIChatAdapter)
+    assert (xai.reasoning_field, xai.usage_quirk, xai.cost_field) == ("reasoning_content", "xai", True)
+    manifest_field = make_adapter(
+        "vllm", Provider(kind="openai_compatible", reasoning_field="reasoning"), "http://h", None
+    )
+    assert isinstance(manifest_field, OpenAIChatAdapter) and manifest_field.reasoning_field == "reasoning"
+    with pytest.raises(ConfigError, match="unknown provider kind 'nope'"):
+        default_base_url("nope")
+    with pytest.raises(ValueError, match="usage_quirk"):
+        adapter("openai", "http://h", usage_quirk="weird")

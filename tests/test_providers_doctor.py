@@ -114,3 +114,17 @@ def test_live_providers(capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["doctor", manifest, "--live"])
     print(capsys.readouterr().out)
     assert code == 0
+
+
+def test_json_output(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    monkeypatch.setenv("DOCTOR_TEST_KEY", KEY)
+    monkeypatch.setenv("DOCTOR_TEST_MISSING_KEY", "x")
+    assert main(["doctor", str(write(tmp_path)), "--json"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["provider"] for r in rows] == ["host", "claude", "local"]
+    assert [r["key_set"] for r in rows] == [True, True, None]
+    assert KEY not in json.dumps(rows)
