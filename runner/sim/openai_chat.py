@@ -70,7 +70,7 @@ class OpenAIErrors(ErrorFormat):
         body = {
             "error": {
                 "message": message,
-                "type": admission.reason or "requests",
+                "type": "requests" if admission.reason == "requests" else "tokens",
                 "param": None,
                 "code": "rate_limit_exceeded",
             }
