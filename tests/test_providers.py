@@ -911,3 +911,13 @@ def test_registry_options_and_errors() -> None:
         default_base_url("nope")
     with pytest.raises(ValueError, match="usage_quirk"):
         adapter("openai", "http://h", usage_quirk="weird")
+
+
+async def test_json_body_with_status_200_instead_of_a_stream(replay: Replay) -> None:
+    error = b'{"error": {"message": "upstream overloaded", "type": "server_error"}}'
+    replay.add(Reply(headers={"content-type": "application/json"}, chunks=[error]))
+    err = await expect_error(adapter("openrouter", replay.url), ServerError)
+    assert "upstream overloaded" in str(err)
+    replay.add(Reply(headers={"content-type": "application/json"}, chunks=[b'{"choices": []}']))
+    err = await expect_error(adapter("openrouter", replay.url), StreamBroken)
+    assert "expected an event stream" in str(err)

@@ -259,12 +259,32 @@ async def open_stream(
             with translate(provider, limits, "reading the error body"):
                 error_body = await resp.read()
             raise classify_http(provider, resp.status, resp.headers, error_body, limits, secret=secret)
+        if resp.content_type == "application/json":
+            # some gateways answer a failed stream with a JSON error body and status 200
+            with translate(provider, limits, "reading the response body"):
+                json_body = await resp.read()
+            raise _json_instead_of_stream(provider, json_body, limits, secret)
         yield resp, limits
     finally:
         if resp.content.at_eof():
             resp.release()
         else:
             resp.close()
+
+
+def _json_instead_of_stream(
+    provider: str, body: bytes, limits: RateLimitReading, secret: str | None
+) -> ProviderError:
+    try:
+        has_error = _error_body.decode(body).error is not None
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        has_error = False
+    if has_error:
+        message, label = decode_error_body(body)
+        return classify_stream_error(provider, label, message, limits, secret=secret)
+    return stream_broken(
+        provider, limits, "expected an event stream, got a JSON body (was `stream` ignored?)"
+    )
 
 
 async def iter_sse(
