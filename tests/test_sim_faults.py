@@ -1,0 +1,207 @@
+"""Injected faults and transport modes: each one on the wire, seen by raw readers and the official SDKs."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import aiohttp
+import anthropic
+import openai
+import pytest
+from test_sim_support import aime_statement, sse_events, write_datasets
+
+from runner.manifest import SimFaults
+from runner.sim import SimConfig, open_simulator
+from runner.sim.faults import parse_modes, plan_fault
+
+CHAT = "/v1/chat/completions"
+
+
+@pytest.fixture
+def datasets(tmp_path: Path):
+    return write_datasets(tmp_path / "data")
+
+
+@pytest.fixture
+async def sim(datasets):
+    async with open_simulator(SimConfig(time_scale=0, chunk_tokens=4), datasets) as s:
+        yield s
+
+
+def body(model: str = "sim-reasoner-large", cap: int = 400, **extra) -> dict:
+    messages = [{"role": "user", "content": aime_statement(3)}]
+    return {"model": model, "messages": messages, "max_completion_tokens": cap, "stream": True, **extra}
+
+
+async def send(sim, mode: str, payload: dict | None = None, path: str = CHAT) -> tuple[int, dict, bytes]:
+    headers = {"Authorization": "Bearer k", "x-api-key": "k", "x-sim-mode": mode}
+    async with aiohttp.ClientSession() as session:
+        async with session.post(sim.base_url + path, json=payload or body(), headers=headers) as r:
+            return r.status, dict(r.headers), await r.read()
+
+
+@pytest.mark.parametrize(
+    ("mode", "statuses", "should_retry"),
+    [
+        ("error_5xx", {500, 502, 503}, {None, "true"}),
+        ("error_5xx_noretry", {500}, {"false"}),
+        ("overloaded", {503}, {None}),
+        ("rate_limit", {429}, {None}),
+    ],
+)
+async def test_errors_before_the_stream(sim, mode, statuses, should_retry) -> None:
+    status, headers, raw = await send(sim, mode)
+    assert status in statuses and headers.get("x-should-retry") in should_retry
+    error = json.loads(raw)["error"]
+    assert error["message"] and "type" in error
+    stats = sim.stats().models["sim-reasoner-large"]
+    assert stats.input_tokens == 0 and stats.output_tokens == 0  # nothing billed
+
+
+async def test_anthropic_overloaded_is_529_before_and_an_error_event_inside(sim) -> None:
+    payload = {
+        "model": "sim-claude-plain",
+        "max_tokens": 300,
+        "stream": True,
+        "messages": [{"role": "user", "content": aime_statement(2)}],
+    }
+    status, _, raw = await send(sim, "overloaded", payload, "/v1/messages")
+    assert status == 529 and json.loads(raw)["error"]["type"] == "overloaded_error"
+    client = anthropic.AsyncAnthropic(
+        base_url=sim.base_url, api_key="k", max_retries=0, default_headers={"x-sim-mode": "error_in_stream"}
+    )
+    with pytest.raises(anthropic.APIStatusError) as info:
+        async with client.messages.stream(**{k: v for k, v in payload.items() if k != "stream"}) as stream:
+            async for _ in stream:
+                pass
+    assert "Overloaded" in str(info.value)
+    await client.close()
+
+
+async def test_drop_mid_stream_cuts_the_body_and_counts_what_was_sent(sim) -> None:
+    async with aiohttp.ClientSession() as session:
+        headers = {"x-sim-mode": "drop"}
+        async with session.post(sim.base_url + CHAT, json=body(cap=2000), headers=headers) as r:
+            assert r.status == 200
+            with pytest.raises(aiohttp.ClientPayloadError):
+                await r.read()
+    await sim.wait_idle()
+    stats = sim.stats().models["sim-reasoner-large"]
+    assert stats.faults == {"drop": 1} and stats.disconnected == 1 and 0 < stats.output_tokens < 2000
+
+
+async def test_malformed_chunk_and_error_event(sim) -> None:
+    status, _, raw = await send(sim, "malformed")
+    events = sse_events(raw)
+    assert status == 200 and events[-1][1] != "[DONE]"
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(events[-1][1])
+    status, _, raw = await send(sim, "error_in_stream")
+    last = json.loads(sse_events(raw)[-1][1])
+    assert status == 200 and last["error"]["type"] == "server_error"
+    client = openai.AsyncOpenAI(
+        base_url=sim.base_url + "/v1",
+        api_key="k",
+        max_retries=0,
+        default_headers={"x-sim-mode": "error_in_stream"},
+    )
+    stream = await client.chat.completions.create(**body())
+    with pytest.raises(openai.APIError):
+        async for _ in stream:
+            pass
+    await client.close()
+
+
+async def test_stall_mid_stream_trips_an_idle_timeout(datasets) -> None:
+    config = SimConfig(time_scale=0, faults=SimFaults(stall=1.0, stall_seconds=600.0))
+    async with open_simulator(config, datasets) as sim:
+        timeout = aiohttp.ClientTimeout(sock_read=0.2)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            async with session.post(sim.base_url + CHAT, json=body()) as r:
+                assert r.status == 200
+                with pytest.raises(asyncio.TimeoutError):
+                    await r.read()
+        await sim.wait_idle()  # the handler was cancelled when the client left
+        stats = sim.stats().models["sim-reasoner-large"]
+        assert stats.faults == {"stall": 1} and stats.disconnected == 1
+
+
+async def test_stall_before_the_status_line(sim) -> None:
+    timeout = aiohttp.ClientTimeout(total=0.2)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        with pytest.raises(asyncio.TimeoutError):
+            async with session.post(sim.base_url + CHAT, json=body(), headers={"x-sim-mode": "stall_first"}):
+                pass
+
+
+def test_faults_are_deterministic_per_request_and_attempt() -> None:
+    rates = SimFaults(error_5xx=0.3, drop_mid_stream=0.2, malformed_chunk=0.1, stall=0.1)
+    runs = [
+        [plan_fault(rates, 0.1, frozenset(), "req-1", attempt).kind for attempt in range(200)]
+        for _ in range(2)
+    ]
+    assert runs[0] == runs[1]
+    counts = {kind: runs[0].count(kind) for kind in set(runs[0])}
+    assert set(counts) == {"", "error_5xx", "drop", "malformed", "stall", "error_in_stream"}
+    assert 30 < counts["error_5xx"] < 90 and 20 < counts[""] < 65
+    assert plan_fault(rates, 0.0, frozenset({"drop"}), "req-1", 0).kind == "drop"
+    with pytest.raises(ValueError, match="unknown x-sim-mode nope"):
+        parse_modes("crlf, nope")
+
+
+async def test_fault_rates_follow_the_attempt_number(datasets) -> None:
+    config = SimConfig(time_scale=0, faults=SimFaults(error_5xx=0.5))
+    seen: list[list[int]] = []
+    for _ in range(2):
+        async with open_simulator(config, datasets) as sim, aiohttp.ClientSession() as session:
+            statuses = []
+            for _attempt in range(12):  # identical requests: the simulator numbers the attempts itself
+                async with session.post(sim.base_url + CHAT, json=body(stream=False)) as r:
+                    statuses.append(r.status)
+            seen.append(statuses)
+            async with session.post(
+                sim.base_url + CHAT, json=body(stream=False), headers={"x-stainless-retry-count": "0"}
+            ) as r:
+                assert r.status == statuses[0]
+    assert seen[0] == seen[1] and 200 in seen[0] and any(s >= 500 for s in seen[0])
+
+
+async def test_transport_quirks_keep_the_text_for_the_openai_sdk(sim) -> None:
+    async def text(mode: str) -> tuple[str, str, int]:
+        client = openai.AsyncOpenAI(
+            base_url=sim.base_url + "/v1",
+            api_key="k",
+            max_retries=0,
+            default_headers={"x-sim-mode": mode} if mode else {},
+        )
+        stream = await client.chat.completions.create(**body(stream_options={"include_usage": True}))
+        reasoning, content, tokens = "", "", 0
+        async for chunk in stream:
+            for choice in chunk.choices:
+                reasoning += getattr(choice.delta, "reasoning_content", None) or ""
+                content += choice.delta.content or ""
+            tokens = chunk.usage.completion_tokens if chunk.usage else tokens
+        await client.close()
+        return reasoning, content, tokens
+
+    plain = await text("")
+    assert plain[2] == 400
+    for mode in ("split", "crlf", "comments", "unknown_fields", "split,crlf,comments,unknown_fields"):
+        assert await text(mode) == plain, mode
+
+
+async def test_wire_of_transport_modes(sim) -> None:
+    _, _, raw = await send(sim, "crlf,comments")
+    assert b"\r\n\r\n" in raw and b": keep-alive\r\n" in raw and b"\n\n" not in raw.replace(b"\r\n", b"")
+    _, _, raw = await send(sim, "comments", body("sim-smollm2"))
+    assert b": ping - " in raw
+    _, _, raw = await send(sim, "done_no_finish", body(stream_options={"include_usage": True}))
+    events = sse_events(raw)
+    chunks = [json.loads(d) for _, d in events[:-1]]
+    assert events[-1][1] == "[DONE]" and all(c["choices"][0]["finish_reason"] is None for c in chunks)
+    _, _, raw = await send(sim, "unknown_fields")
+    assert all("obfuscation" in json.loads(d) for _, d in sse_events(raw)[:-1])
+    status, _, raw = await send(sim, "nonsense")
+    assert status == 400 and "unknown x-sim-mode" in json.loads(raw)["error"]["message"]
