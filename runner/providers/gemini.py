@@ -14,10 +14,10 @@ import msgspec
 
 from runner.events import Content, Finish, RateLimitReading, Reasoning, StreamEvent, Usage
 from runner.providers.base import ChatRequest
+from runner.providers.classify import ErrorDetail, classify_stream_error
 from runner.providers.headers import openai_limits
 from runner.providers.sse import SSEEvent, SSEParser
 from runner.providers.streaming import SSEAdapter
-from runner.providers.wire import ErrorDetail, classify_stream_error
 
 FINISH_REASONS = {
     "STOP": "stop",

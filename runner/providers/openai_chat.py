@@ -26,11 +26,11 @@ import msgspec
 
 from runner.events import Content, Finish, RateLimitReading, Reasoning, StreamEvent, Usage
 from runner.providers.base import ChatRequest
+from runner.providers.classify import ErrorDetail, classify_stream_error
 from runner.providers.headers import any_limits
 from runner.providers.sse import SSEEvent, SSEParser
 from runner.providers.streaming import SSEAdapter, versioned
 from runner.providers.think import ThinkSplitter
-from runner.providers.wire import ErrorDetail, classify_stream_error
 
 ReasoningField = Literal["reasoning_content", "reasoning", "think_tags"] | None
 _FIELDS = ("reasoning_content", "reasoning", "think_tags", None)

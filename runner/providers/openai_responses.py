@@ -15,10 +15,10 @@ import msgspec
 
 from runner.events import Content, Finish, RateLimitReading, Reasoning, StreamEvent, Usage
 from runner.providers.base import ChatRequest
+from runner.providers.classify import classify_stream_error
 from runner.providers.headers import openai_limits
 from runner.providers.sse import SSEEvent, SSEParser
 from runner.providers.streaming import SSEAdapter, versioned
-from runner.providers.wire import classify_stream_error
 
 _REASONING_DELTAS = frozenset({"response.reasoning_summary_text.delta", "response.reasoning_text.delta"})
 INCOMPLETE_REASONS = {"max_output_tokens": "length", "content_filter": "content_filter"}

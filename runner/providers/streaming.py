@@ -17,8 +17,9 @@ import msgspec
 
 from runner.events import RateLimitReading, StreamEvent
 from runner.providers.base import Adapter, ChatRequest, StreamResponse
+from runner.providers.classify import stream_broken
 from runner.providers.sse import SSEEvent, SSEParser
-from runner.providers.wire import iter_sse, open_stream, request_id, stream_broken
+from runner.providers.wire import iter_sse, open_stream, request_id
 
 _json = msgspec.json.Encoder()
 
