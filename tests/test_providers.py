@@ -921,3 +921,19 @@ async def test_json_body_with_status_200_instead_of_a_stream(replay: Replay) -> 
     replay.add(Reply(headers={"content-type": "application/json"}, chunks=[b'{"choices": []}']))
     err = await expect_error(adapter("openrouter", replay.url), StreamBroken)
     assert "expected an event stream" in str(err)
+
+
+async def test_usage_before_a_cut_is_still_reported(replay: Replay) -> None:
+    chunks = sse(
+        {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
+        {"choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": 3}},
+        done=False,
+    )
+    replay.add(Reply(chunks=chunks, cut=True))
+    seen: list[StreamEvent] = []
+    a = adapter("openai", replay.url)
+    with pytest.raises(StreamBroken):
+        async with aiohttp.ClientSession() as session, a.stream(session, REQ) as resp:
+            async for e in resp.events:
+                seen.append(e)
+    assert seen == [Finish("stop"), Usage(input_tokens=5, output_tokens=3)]

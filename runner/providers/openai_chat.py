@@ -248,6 +248,9 @@ class OpenAIChatAdapter(SSEAdapter):
                     yield Finish(FINISH_REASONS.get(choice.finish_reason, "other"))
             if chunk.usage is not None:
                 usage = chunk.usage
+        if usage is not None:
+            # the host reported what it billed before the cut: pass that on, then the failure
+            yield map_usage(usage, quirk=self.usage_quirk, cost_field=self.cost_field)
         raise self.ended_early(parser, limits, "[DONE]")
 
     def _stream_error(self, err: ErrorDetail | str, limits: RateLimitReading) -> Exception:
