@@ -61,7 +61,7 @@ class Replay:
             await resp.write(chunk)
         if reply.cut:
             assert request.transport is not None
-            request.transport.abort()
+            request.transport.close()  # a FIN without the chunked body's end: data sent so far arrives
             return resp
         await resp.write_eof()
         return resp

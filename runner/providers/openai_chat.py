@@ -24,6 +24,7 @@ from typing import Literal
 
 import msgspec
 
+from runner.errors import StreamBroken
 from runner.events import Content, Finish, RateLimitReading, Reasoning, StreamEvent, Usage
 from runner.providers.base import ChatRequest
 from runner.providers.classify import ErrorDetail, classify_stream_error
@@ -118,6 +119,27 @@ def decode_usage(payload: bytes | str, *, quirk: str = "openai", cost_field: boo
     return map_usage(msgspec.json.decode(payload, type=_Usage), quirk=quirk, cost_field=cost_field)
 
 
+class _State:
+    """What one stream has seen so far."""
+
+    __slots__ = ("finished", "splitter", "usage")
+
+    def __init__(self, splitter: ThinkSplitter | None) -> None:
+        self.splitter = splitter
+        self.finished = False
+        self.usage: _Usage | None = None
+
+    def content(self, text: str) -> list[StreamEvent]:
+        if self.splitter is None:
+            return [Content(text)]
+        return [Reasoning(t) if is_r else Content(t) for is_r, t in self.splitter.feed(text)]
+
+    def flush_think(self) -> list[StreamEvent]:
+        if self.splitter is None:
+            return []
+        return [Reasoning(t) if is_r else Content(t) for is_r, t in self.splitter.flush()]
+
+
 class OpenAIChatAdapter(SSEAdapter):
     """``POST {base_url}/chat/completions`` with ``stream: true``.
 
@@ -204,54 +226,61 @@ class OpenAIChatAdapter(SSEAdapter):
     async def decode(
         self, events: AsyncIterator[SSEEvent], parser: SSEParser, limits: RateLimitReading
     ) -> AsyncIterator[StreamEvent]:
-        splitter = ThinkSplitter() if self.think_tags else None
-        finished = False
-        usage: _Usage | None = None  # some hosts restate usage in every chunk: report the last, once
-        async for ev in events:
-            data = ev.data
-            if data.startswith("[DONE]"):
-                if splitter is not None:
-                    for is_r, text in splitter.flush():
-                        yield Reasoning(text) if is_r else Content(text)
-                if not finished:
-                    yield Finish("truncated")
-                if usage is not None:
-                    yield map_usage(usage, quirk=self.usage_quirk, cost_field=self.cost_field)
-                return
-            try:
-                chunk = _decoder.decode(data)
-            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-                if not data.strip():
-                    continue  # some hosts send an empty data line as a keep-alive
-                raise self.malformed(limits, data, exc) from None
-            if chunk.error:
-                raise self._stream_error(chunk.error, limits)
-            for choice in chunk.choices or ():
-                if choice.index != 0:
-                    continue
-                d = choice.delta
-                if d is not None:
-                    r = self._reasoning_text(d)
-                    if r:
-                        yield Reasoning(r)
-                    if d.content:
-                        if splitter is None:
-                            yield Content(d.content)
-                        else:
-                            for is_r, text in splitter.feed(d.content):
-                                yield Reasoning(text) if is_r else Content(text)
-                if choice.finish_reason and not finished:
-                    finished = True
-                    if splitter is not None:
-                        for is_r, text in splitter.flush():
-                            yield Reasoning(text) if is_r else Content(text)
-                    yield Finish(FINISH_REASONS.get(choice.finish_reason, "other"))
-            if chunk.usage is not None:
-                usage = chunk.usage
-        if usage is not None:
+        state = _State(ThinkSplitter() if self.think_tags else None)
+        broken: StreamBroken | None = None
+        try:
+            async for ev in events:
+                if ev.data.startswith("[DONE]"):
+                    for event in self._on_done(state):
+                        yield event
+                    return
+                for event in self._on_chunk(ev.data, state, limits):
+                    yield event
+        except StreamBroken as exc:
+            broken = exc
+        if state.usage is not None:
             # the host reported what it billed before the cut: pass that on, then the failure
-            yield map_usage(usage, quirk=self.usage_quirk, cost_field=self.cost_field)
-        raise self.ended_early(parser, limits, "[DONE]")
+            yield self._usage(state.usage)
+        raise broken or self.ended_early(parser, limits, "[DONE]")
+
+    def _usage(self, u: _Usage) -> Usage:
+        return map_usage(u, quirk=self.usage_quirk, cost_field=self.cost_field)
+
+    def _on_done(self, state: _State) -> list[StreamEvent]:
+        out = state.flush_think()
+        if not state.finished:
+            out.append(Finish("truncated"))
+        if state.usage is not None:
+            out.append(self._usage(state.usage))
+        return out
+
+    def _on_chunk(self, data: str, state: _State, limits: RateLimitReading) -> list[StreamEvent]:
+        try:
+            chunk = _decoder.decode(data)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            if not data.strip():
+                return []  # some hosts send an empty data line as a keep-alive
+            raise self.malformed(limits, data, exc) from None
+        if chunk.error:
+            raise self._stream_error(chunk.error, limits)
+        if chunk.usage is not None:
+            state.usage = chunk.usage  # some hosts restate usage in every chunk: keep the last
+        out: list[StreamEvent] = []
+        for choice in chunk.choices or ():
+            if choice.index != 0:
+                continue
+            d = choice.delta
+            if d is not None:
+                r = self._reasoning_text(d)
+                if r:
+                    out.append(Reasoning(r))
+                if d.content:
+                    out.extend(state.content(d.content))
+            if choice.finish_reason and not state.finished:
+                state.finished = True
+                out.extend(state.flush_think())
+                out.append(Finish(FINISH_REASONS.get(choice.finish_reason, "other")))
+        return out
 
     def _stream_error(self, err: ErrorDetail | str, limits: RateLimitReading) -> Exception:
         if isinstance(err, str):
