@@ -182,7 +182,9 @@ class TraceModel:
         thinking = model.reasoning and req.reasoning_on
         final_room = 48 if logic.kind in ("aime", "gpqa", "calendar") else 320
         target = self._target_length(model, req, rng, thinking, final_room)
-        units, summary_units, answer = self._trace(model, logic, gold, problem, prompt, rng, target)
+        # nothing past the output cap is ever served: stop generating a little after it
+        limit = req.max_output + 16 if req.max_output is not None else None
+        units, summary_units, answer = self._trace(model, logic, gold, problem, prompt, rng, target, limit)
         final = logic.final(answer)
         trace_text = "".join(units)
         if thinking:
@@ -217,6 +219,7 @@ class TraceModel:
         prompt: str,
         rng: random.Random,
         target: int,
+        limit: int | None = None,
     ) -> tuple[list[str], list[str], object]:
         statement_id = getattr(problem, "statement", prompt)
         difficulty = _unit("difficulty", statement_id)
@@ -232,7 +235,7 @@ class TraceModel:
         answer: object = None
         t = 0
         fallback = logic.wrong(gold, rng, prompt)
-        while True:
+        while limit is None or t < limit:
             stated = t >= next_at
             if stated:
                 p = p_max * (1.0 - math.exp(-t / tau))
@@ -261,7 +264,7 @@ class TraceModel:
         if answer is None:
             answer = fallback
         closing = _closing(logic, answer)
-        if t + self._unit_len(closing) <= target:
+        if (limit is None or t < limit) and t + self._unit_len(closing) <= target:
             units.append(closing)
             summary.append(closing)
         return units, summary, answer
