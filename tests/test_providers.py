@@ -937,3 +937,9 @@ async def test_usage_before_a_cut_is_still_reported(replay: Replay) -> None:
             async for e in resp.events:
                 seen.append(e)
     assert seen == [Finish("stop"), Usage(input_tokens=5, output_tokens=3)]
+
+
+async def test_empty_200_stream_is_broken_and_final(replay: Replay) -> None:
+    replay.add(Reply(chunks=[]))  # llama-cpp-python's answer to a prompt longer than its context
+    err = await expect_error(adapter("llamacpp", replay.url), StreamBroken)
+    assert "empty stream" in str(err) and not err.retryable

@@ -51,6 +51,11 @@ class SSEParser:
         """Whether a partial line or a partial event is buffered (a cut here is mid-event)."""
         return bool(self._buf) or self._has_data or bool(self._event)
 
+    @property
+    def received_any(self) -> bool:
+        """Whether any byte of the body has arrived."""
+        return self._started or bool(self._buf)
+
     def feed(self, chunk: bytes) -> list[SSEEvent]:
         """Consume one read from the socket and return the events it completed."""
         if not chunk:

@@ -80,7 +80,13 @@ class SSEAdapter(Adapter):
         return {**dict(extra), **self.headers()} if isinstance(extra, dict) else self.headers()
 
     def ended_early(self, parser: SSEParser, limits: RateLimitReading, expected: str) -> Exception:
-        """The StreamBroken for a body that ended before its terminal event."""
+        """The StreamBroken for a body that ended cleanly before its terminal event."""
+        if not parser.received_any:
+            # a deliberate empty 200 (llama-cpp-python answers a prompt over its context so): a
+            # network cut would have broken the chunked body instead, so retrying cannot help
+            exc = stream_broken(self.provider, limits, f"the server sent an empty stream (no {expected})")
+            exc.retryable = False
+            return exc
         where = "in the middle of an event" if parser.pending else "between events"
         return stream_broken(self.provider, limits, f"stream closed {where} before {expected}")
 
