@@ -232,7 +232,7 @@ async def _stream(request: web.Request, call: Call) -> web.StreamResponse:
             call.sim.logic.encoding.decode_bytes,
         )
     )
-    if not await drive(call, request, items, blocks.piece, emit_error, emit_malformed):
+    if not await drive(call, request, writer, items, blocks.piece, emit_error, emit_malformed):
         return response
     if blocks.open is None and call.plan.content_tokens == 0 and call.plan.reasoning_tokens == 0:
         await blocks.start("text")

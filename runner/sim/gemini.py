@@ -172,7 +172,7 @@ async def _stream(request: web.Request, call: Call, view: str) -> web.StreamResp
             call.sim.logic.encoding.decode_bytes,
         )
     )
-    if await drive(call, request, items, emit, emit_error, emit_malformed):
+    if await drive(call, request, writer, items, emit, emit_error, emit_malformed):
         await writer.event(msgspec.json.encode(_response(call, [{"text": ""}], final=True)))
         await response.write_eof()
     return response

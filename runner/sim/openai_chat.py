@@ -321,7 +321,7 @@ async def _stream(
             call.sim.logic.encoding.decode_bytes,
         )
     )
-    if not await drive(call, request, items, emit, emit_error, emit_malformed):
+    if not await drive(call, request, writer, items, emit, emit_error, emit_malformed):
         return response
     if "done_no_finish" not in call.modes:
         await writer.event(chunks.chunk({}, call.plan.finish))

@@ -357,7 +357,7 @@ async def _stream(request: web.Request, call: Call, errors: OpenAIErrors, view: 
             call.sim.logic.encoding.decode_bytes,
         )
     )
-    if await drive(call, request, items, events.piece, emit_error, emit_malformed):
+    if await drive(call, request, events.writer, items, events.piece, emit_error, emit_malformed):
         await events.finish()
         await response.write_eof()
     return response

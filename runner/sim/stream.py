@@ -102,12 +102,11 @@ class Pacer:
         self.per_token = time_scale / tokens_per_s
         self.start = time.monotonic()
 
-    async def until(self, tokens_done: int) -> None:
+    def delay(self, tokens_done: int) -> float:
+        """Seconds until ``tokens_done`` tokens are due (<= 0: already due)."""
         if self.scale <= 0:
-            return
-        delay = self.start + self.ttft + tokens_done * self.per_token - time.monotonic()
-        if delay > 0.001:
-            await asyncio.sleep(delay)
+            return 0.0
+        return self.start + self.ttft + tokens_done * self.per_token - time.monotonic()
 
     def total_s(self, tokens: int) -> float:
         return self.ttft + tokens * self.per_token
@@ -129,6 +128,10 @@ class EventWriter:
         self.comments = "comments" in modes
         self.rng = rng
         self.ping = ping
+        # while `batch` is on, events that are due together leave in one write (a loaded
+        # simulator would otherwise spend its time in one syscall per chunk)
+        self.batch = False
+        self._pending: list[bytes] = []
 
     def _comment(self) -> bytes:
         if self.ping == "ping":
@@ -145,6 +148,12 @@ class EventWriter:
         await self.raw(block)
 
     async def raw(self, block: bytes) -> None:
+        if self.batch and not self.split:
+            self._pending.append(block)
+            if len(self._pending) >= 32:
+                await self.flush()
+            return
+        await self.flush()
         if not self.split or len(block) < 2:
             await self.response.write(block)
             return
@@ -154,6 +163,12 @@ class EventWriter:
             # yield so each piece leaves in its own write instead of being coalesced
             await asyncio.sleep(0)
 
+    async def flush(self) -> None:
+        if self._pending:
+            data = b"".join(self._pending)
+            self._pending.clear()
+            await self.response.write(data)
+
     async def comment(self) -> None:
         await self.raw(self._comment())
 
@@ -161,15 +176,20 @@ class EventWriter:
 MID_STREAM = ("drop", "malformed", "stall", "error_in_stream")
 
 
-async def drive(call, request: web.Request, items: list[Piece], emit, emit_error, emit_malformed) -> bool:
+async def drive(
+    call, request: web.Request, writer: EventWriter, items: list[Piece], emit, emit_error, emit_malformed
+) -> bool:
     """Send the pieces at the model's pace, injecting the call's mid-stream fault.
 
     Returns whether the stream ran to its end (False: a fault cut it; the caller sends nothing more).
     """
     strike = int(len(items) * call.fault.at) if call.fault.kind in MID_STREAM else -1
     done = 0
+    writer.batch = True
     for i, piece in enumerate(items):
         if i == strike:
+            await writer.flush()
+            writer.batch = False
             kind = call.fault.kind
             if kind == "drop":
                 # cut the connection with the body unfinished: the client sees a broken stream
@@ -183,8 +203,14 @@ async def drive(call, request: web.Request, items: list[Piece], emit, emit_error
                 await emit_error()
                 return False
             await asyncio.sleep(call.fault.stall_s)
+            writer.batch = True
         done += piece.billed
-        await call.pacer.until(done)
+        delay = call.pacer.delay(done)
+        if delay > 0.001:
+            await writer.flush()
+            await asyncio.sleep(delay)
         await emit(piece)
         call.served(piece.kind, piece.billed)
+    writer.batch = False
+    await writer.flush()
     return True
