@@ -17,7 +17,14 @@ import aiohttp
 import msgspec
 import pytest
 
-from runner.errors import FatalProviderError, ProviderError, RateLimited, ServerError, StreamBroken
+from runner.errors import (
+    CallTimeout,
+    FatalProviderError,
+    ProviderError,
+    RateLimited,
+    ServerError,
+    StreamBroken,
+)
 from runner.events import Content, Finish, RateLimitReading, Reasoning, Usage
 from runner.manifest import Provider
 from runner.providers.base import Adapter, ChatRequest, Message
@@ -282,3 +289,23 @@ def test_cases_cover_every_registry_kind() -> None:
 
     assert {c.kind for c in CASES} | {"openrouter"} == set(KINDS)
     assert msgspec.json.encode([c.id for c in CASES])  # ids are plain strings
+
+
+DIALECT_CASES = [
+    c for c in CASES if c.id in ("sim-openai", "responses-raw", "anthropic-plain", "gemini-dynamic")
+]
+
+
+@pytest.mark.parametrize("mode", ["stall_first", "stall"])
+@pytest.mark.parametrize("case", DIALECT_CASES, ids=[c.id for c in DIALECT_CASES])
+async def test_stalls_become_call_timeouts(case: Case, sim: Simulator, mode: str) -> None:
+    """aiohttp's read timeout (set by the caller on the session) surfaces as our CallTimeout."""
+    adapter = make(case, sim, mode)
+    timeout = aiohttp.ClientTimeout(sock_read=0.2)
+    with pytest.raises(CallTimeout) as info:
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            async with adapter.stream(session, request(case, 300)) as resp:
+                async for _event in resp.events:
+                    pass
+    assert info.value.retryable
+    assert isinstance(getattr(info.value, "limits", None), RateLimitReading)
