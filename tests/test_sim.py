@@ -473,3 +473,72 @@ async def test_stats_endpoint_and_disconnect_accounting(datasets):
     assert model.disconnected == 1 and model.completed == 0
     assert 0 <= model.output_tokens < 3000
     assert remote.models["sim-deepseek-reasoner"] == model
+
+
+def test_problem_in_the_system_turn_is_found(datasets):
+    logic = TraceModel(open_index(datasets))
+    messages = (("system", "Solve this problem: " + aime_statement(3)), ("user", "Think step by step."))
+    gen = logic.generate(
+        BUILTIN_MODELS["sim-cot-small"], GenRequest(model="sim-cot-small", messages=messages)
+    )
+    assert gen.task == "aime"
+
+
+def test_cli_arguments_build_the_config(datasets):
+    import argparse
+
+    from runner.sim.cli import add_arguments, config_from_args
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    path = str(datasets[0][1])
+    args = parser.parse_args(
+        [
+            "--data",
+            f"{path}:aime",
+            "--rpm",
+            "60",
+            "--time-scale",
+            "0",
+            "--drop",
+            "0.1",
+            "--mode",
+            "crlf",
+            "--port",
+            "0",
+        ]
+    )
+    config = config_from_args(args)
+    assert args.data == [("aime", Path(path))] and config.rpm == 60 and config.time_scale == 0
+    assert config.faults.drop_mid_stream == 0.1 and config.modes == ("crlf",)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--data", f"{path}:nope"])
+
+
+async def test_anytime_sim_command_serves_until_interrupted(datasets):
+    import asyncio
+    import signal
+    import sys
+
+    path = datasets[0][1]
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "runner.cli",
+        "sim",
+        "--port",
+        "0",
+        "--time-scale",
+        "0",
+        "--data",
+        f"{path}:aime",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert process.stdout is not None
+    first = (await process.stdout.readline()).decode()
+    url = first.split("listening on ")[1].split()[0]
+    async with aiohttp.ClientSession() as session, session.get(url + "/sim/stats") as r:
+        assert r.status == 200 and (await r.json())["in_flight"] == 0
+    process.send_signal(signal.SIGINT)
+    assert await process.wait() == 0

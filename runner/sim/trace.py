@@ -171,6 +171,9 @@ class TraceModel:
     def _generate(self, model: SimModel, req: GenRequest) -> Generation:
         prompt = _last_user(req.messages)
         problem = self.index.find(prompt)
+        if problem is None and len(req.messages) > 1:
+            # a method may put the problem in the system turn and only the reasoning in the user turn
+            problem = self.index.find("\n\n".join(text for _, text in req.messages))
         logic = TASKS[problem.task] if problem is not None and problem.task in TASKS else TASKS["aime"]
         rng = random.Random(_hash_int(model.name, req.messages, req.seed))
         task = problem.task if problem is not None else ""
