@@ -14,11 +14,14 @@ is woken early (its sleep's cancel scope is cancelled) whenever capacity comes b
 background task. All waiting goes through a `Clock`, so tests can run on virtual time.
 
 Rate-limit headers re-sync the buckets (`LaneLimiter.observe`). The provider's level is
-``limit - remaining``, as of the moment it counted that call. Comparing it with our own level just
-after admitting the same call (`Reservation.observe`) isolates what the provider counted that we
-did not, without counting the calls still in flight twice; a reading not tied to a reservation
-can only raise our level to the provider's. Corrections only ever raise the level once a limit is
-known: lowering it on a stale or rounded reading is how a client trips the limit.
+``limit - remaining`` as of the moment it counted the call, and every call it counted we have
+counted too, so a reading can only *raise* our level to the provider's: that catches what we did
+not see (another client on the key, a different token count) without counting the calls in flight
+twice, whatever order they reached the provider in. A reading through `Reservation.observe` is
+known to be no older than the call's admission, so it is first drained for that long; a bare
+reading is taken as current, which errs on the safe side. Lowering the level on a reading is how
+a client trips a limit (readings are stale, rounded, and blind to calls still on the wire), so it
+never happens; refunds come from `Reservation.settle`.
 """
 
 from __future__ import annotations
@@ -86,15 +89,13 @@ class LaneStats:
 class _Bucket:
     """A leaky bucket whose limit may be unknown, learned, or lowered by the provider."""
 
-    __slots__ = ("configured", "epoch", "last", "level", "limit")
+    __slots__ = ("configured", "last", "level", "limit")
 
     def __init__(self, limit: int | None) -> None:
         self.configured = limit
         self.limit = limit
         self.level = 0.0
         self.last: float | None = None
-        # bumped when a limit is first learned: levels noted before that are on another scale
-        self.epoch = 0
 
     def leak(self, now: float) -> None:
         # an unknown limit has no known drain rate; the level then counts everything admitted
@@ -111,7 +112,7 @@ class _Bucket:
 
     def resync(
         self, now: float, limit: int | None, remaining: int | None, reset_s: float | None,
-        ref: tuple[float, int] | None,
+        admitted_at: float | None,
     ) -> bool:
         """Apply one reading; returns True when the limit itself changed."""
         self.leak(now)
@@ -120,23 +121,19 @@ class _Bucket:
             self.limit = limit if self.configured is None else min(self.configured, limit)
         if self.limit is None:
             return False
-        learning = before is None
-        if learning:
-            self.epoch += 1
+        if before is None:
+            # learned just now: everything admitted so far may still count, but at most a full bucket
+            self.level = min(self.level, float(self.limit))
         if remaining is not None:
             server = float((limit or self.limit) - remaining)
         elif reset_s is not None:  # time to refill completely = level / drain rate
             server = min(reset_s * self.limit / 60.0, float(self.limit))
         else:
             return self.limit != before
-        server = max(server, 0.0)
-        if ref is None or ref[1] != self.epoch - (1 if learning else 0):
-            self.level = max(self.level, server)
-        elif learning:
-            # before the limit was known the level never drained: level - ref = admitted since then
-            self.level = max(0.0, self.level + server - ref[0])
-        else:
-            self.level += max(0.0, server - ref[0])
+        if admitted_at is not None:
+            # the provider counted the call after we admitted it: the reading has drained since
+            server -= max(0.0, now - admitted_at) * self.limit / 60.0
+        self.level = max(self.level, server)
         return self.limit != before
 
 
@@ -157,22 +154,18 @@ class Reservation:
     slot is released on exit.
     """
 
-    __slots__ = ("_limiter", "_ref_requests", "_ref_tokens", "_released", "charged", "tokens")
+    __slots__ = ("_limiter", "_released", "admitted_at", "charged", "tokens")
 
-    def __init__(
-        self, limiter: LaneLimiter, tokens: int, ref_requests: tuple[float, int],
-        ref_tokens: tuple[float, int],
-    ) -> None:
+    def __init__(self, limiter: LaneLimiter, tokens: int, admitted_at: float) -> None:
         self._limiter = limiter
         self.tokens = tokens
         self.charged = tokens
-        self._ref_requests = ref_requests
-        self._ref_tokens = ref_tokens
+        self.admitted_at = admitted_at
         self._released = False
 
     def observe(self, reading: RateLimitReading) -> None:
-        """Re-sync the lane from the headers of this call's response (exact, no double count)."""
-        self._limiter._observe(reading, self._ref_requests, self._ref_tokens)
+        """Re-sync the lane from the headers of this call's response (knowing their age)."""
+        self._limiter._observe(reading, self.admitted_at)
 
     def settle(self, actual_tokens: int) -> None:
         """Charge ``actual_tokens`` instead of what was reserved, then release the slot."""
@@ -278,7 +271,7 @@ class LaneLimiter:
 
     def observe(self, reading: RateLimitReading) -> None:
         """Re-sync from any response's headers. Prefer `Reservation.observe` for the call's own."""
-        self._observe(reading, None, None)
+        self._observe(reading, None)
 
     def on_rate_limited(self, retry_after_s: float | None) -> None:
         """A 429: pause the whole lane for Retry-After (or a default) and back off concurrency."""
@@ -347,10 +340,7 @@ class LaneLimiter:
         now = self._clock.time()
         self._requests_meter.add(1, now)
         self._tokens_meter.add(tokens, now)
-        return Reservation(
-            self, tokens, (self._requests.level, self._requests.epoch),
-            (self._tokens.level, self._tokens.epoch),
-        )
+        return Reservation(self, tokens, now)
 
     def _release(self) -> None:
         self._in_flight -= 1
@@ -364,16 +354,13 @@ class LaneLimiter:
         if delta < 0:
             self._wake_head()
 
-    def _observe(
-        self, reading: RateLimitReading, ref_requests: tuple[float, int] | None,
-        ref_tokens: tuple[float, int] | None,
-    ) -> None:
+    def _observe(self, reading: RateLimitReading, admitted_at: float | None) -> None:
         now = self._clock.time()
         self._requests.resync(
-            now, reading.limit_requests, reading.remaining_requests, reading.reset_requests_s, ref_requests
+            now, reading.limit_requests, reading.remaining_requests, reading.reset_requests_s, admitted_at
         )
         self._tokens.resync(
-            now, reading.limit_tokens, reading.remaining_tokens, reading.reset_tokens_s, ref_tokens
+            now, reading.limit_tokens, reading.remaining_tokens, reading.reset_tokens_s, admitted_at
         )
         # a learned or changed limit can shorten the head's wait as well as lengthen it
         self._wake_head()

@@ -317,17 +317,33 @@ def test_learned_limit_paces_what_follows() -> None:
     assert run(main) == pytest.approx(1.0)  # 1 + 59 fill the bucket, the 61st waits 1 s
 
 
-def test_learning_through_a_reservation_keeps_later_calls_in_flight() -> None:
-    async def main() -> Any:
+def test_learning_keeps_the_calls_already_in_flight() -> None:
+    async def main() -> list[float | None]:
         lim = LaneLimiter(rpm=None, tpm=None, max_concurrency=100)
         first = await lim.acquire(10)
         await lim.acquire(10)
         await lim.acquire(10)
-        # the provider had counted only `first` (and 5 calls of someone else's)
-        first.observe(reading(limit_requests=100, remaining_requests=94))
-        return lim.stats()
+        levels = []
+        # the provider has counted only `first`: the two others are still on the wire
+        first.observe(reading(limit_requests=100, remaining_requests=99))
+        levels.append(lim.stats().rpm_level)
+        # a key shared with another client: the provider's level wins when higher
+        first.observe(reading(limit_requests=100, remaining_requests=80))
+        levels.append(lim.stats().rpm_level)
+        return levels
 
-    assert run(main).rpm_level == 8.0  # 6 on the provider + the 2 it has not seen yet
+    assert run(main) == [3.0, 20.0]
+
+
+def test_learning_late_charges_at_most_one_full_bucket() -> None:
+    async def main() -> float | None:
+        lim = LaneLimiter(rpm=None, tpm=None, max_concurrency=100)
+        for _ in range(500):
+            (await lim.acquire(0)).release()
+        lim.observe(reading(limit_requests=60, remaining_requests=60))
+        return lim.stats().rpm_level
+
+    assert run(main) == 60.0
 
 
 def test_a_raised_limit_wakes_the_waiting_head_at_once() -> None:
@@ -351,23 +367,48 @@ def test_a_raised_limit_wakes_the_waiting_head_at_once() -> None:
     assert run(main) == pytest.approx(0.25)
 
 
-def test_reservation_observe_does_not_double_count_in_flight_calls() -> None:
+def test_readings_only_raise_the_level_and_never_double_count() -> None:
     async def main() -> list[float | None]:
         lim = LaneLimiter(rpm=None, tpm=1000, max_concurrency=10)
         a = await lim.acquire(100)
         await lim.acquire(100)
         levels = []
-        a.observe(reading(limit_tokens=1000, remaining_tokens=900))  # provider agrees with us
+        a.observe(reading(limit_tokens=1000, remaining_tokens=900))  # provider saw `a` only
         levels.append(lim.stats().tpm_level)
-        lim.observe(reading(limit_tokens=1000, remaining_tokens=900))  # stale: never lowers
+        lim.observe(reading(limit_tokens=1000, remaining_tokens=1000))  # stale: never lowers
         levels.append(lim.stats().tpm_level)
-        a.observe(reading(limit_tokens=1000, remaining_tokens=700))  # someone else used 200
+        a.observe(reading(limit_tokens=1000, remaining_tokens=700))  # someone else used 100
         levels.append(lim.stats().tpm_level)
         lim.observe(reading(limit_tokens=1000, remaining_tokens=100))  # provider says 900 used
         levels.append(lim.stats().tpm_level)
         return levels
 
-    assert run(main) == [200.0, 200.0, 400.0, 900.0]
+    assert run(main) == [200.0, 200.0, 300.0, 900.0]
+
+
+def test_calls_reaching_the_provider_out_of_order_are_not_counted_twice() -> None:
+    async def main() -> float | None:
+        lim = LaneLimiter(rpm=600, tpm=None, max_concurrency=100)
+        held = [await lim.acquire(0) for _ in range(50)]
+        # the first call admitted arrived last: the provider had counted all 50 before it
+        held[0].observe(reading(limit_requests=600, remaining_requests=550))
+        return lim.stats().rpm_level
+
+    assert run(main) == 50.0
+
+
+def test_a_reservation_reading_is_drained_for_its_age() -> None:
+    async def main() -> list[float | None]:
+        lim = LaneLimiter(rpm=None, tpm=600, max_concurrency=10)  # drains 10 tokens/s
+        a = await lim.acquire(100)
+        await anyio.sleep(5.0)  # our level: 100 - 50
+        a.observe(reading(limit_tokens=600, remaining_tokens=300))  # at most 300 - 50 by now
+        levels = [lim.stats().tpm_level]
+        lim.observe(reading(limit_tokens=600, remaining_tokens=200))  # taken as current
+        levels.append(lim.stats().tpm_level)
+        return levels
+
+    assert run(main) == [250.0, 400.0]
 
 
 def test_provider_limit_below_the_configured_one_wins() -> None:
