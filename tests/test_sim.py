@@ -542,3 +542,53 @@ async def test_anytime_sim_command_serves_until_interrupted(datasets):
         assert r.status == 200 and (await r.json())["in_flight"] == 0
     process.send_signal(signal.SIGINT)
     assert await process.wait() == 0
+
+
+async def test_automatic_prompt_cache_and_xai_cost(sim):
+    long_context = " ".join(f"Fact {i}: the value of item {i} is {i * 7}." for i in range(150))
+    prompt = long_context + "\n\n" + aime_statement(2)
+
+    async def usage(model: str, text: str, key: str = "k") -> dict:
+        payload = chat(model, text, max_tokens=20)
+        _, _, raw = await post(sim, "/v1/chat/completions", payload, {"Authorization": f"Bearer {key}"})
+        return json.loads(raw)["usage"]
+
+    first = await usage("sim-gpt-4.1", prompt)
+    assert first["prompt_tokens"] > 1024 and first["prompt_tokens_details"]["cached_tokens"] == 0
+    again = await usage("sim-gpt-4.1", prompt + " Please be brief.")
+    cached = again["prompt_tokens_details"]["cached_tokens"]
+    assert cached >= 1024 and cached % 128 == 0 and again["prompt_tokens"] - cached < 128 + 16
+    assert (await usage("sim-gpt-4.1", prompt, key="other"))["prompt_tokens_details"]["cached_tokens"] == 0
+    assert (await usage("sim-gpt-4.1", "short"))["prompt_tokens_details"]["cached_tokens"] == 0
+    await usage("sim-grok-3-mini", prompt)
+    xai = await usage("sim-grok-3-mini", prompt)
+    hit = xai["prompt_tokens_details"]["cached_tokens"]
+    output = xai["total_tokens"] - xai["prompt_tokens"]  # xAI: completion + reasoning
+    expected = ((xai["prompt_tokens"] - hit) * 0.30 + hit * 0.075 + output * 0.50) / 1e6
+    assert hit > 0 and xai["cost_in_usd_ticks"] == round(expected * 1e10)
+    await sim.wait_idle()
+    assert sim.stats().models["sim-gpt-4.1"].cached_input_tokens == cached
+
+
+async def test_anthropic_cache_control_writes_then_reads(sim):
+    client = anthropic.AsyncAnthropic(base_url=sim.base_url, api_key="k", max_retries=0)
+    system = [
+        {
+            "type": "text",
+            "text": " ".join(f"Rule {i}: keep item {i} dry." for i in range(200)),
+            "cache_control": {"type": "ephemeral"},
+        }
+    ]
+    kwargs = {
+        "model": "sim-claude-plain",
+        "max_tokens": 20,
+        "system": system,
+        "messages": [{"role": "user", "content": aime_statement(1)}],
+    }
+    first = await client.messages.create(**kwargs)
+    second = await client.messages.create(**kwargs)
+    await client.close()
+    assert first.usage.cache_creation_input_tokens > 1024 and first.usage.cache_read_input_tokens == 0
+    assert second.usage.cache_read_input_tokens == first.usage.cache_creation_input_tokens
+    assert second.usage.cache_creation_input_tokens == 0
+    assert second.usage.input_tokens == first.usage.input_tokens < 100

@@ -15,7 +15,7 @@ import base64
 import msgspec
 from aiohttp import web
 
-from runner.sim.ratelimit import Admission, anthropic_headers, retry_headers
+from runner.sim.ratelimit import Admission, anthropic_headers, key_digest, retry_headers
 from runner.sim.server import SIM_KEY, Call, ErrorFormat, Reject
 from runner.sim.stream import EventWriter, Piece, drive, pieces
 from runner.sim.trace import GenRequest
@@ -65,7 +65,13 @@ def _text(content: object) -> str:
     return ""
 
 
-def parse_request(body: dict, errors: AnthropicErrors) -> tuple[GenRequest, int]:
+def _marked(content: object) -> bool:
+    """Whether a turn carries a ``cache_control`` breakpoint."""
+    return isinstance(content, list) and any(isinstance(b, dict) and b.get("cache_control") for b in content)
+
+
+def parse_request(body: dict, errors: AnthropicErrors) -> tuple[GenRequest, int, int]:
+    """The request, its output cap, and how many leading turns a cache breakpoint covers (0: none)."""
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise Reject(errors(400, "invalid_request", "messages: field required (a non-empty list)", {}))
@@ -87,9 +93,14 @@ def parse_request(body: dict, errors: AnthropicErrors) -> tuple[GenRequest, int]
             )
         )
     turns: list[tuple[str, str]] = []
+    marked: list[bool] = []
     if body.get("system"):
         turns.append(("system", _text(body["system"])))
-    turns += [(str(m.get("role", "user")), _text(m.get("content"))) for m in messages if isinstance(m, dict)]
+        marked.append(_marked(body["system"]))
+    for m in messages:
+        if isinstance(m, dict):
+            turns.append((str(m.get("role", "user")), _text(m.get("content"))))
+            marked.append(_marked(m.get("content")))
     # the Messages API has no seed; the simulator takes one from a top-level "seed" or ``x-sim-seed``
     seed = body.get("seed")
     req = GenRequest(
@@ -100,7 +111,8 @@ def parse_request(body: dict, errors: AnthropicErrors) -> tuple[GenRequest, int]
         reasoning_budget=budget,
         reasoning_on=enabled,
     )
-    return req, cap
+    cached_turns = max((i + 1 for i, m in enumerate(marked) if m), default=0)
+    return req, cap, cached_turns
 
 
 async def handle(request: web.Request) -> web.StreamResponse:
@@ -114,16 +126,32 @@ async def handle(request: web.Request) -> web.StreamResponse:
     except (msgspec.DecodeError, ValueError):
         return errors(400, "invalid_request", "The request body is not a valid JSON object.", {})
     try:
-        req, cap = parse_request(body, errors)
-        call = await sim.admit(request, req, cap, raw, errors, request.headers.get("x-api-key"))
+        req, cap, cached_turns = parse_request(body, errors)
+        key = request.headers.get("x-api-key")
+        call = await sim.admit(request, req, cap, raw, errors, key, caching=False)
     except Reject as rejected:
         return rejected.response
+    if cached_turns:
+        prefix = sim.logic.prompt_tokens(req.messages[:cached_turns], primer=False)
+        call.cached_tokens, call.cache_write_tokens = sim.cache.explicit(
+            f"{req.model}\0{key_digest(key or '')}", prefix
+        )
+        call.stats.cached_input_tokens += call.cached_tokens
     try:
         if body.get("stream"):
             return await _stream(request, call)
         return await _complete(call)
     finally:
         call.end(completed=call.served_reasoning + call.served_content >= call.plan.output_tokens)
+
+
+def _input_usage(call: Call) -> dict[str, int]:
+    # Anthropic's input_tokens leaves out both cache reads and cache writes
+    return {
+        "input_tokens": call.prompt_tokens - call.cached_tokens - call.cache_write_tokens,
+        "cache_creation_input_tokens": call.cache_write_tokens,
+        "cache_read_input_tokens": call.cached_tokens,
+    }
 
 
 def _view(call: Call) -> str:
@@ -206,12 +234,7 @@ async def _stream(request: web.Request, call: Call) -> web.StreamResponse:
         "content": [],
         "stop_reason": None,
         "stop_sequence": None,
-        "usage": {
-            "input_tokens": call.prompt_tokens,
-            "cache_creation_input_tokens": 0,
-            "cache_read_input_tokens": 0,
-            "output_tokens": 1,
-        },
+        "usage": {**_input_usage(call), "output_tokens": 1},
     }
     await blocks.send("message_start", {"message": message})
 
@@ -267,12 +290,7 @@ async def _complete(call: Call) -> web.Response:
         "content": content,
         "stop_reason": _stop_reason(call),
         "stop_sequence": None,
-        "usage": {
-            "input_tokens": call.prompt_tokens,
-            "cache_creation_input_tokens": 0,
-            "cache_read_input_tokens": 0,
-            "output_tokens": p.output_tokens,
-        },
+        "usage": {**_input_usage(call), "output_tokens": p.output_tokens},
     }
     return web.Response(
         body=msgspec.json.encode(body), content_type="application/json", headers=_headers(call)

@@ -128,6 +128,8 @@ def _usage(call: Call) -> dict:
     }
     if r:
         usage["thoughtsTokenCount"] = r
+    if call.cached_tokens:
+        usage["cachedContentTokenCount"] = call.cached_tokens
     return usage
 
 

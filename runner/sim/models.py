@@ -52,6 +52,8 @@ class SimModel(msgspec.Struct, frozen=True, kw_only=True):
         reasoning: whether the model reasons separately from its answer.
         profile: the wire quirks (see module docstring).
         natural_tokens: typical length of an untruncated trace.
+        price: USD per 1M tokens (input, cached input, output) for profiles that report the
+            charge themselves (xAI's ``cost_in_usd_ticks``); None elsewhere.
     """
 
     name: str
@@ -61,6 +63,7 @@ class SimModel(msgspec.Struct, frozen=True, kw_only=True):
     reasoning: bool
     profile: Profile
     natural_tokens: int
+    price: tuple[float, float, float] | None = None
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.skill <= 1.0:
@@ -70,7 +73,14 @@ class SimModel(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def _m(
-    name: str, skill: float, tps: float, ttft: float, reasoning: bool, profile: Profile, natural: int
+    name: str,
+    skill: float,
+    tps: float,
+    ttft: float,
+    reasoning: bool,
+    profile: Profile,
+    natural: int,
+    price: tuple[float, float, float] | None = None,
 ) -> SimModel:
     return SimModel(
         name=name,
@@ -80,6 +90,7 @@ def _m(
         reasoning=reasoning,
         profile=profile,
         natural_tokens=natural,
+        price=price,
     )
 
 
@@ -92,8 +103,8 @@ BUILTIN_MODELS: dict[str, SimModel] = {
         # one per profile, named after the models the paper used
         _m("sim-gpt-4.1", 0.6, 700.0, 0.2, False, "openai", 1000),
         _m("sim-gpt-4o", 0.55, 700.0, 0.2, False, "openai", 900),
-        _m("sim-grok-3-mini", 0.85, 500.0, 0.3, True, "xai", 2600),
-        _m("sim-grok-3", 0.6, 400.0, 0.3, False, "xai", 1100),
+        _m("sim-grok-3-mini", 0.85, 500.0, 0.3, True, "xai", 2600, (0.30, 0.075, 0.50)),
+        _m("sim-grok-3", 0.6, 400.0, 0.3, False, "xai", 1100, (3.00, 0.75, 15.00)),
         _m("sim-deepseek-reasoner", 0.8, 300.0, 0.5, True, "deepseek", 3500),
         _m("sim-gpt-oss-120b", 0.8, 800.0, 0.2, True, "vllm", 2400),
         _m("sim-gpt-oss-20b", 0.65, 1000.0, 0.1, True, "vllm", 2200),

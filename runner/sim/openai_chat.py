@@ -144,6 +144,12 @@ def _reasoning_view(profile: str) -> str:
     return {"openai_hidden": "hidden", "together": "inline"}.get(profile, "raw")
 
 
+def cost_ticks(price: tuple[float, float, float], prompt: int, cached: int, output: int) -> int:
+    """xAI's ``cost_in_usd_ticks`` (1e-10 USD) for USD-per-1M prices (input, cached input, output)."""
+    usd = ((prompt - cached) * price[0] + cached * price[1] + output * price[2]) / 1e6
+    return round(usd * 1e10)
+
+
 class _Chunks:
     """Builds the chunk JSON of one stream (the constant parts encoded once)."""
 
@@ -200,7 +206,7 @@ class _Chunks:
             "prompt_tokens": call.prompt_tokens,
             "completion_tokens": completion,
             "total_tokens": call.prompt_tokens + r + c,
-            "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+            "prompt_tokens_details": {"cached_tokens": call.cached_tokens, "audio_tokens": 0},
         }
         if self.profile not in ("vllm", "llamacpp", "together"):
             usage["completion_tokens_details"] = {
@@ -210,8 +216,12 @@ class _Chunks:
                 "rejected_prediction_tokens": 0,
             }
         if self.profile == "deepseek":
-            usage["prompt_cache_hit_tokens"] = 0
-            usage["prompt_cache_miss_tokens"] = call.prompt_tokens
+            usage["prompt_cache_hit_tokens"] = call.cached_tokens
+            usage["prompt_cache_miss_tokens"] = call.prompt_tokens - call.cached_tokens
+        if self.profile == "xai" and call.model.price is not None:
+            usage["cost_in_usd_ticks"] = cost_ticks(
+                call.model.price, call.prompt_tokens, call.cached_tokens, r + c
+            )
         return usage
 
     def usage_chunk(self) -> bytes:

@@ -119,7 +119,7 @@ class _Events:
             r, c = call.served_reasoning, call.served_content
             usage = {
                 "input_tokens": call.prompt_tokens,
-                "input_tokens_details": {"cached_tokens": 0},
+                "input_tokens_details": {"cached_tokens": call.cached_tokens},
                 "output_tokens": r + c,
                 "output_tokens_details": {"reasoning_tokens": r},
                 "total_tokens": call.prompt_tokens + r + c,

@@ -58,7 +58,8 @@ class Admission(msgspec.Struct, frozen=True):
     reason: str = ""  # "requests" | "tokens" | "too_large"
 
 
-def _key_id(api_key: str) -> str:
+def key_digest(api_key: str) -> str:
+    """A short hash standing for an API key wherever the simulator has to remember one."""
     return hashlib.sha256(api_key.encode()).hexdigest()[:16]
 
 
@@ -70,7 +71,7 @@ class RateLimiter:
         self._keys: dict[str, tuple[Bucket | None, Bucket | None]] = {}
 
     def _buckets(self, api_key: str) -> tuple[Bucket | None, Bucket | None]:
-        kid = _key_id(api_key)
+        kid = key_digest(api_key)
         pair = self._keys.get(kid)
         if pair is None:
             now = self.clock()

@@ -19,13 +19,17 @@ from pathlib import Path
 import msgspec
 from aiohttp import web
 
+from runner.sim.cache import PromptCache
 from runner.sim.faults import BEFORE_STREAM, FaultPlan, parse_modes, plan_fault
 from runner.sim.knowledge import ProblemIndex, open_index
 from runner.sim.models import SimConfig, SimModel
-from runner.sim.ratelimit import Admission, RateLimiter
+from runner.sim.ratelimit import Admission, RateLimiter, key_digest
 from runner.sim.stats import ModelStats, SimStats
 from runner.sim.stream import Pacer, Plan, plan
 from runner.sim.trace import Generation, GenRequest, TraceModel
+
+# profiles whose provider caches prompt prefixes on its own and reports it in usage
+AUTO_CACHE_PROFILES = ("openai", "openai_hidden", "xai", "deepseek", "gemini")
 
 
 class Reject(Exception):
@@ -61,6 +65,9 @@ class Call:
         self.id = hashlib.blake2b(fingerprint.encode(), digest_size=12).hexdigest()
         self.created = int(time.time())
         self.served_reasoning = 0
+        # prompt-cache facts for usage: automatic hits, and Anthropic's explicit reads / writes
+        self.cached_tokens = 0
+        self.cache_write_tokens = 0
         self.served_content = 0
         self.charged = prompt_tokens + (cap if cap is not None else self.plan.output_tokens)
         self.pacer = Pacer(model.ttft_s, model.tokens_per_s, sim.config.time_scale)
@@ -105,6 +112,7 @@ class Simulator:
         self.index = index
         self.logic = TraceModel(index)
         self.limiter = RateLimiter(config.rpm, config.tpm, clock)
+        self.cache = PromptCache()
         self.base_url = ""
         self.in_flight = 0
         self.peak_in_flight = 0
@@ -174,8 +182,12 @@ class Simulator:
         body: bytes,
         errors: ErrorFormat,
         api_key: str | None,
+        caching: bool = True,
     ) -> Call:
-        """Everything before the first byte: model, modes, limits, faults, generation."""
+        """Everything before the first byte: model, modes, limits, faults, generation.
+
+        ``caching`` False turns automatic prompt caching off (Anthropic caches only on request).
+        """
         model = self.config.models.get(req.model)
         if model is None:
             known = ", ".join(sorted(self.config.models))
@@ -201,7 +213,8 @@ class Simulator:
             self._attempt(request, fingerprint),
         )
         generation = self.logic.generate(model, req)
-        prompt_tokens = self.logic.count_prompt(req.messages)
+        prompt_ids = self.logic.prompt_tokens(req.messages)
+        prompt_tokens = len(prompt_ids)
         cost = prompt_tokens + (
             cap if cap is not None else len(generation.reasoning) + len(generation.content)
         )
@@ -231,12 +244,18 @@ class Simulator:
         if fault.kind:
             stats.faults[fault.kind] = stats.faults.get(fault.kind, 0) + 1
         stats.input_tokens += prompt_tokens
+        cached = 0
+        if caching and model.profile in AUTO_CACHE_PROFILES:
+            cached = self.cache.automatic(f"{model.name}\0{key_digest(key)}", prompt_ids[:-3])
+            stats.cached_input_tokens += cached
         self.in_flight += 1
         self._idle.clear()
         self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
-        return Call(
+        call = Call(
             self, model, req, generation, prompt_tokens, cap, key, modes, fault, admission, fingerprint
         )
+        call.cached_tokens = cached
+        return call
 
 
 SIM_KEY: web.AppKey[Simulator] = web.AppKey("sim", Simulator)

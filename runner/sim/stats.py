@@ -11,6 +11,7 @@ class ModelStats(msgspec.Struct, kw_only=True):
     Attributes:
         requests: requests received for the model (429s and failed ones included).
         input_tokens: prompt tokens billed (requests that got a 200).
+        cached_input_tokens: the part of ``input_tokens`` reported as served from a prompt cache.
         output_tokens: output tokens served, reasoning included (sent before any disconnect).
         reasoning_tokens: the reasoning part of ``output_tokens``.
         rate_limited: 429 answers.
@@ -21,6 +22,7 @@ class ModelStats(msgspec.Struct, kw_only=True):
 
     requests: int = 0
     input_tokens: int = 0
+    cached_input_tokens: int = 0
     output_tokens: int = 0
     reasoning_tokens: int = 0
     rate_limited: int = 0

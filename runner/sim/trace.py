@@ -28,6 +28,9 @@ from runner.sim.tasks import TASKS, TaskLogic, parse_any
 
 FORCED_OPEN = "<reasoning_so_far>"
 FORCED_CLOSE = "</reasoning_so_far>"
+# out-of-vocabulary ids standing for chat framing in prompt-cache hashes
+_FRAME = 1 << 30
+_ROLES = {"system": _FRAME + 1, "developer": _FRAME + 1, "user": _FRAME + 2, "assistant": _FRAME + 3}
 _EFFORT = {"minimal": 0.25, "low": 0.5, "medium": 1.0, "high": 1.5}
 
 _FILLER = (
@@ -131,6 +134,17 @@ class TraceModel:
         self._cache: OrderedDict[tuple, Generation] = OrderedDict()
         self._cache_size = cache_size
         self._encoded: dict[str, list[int]] = {}
+
+    def prompt_tokens(self, messages: Sequence[tuple[str, str]], primer: bool = True) -> list[int]:
+        """The prompt as tokens: each message's content behind 3 framing tokens (OpenAI's count),
+        then the 3-token reply primer. The framing ids only feed the prompt cache's hashes."""
+        tokens: list[int] = []
+        for role, text in messages:
+            tokens += (_FRAME, _ROLES.get(role, _FRAME), _FRAME)
+            tokens += self.encoding.encode_ordinary(text)
+        if primer:
+            tokens += (_FRAME, _ROLES["assistant"], _FRAME)
+        return tokens
 
     def count_prompt(self, messages: Sequence[tuple[str, str]]) -> int:
         """Prompt tokens: message contents with OpenAI's 3-token framing, plus the reply primer."""
