@@ -1,0 +1,120 @@
+"""The incremental tokenizer against tiktoken's own encode_ordinary, over random texts and chunkings."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from runner.encodings import get_encoding
+from runner.tokens import BudgetTokenizer, count_chat_tokens, count_tokens
+from runner.providers.base import Message
+
+ENCODINGS = ["o200k_base", "cl100k_base"]
+
+# building blocks that stress the split regex: letters/case runs, contractions, digit groups,
+# whitespace runs with newlines, punctuation runs, emoji, CJK, combining marks, code
+FRAGMENTS = st.sampled_from([
+    "the", " The", "HTTPServer", "don't", "I'LL", "'s", " 12345", "7", "3.14159", "  ", "   \n", "\n\n",
+    "\r\n", "\t", "    x", "!!", "...", " ?!", "—", "😀", "👩‍💻", "日本語", "한국어", "é", "e\u0301", "ß",
+    "def f(x):\n    return x**2\n", "{\"a\": [1, 2]}", "\\boxed{204}", "$x^2$", "ÆØÅ", " ", "a", "1", "\u00a0",
+])
+TEXTS = st.one_of(
+    st.lists(FRAGMENTS, min_size=1, max_size=60).map("".join),
+    st.text(min_size=1, max_size=300),
+)
+
+
+def chunkings(text: str, draw: st.DrawFn) -> list[str]:
+    mode = draw(st.sampled_from(["chars", "random", "whole"]))
+    if mode == "chars":
+        return list(text)
+    if mode == "whole":
+        return [text]
+    chunks, i = [], 0
+    while i < len(text):
+        step = draw(st.integers(1, 12))
+        chunks.append(text[i : i + step])
+        i += step
+    return chunks
+
+
+def expected_cut(enc, full: str, budget: int) -> str:  # noqa: ANN001
+    return enc.decode(enc.encode_ordinary(full)[:budget])
+
+
+@pytest.mark.parametrize("name", ENCODINGS)
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data(), text=TEXTS)
+def test_cuts_and_count_are_exact_whatever_the_chunking(name: str, data: st.DataObject, text: str) -> None:
+    enc = get_encoding(name)
+    total = len(enc.encode_ordinary(text))
+    budgets = sorted(set(data.draw(st.lists(st.integers(1, total + 5), min_size=1, max_size=5))))
+    tok = BudgetTokenizer(enc, budgets)
+    cuts = {}
+    for chunk in chunkings(text, data.draw):
+        for cut in tok.feed(chunk):
+            cuts[cut.budget] = cut
+        assert tok.count <= total  # a lower bound at every moment
+    for cut in tok.finish():
+        cuts[cut.budget] = cut
+    assert tok.count == total
+    assert tok.text == text
+    assert sorted(cuts) == budgets
+    for b in budgets:
+        cut = cuts[b]
+        assert cut.tokens == min(b, total)
+        want = expected_cut(enc, text, b)
+        # the cut never holds half a character: where tiktoken's decode shows U+FFFD for a split
+        # character at the end, the cut simply stops before that character
+        assert cut.text == want or (want.endswith("\ufffd") and cut.text == want.rstrip("\ufffd"))
+        assert "\ufffd" not in cut.text or "\ufffd" in text
+        assert text.startswith(cut.text)
+
+
+@pytest.mark.parametrize("name", ENCODINGS)
+def test_cut_inside_a_multibyte_character(name: str) -> None:
+    enc = get_encoding(name)
+    text = "𝔘𝔫𝔦𝔠𝔬𝔡𝔢 𓀀𓀁𓀂"  # rare characters take several byte-level tokens each
+    tokens = enc.encode_ordinary(text)
+    odd = next(b for b in range(1, len(tokens)) if enc.decode(tokens[:b]).endswith("\ufffd"))
+    tok = BudgetTokenizer(enc, [odd])
+    cuts = [c for ch in text for c in tok.feed(ch)] + tok.finish()
+    assert cuts[0].tokens == odd
+    assert cuts[0].text == enc.decode(tokens[:odd]).rstrip("\ufffd")
+    assert text.startswith(cuts[0].text)
+
+
+def test_cut_is_emitted_as_soon_as_final_and_done_stops_the_stream() -> None:
+    enc = get_encoding("o200k_base")
+    words = [f" word{i}" for i in range(400)]
+    tok = BudgetTokenizer(enc, [10, 50])
+    emitted_at = {}
+    for i, w in enumerate(words):
+        for cut in tok.feed(w):
+            emitted_at[cut.budget] = i
+        if tok.done:
+            break
+    assert set(emitted_at) == {10, 50}
+    # a few words of guard after the budget, not the end of the stream
+    assert emitted_at[50] < 60
+    assert tok.done
+
+
+def test_feed_after_finish_and_bad_budgets() -> None:
+    enc = get_encoding("cl100k_base")
+    with pytest.raises(ValueError, match="strictly increasing"):
+        BudgetTokenizer(enc, [5, 5])
+    tok = BudgetTokenizer(enc, [3])
+    tok.feed("hello there")
+    tok.finish()
+    with pytest.raises(RuntimeError):
+        tok.feed("more")
+
+
+def test_chat_framing() -> None:
+    enc = get_encoding("o200k_base")
+    msgs = [Message("system", "Be brief."), Message("user", "Hi")]
+    assert count_chat_tokens(enc, msgs) == 3 + sum(
+        3 + count_tokens(enc, m.role) + count_tokens(enc, m.content) for m in msgs
+    )
