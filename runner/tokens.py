@@ -1,10 +1,12 @@
-"""Exact, linear-time incremental tokenization of a streamed trace, with a cut at every budget.
+r"""Exact, linear-time incremental tokenization of a streamed trace, with a cut at every budget.
 
 tiktoken splits text into pieces with its encoding's regex, then applies BPE inside each piece;
 tokens never cross pieces. So once a piece can no longer change, its tokens are final. Only the
 last few pieces of the text seen so far can still change when more text arrives (a letter run can
 grow, a whitespace run can split differently, a digit group can fill up, a contraction can attach),
-so we keep `_GUARD` trailing pieces uncommitted and BPE each committed stretch exactly once.
+so we keep `_GUARD` trailing pieces uncommitted and BPE each committed stretch exactly once. A
+committed stretch always ends on a non-whitespace piece: whitespace is the only piece whose split
+depends on what follows it (`\s++$`, `\s+(?!\S)`), and a stretch is encoded on its own.
 
 Work is skipped while no budget can possibly be crossed: a token is at least one UTF-8 byte, so
 ``committed tokens + bytes of uncommitted text < next budget`` proves no cut is final yet. This is
@@ -29,6 +31,7 @@ from runner.providers.base import Message
 
 # trailing regex pieces kept uncommitted: more text can only change the last pieces' split
 _GUARD = 3
+_WHITESPACE = regex.compile(r"\s+")
 
 
 class Cut(msgspec.Struct, frozen=True):
@@ -120,10 +123,15 @@ class BudgetTokenizer:
         if final:
             stretch, rest = self._pending, ""
         else:
-            starts = [m.start() for m in self._pattern.finditer(self._pending)]
-            if len(starts) <= _GUARD:
+            pieces = [(m.start(), m.end()) for m in self._pattern.finditer(self._pending)]
+            first_kept = len(pieces) - _GUARD
+            # a stretch is encoded on its own, where a trailing whitespace piece would meet `$` or
+            # `(?!\S)` instead of the text after it: end every stretch on a non-whitespace piece
+            while first_kept > 0 and _WHITESPACE.fullmatch(self._pending, *pieces[first_kept - 1]):
+                first_kept -= 1
+            if first_kept <= 0:
                 return []
-            cut_at = starts[-_GUARD]
+            cut_at = pieces[first_kept][0]
             stretch, rest = self._pending[:cut_at], self._pending[cut_at:]
         tokens = self._encoding.encode_ordinary(stretch)
         cuts: list[Cut] = []

@@ -7,8 +7,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from runner.encodings import get_encoding
-from runner.tokens import BudgetTokenizer, count_chat_tokens, count_tokens
 from runner.providers.base import Message
+from runner.tokens import BudgetTokenizer, count_chat_tokens, count_tokens
 
 ENCODINGS = ["o200k_base", "cl100k_base"]
 
@@ -39,7 +39,7 @@ def chunkings(text: str, draw: st.DrawFn) -> list[str]:
     return chunks
 
 
-def expected_cut(enc, full: str, budget: int) -> str:  # noqa: ANN001
+def expected_cut(enc, full: str, budget: int) -> str:
     return enc.decode(enc.encode_ordinary(full)[:budget])
 
 
