@@ -592,3 +592,23 @@ async def test_anthropic_cache_control_writes_then_reads(sim):
     assert second.usage.cache_read_input_tokens == first.usage.cache_creation_input_tokens
     assert second.usage.cache_creation_input_tokens == 0
     assert second.usage.input_tokens == first.usage.input_tokens < 100
+
+
+def test_trip_partial_credit_rises_with_budget(datasets):
+    index = open_index(datasets)
+    logic, model = TraceModel(index), BUILTIN_MODELS["sim-reasoner-large"]
+    problem = _problem(datasets, "trip")
+    gold = TASKS["trip"].gold(problem, "")
+    budgets, csr = [256, 1024, 4096], [0.0, 0.0, 0.0]
+    for seed in range(40):
+        gen = logic.generate(
+            model, GenRequest(model=model.name, messages=(("user", problem.statement),), seed=seed)
+        )
+        for k, b in enumerate(budgets):
+            found = TASKS["trip"].parse_last(ENC.decode(gen.reasoning[:b]))
+            stays = found[1] if found else ()
+            matched = next(
+                (i for i, (x, y) in enumerate(zip(stays, gold, strict=False)) if x != y), min(len(stays), 3)
+            )
+            csr[k] += matched / len(gold) / 40
+    assert csr[0] < csr[1] < csr[2] and csr[2] > 0.5

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import math
 import random
+import re
 from collections import OrderedDict
 from collections.abc import Sequence
 
@@ -112,6 +113,19 @@ def _hash_int(*parts: object) -> int:
 
 def _unit(*parts: object) -> float:
     return _hash_int(*parts) / 2.0**64
+
+
+_STOPWORDS = frozenset(
+    {"which", "there", "their", "these", "those", "where", "would", "could", "about", "given"}
+)
+
+
+def _keywords(text: str) -> tuple[list[str], list[int]]:
+    """A few ASCII words and small numbers of a problem statement."""
+    words = list(dict.fromkeys(w.lower() for w in re.findall(r"\b[A-Za-z]{5,12}\b", text)))
+    words = [w for w in words if w not in _STOPWORDS][:16]
+    numbers = list(dict.fromkeys(int(n) for n in re.findall(r"\b\d{1,3}\b", text)))[:12]
+    return words, numbers
 
 
 def _closing(logic: TaskLogic, answer: object) -> str:
@@ -252,6 +266,7 @@ class TraceModel:
         answer: object = None
         t = 0
         fallback = logic.wrong(gold, rng, prompt)
+        words, numbers = _keywords(statement_id if problem is not None else "")
         while limit is None or t < limit:
             stated = t >= next_at
             if stated:
@@ -262,7 +277,7 @@ class TraceModel:
                     candidate = logic.candidate(gold, right, rng, prompt)
                 text = logic.statement(candidate)
             else:
-                candidate, text = answer, self._filler(rng)
+                candidate, text = answer, self._filler(rng, words, numbers)
             size = self._unit_len(text)
             # the whole trace, closing included, stays within the target (a thinking budget is a cap)
             if (
@@ -287,9 +302,12 @@ class TraceModel:
         return units, summary, answer
 
     @staticmethod
-    def _filler(rng: random.Random) -> str:
-        a, b = rng.randint(2, 60), rng.randint(2, 60)
-        return rng.choice(_FILLER).format(w=rng.choice(_WORDS), a=a, b=b, c=a + b, d=a * b)
+    def _filler(rng: random.Random, words: Sequence[str], numbers: Sequence[int]) -> str:
+        # the problem's own words and numbers make the filler read as if it were about it
+        a = rng.choice(numbers) if numbers and rng.random() < 0.4 else rng.randint(2, 60)
+        b = rng.randint(2, 60)
+        word = rng.choice(words) if words and rng.random() < 0.5 else rng.choice(_WORDS)
+        return rng.choice(_FILLER).format(w=word, a=a, b=b, c=a + b, d=a * b)
 
     def _forced(
         self, logic: TaskLogic, known: bool, block: str, rng: random.Random, prompt: str, task: str
