@@ -1,0 +1,248 @@
+"""Thousands of concurrent streams through one process: client CPU per chunk and RSS per stream.
+
+The simulator runs in its own process (``anytime sim --chunk-tokens 4 --time-scale S``), with no
+rate limits; each client runs in its own process too, so its CPU time and peak RSS are its own:
+
+- ``ours``: the lane's path: `LaneLimiter` admission, `OpenAIChatAdapter` (aiohttp, bytes-level
+  SSE, msgspec), every reasoning chunk fed to a `TraceConsumer` (budget snapshots at
+  64/128/256/512 tokens through `runner.tokens.BudgetTokenizer`), reservation settled;
+- ``openai``: the official SDK: `AsyncOpenAI` + `asyncio.Semaphore`, connection pool opened to the
+  same concurrency, no tokenizing.
+
+Each of N streams generates 512 reasoning tokens in 4-token chunks. Figures: client CPU seconds
+(user + system, the streaming phase only) per streamed text chunk; peak RSS above the client's
+RSS before the phase, per stream at peak concurrency; errors; the simulator's peak in flight.
+
+Usage: ``python bench/streams.py [--streams 5000 --time-scale 10]``. The last line holds
+``streams=``, ``errors=``, ``cpu_ratio_vs_openai=`` (SDK CPU per chunk / ours) and
+``rss_kb_per_stream=`` as ``name=value`` pairs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+MODEL = "sim-reasoner-large"  # streams its reasoning; runs to the 512-token cap
+BUDGETS = (64, 128, 256, 512)
+PROMPT = "Problem {i}: how many positive divisors does {n} have? Think it through."
+
+
+def rss_kb() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise RuntimeError("no VmRSS in /proc/self/status")
+
+
+def cpu_s() -> float:
+    u = resource.getrusage(resource.RUSAGE_SELF)
+    return u.ru_utime + u.ru_stime
+
+
+class Meter:
+    """What one client measures about itself."""
+
+    def __init__(self) -> None:
+        self.chunks = self.errors = self.done = self.in_flight = self.peak = 0
+        self.first_error = ""
+
+    def enter(self) -> None:
+        self.in_flight += 1
+        self.peak = max(self.peak, self.in_flight)
+
+    def fail(self, exc: BaseException) -> None:
+        self.errors += 1
+        self.first_error = self.first_error or f"{type(exc).__name__}: {exc}"[:200]
+
+
+async def client_ours(base_url: str, n: int, tokens: int, m: Meter) -> None:
+    import aiohttp
+    import anyio
+
+    from runner.consumers import TraceConsumer
+    from runner.encodings import get_encoding
+    from runner.errors import ProviderError
+    from runner.events import Content, Reasoning, Usage
+    from runner.limits import LaneLimiter
+    from runner.providers.base import ChatRequest, Message
+    from runner.providers.openai_chat import OpenAIChatAdapter
+
+    enc = get_encoding("o200k_base")
+    adapter = OpenAIChatAdapter(f"{base_url}/v1", "bench-ours", provider="sim")
+    limiter = LaneLimiter(rpm=None, tpm=None, max_concurrency=n)
+
+    async def one(session: aiohttp.ClientSession, i: int) -> None:
+        text = PROMPT.format(i=i, n=1000 + i)
+        request = ChatRequest(model=MODEL, messages=(Message("user", text),), max_output_tokens=tokens)
+        consumer = TraceConsumer(enc, BUDGETS, "reasoning")
+        reservation = await limiter.acquire(len(enc.encode_ordinary(text)) + 9 + tokens)
+        m.enter()
+        usage = None
+        try:
+            async with adapter.stream(session, request) as resp:
+                reservation.observe(resp.limits)
+                async for event in resp.events:
+                    if isinstance(event, Reasoning):
+                        m.chunks += 1
+                        if consumer.on_reasoning(event.text):
+                            break
+                    elif isinstance(event, Content):
+                        m.chunks += 1
+                        consumer.on_content(event.text)
+                    elif isinstance(event, Usage):
+                        usage = event
+            if len(consumer.cuts) != len(BUDGETS):
+                raise RuntimeError(f"stream {i}: cuts at {sorted(consumer.cuts)}, expected {BUDGETS}")
+            m.done += 1
+        except (ProviderError, RuntimeError) as exc:
+            m.fail(exc)
+        finally:
+            m.in_flight -= 1
+            counted = consumer.output_tokens_counted()[0]
+            reservation.settle(usage.input_tokens + usage.output_tokens if usage else counted)
+
+    connector = aiohttp.TCPConnector(limit=n, limit_per_host=n)
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=60)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        async with anyio.create_task_group() as tg:
+            for i in range(n):
+                tg.start_soon(one, session, i)
+
+
+async def client_openai(base_url: str, n: int, tokens: int, m: Meter) -> None:
+    import httpx2 as httpx
+    from openai import AsyncOpenAI, DefaultAsyncHttpxClient
+
+    http = DefaultAsyncHttpxClient(
+        limits=httpx.Limits(max_connections=n, max_keepalive_connections=n),
+        timeout=httpx.Timeout(600.0, connect=60.0),
+    )
+    client = AsyncOpenAI(base_url=f"{base_url}/v1", api_key="bench-openai", max_retries=0, http_client=http)
+    sem = asyncio.Semaphore(n)
+
+    async def one(i: int) -> None:
+        text = PROMPT.format(i=i, n=1000 + i)
+        async with sem:
+            m.enter()
+            try:
+                stream = await client.chat.completions.create(
+                    model=MODEL, messages=[{"role": "user", "content": text}], max_completion_tokens=tokens,
+                    stream=True, stream_options={"include_usage": True},
+                )
+                async for chunk in stream:
+                    if chunk.choices:
+                        delta = chunk.choices[0].delta
+                        if getattr(delta, "reasoning_content", None) or delta.content:
+                            m.chunks += 1
+                m.done += 1
+            except Exception as exc:  # the baseline's failures are only counted
+                m.fail(exc)
+            finally:
+                m.in_flight -= 1
+
+    await asyncio.gather(*(one(i) for i in range(n)))
+    await client.close()
+
+
+def run_client(which: str, base_url: str, n: int, tokens: int) -> dict[str, object]:
+    """Run one client in this process; return its own figures."""
+    m = Meter()
+    if which == "ours":
+        import anyio
+
+        from runner.encodings import get_encoding
+
+        get_encoding("o200k_base")  # load the ranks before the measured phase
+        rss0, cpu0, t0 = rss_kb(), cpu_s(), time.perf_counter()
+        anyio.run(client_ours, base_url, n, tokens, m)
+    else:
+        import openai  # noqa: F401  (the import's cost stays out of the measured phase)
+
+        rss0, cpu0, t0 = rss_kb(), cpu_s(), time.perf_counter()
+        asyncio.run(client_openai(base_url, n, tokens, m))
+    wall, cpu = time.perf_counter() - t0, cpu_s() - cpu0
+    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {
+        "client": which, "streams": n, "done": m.done, "errors": m.errors, "first_error": m.first_error,
+        "chunks": m.chunks, "peak_in_flight": m.peak, "wall_s": round(wall, 2), "cpu_s": round(cpu, 3),
+        "cpu_us_per_chunk": round(cpu / max(1, m.chunks) * 1e6, 2),
+        "rss_before_kb": rss0, "peak_rss_kb": peak_kb,
+        "rss_kb_per_stream": round((peak_kb - rss0) / max(1, m.peak), 2),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--streams", type=int, default=5000)
+    parser.add_argument("--tokens", type=int, default=512)
+    parser.add_argument("--time-scale", type=float, default=10.0, help="the simulator's (1 = real speed)")
+    parser.add_argument("--clients", default="ours,openai")
+    parser.add_argument("--client", help=argparse.SUPPRESS)  # internal: run one client here
+    parser.add_argument("--base-url", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    if args.client:
+        print(json.dumps(run_client(args.client, args.base_url, args.streams, args.tokens)), flush=True)
+        return 0
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    import aiohttp
+    import anyio
+    from throughput import SimProcess, sim_stats
+
+    async def stats_of(base_url: str) -> dict[str, object]:
+        async with aiohttp.ClientSession() as session:
+            return await sim_stats(session, base_url)
+
+    print(f"# {args.streams} streams x {args.tokens} tokens, 4-token chunks, time scale {args.time_scale}")
+    results: dict[str, dict[str, object]] = {}
+    for which in args.clients.split(","):
+        with SimProcess("--chunk-tokens", "4", "--time-scale", str(args.time_scale)) as sim:
+            out = subprocess.run(
+                [sys.executable, __file__, "--client", which, "--base-url", sim.base_url,
+                 "--streams", str(args.streams), "--tokens", str(args.tokens)],
+                capture_output=True, text=True, check=False,
+            )
+            if out.returncode != 0:
+                print(out.stderr[-3000:], file=sys.stderr)
+                return 1
+            r = json.loads(out.stdout.strip().splitlines()[-1])
+            r["sim_peak_in_flight"] = anyio.run(stats_of, sim.base_url)["peak_in_flight"]
+        results[which] = r
+        print(
+            f"{which:7s} done {r['done']}/{r['streams']}  errors {r['errors']}  chunks {r['chunks']}  "
+            f"wall {r['wall_s']} s  cpu {r['cpu_s']} s = {r['cpu_us_per_chunk']} us/chunk  "
+            f"peak in flight {r['peak_in_flight']} (sim {r['sim_peak_in_flight']})  "
+            f"RSS {r['rss_before_kb']} -> {r['peak_rss_kb']} KB = {r['rss_kb_per_stream']} KB/stream"
+            + (f"  first error: {r['first_error']}" if r["errors"] else ""),
+            flush=True,
+        )
+    ours = results.get("ours", {})
+    fields: dict[str, object] = {
+        "streams": args.streams, "errors": ours.get("errors"),
+        "peak_in_flight": ours.get("peak_in_flight"),
+        "cpu_us_per_chunk": ours.get("cpu_us_per_chunk"),
+        "rss_kb_per_stream": ours.get("rss_kb_per_stream"),
+    }
+    if "openai" in results and ours:
+        sdk = results["openai"]
+        ratio = float(sdk["cpu_us_per_chunk"]) / float(ours["cpu_us_per_chunk"])
+        fields["cpu_ratio_vs_openai"] = round(ratio, 2)
+        fields |= {
+            "openai_errors": sdk["errors"], "openai_cpu_us_per_chunk": sdk["cpu_us_per_chunk"],
+            "openai_rss_kb_per_stream": sdk["rss_kb_per_stream"],
+        }
+    print(" ".join(f"{k}={v}" for k, v in fields.items()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
