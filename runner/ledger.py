@@ -1,0 +1,247 @@
+"""The run ledger: append-only JSON Lines of `runner.records`, crash-safe, one writer.
+
+Writing: `append` encodes the record and queues it (no await, so it can run in a `finally` of
+a cancelled task); a flusher task writes queued records in batches and fsyncs each batch, in a
+worker thread so the event loop never blocks on the disk. A record is durable once the batch
+holding it is fsynced; `flush()` waits for that.
+
+Crashes: a `kill -9` can leave at most one partial line at the end of the file (a batch is
+written with one `write` call, in order). Opening the ledger cuts that torn tail off and appends a
+`Note(kind="torn_line")`, so every remaining line is a whole record. Readers also skip a torn
+final line, so a ledger being written can be read at any time (pandas, DuckDB, jq read it as is).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections import defaultdict
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import anyio
+import msgspec
+
+from runner.errors import LedgerError
+from runner.records import Attempt, JobDone, Note, Record, RunHeader, Synthesis
+
+LEDGER_FILE = "ledger.jsonl"
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder(Record)
+
+
+def ledger_path(run_dir: Path) -> Path:
+    return Path(run_dir) / LEDGER_FILE
+
+
+def recover(path: Path) -> int:
+    """Cut a torn final line off; return how many bytes were removed (0: the file was whole)."""
+    if not path.exists():
+        return 0
+    size = path.stat().st_size
+    if size == 0:
+        return 0
+    with open(path, "rb+") as f:
+        f.seek(size - 1)
+        if f.read(1) == b"\n":
+            return 0
+        # scan back to the last newline; a torn line is short compared with the file
+        block = 1 << 16
+        end = size
+        while end > 0:
+            start = max(0, end - block)
+            f.seek(start)
+            chunk = f.read(end - start)
+            i = chunk.rfind(b"\n")
+            if i >= 0:
+                keep = start + i + 1
+                break
+            end = start
+        else:
+            keep = 0
+        f.truncate(keep)
+        f.flush()
+        os.fsync(f.fileno())
+        return size - keep
+
+
+class LedgerWriter:
+    """Batches appended records and fsyncs each batch. Use through `open_ledger`."""
+
+    def __init__(self, path: Path, *, batch_records: int = 512, max_delay_s: float = 0.05) -> None:
+        self.path = path
+        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self._queue: list[bytes] = []
+        self._batch_records = batch_records
+        self._max_delay_s = max_delay_s
+        self._wake = anyio.Event()
+        self._appended = 0
+        self._durable = 0
+        self._durable_changed = anyio.Event()
+        self._closed = False
+        self.records_written = 0
+
+    def append(self, record: Record) -> None:
+        """Queue a record (never blocks). It is durable after the next batch's fsync."""
+        if self._closed:
+            raise LedgerError(f"{self.path}: append after close")
+        self._queue.append(_encoder.encode(record) + b"\n")
+        self._appended += 1
+        if len(self._queue) >= self._batch_records:
+            self._wake.set()
+
+    async def flush(self) -> None:
+        """Wait until every record appended so far is on disk."""
+        target = self._appended
+        while self._durable < target:
+            self._wake.set()
+            await self._durable_changed.wait()
+
+    async def run_flusher(self) -> None:
+        """Write batches until cancelled (then the owner calls `close_sync`)."""
+        while True:
+            with anyio.move_on_after(self._max_delay_s):
+                await self._wake.wait()
+            self._wake = anyio.Event()
+            if self._queue:
+                batch, self._queue = self._queue, []
+                await anyio.to_thread.run_sync(self._write, batch)
+                self._durable += len(batch)
+                self._durable_changed.set()
+                self._durable_changed = anyio.Event()
+
+    def _write(self, batch: list[bytes]) -> None:
+        data = b"".join(batch)
+        view = memoryview(data)
+        while view:
+            written = os.write(self._fd, view)
+            view = view[written:]
+        os.fsync(self._fd)
+        self.records_written += len(batch)
+
+    def close_sync(self) -> None:
+        """Write what is queued and close; safe to call from any shutdown path, twice."""
+        if self._closed:
+            return
+        if self._queue:
+            batch, self._queue = self._queue, []
+            self._write(batch)
+            self._durable += len(batch)
+        self._closed = True
+        os.close(self._fd)
+
+
+@contextlib.asynccontextmanager
+async def open_ledger(run_dir: Path, **options: float) -> AsyncIterator[LedgerWriter]:
+    """Open (recovering a torn tail) and write the ledger of a run folder."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = ledger_path(run_dir)
+    torn = recover(path)
+    writer = LedgerWriter(path, **options)  # type: ignore[arg-type]
+    if torn:
+        writer.append(Note(at=time.time(), kind="torn_line",
+                           message=f"cut {torn} bytes of a record torn by a crash off the end of the ledger"))
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(writer.run_flusher)
+            try:
+                yield writer
+            finally:
+                tg.cancel_scope.cancel()
+    finally:
+        writer.close_sync()  # no await: runs even when the surrounding scope is cancelled
+
+
+def iter_records(run_dir: Path) -> Iterator[Record]:
+    """Stream the records of a run folder (or a ledger file); a torn final line is skipped."""
+    path = Path(run_dir)
+    if path.is_dir():
+        path = ledger_path(path)
+    if not path.exists():
+        raise LedgerError(f"{path}: no ledger here")
+    with open(path, "rb") as f:
+        line_no = 0
+        for line in f:
+            line_no += 1
+            if not line.endswith(b"\n"):
+                return  # torn tail of a crashed or still-running writer
+            if line.strip():
+                try:
+                    yield _decoder.decode(line)
+                except msgspec.DecodeError as exc:
+                    raise LedgerError(f"{path}:{line_no}: not a ledger record: {exc}") from None
+
+
+@dataclass
+class LedgerState:
+    """What a resume needs to know about a ledger."""
+
+    headers: list[RunHeader] = field(default_factory=list)
+    completed_jobs: set[str] = field(default_factory=set)
+    total_usd: float = 0.0
+    usd_by_provider: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    usd_by_job: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    synthesis: dict[str, Synthesis] = field(default_factory=dict)
+    attempts: int = 0
+    notes: list[Note] = field(default_factory=list)
+
+
+class _Light(msgspec.Struct, tag_field="type", kw_only=True):
+    """Just the fields a resume needs: decoding 1M lines must take seconds, not minutes."""
+
+
+class _LightAttempt(_Light, tag="attempt"):
+    job_id: str
+    provider: str
+    usd: float = 0.0
+
+
+class _LightJob(_Light, tag="job"):
+    job_id: str
+
+
+class _Other(_Light, tag="snapshot"):
+    pass
+
+
+_light_decoder = msgspec.json.Decoder(_LightAttempt | _LightJob | _Other)
+
+
+def load_state(run_dir: Path) -> LedgerState:
+    """Read a ledger once and summarise it for a resume."""
+    state = LedgerState()
+    path = ledger_path(Path(run_dir))
+    if not path.exists():
+        return state
+    with open(path, "rb") as f:
+        for line_no, line in enumerate(f, 1):
+            if not line.endswith(b"\n"):
+                break
+            kind = line[9:20]  # b'{"type":"' is 9 bytes: dispatch without decoding everything
+            try:
+                if kind.startswith((b"attempt", b"job", b"snapshot")):
+                    rec = _light_decoder.decode(line)
+                    if isinstance(rec, _LightAttempt):
+                        state.attempts += 1
+                        state.total_usd += rec.usd
+                        state.usd_by_provider[rec.provider] += rec.usd
+                        state.usd_by_job[rec.job_id] += rec.usd
+                    elif isinstance(rec, _LightJob):
+                        state.completed_jobs.add(rec.job_id)
+                else:
+                    full = _decoder.decode(line)
+                    if isinstance(full, RunHeader):
+                        state.headers.append(full)
+                    elif isinstance(full, Synthesis):
+                        state.synthesis[full.key] = full
+                    elif isinstance(full, Note):
+                        state.notes.append(full)
+            except msgspec.DecodeError as exc:
+                raise LedgerError(f"{path}:{line_no}: not a ledger record: {exc}") from None
+    return state
+
+
+__all__ = ["Attempt", "JobDone", "LedgerState", "LedgerWriter", "iter_records", "load_state", "open_ledger"]
