@@ -205,3 +205,19 @@ async def test_wire_of_transport_modes(sim) -> None:
     assert all("obfuscation" in json.loads(d) for _, d in sse_events(raw)[:-1])
     status, _, raw = await send(sim, "nonsense")
     assert status == 400 and "unknown x-sim-mode" in json.loads(raw)["error"]["message"]
+
+
+async def test_context_overflow(sim) -> None:
+    too_long = {
+        "model": "sim-smollm2",
+        "max_tokens": 100,
+        "messages": [{"role": "user", "content": "word " * 5000}],
+    }
+    status, _, raw = await send(sim, "", too_long)
+    assert status == 400 and json.loads(raw)["error"]["code"] == "context_length_exceeded"
+    status, _, raw = await send(sim, "", {**too_long, "stream": True})
+    assert status == 200 and raw == b""  # llama-cpp-python's streamed answer to an over-long prompt
+    status, _, raw = await send(
+        sim, "", {**too_long, "model": "sim-gpt-4.1", "max_tokens": 200_000, "stream": True}
+    )
+    assert status == 400 and "maximum context length" in json.loads(raw)["error"]["message"]

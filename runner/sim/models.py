@@ -52,6 +52,7 @@ class SimModel(msgspec.Struct, frozen=True, kw_only=True):
         reasoning: whether the model reasons separately from its answer.
         profile: the wire quirks (see module docstring).
         natural_tokens: typical length of an untruncated trace.
+        context_window: prompt plus output cap beyond this is refused (``context_length_exceeded``).
         price: USD per 1M tokens (input, cached input, output) for profiles that report the
             charge themselves (xAI's ``cost_in_usd_ticks``); None elsewhere.
     """
@@ -64,6 +65,7 @@ class SimModel(msgspec.Struct, frozen=True, kw_only=True):
     profile: Profile
     natural_tokens: int
     price: tuple[float, float, float] | None = None
+    context_window: int = 128_000
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.skill <= 1.0:
@@ -81,6 +83,7 @@ def _m(
     profile: Profile,
     natural: int,
     price: tuple[float, float, float] | None = None,
+    context_window: int = 128_000,
 ) -> SimModel:
     return SimModel(
         name=name,
@@ -91,6 +94,7 @@ def _m(
         profile=profile,
         natural_tokens=natural,
         price=price,
+        context_window=context_window,
     )
 
 
@@ -110,7 +114,7 @@ BUILTIN_MODELS: dict[str, SimModel] = {
         _m("sim-gpt-oss-20b", 0.65, 1000.0, 0.1, True, "vllm", 2200),
         _m("sim-deepseek-r1-together", 0.8, 300.0, 0.4, True, "together", 3200),
         _m("sim-llama-3.3-70b", 0.4, 600.0, 0.2, False, "together", 900),
-        _m("sim-smollm2", 0.1, 1500.0, 0.05, False, "llamacpp", 600),
+        _m("sim-smollm2", 0.1, 1500.0, 0.05, False, "llamacpp", 600, context_window=4096),
         _m("sim-claude-thinking", 0.85, 400.0, 0.4, True, "anthropic", 2800),
         _m("sim-claude-plain", 0.6, 400.0, 0.4, False, "anthropic", 900),
         _m("sim-gemini-flash", 0.75, 900.0, 0.3, True, "gemini", 2000),

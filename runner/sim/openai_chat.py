@@ -15,7 +15,7 @@ from aiohttp import web
 
 from runner.sim.models import SimModel
 from runner.sim.ratelimit import Admission, openai_headers, retry_headers
-from runner.sim.server import SIM_KEY, Call, ErrorFormat, Reject
+from runner.sim.server import SIM_KEY, Call, ContextOverflow, ErrorFormat, Reject
 from runner.sim.stream import EventWriter, Piece, drive, pieces
 from runner.sim.trace import GenRequest
 
@@ -38,6 +38,16 @@ class OpenAIErrors(ErrorFormat):
         return openai_headers(admission.state) if admission is not None and self.limit_headers else {}
 
     def __call__(self, status, kind, message, headers, admission=None) -> web.Response:
+        if kind == "context":
+            body = {
+                "error": {
+                    "message": message,
+                    "type": "invalid_request_error",
+                    "param": "messages",
+                    "code": "context_length_exceeded",
+                }
+            }
+            return web.json_response(body, status=status, headers=headers)
         etype, code = _ERROR_TYPES.get(
             status, ("server_error" if status >= 500 else "invalid_request_error", None)
         )
@@ -268,6 +278,14 @@ async def handle(request: web.Request) -> web.StreamResponse:
     try:
         req, cap = parse_request(body, errors, model)
         call = await sim.admit(request, req, cap, raw, errors, _bearer(request))
+    except ContextOverflow as rejected:
+        if model is not None and model.profile == "llamacpp" and body.get("stream"):
+            # llama-cpp-python answers an over-long streamed prompt with a 200 and an empty body
+            empty = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+            await empty.prepare(request)
+            await empty.write_eof()
+            return empty
+        return rejected.response
     except Reject as rejected:
         return rejected.response
     try:

@@ -40,6 +40,10 @@ class Reject(Exception):
         self.response = response
 
 
+class ContextOverflow(Reject):
+    """The prompt and the output cap do not fit the model's context window."""
+
+
 class Call:
     """One admitted request: what it will generate and what it has served so far."""
 
@@ -215,6 +219,13 @@ class Simulator:
         generation = self.logic.generate(model, req)
         prompt_ids = self.logic.prompt_tokens(req.messages)
         prompt_tokens = len(prompt_ids)
+        wanted = prompt_tokens + (cap or 0)
+        if wanted > model.context_window:
+            message = (
+                f"This model's maximum context length is {model.context_window} tokens. However, you "
+                f"requested {wanted} tokens ({prompt_tokens} in the messages, {cap or 0} in the completion)."
+            )
+            raise ContextOverflow(errors(400, "context", message, {}))
         cost = prompt_tokens + (
             cap if cap is not None else len(generation.reasoning) + len(generation.content)
         )
