@@ -93,13 +93,17 @@ async def serve(args: argparse.Namespace) -> None:
     from runner.sim.server import open_simulator
 
     config = config_from_args(args)
-    async with open_simulator(config, args.data, host=args.host, port=args.port) as sim:
-        print(f"simulator listening on {sim.base_url}  (OpenAI base_url: {sim.base_url}/v1)", flush=True)
-        print(f"models: {', '.join(sorted(config.models))}", flush=True)
-        print(
-            f"knows {len(sim.index)} problems; stats at {sim.base_url}/sim/stats; Ctrl-C to stop", flush=True
-        )
-        await asyncio.Event().wait()
+    try:
+        async with open_simulator(config, args.data, host=args.host, port=args.port) as sim:
+            print(f"simulator listening on {sim.base_url}  (OpenAI base_url: {sim.base_url}/v1)", flush=True)
+            print(f"models: {', '.join(sorted(config.models))}", flush=True)
+            print(
+                f"knows {len(sim.index)} problems; stats at {sim.base_url}/sim/stats; Ctrl-C to stop",
+                flush=True,
+            )
+            await asyncio.Event().wait()
+    except OSError as exc:  # only binding can fail this way: the body just waits
+        raise ConfigError(f"anytime sim: cannot listen on {args.host}:{args.port}: {exc.strerror}") from None
 
 
 def main(args: argparse.Namespace) -> int:

@@ -313,7 +313,11 @@ async def open_simulator(
     runner = web.AppRunner(sim.app, handler_cancellation=True, access_log=None, shutdown_timeout=0.5)
     await runner.setup()
     site = web.TCPSite(runner, host, port, backlog=4096)
-    await site.start()
+    try:
+        await site.start()
+    except BaseException:
+        await runner.cleanup()
+        raise
     sockets = site._server.sockets if site._server is not None else []  # type: ignore[union-attr]
     bound_port = sockets[0].getsockname()[1] if sockets else port
     sim.base_url = f"http://{host}:{bound_port}"
