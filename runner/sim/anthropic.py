@@ -36,7 +36,14 @@ _TYPES = {
 
 
 class AnthropicErrors(ErrorFormat):
-    def __call__(self, status, kind, message, headers, admission=None) -> web.Response:
+    def __call__(
+        self,
+        status: int,
+        kind: str,
+        message: str,
+        headers: dict[str, str],
+        admission: Admission | None = None,
+    ) -> web.Response:
         if kind == "server" and status == 503:
             status = 529  # Anthropic's overloaded status
         body = {

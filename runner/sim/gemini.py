@@ -31,7 +31,14 @@ _STATUS = {
 
 
 class GeminiErrors(ErrorFormat):
-    def __call__(self, status, kind, message, headers, admission=None) -> web.Response:
+    def __call__(
+        self,
+        status: int,
+        kind: str,
+        message: str,
+        headers: dict[str, str],
+        admission: Admission | None = None,
+    ) -> web.Response:
         body = {"error": {"code": status, "message": message, "status": _STATUS.get(status, "INTERNAL")}}
         return web.json_response(body, status=status, headers=headers)
 

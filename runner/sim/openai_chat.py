@@ -37,7 +37,14 @@ class OpenAIErrors(ErrorFormat):
     def _headers(self, admission: Admission | None) -> dict[str, str]:
         return openai_headers(admission.state) if admission is not None and self.limit_headers else {}
 
-    def __call__(self, status, kind, message, headers, admission=None) -> web.Response:
+    def __call__(
+        self,
+        status: int,
+        kind: str,
+        message: str,
+        headers: dict[str, str],
+        admission: Admission | None = None,
+    ) -> web.Response:
         if kind == "context":
             body = {
                 "error": {

@@ -11,12 +11,16 @@ import asyncio
 import codecs
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
+from typing import TYPE_CHECKING
 
 import msgspec
 from aiohttp import web
 
 from runner.sim.trace import Generation
+
+if TYPE_CHECKING:
+    from runner.sim.server import Call
 
 
 class Piece(msgspec.Struct, frozen=True):
@@ -53,7 +57,11 @@ def plan(generation: Generation, cap: int | None) -> Plan:
     )
 
 
-def _slices(tokens: list[int], chunk: int, decode_bytes) -> Iterator[tuple[str, int]]:
+DecodeBytes = Callable[[list[int]], bytes]
+Emit = Callable[[Piece], Awaitable[None]]
+
+
+def _slices(tokens: list[int], chunk: int, decode_bytes: DecodeBytes) -> Iterator[tuple[str, int]]:
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     pending = 0
     for start in range(0, len(tokens), chunk):
@@ -68,7 +76,7 @@ def _slices(tokens: list[int], chunk: int, decode_bytes) -> Iterator[tuple[str, 
 
 
 def pieces(
-    generation: Generation, p: Plan, chunk_tokens: int, reasoning: str, decode_bytes
+    generation: Generation, p: Plan, chunk_tokens: int, reasoning: str, decode_bytes: DecodeBytes
 ) -> Iterator[Piece]:
     """The pieces of a response. ``reasoning`` is how it is shown: raw, summary or hidden."""
     if p.reasoning_tokens:
@@ -177,7 +185,13 @@ MID_STREAM = ("drop", "malformed", "stall", "error_in_stream")
 
 
 async def drive(
-    call, request: web.Request, writer: EventWriter, items: list[Piece], emit, emit_error, emit_malformed
+    call: Call,
+    request: web.Request,
+    writer: EventWriter,
+    items: list[Piece],
+    emit: Emit,
+    emit_error: Callable[[], Awaitable[None]],
+    emit_malformed: Callable[[], Awaitable[None]],
 ) -> bool:
     """Send the pieces at the model's pace, injecting the call's mid-stream fault.
 
