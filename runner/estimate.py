@@ -145,7 +145,7 @@ def estimate_manifest(loaded: LoadedManifest, *, previous: list[Path] | None = N
 
     m = loaded.manifest
     prices = PriceTable.load()
-    history = read_history(list(previous or []) + [run_dir_for(loaded)])
+    history = read_history([*list(previous or []), run_dir_for(loaded)])
     rows: list[Row] = []
     per_provider: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     notes: list[str] = []
@@ -156,7 +156,8 @@ def estimate_manifest(loaded: LoadedManifest, *, previous: list[Path] | None = N
         encoding = resolve_encoding(model.encoding, model.model, m.run.on_missing_encoding).encoding
         sim = BUILTIN_MODELS.get(model.model) if uses_sim_provider(loaded, model.provider) else None
         fidelity = model.fidelity or default_fidelity(
-            model.model, sim.reasoning if sim else None, sim.profile if sim else None)
+            model.model, sim.reasoning if sim else None, sim.profile if sim else None
+        )
         for dataset in loaded.selected("datasets"):
             task = get_task(m.datasets[dataset].kind)
             problems = load_problems(loaded, dataset)
@@ -172,21 +173,26 @@ def estimate_manifest(loaded: LoadedManifest, *, previous: list[Path] | None = N
                 if method.needs_synthesis:
                     pool = synthesis_pool(loaded, dataset)
                     sb = synthesis_budget(loaded, method_key, dataset)
-                    pool_prompt = sum(count_chat_tokens(encoding, method.trace_messages(
-                        task, task.render(p, 0), None)) for p in pool)
+                    pool_prompt = sum(
+                        count_chat_tokens(encoding, method.trace_messages(task, task.render(p, 0), None)) for p in pool
+                    )
                     synth_calls = 2 * len(pool) * params.k
                     answer_base = count_chat_tokens(encoding, answer_messages(task, task.render(pool[0], 0), ""))
                     synth_in = params.k * (pool_prompt + len(pool) * (answer_base + sb))
                     synth_out = params.k * len(pool) * (sb + answer_cap)
                     shown = params.m * (1 if params.kind == "pdp_plus" else 2)
                     preface = "x " * (shown * (sb + 40))  # stands in for the pairs: their tokens, not their text
-                trace_in = sum(
-                    count_chat_tokens(encoding, method.trace_messages(task, task.render(p, 0), preface))
-                    for p in problems
-                ) * samples
-                answer_base = sum(
-                    count_chat_tokens(encoding, answer_messages(task, task.render(p, 0), "")) for p in problems
-                ) * samples
+                trace_in = (
+                    sum(
+                        count_chat_tokens(encoding, method.trace_messages(task, task.render(p, 0), preface))
+                        for p in problems
+                    )
+                    * samples
+                )
+                answer_base = (
+                    sum(count_chat_tokens(encoding, answer_messages(task, task.render(p, 0), "")) for p in problems)
+                    * samples
+                )
                 if fidelity == "hidden":
                     calls_high = calls_low = jobs * len(budgets)
                     in_high = trace_in * len(budgets)
@@ -211,23 +217,48 @@ def estimate_manifest(loaded: LoadedManifest, *, previous: list[Path] | None = N
                     out_expected = int(out_default)
                     usd_expected = _cost(price, in_high, out_default) + _cost(price, synth_in, synth_out) * 0.6
                     source = "default"
-                rows.append(Row(
-                    provider=model.provider, model=model_key, dataset=dataset, method=method_key, fidelity=fidelity,
-                    jobs=jobs, calls_low=calls_low + synth_calls, calls_high=calls_high + synth_calls,
-                    synthesis_calls=synth_calls, input_tokens=in_high + synth_in, output_low=out_low,
-                    output_expected=out_expected, output_high=out_high + synth_out, usd_low=usd_low,
-                    usd_expected=min(usd_expected, usd_high), usd_high=usd_high, expected_from=source,
-                ))
+                rows.append(
+                    Row(
+                        provider=model.provider,
+                        model=model_key,
+                        dataset=dataset,
+                        method=method_key,
+                        fidelity=fidelity,
+                        jobs=jobs,
+                        calls_low=calls_low + synth_calls,
+                        calls_high=calls_high + synth_calls,
+                        synthesis_calls=synth_calls,
+                        input_tokens=in_high + synth_in,
+                        output_low=out_low,
+                        output_expected=out_expected,
+                        output_high=out_high + synth_out,
+                        usd_low=usd_low,
+                        usd_expected=min(usd_expected, usd_high),
+                        usd_high=usd_high,
+                        expected_from=source,
+                    )
+                )
                 per_provider[model.provider][0] += calls_high + synth_calls
                 # admission charges each call its prompt plus its output cap (as OpenAI counts TPM)
                 per_provider[model.provider][1] += in_high + synth_in + out_high + synth_out
     providers = []
     for name, (calls, admitted) in per_provider.items():
         p = m.providers[name]
-        bounds = [x for x in (calls / p.rpm * 60 if p.rpm else None, admitted / p.tpm * 60 if p.tpm else None)
-                  if x is not None]
-        providers.append(ProviderTime(provider=name, calls=calls, admitted_tokens=admitted, rpm=p.rpm, tpm=p.tpm,
-                                      min_wall_s=max(bounds) if bounds else None))
+        bounds = [
+            x
+            for x in (calls / p.rpm * 60 if p.rpm else None, admitted / p.tpm * 60 if p.tpm else None)
+            if x is not None
+        ]
+        providers.append(
+            ProviderTime(
+                provider=name,
+                calls=calls,
+                admitted_tokens=admitted,
+                rpm=p.rpm,
+                tpm=p.tpm,
+                min_wall_s=max(bounds) if bounds else None,
+            )
+        )
     if any(r.expected_from == "default" for r in rows):
         notes.append(
             f"expected (no earlier ledger): traces run to their last budget, answers use "
@@ -266,23 +297,59 @@ def print_estimate_summary(estimate: Estimate, console: Console) -> None:
 
 def print_estimate(estimate: Estimate, console: Console) -> None:
     table = Table(title=f"Estimate for {Path(estimate.manifest).name}", title_justify="left")
-    for col in ("model", "dataset", "method", "fidelity", "jobs", "calls", "input tok", "output tok low/exp/high",
-                "$ low", "$ expected", "$ high", "expected from"):
-        table.add_column(col, justify="right" if col not in ("model", "dataset", "method", "fidelity",
-                                                             "expected from") else "left")
+    for col in (
+        "model",
+        "dataset",
+        "method",
+        "fidelity",
+        "jobs",
+        "calls",
+        "input tok",
+        "output tok low/exp/high",
+        "$ low",
+        "$ expected",
+        "$ high",
+        "expected from",
+    ):
+        table.add_column(
+            col, justify="right" if col not in ("model", "dataset", "method", "fidelity", "expected from") else "left"
+        )
     for r in estimate.rows:
         table.add_row(
-            r.model, r.dataset, r.method, r.fidelity, str(r.jobs), f"{r.calls_low:,}–{r.calls_high:,}",
-            _tokens(r.input_tokens), f"{_tokens(r.output_low)} / {_tokens(r.output_expected)} / {_tokens(r.output_high)}",
-            _usd(r.usd_low), _usd(r.usd_expected), _usd(r.usd_high), r.expected_from,
+            r.model,
+            r.dataset,
+            r.method,
+            r.fidelity,
+            str(r.jobs),
+            f"{r.calls_low:,}–{r.calls_high:,}",
+            _tokens(r.input_tokens),
+            f"{_tokens(r.output_low)} / {_tokens(r.output_expected)} / {_tokens(r.output_high)}",
+            _usd(r.usd_low),
+            _usd(r.usd_expected),
+            _usd(r.usd_high),
+            r.expected_from,
         )
     table.add_section()
-    table.add_row("total", "", "", "", str(sum(r.jobs for r in estimate.rows)), f"{estimate.calls_high:,}", "", "",
-                  _usd(estimate.usd_low), _usd(estimate.usd_expected), _usd(estimate.usd_high), "")
+    table.add_row(
+        "total",
+        "",
+        "",
+        "",
+        str(sum(r.jobs for r in estimate.rows)),
+        f"{estimate.calls_high:,}",
+        "",
+        "",
+        _usd(estimate.usd_low),
+        _usd(estimate.usd_expected),
+        _usd(estimate.usd_high),
+        "",
+    )
     console.print(table)
     for p in estimate.providers:
-        console.print(f"  {p.provider}: {p.calls:,} calls, {_tokens(p.admitted_tokens)} admitted tokens, "
-                      f"rpm {p.rpm or '?'}, tpm {p.tpm or '?'}: at least {_duration(p.min_wall_s)}")
+        console.print(
+            f"  {p.provider}: {p.calls:,} calls, {_tokens(p.admitted_tokens)} admitted tokens, "
+            f"rpm {p.rpm or '?'}, tpm {p.tpm or '?'}: at least {_duration(p.min_wall_s)}"
+        )
     for note in estimate.notes:
         console.print(f"  note: {note}")
 
@@ -290,8 +357,14 @@ def print_estimate(estimate: Estimate, console: Console) -> None:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("manifest", help="sweep manifest (TOML)")
     parser.add_argument("--json", action="store_true", help="print the estimate as JSON")
-    parser.add_argument("--from", dest="previous", action="append", default=[], metavar="RUN",
-                        help="calibrate 'expected' on this earlier run folder (repeatable)")
+    parser.add_argument(
+        "--from",
+        dest="previous",
+        action="append",
+        default=[],
+        metavar="RUN",
+        help="calibrate 'expected' on this earlier run folder (repeatable)",
+    )
 
 
 def main(args: argparse.Namespace) -> int:
@@ -299,8 +372,12 @@ def main(args: argparse.Namespace) -> int:
     estimate = estimate_manifest(loaded, previous=[Path(p) for p in args.previous])
     if args.json:
         data = msgspec.to_builtins(estimate)
-        data.update(usd_low=estimate.usd_low, usd_expected=estimate.usd_expected, usd_high=estimate.usd_high,
-                    min_wall_s=estimate.min_wall_s)
+        data.update(
+            usd_low=estimate.usd_low,
+            usd_expected=estimate.usd_expected,
+            usd_high=estimate.usd_high,
+            min_wall_s=estimate.min_wall_s,
+        )
         json.dump(data, sys.stdout, indent=2)
         print()
     else:

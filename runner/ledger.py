@@ -142,8 +142,13 @@ async def open_ledger(run_dir: Path, **options: float) -> AsyncIterator[LedgerWr
     torn = recover(path)
     writer = LedgerWriter(path, **options)  # type: ignore[arg-type]
     if torn:
-        writer.append(Note(at=time.time(), kind="torn_line",
-                           message=f"cut {torn} bytes of a record torn by a crash off the end of the ledger"))
+        writer.append(
+            Note(
+                at=time.time(),
+                kind="torn_line",
+                message=f"cut {torn} bytes of a record torn by a crash off the end of the ledger",
+            )
+        )
     try:
         async with anyio.create_task_group() as tg:
             tg.start_soon(writer.run_flusher)

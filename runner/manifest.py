@@ -8,6 +8,7 @@ own folder, so a manifest runs the same from any working directory.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import re
 import tomllib
 import types
@@ -20,8 +21,17 @@ import msgspec
 from runner.errors import ManifestError
 
 ProviderKind = Literal[
-    "sim", "openai", "xai", "deepseek", "openai_compatible", "openrouter", "together",
-    "llamacpp", "openai_responses", "anthropic", "gemini",
+    "sim",
+    "openai",
+    "xai",
+    "deepseek",
+    "openai_compatible",
+    "openrouter",
+    "together",
+    "llamacpp",
+    "openai_responses",
+    "anthropic",
+    "gemini",
 ]
 Fidelity = Literal["raw", "content", "summarised", "hidden"]
 DatasetKind = Literal["aime", "gpqa", "trip", "meeting", "calendar"]
@@ -224,7 +234,7 @@ def check_budgets(budgets: list[int]) -> None:
         raise ValueError("budgets must not be empty")
     if any(b <= 0 for b in budgets):
         raise ValueError(f"budgets must be positive token counts, got {budgets}")
-    if any(b2 <= b1 for b1, b2 in zip(budgets, budgets[1:], strict=False)):
+    if any(b2 <= b1 for b1, b2 in itertools.pairwise(budgets)):
         raise ValueError(f"budgets must be strictly increasing, got {budgets}")
 
 
@@ -318,7 +328,8 @@ def _check_references(m: Manifest, source: str) -> None:
     for name, provider in m.providers.items():
         if provider.kind != "sim" and provider.kind != "llamacpp" and provider.api_key_env is None:
             raise ManifestError(
-                source, f"providers.{name}.api_key_env",
+                source,
+                f"providers.{name}.api_key_env",
                 "required for a remote provider: the name of the environment variable holding the key",
             )
 

@@ -85,25 +85,53 @@ class Pipeline:
             provider_reasoning = trace.provider_reasoning
         snapshots = [
             Snapshot(
-                job_id=job.job_id, instance=instance, model=job.model, dataset=job.dataset,
-                problem_id=job.problem.id, method=job.method, sample=job.sample, budget=budget,
-                tokens=tokens[budget], answer=grade.answer, score=grade.score, exact=grade.exact, reused=reused,
+                job_id=job.job_id,
+                instance=instance,
+                model=job.model,
+                dataset=job.dataset,
+                problem_id=job.problem.id,
+                method=job.method,
+                sample=job.sample,
+                budget=budget,
+                tokens=tokens[budget],
+                answer=grade.answer,
+                score=grade.score,
+                exact=grade.exact,
+                reused=reused,
             )
             for budget, (grade, reused) in grades.items()
         ]
         full_grade, full_tokens, full_reused = own
         snapshots.append(
             Snapshot(
-                job_id=job.job_id, instance=instance, model=job.model, dataset=job.dataset,
-                problem_id=job.problem.id, method=job.method, sample=job.sample, budget=None,
-                tokens=full_tokens, answer=full_grade.answer, score=full_grade.score, exact=full_grade.exact,
+                job_id=job.job_id,
+                instance=instance,
+                model=job.model,
+                dataset=job.dataset,
+                problem_id=job.problem.id,
+                method=job.method,
+                sample=job.sample,
+                budget=None,
+                tokens=full_tokens,
+                answer=full_grade.answer,
+                score=full_grade.score,
+                exact=full_grade.exact,
                 reused=full_reused,
             )
         )
         done = JobDone(
-            job_id=job.job_id, instance=instance, model=job.model, dataset=job.dataset, problem_id=job.problem.id,
-            method=job.method, sample=job.sample, fidelity=ctx.fidelity, trace_tokens=max(tokens.values()),
-            trace_finish=finish, provider_reasoning_tokens=provider_reasoning, approximate_tokens=ctx.approximate,
+            job_id=job.job_id,
+            instance=instance,
+            model=job.model,
+            dataset=job.dataset,
+            problem_id=job.problem.id,
+            method=job.method,
+            sample=job.sample,
+            fidelity=ctx.fidelity,
+            trace_tokens=max(tokens.values()),
+            trace_finish=finish,
+            provider_reasoning_tokens=provider_reasoning,
+            approximate_tokens=ctx.approximate,
         )
         for snapshot in snapshots:
             self.ledger.append(snapshot)
@@ -112,15 +140,24 @@ class Pipeline:
         return JobOutcome(snapshots=snapshots, done=done)
 
     async def _trace(
-        self, job_id: str, ctx: ModelContext, messages: tuple[Message, ...], budgets: tuple[int, ...], seed: int,
+        self,
+        job_id: str,
+        ctx: ModelContext,
+        messages: tuple[Message, ...],
+        budgets: tuple[int, ...],
+        seed: int,
         kind: str,
     ) -> TraceResult:
         traced = "content" if ctx.fidelity == "content" else "reasoning"
         cap = budgets[-1] if traced == "content" else budgets[-1] + ctx.config.trace_answer_tokens
         request = self._request(ctx, messages, cap, seed)
         spec = CallSpec(
-            job_id=job_id, kind=kind, model=ctx.key, request=request,
-            prompt_tokens=count_chat_tokens(ctx.encoding, messages), price=ctx.price,
+            job_id=job_id,
+            kind=kind,
+            model=ctx.key,
+            request=request,
+            prompt_tokens=count_chat_tokens(ctx.encoding, messages),
+            price=ctx.price,
         )
         result = await ctx.lane.call(spec, lambda: TraceConsumer(ctx.encoding, budgets, traced))
         consumer = result.consumer
@@ -130,7 +167,12 @@ class Pipeline:
         return TraceResult(consumer=consumer, finish=result.finish, provider_reasoning=reasoning)
 
     async def _answer_cuts(
-        self, job_id: str, ctx: ModelContext, task: Task, rendered: Rendered, trace: TraceResult,
+        self,
+        job_id: str,
+        ctx: ModelContext,
+        task: Task,
+        rendered: Rendered,
+        trace: TraceResult,
         budgets: tuple[int, ...],
     ) -> tuple[dict[int, tuple[Grade, bool]], dict[int, int]]:
         cuts = trace.consumer.cuts
@@ -150,21 +192,36 @@ class Pipeline:
         return grades, tokens
 
     async def _forced_answer(
-        self, job_id: str, ctx: ModelContext, task: Task, rendered: Rendered, partial: str, budget: int,
+        self,
+        job_id: str,
+        ctx: ModelContext,
+        task: Task,
+        rendered: Rendered,
+        partial: str,
+        budget: int,
         kind: str = "answer",
     ) -> Grade:
         messages = answer_messages(task, rendered, partial)
         cap = max(ctx.config.answer_max_tokens, task.answer_max_tokens)
         spec = CallSpec(
-            job_id=job_id, kind=kind, model=ctx.key, request=self._request(ctx, messages, cap, None),
-            prompt_tokens=count_chat_tokens(ctx.encoding, messages), price=ctx.price, budget=budget,
+            job_id=job_id,
+            kind=kind,
+            model=ctx.key,
+            request=self._request(ctx, messages, cap, None),
+            prompt_tokens=count_chat_tokens(ctx.encoding, messages),
+            price=ctx.price,
+            budget=budget,
         )
         result = await ctx.lane.call(spec, lambda: AnswerConsumer(ctx.encoding))
         assert isinstance(result.consumer, AnswerConsumer)
         return task.grade(result.consumer.text, rendered)
 
     def _full_trace_grade(
-        self, task: Task, rendered: Rendered, trace: TraceResult, grades: dict[int, tuple[Grade, bool]],
+        self,
+        task: Task,
+        rendered: Rendered,
+        trace: TraceResult,
+        grades: dict[int, tuple[Grade, bool]],
         budgets: tuple[int, ...],
     ) -> tuple[Grade, int, bool]:
         """The untruncated trace's own answer when it ended by itself; else the last budget's."""
@@ -177,7 +234,12 @@ class Pipeline:
         return last_grade, consumer.cuts[budgets[-1]].tokens, True
 
     async def _hidden_budgets(
-        self, job: Job, ctx: ModelContext, task: Task, rendered: Rendered, messages: tuple[Message, ...],
+        self,
+        job: Job,
+        ctx: ModelContext,
+        task: Task,
+        rendered: Rendered,
+        messages: tuple[Message, ...],
     ) -> tuple[dict[int, tuple[Grade, bool]], dict[int, int], str, tuple[Grade, int, bool]]:
         """Hidden reasoning: one call per budget with the output cap set to it (flagged in reports)."""
         grades: dict[int, tuple[Grade, bool]] = {}
@@ -185,9 +247,13 @@ class Pipeline:
 
         async def one(budget: int) -> None:
             spec = CallSpec(
-                job_id=job.job_id, kind="answer", model=ctx.key,
+                job_id=job.job_id,
+                kind="answer",
+                model=ctx.key,
                 request=self._request(ctx, messages, budget, job.seed),
-                prompt_tokens=count_chat_tokens(ctx.encoding, messages), price=ctx.price, budget=budget,
+                prompt_tokens=count_chat_tokens(ctx.encoding, messages),
+                price=ctx.price,
+                budget=budget,
             )
             result = await ctx.lane.call(spec, lambda: AnswerConsumer(ctx.encoding))
             assert isinstance(result.consumer, AnswerConsumer)
@@ -203,8 +269,12 @@ class Pipeline:
 
     def _request(self, ctx: ModelContext, messages: tuple[Message, ...], cap: int, seed: int | None) -> ChatRequest:
         return ChatRequest(
-            model=ctx.config.model, messages=messages, max_output_tokens=cap,
-            temperature=ctx.config.temperature, seed=seed, reasoning_effort=ctx.config.reasoning_effort,
+            model=ctx.config.model,
+            messages=messages,
+            max_output_tokens=cap,
+            temperature=ctx.config.temperature,
+            seed=seed,
+            reasoning_effort=ctx.config.reasoning_effort,
         )
 
     # ---- synthesis (PDP / PDP+ / LEAP) --------------------------------------------------------
@@ -213,8 +283,11 @@ class Pipeline:
         from runner.plan import method_definition, model_definition
 
         return stable_hash(
-            {"model": model_definition(self.loaded, model),
-             "method": method_definition(self.loaded, method, dataset, model), "dataset": dataset}
+            {
+                "model": model_definition(self.loaded, model),
+                "method": method_definition(self.loaded, method, dataset, model),
+                "dataset": dataset,
+            }
         )
 
     async def preface_for(
@@ -248,8 +321,13 @@ class Pipeline:
             messages = method.trace_messages(task, rendered, None)
             if ctx.fidelity == "hidden":
                 spec = CallSpec(
-                    job_id=job_id, kind="synthesis", model=ctx.key, request=self._request(ctx, messages, budget, seed),
-                    prompt_tokens=count_chat_tokens(ctx.encoding, messages), price=ctx.price, budget=budget,
+                    job_id=job_id,
+                    kind="synthesis",
+                    model=ctx.key,
+                    request=self._request(ctx, messages, budget, seed),
+                    prompt_tokens=count_chat_tokens(ctx.encoding, messages),
+                    price=ctx.price,
+                    budget=budget,
                 )
                 result = await ctx.lane.call(spec, lambda: AnswerConsumer(ctx.encoding))
                 assert isinstance(result.consumer, AnswerConsumer)
@@ -260,8 +338,14 @@ class Pipeline:
                 text = trace.consumer.cuts[budget].text
                 grade = await self._forced_answer(job_id, ctx, task, rendered, text, budget, kind="synthesis")
             traces.append(
-                PoolTrace(problem_id=problem.id, rendered_question=rendered.question, trace_text=text,
-                          answer=grade.answer, score=grade.score, gold=rendered.gold)
+                PoolTrace(
+                    problem_id=problem.id,
+                    rendered_question=rendered.question,
+                    trace_text=text,
+                    answer=grade.answer,
+                    score=grade.score,
+                    gold=rendered.gold,
+                )
             )
 
         async with anyio.create_task_group() as tg:
@@ -272,11 +356,17 @@ class Pipeline:
         principles: str | None = None
         if params.kind == "leap":
             principles = await self._leap_principles(key, ctx, task, method, traces)
-        examples, text = method.build_preface(task, traces) if principles is None else (
-            [{"principles": principles}], principles)
+        examples, text = (
+            method.build_preface(task, traces) if principles is None else ([{"principles": principles}], principles)
+        )
         return Synthesis(
-            key=key, model=model, dataset=dataset, method=method_key, pool_problem_ids=[p.id for p in pool],
-            examples=examples, text=text,
+            key=key,
+            model=model,
+            dataset=dataset,
+            method=method_key,
+            pool_problem_ids=[p.id for p in pool],
+            examples=examples,
+            text=text,
         )
 
     async def _leap_principles(
@@ -285,9 +375,12 @@ class Pipeline:
         mistakes = [t for t in traces if t.score < 1.0]
         messages = method.principle_messages(task, mistakes)
         spec = CallSpec(
-            job_id=f"synthesis:{key}:principles", kind="synthesis", model=ctx.key,
+            job_id=f"synthesis:{key}:principles",
+            kind="synthesis",
+            model=ctx.key,
             request=self._request(ctx, messages, 1024, None),
-            prompt_tokens=count_chat_tokens(ctx.encoding, messages), price=ctx.price,
+            prompt_tokens=count_chat_tokens(ctx.encoding, messages),
+            price=ctx.price,
         )
         result = await ctx.lane.call(spec, lambda: AnswerConsumer(ctx.encoding))
         assert isinstance(result.consumer, AnswerConsumer)

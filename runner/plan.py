@@ -126,8 +126,11 @@ def expand_jobs(loaded: LoadedManifest, models: list[str] | None = None) -> Iter
                     for problem in problems:
                         definition = {
                             "model": model_def,
-                            "dataset": {"kind": m.datasets[dataset].kind, "id": problem.id,
-                                        "statement": stable_hash(problem.statement, 32)},
+                            "dataset": {
+                                "kind": m.datasets[dataset].kind,
+                                "id": problem.id,
+                                "statement": stable_hash(problem.statement, 32),
+                            },
                             "method": method_def,
                             "sample": sample,
                             "budgets": list(budgets),
@@ -135,8 +138,14 @@ def expand_jobs(loaded: LoadedManifest, models: list[str] | None = None) -> Iter
                         }
                         job_id = stable_hash(definition)
                         yield Job(
-                            job_id=job_id, model=model, dataset=dataset, method=method, problem=problem,
-                            sample=sample, budgets=budgets, seed=int(job_id[:7], 16),
+                            job_id=job_id,
+                            model=model,
+                            dataset=dataset,
+                            method=method,
+                            problem=problem,
+                            sample=sample,
+                            budgets=budgets,
+                            seed=int(job_id[:7], 16),
                         )
 
 
@@ -165,7 +174,8 @@ def check_plan(loaded: LoadedManifest) -> None:
                 raise ManifestError(loaded.path.name, f"methods.{method}", str(exc)) from None
             if strategy.needs_synthesis and not synthesis_pool(loaded, dataset):
                 raise ManifestError(
-                    loaded.path.name, f"datasets.{dataset}.limit",
+                    loaded.path.name,
+                    f"datasets.{dataset}.limit",
                     f"method {method!r} needs a held-out pool, but every problem of the file is evaluated: "
                     "lower `limit` so some problems remain for the pool",
                 )

@@ -51,8 +51,13 @@ class PriceTable:
         """The manifest's price, else the table's; unknown models stop the run before any call."""
         if model.price is not None:
             p = model.price
-            return ModelPrice(input=p.input, output=p.output, cached_input=p.cached_input,
-                              cache_write_input=p.cache_write_input, source="manifest")
+            return ModelPrice(
+                input=p.input,
+                output=p.output,
+                cached_input=p.cached_input,
+                cache_write_input=p.cache_write_input,
+                source="manifest",
+            )
         found = self.lookup(provider_kind, model.model)
         if found is None:
             raise PriceError(

@@ -171,8 +171,7 @@ class Lane:
             )
         except TimeoutError:
             error = CallTimeout(
-                f"{self.name}: no data within the "
-                f"{'first-token' if ttft is None else 'idle'} timeout or total timeout",
+                f"{self.name}: no data within the {'first-token' if ttft is None else 'idle'} timeout or total timeout",
                 provider=self.name,
             )
         except ProviderError as exc:
@@ -186,9 +185,7 @@ class Lane:
             out_counted, reasoning_counted = consumer.output_tokens_counted()
             usd, priced_from = attempt_cost(spec.price, usage, spec.prompt_tokens, out_counted)
             self.spend.settle(self.name, reserved_usd, usd)
-            actual_tokens = (
-                usage.input_tokens + usage.output_tokens if usage else spec.prompt_tokens + out_counted
-            )
+            actual_tokens = usage.input_tokens + usage.output_tokens if usage else spec.prompt_tokens + out_counted
             reservation.settle(actual_tokens)
             self.counters.usd += usd
             self.counters.input_tokens += usage.input_tokens if usage else spec.prompt_tokens
@@ -200,18 +197,30 @@ class Lane:
                 self.limiter.on_success()
             self.ledger.append(
                 Attempt(
-                    call_id=call_id, job_id=spec.job_id, kind=spec.kind, provider=self.name, model=spec.model,
-                    attempt=attempt, status=status if error is None else "error", budget=spec.budget,
-                    http_status=http_status, error_class=error.error_class if error else None,
+                    call_id=call_id,
+                    job_id=spec.job_id,
+                    kind=spec.kind,
+                    provider=self.name,
+                    model=spec.model,
+                    attempt=attempt,
+                    status=status if error is None else "error",
+                    budget=spec.budget,
+                    http_status=http_status,
+                    error_class=error.error_class if error else None,
                     error=str(error)[:500] if error else None,
                     input_tokens=usage.input_tokens if usage else None,
                     cached_input_tokens=usage.cached_input_tokens if usage else None,
                     output_tokens=usage.output_tokens if usage else None,
                     reasoning_tokens=usage.reasoning_tokens if usage else None,
-                    input_tokens_counted=spec.prompt_tokens, output_tokens_counted=out_counted,
-                    reasoning_tokens_counted=reasoning_counted, priced_from=priced_from, usd=usd,
-                    billed_usd=usage.billed_usd if usage else None, started_at=started,
-                    latency_s=round(time.monotonic() - t0, 6), ttft_s=None if ttft is None else round(ttft, 6),
+                    input_tokens_counted=spec.prompt_tokens,
+                    output_tokens_counted=out_counted,
+                    reasoning_tokens_counted=reasoning_counted,
+                    priced_from=priced_from,
+                    usd=usd,
+                    billed_usd=usage.billed_usd if usage else None,
+                    started_at=started,
+                    latency_s=round(time.monotonic() - t0, 6),
+                    ttft_s=None if ttft is None else round(ttft, 6),
                     request_id=request_id,
                 )
             )

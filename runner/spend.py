@@ -14,8 +14,13 @@ class SpendGuard:
     concurrent workers can never jointly overshoot.
     """
 
-    def __init__(self, max_usd: float | None, provider_caps: dict[str, float | None], spent: float = 0.0,
-                 spent_by_provider: dict[str, float] | None = None) -> None:
+    def __init__(
+        self,
+        max_usd: float | None,
+        provider_caps: dict[str, float | None],
+        spent: float = 0.0,
+        spent_by_provider: dict[str, float] | None = None,
+    ) -> None:
         self.max_usd = max_usd
         self.provider_caps = {k: v for k, v in provider_caps.items() if v is not None}
         self.spent = spent

@@ -20,11 +20,10 @@ from pathlib import Path
 import aiohttp
 import anyio
 import msgspec
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from runner import __version__
 from runner.encodings import resolve_encoding
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
-
 from runner.errors import ConfigError, FatalProviderError, ManifestError, ProviderError, SpendCapReached
 from runner.fidelity import default_fidelity
 from runner.ledger import LedgerState, load_state, open_ledger
@@ -74,9 +73,7 @@ def run_dir_for(loaded: LoadedManifest, new_run: bool = False) -> Path:
 
 
 def uses_simulator(loaded: LoadedManifest) -> bool:
-    return any(
-        p.kind == "sim" or (p.base_url or "").startswith(SIM_SCHEME) for p in loaded.manifest.providers.values()
-    )
+    return any(p.kind == "sim" or (p.base_url or "").startswith(SIM_SCHEME) for p in loaded.manifest.providers.values())
 
 
 def api_key_for(loaded: LoadedManifest, name: str) -> str | None:
@@ -88,7 +85,8 @@ def api_key_for(loaded: LoadedManifest, name: str) -> str | None:
     value = os.environ.get(provider.api_key_env)
     if not value:
         raise ManifestError(
-            loaded.path.name, f"providers.{name}.api_key_env",
+            loaded.path.name,
+            f"providers.{name}.api_key_env",
             f"environment variable {provider.api_key_env} is not set (export it with your {name} API key)",
         )
     return value
@@ -118,7 +116,7 @@ def build_model_contexts_offline(loaded: LoadedManifest) -> tuple[dict[str, tupl
 
 def sim_path(kind: str, base_url: str | None) -> str:
     """The API root on the simulator: ``sim:///v1`` names it; else the protocol's usual root."""
-    path = (base_url or SIM_SCHEME)[len(SIM_SCHEME):]
+    path = (base_url or SIM_SCHEME)[len(SIM_SCHEME) :]
     if path:
         return path if path.startswith("/") else "/" + path
     return "/v1beta" if kind == "gemini" else "/v1"
@@ -182,27 +180,43 @@ class Sweep:
             limiter = lane.limiter.stats()
             lanes.append(
                 LaneSnapshot(
-                    name=name, in_flight=lane.counters.in_flight, concurrency_limit=limiter.concurrency_limit,
-                    rpm_limit=limiter.rpm_limit, tpm_limit=limiter.tpm_limit,
-                    requests_last_min=limiter.requests_last_min, tokens_last_min=limiter.tokens_last_min,
-                    paused_for_s=limiter.paused_for_s, n429=lane.counters.n429, retries=lane.counters.retries,
+                    name=name,
+                    in_flight=lane.counters.in_flight,
+                    concurrency_limit=limiter.concurrency_limit,
+                    rpm_limit=limiter.rpm_limit,
+                    tpm_limit=limiter.tpm_limit,
+                    requests_last_min=limiter.requests_last_min,
+                    tokens_last_min=limiter.tokens_last_min,
+                    paused_for_s=limiter.paused_for_s,
+                    n429=lane.counters.n429,
+                    retries=lane.counters.retries,
                     errors=lane.counters.errors,
                 )
             )
         recent = tuple(msg for lane in self.lanes.values() for msg in lane.counters.recent)[-5:]
         return RunSnapshot(
-            run_id=self.run_dir.name, started_at=self.started, now=now, jobs_total=self.jobs_total,
-            jobs_done=self.jobs_done, jobs_skipped=self.jobs_skipped,
+            run_id=self.run_dir.name,
+            started_at=self.started,
+            now=now,
+            jobs_total=self.jobs_total,
+            jobs_done=self.jobs_done,
+            jobs_skipped=self.jobs_skipped,
             calls_done=sum(lane.counters.attempts - lane.counters.in_flight for lane in self.lanes.values()),
             calls_in_flight=sum(lane.counters.in_flight for lane in self.lanes.values()),
             tokens_in=sum(lane.counters.input_tokens for lane in self.lanes.values()),
             tokens_out=sum(lane.counters.output_tokens for lane in self.lanes.values()),
-            tokens_per_s=self.tokens_out.rate(now), usd_spent=self.spend.spent,
-            usd_cap=self.loaded.manifest.run.max_usd, usd_estimate=self.options.usd_estimate,
-            lanes=tuple(lanes), stopping=self.stopping, recent=recent,
+            tokens_per_s=self.tokens_out.rate(now),
+            usd_spent=self.spend.spent,
+            usd_cap=self.loaded.manifest.run.max_usd,
+            usd_estimate=self.options.usd_estimate,
+            lanes=tuple(lanes),
+            stopping=self.stopping,
+            recent=recent,
         )
 
-    async def run(self, display: Callable[[Callable[[], RunSnapshot]], contextlib.AbstractAsyncContextManager[None]]) -> SweepOutcome:
+    async def run(
+        self, display: Callable[[Callable[[], RunSnapshot]], contextlib.AbstractAsyncContextManager[None]]
+    ) -> SweepOutcome:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         async with contextlib.AsyncExitStack() as stack:
             sim_url = await self._start_simulator(stack)
@@ -212,23 +226,35 @@ class Sweep:
                 ledger.append(Note(at=time.time(), kind="encoding_fallback", message=warning))
             await self._open_lanes(stack, sim_url, ledger)
             pipeline = Pipeline(
-                self.loaded, self._model_contexts(), ledger,
-                dict(self.state.synthesis) if self.state else {}, on_job_done=self._job_done,
+                self.loaded,
+                self._model_contexts(),
+                ledger,
+                dict(self.state.synthesis) if self.state else {},
+                on_job_done=self._job_done,
             )
             await stack.enter_async_context(display(self.snapshot))
             await self._drive(pipeline, ledger)
             if self.stopping:
                 ledger.append(Note(at=time.time(), kind="stopped", message=self.stopping))
         return SweepOutcome(
-            run_dir=self.run_dir, jobs_total=self.jobs_total, jobs_run=self.jobs_done - self.jobs_skipped,
-            jobs_skipped=self.jobs_skipped, jobs_failed=self.jobs_failed, usd_this_process=self.spend.spent - self.usd_at_start,
-            usd_total=self.spend.spent, stopped=self.stopping, warnings=self.warnings,
+            run_dir=self.run_dir,
+            jobs_total=self.jobs_total,
+            jobs_run=self.jobs_done - self.jobs_skipped,
+            jobs_skipped=self.jobs_skipped,
+            jobs_failed=self.jobs_failed,
+            usd_this_process=self.spend.spent - self.usd_at_start,
+            usd_total=self.spend.spent,
+            stopped=self.stopping,
+            warnings=self.warnings,
         )
 
     def _header(self) -> RunHeader:
         return RunHeader(
-            run_id=self.run_dir.name, tool_version=__version__, started_at=time.time(),
-            manifest_path=str(self.loaded.path), manifest_sha256=self.loaded.sha256,
+            run_id=self.run_dir.name,
+            tool_version=__version__,
+            started_at=time.time(),
+            manifest_path=str(self.loaded.path),
+            manifest_sha256=self.loaded.sha256,
             manifest=msgspec.to_builtins(self.loaded.manifest),
             prices={key: self.prices.describe(price) for key, (_m, price, _e, _f) in self.contexts.items()},
             resumed=self.state is not None,
@@ -241,7 +267,9 @@ class Sweep:
 
         m = self.loaded.manifest
         config = SimConfig.from_manifest(m.simulator)
-        datasets = [(m.datasets[d].kind, self.loaded.resolve(m.datasets[d].path)) for d in self.loaded.selected("datasets")]
+        datasets = [
+            (m.datasets[d].kind, self.loaded.resolve(m.datasets[d].path)) for d in self.loaded.selected("datasets")
+        ]
         sim = await stack.enter_async_context(open_simulator(config, datasets))
         return sim.base_url
 
@@ -260,19 +288,29 @@ class Sweep:
                 )
             )
             self.lanes[name] = Lane(
-                name=name, adapter=make_adapter(name, provider, base_url, self.keys[name]),
+                name=name,
+                adapter=make_adapter(name, provider, base_url, self.keys[name]),
                 limiter=LaneLimiter(rpm=provider.rpm, tpm=provider.tpm, max_concurrency=provider.max_concurrency),
-                policy=RetryPolicy(max_attempts=provider.max_attempts), session=session, ledger=ledger,
-                spend=self.spend, first_token_timeout=provider.timeouts.first_token,
-                idle_timeout=provider.timeouts.idle, total_timeout=provider.timeouts.total,
+                policy=RetryPolicy(max_attempts=provider.max_attempts),
+                session=session,
+                ledger=ledger,
+                spend=self.spend,
+                first_token_timeout=provider.timeouts.first_token,
+                idle_timeout=provider.timeouts.idle,
+                total_timeout=provider.timeouts.total,
                 on_tokens=lambda _i, o: self.tokens_out.add(o, time.time()),
             )
 
     def _model_contexts(self) -> dict[str, ModelContext]:
         return {
             key: ModelContext(
-                key=key, config=model, lane=self.lanes[model.provider], price=price, encoding=encoding.encoding,
-                approximate=encoding.approximate, fidelity=fidelity,
+                key=key,
+                config=model,
+                lane=self.lanes[model.provider],
+                price=price,
+                encoding=encoding.encoding,
+                approximate=encoding.approximate,
+                fidelity=fidelity,
             )
             for key, (model, price, encoding, fidelity) in self.contexts.items()
         }
@@ -321,9 +359,7 @@ class Sweep:
                 except* ProviderError as group:
                     self.jobs_failed += 1
                     error = group.exceptions[0]
-                    ledger.append(
-                        Note(at=time.time(), kind="job_failed", message=f"job {job.job_id}: {error}")
-                    )
+                    ledger.append(Note(at=time.time(), kind="job_failed", message=f"job {job.job_id}: {error}"))
                     if isinstance(error, FatalProviderError) and error.status in (401, 403, 404):
                         self.stopping = f"stopped: {error}"
 
@@ -335,9 +371,7 @@ class Sweep:
                     self.stopping = f"interrupted ({name} twice): cancelled in-flight calls"
                     everything.cancel()
                     return
-                self.stopping = (
-                    f"interrupted ({name}): finishing in-flight calls for up to {self.options.grace_s:.0f}s"
-                )
+                self.stopping = f"interrupted ({name}): finishing in-flight calls for up to {self.options.grace_s:.0f}s"
                 everything.deadline = min(everything.deadline, anyio.current_time() + self.options.grace_s)
 
 

@@ -21,6 +21,7 @@ U+FFFD replacement character(s); everywhere else the two are identical.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 import msgspec
@@ -66,8 +67,10 @@ class BudgetTokenizer:
     """
 
     def __init__(self, encoding: tiktoken.Encoding, budgets: Sequence[int]) -> None:
-        if not budgets or any(b <= 0 for b in budgets) or any(
-            b2 <= b1 for b1, b2 in zip(budgets, budgets[1:], strict=False)
+        if (
+            not budgets
+            or any(b <= 0 for b in budgets)
+            or any(b2 <= b1 for b1, b2 in itertools.pairwise(budgets))
         ):
             raise ValueError(f"budgets must be strictly increasing positive integers, got {list(budgets)}")
         self._encoding = encoding
@@ -139,8 +142,9 @@ class BudgetTokenizer:
         while not self.done and self._budgets[self._next] <= base + len(tokens):
             budget = self._budgets[self._next]
             prefix = "".join(self._committed) if self._committed else ""
-            cuts.append(Cut(budget=budget, text=prefix + _decode_prefix(self._encoding, tokens[: budget - base]),
-                            tokens=budget))
+            cuts.append(
+                Cut(budget=budget, text=prefix + _decode_prefix(self._encoding, tokens[: budget - base]), tokens=budget)
+            )
             self._next += 1
         self._committed.append(stretch)
         self._committed_tokens += len(tokens)

@@ -11,8 +11,12 @@ DATA = REPO / "data"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption("--live", action="store_true", default=False,
-                     help="also run tests that call real provider APIs (needs API keys in the environment)")
+    parser.addoption(
+        "--live",
+        action="store_true",
+        default=False,
+        help="also run tests that call real provider APIs (needs API keys in the environment)",
+    )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -36,7 +36,11 @@ def with_line(section: str, line: str, text: str = GOOD) -> str:
         (with_line("providers.p", "rpn = 3"), "providers.p", "unknown field `rpn`"),
         (with_line("providers.p", 'api_key_env = "sk-abc123"'), "providers.p", "NAME of an environment variable"),
         (GOOD.replace('provider = "p"', 'provider = "q"'), "models.a.provider", "unknown provider 'q'"),
-        (GOOD.replace('kind = "aime"', 'kind = "aimee"'), "datasets.d.kind", "Invalid enum value 'aimee' (expected one of: aime, gpqa, trip, meeting, calendar)"),
+        (
+            GOOD.replace('kind = "aime"', 'kind = "aimee"'),
+            "datasets.d.kind",
+            "Invalid enum value 'aimee' (expected one of: aime, gpqa, trip, meeting, calendar)",
+        ),
         (with_line("datasets.d", "budgets = [512, 256]"), "datasets.d", "strictly increasing"),
         (with_line("datasets.d", "limit = 0"), "datasets.d", "`limit` must be a positive integer"),
         (GOOD + '[sweep]\nmodels = ["a", "b"]\n', "sweep.models[1]", "unknown model 'b'"),

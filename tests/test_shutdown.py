@@ -46,7 +46,10 @@ def start(tmp_path: Path, time_scale: float) -> tuple[subprocess.Popen[str], Pat
     path = write_manifest(tmp_path, SLOW.format(time_scale=time_scale))
     proc = subprocess.Popen(
         [sys.executable, "-m", "runner.cli", "run", str(path), "--yes", "--plain", "--grace", "20"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     return proc, tmp_path / "ledgers" / "t" / "ledger.jsonl"
 
@@ -81,7 +84,9 @@ def test_sigint_finishes_in_flight_and_resumes(tmp_path: Path) -> None:
     # resume: the rest is done, nothing twice
     proc2 = subprocess.run(
         [sys.executable, "-m", "runner.cli", "run", str(tmp_path / "m.toml"), "--yes", "--plain"],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc2.returncode == 0, proc2.stdout + proc2.stderr
     records = parse(ledger)

@@ -54,10 +54,18 @@ chunk_tokens = 4
 """
 
 
-def manifest(tmp_path: Path, *, limit: int = 4, samples: int = 1, run_extra: str = "", provider_extra: str = "",
-             sim_extra: str = "") -> Path:
-    body = BASE.format(limit=limit, samples=samples, run_extra=run_extra, provider_extra=provider_extra,
-                       sim_extra=sim_extra)
+def manifest(
+    tmp_path: Path,
+    *,
+    limit: int = 4,
+    samples: int = 1,
+    run_extra: str = "",
+    provider_extra: str = "",
+    sim_extra: str = "",
+) -> Path:
+    body = BASE.format(
+        limit=limit, samples=samples, run_extra=run_extra, provider_extra=provider_extra, sim_extra=sim_extra
+    )
     return write_manifest(tmp_path, body)
 
 
@@ -104,9 +112,9 @@ def test_rerun_resumes_without_new_calls(tmp_path: Path) -> None:
     report_first = (tmp_path / "ledgers" / "t" / "report.json").read_text()
     assert run(path) == 0
     second = records(tmp_path)
-    new = second[len(first):]
+    new = second[len(first) :]
     assert not [r for r in new if isinstance(r, Attempt)]  # nothing paid twice
-    assert [r for r in new if isinstance(r, RunHeader)][0].resumed
+    assert next(r for r in new if isinstance(r, RunHeader)).resumed
     assert json.loads((tmp_path / "ledgers" / "t" / "report.json").read_text()) == json.loads(report_first)
 
 
@@ -121,7 +129,8 @@ def test_changed_manifest_is_refused(tmp_path: Path, capsys: pytest.CaptureFixtu
 
 def test_retries_through_faults(tmp_path: Path) -> None:
     path = manifest(
-        tmp_path, limit=4,
+        tmp_path,
+        limit=4,
         sim_extra="[simulator.faults]\nerror_5xx = 0.15\ndrop_mid_stream = 0.1\nmalformed_chunk = 0.05\n",
         provider_extra="[providers.sim.timeouts]\nidle = 5.0\n",
     )

@@ -14,11 +14,45 @@ ENCODINGS = ["o200k_base", "cl100k_base"]
 
 # building blocks that stress the split regex: letters/case runs, contractions, digit groups,
 # whitespace runs with newlines, punctuation runs, emoji, CJK, combining marks, code
-FRAGMENTS = st.sampled_from([
-    "the", " The", "HTTPServer", "don't", "I'LL", "'s", " 12345", "7", "3.14159", "  ", "   \n", "\n\n",
-    "\r\n", "\t", "    x", "!!", "...", " ?!", "—", "😀", "👩‍💻", "日本語", "한국어", "é", "e\u0301", "ß",
-    "def f(x):\n    return x**2\n", "{\"a\": [1, 2]}", "\\boxed{204}", "$x^2$", "ÆØÅ", " ", "a", "1", "\u00a0",
-])
+FRAGMENTS = st.sampled_from(
+    [
+        "the",
+        " The",
+        "HTTPServer",
+        "don't",
+        "I'LL",
+        "'s",
+        " 12345",
+        "7",
+        "3.14159",
+        "  ",
+        "   \n",
+        "\n\n",
+        "\r\n",
+        "\t",
+        "    x",
+        "!!",
+        "...",
+        " ?!",
+        "—",
+        "😀",
+        "👩‍💻",
+        "日本語",
+        "한국어",
+        "é",
+        "e\u0301",
+        "ß",
+        "def f(x):\n    return x**2\n",
+        '{"a": [1, 2]}',
+        "\\boxed{204}",
+        "$x^2$",
+        "ÆØÅ",
+        " ",
+        "a",
+        "1",
+        "\u00a0",
+    ]
+)
 TEXTS = st.one_of(
     st.lists(FRAGMENTS, min_size=1, max_size=60).map("".join),
     st.text(min_size=1, max_size=300),

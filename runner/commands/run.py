@@ -19,8 +19,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", metavar="RUN", help="resume the run in this ledger folder (uses its manifest)")
     parser.add_argument("--new-run", action="store_true", help="start a fresh run folder instead of resuming")
     parser.add_argument("--plain", action="store_true", help="plain progress lines even on a terminal")
-    parser.add_argument("--grace", type=float, default=30.0, metavar="S",
-                        help="on Ctrl-C / SIGTERM, let in-flight calls finish for up to S seconds (default 30)")
+    parser.add_argument(
+        "--grace",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="on Ctrl-C / SIGTERM, let in-flight calls finish for up to S seconds (default 30)",
+    )
     parser.add_argument("--no-report", action="store_true", help="do not print the report at the end")
 
 
@@ -69,7 +74,7 @@ def main(args: argparse.Namespace) -> int:
             console.print("Nothing was spent.")
             return 1
 
-    def display(get_snapshot):  # noqa: ANN001, ANN202
+    def display(get_snapshot):
         return open_display(console, get_snapshot, plain=True if args.plain else None)
 
     outcome = anyio.run(sweep.run, display, backend="asyncio", backend_options=_backend_options())
@@ -91,7 +96,9 @@ def main(args: argparse.Namespace) -> int:
         console.print(f"Resume with: {resume_hint}")
         return 130 if outcome.stopped.startswith("interrupted") else 3
     if outcome.jobs_failed:
-        console.print(f"[red]{outcome.jobs_failed} job(s) failed after all retries;[/] rerun to retry them: {resume_hint}")
+        console.print(
+            f"[red]{outcome.jobs_failed} job(s) failed after all retries;[/] rerun to retry them: {resume_hint}"
+        )
         return 1
     return 0
 
