@@ -138,10 +138,7 @@ async def test_stall_before_the_status_line(sim) -> None:
 
 def test_faults_are_deterministic_per_request_and_attempt() -> None:
     rates = SimFaults(error_5xx=0.3, drop_mid_stream=0.2, malformed_chunk=0.1, stall=0.1)
-    runs = [
-        [plan_fault(rates, 0.1, frozenset(), "req-1", attempt).kind for attempt in range(200)]
-        for _ in range(2)
-    ]
+    runs = [[plan_fault(rates, 0.1, frozenset(), "req-1", attempt).kind for attempt in range(200)] for _ in range(2)]
     assert runs[0] == runs[1]
     counts = {kind: runs[0].count(kind) for kind in set(runs[0])}
     assert set(counts) == {"", "error_5xx", "drop", "malformed", "stall", "error_in_stream"}
@@ -217,7 +214,6 @@ async def test_context_overflow(sim) -> None:
     assert status == 400 and json.loads(raw)["error"]["code"] == "context_length_exceeded"
     status, _, raw = await send(sim, "", {**too_long, "stream": True})
     assert status == 200 and raw == b""  # llama-cpp-python's streamed answer to an over-long prompt
-    status, _, raw = await send(
-        sim, "", {**too_long, "model": "sim-gpt-4.1", "max_tokens": 200_000, "stream": True}
-    )
-    assert status == 400 and "maximum context length" in json.loads(raw)["error"]["message"]
+    short = {**too_long, "max_tokens": 100_000, "messages": [{"role": "user", "content": "hi"}]}
+    status, _, _ = await send(sim, "", short)
+    assert status == 200  # a cap beyond the window is not refused: generation just ends

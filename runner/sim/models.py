@@ -52,7 +52,7 @@ class SimModel(msgspec.Struct, frozen=True, kw_only=True):
         reasoning: whether the model reasons separately from its answer.
         profile: the wire quirks (see module docstring).
         natural_tokens: typical length of an untruncated trace.
-        context_window: prompt plus output cap beyond this is refused (``context_length_exceeded``).
+        context_window: a prompt this long is refused (``context_length_exceeded``).
         price: USD per 1M tokens (input, cached input, output) for profiles that report the
             charge themselves (xAI's ``cost_in_usd_ticks``); None elsewhere.
     """

@@ -220,7 +220,8 @@ class Simulator:
         prompt_ids = self.logic.prompt_tokens(req.messages)
         prompt_tokens = len(prompt_ids)
         wanted = prompt_tokens + (cap or 0)
-        if wanted > model.context_window:
+        # only a prompt that fills the window is refused; a generous output cap just ends at the window
+        if prompt_tokens >= model.context_window:
             message = (
                 f"This model's maximum context length is {model.context_window} tokens. However, you "
                 f"requested {wanted} tokens ({prompt_tokens} in the messages, {cap or 0} in the completion)."
