@@ -96,6 +96,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # output piped into `head` and the like: not an error of ours
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":
