@@ -73,7 +73,8 @@ def run_dir_for(loaded: LoadedManifest, new_run: bool = False) -> Path:
 
 
 def uses_simulator(loaded: LoadedManifest) -> bool:
-    return any(p.kind == "sim" or (p.base_url or "").startswith(SIM_SCHEME) for p in loaded.manifest.providers.values())
+    """Whether any selected provider needs the built-in simulator started in this process."""
+    return any(uses_sim_provider(loaded, name) for name in loaded.manifest.providers)
 
 
 def api_key_for(loaded: LoadedManifest, name: str) -> str | None:
@@ -106,7 +107,7 @@ def build_model_contexts_offline(loaded: LoadedManifest) -> tuple[dict[str, tupl
         encoding = resolve_encoding(model.encoding, model.model, loaded.manifest.run.on_missing_encoding)
         if encoding.warning:
             warnings.append(encoding.warning)
-        sim_model = BUILTIN_MODELS.get(model.model) if uses_sim_provider(loaded, model.provider) else None
+        sim_model = BUILTIN_MODELS.get(model.model)  # only simulated models have these ids
         fidelity = model.fidelity or default_fidelity(
             model.model, sim_model.reasoning if sim_model else None, sim_model.profile if sim_model else None
         )
@@ -123,8 +124,13 @@ def sim_path(kind: str, base_url: str | None) -> str:
 
 
 def uses_sim_provider(loaded: LoadedManifest, name: str) -> bool:
+    """A provider served by the in-process simulator: kind "sim" without a URL, or a sim:// URL.
+
+    ``kind = "sim"`` with an ``http://`` URL talks to a simulator already running elsewhere
+    (``anytime sim --port N``), for example one that outlives a crashed run.
+    """
     p = loaded.manifest.providers[name]
-    return p.kind == "sim" or (p.base_url or "").startswith(SIM_SCHEME)
+    return (p.kind == "sim" and not p.base_url) or (p.base_url or "").startswith(SIM_SCHEME)
 
 
 def check_manifest_change(loaded: LoadedManifest, state: LedgerState, run_dir: Path) -> None:
