@@ -99,15 +99,15 @@ async def client_ours(base_url: str, n: int, tokens: int, m: Meter) -> None:
                         consumer.on_content(event.text)
                     elif isinstance(event, Usage):
                         usage = event
-            if len(consumer.cuts) != len(BUDGETS):
-                raise RuntimeError(f"stream {i}: cuts at {sorted(consumer.cuts)}, expected {BUDGETS}")
+            counted = consumer.output_tokens_counted()[0]  # final cuts, as the lane takes them
+            if len(consumer.cuts) != len(BUDGETS) or counted != tokens:
+                raise RuntimeError(f"stream {i}: {counted} tokens, cuts at {sorted(consumer.cuts)}")
             m.done += 1
         except (ProviderError, RuntimeError) as exc:
             m.fail(exc)
         finally:
             m.in_flight -= 1
-            counted = consumer.output_tokens_counted()[0]
-            reservation.settle(usage.input_tokens + usage.output_tokens if usage else counted)
+            reservation.settle(usage.input_tokens + usage.output_tokens if usage else tokens)
 
     connector = aiohttp.TCPConnector(limit=n, limit_per_host=n)
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=60)
