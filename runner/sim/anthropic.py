@@ -66,9 +66,7 @@ def _text(content: object) -> str:
     if isinstance(content, str):
         return content
     if isinstance(content, list):
-        return "".join(
-            b.get("text", "") for b in content if isinstance(b, dict) and b.get("type", "text") == "text"
-        )
+        return "".join(b.get("text", "") for b in content if isinstance(b, dict) and b.get("type", "text") == "text")
     return ""
 
 
@@ -84,9 +82,7 @@ def parse_request(body: dict, errors: AnthropicErrors) -> tuple[GenRequest, int,
         raise Reject(errors(400, "invalid_request", "messages: field required (a non-empty list)", {}))
     cap = body.get("max_tokens")
     if not isinstance(cap, int) or cap <= 0:
-        raise Reject(
-            errors(400, "invalid_request", f"max_tokens: expected a positive integer, got {cap!r}", {})
-        )
+        raise Reject(errors(400, "invalid_request", f"max_tokens: expected a positive integer, got {cap!r}", {}))
     thinking = body.get("thinking") or {}
     enabled = isinstance(thinking, dict) and thinking.get("type") == "enabled"
     budget = thinking.get("budget_tokens") if enabled else None
@@ -299,6 +295,4 @@ async def _complete(call: Call) -> web.Response:
         "stop_sequence": None,
         "usage": {**_input_usage(call), "output_tokens": p.output_tokens},
     }
-    return web.Response(
-        body=msgspec.json.encode(body), content_type="application/json", headers=_headers(call)
-    )
+    return web.Response(body=msgspec.json.encode(body), content_type="application/json", headers=_headers(call))

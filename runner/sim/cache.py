@@ -53,9 +53,7 @@ class PromptCache:
         """(read, written) tokens for an explicitly marked prefix."""
         if len(prefix) < MIN_TOKENS:
             return 0, 0
-        digest = hashlib.blake2b(
-            scope.encode() + b"\0" + array("I", prefix).tobytes(), digest_size=16
-        ).digest()
+        digest = hashlib.blake2b(scope.encode() + b"\0" + array("I", prefix).tobytes(), digest_size=16).digest()
         if digest in self._seen:
             self._seen.move_to_end(digest)
             return len(prefix), 0

@@ -17,9 +17,7 @@ from runner.sim.models import SimConfig
 def _dataset(value: str) -> tuple[str, Path]:
     path, sep, kind = value.rpartition(":")
     if not sep or kind not in TASK_KINDS:
-        raise argparse.ArgumentTypeError(
-            f"expected PATH:KIND with KIND in {'|'.join(TASK_KINDS)}, got {value!r}"
-        )
+        raise argparse.ArgumentTypeError(f"expected PATH:KIND with KIND in {'|'.join(TASK_KINDS)}, got {value!r}")
     return kind, Path(path)
 
 
@@ -41,22 +39,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="PATH:KIND",
         help=f"a dataset file to know answers from; KIND in {'|'.join(TASK_KINDS)} (repeatable)",
     )
-    parser.add_argument(
-        "--rpm", type=int, default=None, help="requests per minute per key (default unlimited)"
-    )
+    parser.add_argument("--rpm", type=int, default=None, help="requests per minute per key (default unlimited)")
     parser.add_argument("--tpm", type=int, default=None, help="tokens per minute per key (default unlimited)")
-    parser.add_argument(
-        "--time-scale", type=float, default=1.0, help="1 = real speed, 0 = no delays (default 1)"
-    )
+    parser.add_argument("--time-scale", type=float, default=1.0, help="1 = real speed, 0 = no delays (default 1)")
     parser.add_argument("--chunk-tokens", type=int, default=4, help="tokens per streamed chunk (default 4)")
     parser.add_argument("--error-5xx", type=_rate, default=0.0, help="rate of 5xx answers before the stream")
     parser.add_argument("--drop", type=_rate, default=0.0, help="rate of connections cut mid-stream")
     parser.add_argument("--malformed", type=_rate, default=0.0, help="rate of malformed chunks")
     parser.add_argument("--stall", type=_rate, default=0.0, help="rate of mid-stream stalls")
     parser.add_argument("--stall-seconds", type=float, default=30.0, help="length of a stall (default 30)")
-    parser.add_argument(
-        "--error-in-stream", type=_rate, default=0.0, help="rate of error events inside a stream"
-    )
+    parser.add_argument("--error-in-stream", type=_rate, default=0.0, help="rate of error events inside a stream")
     parser.add_argument(
         "--mode",
         action="append",

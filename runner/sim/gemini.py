@@ -49,9 +49,7 @@ class GeminiErrors(ErrorFormat):
                 "code": 429,
                 "status": "RESOURCE_EXHAUSTED",
                 "message": f"Resource has been exhausted (quota for {model}, {admission.reason}).",
-                "details": [
-                    {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": f"{wait:.3f}s"}
-                ],
+                "details": [{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": f"{wait:.3f}s"}],
             }
         }
         return web.json_response(body, status=429, headers=retry_headers(wait))
@@ -64,9 +62,7 @@ def parse_request(model: str, body: dict, errors: GeminiErrors) -> tuple[GenRequ
     turns: list[tuple[str, str]] = []
     system = body.get("systemInstruction") or body.get("system_instruction")
     if isinstance(system, dict):
-        turns.append(
-            ("system", "".join(p.get("text", "") for p in system.get("parts", []) if isinstance(p, dict)))
-        )
+        turns.append(("system", "".join(p.get("text", "") for p in system.get("parts", []) if isinstance(p, dict))))
     for item in contents:
         if isinstance(item, dict):
             text = "".join(p.get("text", "") for p in item.get("parts", []) if isinstance(p, dict))
@@ -101,9 +97,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
     errors = GeminiErrors()
     model, _, method = request.match_info["target"].partition(":")
     if method not in ("streamGenerateContent", "generateContent"):
-        return errors(
-            404, "not_found", f"unknown method {method!r} (streamGenerateContent or generateContent)", {}
-        )
+        return errors(404, "not_found", f"unknown method {method!r} (streamGenerateContent or generateContent)", {})
     raw = await request.read()
     try:
         body = msgspec.json.decode(raw)
@@ -195,7 +189,5 @@ async def _complete(call: Call, view: str) -> web.Response:
     for piece in pieces(call.generation, p, 1 << 30, view, call.sim.logic.encoding.decode_bytes):
         call.served(piece.kind, piece.billed)
         (text if piece.kind == "content" else thought).append(piece.text)
-    parts = ([{"text": "".join(thought), "thought": True}] if "".join(thought) else []) + [
-        {"text": "".join(text)}
-    ]
+    parts = ([{"text": "".join(thought), "thought": True}] if "".join(thought) else []) + [{"text": "".join(text)}]
     return web.json_response(_response(call, parts, final=True))

@@ -41,9 +41,7 @@ def _read_jsonl(path: Path) -> list[dict]:
 def _fallback_problem(kind: str, row: dict, path: Path, number: int) -> Problem:
     try:
         if kind == "aime":
-            return Problem(
-                id=str(row["id"]), task=kind, statement=row["problem"], gold=str(int(row["answer"]))
-            )
+            return Problem(id=str(row["id"]), task=kind, statement=row["problem"], gold=str(int(row["answer"])))
         if kind == "gpqa":
             return Problem(
                 id=str(row.get("Record ID", number)),
@@ -54,9 +52,7 @@ def _fallback_problem(kind: str, row: dict, path: Path, number: int) -> Problem:
             )
         gold = row["golden_plan"]
         gold_text = " ".join(gold) if isinstance(gold, list) else str(gold)
-        return Problem(
-            id=str(row["id"]), task=kind, statement=row["prompt_0shot"].strip(), gold=gold_text, data=row
-        )
+        return Problem(id=str(row["id"]), task=kind, statement=row["prompt_0shot"].strip(), gold=gold_text, data=row)
     except (KeyError, TypeError, ValueError) as exc:
         raise DatasetError(str(path), number, f"not a {kind} record: {exc!r}") from None
 

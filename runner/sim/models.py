@@ -25,9 +25,7 @@ import msgspec
 from runner.manifest import SimFaults
 from runner.manifest import Simulator as SimulatorSection
 
-Profile = Literal[
-    "openai", "xai", "deepseek", "vllm", "together", "llamacpp", "anthropic", "gemini", "openai_hidden"
-]
+Profile = Literal["openai", "xai", "deepseek", "vllm", "together", "llamacpp", "anthropic", "gemini", "openai_hidden"]
 PROFILES: tuple[str, ...] = (
     "openai",
     "xai",

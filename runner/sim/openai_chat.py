@@ -55,9 +55,7 @@ class OpenAIErrors(ErrorFormat):
                 }
             }
             return web.json_response(body, status=status, headers=headers)
-        etype, code = _ERROR_TYPES.get(
-            status, ("server_error" if status >= 500 else "invalid_request_error", None)
-        )
+        etype, code = _ERROR_TYPES.get(status, ("server_error" if status >= 500 else "invalid_request_error", None))
         body = {"error": {"message": message, "type": etype, "param": None, "code": code}}
         return web.json_response(body, status=status, headers={**self._headers(admission), **headers})
 
@@ -123,12 +121,7 @@ def parse_request(body: dict, errors: OpenAIErrors, model: SimModel | None) -> t
                 {},
             )
         )
-    if (
-        model is not None
-        and not model.reasoning
-        and body.get("reasoning_effort")
-        and profile in ("openai", "xai")
-    ):
+    if model is not None and not model.reasoning and body.get("reasoning_effort") and profile in ("openai", "xai"):
         raise Reject(
             errors(
                 400,
@@ -140,16 +133,12 @@ def parse_request(body: dict, errors: OpenAIErrors, model: SimModel | None) -> t
     cap = body.get("max_completion_tokens", body.get("max_tokens"))
     if cap is not None and (not isinstance(cap, int) or cap <= 0):
         raise Reject(
-            errors(
-                400, "invalid_request", f"`max_completion_tokens` must be a positive integer, got {cap!r}", {}
-            )
+            errors(400, "invalid_request", f"`max_completion_tokens` must be a positive integer, got {cap!r}", {})
         )
     seed = body.get("seed")
     req = GenRequest(
         model=str(body.get("model", "")),
-        messages=tuple(
-            (str(m.get("role", "user")), _text(m.get("content"))) for m in messages if isinstance(m, dict)
-        ),
+        messages=tuple((str(m.get("role", "user")), _text(m.get("content"))) for m in messages if isinstance(m, dict)),
         seed=seed if isinstance(seed, int) else None,
         max_output=cap,
         effort=body.get("reasoning_effort"),
@@ -198,9 +187,7 @@ class _Chunks:
         return msgspec.json.encode(body)
 
     def first(self) -> bytes:
-        return self.chunk(
-            {"role": "assistant"} if self.profile == "llamacpp" else {"role": "assistant", "content": ""}
-        )
+        return self.chunk({"role": "assistant"} if self.profile == "llamacpp" else {"role": "assistant", "content": ""})
 
     def piece(self, piece: Piece) -> bytes:
         field = self.field if piece.kind == "reasoning" else "content"
@@ -236,9 +223,7 @@ class _Chunks:
             usage["prompt_cache_hit_tokens"] = call.cached_tokens
             usage["prompt_cache_miss_tokens"] = call.prompt_tokens - call.cached_tokens
         if self.profile == "xai" and call.model.price is not None:
-            usage["cost_in_usd_ticks"] = cost_ticks(
-                call.model.price, call.prompt_tokens, call.cached_tokens, r + c
-            )
+            usage["cost_in_usd_ticks"] = cost_ticks(call.model.price, call.prompt_tokens, call.cached_tokens, r + c)
         return usage
 
     def usage_chunk(self) -> bytes:
@@ -275,9 +260,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
     try:
         body = msgspec.json.decode(raw)
     except msgspec.DecodeError:
-        return OpenAIErrors(None)(
-            400, "invalid_request", "We could not parse the JSON body of your request.", {}
-        )
+        return OpenAIErrors(None)(400, "invalid_request", "We could not parse the JSON body of your request.", {})
     if not isinstance(body, dict):
         return OpenAIErrors(None)(400, "invalid_request", "The request body must be a JSON object.", {})
     model = sim.config.models.get(str(body.get("model", "")))
@@ -313,9 +296,7 @@ def _headers(call: Call, errors: OpenAIErrors) -> dict[str, str]:
     return {"x-request-id": f"req_{call.id}", "openai-processing-ms": "1", **errors._headers(call.admission)}
 
 
-async def _stream(
-    request: web.Request, call: Call, errors: OpenAIErrors, include_usage: bool
-) -> web.StreamResponse:
+async def _stream(request: web.Request, call: Call, errors: OpenAIErrors, include_usage: bool) -> web.StreamResponse:
     response = web.StreamResponse(
         headers={
             "Content-Type": "text/event-stream; charset=utf-8",
@@ -341,10 +322,7 @@ async def _stream(
 
     async def emit_malformed() -> None:
         await writer.raw(
-            b'data: {"id": "chatcmpl-'
-            + call.id.encode()
-            + b'", "choices": [{"delta": {"content": "cut'
-            + b"\n\n"
+            b'data: {"id": "chatcmpl-' + call.id.encode() + b'", "choices": [{"delta": {"content": "cut' + b"\n\n"
         )
 
     items = list(
@@ -393,6 +371,4 @@ async def _complete(call: Call, errors: OpenAIErrors) -> web.Response:
         "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": p.finish}],
         "usage": chunks.usage(),
     }
-    return web.Response(
-        body=msgspec.json.encode(body), content_type="application/json", headers=_headers(call, errors)
-    )
+    return web.Response(body=msgspec.json.encode(body), content_type="application/json", headers=_headers(call, errors))

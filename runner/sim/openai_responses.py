@@ -36,20 +36,14 @@ def parse_request(body: dict, errors: OpenAIErrors) -> tuple[GenRequest, int | N
     if isinstance(raw_input, str):
         turns.append(("user", raw_input))
     elif isinstance(raw_input, list):
-        turns += [
-            (str(m.get("role", "user")), _text(m.get("content"))) for m in raw_input if isinstance(m, dict)
-        ]
+        turns += [(str(m.get("role", "user")), _text(m.get("content"))) for m in raw_input if isinstance(m, dict)]
     if not turns or not any(role == "user" for role, _ in turns):
         raise Reject(
-            errors(
-                400, "invalid_request", "`input` must be a string or a list of messages with a user turn", {}
-            )
+            errors(400, "invalid_request", "`input` must be a string or a list of messages with a user turn", {})
         )
     cap = body.get("max_output_tokens")
     if cap is not None and (not isinstance(cap, int) or cap < 16):
-        raise Reject(
-            errors(400, "invalid_request", f"`max_output_tokens` must be an integer >= 16, got {cap!r}", {})
-        )
+        raise Reject(errors(400, "invalid_request", f"`max_output_tokens` must be an integer >= 16, got {cap!r}", {}))
     reasoning = body.get("reasoning") if isinstance(body.get("reasoning"), dict) else {}
     seed = body.get("seed")
     req = GenRequest(
@@ -70,17 +64,13 @@ async def handle(request: web.Request) -> web.StreamResponse:
         if not isinstance(body, dict):
             raise ValueError
     except (msgspec.DecodeError, ValueError):
-        return OpenAIErrors(None)(
-            400, "invalid_request", "We could not parse the JSON body of your request.", {}
-        )
+        return OpenAIErrors(None)(400, "invalid_request", "We could not parse the JSON body of your request.", {})
     model = sim.config.models.get(str(body.get("model", "")))
     errors = OpenAIErrors(model.profile if model else None)
     auth = request.headers.get("Authorization", "")
     try:
         req, cap, summary = parse_request(body, errors)
-        call = await sim.admit(
-            request, req, cap, raw, errors, auth[7:] if auth.startswith("Bearer ") else None
-        )
+        call = await sim.admit(request, req, cap, raw, errors, auth[7:] if auth.startswith("Bearer ") else None)
     except Reject as rejected:
         return rejected.response
     view = "raw" if call.model.profile == "vllm" else ("summary" if summary else "hidden")
@@ -377,6 +367,4 @@ async def _complete(call: Call, errors: OpenAIErrors, view: str) -> web.Response
         events.output.append(events._message_item("completed" if p.finish == "stop" else "incomplete"))
     status = "completed" if p.finish == "stop" else "incomplete"
     body = {**events.response(status), "output_text": "".join(events.text)}
-    return web.Response(
-        body=msgspec.json.encode(body), content_type="application/json", headers=_headers(call, errors)
-    )
+    return web.Response(body=msgspec.json.encode(body), content_type="application/json", headers=_headers(call, errors))

@@ -89,9 +89,7 @@ class RateLimiter:
         wait_r = requests.wait_s(1) if requests else 0.0
         wait_t = tokens.wait_s(token_cost) if tokens else 0.0
         if math.isinf(wait_t):
-            return Admission(
-                ok=False, state=self._state(requests, tokens), retry_after_s=0.0, reason="too_large"
-            )
+            return Admission(ok=False, state=self._state(requests, tokens), retry_after_s=0.0, reason="too_large")
         if wait_r > 0 or wait_t > 0:
             reason = "requests" if wait_r >= wait_t else "tokens"
             return Admission(

@@ -109,9 +109,7 @@ class Simulator:
         base_url: e.g. ``http://127.0.0.1:43121`` (dialect paths hang off it: ``/v1/...``).
     """
 
-    def __init__(
-        self, config: SimConfig, index: ProblemIndex, clock: Callable[[], float] = time.monotonic
-    ) -> None:
+    def __init__(self, config: SimConfig, index: ProblemIndex, clock: Callable[[], float] = time.monotonic) -> None:
         self.config = config
         self.index = index
         self.logic = TraceModel(index)
@@ -195,9 +193,7 @@ class Simulator:
         model = self.config.models.get(req.model)
         if model is None:
             known = ", ".join(sorted(self.config.models))
-            raise Reject(
-                errors(404, "not_found", f"The model `{req.model}` does not exist (simulated: {known})", {})
-            )
+            raise Reject(errors(404, "not_found", f"The model `{req.model}` does not exist (simulated: {known})", {}))
         try:
             modes = parse_modes(request.headers.get("x-sim-mode"), self.config.modes)
         except ValueError as exc:
@@ -227,9 +223,7 @@ class Simulator:
                 f"requested {wanted} tokens ({prompt_tokens} in the messages, {cap or 0} in the completion)."
             )
             raise ContextOverflow(errors(400, "context", message, {}))
-        cost = prompt_tokens + (
-            cap if cap is not None else len(generation.reasoning) + len(generation.content)
-        )
+        cost = prompt_tokens + (cap if cap is not None else len(generation.reasoning) + len(generation.content))
         admission = self.limiter.admit(key, cost)
         if fault.kind == "stall_first":
             stats.faults["stall_first"] = stats.faults.get("stall_first", 0) + 1
@@ -241,9 +235,7 @@ class Simulator:
             stats.faults[fault.kind] = stats.faults.get(fault.kind, 0) + 1
             # the request was admitted but failed: its charge goes back, as real providers do
             self.limiter.refund(key, cost)
-            headers = (
-                {} if fault.should_retry is None else {"x-should-retry": str(fault.should_retry).lower()}
-            )
+            headers = {} if fault.should_retry is None else {"x-should-retry": str(fault.should_retry).lower()}
             raise Reject(
                 errors(
                     fault.status,
@@ -263,9 +255,7 @@ class Simulator:
         self.in_flight += 1
         self._idle.clear()
         self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
-        call = Call(
-            self, model, req, generation, prompt_tokens, cap, key, modes, fault, admission, fingerprint
-        )
+        call = Call(self, model, req, generation, prompt_tokens, cap, key, modes, fault, admission, fingerprint)
         call.cached_tokens = cached
         return call
 

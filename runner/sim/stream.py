@@ -52,9 +52,7 @@ def plan(generation: Generation, cap: int | None) -> Plan:
     cap = total_r + total_c if cap is None else max(cap, 0)
     r = min(total_r, cap)
     c = min(total_c, cap - r)
-    return Plan(
-        reasoning_tokens=r, content_tokens=c, finish="stop" if r + c == total_r + total_c else "length"
-    )
+    return Plan(reasoning_tokens=r, content_tokens=c, finish="stop" if r + c == total_r + total_c else "length")
 
 
 DecodeBytes = Callable[[list[int]], bytes]
@@ -83,9 +81,7 @@ def pieces(
         if reasoning == "hidden":
             yield Piece("hidden", "", p.reasoning_tokens)
         elif reasoning == "summary" and generation.reasoning:
-            shown = generation.summary[
-                : len(generation.summary) * p.reasoning_tokens // len(generation.reasoning)
-            ]
+            shown = generation.summary[: len(generation.summary) * p.reasoning_tokens // len(generation.reasoning)]
             parts = list(_slices(shown, chunk_tokens, decode_bytes))
             billed_left = p.reasoning_tokens
             for i, (text, _) in enumerate(parts):
@@ -148,9 +144,7 @@ class EventWriter:
         return b": keep-alive" + self.sep + self.sep
 
     async def event(self, data: bytes, name: str | None = None) -> None:
-        block = (
-            (b"event: " + name.encode() + self.sep if name else b"") + b"data: " + data + self.sep + self.sep
-        )
+        block = (b"event: " + name.encode() + self.sep if name else b"") + b"data: " + data + self.sep + self.sep
         if self.comments and self.rng.random() < 0.3:
             block = self._comment() + block
         await self.raw(block)

@@ -137,7 +137,9 @@ def _hhmm(minutes: int) -> str:
 class Calendar(TaskLogic):
     kind = "calendar"
     _slot = re.compile(r"([A-Za-z]+), (\d{1,2}):(\d{2}) - (\d{1,2}):(\d{2})")
-    _stated = re.compile(r"current answer is ([A-Za-z]+), (\d{1,2}):(\d{2}) - (\d{1,2}):(\d{2})\.")
+    # the trace says "Monday from 9:30 to 10:30", so that only the final answer matches the official
+    # first-match rule (`Word, H:MM - H:MM`) when a chain-of-thought answer is graded whole
+    _stated = re.compile(r"current answer is ([A-Za-z]+) from (\d{1,2}):(\d{2}) to (\d{1,2}):(\d{2})\.")
 
     @staticmethod
     def _triple(m: re.Match[str]) -> tuple[str, int, int]:
@@ -148,9 +150,7 @@ class Calendar(TaskLogic):
         m = self._slot.search(problem.gold)
         return self._triple(m) if m else None
 
-    def wrong(
-        self, gold: tuple[str, int, int] | None, rng: random.Random, prompt: str
-    ) -> tuple[str, int, int]:
+    def wrong(self, gold: tuple[str, int, int] | None, rng: random.Random, prompt: str) -> tuple[str, int, int]:
         days = [d for d in _WEEKDAYS if d in prompt] or ["Monday"]
         day, start, end = gold if gold is not None else (days[0], 9 * 60, 10 * 60)
         length = max(end - start, 30)
@@ -163,7 +163,7 @@ class Calendar(TaskLogic):
 
     def statement(self, answer: tuple[str, int, int]) -> str:
         day, start, end = answer
-        return f" So the current answer is {day}, {_hhmm(start)} - {_hhmm(end)}."
+        return f" So the current answer is {day} from {_hhmm(start)} to {_hhmm(end)}."
 
     def parse_last(self, text: str) -> tuple[int, tuple[str, int, int]] | None:
         m = _last(self._stated, text)
@@ -201,7 +201,10 @@ class Trip(TaskLogic):
     """Partial credit: a candidate gets a number of leading stays right."""
 
     kind = "trip"
-    _stated = re.compile(r"current plan is:\n(.*?)\nThat is the plan so far\.", re.DOTALL)
+    # stated without day ranges, so the official parser of a whole chain of thought reads only the
+    # final plan
+    _stated = re.compile(r"current plan is: (.*?)\. That is the plan so far\.")
+    _stay = re.compile(r"(.+?) for (\d+) days?")
 
     def gold(self, problem: Problem, prompt: str) -> tuple[tuple[str, int], ...] | None:
         return parse_stays(problem.gold) or None
@@ -233,14 +236,20 @@ class Trip(TaskLogic):
         return tuple(stays)
 
     def statement(self, answer: Any) -> str:
-        return " So my current plan is:\n" + "\n".join(plan_lines(answer)) + "\nThat is the plan so far."
+        stays = ", then ".join(f"{city} for {days} days" for city, days in answer)
+        return f" So my current plan is: {stays}. That is the plan so far."
 
     def parse_last(self, text: str) -> tuple[int, Any] | None:
         m = _last(self._stated, text)
         if not m:
             return None
-        stays = parse_stays(m.group(1))
-        return (m.end(), stays) if stays else None
+        stays = []
+        for part in m.group(1).split(", then "):
+            found = self._stay.fullmatch(part)
+            if found is None:
+                return None
+            stays.append((found.group(1), int(found.group(2))))
+        return (m.end(), tuple(stays)) if stays else None
 
     def final(self, answer: Any) -> str:
         lines = plan_lines(answer)
@@ -254,15 +263,12 @@ _STEP_SPLIT = re.compile(r"(?<=\.)\s+(?=[A-Z])")
 
 class Meeting(TaskLogic):
     kind = "meeting"
-    _stated = re.compile(r"current schedule is:\nSOLUTION: (.*?)\nThat is the schedule so far\.", re.DOTALL)
+    # no "SOLUTION:" inside the trace: the official rule reads from its first occurrence
+    _stated = re.compile(r"current schedule is: (.*?) That is the schedule so far\.", re.DOTALL)
 
     def gold(self, problem: Problem, prompt: str) -> tuple[str, ...] | None:
         raw = problem.data.get("golden_plan")
-        steps = (
-            [str(s).strip() for s in raw]
-            if isinstance(raw, list)
-            else _STEP_SPLIT.split(problem.gold.strip())
-        )
+        steps = [str(s).strip() for s in raw] if isinstance(raw, list) else _STEP_SPLIT.split(problem.gold.strip())
         steps = [s if s.endswith(".") else s + "." for s in steps if s]
         return tuple(steps) or None
 
@@ -276,7 +282,7 @@ class Meeting(TaskLogic):
         return gold[: meets[-drop - 1] + 1]
 
     def statement(self, answer: tuple[str, ...]) -> str:
-        return " So my current schedule is:\nSOLUTION: " + " ".join(answer) + "\nThat is the schedule so far."
+        return " So my current schedule is: " + " ".join(answer) + " That is the schedule so far."
 
     def parse_last(self, text: str) -> tuple[int, tuple[str, ...]] | None:
         m = _last(self._stated, text)

@@ -115,9 +115,7 @@ def _unit(*parts: object) -> float:
     return _hash_int(*parts) / 2.0**64
 
 
-_STOPWORDS = frozenset(
-    {"which", "there", "their", "these", "those", "where", "would", "could", "about", "given"}
-)
+_STOPWORDS = frozenset({"which", "there", "their", "these", "those", "where", "would", "could", "about", "given"})
 
 
 def _keywords(text: str) -> tuple[list[str], list[int]]:
@@ -280,10 +278,7 @@ class TraceModel:
                 candidate, text = answer, self._filler(rng, words, numbers)
             size = self._unit_len(text)
             # the whole trace, closing included, stays within the target (a thinking budget is a cap)
-            if (
-                t + size + self._unit_len(_closing(logic, candidate if candidate is not None else fallback))
-                > target
-            ):
+            if t + size + self._unit_len(_closing(logic, candidate if candidate is not None else fallback)) > target:
                 break
             answer = candidate
             units.append(text)
@@ -319,6 +314,4 @@ class TraceModel:
             logic, answer = anything
         else:
             answer = logic.wrong(None, rng, prompt)
-        return Generation(
-            reasoning=[], summary=[], content=self._encode(logic.final(answer)), task=task, forced=True
-        )
+        return Generation(reasoning=[], summary=[], content=self._encode(logic.final(answer)), task=task, forced=True)
