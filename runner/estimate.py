@@ -1,40 +1,48 @@
 """`anytime estimate MANIFEST`: calls, tokens, dollars and minimum wall time, before any call.
 
-Nothing here touches the network. Prompts are rendered the way the run renders them and counted
-with the model's tiktoken encoding, so input tokens are exact except for the part no one can know
-in advance: the partial trace inside each forced-answer prompt (at most its budget) and a PDP /
-LEAP preface that synthesis has not built yet.
+Nothing here touches the network. Every prompt is rendered as the run renders it (same jobs, same
+seeds, same method prompts) and counted with the model's tiktoken encoding. Only two parts of an
+input cannot be known in advance: the partial trace inside a forced-answer prompt (at most its
+budget) and a PDP / LEAP preface that synthesis has not built yet (sized from the pool at the
+synthesis budget).
 
-Output tokens come as a range per (provider, model, dataset, method):
+Output tokens and dollars come as a range per (provider, model, dataset, method):
 
-- **high**: every trace runs to its output cap and gets one answer call per budget, every answer
-  reaches its cap. Billing cannot exceed it (the spend cap relies on the same worst case).
-- **expected**: the per-job averages of earlier ledgers of the same model and dataset file when
-  there are any (`runner.estimate_history`), else the stated default fractions below.
+- **high**: every trace runs to its output cap and gets one answer per budget, every answer
+  reaches its cap, no prompt-cache hits. The bill cannot exceed it (the spend cap uses the same
+  worst case per call).
+- **expected**: per-job means (calls, input, cached input, output; retries included) from earlier
+  ledgers of the same model id, dataset file and method kind, priced at today's prices; else the
+  stated defaults `DEFAULT_TRACE_FRACTION` and `DEFAULT_ANSWER_FRACTION`.
 - **low**: every trace stops at the first budget and gets one short answer.
+
+Minimum wall time per provider: max(calls / RPM, tokens / TPM) at the expected use.
 """
 
 from __future__ import annotations
 
 import argparse
-import math
-from dataclasses import dataclass
+from collections import defaultdict
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import msgspec
 from rich.console import Console
 from rich.table import Table
 
-from runner.estimate_history import History, KindStats, load_history
-from runner.estimate_prompts import GroupPrompts, group_prompts
 from runner.manifest import LoadedManifest, Manifest, load_manifest
 from runner.pricing import PER, ModelPrice, PriceTable
 
-# stated defaults, used when no earlier ledger of the same model and dataset exists
-DEFAULT_TRACE_FRACTION = 0.5  # a trace ends at half its last budget
-DEFAULT_ANSWER_FRACTION = 0.25  # a forced answer uses a quarter of its cap
+if TYPE_CHECKING:
+    from runner.datasets.base import Task
+    from runner.methods import MethodStrategy
+
+DEFAULT_TRACE_FRACTION = 0.5  # without history: a trace ends at half its last budget
+DEFAULT_ANSWER_FRACTION = 0.25  # without history: a forced answer uses a quarter of its cap
 LOW_ANSWER_TOKENS = 8
-LEAP_PRINCIPLES_CAP = 1024
+LEAP_PRINCIPLES_CAP = 1024  # the pipeline's cap on the principles call
+HISTORY_RUNS = 20  # most recent run folders read when looking for history
 
 
 class Span(msgspec.Struct, kw_only=True):
@@ -49,18 +57,20 @@ class Span(msgspec.Struct, kw_only=True):
 
 
 class EstimateRow(msgspec.Struct, kw_only=True):
-    """One (provider, model, dataset, method) group."""
+    """One (provider, model, dataset, method) group; synthesis calls are included."""
 
     provider: str
     model: str
     dataset: str
     method: str
+    fidelity: str
     jobs: int
+    synthesis_calls: int
     calls: Span
     input_tokens: Span
     output_tokens: Span
     usd: Span
-    expected_from: str  # "history: N jobs" or "default"
+    expected_from: str  # "history (N jobs)" or "default"
 
 
 class LaneTime(msgspec.Struct, kw_only=True):
@@ -69,7 +79,7 @@ class LaneTime(msgspec.Struct, kw_only=True):
     tpm: int | None
     calls: float
     tokens: float
-    min_wall_s: float | None  # None: the lane states no limit
+    min_wall_s: float | None  # None: no limit is known before the run
 
 
 class Estimate(msgspec.Struct, kw_only=True):
@@ -79,22 +89,226 @@ class Estimate(msgspec.Struct, kw_only=True):
     usd_low: float
     usd_expected: float
     usd_high: float
+    calls_high: int
     min_wall_s: float | None
     notes: list[str]
 
 
+# ---- history: per-job means from earlier ledgers --------------------------------------------
+
+
 @dataclass
-class _Cost:
-    """Tokens of one kind of call, split the way prices split them."""
+class Tally:
+    """Sums over the attempts of one group of work (a job, or one synthesis stage)."""
 
-    calls: Span
-    input: Span
-    cached: Span
-    output: Span
+    calls: float = 0.0
+    input: float = 0.0
+    cached: float = 0.0
+    output: float = 0.0
 
-    @classmethod
-    def empty(cls) -> _Cost:
-        return cls(Span(), Span(), Span(), Span())
+    def add(self, other: Tally) -> None:
+        self.calls += other.calls
+        self.input += other.input
+        self.cached += other.cached
+        self.output += other.output
+
+    def scaled(self, factor: float) -> Tally:
+        return Tally(self.calls * factor, self.input * factor, self.cached * factor, self.output * factor)
+
+
+@dataclass
+class Past:
+    """Means per evaluated job and per synthesis stage for one (model id, dataset file, method kind)."""
+
+    jobs: int = 0
+    per_job: Tally = field(default_factory=Tally)
+    stages: int = 0
+    per_stage: Tally = field(default_factory=Tally)
+
+
+def read_history(run_dirs: list[Path]) -> tuple[dict[tuple[str, str, str], Past], list[str]]:
+    """Per (model id, dataset file name, method kind): mean tokens per job from these ledgers."""
+    from runner.ledger import iter_records
+    from runner.records import Attempt, JobDone, RunHeader, Synthesis
+
+    jobs: dict[tuple[str, str, str], list[Tally]] = defaultdict(list)
+    stages: dict[tuple[str, str, str], list[Tally]] = defaultdict(list)
+    used: list[str] = []
+    for run_dir in run_dirs:
+        if not (Path(run_dir) / "ledger.jsonl").exists():
+            continue
+        names: dict[tuple[str, str], str] = {}
+        by_job: dict[str, Tally] = defaultdict(Tally)
+        done: dict[str, tuple[str, str, str]] = {}
+        built: dict[str, tuple[str, str, str]] = {}
+        for rec in iter_records(run_dir):
+            if isinstance(rec, Attempt):
+                tally = by_job[_stage_of(rec.job_id)]
+                tally.add(Tally(1, _first(rec.input_tokens, rec.input_tokens_counted), rec.cached_input_tokens or 0,
+                                _first(rec.output_tokens, rec.output_tokens_counted)))
+            elif isinstance(rec, JobDone):
+                done[rec.job_id] = (rec.model, rec.dataset, rec.method)
+            elif isinstance(rec, Synthesis):
+                built[f"synthesis:{rec.key}"] = (rec.model, rec.dataset, rec.method)
+            elif isinstance(rec, RunHeader):
+                names.update(_names(rec.manifest))
+        for sink, finished in ((jobs, done), (stages, built)):
+            for job_id, (model, dataset, method) in finished.items():
+                key = (names.get(("models", model), model), names.get(("datasets", dataset), dataset),
+                       names.get(("methods", method), method))
+                sink[key].append(by_job[job_id])
+        if done:
+            used.append(f"expected from {len(done)} finished jobs in {run_dir}")
+    past: dict[tuple[str, str, str], Past] = defaultdict(Past)
+    for key, tallies in jobs.items():
+        past[key].jobs, past[key].per_job = len(tallies), _mean(tallies)
+    for key, tallies in stages.items():
+        past[key].stages, past[key].per_stage = len(tallies), _mean(tallies)
+    return dict(past), used
+
+
+def _stage_of(job_id: str) -> str:
+    # synthesis attempts are named "synthesis:<key>:<problem>:<k>": one stage per key
+    return ":".join(job_id.split(":", 2)[:2]) if job_id.startswith("synthesis:") else job_id
+
+
+def _first(reported: int | None, counted: int) -> int:
+    return reported if reported is not None else counted
+
+
+def _names(manifest: dict[str, object]) -> dict[tuple[str, str], str]:
+    """(table, key) -> what identifies it across runs: model id, dataset file name, method kind."""
+    out: dict[tuple[str, str], str] = {}
+    for table, attr in (("models", "model"), ("datasets", "path"), ("methods", "kind")):
+        entries = manifest.get(table)
+        for key, value in (entries.items() if isinstance(entries, dict) else ()):
+            if isinstance(value, dict) and isinstance(value.get(attr), str):
+                out[(table, key)] = Path(value[attr]).name if attr == "path" else value[attr]
+    return out
+
+
+def _mean(tallies: list[Tally]) -> Tally:
+    total = Tally()
+    for t in tallies:
+        total.add(t)
+    return total.scaled(1 / len(tallies))
+
+
+# ---- prompts --------------------------------------------------------------------------------
+
+
+@dataclass
+class Group:
+    """The counted prompts of one (model, dataset, method): sums over its jobs and its pool."""
+
+    fidelity: str
+    jobs: int = 0
+    trace_input: int = 0  # the trace prompts, exact (preface: estimated)
+    answer_input: int = 0  # the forced-answer prompts with an empty cut, exact
+    pool_calls: int = 0  # synthesis traces (pool x k)
+    pool_trace_input: int = 0
+    pool_answer_input: int = 0
+    synthesis_budget: int = 0
+
+
+def _filler(tokens: int) -> str:
+    return " ".join(["word"] * tokens)  # one o200k / cl100k token per " word"
+
+
+def _preface(
+    loaded: LoadedManifest, method_key: str, dataset: str, strategy: MethodStrategy, task: Task
+) -> str | None:
+    """A stand-in for the preface synthesis will build: as many tokens as the real one at most."""
+    from runner.methods import PoolTrace
+    from runner.plan import synthesis_budget, synthesis_pool
+
+    params = loaded.manifest.methods[method_key]
+    if params.kind == "leap":
+        return _filler(LEAP_PRINCIPLES_CAP)
+    sb = synthesis_budget(loaded, method_key, dataset)
+    pool = [task.render(p, 0) for p in synthesis_pool(loaded, dataset)]
+    traces = [
+        PoolTrace(problem_id=r.problem.id, rendered_question=r.question, trace_text=_filler(sb), answer=r.gold,
+                  score=score, gold=r.gold)
+        for r in pool for score in (1.0, 0.0)
+    ]
+    return strategy.build_preface(task, traces)[1]
+
+
+def count_prompts(loaded: LoadedManifest) -> dict[tuple[str, str, str], Group]:
+    """Render and count every job's prompts, grouped by (model, dataset, method)."""
+    from runner.encodings import resolve_encoding
+    from runner.methods import answer_messages, get_method
+    from runner.plan import expand_jobs, get_task, synthesis_budget, synthesis_pool
+    from runner.tokens import count_chat_tokens
+
+    m = loaded.manifest
+    groups: dict[tuple[str, str, str], Group] = {}
+    cache: dict[tuple[str, str, str], tuple] = {}
+    for job in expand_jobs(loaded):
+        key = (job.model, job.dataset, job.method)
+        if key not in cache:
+            model = m.models[job.model]
+            task = get_task(m.datasets[job.dataset].kind)
+            params = m.methods[job.method]
+            strategy = get_method(params.kind, params)
+            encoding = resolve_encoding(model.encoding, model.model, m.run.on_missing_encoding).encoding
+            preface = _preface(loaded, job.method, job.dataset, strategy, task) if strategy.needs_synthesis else None
+            group = groups[key] = Group(fidelity=fidelity_of(loaded, job.model))
+            if strategy.needs_synthesis:
+                group.synthesis_budget = synthesis_budget(loaded, job.method, job.dataset)
+                for problem in synthesis_pool(loaded, job.dataset):
+                    rendered = task.render(problem, 0)
+                    group.pool_calls += params.k
+                    group.pool_trace_input += params.k * count_chat_tokens(
+                        encoding, strategy.trace_messages(task, rendered, None))
+                    group.pool_answer_input += params.k * count_chat_tokens(
+                        encoding, answer_messages(task, rendered, ""))
+            cache[key] = (task, strategy, encoding, preface)
+        task, strategy, encoding, preface = cache[key]
+        rendered = task.render(job.problem, job.seed)
+        group = groups[key]
+        group.jobs += 1
+        group.trace_input += count_chat_tokens(encoding, strategy.trace_messages(task, rendered, preface))
+        group.answer_input += count_chat_tokens(encoding, answer_messages(task, rendered, ""))
+    return groups
+
+
+def fidelity_of(loaded: LoadedManifest, model_key: str) -> str:
+    """The manifest's fidelity, else the default the run would pick."""
+    from runner.fidelity import default_fidelity
+    from runner.sim.models import BUILTIN_MODELS
+    from runner.sweep import uses_sim_provider
+
+    model = loaded.manifest.models[model_key]
+    if model.fidelity is not None:
+        return model.fidelity
+    sim = BUILTIN_MODELS.get(model.model) if uses_sim_provider(loaded, model.provider) else None
+    return default_fidelity(model.model, sim.reasoning if sim else None, sim.profile if sim else None)
+
+
+# ---- the estimate ---------------------------------------------------------------------------
+
+
+@dataclass
+class Use:
+    """Calls and tokens of some work as a range, split the way prices split them."""
+
+    calls: Span = field(default_factory=Span)
+    input: Span = field(default_factory=Span)
+    cached: Span = field(default_factory=Span)
+    output: Span = field(default_factory=Span)
+
+    def add(self, other: Use, times: float = 1.0) -> None:
+        for part in ("calls", "input", "cached", "output"):
+            getattr(self, part).add(getattr(other, part), times)
+
+    def expect(self, tally: Tally, times: float) -> None:
+        """Replace the expected values with history, never above the high bound."""
+        self.calls.expected = min(tally.calls * times, self.calls.high)
+        self.input.expected = min(tally.input * times, self.input.high)
+        self.cached.expected = min(tally.cached * times, self.input.expected)
+        self.output.expected = min(tally.output * times, self.output.high)
 
     def usd(self, price: ModelPrice) -> Span:
         cached_price = price.cached_input if price.cached_input is not None else price.input
@@ -102,50 +316,92 @@ class _Cost:
         def one(inp: float, cached: float, out: float) -> float:
             return ((inp - cached) * price.input + cached * cached_price + out * price.output) / PER
 
-        c, i, o = self.cached, self.input, self.output
-        # high never assumes a cache hit: it must bound the bill
+        i, c, o = self.input, self.cached, self.output
         return Span(low=one(i.low, c.low, o.low), expected=one(i.expected, c.expected, o.expected),
                     high=one(i.high, 0.0, o.high))
 
 
+def _jobs_use(g: Group, budgets: tuple[int, ...], answer_cap: int, trace_extra: int) -> Use:
+    """Every evaluated job of a group (without history)."""
+    n, k, first, last = g.jobs, len(budgets), budgets[0], budgets[-1]
+    length = DEFAULT_TRACE_FRACTION * last
+    if g.fidelity == "hidden":  # one call per budget with its cap set to the budget
+        return Use(calls=Span(low=n * k, expected=n * k, high=n * k),
+                   input=Span(low=k * g.trace_input, expected=k * g.trace_input, high=k * g.trace_input),
+                   output=Span(low=n * sum(min(b, first) for b in budgets),
+                               expected=n * sum(min(b, length) for b in budgets), high=n * sum(budgets)))
+    # a trace of `length` tokens gives distinct cuts below it, and one more at its end
+    below = [b for b in budgets if b < length]
+    distinct = len(below) + (1 if len(below) < k else 0)
+    cut_tokens = sum(below) + (length if len(below) < k else 0)
+    return Use(
+        calls=Span(low=2 * n, expected=n * (1 + distinct), high=n * (1 + k)),
+        input=Span(low=g.trace_input + g.answer_input + n * first,
+                   expected=g.trace_input + distinct * g.answer_input + n * cut_tokens,
+                   high=g.trace_input + k * g.answer_input + n * sum(budgets)),
+        output=Span(low=n * (first + LOW_ANSWER_TOKENS),
+                    expected=n * (length + distinct * DEFAULT_ANSWER_FRACTION * answer_cap),
+                    high=n * (last + trace_extra + k * answer_cap)),
+    )
+
+
+def _synthesis_use(g: Group, kind: str, answer_cap: int, trace_extra: int) -> Use:
+    """PDP / LEAP: pool x k traces at the synthesis budget and pool x k answers, once per group."""
+    if not g.pool_calls:
+        return Use()
+    n, sb = g.pool_calls, g.synthesis_budget
+    answers = 0 if g.fidelity == "hidden" else n
+    leap = 1 if kind == "leap" else 0
+    calls = n + answers + leap
+    high_in = g.pool_trace_input + answers * sb + (g.pool_answer_input if answers else 0) + leap * n * sb
+    high_out = n * (sb + (0 if g.fidelity == "hidden" else trace_extra)) + answers * answer_cap
+    high_out += leap * LEAP_PRINCIPLES_CAP
+    low_in = g.pool_trace_input + (g.pool_answer_input if answers else 0)
+    return Use(calls=Span(low=calls, expected=calls, high=calls),
+               input=Span(low=low_in, expected=(low_in + high_in) / 2, high=high_in),
+               output=Span(low=n * min(sb, LOW_ANSWER_TOKENS * 8), expected=high_out * DEFAULT_TRACE_FRACTION,
+                           high=high_out))
+
+
 def estimate_manifest(loaded: LoadedManifest, *, previous: list[Path] | None = None) -> Estimate:
-    """Price a manifest offline.
+    """Price a manifest without any network call.
 
     Args:
         loaded: the validated manifest.
-        previous: run folders whose ledgers give expected token use; None looks in the
-            manifest's ledger folder, [] uses the stated defaults only.
+        previous: run folders whose ledgers calibrate "expected"; None reads the run folders
+            under the manifest's ledger folder, [] uses the stated defaults only.
 
     Raises:
-        PriceError: a selected model has no price.
+        PriceError: a selected model has no price (names ``models.<key>.price``).
     """
     m = loaded.manifest
     prices = PriceTable.load()
-    history = load_history(_previous_dirs(loaded) if previous is None else previous)
-    rows: list[EstimateRow] = []
-    for model_key in loaded.selected("models"):
+    for key in loaded.selected("models"):  # unknown prices fail before any counting
+        prices.price_for(key, m.models[key], m.providers[m.models[key].provider].kind)
+    history, sources = read_history(_previous_dirs(loaded) if previous is None else previous)
+    rows = []
+    for (model_key, dataset, method), group in count_prompts(loaded).items():
         model = m.models[model_key]
         price = prices.price_for(model_key, model, m.providers[model.provider].kind)
-        for dataset in loaded.selected("datasets"):
-            for method in loaded.selected("methods"):
-                prompts = group_prompts(loaded, model_key, dataset, method)
-                rows.append(_row(loaded, model_key, dataset, method, prompts, price, history))
+        rows.append(_row(loaded, model_key, dataset, method, group, price, history))
     lanes = _lanes(m, rows)
     walls = [lane.min_wall_s for lane in lanes if lane.min_wall_s is not None]
     notes = [
-        "input tokens: prompts counted exactly with each model's encoding; a forced answer adds its partial "
-        "trace (at most its budget)",
-        f"expected without history: traces end at {DEFAULT_TRACE_FRACTION:.0%} of the last budget, answers "
-        f"use {DEFAULT_ANSWER_FRACTION:.0%} of their cap",
+        "input: prompts counted exactly with each model's encoding, plus each forced answer's partial trace "
+        "(at most its budget)",
         "high: every trace reaches its output cap, one answer per budget, every answer its cap, no cache hits",
-        *history.sources,
+        *sources,
     ]
-    if any(r.method != "cot" and m.methods[r.method].kind != "cot" for r in rows):
-        notes.append("PDP/LEAP: the preface is not built yet; its size is estimated from the pool and budget")
+    if any(r.expected_from == "default" for r in rows):
+        notes.append(f"expected without history: traces end at {DEFAULT_TRACE_FRACTION:.0%} of the last budget, "
+                     f"answers use {DEFAULT_ANSWER_FRACTION:.0%} of their cap (pass --from RUN to calibrate)")
+    if any(r.synthesis_calls for r in rows):
+        notes.append("PDP/LEAP synthesis calls are included once per (model, dataset, method); the preface "
+                     "inside trace prompts is sized from the pool, as synthesis has not run yet")
     return Estimate(
-        manifest=str(loaded.path), rows=rows, lanes=lanes,
-        usd_low=sum(r.usd.low for r in rows), usd_expected=sum(r.usd.expected for r in rows),
-        usd_high=sum(r.usd.high for r in rows), min_wall_s=max(walls) if walls else None, notes=notes,
+        manifest=str(loaded.path), rows=rows, lanes=lanes, usd_low=sum(r.usd.low for r in rows),
+        usd_expected=sum(r.usd.expected for r in rows), usd_high=sum(r.usd.high for r in rows),
+        calls_high=int(sum(r.calls.high for r in rows)), min_wall_s=max(walls) if walls else None, notes=notes,
     )
 
 
@@ -153,102 +409,49 @@ def _previous_dirs(loaded: LoadedManifest) -> list[Path]:
     root = loaded.resolve(loaded.manifest.run.ledger_dir)
     if not root.is_dir():
         return []
-    found = [p.parent for p in root.glob("*/ledger.jsonl")]
-    return sorted(found, key=lambda p: (p / "ledger.jsonl").stat().st_mtime, reverse=True)[:20]
+    found = sorted(root.glob("*/ledger.jsonl"), key=lambda p: p.stat().st_mtime, reverse=True)
+    return [p.parent for p in found[:HISTORY_RUNS]]
 
 
 def _row(
-    loaded: LoadedManifest, model_key: str, dataset: str, method: str, prompts: GroupPrompts,
-    price: ModelPrice, history: History,
+    loaded: LoadedManifest, model_key: str, dataset: str, method: str, group: Group, price: ModelPrice,
+    history: dict[tuple[str, str, str], Past],
 ) -> EstimateRow:
+    from runner.plan import get_task
+
     m = loaded.manifest
-    model = m.models[model_key]
-    budgets = loaded.budgets_for(dataset)
-    past = history.find(model.model, Path(m.datasets[dataset].path).name, m.methods[method].kind)
-    per_job = _job_cost(prompts, budgets, past)
-    total = _Cost.empty()
-    for part in ("calls", "input", "cached", "output"):
-        getattr(total, part).add(getattr(per_job, part), prompts.jobs)
-    synth = _synthesis_cost(loaded, method, prompts, past)
-    for part in ("calls", "input", "cached", "output"):
-        getattr(total, part).add(getattr(synth, part))
+    model, kind = m.models[model_key], m.methods[method].kind
+    answer_cap = max(model.answer_max_tokens, get_task(m.datasets[dataset].kind).answer_max_tokens)
+    extra = model.trace_answer_tokens if group.fidelity != "content" else 0
+    jobs = _jobs_use(group, loaded.budgets_for(dataset), answer_cap, extra)
+    synth = _synthesis_use(group, kind, answer_cap, extra)
+    past = history.get((model.model, Path(m.datasets[dataset].path).name, kind))
+    if past is not None and past.jobs:
+        jobs.expect(past.per_job, group.jobs)
+    if past is not None and past.stages and synth.calls.high:
+        synth.expect(past.per_stage, 1)
+    total = Use()
+    total.add(jobs)
+    total.add(synth)
     return EstimateRow(
-        provider=model.provider, model=model_key, dataset=dataset, method=method, jobs=prompts.jobs,
-        calls=total.calls, input_tokens=total.input, output_tokens=total.output, usd=total.usd(price),
-        expected_from=f"history: {past.jobs} jobs" if past else "default",
+        provider=model.provider, model=model_key, dataset=dataset, method=method, fidelity=group.fidelity,
+        jobs=group.jobs, synthesis_calls=int(synth.calls.high), calls=total.calls, input_tokens=total.input,
+        output_tokens=total.output, usd=total.usd(price),
+        expected_from=f"history ({past.jobs} jobs)" if past is not None and past.jobs else "default",
     )
 
 
-def _job_cost(p: GroupPrompts, budgets: tuple[int, ...], past: KindStats | None) -> _Cost:
-    """Tokens of one evaluated job (its trace and its forced answers, or hidden per-budget calls)."""
-    k, first, last = len(budgets), budgets[0], budgets[-1]
-    cost = _Cost.empty()
-    if p.hidden:
-        length = DEFAULT_TRACE_FRACTION * last
-        cost.calls = Span(low=k, expected=k, high=k)
-        cost.input = Span(low=k * p.trace_input, expected=k * p.trace_input, high=k * p.trace_input)
-        cost.output = Span(low=sum(min(b, first) for b in budgets),
-                           expected=sum(min(b, length) for b in budgets), high=sum(budgets))
-    else:
-        trace_cap = last + (p.trace_answer_tokens if p.traced == "reasoning" else 0)
-        length = DEFAULT_TRACE_FRACTION * last
-        distinct = sum(1 for b in budgets if b < length) + (1 if any(b >= length for b in budgets) else 0)
-        cuts = sum(min(b, length) for b in budgets if b < length) + (length if distinct > 0 else 0)
-        cost.calls = Span(low=2, expected=1 + distinct, high=1 + k)
-        cost.input = Span(low=p.trace_input + p.answer_input + first,
-                          expected=p.trace_input + distinct * p.answer_input + cuts,
-                          high=p.trace_input + k * p.answer_input + sum(budgets))
-        cost.output = Span(low=first + LOW_ANSWER_TOKENS,
-                           expected=length + distinct * DEFAULT_ANSWER_FRACTION * p.answer_cap,
-                           high=trace_cap + k * p.answer_cap)
-    if past is not None:
-        cost.calls.expected = past.calls_per_job
-        cost.input.expected = past.input_per_job
-        cost.output.expected = past.output_per_job
-        cost.cached.expected = past.cached_per_job
-    cost.output.expected = min(cost.output.expected, cost.output.high)
-    return cost
-
-
-def _synthesis_cost(loaded: LoadedManifest, method: str, p: GroupPrompts, past: KindStats | None) -> _Cost:
-    """PDP / LEAP: pool x k traces at the synthesis budget and pool x k answers, once per group."""
-    cost = _Cost.empty()
-    if not p.synthesis_calls_traces:
-        return cost
-    params = loaded.manifest.methods[method]
-    n, sb = p.synthesis_calls_traces, p.synthesis_budget
-    trace_cap = sb if p.hidden else sb + (p.trace_answer_tokens if p.traced == "reasoning" else 0)
-    answers = 0 if p.hidden else n
-    leap = 1 if params.kind == "leap" else 0
-    calls = n + answers + leap
-    inp_high = n * p.pool_trace_input + answers * (p.answer_input + sb) + leap * n * sb
-    out_high = n * trace_cap + answers * p.answer_cap + leap * LEAP_PRINCIPLES_CAP
-    cost.calls = Span(low=calls, expected=calls, high=calls)
-    cost.input = Span(low=n * p.pool_trace_input + answers * p.answer_input,
-                      expected=n * p.pool_trace_input + answers * (p.answer_input + sb), high=inp_high)
-    cost.output = Span(low=n * min(sb, p.trace_answer_tokens) + answers * LOW_ANSWER_TOKENS,
-                       expected=DEFAULT_TRACE_FRACTION * out_high, high=out_high)
-    if past is not None and past.synthesis_groups:
-        cost.calls.expected = past.synthesis_calls
-        cost.input.expected = past.synthesis_input
-        cost.cached.expected = past.synthesis_cached
-        cost.output.expected = min(past.synthesis_output, out_high)
-    return cost
-
-
 def _lanes(m: Manifest, rows: list[EstimateRow]) -> list[LaneTime]:
-    """Minimum wall time per lane: max(calls / RPM, tokens / TPM) at the expected use."""
+    """Minimum wall time per provider: max(calls / RPM, tokens / TPM) at the expected use."""
     lanes = []
     for name, provider in m.providers.items():
         mine = [r for r in rows if r.provider == name]
         if not mine:
             continue
         rpm, tpm = provider.rpm, provider.tpm
-        if provider.kind == "sim":
-            rpm = min(x for x in (rpm, m.simulator.rpm, 10**12) if x is not None)
-            tpm = min(x for x in (tpm, m.simulator.tpm, 10**15) if x is not None)
-            rpm = None if rpm == 10**12 else rpm
-            tpm = None if tpm == 10**15 else tpm
+        if provider.kind == "sim":  # the simulator enforces its own limits too
+            rpm = min((x for x in (rpm, m.simulator.rpm) if x is not None), default=None)
+            tpm = min((x for x in (tpm, m.simulator.tpm) if x is not None), default=None)
         calls = sum(r.calls.expected for r in mine)
         tokens = sum(r.input_tokens.expected + r.output_tokens.expected for r in mine)
         bounds = [60.0 * calls / rpm] if rpm else []
@@ -259,69 +462,76 @@ def _lanes(m: Manifest, rows: list[EstimateRow]) -> list[LaneTime]:
 
 
 def confirm_needed(estimate: Estimate, manifest: Manifest) -> bool:
-    """Whether `anytime run` must ask before spending: the high bound is above the threshold."""
+    """Whether `anytime run` must ask first: the high bound is above ``run.confirm_above_usd``."""
     return estimate.usd_high > manifest.run.confirm_above_usd
 
 
-# ---- output --------------------------------------------------------------------------------
+# ---- output ---------------------------------------------------------------------------------
 
 
-def _tokens(x: float) -> str:
-    return f"{x / 1e6:.2f}M" if x >= 1e6 else f"{x / 1e3:.1f}k" if x >= 1e4 else f"{math.ceil(x):,}"
+def _tok(n: float) -> str:
+    return f"{n / 1e6:.2f}M" if n >= 1e6 else f"{n / 1e3:.1f}k" if n >= 1e4 else f"{n:,.0f}"
 
 
-def _wall(seconds: float | None) -> str:
-    if seconds is None:
-        return "unlimited"
-    return f"{seconds:.0f}s" if seconds < 120 else f"{seconds / 60:.1f}min" if seconds < 7200 else f"{seconds / 3600:.1f}h"
+def _usd(x: float) -> str:
+    return f"${x:,.2f}" if x >= 1 else f"${x:.4f}"
 
 
-def print_estimate(estimate: Estimate, console: Console) -> None:
-    """The full table: one row per group, totals, lanes and the assumptions."""
-    table = Table(title=f"Estimate for {estimate.manifest}", show_lines=False)
-    for col in ("provider", "model", "dataset", "method", "jobs", "calls", "input tok (exp / high)",
-                "output tok (low / exp / high)", "USD (low / exp / high)", "expected from"):
-        table.add_column(col, justify="right" if col in ("jobs", "calls") else "left")
-    for r in estimate.rows:
-        table.add_row(
-            r.provider, r.model, r.dataset, r.method, str(r.jobs), f"{r.calls.expected:.0f}–{r.calls.high:.0f}",
-            f"{_tokens(r.input_tokens.expected)} / {_tokens(r.input_tokens.high)}",
-            f"{_tokens(r.output_tokens.low)} / {_tokens(r.output_tokens.expected)} / {_tokens(r.output_tokens.high)}",
-            f"${r.usd.low:.4f} / ${r.usd.expected:.4f} / ${r.usd.high:.4f}", r.expected_from,
-        )
-    console.print(table)
-    for lane in estimate.lanes:
-        console.print(f"lane {lane.provider}: {lane.calls:,.0f} calls, {_tokens(lane.tokens)} tokens expected; "
-                      f"rpm {lane.rpm or '-'}, tpm {lane.tpm or '-'} → at least {_wall(lane.min_wall_s)}")
-    print_estimate_summary(estimate, console)
-    for note in estimate.notes:
-        console.print(f"[dim]· {note}[/]")
+def _duration(s: float | None) -> str:
+    if s is None:
+        return "unknown (no limits stated; they are learned from headers at run time)"
+    return f"{s / 3600:.1f} h" if s >= 3600 else f"{s / 60:.1f} min" if s >= 60 else f"{s:.0f} s"
 
 
 def print_estimate_summary(estimate: Estimate, console: Console) -> None:
-    """One line: the dollar range and the minimum wall time (shown by `anytime run`)."""
+    """One line for `anytime run`: the dollar range, calls and the least wall time."""
     console.print(
-        f"Estimated cost: [bold]${estimate.usd_expected:.4f}[/] expected "
-        f"(low ${estimate.usd_low:.4f}, high ${estimate.usd_high:.4f}); "
-        f"minimum wall time {_wall(estimate.min_wall_s)}"
+        f"[bold]Estimate[/]: up to {estimate.calls_high:,} calls; expected {_usd(estimate.usd_expected)} "
+        f"(low {_usd(estimate.usd_low)}, high {_usd(estimate.usd_high)}); "
+        f"at least {_duration(estimate.min_wall_s)} under the rate limits"
     )
+
+
+def print_estimate(estimate: Estimate, console: Console) -> None:
+    """The table: one row per group, a total, the lanes' wall time and the assumptions."""
+    table = Table(title=f"Estimate for {Path(estimate.manifest).name}", title_justify="left")
+    for col in ("provider", "model", "dataset", "method", "fidelity", "jobs", "calls", "input tok exp / high",
+                "output tok low / exp / high", "$ low", "$ expected", "$ high", "expected from"):
+        table.add_column(col, justify="right" if col in ("jobs", "calls") or col.startswith("$") else "left")
+    for r in estimate.rows:
+        table.add_row(
+            r.provider, r.model, r.dataset, r.method, r.fidelity, str(r.jobs),
+            f"{r.calls.low:,.0f}–{r.calls.high:,.0f}", f"{_tok(r.input_tokens.expected)} / {_tok(r.input_tokens.high)}",
+            f"{_tok(r.output_tokens.low)} / {_tok(r.output_tokens.expected)} / {_tok(r.output_tokens.high)}",
+            _usd(r.usd.low), _usd(r.usd.expected), _usd(r.usd.high), r.expected_from,
+        )
+    table.add_section()
+    table.add_row("total", "", "", "", "", str(sum(r.jobs for r in estimate.rows)), f"{estimate.calls_high:,}",
+                  "", "", _usd(estimate.usd_low), _usd(estimate.usd_expected), _usd(estimate.usd_high), "")
+    console.print(table)
+    for lane in estimate.lanes:
+        console.print(f"  {lane.provider}: {lane.calls:,.0f} calls, {_tok(lane.tokens)} tokens expected; rpm "
+                      f"{lane.rpm or '?'}, tpm {lane.tpm or '?'}: at least {_duration(lane.min_wall_s)}")
+    for note in estimate.notes:
+        console.print(f"  note: {note}")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("manifest", help="sweep manifest (TOML)")
-    parser.add_argument("--json", action="store_true", help="print the estimate as JSON")
+    parser.add_argument("--json", action="store_true", help="print the estimate as JSON (for scripts)")
     parser.add_argument("--from", dest="previous", action="append", metavar="RUN", default=None,
-                        help="run folder whose ledger gives expected token use (repeatable; default: the "
-                        "manifest's ledger folder)")
-    parser.add_argument("--no-history", action="store_true", help="ignore earlier ledgers; use the defaults")
+                        help="calibrate 'expected' on this earlier run folder (repeatable; default: the run "
+                        "folders under the manifest's ledger folder)")
+    parser.add_argument("--no-history", action="store_true", help="ignore earlier ledgers; use the stated defaults")
 
 
 def main(args: argparse.Namespace) -> int:
     loaded = load_manifest(args.manifest)
-    previous = [] if args.no_history else ([Path(p) for p in args.previous] if args.previous else None)
+    previous = [] if args.no_history else [Path(p) for p in args.previous] if args.previous else None
     estimate = estimate_manifest(loaded, previous=previous)
     if args.json:
         print(msgspec.json.format(msgspec.json.encode(estimate).decode()))
     else:
-        print_estimate(estimate, Console())
+        console = Console()
+        print_estimate(estimate, Console(width=max(console.width, 150)))
     return 0
