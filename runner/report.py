@@ -54,13 +54,23 @@ class Cell(msgspec.Struct, kw_only=True):
     approximate_tokens: bool
 
 
+class Paired(msgspec.Struct, kw_only=True):
+    """A method minus the baseline on the same model, dataset and problems."""
+
+    model: str
+    dataset: str
+    method: str
+    baseline: str
+    difference: Difference
+
+
 class RunReport(msgspec.Struct, kw_only=True):
     run_dir: str
     run_id: str
     name: str
     mode: Mode
     cells: list[Cell]
-    differences: list[Difference]
+    differences: list[Paired]
     usd_total: float
     usd_unattributed: float  # attempts of jobs that never finished and left no snapshot
     jobs_done: int
@@ -274,38 +284,39 @@ def _tokens(reported: int | None, counted: int) -> int:
 
 def _differences(
     scores: dict, cells: list[Cell], manifest: object, mode: Mode, seed: int
-) -> list[Difference]:
+) -> list[Paired]:
     """Each non-baseline method minus the baseline (cot) on the same model, dataset and problems."""
     methods = manifest.get("methods", {}) if isinstance(manifest, dict) else {}
     kind_of = {
         name: (m.get("kind", name) if isinstance(m, dict) else name) for name, m in methods.items()
     }
-    out: list[Difference] = []
+    baselines = [c for c in cells if kind_of.get(c.method, c.method) in BASELINE_METHOD_KINDS]
+    out: list[Paired] = []
     for cell in cells:
-        if kind_of.get(cell.method, cell.method) in BASELINE_METHOD_KINDS:
+        if cell in baselines:
             continue
-        for base in cells:
-            if (base.model, base.dataset) != (cell.model, cell.dataset):
+        for base in baselines:
+            same = (base.model, base.dataset, base.summary.budgets)
+            if same != (cell.model, cell.dataset, cell.summary.budgets):
                 continue
-            if kind_of.get(base.method, base.method) not in BASELINE_METHOD_KINDS:
-                continue
-            diff = (
-                paired_difference(
-                    scores[(cell.model, cell.dataset, cell.method)],
-                    scores[(base.model, base.dataset, base.method)],
-                    cell.summary.budgets,
-                    mode,
-                    seed,
-                    labels=(
-                        f"{cell.model}/{cell.dataset}/{cell.method}",
-                        f"{base.model}/{base.dataset}/{base.method}",
-                    ),
-                )
-                if cell.summary.budgets == base.summary.budgets
-                else None
+            diff = paired_difference(
+                scores[(cell.model, cell.dataset, cell.method)],
+                scores[(base.model, base.dataset, base.method)],
+                cell.summary.budgets,
+                mode,
+                seed,
+                labels=(cell.method, base.method),
             )
             if diff is not None:
-                out.append(diff)
+                out.append(
+                    Paired(
+                        model=cell.model,
+                        dataset=cell.dataset,
+                        method=cell.method,
+                        baseline=base.method,
+                        difference=diff,
+                    )
+                )
     return out
 
 
@@ -332,92 +343,94 @@ def _budget_header(budget: int) -> str:
     return f"{budget // 1024}k" if budget >= 1024 and budget % 1024 == 0 else str(budget)
 
 
-def quality_rows(run: RunReport) -> tuple[list[str], list[list[str]]]:
-    """Header and rows of the quality table (quality x100 at each budget, full, Anytime Index)."""
-    budgets = sorted({b for cell in run.cells for b in cell.summary.budgets})
-    header = [
-        "model",
-        "dataset",
-        "method",
-        *map(_budget_header, budgets),
-        "full",
-        f"AI ({run.mode})",
-        "exact",
-    ]
+def _datasets(run: RunReport) -> list[str]:
+    return sorted({cell.dataset for cell in run.cells})
+
+
+def _compact(n: int) -> str:
+    return f"{n / 1e6:.1f}M" if n >= 1e6 else f"{n / 1e3:.0f}k" if n >= 1e4 else str(n)
+
+
+def quality_rows(run: RunReport, dataset: str) -> tuple[list[str], list[list[str]]]:
+    """Quality x100 at each budget, on the full trace, and the Anytime Index, for one dataset."""
+    cells = [c for c in run.cells if c.dataset == dataset]
+    budgets = sorted({b for cell in cells for b in cell.summary.budgets})
+    with_exact = any(c.exact_final is not None for c in cells)
+    header = ["model", "method", "n", *map(_budget_header, budgets), "full", "AI", "AI 95% CI"]
+    header += ["exact (last/full)"] if with_exact else []
     rows = []
-    for cell in run.cells:
+    for cell in cells:
         at = dict(zip(cell.summary.budgets, cell.summary.quality, strict=True))
-        rows.append(
-            [
-                cell.model,
-                cell.dataset,
-                cell.method,
-                *(_pct(at.get(b)) for b in budgets),
-                _pct(cell.summary.full.value if cell.summary.full else None),
-                _ci(cell.summary.anytime_index),
-                "—"
-                if cell.exact_final is None
-                else f"{_pct(cell.exact_final)} / {_pct(cell.exact_full)}",
-            ]
-        )
+        ai = cell.summary.anytime_index
+        row = [
+            cell.model,
+            cell.method,
+            str(cell.summary.problems),
+            *(_pct(at.get(b)) for b in budgets),
+            _pct(cell.summary.full.value if cell.summary.full else None),
+            f"{ai.value:.1f}",
+            "—" if ai.lo is None else f"{ai.lo:.1f}–{ai.hi:.1f}",
+        ]
+        if with_exact:
+            row.append(
+                "—" if cell.exact_final is None else f"{_pct(cell.exact_final)}/{_pct(cell.exact_full)}"
+            )
+        rows.append(row)
     return header, rows
 
 
-def cost_rows(run: RunReport) -> tuple[list[str], list[list[str]]]:
-    """Header and rows of the cost table."""
+def cost_rows(run: RunReport, dataset: str) -> tuple[list[str], list[list[str]]]:
+    """Dollars, tokens, calls and measurement labels for one dataset."""
     header = [
         "model",
-        "dataset",
         "method",
-        "problems",
         "$ total",
-        "$ / problem",
-        "synthesis $ (/ problem)",
-        "$ / AI point",
-        "tokens in",
-        "tokens out",
-        "calls",
-        "retries",
+        "$/problem",
+        "synthesis $ (/problem)",
+        "$/AI pt",
+        "tokens in/out",
+        "calls (retries)",
         "fidelity",
         "counted/billed",
     ]
     rows = []
-    for cell in run.cells:
-        ratio = "—" if cell.counted_to_billed is None else f"{cell.counted_to_billed:.3f}"
+    for cell in (c for c in run.cells if c.dataset == dataset):
         rows.append(
             [
                 cell.model,
-                cell.dataset,
                 cell.method,
-                str(cell.summary.problems),
                 _usd(cell.usd_total),
                 _usd(cell.usd_per_problem),
                 "—"
                 if not cell.usd_synthesis
                 else f"{_usd(cell.usd_synthesis)} ({_usd(cell.synthesis_per_problem)})",
                 _usd(cell.usd_per_ai_point),
-                f"{cell.input_tokens:,}",
-                f"{cell.output_tokens:,}",
-                str(cell.calls),
-                str(cell.retries),
-                cell.fidelity + (" (approx. tokens)" if cell.approximate_tokens else ""),
-                ratio,
+                f"{_compact(cell.input_tokens)}/{_compact(cell.output_tokens)}",
+                f"{cell.calls} ({cell.retries})",
+                cell.fidelity + ("*" if cell.approximate_tokens else ""),
+                "—" if cell.counted_to_billed is None else f"{cell.counted_to_billed:.3f}",
             ]
         )
     return header, rows
 
 
-def difference_rows(run: RunReport) -> tuple[list[str], list[list[str]]]:
-    header = [
-        "comparison",
-        "problems",
-        "Δ Anytime Index (points, 95% CI)",
-        "Δ final quality (points, 95% CI)",
-    ]
-    rows = [
-        [f"{d.a} − {d.b}", str(d.problems), _ci(d.anytime_index), _ci(d.final, 100.0)]
-        for d in run.differences
-    ]
+def difference_rows(run: RunReport, dataset: str) -> tuple[list[str], list[list[str]]]:
+    """Paired differences against the baseline, in points, with 95% bootstrap intervals."""
+    header = ["model", "method − baseline", "n", "Δ AI", "Δ AI 95% CI", "Δ final", "Δ final 95% CI"]
+    rows = []
+    for p in (p for p in run.differences if p.dataset == dataset):
+        ai, final = p.difference.anytime_index, p.difference.final
+        rows.append(
+            [
+                p.model,
+                f"{p.method} − {p.baseline}",
+                str(p.difference.problems),
+                f"{ai.value:+.1f}",
+                "—" if ai.lo is None else f"{ai.lo:+.1f} to {ai.hi:+.1f}",
+                f"{100 * final.value:+.1f}",
+                "—" if final.lo is None else f"{100 * final.lo:+.1f} to {100 * final.hi:+.1f}",
+            ]
+        )
     return header, rows
 
 
@@ -426,7 +439,9 @@ def _table(title: str, header: list[str], rows: list[list[str]]) -> Any:
 
     table = Table(title=title, title_justify="left")
     for i, column in enumerate(header):
-        table.add_column(column, justify="left" if i < 3 or column == "fidelity" else "right")
+        table.add_column(
+            column, justify="left" if i < 2 or column == "fidelity" else "right", no_wrap=i < 2
+        )
     for row in rows:
         table.add_row(*row)
     return table
@@ -436,14 +451,19 @@ def _run_tables(run: RunReport) -> Any:
     from rich.console import Group
     from rich.text import Text
 
-    parts: list[Any] = [
-        _table(f"{run.name}: quality (x100) per budget, full trace, Anytime Index", *quality_rows(run)),
-        _table(f"{run.name}: cost", *cost_rows(run)),
-    ]
-    if run.differences:
+    parts: list[Any] = []
+    for dataset in _datasets(run):
         parts.append(
-            _table(f"{run.name}: paired differences (bootstrap over problems)", *difference_rows(run))
+            _table(f"{run.name} · {dataset}: quality x100 per budget", *quality_rows(run, dataset))
         )
+        parts.append(_table(f"{run.name} · {dataset}: cost", *cost_rows(run, dataset)))
+        if any(p.dataset == dataset for p in run.differences):
+            parts.append(
+                _table(
+                    f"{run.name} · {dataset}: paired differences (points)",
+                    *difference_rows(run, dataset),
+                )
+            )
     parts.append(Text(_footer(run), style="dim"))
     return Group(*parts)
 
@@ -455,7 +475,7 @@ def _footer(run: RunReport) -> str:
         "intervals: 95% bootstrap over problems."
     )
     if any(c.approximate_tokens for c in run.cells):
-        text += " Approximate tokens: counted with an encoding that is not the model's own tokenizer."
+        text += " * approximate tokens: counted with an encoding that is not the model's own tokenizer."
     return text
 
 
@@ -492,20 +512,27 @@ def render_markdown(report: Report) -> str:
     """The report as Markdown: the same tables as the terminal."""
     out: list[str] = []
     for run in report.runs:
-        out += [
-            f"# Report: {run.name} ({run.run_id})",
-            "",
-            "## Quality (x100) per budget",
-            "",
-            _markdown_table(*quality_rows(run)),
-            "",
-            "## Cost",
-            "",
-            _markdown_table(*cost_rows(run)),
-            "",
-        ]
-        if run.differences:
-            out += ["## Paired differences", "", _markdown_table(*difference_rows(run)), ""]
+        out += [f"# Report: {run.name} ({run.run_id})", ""]
+        for dataset in _datasets(run):
+            out += [
+                f"## {dataset}",
+                "",
+                "Quality x100 per budget:",
+                "",
+                _markdown_table(*quality_rows(run, dataset)),
+                "",
+                "Cost:",
+                "",
+                _markdown_table(*cost_rows(run, dataset)),
+                "",
+            ]
+            if any(p.dataset == dataset for p in run.differences):
+                out += [
+                    "Paired differences (points):",
+                    "",
+                    _markdown_table(*difference_rows(run, dataset)),
+                    "",
+                ]
         out += [_footer(run), ""]
     if report.compare and len(report.runs) > 1:
         out += ["# Runs side by side", "", _markdown_table(*compare_rows(report.runs)), ""]
@@ -567,6 +594,8 @@ def main(args: argparse.Namespace) -> int:
         print(msgspec.json.format(msgspec.json.encode(report), indent=2).decode())
         return 0
     console = Console()
+    if not console.is_terminal:  # a file or a pipe: no width to fit, keep rows whole
+        console = Console(width=200)
     print_report(report, console)
     folders = ", ".join(run.run_dir for run in report.runs)
     console.print(f"wrote report.json, report.md{'' if plot_missing else ', anytime.png'} in {folders}")
