@@ -35,7 +35,11 @@ class _JumpSelector(selectors.DefaultSelector):
         if ready or (timeout is not None and timeout <= 0):
             return ready
         if timeout is None:
-            raise RuntimeError("deadlock: every task waits and no timer is set")
+            # no timer: only a worker thread (asyncio.to_thread) can still wake the loop
+            ready = super().select(10.0)
+            if not ready:
+                raise RuntimeError("deadlock: every task waits and no timer is set")
+            return ready
         self._vloop.now += timeout
         return []
 
