@@ -81,6 +81,7 @@ class LedgerWriter:
         self._durable = 0
         self._durable_changed = anyio.Event()
         self._closed = False
+        self._failed: LedgerError | None = None
         self.records_written = 0
 
     def append(self, record: Record) -> None:
@@ -93,9 +94,15 @@ class LedgerWriter:
             self._wake.set()
 
     async def flush(self) -> None:
-        """Wait until every record appended so far is on disk."""
+        """Wait until every record appended so far is on disk.
+
+        Raises:
+            LedgerError: the disk refused a write (the run must stop: spend would go unrecorded).
+        """
         target = self._appended
         while self._durable < target:
+            if self._failed is not None:
+                raise self._failed
             self._wake.set()
             await self._durable_changed.wait()
 
@@ -107,7 +114,12 @@ class LedgerWriter:
             self._wake = anyio.Event()
             if self._queue:
                 batch, self._queue = self._queue, []
-                await anyio.to_thread.run_sync(self._write, batch)
+                try:
+                    await anyio.to_thread.run_sync(self._write, batch)
+                except OSError as exc:
+                    self._failed = LedgerError(f"{self.path}: cannot write the ledger: {exc.strerror or exc}")
+                    self._durable_changed.set()
+                    raise self._failed from None
                 self._durable += len(batch)
                 self._durable_changed.set()
                 self._durable_changed = anyio.Event()
@@ -120,6 +132,14 @@ class LedgerWriter:
             view = view[written:]
         os.fsync(self._fd)
         self.records_written += len(batch)
+
+    def append_sync(self, record: Record) -> None:
+        """Append and fsync now, blocking the caller: for a last record when no flush can be awaited
+        (a signal handler, a cancelled scope). Records queued before it are written first, in order."""
+        self.append(record)
+        batch, self._queue = self._queue, []
+        self._write(batch)
+        self._durable += len(batch)
 
     def close_sync(self) -> None:
         """Write what is queued and close; safe to call from any shutdown path, twice."""
@@ -192,6 +212,11 @@ class LedgerState:
     synthesis: dict[str, Synthesis] = field(default_factory=dict)
     attempts: int = 0
     notes: list[Note] = field(default_factory=list)
+
+    @property
+    def unfinished_jobs(self) -> set[str]:
+        """Jobs with paid attempts but no completion record: a resume redoes them (their spend stays)."""
+        return {j for j in self.usd_by_job if j not in self.completed_jobs and not j.startswith("synthesis:")}
 
 
 class _Light(msgspec.Struct, tag_field="type", kw_only=True):

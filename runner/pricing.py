@@ -19,6 +19,8 @@ from runner.events import Usage
 from runner.manifest import Model
 
 PER = 1_000_000
+# host kinds billed by the same price list as another kind (one vendor, two protocols)
+_SAME_PRICES = {"openai_responses": "openai"}
 
 
 class ModelPrice(msgspec.Struct, frozen=True, kw_only=True):
@@ -39,13 +41,27 @@ class PriceTable:
         self.entries = entries
 
     @classmethod
-    def load(cls, text: str | None = None) -> PriceTable:
+    def load(cls, overrides: dict[str, ModelPrice] | None = None, *, text: str | None = None) -> PriceTable:
+        """The packaged table (or ``text``), with ``overrides`` keyed like the table replacing entries.
+
+        Raises:
+            PriceError: the table is not valid TOML or an entry has a wrong field.
+        """
         raw = text if text is not None else resources.files("runner").joinpath("prices.toml").read_text()
-        doc = tomllib.loads(raw)
-        return cls({key: msgspec.convert(value, ModelPrice) for key, value in doc.get("models", {}).items()})
+        try:
+            doc = tomllib.loads(raw)
+            entries = {key: msgspec.convert(value, ModelPrice) for key, value in doc.get("models", {}).items()}
+        except (tomllib.TOMLDecodeError, msgspec.ValidationError) as exc:
+            raise PriceError(f"price table: {exc}") from None
+        entries.update(overrides or {})
+        return cls(entries)
 
     def lookup(self, provider_kind: str, model_id: str) -> ModelPrice | None:
-        return self.entries.get(f"{provider_kind}/{model_id}") or self.entries.get(f"*/{model_id}")
+        """The entry for a model on a host kind; `*/<model>` entries match any host."""
+        for kind in (provider_kind, _SAME_PRICES.get(provider_kind)):
+            if kind is not None and (found := self.entries.get(f"{kind}/{model_id}")) is not None:
+                return found
+        return self.entries.get(f"*/{model_id}")
 
     def price_for(self, model_key: str, model: Model, provider_kind: str) -> ModelPrice:
         """The manifest's price, else the table's; unknown models stop the run before any call."""

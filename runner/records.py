@@ -58,6 +58,7 @@ class Attempt(msgspec.Struct, tag="attempt", kw_only=True):
     cached_input_tokens: int | None = None
     output_tokens: int | None = None
     reasoning_tokens: int | None = None
+    cache_write_input_tokens: int | None = None  # Anthropic cache-creation part of input_tokens
     # counted locally with the model's encoding
     input_tokens_counted: int = 0
     output_tokens_counted: int = 0
