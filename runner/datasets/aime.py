@@ -51,7 +51,8 @@ def extract_integer(output: str) -> str:
     """
     candidates: list[tuple[int, str]] = []
     for end, content in boxed_contents(output):
-        inner = re.sub(r"\\text\{[^}]*\}|\\mathrm\{[^}]*\}|\^\\circ|[\s$]", "", content)
+        inner = content.replace("{,}", ",").replace("\\,", "")
+        inner = re.sub(r"\\text\{[^}]*\}|\\mathrm\{[^}]*\}|\^\\circ|[\s$]", "", inner)
         value = _as_int(inner)
         if value is None:
             first = _ANY_INT.search(inner)

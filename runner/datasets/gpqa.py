@@ -74,7 +74,10 @@ def extract_letter(output: str, options: dict[str, str] | None = None) -> str:
         return parens[-1]
     if options:
         tail = _norm(output[-600:])
-        quoted = [letter for letter, text in options.items() if _norm(text) and _norm(text) in tail]
+        quoted = [
+            letter for letter, text in options.items()
+            if _norm(text) and re.search(rf"(?<!\w){re.escape(_norm(text))}(?!\w)", tail)
+        ]
         if len(quoted) == 1:
             return quoted[0]
     return ""
