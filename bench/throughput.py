@@ -2,8 +2,7 @@
 
 The simulator runs in its own process (``anytime sim --rpm R --tpm T``) with one pair of buckets
 per key, refilled linearly per minute and full at the start, exactly as providers.md §8 describes
-OpenAI's. The client runs the calls through one lane (`runner.scheduler.Lane` when it imports,
-else the adapter + `LaneLimiter` + `RetryPolicy` directly) twice, each against a fresh simulator:
+OpenAI's. The client runs the calls through one lane twice, each against a fresh simulator:
 
 1. ``given``: the lane is told RPM and TPM;
 2. ``learned``: the lane starts with no limits and learns them from ``x-ratelimit-*`` headers.
@@ -18,6 +17,10 @@ The issue's plainer bound, ``max(calls / RPM, tokens / TPM) × 60 s + latency``,
 initial burst and would flatter us by the burst's length; it is printed as ``naive_bound_s``.
 One call's latency is the median of a few calls on a separate key before the run.
 
+The lane is the scheduler's (`runner.scheduler.Lane`: spend guard, limiter, adapter, timeouts,
+retries, one ledger record per attempt, here into a counting sink); ``--via direct`` drives the
+adapter + `LaneLimiter` + `RetryPolicy` without it, to tell the limiter's share from the lane's.
+
 Usage: ``python bench/throughput.py [--calls 20000 --rpm 9000 --tpm 0 --max-tokens 32]``
 (``--tpm 0`` picks the TPM at which tokens bind as hard as requests). The last line holds
 ``wall_over_bound=``, ``n429=``, ``wall_over_bound_learned=`` and friends as ``name=value`` pairs.
@@ -27,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import os
 import signal
 import statistics
 import subprocess
@@ -186,12 +188,77 @@ async def run_direct(
     return wall, errors, retries
 
 
+class CountingSink:
+    """The ledger's place: counts records instead of writing them."""
+
+    def __init__(self) -> None:
+        self.records = 0
+
+    def append(self, record: object) -> None:
+        self.records += 1
+
+
+class NullConsumer:
+    """Takes the text and counts nothing (usage comes from the provider's usage chunk)."""
+
+    def on_reasoning(self, text: str) -> bool:
+        return False
+
+    def on_content(self, text: str) -> bool:
+        return False
+
+    def output_tokens_counted(self) -> tuple[int, int]:
+        return 0, 0
+
+
+async def run_lane(
+    base_url: str, key: str, calls: int, rpm: int | None, tpm: int | None, concurrency: int, max_tokens: int
+) -> tuple[float, int, int]:
+    """Drive the scheduler's `Lane` from `concurrency` workers. Returns (wall, errors, retries)."""
+    from runner.pricing import ModelPrice
+    from runner.scheduler import CallSpec, Lane
+    from runner.spend import SpendGuard
+
+    price = ModelPrice(input=2.0, output=8.0)
+    specs = [
+        CallSpec(job_id=f"j{i}", kind="answer", model=MODEL, request=r, prompt_tokens=prompt_tokens(r.messages),
+                 price=price)
+        for i, r in ((i, request_for(i, max_tokens)) for i in range(calls))
+    ]
+    jobs = iter(specs)
+    errors = 0
+    connector = aiohttp.TCPConnector(limit=concurrency, limit_per_host=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        lane = Lane(
+            name="sim", adapter=OpenAIChatAdapter(f"{base_url}/v1", key, provider="sim"),
+            limiter=LaneLimiter(rpm=rpm, tpm=tpm, max_concurrency=concurrency),
+            policy=RetryPolicy(max_attempts=8, seed=0), session=session, ledger=CountingSink(),
+            spend=SpendGuard(None, {}), first_token_timeout=60.0, idle_timeout=60.0, total_timeout=600.0,
+        )
+
+        async def worker() -> None:
+            nonlocal errors
+            for spec in jobs:
+                try:
+                    await lane.call(spec, NullConsumer)
+                except ProviderError:
+                    errors += 1
+
+        t0 = time.perf_counter()
+        async with anyio.create_task_group() as tg:
+            for _ in range(concurrency):
+                tg.start_soon(worker)
+        wall = time.perf_counter() - t0
+    return wall, errors, lane.counters.retries
+
+
 async def one_run(
     label: str, args: argparse.Namespace, tpm: int, rpm_known: bool
 ) -> tuple[RunResult, float]:
     with SimProcess("--rpm", str(args.rpm), "--tpm", str(tpm), "--chunk-tokens", "4") as sim:
         latency = await probe_latency(sim.base_url, args.max_tokens)
-        wall, errors, retries = await run_direct(
+        run = run_lane if args.via == "lane" else run_direct
+        wall, errors, retries = await run(
             sim.base_url, f"bench-{label}", args.calls, args.rpm if rpm_known else None,
             tpm if rpm_known else None, args.concurrency, args.max_tokens,
         )
@@ -221,13 +288,14 @@ def main() -> int:
     parser.add_argument("--max-tokens", type=int, default=32)
     parser.add_argument("--concurrency", type=int, default=512)
     parser.add_argument("--only", choices=("given", "learned"), default=None)
+    parser.add_argument("--via", choices=("lane", "direct"), default="lane")
     args = parser.parse_args()
 
     per_call = prompt_tokens(request_for(12345, args.max_tokens).messages) + args.max_tokens
     tpm = args.tpm or args.rpm * per_call
     print(f"# {args.calls} calls, rpm={args.rpm} tpm={tpm}, ~{per_call} tokens/call, "
-          f"concurrency {args.concurrency}, pid {os.getpid()}", flush=True)
-    fields: dict[str, object] = {"calls": args.calls, "rpm": args.rpm, "tpm": tpm}
+          f"concurrency {args.concurrency}, via {args.via}", flush=True)
+    fields: dict[str, object] = {"calls": args.calls, "rpm": args.rpm, "tpm": tpm, "via": args.via}
     for label, known in (("given", True), ("learned", False)):
         if args.only and args.only != label:
             continue
