@@ -108,6 +108,9 @@ def build_model_contexts_offline(loaded: LoadedManifest) -> tuple[dict[str, tupl
         if encoding.warning:
             warnings.append(encoding.warning)
         sim_model = BUILTIN_MODELS.get(model.model)  # only simulated models have these ids
+        if sim_model is not None:
+            # the simulator tokenizes with o200k_base: counting with it is exact, not an approximation
+            encoding.approximate = encoding.name != "o200k_base"
         fidelity = model.fidelity or default_fidelity(
             model.model, sim_model.reasoning if sim_model else None, sim_model.profile if sim_model else None
         )

@@ -52,7 +52,8 @@ def main(args: argparse.Namespace) -> int:
     from runner.progress import open_display
     from runner.sweep import Sweep, SweepOptions
 
-    console = Console(stderr=False)
+    # a pipe or CI log gets wide tables instead of 80 truncated columns
+    console = Console() if sys.stdout.isatty() else Console(width=160)
     if args.resume:
         loaded = manifest_of_run(Path(args.resume))
     elif args.manifest:

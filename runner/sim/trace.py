@@ -148,19 +148,25 @@ class TraceModel:
         self._encoded: dict[str, list[int]] = {}
 
     def prompt_tokens(self, messages: Sequence[tuple[str, str]], primer: bool = True) -> list[int]:
-        """The prompt as tokens: each message's content behind 3 framing tokens (OpenAI's count),
-        then the 3-token reply primer. The framing ids only feed the prompt cache's hashes."""
+        """The prompt as tokens: each message's role and content behind 3 framing tokens (OpenAI's
+        cookbook count), then the 3-token reply primer. The framing ids only feed the prompt cache's
+        hashes."""
         tokens: list[int] = []
         for role, text in messages:
             tokens += (_FRAME, _ROLES.get(role, _FRAME), _FRAME)
+            tokens += self.encoding.encode_ordinary(role)
             tokens += self.encoding.encode_ordinary(text)
         if primer:
             tokens += (_FRAME, _ROLES["assistant"], _FRAME)
         return tokens
 
     def count_prompt(self, messages: Sequence[tuple[str, str]]) -> int:
-        """Prompt tokens: message contents with OpenAI's 3-token framing, plus the reply primer."""
-        return sum(3 + len(self.encoding.encode_ordinary(text)) for _, text in messages) + 3
+        """Prompt tokens: roles and contents with OpenAI's 3-token framing, plus the reply primer."""
+        return (
+            sum(3 + len(self.encoding.encode_ordinary(role)) + len(self.encoding.encode_ordinary(text))
+                for role, text in messages)
+            + 3
+        )
 
     def generate(self, model: SimModel, req: GenRequest) -> Generation:
         key = (
