@@ -113,14 +113,14 @@ class _Bucket:
     def resync(
         self, now: float, limit: int | None, remaining: int | None, reset_s: float | None,
         admitted_at: float | None,
-    ) -> bool:
-        """Apply one reading; returns True when the limit itself changed."""
+    ) -> None:
+        """Apply one reading: learn or lower the limit, raise the level to the provider's."""
         self.leak(now)
         before = self.limit
         if limit is not None and limit > 0:
             self.limit = limit if self.configured is None else min(self.configured, limit)
         if self.limit is None:
-            return False
+            return
         if before is None:
             # learned just now: everything admitted so far may still count, but at most a full bucket
             self.level = min(self.level, float(self.limit))
@@ -129,19 +129,17 @@ class _Bucket:
         elif reset_s is not None:  # time to refill completely = level / drain rate
             server = min(reset_s * self.limit / 60.0, float(self.limit))
         else:
-            return self.limit != before
+            return
         if admitted_at is not None:
             # the provider counted the call after we admitted it: the reading has drained since
             server -= max(0.0, now - admitted_at) * self.limit / 60.0
         self.level = max(self.level, server)
-        return self.limit != before
 
 
 class _Waiter:
-    __slots__ = ("dead", "event", "tokens")
+    __slots__ = ("dead", "event")
 
-    def __init__(self, tokens: int) -> None:
-        self.tokens = tokens
+    def __init__(self) -> None:
         self.event = anyio.Event()
         self.dead = False
 
@@ -246,7 +244,7 @@ class LaneLimiter:
             raise ValueError(f"LaneLimiter.acquire: tokens must be >= 0, got {tokens}")
         if not self._queue and self._admit_delay(tokens) == 0.0:
             return self._admit(tokens)
-        waiter = _Waiter(tokens)
+        waiter = _Waiter()
         self._queue.append(waiter)
         self._waiting += 1
         try:
