@@ -589,3 +589,17 @@ def test_trip_partial_credit_rises_with_budget(datasets):
             matched = next((i for i, (x, y) in enumerate(zip(stays, gold, strict=False)) if x != y), min(len(stays), 3))
             csr[k] += matched / len(gold) / 40
     assert csr[0] < csr[1] < csr[2] and csr[2] > 0.5
+
+
+async def test_clients_leaving_mid_stream_log_no_server_errors(datasets, caplog):
+    async with open_simulator(SimConfig(time_scale=0.01, chunk_tokens=8), datasets) as sim:
+        async with aiohttp.ClientSession() as session:
+            for i in range(6):
+                payload = chat("sim-reasoner-large", aime_statement(i), stream=True)
+                async with session.post(sim.base_url + "/v1/chat/completions", json=payload) as response:
+                    for _ in range(5 + 7 * i):
+                        await response.content.readline()
+                    response.close()
+        await sim.wait_idle()
+        assert sim.stats().models["sim-reasoner-large"].disconnected == 6
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]

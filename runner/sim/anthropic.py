@@ -16,7 +16,7 @@ import msgspec
 from aiohttp import web
 
 from runner.sim.ratelimit import Admission, anthropic_headers, key_digest, retry_headers
-from runner.sim.server import SIM_KEY, Call, ErrorFormat, Reject
+from runner.sim.server import SIM_KEY, Call, ErrorFormat, Reject, open_stream
 from runner.sim.stream import EventWriter, Piece, drive, pieces
 from runner.sim.trace import GenRequest
 
@@ -226,7 +226,7 @@ async def _stream(request: web.Request, call: Call) -> web.StreamResponse:
     response = web.StreamResponse(
         headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", **_headers(call)}
     )
-    await response.prepare(request)
+    await open_stream(request, response)
     writer = EventWriter(response, call.modes, call.rng)
     blocks = _Blocks(call, writer)
     message = {

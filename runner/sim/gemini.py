@@ -14,7 +14,7 @@ import msgspec
 from aiohttp import web
 
 from runner.sim.ratelimit import Admission, retry_headers
-from runner.sim.server import SIM_KEY, Call, ErrorFormat, Reject
+from runner.sim.server import SIM_KEY, Call, ErrorFormat, Reject, open_stream
 from runner.sim.stream import EventWriter, Piece, drive, pieces
 from runner.sim.trace import GenRequest
 
@@ -147,7 +147,7 @@ def _response(call: Call, parts: list[dict], final: bool) -> dict:
 
 async def _stream(request: web.Request, call: Call, view: str) -> web.StreamResponse:
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
-    await response.prepare(request)
+    await open_stream(request, response)
     writer = EventWriter(response, call.modes, call.rng)
 
     async def emit(piece: Piece) -> None:

@@ -15,7 +15,7 @@ from aiohttp import web
 
 from runner.sim.models import SimModel
 from runner.sim.ratelimit import Admission, openai_headers, retry_headers
-from runner.sim.server import SIM_KEY, Call, ContextOverflow, ErrorFormat, Reject
+from runner.sim.server import SIM_KEY, Call, ContextOverflow, ErrorFormat, Reject, open_stream
 from runner.sim.stream import EventWriter, Piece, drive, pieces
 from runner.sim.trace import GenRequest
 
@@ -304,7 +304,7 @@ async def _stream(request: web.Request, call: Call, errors: OpenAIErrors, includ
             **_headers(call, errors),
         }
     )
-    await response.prepare(request)
+    await open_stream(request, response)
     writer = EventWriter(
         response, call.modes, call.rng, ping="ping" if call.model.profile == "llamacpp" else "keep-alive"
     )

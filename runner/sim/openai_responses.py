@@ -15,7 +15,7 @@ import msgspec
 from aiohttp import web
 
 from runner.sim.openai_chat import OpenAIErrors
-from runner.sim.server import SIM_KEY, Call, Reject
+from runner.sim.server import SIM_KEY, Call, Reject, open_stream
 from runner.sim.stream import EventWriter, Piece, drive, pieces
 from runner.sim.trace import GenRequest
 
@@ -323,7 +323,7 @@ async def _stream(request: web.Request, call: Call, errors: OpenAIErrors, view: 
             **_headers(call, errors),
         }
     )
-    await response.prepare(request)
+    await open_stream(request, response)
     events = _Events(call, EventWriter(response, call.modes, call.rng), view)
     await events.send({"type": "response.created", "response": events.response("in_progress")})
     await events.send({"type": "response.in_progress", "response": events.response("in_progress")})

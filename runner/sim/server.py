@@ -127,7 +127,7 @@ class Simulator:
     def _build_app(self) -> web.Application:
         from runner.sim import anthropic, gemini, openai_chat, openai_responses
 
-        app = web.Application(client_max_size=self.config.max_body_bytes)
+        app = web.Application(client_max_size=self.config.max_body_bytes, middlewares=[_client_gone])
         app[SIM_KEY] = self
         app.router.add_post("/v1/chat/completions", openai_chat.handle)
         app.router.add_post("/v1/responses", openai_responses.handle)
@@ -261,6 +261,26 @@ class Simulator:
 
 
 SIM_KEY: web.AppKey[Simulator] = web.AppKey("sim", Simulator)
+# the request's prepared stream, for `_client_gone`
+_STREAM: web.RequestKey[web.StreamResponse] = web.RequestKey("sim_stream", web.StreamResponse)
+
+
+async def open_stream(request: web.Request, response: web.StreamResponse) -> None:
+    """Send a stream's status line and headers, and remember the stream for `_client_gone`."""
+    await response.prepare(request)
+    request[_STREAM] = response
+
+
+@web.middleware
+async def _client_gone(request: web.Request, handler: Callable) -> web.StreamResponse:
+    """A client that leaves mid-stream (cancelling at its last budget) is normal, not a server error."""
+    try:
+        return await handler(request)
+    except ConnectionResetError:
+        stream = request.get(_STREAM)
+        if stream is None:
+            raise
+        return stream
 
 
 class ErrorFormat:
