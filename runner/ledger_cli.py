@@ -1,189 +1,301 @@
-"""`anytime ledger summary|export|verify RUN`: read a run's ledger without re-running anything."""
+"""`anytime ledger summary|export|verify RUN`: read a run's ledger without running anything.
+
+- ``summary``: dollars and tokens by call kind for each problem, and totals.
+- ``export --csv``: attempts or snapshots as CSV (stdout or ``--out``), for spreadsheets.
+- ``verify``: recompute every dollar from its tokens and the run header's prices, re-add the
+  totals, and check the records hold together (one header first, no duplicate call attempts, no
+  job completed twice, snapshots of completed jobs). Exit 1 with a listing of every problem.
+"""
 
 from __future__ import annotations
 
 import argparse
 import csv
+import math
 import sys
-from collections import Counter, defaultdict
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
+from typing import IO
 
 import msgspec
 from rich.console import Console
 from rich.table import Table
 
-from runner.errors import LedgerError
+from runner.errors import ConfigError
 from runner.events import Usage
-from runner.ledger import iter_records
-from runner.pricing import ModelPrice, attempt_cost
-from runner.records import Attempt, JobDone, Note, RunHeader, Snapshot
+from runner.ledger import iter_records, ledger_path
+from runner.pricing import ModelPrice, usage_cost
+from runner.records import Attempt, JobDone, Record, RunHeader, Snapshot, Synthesis
 
-TOLERANCE_USD = 1e-9
+KINDS = ("trace", "answer", "synthesis")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="ledger_command", metavar="ACTION", required=True)
     summary = sub.add_parser("summary", help="dollars and tokens per problem and call kind, with totals")
     summary.add_argument("run", help="run folder (ledgers/<run name>)")
-    summary.add_argument("--top", type=int, default=20, help="show the N most expensive problems (default 20)")
-    export = sub.add_parser("export", help="attempts (or snapshots) as CSV")
-    export.add_argument("run", help="run folder")
-    export.add_argument("--csv", action="store_true", help="CSV output (the default and only format)")
+    summary.add_argument("--json", action="store_true", help="print the summary as JSON")
+    summary.add_argument("--top", type=int, metavar="N", help="only the N most expensive problems (totals stay whole)")
+    export = sub.add_parser("export", help="attempts or snapshots as CSV")
+    export.add_argument("run", help="run folder (ledgers/<run name>)")
+    export.add_argument("--csv", action="store_true", required=True, help="CSV output (the only format)")
     export.add_argument("--snapshots", action="store_true", help="export graded snapshots instead of attempts")
-    export.add_argument("--out", help="write to this file instead of standard output")
-    verify = sub.add_parser("verify", help="recompute every dollar from tokens and prices; check integrity")
-    verify.add_argument("run", help="run folder")
+    export.add_argument("--out", metavar="FILE", help="write to FILE instead of stdout")
+    verify = sub.add_parser("verify", help="recompute every dollar and check the ledger's integrity")
+    verify.add_argument("run", help="run folder (ledgers/<run name>)")
 
 
 def main(args: argparse.Namespace) -> int:
-    run = Path(args.run)
+    run_dir = Path(args.run)
+    if not ledger_path(run_dir).exists():
+        raise ConfigError(f"{run_dir}: no ledger.jsonl here; is this a run folder (ledgers/<run name>)?")
     if args.ledger_command == "summary":
-        return summary(run, Console(), args.top)
+        rows = summarise(iter_records(run_dir))
+        if args.top is not None:
+            rows = [*sorted(rows[:-1], key=lambda r: -r.total_usd)[: args.top], rows[-1]]
+        if args.json:
+            print(msgspec.json.encode([msgspec.structs.asdict(r) for r in rows]).decode())
+        else:
+            print_summary(rows, Console(width=max(Console().width, 120)), title=str(run_dir))
+        return 0
     if args.ledger_command == "export":
+        what = "snapshots" if args.snapshots else "attempts"
         if args.out:
-            with open(args.out, "w", newline="") as f:
-                return export(run, f, args.snapshots)
-        return export(run, sys.stdout, args.snapshots)
-    return verify(run, Console())
+            with open(args.out, "w", newline="", encoding="utf-8") as f:
+                count = export_csv(iter_records(run_dir), what, f)
+            print(f"wrote {count} {what} to {args.out}", file=sys.stderr)
+        else:
+            export_csv(iter_records(run_dir), what, sys.stdout)
+        return 0
+    report = verify(run_dir)
+    print(report.render())
+    return 0 if report.ok else 1
 
 
-def summary(run: Path, console: Console, top: int) -> int:
-    job_problem: dict[str, tuple[str, str, str]] = {}
-    by_job: dict[str, Counter[str]] = defaultdict(Counter)
-    usd_job: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
-    totals: Counter[str] = Counter()
-    usd_total: dict[str, float] = defaultdict(float)
-    for rec in iter_records(run):
+# ---- summary --------------------------------------------------------------------------------
+
+
+class SummaryRow(msgspec.Struct, kw_only=True):
+    """Spend of one problem (or of a synthesis stage, or of jobs that never finished)."""
+
+    model: str
+    dataset: str
+    problem: str
+    jobs: int = 0
+    calls: dict[str, int] = msgspec.field(default_factory=lambda: dict.fromkeys(KINDS, 0))
+    tokens: dict[str, int] = msgspec.field(default_factory=lambda: dict.fromkeys(KINDS, 0))
+    usd: dict[str, float] = msgspec.field(default_factory=lambda: dict.fromkeys(KINDS, 0.0))
+
+    @property
+    def total_usd(self) -> float:
+        return sum(self.usd.values())
+
+
+def summarise(records: Iterable[Record]) -> list[SummaryRow]:
+    """Rows per (model, dataset, problem), then synthesis stages and unfinished work, then a total."""
+    where: dict[str, tuple[str, str, str]] = {}
+    jobs: dict[tuple[str, str, str], set[str]] = defaultdict(set)
+    by_job: dict[str, list[Attempt]] = defaultdict(list)
+    for rec in records:
         if isinstance(rec, Attempt):
-            out = rec.output_tokens if rec.output_tokens is not None else rec.output_tokens_counted
-            inp = rec.input_tokens if rec.input_tokens is not None else rec.input_tokens_counted
-            by_job[rec.job_id][f"{rec.kind}_in"] += inp
-            by_job[rec.job_id][f"{rec.kind}_out"] += out
-            usd_job[rec.job_id][rec.kind] += rec.usd
-            totals[f"{rec.kind}_calls"] += 1
-            totals[f"{rec.kind}_in"] += inp
-            totals[f"{rec.kind}_out"] += out
-            usd_total[rec.kind] += rec.usd
+            by_job[rec.job_id].append(rec)
         elif isinstance(rec, JobDone):
-            job_problem[rec.job_id] = (rec.dataset, rec.problem_id, rec.model)
-    per_problem: dict[tuple[str, str, str], dict[str, float]] = defaultdict(lambda: defaultdict(float))
-    for job_id, kinds in usd_job.items():
-        key = job_problem.get(job_id) or (
-            ("synthesis", job_id.split(":")[2], "") if job_id.startswith("synthesis:") else ("(unfinished)", job_id, "")
-        )
-        for kind, usd in kinds.items():
-            per_problem[key][kind] += usd
-        for name, n in by_job[job_id].items():
-            per_problem[key][name] += n
-    table = Table(title=f"{run.name}: most expensive problems", title_justify="left")
-    for col in ("dataset", "problem", "model", "$ trace", "$ answer", "$ synth", "$ total", "tok in", "tok out"):
-        table.add_column(
-            col,
-            justify="left" if col in ("dataset", "problem", "model") else "right",
-            no_wrap=col in ("problem", "model"),
-        )
-    ranked = sorted(per_problem.items(), key=lambda kv: -sum(kv[1].get(k, 0) for k in ("trace", "answer", "synthesis")))
-    for (dataset, problem, model), v in ranked[:top]:
-        usd = [v.get(k, 0.0) for k in ("trace", "answer", "synthesis")]
-        tin = sum(v.get(f"{k}_in", 0) for k in ("trace", "answer", "synthesis"))
-        tout = sum(v.get(f"{k}_out", 0) for k in ("trace", "answer", "synthesis"))
-        table.add_row(
-            dataset, problem, model, *(f"{x:.5f}" for x in usd), f"{sum(usd):.5f}", f"{tin:,.0f}", f"{tout:,.0f}"
-        )
+            where[rec.job_id] = (rec.model, rec.dataset, rec.problem_id)
+            jobs[where[rec.job_id]].add(rec.job_id)
+        elif isinstance(rec, Synthesis):
+            where[f"synthesis:{rec.key}"] = (rec.model, rec.dataset, f"synthesis ({rec.method})")
+    rows: dict[tuple[str, str, str], SummaryRow] = {}
+    total = SummaryRow(model="total", dataset="", problem="")
+    for job_id, attempts in by_job.items():
+        stage = ":".join(job_id.split(":", 2)[:2]) if job_id.startswith("synthesis:") else job_id
+        key = where.get(stage) or ("?", "?", "synthesis (unfinished)" if stage != job_id else "unfinished jobs")
+        row = rows.setdefault(key, SummaryRow(model=key[0], dataset=key[1], problem=key[2]))
+        for a in attempts:
+            for target in (row, total):
+                target.calls[a.kind] += 1
+                target.tokens[a.kind] += _tokens(a)
+                target.usd[a.kind] += a.usd
+    for key, ids in jobs.items():
+        rows.setdefault(key, SummaryRow(model=key[0], dataset=key[1], problem=key[2])).jobs = len(ids)
+    total.jobs = sum(len(ids) for ids in jobs.values())
+    ordered = sorted(rows.values(), key=lambda r: (r.problem.startswith(("synthesis", "unfinished")), r.model,
+                                                    r.dataset, _natural(r.problem)))
+    return [*ordered, total]
+
+
+def _tokens(a: Attempt) -> int:
+    inp = a.input_tokens if a.input_tokens is not None else a.input_tokens_counted
+    out = a.output_tokens if a.output_tokens is not None else a.output_tokens_counted
+    return inp + out
+
+
+def _natural(text: str) -> tuple[object, ...]:
+    return tuple(int(p) if p.isdigit() else p for p in "".join(c if c.isalnum() else " " for c in text).split())
+
+
+def print_summary(rows: list[SummaryRow], console: Console, title: str = "") -> None:
+    table = Table(title=f"Spend in {title}", title_justify="left")
+    for col in ("model", "dataset", "problem", "jobs", *(f"{k} calls / tok / $" for k in KINDS), "total $"):
+        table.add_column(col, justify="left" if col in ("model", "dataset", "problem") else "right")
+    for row in rows:
+        if row.model == "total":
+            table.add_section()
+        cells = [f"{row.calls[k]} / {row.tokens[k]:,} / ${row.usd[k]:.4f}" if row.calls[k] else "–" for k in KINDS]
+        table.add_row(row.model, row.dataset, row.problem, str(row.jobs), *cells, f"${row.total_usd:.4f}")
     console.print(table)
-    kinds = Table(title="totals by call kind", title_justify="left")
-    for col in ("kind", "calls", "input tokens", "output tokens", "dollars"):
-        kinds.add_column(col, justify="left" if col == "kind" else "right")
-    for kind in ("trace", "answer", "synthesis"):
-        if totals[f"{kind}_calls"]:
-            kinds.add_row(
-                kind,
-                f"{totals[f'{kind}_calls']:,}",
-                f"{totals[f'{kind}_in']:,}",
-                f"{totals[f'{kind}_out']:,}",
-                f"${usd_total[kind]:.4f}",
-            )
-    kinds.add_row(
-        "all",
-        f"{sum(totals[f'{k}_calls'] for k in ('trace', 'answer', 'synthesis')):,}",
-        "",
-        "",
-        f"${sum(usd_total.values()):.4f}",
-    )
-    console.print(kinds)
-    return 0
 
 
-def export(run: Path, out: TextIO, snapshots: bool) -> int:
-    kind = Snapshot if snapshots else Attempt
-    fields = list(kind.__struct_fields__)
+# ---- export ---------------------------------------------------------------------------------
+
+
+def export_csv(records: Iterable[Record], what: str, out: IO[str]) -> int:
+    """Write attempts or snapshots as CSV with a header row; return how many rows were written."""
+    kind = Attempt if what == "attempts" else Snapshot
+    columns = list(kind.__struct_fields__)
     writer = csv.writer(out)
-    writer.writerow(fields)
-    for rec in iter_records(run):
+    writer.writerow(columns)
+    count = 0
+    for rec in records:
         if isinstance(rec, kind):
-            writer.writerow(["" if getattr(rec, f) is None else getattr(rec, f) for f in fields])
-    return 0
+            writer.writerow(["" if v is None else v for v in (getattr(rec, c) for c in columns)])
+            count += 1
+    return count
 
 
-def verify(run: Path, console: Console) -> int:
-    """Recompute every attempt's dollars; check call ids, job completions and the run headers."""
-    problems: list[str] = []
+# ---- verify ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Verification:
+    """What `verify` found: counts and every problem, each naming the line it is on."""
+
+    records: int = 0
+    attempts: int = 0
+    usd_recorded: float = 0.0
+    usd_recomputed: float = 0.0
+    problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def render(self) -> str:
+        head = (f"{self.records} records, {self.attempts} attempts, ${self.usd_recorded:.6f} recorded, "
+                f"${self.usd_recomputed:.6f} recomputed from tokens and prices")
+        lines = [("ok: " if self.ok else f"FAILED ({len(self.problems)} problems): ") + head]
+        lines += [f"  problem: {p}" for p in self.problems[:200]]
+        if len(self.problems) > 200:
+            lines.append(f"  ... and {len(self.problems) - 200} more")
+        lines += [f"  warning: {w}" for w in self.warnings]
+        return "\n".join(lines)
+
+
+def _close(a: float, b: float) -> bool:
+    return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
+
+
+def recompute(a: Attempt, price: ModelPrice) -> float:
+    """An attempt's dollars from its own tokens, by the rule its ``priced_from`` names."""
+    if a.priced_from == "billed":
+        return a.billed_usd if a.billed_usd is not None else math.nan
+    if a.priced_from == "reported":
+        if a.input_tokens is None or a.output_tokens is None:
+            return math.nan
+        usage = Usage(input_tokens=a.input_tokens, output_tokens=a.output_tokens,
+                      cached_input_tokens=a.cached_input_tokens or 0,
+                      cache_write_input_tokens=a.cache_write_input_tokens or 0)
+        return usage_cost(price, usage)
+    return (a.input_tokens_counted * price.input + a.output_tokens_counted * price.output) / 1_000_000
+
+
+def _lines(run_dir: Path, result: Verification) -> Iterator[tuple[int, Record]]:
+    """Every record with its line number; a bad line is a problem, a torn tail a warning."""
+    decoder = msgspec.json.Decoder(Record)
+    with open(ledger_path(run_dir), "rb") as f:
+        for number, line in enumerate(f, 1):
+            if not line.endswith(b"\n"):
+                result.warnings.append(f"line {number}: torn final line ({len(line)} bytes), cut on next open")
+                return
+            try:
+                yield number, decoder.decode(line)
+            except msgspec.DecodeError as exc:
+                result.problems.append(f"line {number}: not a ledger record: {exc}")
+
+
+def verify(run_dir: Path) -> Verification:
+    """Recompute every attempt's dollars and check the ledger's integrity."""
+    result = Verification()
     prices: dict[str, ModelPrice] = {}
-    seen_attempts: set[tuple[str, int]] = set()
-    done_jobs: Counter[str] = Counter()
-    n_attempts = 0
-    total = 0.0
-    try:
-        for line_no, rec in enumerate(iter_records(run), 1):
-            if isinstance(rec, RunHeader):
-                for model, price in rec.prices.items():
-                    prices[model] = msgspec.convert(price, ModelPrice)
-            elif isinstance(rec, Attempt):
-                n_attempts += 1
-                total += rec.usd
-                key = (rec.call_id, rec.attempt)
-                if key in seen_attempts:
-                    problems.append(f"record {line_no}: attempt {rec.attempt} of call {rec.call_id} appears twice")
-                seen_attempts.add(key)
-                price = prices.get(rec.model)
-                if price is None:
-                    problems.append(f"record {line_no}: no price in any run header for model {rec.model!r}")
-                    continue
-                usage = None
-                if rec.priced_from in ("reported", "billed") and rec.input_tokens is not None:
-                    usage = Usage(
-                        input_tokens=rec.input_tokens,
-                        output_tokens=rec.output_tokens or 0,
-                        cached_input_tokens=rec.cached_input_tokens or 0,
-                        billed_usd=rec.billed_usd,
-                    )
-                usd, source = attempt_cost(price, usage, rec.input_tokens_counted, rec.output_tokens_counted)
-                if source != rec.priced_from or abs(usd - rec.usd) > TOLERANCE_USD:
-                    problems.append(
-                        f"record {line_no}: call {rec.call_id} attempt {rec.attempt} says ${rec.usd:.8f} "
-                        f"({rec.priced_from}); its tokens and price give ${usd:.8f} ({source})"
-                    )
-            elif isinstance(rec, JobDone):
-                done_jobs[rec.job_id] += 1
-            elif isinstance(rec, Note) and rec.kind == "torn_line":
-                console.print(f"note: {rec.message}")
-    except LedgerError as exc:
-        problems.append(str(exc))
-    for job_id, n in done_jobs.items():
-        if n > 1:
-            problems.append(f"job {job_id} is recorded complete {n} times")
-    if not prices:
-        problems.append("no run header with prices")
-    if problems:
-        console.print(f"[red]{run}: {len(problems)} problem(s)[/]")
-        for p in problems[:50]:
-            console.print(f"  {p}")
-        if len(problems) > 50:
-            console.print(f"  … and {len(problems) - 50} more")
-        return 1
-    console.print(
-        f"[green]{run}: ok[/]: {n_attempts:,} attempts, ${total:.6f} recomputed from tokens and prices, "
-        f"{sum(done_jobs.values()):,} jobs complete once each"
-    )
-    return 0
+    seen_calls: dict[tuple[str, int], int] = {}
+    done: dict[str, tuple[int, str]] = {}
+    snapshots: list[tuple[int, Snapshot]] = []
+    per_job: dict[str, float] = defaultdict(float)
+    for number, rec in _lines(run_dir, result):
+        result.records += 1
+        if number == 1 and not isinstance(rec, RunHeader):
+            result.problems.append("line 1: the ledger does not start with a run header")
+        if isinstance(rec, RunHeader):
+            prices = _header_prices(rec, number, result)
+        elif isinstance(rec, Attempt):
+            _check_attempt(rec, number, prices, seen_calls, result)
+            per_job[rec.job_id] += rec.usd
+        elif isinstance(rec, JobDone):
+            if rec.job_id in done:
+                result.problems.append(f"line {number}: job {rec.job_id} completed twice (first on line "
+                                       f"{done[rec.job_id][0]}): its results would count twice")
+            else:
+                done[rec.job_id] = (number, rec.instance)
+        elif isinstance(rec, Snapshot):
+            snapshots.append((number, rec))
+    for number, snap in snapshots:
+        if snap.job_id in done and done[snap.job_id][1] != snap.instance:
+            continue  # an earlier, superseded execution of a job that later completed: not counted
+        if snap.job_id not in done:
+            result.warnings.append(f"line {number}: snapshot of job {snap.job_id} that never completed (ignored)")
+    if not _close(sum(per_job.values()), result.usd_recorded):
+        result.problems.append(f"per-job totals ${sum(per_job.values()):.6f} differ from the attempt total "
+                               f"${result.usd_recorded:.6f}")
+    return result
+
+
+def _header_prices(header: RunHeader, number: int, result: Verification) -> dict[str, ModelPrice]:
+    prices = {}
+    for model, raw in header.prices.items():
+        try:
+            prices[model] = msgspec.convert(raw, ModelPrice)
+        except msgspec.ValidationError as exc:
+            result.problems.append(f"line {number}: run header price of {model!r} is malformed: {exc}")
+    return prices
+
+
+def _check_attempt(a: Attempt, number: int, prices: dict[str, ModelPrice],
+                   seen: dict[tuple[str, int], int], result: Verification) -> None:
+    result.attempts += 1
+    result.usd_recorded += a.usd
+    where = f"line {number}: call {a.call_id} attempt {a.attempt} ({a.kind}, job {a.job_id})"
+    if (a.call_id, a.attempt) in seen:
+        result.problems.append(f"{where}: duplicate of line {seen[(a.call_id, a.attempt)]}: spend counted twice")
+    seen[(a.call_id, a.attempt)] = number
+    counts = (a.input_tokens, a.cached_input_tokens, a.output_tokens, a.reasoning_tokens,
+              a.input_tokens_counted, a.output_tokens_counted)
+    if any(c is not None and c < 0 for c in counts) or a.usd < 0:
+        result.problems.append(f"{where}: negative tokens or dollars")
+    price = prices.get(a.model)
+    if price is None:
+        result.problems.append(f"{where}: model {a.model!r} has no price in the run header before it")
+        return
+    expected = recompute(a, price)
+    result.usd_recomputed += 0.0 if math.isnan(expected) else expected
+    if math.isnan(expected):
+        result.problems.append(f"{where}: priced_from={a.priced_from!r} but the numbers it names are missing")
+    elif not _close(expected, a.usd):
+        result.problems.append(f"{where}: ${a.usd:.8f} recorded, ${expected:.8f} from its {a.priced_from} "
+                               f"tokens at the header's prices")
+    if a.usd == 0 and (a.input_tokens_counted or a.output_tokens_counted) and (price.input or price.output):
+        result.problems.append(f"{where}: tokens were sent but no dollars recorded")
+
+
+__all__ = ["SummaryRow", "Verification", "export_csv", "recompute", "summarise", "verify"]
