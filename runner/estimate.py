@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from runner.datasets.base import Task
     from runner.methods import MethodStrategy
 
-DEFAULT_TRACE_FRACTION = 0.5  # without history: a trace ends at half its last budget
+DEFAULT_TRACE_FRACTION = 1.0  # without history: a trace reaches its last budget (budgets sit below natural lengths)
 DEFAULT_ANSWER_FRACTION = 0.25  # without history: a forced answer uses a quarter of its cap
 LOW_ANSWER_TOKENS = 8
 LEAP_PRINCIPLES_CAP = 1024  # the pipeline's cap on the principles call
