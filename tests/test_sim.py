@@ -75,7 +75,8 @@ async def test_chat_stream_with_openai_sdk_counts_match_o200k(sim):
     assert finish == "stop" and usage is not None
     assert usage.completion_tokens_details.reasoning_tokens == len(ENC.encode_ordinary(reasoning))
     assert usage.completion_tokens == len(ENC.encode_ordinary(reasoning)) + len(ENC.encode_ordinary(content))
-    assert usage.prompt_tokens == 3 + len(ENC.encode_ordinary(aime_statement(0))) + 3
+    # OpenAI cookbook framing: 3 per message + the role ("user" is 1 token) + 3 for the reply primer
+    assert usage.prompt_tokens == 3 + 1 + len(ENC.encode_ordinary(aime_statement(0))) + 3
     assert content.startswith("Answer: ")
     assert "current answer is" in reasoning
     await sim.wait_idle()
