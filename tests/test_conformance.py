@@ -32,8 +32,6 @@ from runner.providers.registry import make_adapter
 from runner.sim import SimConfig, Simulator, open_simulator
 
 KEY = "sk-conformance-0123456789abcdef"
-# the simulator's app keys are its own business; this suite checks the wire, not aiohttp style
-pytestmark = pytest.mark.filterwarnings("ignore::aiohttp.web_exceptions.NotAppKeyWarning")
 
 
 @dataclass(frozen=True)

@@ -25,8 +25,6 @@ from runner.sim import SimConfig, Simulator, open_simulator
 openai = pytest.importorskip("openai", reason="the `openai` SDK (test extra) is not installed")
 anthropic = pytest.importorskip("anthropic", reason="the `anthropic` SDK (test extra) is not installed")
 
-pytestmark = pytest.mark.filterwarnings("ignore::aiohttp.web_exceptions.NotAppKeyWarning")
-
 KEY = "sk-fidelity-0123456789abcdef"
 PROMPT = "How many positive divisors does 2024 have?"
 
