@@ -14,6 +14,7 @@ final line, so a ledger being written can be read at any time (pandas, DuckDB, j
 from __future__ import annotations
 
 import contextlib
+import mmap
 import os
 import time
 from collections import defaultdict
@@ -73,7 +74,9 @@ class LedgerWriter:
     def __init__(self, path: Path, *, batch_records: int = 512, max_delay_s: float = 0.05) -> None:
         self.path = path
         self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        self._queue: list[bytes] = []
+        # encoded records waiting for the next batch, and how many they are
+        self._queue = bytearray()
+        self._queued = 0
         self._batch_records = batch_records
         self._max_delay_s = max_delay_s
         self._wake = anyio.Event()
@@ -88,9 +91,11 @@ class LedgerWriter:
         """Queue a record (never blocks). It is durable after the next batch's fsync."""
         if self._closed:
             raise LedgerError(f"{self.path}: append after close")
-        self._queue.append(_encoder.encode(record) + b"\n")
+        _encoder.encode_into(record, self._queue, -1)
+        self._queue.append(10)  # b"\n"
+        self._queued += 1
         self._appended += 1
-        if len(self._queue) >= self._batch_records:
+        if self._queued >= self._batch_records:
             self._wake.set()
 
     async def flush(self) -> None:
@@ -112,43 +117,48 @@ class LedgerWriter:
             with anyio.move_on_after(self._max_delay_s):
                 await self._wake.wait()
             self._wake = anyio.Event()
-            if self._queue:
-                batch, self._queue = self._queue, []
+            if self._queued:
+                batch, count = self._take()
                 try:
-                    await anyio.to_thread.run_sync(self._write, batch)
+                    await anyio.to_thread.run_sync(self._write, batch, count)
                 except OSError as exc:
                     self._failed = LedgerError(f"{self.path}: cannot write the ledger: {exc.strerror or exc}")
                     self._durable_changed.set()
                     raise self._failed from None
-                self._durable += len(batch)
+                self._durable += count
                 self._durable_changed.set()
                 self._durable_changed = anyio.Event()
 
-    def _write(self, batch: list[bytes]) -> None:
-        data = b"".join(batch)
-        view = memoryview(data)
-        while view:
-            written = os.write(self._fd, view)
-            view = view[written:]
+    def _take(self) -> tuple[bytearray, int]:
+        batch, count = self._queue, self._queued
+        self._queue, self._queued = bytearray(), 0
+        return batch, count
+
+    def _write(self, batch: bytearray, count: int) -> None:
+        # one write per batch in the usual case: a crash tears at most the last line
+        with memoryview(batch) as view:
+            while view:
+                written = os.write(self._fd, view)
+                view = view[written:]
         os.fsync(self._fd)
-        self.records_written += len(batch)
+        self.records_written += count
 
     def append_sync(self, record: Record) -> None:
         """Append and fsync now, blocking the caller: for a last record when no flush can be awaited
         (a signal handler, a cancelled scope). Records queued before it are written first, in order."""
         self.append(record)
-        batch, self._queue = self._queue, []
-        self._write(batch)
-        self._durable += len(batch)
+        batch, count = self._take()
+        self._write(batch, count)
+        self._durable += count
 
     def close_sync(self) -> None:
         """Write what is queued and close; safe to call from any shutdown path, twice."""
         if self._closed:
             return
-        if self._queue:
-            batch, self._queue = self._queue, []
-            self._write(batch)
-            self._durable += len(batch)
+        if self._queued:
+            batch, count = self._take()
+            self._write(batch, count)
+            self._durable += count
         self._closed = True
         os.close(self._fd)
 
@@ -233,44 +243,78 @@ class _LightJob(_Light, tag="job"):
     job_id: str
 
 
-class _Other(_Light, tag="snapshot"):
+class _LightSnapshot(_Light, tag="snapshot"):
     pass
 
 
-_light_decoder = msgspec.json.Decoder(_LightAttempt | _LightJob | _Other)
+# rare kinds decode in full; the frequent ones skip every field a resume does not need
+_resume_decoder = msgspec.json.Decoder(_LightAttempt | _LightJob | _LightSnapshot | RunHeader | Synthesis | Note)
+_CHUNK = 1 << 23
 
 
-def load_state(run_dir: Path) -> LedgerState:
-    """Read a ledger once and summarise it for a resume."""
-    state = LedgerState()
-    path = ledger_path(Path(run_dir))
-    if not path.exists():
-        return state
+def _whole_line_chunks(path: Path) -> Iterator[memoryview]:
+    """The file's whole lines in pieces of about `_CHUNK` bytes, straight from the page cache
+    (mmap: no copy); a torn tail is left out."""
+    with open(path, "rb") as f:
+        if os.fstat(f.fileno()).st_size == 0:
+            return
+        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+            end = mm.rfind(b"\n") + 1
+            pos = 0
+            with memoryview(mm) as view:
+                while pos < end:
+                    cut = mm.rfind(b"\n", pos, min(pos + _CHUNK, end)) + 1
+                    if cut <= pos:  # a single line longer than a chunk
+                        cut = mm.find(b"\n", pos, end) + 1
+                    with view[pos:cut] as piece:
+                        yield piece
+                    pos = cut
+
+
+def _bad_line(path: Path) -> LedgerError:
+    """The first line that is not a record (the slow way: only on the error path)."""
     with open(path, "rb") as f:
         for line_no, line in enumerate(f, 1):
             if not line.endswith(b"\n"):
                 break
-            kind = line[9:20]  # b'{"type":"' is 9 bytes: dispatch without decoding everything
             try:
-                if kind.startswith((b"attempt", b"job", b"snapshot")):
-                    rec = _light_decoder.decode(line)
-                    if isinstance(rec, _LightAttempt):
-                        state.attempts += 1
-                        state.total_usd += rec.usd
-                        state.usd_by_provider[rec.provider] += rec.usd
-                        state.usd_by_job[rec.job_id] += rec.usd
-                    elif isinstance(rec, _LightJob):
-                        state.completed_jobs.add(rec.job_id)
-                else:
-                    full = _decoder.decode(line)
-                    if isinstance(full, RunHeader):
-                        state.headers.append(full)
-                    elif isinstance(full, Synthesis):
-                        state.synthesis[full.key] = full
-                    elif isinstance(full, Note):
-                        state.notes.append(full)
+                _resume_decoder.decode(line)
             except msgspec.DecodeError as exc:
-                raise LedgerError(f"{path}:{line_no}: not a ledger record: {exc}") from None
+                return LedgerError(f"{path}:{line_no}: not a ledger record: {exc}")
+    return LedgerError(f"{path}: not a ledger")
+
+
+def load_state(run_dir: Path) -> LedgerState:
+    """Read a ledger once and summarise it for a resume (a torn final line is ignored).
+
+    Raises:
+        LedgerError: a line in the middle is not a ledger record (names file and line).
+    """
+    state = LedgerState()
+    path = ledger_path(Path(run_dir))
+    if not path.exists():
+        return state
+    usd_by_job, usd_by_provider, completed = state.usd_by_job, state.usd_by_provider, state.completed_jobs
+    for chunk in _whole_line_chunks(path):
+        try:
+            records = _resume_decoder.decode_lines(chunk)
+        except msgspec.DecodeError:
+            raise _bad_line(path) from None
+        for rec in records:
+            kind = type(rec)
+            if kind is _LightAttempt:
+                state.attempts += 1
+                state.total_usd += rec.usd
+                usd_by_provider[rec.provider] += rec.usd
+                usd_by_job[rec.job_id] += rec.usd
+            elif kind is _LightJob:
+                completed.add(rec.job_id)
+            elif kind is RunHeader:
+                state.headers.append(rec)
+            elif kind is Synthesis:
+                state.synthesis[rec.key] = rec
+            elif kind is Note:
+                state.notes.append(rec)
     return state
 
 
