@@ -3,9 +3,12 @@
 The simulator runs in its own process (``anytime sim --chunk-tokens 4 --time-scale S``), with no
 rate limits; each client runs in its own process too, so its CPU time and peak RSS are its own:
 
-- ``ours``: the lane's path: `LaneLimiter` admission, `OpenAIChatAdapter` (aiohttp, bytes-level
-  SSE, msgspec), every reasoning chunk fed to a `TraceConsumer` (budget snapshots at
-  64/128/256/512 tokens through `runner.tokens.BudgetTokenizer`), reservation settled;
+- ``lane`` (ours, the default): the scheduler's `runner.scheduler.Lane` (spend guard, `LaneLimiter`
+  admission, `OpenAIChatAdapter` on aiohttp with bytes-level SSE and msgspec, timeouts, an
+  `Attempt` record per call into a no-op sink) with every reasoning chunk fed to a
+  `TraceConsumer` (budget snapshots at 64/128/256/512 tokens through
+  `runner.tokens.BudgetTokenizer`);
+- ``direct`` (ours, without the lane): the same limiter, adapter and consumer driven by hand;
 - ``openai``: the official SDK: `AsyncOpenAI` + `asyncio.Semaphore`, connection pool opened to the
   same concurrency, no tokenizing.
 
@@ -63,7 +66,80 @@ class Meter:
         self.first_error = self.first_error or f"{type(exc).__name__}: {exc}"[:200]
 
 
-async def client_ours(base_url: str, n: int, tokens: int, m: Meter) -> None:
+async def client_lane(base_url: str, n: int, tokens: int, m: Meter) -> None:
+    """The scheduler's `Lane`: spend guard, limiter, adapter, timeouts, one ledger record per call."""
+    import aiohttp
+    import anyio
+
+    from runner.consumers import TraceConsumer
+    from runner.encodings import get_encoding
+    from runner.errors import ProviderError
+    from runner.limits import LaneLimiter
+    from runner.pricing import ModelPrice
+    from runner.providers.base import ChatRequest, Message
+    from runner.providers.openai_chat import OpenAIChatAdapter
+    from runner.retry import RetryPolicy
+    from runner.scheduler import CallSpec, Lane
+    from runner.spend import SpendGuard
+
+    enc = get_encoding("o200k_base")
+    price = ModelPrice(input=2.0, output=8.0)
+
+    class Sink:
+        def append(self, record: object) -> None:
+            pass
+
+    class Counting(TraceConsumer):
+        entered = False
+
+        def on_reasoning(self, text: str) -> bool:
+            if not self.entered:
+                self.entered = True
+                m.enter()
+            m.chunks += 1
+            return super().on_reasoning(text)
+
+    async def one(lane: Lane, i: int) -> None:
+        text = PROMPT.format(i=i, n=1000 + i)
+        request = ChatRequest(model=MODEL, messages=(Message("user", text),), max_output_tokens=tokens)
+        spec = CallSpec(job_id=f"s{i}", kind="trace", model=MODEL, request=request,
+                        prompt_tokens=len(enc.encode_ordinary(text)) + 9, price=price)
+        made: list[Counting] = []
+
+        def make() -> Counting:
+            made.append(Counting(enc, BUDGETS, "reasoning"))
+            return made[-1]
+
+        try:
+            result = await lane.call(spec, make)
+            consumer = result.consumer
+            assert isinstance(consumer, Counting)
+            counted = consumer.output_tokens_counted()[0]
+            if len(consumer.cuts) != len(BUDGETS) or counted != tokens:
+                raise RuntimeError(f"stream {i}: {counted} tokens, cuts at {sorted(consumer.cuts)}")
+            m.done += 1
+        except (ProviderError, RuntimeError) as exc:
+            m.fail(exc)
+        finally:
+            if any(c.entered for c in made):
+                m.in_flight -= 1
+
+    connector = aiohttp.TCPConnector(limit=n, limit_per_host=n)
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=60)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        lane = Lane(
+            name="sim", adapter=OpenAIChatAdapter(f"{base_url}/v1", "bench-lane", provider="sim"),
+            limiter=LaneLimiter(rpm=None, tpm=None, max_concurrency=n), policy=RetryPolicy(max_attempts=1),
+            session=session, ledger=Sink(), spend=SpendGuard(None, {}), first_token_timeout=300.0,
+            idle_timeout=300.0, total_timeout=900.0,
+        )
+        async with anyio.create_task_group() as tg:
+            for i in range(n):
+                tg.start_soon(one, lane, i)
+
+
+async def client_direct(base_url: str, n: int, tokens: int, m: Meter) -> None:
+    """The adapter + limiter + consumer without the lane (what the lane itself costs is the rest)."""
     import aiohttp
     import anyio
 
@@ -155,14 +231,15 @@ async def client_openai(base_url: str, n: int, tokens: int, m: Meter) -> None:
 def run_client(which: str, base_url: str, n: int, tokens: int) -> dict[str, object]:
     """Run one client in this process; return its own figures."""
     m = Meter()
-    if which == "ours":
+    if which in ("lane", "direct"):
         import anyio
 
+        import runner.scheduler  # noqa: F401  (the import's cost stays out of the measured phase)
         from runner.encodings import get_encoding
 
         get_encoding("o200k_base")  # load the ranks before the measured phase
         rss0, cpu0, t0 = rss_kb(), cpu_s(), time.perf_counter()
-        anyio.run(client_ours, base_url, n, tokens, m)
+        anyio.run(client_lane if which == "lane" else client_direct, base_url, n, tokens, m)
     else:
         import openai  # noqa: F401  (the import's cost stays out of the measured phase)
 
@@ -184,7 +261,7 @@ def main() -> int:
     parser.add_argument("--streams", type=int, default=5000)
     parser.add_argument("--tokens", type=int, default=512)
     parser.add_argument("--time-scale", type=float, default=10.0, help="the simulator's (1 = real speed)")
-    parser.add_argument("--clients", default="ours,openai")
+    parser.add_argument("--clients", default="lane,openai", help="any of lane, direct, openai")
     parser.add_argument("--client", help=argparse.SUPPRESS)  # internal: run one client here
     parser.add_argument("--base-url", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -225,7 +302,7 @@ def main() -> int:
             + (f"  first error: {r['first_error']}" if r["errors"] else ""),
             flush=True,
         )
-    ours = results.get("ours", {})
+    ours = results.get("lane") or results.get("direct") or {}
     fields: dict[str, object] = {
         "streams": args.streams, "errors": ours.get("errors"),
         "peak_in_flight": ours.get("peak_in_flight"),
@@ -237,6 +314,7 @@ def main() -> int:
         ratio = float(sdk["cpu_us_per_chunk"]) / float(ours["cpu_us_per_chunk"])
         fields["cpu_ratio_vs_openai"] = round(ratio, 2)
         fields |= {
+            "ours": "lane" if "lane" in results else "direct",
             "openai_errors": sdk["errors"], "openai_cpu_us_per_chunk": sdk["cpu_us_per_chunk"],
             "openai_rss_kb_per_stream": sdk["rss_kb_per_stream"],
         }
