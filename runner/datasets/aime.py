@@ -17,7 +17,12 @@ from runner.datasets.base import Grade, Problem, Rendered, Task
 from runner.errors import DatasetError
 
 # explicit statements of a final answer; the value follows the match
-_MARKERS = re.compile(r"\banswer\b[^0-9\n]{0,40}?(?P<num>-?\d[\d,]*)", re.IGNORECASE)
+# "answer" then only linking words and wrappers before the number: "answer from step 3" is not one
+_MARKERS = re.compile(
+    r"\banswer\b(?:\s+(?:is|was|would be|should be|of))?\s*(?:\*\*)?\s*[:=]?"
+    r"(?:\*\*|\$|\\\(|\\\[|\s)*(?P<num>-?\d[\d,]*)",
+    re.IGNORECASE,
+)
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
 _ANY_INT = re.compile(r"-?\d+")
 
