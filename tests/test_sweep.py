@@ -147,16 +147,6 @@ def test_retries_through_faults(tmp_path: Path) -> None:
     assert max(call_attempts.values()) >= 2
 
 
-def test_rate_limits_learned_from_429s(tmp_path: Path) -> None:
-    # the lane is given no limits: it must learn them from the simulator's headers and 429s
-    path = manifest(tmp_path, limit=6, sim_extra="rpm = 60\ntpm = 2000000\n")
-    assert run(path) == 0
-    attempts = [r for r in records(tmp_path) if isinstance(r, Attempt)]
-    limited = [a for a in attempts if a.http_status == 429]
-    assert all(a.error_class == "rate_limit" for a in limited)
-    assert len([r for r in records(tmp_path) if isinstance(r, JobDone)]) == 12
-
-
 def test_spend_cap_is_never_exceeded(tmp_path: Path) -> None:
     path = manifest(tmp_path, limit=10, run_extra="max_usd = 0.0005")
     assert run(path) == 3  # stopped by the cap
