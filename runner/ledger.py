@@ -229,7 +229,7 @@ class LedgerState:
         return {j for j in self.usd_by_job if j not in self.completed_jobs and not j.startswith("synthesis:")}
 
 
-class _Light(msgspec.Struct, tag_field="type", kw_only=True):
+class _Light(msgspec.Struct, tag_field="type", kw_only=True, gc=False):
     """Just the fields a resume needs: decoding 1M lines must take seconds, not minutes."""
 
 
@@ -295,6 +295,7 @@ def load_state(run_dir: Path) -> LedgerState:
     if not path.exists():
         return state
     usd_by_job, usd_by_provider, completed = state.usd_by_job, state.usd_by_provider, state.completed_jobs
+    total, attempts = 0.0, 0  # locals: this loop runs once per line of a million-line ledger
     for chunk in _whole_line_chunks(path):
         try:
             records = _resume_decoder.decode_lines(chunk)
@@ -303,10 +304,11 @@ def load_state(run_dir: Path) -> LedgerState:
         for rec in records:
             kind = type(rec)
             if kind is _LightAttempt:
-                state.attempts += 1
-                state.total_usd += rec.usd
-                usd_by_provider[rec.provider] += rec.usd
-                usd_by_job[rec.job_id] += rec.usd
+                usd = rec.usd
+                attempts += 1
+                total += usd
+                usd_by_provider[rec.provider] += usd
+                usd_by_job[rec.job_id] += usd
             elif kind is _LightJob:
                 completed.add(rec.job_id)
             elif kind is RunHeader:
@@ -315,6 +317,7 @@ def load_state(run_dir: Path) -> LedgerState:
                 state.synthesis[rec.key] = rec
             elif kind is Note:
                 state.notes.append(rec)
+    state.total_usd, state.attempts = total, attempts
     return state
 
 
