@@ -1,16 +1,31 @@
 r"""Exact, linear-time incremental tokenization of a streamed trace, with a cut at every budget.
 
 tiktoken splits text into pieces with its encoding's regex, then applies BPE inside each piece;
-tokens never cross pieces. So once a piece can no longer change, its tokens are final. Only the
-last few pieces of the text seen so far can still change when more text arrives (a letter run can
-grow, a whitespace run can split differently, a digit group can fill up, a contraction can attach),
-so we keep `_GUARD` trailing pieces uncommitted and BPE each committed stretch exactly once. A
-committed stretch always ends on a non-whitespace piece: whitespace is the only piece whose split
-depends on what follows it (`\s++$`, `\s+(?!\S)`), and a stretch is encoded on its own.
+tokens never cross pieces. So the tokens of a prefix that ends on a piece boundary are final once
+no later text can move that boundary, and that prefix can be encoded once, on its own. We find
+such boundaries two ways:
 
-Work is skipped while no budget can possibly be crossed: a token is at least one UTF-8 byte, so
-``committed tokens + bytes of uncommitted text < next budget`` proves no cut is final yet. This is
-what makes one-token chunks cheap: most chunks cost one length check.
+* **Hard boundaries**, which no later text and no Unicode table can move: after an ASCII letter
+  followed by an ASCII character that is neither a letter nor an apostrophe, after an ASCII digit
+  followed by an ASCII non-digit, and after a newline followed by an ASCII letter or digit. No
+  piece of either encoding's regex runs across those pairs, and matching stops on the second
+  character, so nothing after it is ever looked at. In prose and code they occur every word.
+* **Regex pieces** past the last hard boundary: the text after it is split with the encoding's
+  own regex and all but the last `_GUARD` pieces are final (more text can only grow a letter run,
+  fill a digit group, attach a contraction or re-split a whitespace run at the very end), and a
+  committed stretch never ends on a whitespace piece, whose split depends on what follows it.
+
+The regex pieces come from the ``regex`` module, whose Unicode tables are newer than the ones
+compiled into tiktoken (Unicode 16.0 for tiktoken 0.14): a letter assigned since (a CJK extension
+ideograph, say) is a letter to one and unassigned to the other, and the two split differently
+around it. So the regex route is skipped whenever the text past the last hard boundary holds a
+code point unassigned in Python's own ``unicodedata`` (or a lone surrogate); the trace then
+commits at hard boundaries only. That stays exact while Python's Unicode version is not newer
+than tiktoken's (3.11: 14.0; 3.14: 16.0); the tests check it.
+
+Work is skipped while no budget can possibly be crossed: a token holds at least one UTF-8 byte,
+so ``final tokens + bytes not yet encoded < next budget`` proves no cut is final yet. Most chunks
+cost one append and one subtraction; the text is split and encoded about once in total.
 
 The cut rule: the cut at budget b is the decoded bytes of the first b tokens of the whole trace.
 When the b-th token ends inside a multi-byte character (byte-level BPE can split one), the
@@ -21,8 +36,11 @@ U+FFFD replacement character(s); everywhere else the two are identical.
 
 from __future__ import annotations
 
-import itertools
+import re
+import unicodedata
 from collections.abc import Sequence
+from functools import cache
+from itertools import pairwise
 
 import msgspec
 import regex
@@ -32,20 +50,52 @@ from runner.providers.base import Message
 
 # trailing regex pieces kept uncommitted: more text can only change the last pieces' split
 _GUARD = 3
+# the last hard boundary (see the module docstring) is the end of the last match of this
+# reverse search; the lookaheads keep the second character out of the match
+_HARD = regex.compile(
+    r"(?r)[A-Za-z](?=[\x00-\x26\x28-\x40\x5b-\x60\x7b-\x7f])|[0-9](?=[\x00-\x2f\x3a-\x7f])|\n(?=[A-Za-z0-9])"
+)
 _WHITESPACE = regex.compile(r"\s+")
+_NON_ASCII = re.compile(r"[^\x00-\x7f]+")
+_NEVER = 1 << 62  # slack once every cut is out: feed only appends
 
 
 class Cut(msgspec.Struct, frozen=True):
-    """The trace at one budget."""
+    """The trace at one budget.
+
+    Attributes:
+        budget: the budget this cut is for.
+        text: the decoded first ``tokens`` tokens, without a trailing partial character.
+        tokens: the budget, or fewer when the whole trace is shorter.
+    """
 
     budget: int
     text: str
-    tokens: int  # == budget, or fewer when the trace ended before the budget
+    tokens: int
+
+
+@cache
+def _splitter(pattern: str) -> regex.Pattern[str]:
+    return regex.compile(pattern)
+
+
+def _unsure_at_or_after(text: str, start: int) -> bool:
+    """Whether a code point whose class tiktoken may see differently (one unassigned in Python's
+    Unicode, or a surrogate) occurs in ``text[start:]``."""
+    for run in _NON_ASCII.findall(text, start):
+        for char in run:
+            if unicodedata.category(char) in ("Cn", "Cs"):
+                return True
+    return False
+
+
+def _utf8_len(text: str) -> int:
+    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
 
 
 def _decode_prefix(encoding: tiktoken.Encoding, tokens: Sequence[int]) -> str:
     data = encoding.decode_bytes(list(tokens))
-    return data.decode("utf-8", errors="ignore") if _ends_mid_char(data) else data.decode("utf-8", "replace")
+    return data.decode("utf-8", "ignore") if _ends_mid_char(data) else data.decode("utf-8", "replace")
 
 
 def _ends_mid_char(data: bytes) -> bool:
@@ -61,26 +111,30 @@ def _ends_mid_char(data: bytes) -> bool:
 class BudgetTokenizer:
     """Counts a streamed text's tokens exactly and cuts it at every budget.
 
+    Feed it the text as it streams; each cut is returned by the `feed` call after which its
+    tokens can no longer change, and `finish` returns the rest.
+
     Args:
         encoding: the tiktoken encoding of the model.
         budgets: strictly increasing positive token budgets.
+
+    Raises:
+        ValueError: the budgets are empty, not positive or not strictly increasing.
     """
 
     def __init__(self, encoding: tiktoken.Encoding, budgets: Sequence[int]) -> None:
-        if (
-            not budgets
-            or any(b <= 0 for b in budgets)
-            or any(b2 <= b1 for b1, b2 in itertools.pairwise(budgets))
-        ):
-            raise ValueError(f"budgets must be strictly increasing positive integers, got {list(budgets)}")
+        budgets = list(budgets)
+        if not budgets or budgets[0] <= 0 or any(b2 <= b1 for b1, b2 in pairwise(budgets)):
+            raise ValueError(f"budgets must be strictly increasing positive integers, got {budgets}")
         self._encoding = encoding
-        self._pattern = regex.compile(encoding._pat_str)
-        self._budgets = list(budgets)
+        self._split = _splitter(encoding._pat_str)
+        self._budgets = budgets
         self._next = 0  # index of the first budget without a cut yet
-        self._committed: list[str] = []  # committed text, in stretches
+        self._committed: list[str] = []  # text whose tokens are final, in stretches
         self._committed_tokens = 0
-        self._pending = ""  # text not yet committed (the guard pieces and anything unprocessed)
-        self._pending_bytes = 0
+        self._chunks: list[str] = []  # text fed since, not yet encoded
+        # bytes that may still arrive before the next budget could be crossed
+        self._slack = budgets[0]
         self._finished = False
 
     @property
@@ -96,60 +150,72 @@ class BudgetTokenizer:
     @property
     def text(self) -> str:
         """All text fed so far."""
-        return "".join(self._committed) + self._pending
+        return "".join(self._committed) + "".join(self._chunks)
 
     def feed(self, text: str) -> list[Cut]:
-        """Add a chunk; return the cuts that became final because of it, in budget order."""
+        """Add a chunk; return the cuts that became final because of it, in budget order.
+
+        Raises:
+            RuntimeError: the stream was already finished.
+        """
         if self._finished:
-            raise RuntimeError("feed() after finish()")
-        if not text:
-            return []
-        self._pending += text
-        self._pending_bytes += len(text.encode("utf-8")) if not text.isascii() else len(text)
-        if self.done or self._committed_tokens + self._pending_bytes < self._budgets[self._next]:
+            raise RuntimeError("BudgetTokenizer.feed() called after finish()")
+        self._chunks.append(text)
+        self._slack -= len(text) if text.isascii() else _utf8_len(text)
+        if self._slack > 0:
             return []  # no budget can be crossed yet: not even worth splitting
-        return self._process(final=False)
+        return self._advance()
 
     def finish(self) -> list[Cut]:
-        """The stream ended: commit everything; budgets past the end get the whole text."""
+        """The stream ended: every remaining cut, in budget order (budgets past the end get the whole text)."""
         if self._finished:
             return []
-        cuts = self._process(final=True) if self._pending else []
         self._finished = True
+        pending = "".join(self._chunks)
+        self._chunks = []
+        cuts = self._commit(pending) if pending else []
         whole = "".join(self._committed)
         while not self.done:
             cuts.append(Cut(budget=self._budgets[self._next], text=whole, tokens=self._committed_tokens))
             self._next += 1
         return cuts
 
-    def _process(self, *, final: bool) -> list[Cut]:
-        if final:
-            stretch, rest = self._pending, ""
-        else:
-            pieces = [(m.start(), m.end()) for m in self._pattern.finditer(self._pending)]
-            first_kept = len(pieces) - _GUARD
-            # a stretch is encoded on its own, where a trailing whitespace piece would meet `$` or
-            # `(?!\S)` instead of the text after it: end every stretch on a non-whitespace piece
-            while first_kept > 0 and _WHITESPACE.fullmatch(self._pending, *pieces[first_kept - 1]):
-                first_kept -= 1
-            if first_kept <= 0:
-                return []
-            cut_at = pieces[first_kept][0]
-            stretch, rest = self._pending[:cut_at], self._pending[cut_at:]
+    def _advance(self) -> list[Cut]:
+        pending = "".join(self._chunks)
+        end = self._final_end(pending)
+        cuts = self._commit(pending[:end]) if end else []
+        rest = pending[end:]
+        self._chunks = [rest] if rest else []
+        self._slack = (
+            _NEVER if self.done else self._budgets[self._next] - self._committed_tokens - _utf8_len(rest)
+        )
+        return cuts
+
+    def _final_end(self, pending: str) -> int:
+        """How much of the pending text has final tokens (an index into it; 0 for none)."""
+        hard = _HARD.search(pending)
+        start = hard.end() if hard else 0  # the uncommitted text starts on a boundary too
+        if not pending.isascii() and _unsure_at_or_after(pending, start):
+            return start
+        starts = [match.start() for match in self._split.finditer(pending, start)]
+        kept = len(starts) - _GUARD
+        # a stretch is encoded on its own, where a trailing whitespace piece would meet the end
+        # of the text instead of what follows it: end every stretch on a non-whitespace piece
+        while kept > 0 and _WHITESPACE.fullmatch(pending, starts[kept - 1], starts[kept]):
+            kept -= 1
+        return starts[kept] if kept > 0 else start
+
+    def _commit(self, stretch: str) -> list[Cut]:
         tokens = self._encoding.encode_ordinary(stretch)
-        cuts: list[Cut] = []
         base = self._committed_tokens
+        cuts: list[Cut] = []
         while not self.done and self._budgets[self._next] <= base + len(tokens):
             budget = self._budgets[self._next]
-            prefix = "".join(self._committed) if self._committed else ""
-            cuts.append(
-                Cut(budget=budget, text=prefix + _decode_prefix(self._encoding, tokens[: budget - base]), tokens=budget)
-            )
+            head = _decode_prefix(self._encoding, tokens[: budget - base])
+            cuts.append(Cut(budget=budget, text="".join(self._committed) + head, tokens=budget))
             self._next += 1
         self._committed.append(stretch)
         self._committed_tokens += len(tokens)
-        self._pending = rest
-        self._pending_bytes = len(rest.encode("utf-8"))
         return cuts
 
 
@@ -162,5 +228,5 @@ def count_chat_tokens(encoding: tiktoken.Encoding, messages: Sequence[Message]) 
     """Prompt tokens of a chat request: OpenAI's framing of 3 per message and 3 for the reply."""
     total = 3
     for message in messages:
-        total += 3 + len(encoding.encode_ordinary(message.role)) + len(encoding.encode_ordinary(message.content))
+        total += 3 + count_tokens(encoding, message.role) + count_tokens(encoding, message.content)
     return total
