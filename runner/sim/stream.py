@@ -165,6 +165,11 @@ class EventWriter:
             # yield so each piece leaves in its own write instead of being coalesced
             await asyncio.sleep(0)
 
+    @property
+    def pending(self) -> int:
+        """Events held in the batch, not yet written."""
+        return len(self._pending)
+
     async def flush(self) -> None:
         if self._pending:
             data = b"".join(self._pending)
@@ -193,10 +198,18 @@ async def drive(
     """
     strike = int(len(items) * call.fault.at) if call.fault.kind in MID_STREAM else -1
     done = 0
+    owed: list[Piece] = []  # written into the batch, not yet onto the socket
+
+    def settle() -> None:
+        for piece in owed:
+            call.served(piece.kind, piece.billed)
+        owed.clear()
+
     writer.batch = True
     for i, piece in enumerate(items):
         if i == strike:
             await writer.flush()
+            settle()
             writer.batch = False
             kind = call.fault.kind
             if kind == "drop":
@@ -216,9 +229,13 @@ async def drive(
         delay = call.pacer.delay(done)
         if delay > 0.001:
             await writer.flush()
+            settle()
             await asyncio.sleep(delay)
         await emit(piece)
-        call.served(piece.kind, piece.billed)
+        owed.append(piece)
+        if not writer.pending:
+            settle()
     writer.batch = False
     await writer.flush()
+    settle()
     return True

@@ -163,8 +163,10 @@ class TraceModel:
     def count_prompt(self, messages: Sequence[tuple[str, str]]) -> int:
         """Prompt tokens: roles and contents with OpenAI's 3-token framing, plus the reply primer."""
         return (
-            sum(3 + len(self.encoding.encode_ordinary(role)) + len(self.encoding.encode_ordinary(text))
-                for role, text in messages)
+            sum(
+                3 + len(self.encoding.encode_ordinary(role)) + len(self.encoding.encode_ordinary(text))
+                for role, text in messages
+            )
             + 3
         )
 
