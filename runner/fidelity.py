@@ -3,8 +3,8 @@
 - ``raw``: reasoning text streams as generated (grok-3-mini, DeepSeek-R1, gpt-oss, vLLM/SGLang
   reasoning models): snapshots are exact prefixes of the reasoning.
 - ``content``: non-reasoning models; the chain of thought is the answer text itself.
-- ``summarised``: Claude 4 thinking streams a summary; snapshots cut the summary while billing
-  counts the hidden thinking.
+- ``summarised``: Claude 4 thinking and Gemini 2.5 thoughts stream a summary; snapshots cut the
+  summary while billing counts the hidden thinking.
 - ``hidden``: OpenAI o-series / gpt-5 via Chat Completions: nothing to cut, so one call per budget
   with the output cap set to the budget.
 """
@@ -19,7 +19,8 @@ _RULES: tuple[tuple[str, str], ...] = (
     (r"^(o1|o3|o4)(-|$)|^gpt-5", "hidden"),
     # Claude 3.7 streams its full thinking; Claude 4 models stream a summary
     (r"grok-3-mini|grok-4|deepseek-reasoner|deepseek-r1|gpt-oss|qwq|qwen3|reasoner|claude-3-7", "raw"),
-    (r"claude-(sonnet|opus|haiku)-4|claude-.*-4-", "summarised"),
+    # Claude 4 and Gemini 2.5 stream thought summaries, not the thinking itself
+    (r"claude-(sonnet|opus|haiku)-4|claude-.*-4-|gemini-2\.5|gemini-3", "summarised"),
 )
 
 
@@ -32,7 +33,7 @@ def default_fidelity(model_id: str, sim_reasoning: bool | None = None, sim_profi
     if sim_profile is not None:
         if sim_profile == "openai_hidden":
             return "hidden"
-        if sim_profile == "anthropic" and sim_reasoning:
+        if sim_profile in ("anthropic", "gemini") and sim_reasoning:
             return "summarised"
         return "raw" if sim_reasoning else "content"
     lowered = model_id.lower()

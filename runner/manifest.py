@@ -34,6 +34,8 @@ ProviderKind = Literal[
     "gemini",
 ]
 Fidelity = Literal["raw", "content", "summarised", "hidden"]
+# the simulator, local llama.cpp servers and self-hosted OpenAI-compatible servers may have no key
+KEYLESS_KINDS = frozenset({"sim", "llamacpp", "openai_compatible"})
 DatasetKind = Literal["aime", "gpqa", "trip", "meeting", "calendar"]
 MethodKind = Literal["cot", "pdp", "pdp_plus", "leap"]
 
@@ -326,7 +328,8 @@ def _check_references(m: Manifest, source: str) -> None:
                 known = ", ".join(sorted(known_names))
                 raise ManifestError(source, f"sweep.{table}[{i}]", f"unknown {table[:-1]} {item!r} (known: {known})")
     for name, provider in m.providers.items():
-        if provider.kind != "sim" and provider.kind != "llamacpp" and provider.api_key_env is None:
+        keyless = provider.kind in KEYLESS_KINDS or (provider.base_url or "").startswith("sim://")
+        if not keyless and provider.api_key_env is None:
             raise ManifestError(
                 source,
                 f"providers.{name}.api_key_env",
