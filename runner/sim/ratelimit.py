@@ -104,11 +104,13 @@ class RateLimiter:
             tokens.level -= token_cost
         return Admission(ok=True, state=self._state(requests, tokens))
 
-    def refund(self, api_key: str, unused_tokens: int) -> None:
+    def refund(self, api_key: str, unused_tokens: int, requests: int = 0) -> None:
         """Give back the part of an admitted request's charge it did not use."""
-        _, tokens = self._buckets(api_key)
+        request_bucket, tokens = self._buckets(api_key)
         if tokens is not None and unused_tokens > 0:
             tokens.level = min(float(tokens.limit), tokens.level + unused_tokens)
+        if request_bucket is not None and requests > 0:
+            request_bucket.level = min(float(request_bucket.limit), request_bucket.level + requests)
 
     @staticmethod
     def _state(requests: Bucket | None, tokens: Bucket | None) -> LimitState:

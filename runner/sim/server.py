@@ -230,6 +230,8 @@ class Simulator:
             await asyncio.sleep(fault.stall_s)
         if not admission.ok or fault.kind == "rate_limit":
             stats.rate_limited += 1
+            if admission.ok:  # an injected 429: the request was never served, so it costs nothing
+                self.limiter.refund(key, cost, requests=1)
             raise Reject(errors.rate_limited(model.name, admission, cost))
         if fault.kind in BEFORE_STREAM and fault.kind != "stall_first":
             stats.faults[fault.kind] = stats.faults.get(fault.kind, 0) + 1
