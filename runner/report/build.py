@@ -1,4 +1,4 @@
-"""`anytime report RUN [RUN ...]`: quality per budget, Anytime Index and dollars, from the ledger alone.
+"""Building the report from run folders: the ledger alone decides what counts and what was paid.
 
 What counts:
 - snapshots only of the execution a `JobDone` names (``job_id`` and ``instance``): a crashed
@@ -7,13 +7,10 @@ What counts:
 - synthesis attempts (PDP / LEAP) are charged to their (model, dataset, method) through the
   `Synthesis` record's key, reported in total and amortised per evaluated problem.
 
-Outputs: rich tables (`print_report`), and `report.json`, `report.md`, `anytime.png` in the run
-folder (`write_report`). The plot needs the optional extra ``plot`` (matplotlib).
 """
 
 from __future__ import annotations
 
-import argparse
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -21,7 +18,7 @@ from typing import Any
 
 import msgspec
 
-from runner.anytime import CurveSummary, Difference, Interval, Mode, paired_difference, summarize
+from runner.anytime import CurveSummary, Difference, Mode, paired_difference, summarize
 from runner.errors import LedgerError
 from runner.records import Attempt, JobDone, Record, RunHeader, Snapshot, Synthesis
 
@@ -81,12 +78,9 @@ class Report(msgspec.Struct, kw_only=True):
     compare: bool = False
 
     def __rich__(self) -> Any:
-        from rich.console import Group
+        from runner.report.render import rich_report
 
-        parts: list[Any] = [_run_tables(run) for run in self.runs]
-        if self.compare and len(self.runs) > 1:
-            parts.append(_compare_table(self.runs))
-        return Group(*parts)
+        return rich_report(self)
 
 
 # --- reading a ledger -------------------------------------------------------------------------
@@ -318,287 +312,3 @@ def _differences(
                     )
                 )
     return out
-
-
-# --- rendering --------------------------------------------------------------------------------
-
-
-def _pct(value: float | None) -> str:
-    return "—" if value is None else f"{100 * value:.1f}"
-
-
-def _ci(interval: Interval, scale: float = 1.0) -> str:
-    if interval.lo is None or interval.hi is None:
-        return f"{scale * interval.value:.1f}"
-    return f"{scale * interval.value:.1f} [{scale * interval.lo:.1f}, {scale * interval.hi:.1f}]"
-
-
-def _usd(value: float | None) -> str:
-    if value is None:
-        return "—"
-    return f"${value:.4f}" if value < 1 else f"${value:,.2f}"
-
-
-def _budget_header(budget: int) -> str:
-    return f"{budget // 1024}k" if budget >= 1024 and budget % 1024 == 0 else str(budget)
-
-
-def _datasets(run: RunReport) -> list[str]:
-    return sorted({cell.dataset for cell in run.cells})
-
-
-def _compact(n: int) -> str:
-    return f"{n / 1e6:.1f}M" if n >= 1e6 else f"{n / 1e3:.0f}k" if n >= 1e4 else str(n)
-
-
-def quality_rows(run: RunReport, dataset: str) -> tuple[list[str], list[list[str]]]:
-    """Quality x100 at each budget, on the full trace, and the Anytime Index, for one dataset."""
-    cells = [c for c in run.cells if c.dataset == dataset]
-    budgets = sorted({b for cell in cells for b in cell.summary.budgets})
-    with_exact = any(c.exact_final is not None for c in cells)
-    header = ["model", "method", "n", *map(_budget_header, budgets), "full", "AI", "AI 95% CI"]
-    header += ["exact (last/full)"] if with_exact else []
-    rows = []
-    for cell in cells:
-        at = dict(zip(cell.summary.budgets, cell.summary.quality, strict=True))
-        ai = cell.summary.anytime_index
-        row = [
-            cell.model,
-            cell.method,
-            str(cell.summary.problems),
-            *(_pct(at.get(b)) for b in budgets),
-            _pct(cell.summary.full.value if cell.summary.full else None),
-            f"{ai.value:.1f}",
-            "—" if ai.lo is None else f"{ai.lo:.1f}–{ai.hi:.1f}",
-        ]
-        if with_exact:
-            row.append(
-                "—" if cell.exact_final is None else f"{_pct(cell.exact_final)}/{_pct(cell.exact_full)}"
-            )
-        rows.append(row)
-    return header, rows
-
-
-def cost_rows(run: RunReport, dataset: str) -> tuple[list[str], list[list[str]]]:
-    """Dollars, tokens, calls and measurement labels for one dataset."""
-    header = [
-        "model",
-        "method",
-        "$ total",
-        "$/problem",
-        "synthesis $ (/problem)",
-        "$/AI pt",
-        "tokens in/out",
-        "calls (retries)",
-        "fidelity",
-        "counted/billed",
-    ]
-    rows = []
-    for cell in (c for c in run.cells if c.dataset == dataset):
-        rows.append(
-            [
-                cell.model,
-                cell.method,
-                _usd(cell.usd_total),
-                _usd(cell.usd_per_problem),
-                "—"
-                if not cell.usd_synthesis
-                else f"{_usd(cell.usd_synthesis)} ({_usd(cell.synthesis_per_problem)})",
-                _usd(cell.usd_per_ai_point),
-                f"{_compact(cell.input_tokens)}/{_compact(cell.output_tokens)}",
-                f"{cell.calls} ({cell.retries})",
-                cell.fidelity + ("*" if cell.approximate_tokens else ""),
-                "—" if cell.counted_to_billed is None else f"{cell.counted_to_billed:.3f}",
-            ]
-        )
-    return header, rows
-
-
-def difference_rows(run: RunReport, dataset: str) -> tuple[list[str], list[list[str]]]:
-    """Paired differences against the baseline, in points, with 95% bootstrap intervals."""
-    header = ["model", "method − baseline", "n", "Δ AI", "Δ AI 95% CI", "Δ final", "Δ final 95% CI"]
-    rows = []
-    for p in (p for p in run.differences if p.dataset == dataset):
-        ai, final = p.difference.anytime_index, p.difference.final
-        rows.append(
-            [
-                p.model,
-                f"{p.method} − {p.baseline}",
-                str(p.difference.problems),
-                f"{ai.value:+.1f}",
-                "—" if ai.lo is None else f"{ai.lo:+.1f} to {ai.hi:+.1f}",
-                f"{100 * final.value:+.1f}",
-                "—" if final.lo is None else f"{100 * final.lo:+.1f} to {100 * final.hi:+.1f}",
-            ]
-        )
-    return header, rows
-
-
-def _table(title: str, header: list[str], rows: list[list[str]]) -> Any:
-    from rich.table import Table
-
-    table = Table(title=title, title_justify="left")
-    for i, column in enumerate(header):
-        table.add_column(
-            column, justify="left" if i < 2 or column == "fidelity" else "right", no_wrap=i < 2
-        )
-    for row in rows:
-        table.add_row(*row)
-    return table
-
-
-def _run_tables(run: RunReport) -> Any:
-    from rich.console import Group
-    from rich.text import Text
-
-    parts: list[Any] = []
-    for dataset in _datasets(run):
-        parts.append(
-            _table(f"{run.name} · {dataset}: quality x100 per budget", *quality_rows(run, dataset))
-        )
-        parts.append(_table(f"{run.name} · {dataset}: cost", *cost_rows(run, dataset)))
-        if any(p.dataset == dataset for p in run.differences):
-            parts.append(
-                _table(
-                    f"{run.name} · {dataset}: paired differences (points)",
-                    *difference_rows(run, dataset),
-                )
-            )
-    parts.append(Text(_footer(run), style="dim"))
-    return Group(*parts)
-
-
-def _footer(run: RunReport) -> str:
-    text = (
-        f"{run.jobs_done} jobs done; spend {_usd(run.usd_total)} in all"
-        f" (of which {_usd(run.usd_unattributed)} on unfinished jobs). Anytime Index mode: {run.mode}; "
-        "intervals: 95% bootstrap over problems."
-    )
-    if any(c.approximate_tokens for c in run.cells):
-        text += " * approximate tokens: counted with an encoding that is not the model's own tokenizer."
-    return text
-
-
-def _compare_table(runs: list[RunReport]) -> Any:
-    header, rows = compare_rows(runs)
-    return _table("runs side by side: Anytime Index / final quality (x100) / $ total", header, rows)
-
-
-def compare_rows(runs: list[RunReport]) -> tuple[list[str], list[list[str]]]:
-    keys = sorted({(c.model, c.dataset, c.method) for run in runs for c in run.cells})
-    header = ["model", "dataset", "method", *(run.name or run.run_id for run in runs)]
-    rows = []
-    for key in keys:
-        row = list(key)
-        for run in runs:
-            cell = next((c for c in run.cells if (c.model, c.dataset, c.method) == key), None)
-            row.append(
-                "—"
-                if cell is None
-                else f"{cell.summary.anytime_index.value:.1f} / {_pct(cell.summary.final.value)} / "
-                f"{_usd(cell.usd_total)}"
-            )
-        rows.append(row)
-    return header, rows
-
-
-def _markdown_table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def render_markdown(report: Report) -> str:
-    """The report as Markdown: the same tables as the terminal."""
-    out: list[str] = []
-    for run in report.runs:
-        out += [f"# Report: {run.name} ({run.run_id})", ""]
-        for dataset in _datasets(run):
-            out += [
-                f"## {dataset}",
-                "",
-                "Quality x100 per budget:",
-                "",
-                _markdown_table(*quality_rows(run, dataset)),
-                "",
-                "Cost:",
-                "",
-                _markdown_table(*cost_rows(run, dataset)),
-                "",
-            ]
-            if any(p.dataset == dataset for p in run.differences):
-                out += [
-                    "Paired differences (points):",
-                    "",
-                    _markdown_table(*difference_rows(run, dataset)),
-                    "",
-                ]
-        out += [_footer(run), ""]
-    if report.compare and len(report.runs) > 1:
-        out += ["# Runs side by side", "", _markdown_table(*compare_rows(report.runs)), ""]
-    return "\n".join(out)
-
-
-def print_report(report: Report, console: Any) -> None:
-    """Print the report's tables on a rich Console."""
-    console.print(report)
-
-
-def write_report(report: Report, run_dir: str | Path) -> list[Path]:
-    """Write report.json, report.md and (when matplotlib is installed) anytime.png into ``run_dir``.
-
-    Returns the paths written. A missing matplotlib is not an error: the PNG is skipped and
-    `runner.plot.MISSING_HINT` says how to install it.
-    """
-    from runner.plot import PlotUnavailable, plot_report
-
-    folder = Path(run_dir)
-    written = [folder / "report.json", folder / "report.md"]
-    written[0].write_bytes(msgspec.json.format(msgspec.json.encode(report), indent=2) + b"\n")
-    written[1].write_text(render_markdown(report), encoding="utf-8")
-    try:
-        written.append(plot_report(report, folder / "anytime.png"))
-    except PlotUnavailable:
-        pass
-    return written
-
-
-# --- the command ------------------------------------------------------------------------------
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("runs", nargs="+", metavar="RUN", help="run folder(s) holding ledger.jsonl")
-    parser.add_argument("--compare", action="store_true", help="set the runs side by side")
-    parser.add_argument("--json", action="store_true", help="print the report as JSON instead of tables")
-
-
-def main(args: argparse.Namespace) -> int:
-    from rich.console import Console
-
-    from runner.plot import MISSING_HINT, PlotUnavailable, plot_report
-
-    report = build_report(args.runs, compare=args.compare)
-    plot_missing = False
-    for run in report.runs:
-        single = Report(runs=[run])
-        folder = Path(run.run_dir)
-        (folder / "report.json").write_bytes(
-            msgspec.json.format(msgspec.json.encode(single), indent=2) + b"\n"
-        )
-        (folder / "report.md").write_text(render_markdown(single), encoding="utf-8")
-        try:
-            plot_report(single, folder / "anytime.png")
-        except PlotUnavailable:
-            plot_missing = True
-    if args.json:
-        print(msgspec.json.format(msgspec.json.encode(report), indent=2).decode())
-        return 0
-    console = Console()
-    if not console.is_terminal:  # a file or a pipe: no width to fit, keep rows whole
-        console = Console(width=200)
-    print_report(report, console)
-    folders = ", ".join(run.run_dir for run in report.runs)
-    console.print(f"wrote report.json, report.md{'' if plot_missing else ', anytime.png'} in {folders}")
-    if plot_missing:
-        console.print(f"anytime.png skipped: {MISSING_HINT}")
-    return 0

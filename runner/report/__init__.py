@@ -1,0 +1,95 @@
+"""`anytime report RUN [RUN ...]`: quality per budget, Anytime Index and dollars, from the ledger alone.
+
+The pipeline calls `build_report`, `write_report` and `print_report` at the end of a run. Outputs:
+rich tables, and ``report.json``, ``report.md``, ``anytime.png`` in the run folder; the plot needs
+the optional extra ``plot`` (matplotlib) and is skipped with a hint when it is missing.
+
+- `runner.report.build`: what counts (snapshots of finished executions) and what was paid (every attempt);
+- `runner.report.render`: the tables, for the terminal and as Markdown.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from runner.report.build import Cell, Paired, Report, RunReport, build_report
+from runner.report.render import render_markdown
+
+__all__ = [
+    "Cell",
+    "Paired",
+    "Report",
+    "RunReport",
+    "add_arguments",
+    "build_report",
+    "main",
+    "print_report",
+    "render_markdown",
+    "write_report",
+]
+
+
+def print_report(report: Report, console: Any) -> None:
+    """Print the report's tables on a rich Console."""
+    console.print(report)
+
+
+def write_report(report: Report, run_dir: str | Path) -> list[Path]:
+    """Write report.json, report.md and (when matplotlib is installed) anytime.png into ``run_dir``.
+
+    Returns the paths written. A missing matplotlib is not an error: the PNG is skipped and
+    `runner.plot.MISSING_HINT` says how to install it.
+    """
+    from runner.plot import PlotUnavailable, plot_report
+
+    folder = Path(run_dir)
+    written = [folder / "report.json", folder / "report.md"]
+    written[0].write_bytes(msgspec.json.format(msgspec.json.encode(report), indent=2) + b"\n")
+    written[1].write_text(render_markdown(report), encoding="utf-8")
+    try:
+        written.append(plot_report(report, folder / "anytime.png"))
+    except PlotUnavailable:
+        pass
+    return written
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("runs", nargs="+", metavar="RUN", help="run folder(s) holding ledger.jsonl")
+    parser.add_argument("--compare", action="store_true", help="set the runs side by side")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON instead of tables")
+
+
+def main(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from runner.plot import MISSING_HINT, PlotUnavailable, plot_report
+
+    report = build_report(args.runs, compare=args.compare)
+    plot_missing = False
+    for run in report.runs:
+        single = Report(runs=[run])
+        folder = Path(run.run_dir)
+        (folder / "report.json").write_bytes(
+            msgspec.json.format(msgspec.json.encode(single), indent=2) + b"\n"
+        )
+        (folder / "report.md").write_text(render_markdown(single), encoding="utf-8")
+        try:
+            plot_report(single, folder / "anytime.png")
+        except PlotUnavailable:
+            plot_missing = True
+    if args.json:
+        print(msgspec.json.format(msgspec.json.encode(report), indent=2).decode())
+        return 0
+    console = Console()
+    if not console.is_terminal:  # a file or a pipe: no width to fit, keep rows whole
+        console = Console(width=200)
+    print_report(report, console)
+    folders = ", ".join(run.run_dir for run in report.runs)
+    console.print(f"wrote report.json, report.md{'' if plot_missing else ', anytime.png'} in {folders}")
+    if plot_missing:
+        console.print(f"anytime.png skipped: {MISSING_HINT}")
+    return 0
