@@ -194,10 +194,14 @@ class SpendColumn(ProgressColumn):
 
 
 class TokenRateColumn(ProgressColumn):
-    """Output tokens per second over the runner's recent window."""
+    """Output tokens per second over the runner's recent window; the run's average once done."""
 
     def render(self, task: Task) -> Text:
-        return Text.assemble((fmt_count(_snap(task).tokens_per_s), "cyan"), (" tok/s", "dim"))
+        snap = _snap(task)
+        if snap.jobs_done >= snap.jobs_total and snap.elapsed_s > 0:
+            # a recent window decays after the last call: the average says more about a finished run
+            return Text.assemble((fmt_count(snap.tokens_out / snap.elapsed_s), "cyan"), (" tok/s avg", "dim"))
+        return Text.assemble((fmt_count(snap.tokens_per_s), "cyan"), (" tok/s", "dim"))
 
 
 class RateLimitColumn(ProgressColumn):
@@ -229,12 +233,13 @@ def lanes_table(lanes: tuple[LaneSnapshot, ...]) -> Table:
     """One row per lane: calls in flight, RPM and TPM use against limits, pause, 429s, retries."""
     table = Table(box=None, padding=(0, 1), header_style="bold dim", expand=False)
     table.add_column("lane", style="bold")
-    for name in ("in flight", "req/min", "tok/min", "paused", "429s", "retries", "errors"):
+    for name in ("in flight", "waiting", "req/min", "tok/min", "paused", "429s", "retries", "errors"):
         table.add_column(name, justify="right")
     for lane in lanes:
         table.add_row(
             lane.name,
             _use_cell(lane.in_flight, lane.concurrency_limit),
+            Text(str(lane.waiting), style="yellow" if lane.waiting else "dim"),
             _use_cell(lane.requests_last_min, lane.rpm_limit),
             _use_cell(lane.tokens_last_min, lane.tpm_limit),
             _paused_cell(lane.paused_for_s),

@@ -22,6 +22,7 @@ class LaneSnapshot(msgspec.Struct, frozen=True, kw_only=True):
     Attributes:
         name: lane name (the provider key in the manifest).
         in_flight: calls currently holding a concurrency slot.
+        waiting: calls queued for the lane's capacity (concurrency, RPM, TPM or a pause).
         concurrency_limit: the lane's concurrency cap (None: unlimited).
         rpm_limit: requests-per-minute limit in force (None: unlimited).
         tpm_limit: tokens-per-minute limit in force (None: unlimited).
@@ -35,6 +36,7 @@ class LaneSnapshot(msgspec.Struct, frozen=True, kw_only=True):
 
     name: str
     in_flight: int = 0
+    waiting: int = 0
     concurrency_limit: int | None = None
     rpm_limit: int | None = None
     tpm_limit: int | None = None

@@ -28,6 +28,7 @@ ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 SIM = LaneSnapshot(
     name="sim",
     in_flight=16,
+    waiting=40,
     concurrency_limit=16,
     rpm_limit=600,
     tpm_limit=200_000,
@@ -37,9 +38,7 @@ SIM = LaneSnapshot(
     n429=3,
     retries=4,
 )
-OPENAI = LaneSnapshot(
-    name="openai", in_flight=2, concurrency_limit=8, requests_last_min=12, tokens_last_min=5000
-)
+OPENAI = LaneSnapshot(name="openai", in_flight=2, concurrency_limit=8, requests_last_min=12, tokens_last_min=5000)
 
 
 def snapshot(**fields: object) -> RunSnapshot:
@@ -93,9 +92,7 @@ def test_fmt_count(n: float, text: str) -> None:
     assert fmt_count(n) == text
 
 
-@pytest.mark.parametrize(
-    ("x", "text"), [(0, "$0.0000"), (0.0123, "$0.0123"), (12.345, "$12.35"), (4321.0, "$4,321")]
-)
+@pytest.mark.parametrize(("x", "text"), [(0, "$0.0000"), (0.0123, "$0.0123"), (12.345, "$12.35"), (4321.0, "$4,321")])
 def test_fmt_usd(x: float, text: str) -> None:
     assert fmt_usd(x) == text
 
@@ -118,9 +115,7 @@ def test_plain_line_has_the_documented_shape() -> None:
 def test_plain_line_shows_cap_resumed_and_stopping() -> None:
     line = plain_line(snapshot(usd_cap=5.0, jobs_skipped=10, stopping="Ctrl-C: finishing in-flight calls"))
     assert "$0.0412/$5.00 " in line
-    assert (
-        "eta 3m12s resumed 10 | Ctrl-C: finishing in-flight calls" in line
-    )  # pace of 30 jobs in 72 s, not 40
+    assert "eta 3m12s resumed 10 | Ctrl-C: finishing in-flight calls" in line  # pace of 30 jobs in 72 s, not 40
 
 
 def test_line_log_prints_each_event_once_and_never_wraps() -> None:
@@ -163,17 +158,15 @@ def test_dashboard_shows_bar_meters_and_lanes() -> None:
     assert "40/120 jobs" in frame and "33%" in frame and "1m12s elapsed · eta 2m24s" in frame
     assert "spent $0.0412 of $5.00 cap" in frame
     assert "8.2k tok/s" in frame and "3 × 429" in frame
-    assert re.search(r"sim\s+16/16\s+430/600\s+190k/200k\s+1\.5s\s+3\s+4\s+0", frame)
-    assert re.search(r"openai\s+2/8\s+12\s+5k\s+-\s+0\s+0\s+0", frame)
+    assert re.search(r"sim\s+16/16\s+40\s+430/600\s+190k/200k\s+1\.5s\s+3\s+4\s+0", frame)
+    assert re.search(r"openai\s+2/8\s+0\s+12\s+5k\s+-\s+0\s+0\s+0", frame)
     assert "calls 312 done, 18 in flight" in frame and "51.2k in / 812k out" in frame
     assert "estimate $0.1500" in frame
 
 
 def test_dashboard_shows_recent_events_and_stopping() -> None:
     recent = tuple(f"event {i}" for i in range(5))
-    frame = last_frame(
-        render_dashboard(snapshot(recent=recent, stopping="Ctrl-C: finishing in-flight calls"))
-    )
+    frame = last_frame(render_dashboard(snapshot(recent=recent, stopping="Ctrl-C: finishing in-flight calls")))
     assert "event 1" not in frame and all(f"· event {i}" in frame for i in (2, 3, 4))
     assert "Ctrl-C: finishing in-flight calls" in frame
 
@@ -193,7 +186,9 @@ def test_dashboard_colours_limits_near_their_cap() -> None:
 
 
 def test_dashboard_finished_and_empty_sweeps() -> None:
-    assert "✓" in last_frame(render_dashboard(snapshot(jobs_done=120)))
+    done = last_frame(render_dashboard(snapshot(jobs_done=120)))
+    assert "✓" in done
+    assert "11.3k tok/s avg" in done  # 812,345 tokens over 72 s, not the decaying recent window
     assert "0/0" in last_frame(render_dashboard(snapshot(jobs_total=0, jobs_done=0, lanes=())))
 
 
@@ -294,9 +289,7 @@ async def test_a_failing_final_frame_does_not_mask_the_outcome(
 
 def test_line_log_never_repeats_events_from_joined_lane_windows() -> None:
     # two lanes' recent events joined: lane a gains an event in the middle of the tuple
-    snaps = iter(
-        [snapshot(recent=("a: 429", "b: retry")), snapshot(recent=("a: 429", "a: retry", "b: retry"))]
-    )
+    snaps = iter([snapshot(recent=("a: 429", "b: retry")), snapshot(recent=("a: 429", "a: retry", "b: retry"))])
     c = console(terminal=False)
     log = LineLog(c, lambda: next(snaps))
     log.refresh()
