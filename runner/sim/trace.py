@@ -204,15 +204,20 @@ class TraceModel:
 
     def _generate(self, model: SimModel, req: GenRequest) -> Generation:
         prompt = _last_user(req.messages)
-        problem = self.index.find(prompt)
+        opened, closed = prompt.rfind(FORCED_OPEN), prompt.rfind(FORCED_CLOSE)
+        forced = opened >= 0 and closed > opened
+        # a forced answer states its problem before the reasoning: searching only that part lets
+        # every budget's answer call of one trace share a single index lookup (the index caches)
+        problem = self.index.find(prompt[:opened]) if forced else None
+        if problem is None:
+            problem = self.index.find(prompt)
         if problem is None and len(req.messages) > 1:
             # a method may put the problem in the system turn and only the reasoning in the user turn
             problem = self.index.find("\n\n".join(text for _, text in req.messages))
         logic = TASKS[problem.task] if problem is not None and problem.task in TASKS else TASKS["aime"]
         rng = random.Random(_hash_int(model.name, req.messages, req.seed))
         task = problem.task if problem is not None else ""
-        opened, closed = prompt.rfind(FORCED_OPEN), prompt.rfind(FORCED_CLOSE)
-        if opened >= 0 and closed > opened:
+        if forced:
             block = prompt[opened + len(FORCED_OPEN) : closed]
             return self._forced(logic, problem is not None, block, rng, prompt, task)
         gold = logic.gold(problem, prompt) if problem is not None else None
