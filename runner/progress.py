@@ -72,6 +72,11 @@ def fmt_duration(seconds: float | None) -> str:
     return f"{s // 3600}h{s % 3600 // 60:02d}m"
 
 
+def _eta(snap: RunSnapshot) -> str:
+    # a run winding down will not finish its jobs: a time for them would mislead
+    return "--" if snap.stopping and snap.jobs_done < snap.jobs_total else fmt_duration(snap.eta_s())
+
+
 def plain_line(snap: RunSnapshot) -> str:
     """One log line: ``[12:01:07] jobs 40/120 (33%) calls 312 in-flight 18 tok/s 8.2k $0.0412 ...``."""
     stamp = time.strftime("%H:%M:%S", time.localtime(snap.now))
@@ -79,7 +84,7 @@ def plain_line(snap: RunSnapshot) -> str:
     line = (
         f"[{stamp}] jobs {snap.jobs_done}/{snap.jobs_total} ({snap.fraction_done:.0%}) "
         f"calls {snap.calls_done} in-flight {snap.calls_in_flight} tok/s {fmt_count(snap.tokens_per_s)} "
-        f"{spend} 429s {snap.n429} eta {fmt_duration(snap.eta_s())}"
+        f"{spend} 429s {snap.n429} eta {_eta(snap)}"
     )
     if snap.jobs_skipped:
         line += f" resumed {snap.jobs_skipped}"
@@ -176,7 +181,7 @@ class EtaColumn(ProgressColumn):
         return Text.assemble(
             (fmt_duration(snap.elapsed_s), "progress.elapsed"),
             (" elapsed · eta ", "dim"),
-            (fmt_duration(snap.eta_s()), "progress.remaining"),
+            (_eta(snap), "progress.remaining"),
         )
 
 
