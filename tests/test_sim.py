@@ -604,3 +604,20 @@ async def test_clients_leaving_mid_stream_log_no_server_errors(datasets, caplog)
         await sim.wait_idle()
         assert sim.stats().models["sim-reasoner-large"].disconnected == 6
     assert not [r for r in caplog.records if r.levelname == "ERROR"]
+
+
+@pytest.mark.parametrize(
+    ("model", "extra"),
+    [
+        ("sim-o4-mini", {"max_tokens": 10}),
+        ("sim-o4-mini", {"temperature": 0.2}),
+        ("sim-gpt-4.1", {"reasoning_effort": "low"}),
+        ("sim-grok-3", {"reasoning_effort": "high"}),
+        ("sim-grok-3-mini", {"reasoning_effort": "medium"}),
+    ],
+)
+async def test_parameters_a_real_host_refuses(sim, model, extra):
+    status, _, raw = await post(sim, "/v1/chat/completions", chat(model, "hi", **extra))
+    assert status == 400 and json.loads(raw)["error"]["type"] == "invalid_request_error"
+    ok, _, _ = await post(sim, "/v1/chat/completions", chat("sim-grok-3-mini", "hi", reasoning_effort="low"))
+    assert ok == 200

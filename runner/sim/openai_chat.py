@@ -106,30 +106,36 @@ def _bearer(request: web.Request) -> str | None:
     return auth[7:] if auth.startswith("Bearer ") else None
 
 
+def _unsupported(body: dict, model: SimModel | None) -> str | None:
+    """What a real host of this profile would refuse in the request (providers.md §1.1, §3)."""
+    if model is None:
+        return None
+    effort, temperature = body.get("reasoning_effort"), body.get("temperature")
+    if model.profile == "openai_hidden":
+        if "max_tokens" in body:
+            return (
+                "Unsupported parameter: 'max_tokens' is not supported with this model. "
+                "Use 'max_completion_tokens' instead."
+            )
+        if temperature not in (None, 1, 1.0):
+            return (
+                f"Unsupported value: 'temperature' does not support {temperature} with this model. "
+                "Only the default (1) value is supported."
+            )
+    if effort is not None and not model.reasoning and model.profile in ("openai", "xai"):
+        return f"Unrecognized request argument: reasoning_effort is not supported by {model.name}"
+    if effort is not None and model.reasoning and model.profile == "xai" and effort not in ("low", "high"):
+        return f"Invalid reasoning_effort {effort!r} for {model.name}: expected 'low' or 'high'"
+    return None
+
+
 def parse_request(body: dict, errors: OpenAIErrors, model: SimModel | None) -> tuple[GenRequest, int | None]:
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise Reject(errors(400, "invalid_request", "`messages` must be a non-empty list", {}))
-    profile = model.profile if model else ""
-    if profile == "openai_hidden" and "max_tokens" in body:
-        raise Reject(
-            errors(
-                400,
-                "invalid_request",
-                "Unsupported parameter: 'max_tokens' is not supported with this "
-                "model. Use 'max_completion_tokens' instead.",
-                {},
-            )
-        )
-    if model is not None and not model.reasoning and body.get("reasoning_effort") and profile in ("openai", "xai"):
-        raise Reject(
-            errors(
-                400,
-                "invalid_request",
-                f"Unrecognized request argument: reasoning_effort is not supported by {model.name}",
-                {},
-            )
-        )
+    problem = _unsupported(body, model)
+    if problem is not None:
+        raise Reject(errors(400, "invalid_request", problem, {}))
     cap = body.get("max_completion_tokens", body.get("max_tokens"))
     if cap is not None and (not isinstance(cap, int) or cap <= 0):
         raise Reject(
