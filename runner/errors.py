@@ -21,6 +21,11 @@ provider's own error body, never from request headers.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from runner.events import RateLimitReading
+
 
 class AnytimeError(Exception):
     """Base of every error this package raises on purpose."""
@@ -93,6 +98,8 @@ class ProviderError(AnytimeError):
         self.provider = provider
         self.status = status
         self.retry_after_s = retry_after_s
+        # what the failed response's headers said about the lane's limits (set by the adapter)
+        self.limits: RateLimitReading | None = None
         if retryable is not None:
             self.retryable = retryable
 

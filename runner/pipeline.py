@@ -37,6 +37,8 @@ class ModelContext:
     encoding: tiktoken.Encoding
     approximate: bool
     fidelity: str
+    # Anthropic rejects thinking budgets under 1024 tokens
+    min_thinking_budget: int = 0
 
 
 @dataclass
@@ -149,8 +151,14 @@ class Pipeline:
         kind: str,
     ) -> TraceResult:
         traced = "content" if ctx.fidelity == "content" else "reasoning"
-        cap = budgets[-1] if traced == "content" else budgets[-1] + ctx.config.trace_answer_tokens
-        request = self._request(ctx, messages, cap, seed)
+        if traced == "content":
+            request = self._request(ctx, messages, budgets[-1], seed)
+        else:
+            # protocols with a thinking budget (Anthropic, Gemini, llama.cpp) need it switched on,
+            # sized to the last budget; the cap leaves room for the answer after the thinking
+            thinking = max(budgets[-1], ctx.min_thinking_budget)
+            cap = thinking + ctx.config.trace_answer_tokens
+            request = self._request(ctx, messages, cap, seed, reasoning_budget=thinking)
         spec = CallSpec(
             job_id=job_id,
             kind=kind,
@@ -267,7 +275,14 @@ class Pipeline:
         last = job.budgets[-1]
         return grades, tokens, "hidden", (grades[last][0], tokens[last], True)
 
-    def _request(self, ctx: ModelContext, messages: tuple[Message, ...], cap: int, seed: int | None) -> ChatRequest:
+    def _request(
+        self,
+        ctx: ModelContext,
+        messages: tuple[Message, ...],
+        cap: int,
+        seed: int | None,
+        reasoning_budget: int | None = None,
+    ) -> ChatRequest:
         return ChatRequest(
             model=ctx.config.model,
             messages=messages,
@@ -275,6 +290,7 @@ class Pipeline:
             temperature=ctx.config.temperature,
             seed=seed,
             reasoning_effort=ctx.config.reasoning_effort,
+            reasoning_budget=reasoning_budget,
         )
 
     # ---- synthesis (PDP / PDP+ / LEAP) --------------------------------------------------------
