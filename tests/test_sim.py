@@ -522,8 +522,13 @@ async def test_anytime_sim_command_serves_until_interrupted(datasets):
     url = first.split("listening on ")[1].split()[0]
     async with aiohttp.ClientSession() as session, session.get(url + "/sim/stats") as r:
         assert r.status == 200 and (await r.json())["in_flight"] == 0
+        payload = chat("sim-cot-small", aime_statement(0), max_tokens=10)
+        async with session.post(url + "/v1/chat/completions", json=payload) as r:
+            assert r.status == 200
     process.send_signal(signal.SIGINT)
-    assert await process.wait() == 0
+    _, stderr = await process.communicate()
+    assert process.returncode == 0
+    assert "sim-cot-small: 1 requests, 0 x 429" in stderr.decode()
 
 
 async def test_automatic_prompt_cache_and_xai_cost(sim):

@@ -12,6 +12,7 @@ from runner.manifest import SimFaults
 from runner.sim.faults import ALL_MODES
 from runner.sim.knowledge import TASK_KINDS
 from runner.sim.models import SimConfig
+from runner.sim.stats import SimStats
 
 
 def _dataset(value: str) -> tuple[str, Path]:
@@ -81,6 +82,18 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
         raise ConfigError(f"anytime sim: {exc}") from None
 
 
+def print_stats(stats: SimStats) -> None:
+    """One line per model that was called: what the simulator served and refused."""
+    for name, m in sorted(stats.models.items()):
+        faults = ", ".join(f"{k} {v}" for k, v in sorted(m.faults.items())) or "none"
+        print(
+            f"{name}: {m.requests} requests, {m.rate_limited} x 429, {m.input_tokens} tokens in "
+            f"({m.cached_input_tokens} cached), {m.output_tokens} out ({m.reasoning_tokens} reasoning), "
+            f"faults: {faults}",
+            file=sys.stderr,
+        )
+
+
 async def serve(args: argparse.Namespace) -> None:
     from runner.sim.server import open_simulator
 
@@ -93,7 +106,10 @@ async def serve(args: argparse.Namespace) -> None:
                 f"knows {len(sim.index)} problems; stats at {sim.base_url}/sim/stats; Ctrl-C to stop",
                 flush=True,
             )
-            await asyncio.Event().wait()
+            try:
+                await asyncio.Event().wait()
+            finally:
+                print_stats(sim.stats())
     except OSError as exc:  # only binding can fail this way: the body just waits
         raise ConfigError(f"anytime sim: cannot listen on {args.host}:{args.port}: {exc.strerror}") from None
 
