@@ -170,7 +170,8 @@ def _new_events(before: tuple[str, ...], after: tuple[str, ...]) -> tuple[str, .
 
 
 def _snap(task: Task) -> RunSnapshot:
-    return task.fields["snapshot"]
+    snap: RunSnapshot = task.fields["snapshot"]  # set by `LiveDashboard.render` before any column runs
+    return snap
 
 
 class EtaColumn(ProgressColumn):
