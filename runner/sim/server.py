@@ -41,7 +41,7 @@ class Reject(Exception):
 
 
 class ContextOverflow(Reject):
-    """The prompt and the output cap do not fit the model's context window."""
+    """The prompt alone fills the model's context window."""
 
 
 class Call:
@@ -69,10 +69,10 @@ class Call:
         self.id = hashlib.blake2b(fingerprint.encode(), digest_size=12).hexdigest()
         self.created = int(time.time())
         self.served_reasoning = 0
+        self.served_content = 0
         # prompt-cache facts for usage: automatic hits, and Anthropic's explicit reads / writes
         self.cached_tokens = 0
         self.cache_write_tokens = 0
-        self.served_content = 0
         self.charged = prompt_tokens + (cap if cap is not None else self.plan.output_tokens)
         self.pacer = Pacer(model.ttft_s, model.tokens_per_s, sim.config.time_scale)
         self._ended = False
