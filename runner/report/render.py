@@ -142,7 +142,10 @@ def _run_tables(run: RunReport) -> Any:
     parts: list[Any] = []
     for dataset in _datasets(run):
         parts.append(
-            _table(f"{run.name} · {dataset}: quality x100 per budget", *quality_rows(run, dataset))
+            _table(
+                f"{run.name} · {dataset}: quality x100 per budget; AI = Anytime Index ({run.mode})",
+                *quality_rows(run, dataset),
+            )
         )
         parts.append(_table(f"{run.name} · {dataset}: cost", *cost_rows(run, dataset)))
         if any(p.dataset == dataset for p in run.differences):
@@ -205,7 +208,7 @@ def render_markdown(report: Report) -> str:
             out += [
                 f"## {dataset}",
                 "",
-                "Quality x100 per budget:",
+                f"Quality x100 per budget; AI = Anytime Index x100 ({run.mode}):",
                 "",
                 _markdown_table(*quality_rows(run, dataset)),
                 "",
