@@ -326,8 +326,10 @@ class LiveDashboard:
         if snap.stopping:
             parts.append(Text(f"⏹ {snap.stopping}", style="bold yellow"))
         title = Text.assemble(("anytime ", "bold"), (snap.run_id, "bold cyan"))
-        # a full-width bar is pleasant up to ~100 columns and silly beyond
-        width = min(self.console.width, 100)
+        # a full-width bar is pleasant up to ~100 columns and silly beyond; two columns spare
+        # leave room for the terminal's "^C" echo, which would otherwise wrap the last line and
+        # leave a stale copy of the frame's top border behind on every later refresh
+        width = max(20, min(self.console.width - 2, 100))
         return Panel(Group(*parts), title=title, title_align="left", border_style="blue", width=width)
 
 
