@@ -29,6 +29,7 @@ def rendered(gold: str) -> Rendered:
         ("Answer: \\boxed{\\frac{1}{2}}", "\\frac{1}{2}"),
         ("I can't be sure; the answer from step 3 was 120.", "120"),
         ("**Final Answer:** 116", "116"),
+        ("**Answer**: 42", "42"),
         ("The final answer is $\\(42\\)$.", "42"),
         ("", ""),
         ("I cannot determine it without more work.", ""),

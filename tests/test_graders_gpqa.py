@@ -46,6 +46,8 @@ def test_rendered_options_are_lines_after_the_statement() -> None:
         ("**Answer: (D)**", "D"),
         ("Final answer: \\boxed{A}", "A"),
         ("B", "B"),
+        ("**Answer**: C", "C"),
+        ("**Answer:** (C) It increases by a factor of 4", "C"),
         ("(C)", "C"),
         ("Option A ignores the spin. The answer is D, since ...", "D"),
         ("I first leaned to Answer: A, but rechecking the units, Answer: B", "B"),

@@ -30,7 +30,7 @@ _OPTION_FIELDS = (
 
 # explicit statements of the choice: "Answer: (B)", "the correct answer is **C**", "final answer: D."
 _MARKED = re.compile(
-    r"\banswer\b(?:\s+(?:is|would be|should be))?\s*[:=]?\s*(?:\*\*|\$|\\text\{|\s)*"
+    r"\banswer\b(?:\s+(?:is|was|would be|should be))?\s*(?:\*\*)?\s*[:=]?\s*(?:\*\*|\$|\\text\{|\s)*"
     r"\(?([A-D])\)?(?![A-Za-z])",
     re.IGNORECASE,
 )
