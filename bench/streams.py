@@ -23,14 +23,20 @@ Usage: ``python bench/streams.py [--streams 5000 --time-scale 10]``. The last li
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import json
-import resource
-import subprocess
+import os
 import sys
-import time
-from pathlib import Path
+
+# bench/tokenize.py would shadow the standard library's `tokenize` for a script run from bench/:
+# move this folder from the front of the import path to its end
+_HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE] + [_HERE]
+
+import argparse  # noqa: E402
+import asyncio  # noqa: E402
+import json  # noqa: E402
+import resource  # noqa: E402
+import subprocess  # noqa: E402
+import time  # noqa: E402
 
 MODEL = "sim-reasoner-large"  # streams its reasoning; runs to the 512-token cap
 BUDGETS = (64, 128, 256, 512)
@@ -90,12 +96,7 @@ async def client_lane(base_url: str, n: int, tokens: int, m: Meter) -> None:
             pass
 
     class Counting(TraceConsumer):
-        entered = False
-
         def on_reasoning(self, text: str) -> bool:
-            if not self.entered:
-                self.entered = True
-                m.enter()
             m.chunks += 1
             return super().on_reasoning(text)
 
@@ -104,14 +105,9 @@ async def client_lane(base_url: str, n: int, tokens: int, m: Meter) -> None:
         request = ChatRequest(model=MODEL, messages=(Message("user", text),), max_output_tokens=tokens)
         spec = CallSpec(job_id=f"s{i}", kind="trace", model=MODEL, request=request,
                         prompt_tokens=len(enc.encode_ordinary(text)) + 9, price=price)
-        made: list[Counting] = []
-
-        def make() -> Counting:
-            made.append(Counting(enc, BUDGETS, "reasoning"))
-            return made[-1]
-
+        m.enter()
         try:
-            result = await lane.call(spec, make)
+            result = await lane.call(spec, lambda: Counting(enc, BUDGETS, "reasoning"))
             consumer = result.consumer
             assert isinstance(consumer, Counting)
             counted = consumer.output_tokens_counted()[0]
@@ -121,8 +117,7 @@ async def client_lane(base_url: str, n: int, tokens: int, m: Meter) -> None:
         except (ProviderError, RuntimeError) as exc:
             m.fail(exc)
         finally:
-            if any(c.entered for c in made):
-                m.in_flight -= 1
+            m.in_flight -= 1
 
     connector = aiohttp.TCPConnector(limit=n, limit_per_host=n)
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=60)
@@ -228,9 +223,10 @@ async def client_openai(base_url: str, n: int, tokens: int, m: Meter) -> None:
     await client.close()
 
 
-def run_client(which: str, base_url: str, n: int, tokens: int) -> dict[str, object]:
-    """Run one client in this process; return its own figures."""
+def run_client(which: str, base_url: str, n: int, tokens: int, loop: str) -> dict[str, object]:
+    """Run one client in this process on the given event loop; return its own figures."""
     m = Meter()
+    uv = loop == "uvloop"
     if which in ("lane", "direct"):
         import anyio
 
@@ -239,16 +235,23 @@ def run_client(which: str, base_url: str, n: int, tokens: int) -> dict[str, obje
 
         get_encoding("o200k_base")  # load the ranks before the measured phase
         rss0, cpu0, t0 = rss_kb(), cpu_s(), time.perf_counter()
-        anyio.run(client_lane if which == "lane" else client_direct, base_url, n, tokens, m)
+        fn = client_lane if which == "lane" else client_direct
+        anyio.run(fn, base_url, n, tokens, m, backend_options={"use_uvloop": uv})
     else:
         import openai  # noqa: F401  (the import's cost stays out of the measured phase)
 
         rss0, cpu0, t0 = rss_kb(), cpu_s(), time.perf_counter()
-        asyncio.run(client_openai(base_url, n, tokens, m))
+        factory = None
+        if uv:
+            import uvloop
+
+            factory = uvloop.new_event_loop
+        with asyncio.Runner(loop_factory=factory) as aio:
+            aio.run(client_openai(base_url, n, tokens, m))
     wall, cpu = time.perf_counter() - t0, cpu_s() - cpu0
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return {
-        "client": which, "streams": n, "done": m.done, "errors": m.errors, "first_error": m.first_error,
+        "client": which, "loop": loop, "streams": n, "done": m.done, "errors": m.errors, "first_error": m.first_error,
         "chunks": m.chunks, "peak_in_flight": m.peak, "wall_s": round(wall, 2), "cpu_s": round(cpu, 3),
         "cpu_us_per_chunk": round(cpu / max(1, m.chunks) * 1e6, 2),
         "rss_before_kb": rss0, "peak_rss_kb": peak_kb,
@@ -262,15 +265,26 @@ def main() -> int:
     parser.add_argument("--tokens", type=int, default=512)
     parser.add_argument("--time-scale", type=float, default=10.0, help="the simulator's (1 = real speed)")
     parser.add_argument("--clients", default="lane,openai", help="any of lane, direct, openai")
+    parser.add_argument(
+        "--loop", choices=("auto", "asyncio", "uvloop"), default="auto",
+        help="event loop of every client; auto: uvloop when installed, as `anytime run` does",
+    )
     parser.add_argument("--client", help=argparse.SUPPRESS)  # internal: run one client here
     parser.add_argument("--base-url", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
+    if args.loop == "auto":
+        try:
+            import uvloop  # noqa: F401
+
+            args.loop = "uvloop"
+        except ImportError:
+            args.loop = "asyncio"
     if args.client:
-        print(json.dumps(run_client(args.client, args.base_url, args.streams, args.tokens)), flush=True)
+        result = run_client(args.client, args.base_url, args.streams, args.tokens, args.loop)
+        print(json.dumps(result), flush=True)
         return 0
 
-    sys.path.insert(0, str(Path(__file__).parent))
     import aiohttp
     import anyio
     from throughput import SimProcess, sim_stats
@@ -279,13 +293,14 @@ def main() -> int:
         async with aiohttp.ClientSession() as session:
             return await sim_stats(session, base_url)
 
-    print(f"# {args.streams} streams x {args.tokens} tokens, 4-token chunks, time scale {args.time_scale}")
+    print(f"# {args.streams} streams x {args.tokens} tokens, 4-token chunks, time scale {args.time_scale}, "
+          f"{args.loop} loop")
     results: dict[str, dict[str, object]] = {}
     for which in args.clients.split(","):
         with SimProcess("--chunk-tokens", "4", "--time-scale", str(args.time_scale)) as sim:
             out = subprocess.run(
                 [sys.executable, __file__, "--client", which, "--base-url", sim.base_url,
-                 "--streams", str(args.streams), "--tokens", str(args.tokens)],
+                 "--streams", str(args.streams), "--tokens", str(args.tokens), "--loop", args.loop],
                 capture_output=True, text=True, check=False,
             )
             if out.returncode != 0:
@@ -304,7 +319,7 @@ def main() -> int:
         )
     ours = results.get("lane") or results.get("direct") or {}
     fields: dict[str, object] = {
-        "streams": args.streams, "errors": ours.get("errors"),
+        "loop": args.loop, "streams": args.streams, "errors": ours.get("errors"),
         "peak_in_flight": ours.get("peak_in_flight"),
         "cpu_us_per_chunk": ours.get("cpu_us_per_chunk"),
         "rss_kb_per_stream": ours.get("rss_kb_per_stream"),

@@ -28,27 +28,34 @@ Usage: ``python bench/throughput.py [--calls 20000 --rpm 9000 --tpm 0 --max-toke
 
 from __future__ import annotations
 
-import argparse
-import itertools
-import signal
-import statistics
-import subprocess
+import os
 import sys
-import time
-from dataclasses import dataclass
-from pathlib import Path
 
-import aiohttp
-import anyio
-import msgspec
+# bench/tokenize.py would shadow the standard library's `tokenize` for a script run from bench/:
+# move this folder from the front of the import path to its end
+_HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE] + [_HERE]
 
-from runner.encodings import get_encoding
-from runner.errors import ProviderError
-from runner.events import Usage
-from runner.limits import LaneLimiter
-from runner.providers.base import ChatRequest, Message
-from runner.providers.openai_chat import OpenAIChatAdapter
-from runner.retry import RetryPolicy
+import argparse  # noqa: E402
+import itertools  # noqa: E402
+import signal  # noqa: E402
+import statistics  # noqa: E402
+import subprocess  # noqa: E402
+import time  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import aiohttp  # noqa: E402
+import anyio  # noqa: E402
+import msgspec  # noqa: E402
+
+from runner.encodings import get_encoding  # noqa: E402
+from runner.errors import ProviderError  # noqa: E402
+from runner.events import Usage  # noqa: E402
+from runner.limits import LaneLimiter  # noqa: E402
+from runner.providers.base import ChatRequest, Message  # noqa: E402
+from runner.providers.openai_chat import OpenAIChatAdapter  # noqa: E402
+from runner.retry import RetryPolicy  # noqa: E402
 
 MODEL = "sim-gpt-4.1"  # a plain model that always runs to its output cap: fixed cost per call
 PROBE_MODEL = "sim-gpt-4o"  # same speed, its own counters: the latency probe stays out of the figures
