@@ -85,6 +85,6 @@ def test_sim_sweep_over_three_tasks_and_three_methods(tmp_path: Path, capsys: py
         (d, m) for d in ("trip", "calendar", "meeting") for m in ("pdp", "pdp_plus")
     }
     markdown = (run_dir / "report.md").read_text()
-    assert "## trip" in markdown and "pdp − cot" in markdown
+    assert "## trip" in markdown and "pdp − cot" in markdown and "## Overall" in markdown
     pytest.importorskip("matplotlib")
     assert (run_dir / "anytime.png").read_bytes().startswith(b"\x89PNG")

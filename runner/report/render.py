@@ -122,6 +122,29 @@ def difference_rows(run: RunReport, dataset: str) -> tuple[list[str], list[list[
     return header, rows
 
 
+def overall_rows(run: RunReport) -> tuple[list[str], list[list[str]]]:
+    """Per model and method, the unweighted mean over datasets (the paper's "Overall", paper.md §2.2)."""
+    header = ["model", "method", "datasets", "final", "full", "AI", "$ total"]
+    groups: dict[tuple[str, str], list] = {}
+    for cell in run.cells:
+        groups.setdefault((cell.model, cell.method), []).append(cell)
+    rows = []
+    for (model, method), cells in sorted(groups.items()):
+        fulls = [c.summary.full.value for c in cells if c.summary.full is not None]
+        rows.append(
+            [
+                model,
+                method,
+                str(len(cells)),
+                _pct(sum(c.summary.final.value for c in cells) / len(cells)),
+                _pct(sum(fulls) / len(fulls) if len(fulls) == len(cells) else None),
+                f"{sum(c.summary.anytime_index.value for c in cells) / len(cells):.1f}",
+                _usd(sum(c.usd_total for c in cells)),
+            ]
+        )
+    return header, rows
+
+
 def _table(title: str, header: list[str], rows: list[list[str]]) -> Any:
     from rich.table import Table
 
@@ -155,6 +178,10 @@ def _run_tables(run: RunReport) -> Any:
                     *difference_rows(run, dataset),
                 )
             )
+    if len(_datasets(run)) > 1:
+        parts.append(
+            _table(f"{run.name}: overall (unweighted mean over datasets, x100)", *overall_rows(run))
+        )
     parts.append(Text(_footer(run), style="dim"))
     return Group(*parts)
 
@@ -224,6 +251,13 @@ def render_markdown(report: Report) -> str:
                     _markdown_table(*difference_rows(run, dataset)),
                     "",
                 ]
+        if len(_datasets(run)) > 1:
+            out += [
+                "## Overall (unweighted mean over datasets, x100)",
+                "",
+                _markdown_table(*overall_rows(run)),
+                "",
+            ]
         out += [_footer(run), ""]
     if report.compare and len(report.runs) > 1:
         out += ["# Runs side by side", "", _markdown_table(*compare_rows(report.runs)), ""]
