@@ -18,7 +18,7 @@ import mmap
 import os
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,7 +26,7 @@ import anyio
 import msgspec
 
 from runner.errors import LedgerError
-from runner.records import Attempt, JobDone, Note, Record, RunHeader, Synthesis
+from runner.records import Attempt, InFlight, JobDone, Note, Record, RunHeader, Synthesis
 
 LEDGER_FILE = "ledger.jsonl"
 _encoder = msgspec.json.Encoder()
@@ -85,6 +85,7 @@ class LedgerWriter:
         self._durable_changed = anyio.Event()
         self._closed = False
         self._failed: LedgerError | None = None
+        self._tracked: set[Tracked] = set()
         self.records_written = 0
 
     def append(self, record: Record) -> None:
@@ -97,6 +98,26 @@ class LedgerWriter:
         self._appended += 1
         if self._queued >= self._batch_records:
             self._wake.set()
+
+    def track(self, snapshot: Callable[[], Attempt], *, min_usd: float = 0.0002, every_s: float = 1.0) -> Tracked:
+        """Record a running call's spend so far, so a crash cannot lose it.
+
+        The flusher calls ``snapshot()`` (on the event loop) before each batch and appends an
+        `InFlight` record when the spend grew by ``min_usd`` or ``every_s`` passed with any growth.
+        The caller closes the handle and appends the final `Attempt` when the call ends.
+        """
+        handle = Tracked(self, snapshot, min_usd, every_s)
+        self._tracked.add(handle)
+        return handle
+
+    def _sample_in_flight(self) -> None:
+        now = time.monotonic()
+        for handle in list(self._tracked):
+            record = handle.snapshot()
+            grown = record.usd - handle.last_usd
+            if grown > 0 and (grown >= handle.min_usd or now - handle.last_at >= handle.every_s):
+                handle.last_usd, handle.last_at = record.usd, now
+                self.append(InFlight(attempt=record))
 
     async def flush(self) -> None:
         """Wait until every record appended so far is on disk.
@@ -117,6 +138,8 @@ class LedgerWriter:
             with anyio.move_on_after(self._max_delay_s):
                 await self._wake.wait()
             self._wake = anyio.Event()
+            if self._tracked:
+                self._sample_in_flight()
             if self._queued:
                 batch, count = self._take()
                 try:
@@ -163,6 +186,27 @@ class LedgerWriter:
         os.close(self._fd)
 
 
+class Tracked:
+    """A call whose spend the writer samples (see `LedgerWriter.track`); close it when the call ends."""
+
+    def __init__(self, writer: LedgerWriter, snapshot: Callable[[], Attempt], min_usd: float, every_s: float) -> None:
+        self.writer = writer
+        self.snapshot = snapshot
+        self.min_usd = min_usd
+        self.every_s = every_s
+        self.last_usd = 0.0
+        self.last_at = time.monotonic()
+
+    def close(self) -> None:
+        self.writer._tracked.discard(self)
+
+    def __enter__(self) -> Tracked:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 @contextlib.asynccontextmanager
 async def open_ledger(run_dir: Path, **options: float) -> AsyncIterator[LedgerWriter]:
     """Open (recovering a torn tail) and write the ledger of a run folder."""
@@ -170,15 +214,18 @@ async def open_ledger(run_dir: Path, **options: float) -> AsyncIterator[LedgerWr
     run_dir.mkdir(parents=True, exist_ok=True)
     path = ledger_path(run_dir)
     torn = recover(path)
+    lost = interrupted_in_flight(path)
     writer = LedgerWriter(path, **options)  # type: ignore[arg-type]
     if torn:
-        writer.append(
-            Note(
-                at=time.time(),
-                kind="torn_line",
-                message=f"cut {torn} bytes of a record torn by a crash off the end of the ledger",
-            )
-        )
+        writer.append(Note(at=time.time(), kind="torn_line",
+                           message=f"cut {torn} bytes of a record torn by a crash off the end of the ledger"))
+    for attempt in lost:
+        writer.append(attempt)
+    if lost:
+        writer.append(Note(at=time.time(), kind="recovered_in_flight",
+                           message=f"{len(lost)} call(s) were streaming when the last process died: each is "
+                           f"ledgered as interrupted with its spend up to its last in-flight record "
+                           f"(${sum(a.usd for a in lost):.6f})"))
     try:
         async with anyio.create_task_group() as tg:
             tg.start_soon(writer.run_flusher)
@@ -188,6 +235,70 @@ async def open_ledger(run_dir: Path, **options: float) -> AsyncIterator[LedgerWr
                 tg.cancel_scope.cancel()
     finally:
         writer.close_sync()  # no await: runs even when the surrounding scope is cancelled
+
+
+class _Skip(msgspec.Struct, tag_field="type", gc=False):
+    pass
+
+
+class _TailAttempt(_Skip, tag="attempt"):
+    call_id: str
+    attempt: int
+
+
+class _TailRun(_Skip, tag="run"):
+    pass
+
+
+class _TailSnapshot(_Skip, tag="snapshot"):
+    pass
+
+
+class _TailJob(_Skip, tag="job"):
+    pass
+
+
+class _TailSynthesis(_Skip, tag="synthesis"):
+    pass
+
+
+class _TailNote(_Skip, tag="note"):
+    pass
+
+
+# in-flight recovery needs only attempt keys and InFlight records; everything else is skipped
+_tail_decoder = msgspec.json.Decoder(
+    _TailAttempt | InFlight | _TailRun | _TailSnapshot | _TailJob | _TailSynthesis | _TailNote
+)
+
+
+def interrupted_in_flight(path: Path) -> list[Attempt]:
+    """Attempts a crash left with `InFlight` records and no `Attempt`: their last known spend.
+
+    Only the records since the last run header are read: every earlier process's leftovers were
+    recovered when the next one opened the ledger (recovery is keyed by call and attempt, so a
+    second pass over the same records adds nothing).
+    """
+    if not path.exists() or path.stat().st_size == 0:
+        return []
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+        if mm.find(b'"type":"inflight"') < 0:
+            return []  # the common case: nothing was ever in flight at a batch, or no tracking
+        start = mm.rfind(b'\n{"type":"run"') + 1
+        end = mm.rfind(b"\n") + 1
+        tail = mm[start:end]
+    last: dict[tuple[str, int], Attempt] = {}
+    finished: set[tuple[str, int]] = set()
+    for rec in _tail_decoder.decode_lines(tail):
+        if isinstance(rec, InFlight):
+            last[(rec.attempt.call_id, rec.attempt.attempt)] = rec.attempt
+        elif isinstance(rec, _TailAttempt):
+            finished.add((rec.call_id, rec.attempt))
+    return [
+        msgspec.structs.replace(a, status="interrupted", error_class="crash",
+                                error="the process died mid-call: spend counted up to its last in-flight record")
+        for key, a in last.items() if key not in finished
+    ]
 
 
 def iter_records(run_dir: Path) -> Iterator[Record]:
@@ -247,8 +358,14 @@ class _LightSnapshot(_Light, tag="snapshot"):
     pass
 
 
+class _LightInFlight(_Light, tag="inflight"):
+    pass
+
+
 # rare kinds decode in full; the frequent ones skip every field a resume does not need
-_resume_decoder = msgspec.json.Decoder(_LightAttempt | _LightJob | _LightSnapshot | RunHeader | Synthesis | Note)
+_resume_decoder = msgspec.json.Decoder(
+    _LightAttempt | _LightJob | _LightSnapshot | _LightInFlight | RunHeader | Synthesis | Note
+)
 _CHUNK = 1 << 23
 
 

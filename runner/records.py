@@ -10,6 +10,7 @@ Record kinds:
 - ``job``      a job is complete; names the execution (``instance``) whose snapshots count
 - ``synthesis`` PDP/LEAP preference data built once per (model, dataset, method)
 - ``note``     something a reader should know (torn line cut, spend cap reached, interrupted)
+- ``inflight`` the spend so far of a call still streaming (crash recovery; see `InFlight`)
 """
 
 from __future__ import annotations
@@ -123,4 +124,16 @@ class Note(msgspec.Struct, tag="note", kw_only=True):
     message: str
 
 
-Record = RunHeader | Attempt | Snapshot | JobDone | Synthesis | Note
+class InFlight(msgspec.Struct, tag="inflight", kw_only=True):
+    """An attempt still streaming when a ledger batch was written: what it had cost so far.
+
+    Written by `LedgerWriter.track` as the call's spend grows. A call that ends writes its
+    `Attempt`, which supersedes these; after a crash the next open turns the last `InFlight` of
+    each unfinished attempt into its `Attempt` (status "interrupted"), so the spend is counted.
+    Readers that only want spend ignore this kind.
+    """
+
+    attempt: Attempt
+
+
+Record = RunHeader | Attempt | Snapshot | JobDone | Synthesis | Note | InFlight

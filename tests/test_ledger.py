@@ -11,11 +11,12 @@ import sys
 import textwrap
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from runner.errors import LedgerError
 from runner.ledger import iter_records, ledger_path, load_state, open_ledger, recover
-from runner.records import Attempt, JobDone, Note, RunHeader, Snapshot, Synthesis
+from runner.records import Attempt, InFlight, JobDone, Note, RunHeader, Snapshot, Synthesis
 
 
 def header(run_id: str = "r") -> RunHeader:
@@ -201,3 +202,46 @@ async def test_append_sync_is_durable_at_once_and_keeps_order(tmp_path: Path) ->
         kinds = [type(r).__name__ for r in iter_records(tmp_path)]
         assert kinds == ["Attempt", "Note"]
         await writer.flush()  # nothing left to wait for
+
+
+# ---- calls in flight at a crash ---------------------------------------------------------------
+
+
+async def test_in_flight_spend_is_sampled_and_superseded_by_the_attempt(tmp_path: Path) -> None:
+    spent = [0.0]
+
+    def so_far() -> Attempt:
+        return msgspec.structs.replace(attempt(7), status="interrupted", usd=spent[0])
+
+    async with open_ledger(tmp_path) as writer:
+        writer.append(header())
+        with writer.track(so_far, min_usd=0.001):
+            for step in (0.0005, 0.002, 0.0025, 0.004):
+                spent[0] = step
+                writer._sample_in_flight()  # what the flusher does before each batch
+            await writer.flush()
+        writer.append(msgspec.structs.replace(attempt(7), usd=0.005))
+    samples = [r.attempt.usd for r in iter_records(tmp_path) if isinstance(r, InFlight)]
+    assert samples == [0.002, 0.004]  # only growth of at least min_usd is worth a record
+    async with open_ledger(tmp_path):
+        pass
+    assert load_state(tmp_path).total_usd == pytest.approx(0.005)  # the Attempt, not the samples
+    assert not any(isinstance(r, Note) for r in iter_records(tmp_path))
+
+
+async def test_a_crash_mid_call_is_ledgered_once_from_its_last_in_flight_record(tmp_path: Path) -> None:
+    async with open_ledger(tmp_path) as writer:
+        writer.append(header())
+        writer.append(InFlight(attempt=msgspec.structs.replace(attempt(1), usd=0.001)))
+        writer.append(InFlight(attempt=msgspec.structs.replace(attempt(1), usd=0.003)))
+        writer.append(InFlight(attempt=msgspec.structs.replace(attempt(2), usd=0.002)))
+        writer.append(attempt(2, usd=0.004))  # call 2 finished; call 1 was cut by the crash
+    async with open_ledger(tmp_path) as writer:
+        writer.append(header("resumed"))
+    recovered = [r for r in iter_records(tmp_path) if isinstance(r, Attempt) and r.status == "interrupted"]
+    assert [(r.call_id, r.usd, r.error_class) for r in recovered] == [("c1", 0.003, "crash")]
+    notes = [r for r in iter_records(tmp_path) if isinstance(r, Note)]
+    assert [n.kind for n in notes] == ["recovered_in_flight"]
+    async with open_ledger(tmp_path):
+        pass  # a second open finds nothing new to recover
+    assert load_state(tmp_path).total_usd == pytest.approx(0.007)
