@@ -24,6 +24,7 @@ import itertools
 import math
 import random
 from collections.abc import Callable, Mapping, Sequence
+from functools import lru_cache
 from typing import Literal
 
 import msgspec
@@ -106,10 +107,15 @@ def _curve(rows: Sequence[Sequence[float]], width: int) -> list[float]:
     return [_mean([row[t] for row in rows]) for t in range(width)]
 
 
+@lru_cache(maxsize=1 << 16)
+def _row_index(budgets: tuple[int, ...], row: tuple[float, ...]) -> float:
+    # the bootstrap redraws the same problem rows many times: each row's index is computed once
+    return anytime_index(budgets, [0.0 if math.isnan(v) else v for v in row])
+
+
 def _index(rows: Sequence[Sequence[float]], budgets: Sequence[int], mode: Mode) -> float:
     if mode == "per_problem":
-        filled = [[0.0 if math.isnan(v) else v for v in row] for row in rows]
-        return _mean([anytime_index(budgets, row) for row in filled])
+        return _mean([_row_index(tuple(budgets), tuple(row)) for row in rows])
     curve = _curve(rows, len(budgets))
     return anytime_index(budgets, [0.0 if math.isnan(v) else v for v in curve])
 
