@@ -217,3 +217,20 @@ async def test_context_overflow(sim) -> None:
     short = {**too_long, "max_tokens": 100_000, "messages": [{"role": "user", "content": "hi"}]}
     status, _, _ = await send(sim, "", short)
     assert status == 200  # a cap beyond the window is not refused: generation just ends
+
+
+async def test_interrupt_mode_and_llamacpp_validation_errors(datasets) -> None:
+    async with open_simulator(SimConfig(time_scale=1.0), datasets) as sim, aiohttp.ClientSession() as session:
+        url = sim.base_url + CHAT
+        first = body("sim-deepseek-reasoner", cap=3000)
+        async with session.post(url, json=first, headers={"x-sim-mode": "interrupt"}) as a:
+            await a.content.readline()  # the role chunk: the stream is running
+            second = {**body("sim-deepseek-reasoner", cap=5), "stream": False}
+            async with session.post(url, json=second) as b:
+                assert b.status == 200
+            events = sse_events(await a.read())
+        assert events[-1][1] == "[DONE]"
+        assert all(json.loads(d)["choices"][0]["finish_reason"] is None for _, d in events[:-1])
+        async with session.post(url, json={"model": "sim-smollm2", "messages": "bad"}) as r:
+            error = (await r.json())["error"]
+            assert r.status == 500 and error["type"] == "internal_server_error"

@@ -10,7 +10,9 @@ Modes come from ``SimConfig.modes`` and the test-only ``x-sim-mode`` request hea
   ``error_in_stream`` (an error event after the 200);
 - transport: ``split`` (events cut across writes at arbitrary bytes), ``crlf`` (``\\r\\n`` line
   endings), ``comments`` (``: keep-alive`` / ``: ping - …`` comment lines), ``unknown_fields``,
-  ``done_no_finish`` (``[DONE]`` with no finish chunk, as an interrupted llama.cpp stream).
+  ``done_no_finish`` (``[DONE]`` with no finish chunk, as an interrupted llama.cpp stream),
+  ``interrupt`` (the stream stops, as llama-cpp-python's do, when the next request for the same
+  model arrives; Chat Completions then sends ``[DONE]`` with no finish chunk).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ FAULT_MODES = (
     "stall_first",
     "error_in_stream",
 )
-TRANSPORT_MODES = ("split", "crlf", "comments", "unknown_fields", "done_no_finish")
+TRANSPORT_MODES = ("split", "crlf", "comments", "unknown_fields", "done_no_finish", "interrupt")
 ALL_MODES = FAULT_MODES + TRANSPORT_MODES
 BEFORE_STREAM = ("error_5xx", "error_5xx_noretry", "overloaded", "rate_limit", "stall_first")
 

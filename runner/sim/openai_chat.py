@@ -33,6 +33,7 @@ _NO_LIMIT_HEADERS = ("vllm", "llamacpp")
 class OpenAIErrors(ErrorFormat):
     def __init__(self, profile: str | None) -> None:
         self.limit_headers = profile not in _NO_LIMIT_HEADERS
+        self.profile = profile
 
     def _headers(self, admission: Admission | None) -> dict[str, str]:
         return openai_headers(admission.state) if admission is not None and self.limit_headers else {}
@@ -55,6 +56,10 @@ class OpenAIErrors(ErrorFormat):
                 }
             }
             return web.json_response(body, status=status, headers=headers)
+        if kind == "invalid_request" and self.profile == "llamacpp":
+            # llama-cpp-python reports request validation errors as 500s (real_server.md, quirk 5)
+            body = {"error": {"message": message, "type": "internal_server_error", "param": None, "code": None}}
+            return web.json_response(body, status=500, headers=headers)
         etype, code = _ERROR_TYPES.get(status, ("server_error" if status >= 500 else "invalid_request_error", None))
         body = {"error": {"message": message, "type": etype, "param": None, "code": code}}
         return web.json_response(body, status=status, headers={**self._headers(admission), **headers})
@@ -341,6 +346,9 @@ async def _stream(request: web.Request, call: Call, errors: OpenAIErrors, includ
         )
     )
     if not await drive(call, request, writer, items, emit, emit_error, emit_malformed):
+        if call.interrupted:
+            await writer.event(b"[DONE]")
+            await response.write_eof()
         return response
     if "done_no_finish" not in call.modes:
         await writer.event(chunks.chunk({}, call.plan.finish))

@@ -73,6 +73,7 @@ class Call:
         # prompt-cache facts for usage: automatic hits, and Anthropic's explicit reads / writes
         self.cached_tokens = 0
         self.cache_write_tokens = 0
+        self.interrupted = False
         self.charged = prompt_tokens + (cap if cap is not None else self.plan.output_tokens)
         self.pacer = Pacer(model.ttft_s, model.tokens_per_s, sim.config.time_scale)
         self._ended = False
@@ -98,6 +99,7 @@ class Call:
         stats.completed += int(completed)
         stats.disconnected += int(not completed)
         self.sim._leave()
+        self.sim._interruptible.get(self.model.name, set()).discard(self)
         used = self.prompt_tokens + self.served_reasoning + self.served_content
         self.sim.limiter.refund(self.api_key, self.charged - used)
 
@@ -120,6 +122,8 @@ class Simulator:
         self.peak_in_flight = 0
         self._stats: dict[str, ModelStats] = {}
         self._attempts: dict[str, int] = {}
+        # per model, the streams that the next request for the model stops (mode "interrupt")
+        self._interruptible: dict[str, set[Call]] = {}
         self._idle = asyncio.Event()
         self._idle.set()
         self.app = self._build_app()
@@ -259,6 +263,10 @@ class Simulator:
         self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
         call = Call(self, model, req, generation, prompt_tokens, cap, key, modes, fault, admission, fingerprint)
         call.cached_tokens = cached
+        for running in self._interruptible.pop(model.name, set()):
+            running.interrupted = True
+        if "interrupt" in modes:
+            self._interruptible.setdefault(model.name, set()).add(call)
         return call
 
 

@@ -207,6 +207,12 @@ async def drive(
 
     writer.batch = True
     for i, piece in enumerate(items):
+        if call.interrupted:
+            # another request took the model (llama.cpp's default): the stream just stops here
+            await writer.flush()
+            settle()
+            writer.batch = False
+            return False
         if i == strike:
             await writer.flush()
             settle()
