@@ -113,6 +113,8 @@ def _bearer(request: web.Request) -> str | None:
 
 def _unsupported(body: dict, model: SimModel | None) -> str | None:
     """What a real host of this profile would refuse in the request (providers.md §1.1, §3)."""
+    if body.get("n", 1) != 1:
+        return "The simulator serves one choice per request (`n` must be 1)."
     if model is None:
         return None
     effort, temperature = body.get("reasoning_effort"), body.get("temperature")
