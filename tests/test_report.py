@@ -113,8 +113,18 @@ def test_missing_matplotlib_says_how_to_install(run_dir: Path, monkeypatch: pyte
     with pytest.raises(PlotUnavailable, match=r"pip install 'anytime-runner\[plot\]'"):
         plot_report(build_report([run_dir]), run_dir / "x.png")
     assert "anytime-runner[plot]" in MISSING_HINT
-    written = write_report(build_report([run_dir]), run_dir)
+    report = build_report([run_dir])
+    written = write_report(report, run_dir)
     assert "anytime.png" not in {p.name for p in written}
+    assert report.notes == [f"anytime.png skipped: {MISSING_HINT}"]
+
+
+def test_cli_says_how_to_install_matplotlib(
+    run_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    assert cli_main(["report", str(run_dir)]) == 0
+    assert "pip install 'anytime-runner[plot]'" in capsys.readouterr().out
 
 
 def test_cli_json_and_compare(run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -41,8 +41,8 @@ def print_report(report: Report, console: Any) -> None:
 def write_report(report: Report, run_dir: str | Path) -> list[Path]:
     """Write report.json, report.md and (when matplotlib is installed) anytime.png into ``run_dir``.
 
-    Returns the paths written. A missing matplotlib is not an error: the PNG is skipped and
-    `runner.plot.MISSING_HINT` says how to install it.
+    Returns the paths written. A missing matplotlib is not an error: the PNG is skipped and a note
+    saying how to install it is added to ``report.notes`` (printed with the tables).
     """
     from runner.plot import PlotUnavailable, plot_report
 
@@ -52,8 +52,10 @@ def write_report(report: Report, run_dir: str | Path) -> list[Path]:
     written[1].write_text(render_markdown(report), encoding="utf-8")
     try:
         written.append(plot_report(report, folder / "anytime.png"))
-    except PlotUnavailable:
-        pass
+    except PlotUnavailable as exc:
+        note = f"anytime.png skipped: {exc}"
+        if note not in report.notes:
+            report.notes.append(note)
     return written
 
 
@@ -66,21 +68,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from runner.plot import MISSING_HINT, PlotUnavailable, plot_report
-
     report = build_report(args.runs, compare=args.compare)
-    plot_missing = False
-    for run in report.runs:
+    written: list[Path] = []
+    for run in report.runs:  # each run folder gets its own report files
         single = Report(runs=[run])
-        folder = Path(run.run_dir)
-        (folder / "report.json").write_bytes(
-            msgspec.json.format(msgspec.json.encode(single), indent=2) + b"\n"
-        )
-        (folder / "report.md").write_text(render_markdown(single), encoding="utf-8")
-        try:
-            plot_report(single, folder / "anytime.png")
-        except PlotUnavailable:
-            plot_missing = True
+        written += write_report(single, run.run_dir)
+        report.notes += [n for n in single.notes if n not in report.notes]
     if args.json:
         print(msgspec.json.format(msgspec.json.encode(report), indent=2).decode())
         return 0
@@ -88,8 +81,5 @@ def main(args: argparse.Namespace) -> int:
     if not console.is_terminal:  # a file or a pipe: no width to fit, keep rows whole
         console = Console(width=200)
     print_report(report, console)
-    folders = ", ".join(run.run_dir for run in report.runs)
-    console.print(f"wrote report.json, report.md{'' if plot_missing else ', anytime.png'} in {folders}")
-    if plot_missing:
-        console.print(f"anytime.png skipped: {MISSING_HINT}")
+    console.print("wrote " + ", ".join(str(p) for p in written))
     return 0

@@ -76,6 +76,7 @@ class RunReport(msgspec.Struct, kw_only=True):
 class Report(msgspec.Struct, kw_only=True):
     runs: list[RunReport]
     compare: bool = False
+    notes: list[str] = msgspec.field(default_factory=list)  # e.g. why the plot was skipped
 
     def __rich__(self) -> Any:
         from runner.report.render import rich_report

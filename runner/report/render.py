@@ -267,8 +267,10 @@ def render_markdown(report: Report) -> str:
 def rich_report(report: Report) -> Any:
     """Every run's tables, and the side-by-side table when ``report.compare`` is set."""
     from rich.console import Group
+    from rich.text import Text
 
     parts: list[Any] = [_run_tables(run) for run in report.runs]
     if report.compare and len(report.runs) > 1:
         parts.append(_compare_table(report.runs))
+    parts += [Text(note, style="yellow") for note in report.notes]
     return Group(*parts)
