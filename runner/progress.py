@@ -29,7 +29,7 @@ from rich.progress import (
     Task,
     TaskProgressColumn,
 )
-from rich.table import Table
+from rich.table import Column, Table
 from rich.text import Text
 
 from runner.stats import LaneSnapshot, RunSnapshot
@@ -187,7 +187,7 @@ class EtaColumn(ProgressColumn):
 
 
 class SpendColumn(ProgressColumn):
-    """Dollars spent so far, against the cap; red past 90 % of it."""
+    """Dollars spent so far, against the cap and the estimate; red past 90 % of the cap."""
 
     def render(self, task: Task) -> Text:
         snap = _snap(task)
@@ -196,6 +196,8 @@ class SpendColumn(ProgressColumn):
         text.append(fmt_usd(snap.usd_spent), style=style)
         if snap.usd_cap is not None:
             text.append(f" of {fmt_usd(snap.usd_cap)} cap", style="dim")
+        if snap.usd_estimate is not None:
+            text.append(f", est. {fmt_usd(snap.usd_estimate)}", style="dim")
         return text
 
 
@@ -215,7 +217,7 @@ class RateLimitColumn(ProgressColumn):
 
     def render(self, task: Task) -> Text:
         n429 = _snap(task).n429
-        return Text.assemble((str(n429), "bold red" if n429 else "green"), (" × 429 rate-limited", "dim"))
+        return Text.assemble((str(n429), "bold red" if n429 else "green"), (" × 429", "dim"))
 
 
 def _usage_style(used: float, limit: float | None, *, base: str = "") -> str:
@@ -235,24 +237,40 @@ def _paused_cell(seconds: float) -> Text:
     return Text(f"{seconds:.1f}s", style="bold yellow") if seconds > 0 else Text("-", style="dim")
 
 
-def lanes_table(lanes: tuple[LaneSnapshot, ...]) -> Table:
-    """One row per lane: calls in flight, RPM and TPM use against limits, pause, 429s, retries."""
-    table = Table(box=None, padding=(0, 1), header_style="bold dim", expand=False)
-    table.add_column("lane", style="bold")
-    for name in ("in flight", "waiting", "req/min", "tok/min", "paused", "429s", "retries", "errors"):
-        table.add_column(name, justify="right")
-    for lane in lanes:
-        table.add_row(
-            lane.name,
-            _use_cell(lane.in_flight, lane.concurrency_limit),
-            Text(str(lane.waiting), style="yellow" if lane.waiting else "dim"),
-            _use_cell(lane.requests_last_min, lane.rpm_limit),
-            _use_cell(lane.tokens_last_min, lane.tpm_limit),
-            _paused_cell(lane.paused_for_s),
-            Text(str(lane.n429), style="red" if lane.n429 else "dim"),
-            Text(str(lane.retries), style="yellow" if lane.retries else "dim"),
-            Text(str(lane.errors), style="bold red" if lane.errors else "dim"),
-        )
+def _lane_cells(lane: LaneSnapshot) -> dict[str, Text]:
+    return {
+        "active": _use_cell(lane.in_flight, lane.concurrency_limit),
+        "queued": Text(str(lane.waiting), style="yellow" if lane.waiting else "dim"),
+        "req/min": _use_cell(lane.requests_last_min, lane.rpm_limit),
+        "tok/min": _use_cell(lane.tokens_last_min, lane.tpm_limit),
+        "paused": _paused_cell(lane.paused_for_s),
+        "429s": Text(str(lane.n429), style="red" if lane.n429 else "dim"),
+        "retries": Text(str(lane.retries), style="yellow" if lane.retries else "dim"),
+        "errors": Text(str(lane.errors), style="bold red" if lane.errors else "dim"),
+    }
+
+
+COLUMNS = ("active", "queued", "req/min", "tok/min", "paused", "429s", "retries", "errors")
+COMPACT_COLUMNS = ("active", "req/min", "tok/min", "429s")
+
+
+def lanes_table(lanes: tuple[LaneSnapshot, ...], *, compact: bool = False) -> Table:
+    """One row per lane: calls active and queued, RPM and TPM use against limits, pause, 429s, retries.
+
+    Args:
+        lanes: the lanes to show, in order.
+        compact: only the columns in `COMPACT_COLUMNS`, for terminals under 80 columns.
+    """
+    # short headers and no edge padding: the full table fits 80 columns; when it cannot (long
+    # lane names), only the lane column gives way, never a number
+    table = Table(box=None, padding=(0, 1), pad_edge=False, header_style="bold dim", expand=False)
+    table.add_column("lane", style="bold", overflow="ellipsis")
+    rows = [_lane_cells(lane) for lane in lanes]
+    names = COMPACT_COLUMNS if compact else COLUMNS
+    for name in names:
+        table.add_column(name, justify="right", no_wrap=True)
+    for lane, cells in zip(lanes, rows, strict=True):
+        table.add_row(lane.name, *(cells[name] for name in names))
     return table
 
 
@@ -276,7 +294,8 @@ class LiveDashboard:
             MofNCompleteColumn(),
             "[dim]jobs",
             TaskProgressColumn(),
-            EtaColumn(),
+            # the bar gives way on narrow terminals, never the times
+            EtaColumn(table_column=Column(no_wrap=True)),
             console=console,
             auto_refresh=False,
             get_time=clock,
@@ -319,7 +338,8 @@ class LiveDashboard:
         for progress, task in zip((self._bar, self._meters), self._tasks, strict=True):
             progress.update(task, total=snap.jobs_total, completed=snap.jobs_done, snapshot=snap)
         blank = Text("")
-        parts: list[RenderableType] = [self._bar, self._meters, blank, lanes_table(snap.lanes)]
+        lanes = lanes_table(snap.lanes, compact=self.console.width < 80)
+        parts: list[RenderableType] = [self._bar, self._meters, blank, lanes]
         parts += [blank, _totals(snap)]
         if snap.recent:
             parts.append(Text("\n".join(f"· {event}" for event in snap.recent[-3:]), style="dim"))
@@ -339,16 +359,14 @@ def _totals(snap: RunSnapshot) -> Text:
         (f"{snap.calls_done}", "bold"),
         (" done, ", "dim"),
         (f"{snap.calls_in_flight}", "bold"),
-        (" in flight   tokens ", "dim"),
+        (" in flight  tokens ", "dim"),
         (fmt_count(snap.tokens_in), "bold"),
         (" in / ", "dim"),
         (fmt_count(snap.tokens_out), "bold"),
         (" out", "dim"),
     )
     if snap.jobs_skipped:
-        text.append(f"   {snap.jobs_skipped} jobs resumed", style="dim")
-    if snap.usd_estimate is not None:
-        text.append(f"   estimate {fmt_usd(snap.usd_estimate)}", style="dim")
+        text.append(f"  {snap.jobs_skipped} resumed", style="dim")
     return text
 
 

@@ -163,7 +163,7 @@ def test_dashboard_shows_bar_meters_and_lanes() -> None:
     assert re.search(r"sim\s+16/16\s+40\s+430/600\s+190k/200k\s+1\.5s\s+3\s+4\s+0", frame)
     assert re.search(r"openai\s+2/8\s+0\s+12\s+5k\s+-\s+0\s+0\s+0", frame)
     assert "calls 312 done, 18 in flight" in frame and "51.2k in / 812k out" in frame
-    assert "estimate $0.1500" in frame
+    assert "est. $0.1500" in frame
 
 
 def test_dashboard_shows_recent_events_and_stopping() -> None:
@@ -176,7 +176,9 @@ def test_dashboard_shows_recent_events_and_stopping() -> None:
 def test_dashboard_fits_a_narrow_terminal() -> None:
     frame = last_frame(render_dashboard(snapshot(), width=60))
     assert all(len(line) <= 60 for line in frame.splitlines())
-    assert "40/120" in frame and "sim" in frame
+    assert "40/120" in frame and "eta 2m24s" in frame  # the bar gave way, not the times
+    assert re.search(r"lane\s+active\s+req/min\s+tok/min\s+429s\s+│", frame)  # compact table
+    assert re.search(r"sim\s+16/16\s+430/600\s+190k/200k\s+3", frame)
 
 
 def test_dashboard_colours_limits_near_their_cap() -> None:
@@ -298,3 +300,12 @@ def test_line_log_never_repeats_events_from_joined_lane_windows() -> None:
     log.refresh()
     events = [line.split("] ! ", 1)[1] for line in output(c).splitlines() if "] ! " in line]
     assert events == ["a: 429", "b: retry", "a: retry"]
+
+
+def test_dashboard_rows_do_not_wrap_at_80_columns() -> None:
+    frame = last_frame(render_dashboard(snapshot(usd_cap=5.0, usd_estimate=0.15, jobs_skipped=10), width=80))
+    assert re.search(r"lane\s+active\s+queued\s+req/min\s+tok/min\s+paused\s+429s\s+retries\s+errors", frame)
+    assert re.search(r"calls 312 done, 18 in flight .* 10 resumed", frame)
+    assert "spent $0.0412 of $5.00 cap, est. $0.1500 · 8.2k tok/s · 3 × 429" in frame
+    assert "190k/200k" in frame
+    assert re.search(r"40/120 jobs\s+33% 1m12s elapsed · eta", frame)
