@@ -37,8 +37,13 @@ def plot_report(report: Report, path: Path) -> Path:
 
     cells = [(run, cell) for run in report.runs for cell in run.cells]
     datasets = sorted({cell.dataset for _, cell in cells}) or ["(no data)"]
-    fig, axes = plt.subplots(1, len(datasets), figsize=(6.4 * len(datasets), 4.8), squeeze=False)
-    for ax, dataset in zip(axes[0], datasets, strict=True):
+    columns = min(3, len(datasets))
+    rows = -(-len(datasets) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(6.4 * columns, 4.8 * rows), squeeze=False)
+    flat = [ax for row in axes for ax in row]
+    for ax in flat[len(datasets) :]:
+        ax.set_visible(False)
+    for ax, dataset in zip(flat, datasets, strict=False):
         for run, cell in cells:
             if cell.dataset != dataset:
                 continue
@@ -61,7 +66,7 @@ def plot_report(report: Report, path: Path) -> Path:
         ax.set_title(dataset)
         ax.grid(True, which="both", alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize="small")
+            ax.legend(fontsize="x-small", loc="best")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
