@@ -97,13 +97,14 @@ def _utf8_len(text: str) -> int:
     return len(text) if text.isascii() else len(text.encode("utf-8"))
 
 
-def _as_tiktoken_reads_it(text: str) -> str:
-    """The text with surrogates mended as tiktoken mends them: pairs joined, lone ones U+FFFD."""
+def _mended(text: str) -> tuple[str, int]:
+    """The text with surrogates mended as tiktoken mends them (pairs joined, lone ones U+FFFD),
+    and its length in UTF-8 bytes."""
     try:
-        text.encode("utf-8")
+        return text, len(text.encode("utf-8"))
     except UnicodeEncodeError:
-        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
-    return text
+        text = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+        return text, len(text.encode("utf-8"))
 
 
 def _decode_prefix(encoding: tiktoken.Encoding, tokens: Sequence[int]) -> str:
@@ -173,10 +174,12 @@ class BudgetTokenizer:
         """
         if self._finished:
             raise RuntimeError("BudgetTokenizer.feed() called after finish()")
-        if not text.isascii():
-            text = _as_tiktoken_reads_it(text)  # a JSON stream can decode to lone surrogates
+        if text.isascii():
+            self._slack -= len(text)
+        else:
+            text, size = _mended(text)  # a JSON stream can decode to lone surrogates
+            self._slack -= size
         self._chunks.append(text)
-        self._slack -= _utf8_len(text)
         if self._slack > 0:
             return []  # no budget can be crossed yet: not even worth splitting
         return self._advance()
