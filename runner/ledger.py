@@ -14,6 +14,7 @@ final line, so a ledger being written can be read at any time (pandas, DuckDB, j
 from __future__ import annotations
 
 import contextlib
+import math
 import mmap
 import os
 import time
@@ -195,7 +196,7 @@ class Tracked:
         self.min_usd = min_usd
         self.every_s = every_s
         self.last_usd = 0.0
-        self.last_at = time.monotonic()
+        self.last_at = -math.inf  # the first growth (the prompt, billed at the 200) is recorded at once
 
     def close(self) -> None:
         self.writer._tracked.discard(self)

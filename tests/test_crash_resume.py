@@ -154,7 +154,7 @@ def write(tmp_path: Path, name: str, url: str) -> Path:
 
 @pytest.mark.slow
 async def test_sigkill_at_random_points_then_resume_reconciles(tmp_path: Path) -> None:
-    config = SimConfig(time_scale=0.005, chunk_tokens=16)
+    config = SimConfig(time_scale=0.2, chunk_tokens=16)  # near real speed: a kill cuts streams mid-way
     async with open_simulator(config, [("aime", DATA / "aime_2024.jsonl")]) as sim, \
             await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0) as listener:
         proxy = KillingProxy(int(sim.base_url.rsplit(":", 1)[1]))

@@ -222,7 +222,8 @@ async def test_in_flight_spend_is_sampled_and_superseded_by_the_attempt(tmp_path
             await writer.flush()
         writer.append(msgspec.structs.replace(attempt(7), usd=0.005))
     samples = [r.attempt.usd for r in iter_records(tmp_path) if isinstance(r, InFlight)]
-    assert samples == [0.002, 0.004]  # only growth of at least min_usd is worth a record
+    # the first growth (the prompt) at once, then only growth of at least min_usd
+    assert samples == [0.0005, 0.002, 0.004]
     async with open_ledger(tmp_path):
         pass
     assert load_state(tmp_path).total_usd == pytest.approx(0.005)  # the Attempt, not the samples
