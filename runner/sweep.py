@@ -191,6 +191,7 @@ class Sweep:
                 LaneSnapshot(
                     name=name,
                     in_flight=lane.counters.in_flight,
+                    waiting=limiter.waiting,
                     concurrency_limit=limiter.concurrency_limit,
                     rpm_limit=limiter.rpm_limit,
                     tpm_limit=limiter.tpm_limit,

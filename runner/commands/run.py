@@ -62,7 +62,7 @@ def main(args: argparse.Namespace) -> int:
         raise ConfigError("give a manifest (anytime run manifests/demo.toml) or --resume RUN")
 
     estimate = estimate_manifest(loaded)
-    sweep = Sweep(loaded, SweepOptions(grace_s=args.grace, new_run=args.new_run, usd_estimate=estimate.usd_high))
+    sweep = Sweep(loaded, SweepOptions(grace_s=args.grace, new_run=args.new_run, usd_estimate=estimate.usd_expected))
     print_estimate_summary(estimate, console)
     if confirm_needed(estimate, loaded.manifest) and not args.yes:
         if not sys.stdin.isatty():
