@@ -104,7 +104,7 @@ async def client_lane(base_url: str, n: int, tokens: int, m: Meter) -> None:
         text = PROMPT.format(i=i, n=1000 + i)
         request = ChatRequest(model=MODEL, messages=(Message("user", text),), max_output_tokens=tokens)
         spec = CallSpec(job_id=f"s{i}", kind="trace", model=MODEL, request=request,
-                        prompt_tokens=len(enc.encode_ordinary(text)) + 9, price=price)
+                        prompt_tokens=len(enc.encode_ordinary(text)) + 7, price=price)  # + framing, role
         m.enter()
         try:
             result = await lane.call(spec, lambda: Counting(enc, BUDGETS, "reasoning"))
@@ -154,7 +154,7 @@ async def client_direct(base_url: str, n: int, tokens: int, m: Meter) -> None:
         text = PROMPT.format(i=i, n=1000 + i)
         request = ChatRequest(model=MODEL, messages=(Message("user", text),), max_output_tokens=tokens)
         consumer = TraceConsumer(enc, BUDGETS, "reasoning")
-        reservation = await limiter.acquire(len(enc.encode_ordinary(text)) + 9 + tokens)
+        reservation = await limiter.acquire(len(enc.encode_ordinary(text)) + 7 + tokens)
         m.enter()
         usage = None
         try:

@@ -100,9 +100,10 @@ async def sim_stats(session: aiohttp.ClientSession, base_url: str) -> dict[str, 
 
 
 def prompt_tokens(messages: tuple[Message, ...]) -> int:
-    """Count as OpenAI does (and the simulator): 3 framing tokens per message, 3 to prime the reply."""
+    """Count as OpenAI does (and the simulator): 3 framing tokens + role + content per message, 3 to
+    prime the reply."""
     enc = get_encoding("o200k_base")
-    return sum(3 + len(enc.encode_ordinary(m.content)) for m in messages) + 3
+    return sum(3 + len(enc.encode_ordinary(m.role)) + len(enc.encode_ordinary(m.content)) for m in messages) + 3
 
 
 def request_for(i: int, max_tokens: int, model: str = MODEL) -> ChatRequest:
@@ -298,7 +299,8 @@ def main() -> int:
     parser.add_argument("--via", choices=("lane", "direct"), default="lane")
     args = parser.parse_args()
 
-    per_call = prompt_tokens(request_for(12345, args.max_tokens).messages) + args.max_tokens
+    sample = [prompt_tokens(request_for(i, args.max_tokens).messages) for i in range(0, args.calls, 97)]
+    per_call = round(sum(sample) / len(sample)) + args.max_tokens
     tpm = args.tpm or args.rpm * per_call
     print(f"# {args.calls} calls, rpm={args.rpm} tpm={tpm}, ~{per_call} tokens/call, "
           f"concurrency {args.concurrency}, via {args.via}", flush=True)

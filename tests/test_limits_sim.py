@@ -31,7 +31,8 @@ CAP = 16
 def prompt_tokens(text: str) -> int:
     from runner.encodings import get_encoding
 
-    return 3 + len(get_encoding("o200k_base").encode_ordinary(text)) + 3  # the simulator's count
+    enc = get_encoding("o200k_base")
+    return 3 + len(enc.encode_ordinary("user")) + len(enc.encode_ordinary(text)) + 3  # as OpenAI counts
 
 
 async def drive(
