@@ -185,9 +185,9 @@ def _build_run(run_dir: Path) -> RunReport:
     unattributed = 0.0
     for attempt in run.attempts:
         if attempt.kind == "synthesis":
-            key = synth_keys.get(attempt.job_id.split(":")[1] if ":" in attempt.job_id else "")
-            if key is not None:
-                synthesis_by_key[key].append(attempt)
+            synth = synth_keys.get(attempt.job_id.split(":")[1] if ":" in attempt.job_id else "")
+            if synth is not None:
+                synthesis_by_key[synth].append(attempt)
                 continue
         elif attempt.job_id in job_keys:
             attempts_by_key[job_keys[attempt.job_id]].append(attempt)

@@ -116,7 +116,9 @@ def difference_rows(run: RunReport, dataset: str) -> tuple[list[str], list[list[
                 f"{ai.value:+.1f}",
                 "—" if ai.lo is None else f"{ai.lo:+.1f} to {ai.hi:+.1f}",
                 f"{100 * final.value:+.1f}",
-                "—" if final.lo is None else f"{100 * final.lo:+.1f} to {100 * final.hi:+.1f}",
+                "—"
+                if final.lo is None or final.hi is None
+                else f"{100 * final.lo:+.1f} to {100 * final.hi:+.1f}",
             ]
         )
     return header, rows
