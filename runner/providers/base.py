@@ -62,14 +62,18 @@ class Adapter(ABC):
     streams_reasoning: ClassVar[bool] = True
     needs_key: ClassVar[bool] = True
 
-    def __init__(self, base_url: str, api_key: str | None, *, provider: str = "", options: Mapping[str, object] | None = None) -> None:
+    def __init__(
+        self, base_url: str, api_key: str | None, *, provider: str = "", options: Mapping[str, object] | None = None
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self._api_key = api_key  # never logged, never put in an error
         self.provider = provider
         self.options = dict(options or {})
 
     @abstractmethod
-    def stream(self, session: aiohttp.ClientSession, request: ChatRequest) -> AbstractAsyncContextManager[StreamResponse]:
+    def stream(
+        self, session: aiohttp.ClientSession, request: ChatRequest
+    ) -> AbstractAsyncContextManager[StreamResponse]:
         """Send the request and open the stream.
 
         Raises (on entering) a `runner.errors.ProviderError` subclass for a non-2xx answer or a
