@@ -120,3 +120,18 @@ def test_meeting_simulation_stops_at_the_first_bad_step() -> None:
              "arrive at 9:11AM. You meet Kenneth for 90 minutes from 9:11AM to 10:41AM.")
     assert task.grade(early, rendered).score == 0.0  # before his window opens
     assert task.grade("I would meet Kenneth in the afternoon.", rendered).score == 0.0
+
+
+FULL = REPO.parent / "shared" / "data" / "natural_plan"
+
+
+@pytest.mark.skipif(not FULL.is_dir(), reason="needs ../shared/data beside the repository")
+@pytest.mark.parametrize(
+    ("task", "name", "count"),
+    [(TripTask(), "trip_planning.jsonl", 1600), (CalendarTask(), "calendar_scheduling.jsonl", 1000),
+     (MeetingTask(), "meeting_planning_100.jsonl", 100)],
+)
+def test_every_gold_plan_of_the_full_files_scores_one(task, name: str, count: int) -> None:
+    problems = task.load(FULL / name)
+    assert len(problems) == count
+    assert all(task.grade(p.gold, task.render(p, 0)).score == 1.0 for p in problems)
