@@ -98,7 +98,10 @@ def test_paired_difference_against_the_baseline(run_dir: Path) -> None:
 def test_files_written(run_dir: Path) -> None:
     report = build_report([run_dir])
     written = write_report(report, run_dir)
-    assert {p.name for p in written} >= {"report.json", "report.md"}
+    assert {p.name for p in written} >= {"report.json", "report.md", "report.csv"}
+    csv_lines = (run_dir / "report.csv").read_text().splitlines()
+    assert csv_lines[0].startswith("run,model,dataset,method,budget,quality,anytime_index")
+    assert len(csv_lines) == 1 + 2 * 4 and ",full," in csv_lines[4]
     data = json.loads((run_dir / "report.json").read_text())
     assert data["runs"][0]["cells"][0]["summary"]["mode"] == "mean_then_max"
     markdown = (run_dir / "report.md").read_text()

@@ -11,6 +11,7 @@ the optional extra ``plot`` (matplotlib) and is skipped with a hint when it is m
 from __future__ import annotations
 
 import argparse
+import csv
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ __all__ = [
     "main",
     "print_report",
     "render_markdown",
+    "write_csv",
     "write_report",
 ]
 
@@ -39,7 +41,7 @@ def print_report(report: Report, console: Any) -> None:
 
 
 def write_report(report: Report, run_dir: str | Path) -> list[Path]:
-    """Write report.json, report.md and (when matplotlib is installed) anytime.png into ``run_dir``.
+    """Write report.json, report.md, report.csv and (with matplotlib) anytime.png into ``run_dir``.
 
     Returns the paths written. A missing matplotlib is not an error: the PNG is skipped and a note
     saying how to install it is added to ``report.notes`` (printed with the tables).
@@ -50,6 +52,8 @@ def write_report(report: Report, run_dir: str | Path) -> list[Path]:
     written = [folder / "report.json", folder / "report.md"]
     written[0].write_bytes(msgspec.json.format(msgspec.json.encode(report), indent=2) + b"\n")
     written[1].write_text(render_markdown(report), encoding="utf-8")
+    written.append(folder / "report.csv")
+    write_csv(report, written[-1])
     try:
         written.append(plot_report(report, folder / "anytime.png"))
     except PlotUnavailable as exc:
@@ -57,6 +61,52 @@ def write_report(report: Report, run_dir: str | Path) -> list[Path]:
         if note not in report.notes:
             report.notes.append(note)
     return written
+
+
+CSV_COLUMNS = (
+    "run",
+    "model",
+    "dataset",
+    "method",
+    "budget",
+    "quality",
+    "anytime_index",
+    "mode",
+    "problems",
+    "usd_total",
+    "usd_synthesis",
+    "fidelity",
+)
+
+
+def write_csv(report: Report, path: Path) -> None:
+    """One row per (run, model, dataset, method, budget); budget "full" is the untruncated trace."""
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        out = csv.writer(handle)
+        out.writerow(CSV_COLUMNS)
+        for run in report.runs:
+            for cell in run.cells:
+                points: list[tuple[str, float | None]] = [
+                    (str(b), q) for b, q in zip(cell.summary.budgets, cell.summary.quality, strict=True)
+                ]
+                points.append(("full", cell.summary.full.value if cell.summary.full else None))
+                for budget, quality in points:
+                    out.writerow(
+                        [
+                            run.name,
+                            cell.model,
+                            cell.dataset,
+                            cell.method,
+                            budget,
+                            "" if quality is None else f"{quality:.6f}",
+                            f"{cell.summary.anytime_index.value:.4f}",
+                            run.mode,
+                            cell.summary.problems,
+                            f"{cell.usd_total:.6f}",
+                            f"{cell.usd_synthesis:.6f}",
+                            cell.fidelity,
+                        ]
+                    )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
