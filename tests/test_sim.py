@@ -626,3 +626,20 @@ async def test_parameters_a_real_host_refuses(sim, model, extra):
     assert status == 400 and json.loads(raw)["error"]["type"] == "invalid_request_error"
     ok, _, _ = await post(sim, "/v1/chat/completions", chat("sim-grok-3-mini", "hi", reasoning_effort="low"))
     assert ok == 200
+
+
+def test_quality_depends_on_problem_and_seed_not_on_the_rest_of_the_prompt(datasets):
+    logic, model = TraceModel(open_index(datasets)), BUILTIN_MODELS["sim-reasoner-large"]
+    framings = ("Solve:\n{q}", "Here are worked examples of other problems.\n\nProblem:\n{q}\n\nBe careful.")
+    scores = []
+    for framing in framings:
+        hits = 0
+        for i, gold in enumerate(AIME_GOLDS):
+            for seed in range(8):
+                messages = (("user", framing.format(q=aime_statement(i))),)
+                gen = logic.generate(model, GenRequest(model=model.name, messages=messages, seed=seed))
+                for budget in (300, 900, 2700):
+                    found = TASKS["aime"].parse_last(ENC.decode(gen.reasoning[:budget]))
+                    hits += int(found is not None and found[1] == gold)
+        scores.append(hits)
+    assert abs(scores[0] - scores[1]) <= 0.03 * len(AIME_GOLDS) * 8 * 3

@@ -223,10 +223,14 @@ class TraceModel:
         gold = logic.gold(problem, prompt) if problem is not None else None
         thinking = model.reasoning and req.reasoning_on
         final_room = 48 if logic.kind in ("aime", "gpqa", "calendar") else 320
-        target = self._target_length(model, req, rng, thinking, final_room)
+        # how good this trace is depends on (model, problem, seed) only, never on the rest of the
+        # prompt: two methods asking the same problem with the same seed get the same chances
+        identity = problem.statement if problem is not None else prompt
+        quality = random.Random(_hash_int("quality", model.name, identity, req.seed))
+        target = self._target_length(model, req, quality, thinking, final_room)
         # nothing past the output cap is ever served: stop generating a little after it
         limit = req.max_output + 16 if req.max_output is not None else None
-        units, summary_units, answer = self._trace(model, logic, gold, problem, prompt, rng, target, limit)
+        units, summary_units, answer = self._trace(model, logic, gold, problem, prompt, rng, quality, target, limit)
         final = logic.final(answer)
         trace_text = "".join(units)
         if thinking:
@@ -260,6 +264,7 @@ class TraceModel:
         problem: object,
         prompt: str,
         rng: random.Random,
+        quality: random.Random,
         target: int,
         limit: int | None = None,
     ) -> tuple[list[str], list[str], object]:
@@ -269,14 +274,15 @@ class TraceModel:
         # convergence speed in tokens depends on skill alone, so a weak model is never faster
         tau = 250.0 + 1500.0 * (1.0 - model.skill)
         n_units = logic.units(gold) if gold is not None else 1
-        thresholds = [rng.random() for _ in range(n_units)]
+        thresholds = [quality.random() for _ in range(n_units)]
         interval = min(max(model.natural_tokens / 15.0, 80.0), 300.0)
-        next_at = interval * rng.uniform(0.4, 1.0)
+        next_at = interval * quality.uniform(0.4, 1.0)
         units: list[str] = []
         summary: list[str] = []
         answer: object = None
         t = 0
         fallback = logic.wrong(gold, rng, prompt)
+        answer_right = -1
         words, numbers = _keywords(statement_id if problem is not None else "")
         while limit is None or t < limit:
             stated = t >= next_at
@@ -284,7 +290,8 @@ class TraceModel:
                 p = p_max * (1.0 - math.exp(-t / tau))
                 right = sum(1 for u in thresholds if u < p)
                 candidate = answer
-                if answer is None or right == n_units or rng.random() < 0.6:
+                # a wrong answer may linger a while; a change in how much is right always shows
+                if answer is None or right != answer_right or rng.random() < 0.6:
                     candidate = logic.candidate(gold, right, rng, prompt)
                 text = logic.statement(candidate)
             else:
@@ -294,10 +301,12 @@ class TraceModel:
             if t + size + self._unit_len(_closing(logic, candidate if candidate is not None else fallback)) > target:
                 break
             answer = candidate
+            if stated:
+                answer_right = right
             units.append(text)
             if stated:
                 summary.append(text)
-                next_at = t + interval * rng.uniform(0.6, 1.4)
+                next_at = t + interval * quality.uniform(0.6, 1.4)
             elif rng.random() < 0.25:
                 summary.append(text)
             t += size
