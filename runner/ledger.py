@@ -144,7 +144,10 @@ class LedgerWriter:
             if self._queued:
                 batch, count = self._take()
                 try:
-                    await anyio.to_thread.run_sync(self._write, batch, count)
+                    # shielded: to_thread checkpoints before starting the thread, and a cancel
+                    # landing there would drop a batch already taken off the queue
+                    with anyio.CancelScope(shield=True):
+                        await anyio.to_thread.run_sync(self._write, batch, count)
                 except OSError as exc:
                     self._failed = LedgerError(f"{self.path}: cannot write the ledger: {exc.strerror or exc}")
                     self._durable_changed.set()
