@@ -21,7 +21,7 @@ import anyio
 
 from runner.errors import CallTimeout, ProviderError, SpendCapReached
 from runner.events import Content, Finish, Reasoning, Usage
-from runner.limits import LaneLimiter
+from runner.limits import LaneLimiter, Reservation
 from runner.pricing import ModelPrice, attempt_cost, worst_case_cost
 from runner.providers.base import Adapter, ChatRequest
 from runner.records import Attempt, CallKind
@@ -79,6 +79,34 @@ class LaneCounters:
     recent: list[str] = field(default_factory=list)
 
 
+class AnswersFirst:
+    """Answer calls for traces already streamed go before new traces.
+
+    A finished trace's forced answers complete a job (and free its memory); a new trace only adds
+    work. So a trace waits to ask the limiter for capacity while any answer call of the lane is
+    waiting for it. Answers come only from traces, so traces cannot starve.
+    """
+
+    def __init__(self) -> None:
+        self.answers_waiting = 0
+        self._clear = anyio.Event()
+        self._clear.set()
+
+    async def before_trace(self) -> None:
+        while self.answers_waiting:
+            await self._clear.wait()
+
+    def answer_waiting(self) -> None:
+        self.answers_waiting += 1
+        if self._clear.is_set():
+            self._clear = anyio.Event()
+
+    def answer_admitted(self) -> None:
+        self.answers_waiting -= 1
+        if not self.answers_waiting:
+            self._clear.set()
+
+
 @dataclass
 class Lane:
     name: str
@@ -93,6 +121,7 @@ class Lane:
     total_timeout: float
     on_tokens: Callable[[int, int], None] = lambda _in, _out: None
     counters: LaneCounters = field(default_factory=LaneCounters)
+    priority: AnswersFirst = field(default_factory=AnswersFirst)
 
     async def call(self, spec: CallSpec, make_consumer: Callable[[], Consumer]) -> CallResult:
         """Run a call to success or to its last attempt; raise the last error if all fail."""
@@ -122,7 +151,7 @@ class Lane:
         worst = worst_case_cost(spec.price, spec.prompt_tokens, spec.request.max_output_tokens)
         reserved_usd = self.spend.reserve(self.name, worst)  # raises SpendCapReached before any I/O
         try:
-            reservation = await self.limiter.acquire(spec.prompt_tokens + spec.request.max_output_tokens)
+            reservation = await self._acquire(spec)
         except BaseException:
             self.spend.settle(self.name, reserved_usd, 0.0)
             raise
@@ -227,6 +256,17 @@ class Lane:
         if error is not None:
             raise error
         return usage, finish, usd
+
+    async def _acquire(self, spec: CallSpec) -> Reservation:
+        tokens = spec.prompt_tokens + spec.request.max_output_tokens
+        if spec.kind != "answer":
+            await self.priority.before_trace()
+            return await self.limiter.acquire(tokens)
+        self.priority.answer_waiting()
+        try:
+            return await self.limiter.acquire(tokens)
+        finally:
+            self.priority.answer_admitted()
 
     def _on_error(self, error: ProviderError) -> None:
         self.counters.errors += 1

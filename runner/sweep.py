@@ -126,6 +126,12 @@ def sim_path(kind: str, base_url: str | None) -> str:
     return "/v1beta" if kind == "gemini" else "/v1"
 
 
+def sim_options(kind: str) -> dict[str, object] | None:
+    """Adapter options for a lane served by the simulator: protocols with no seed field send it
+    in a header the simulator reads, so samples of one problem differ as they do on real hosts."""
+    return {"seed_header": "x-sim-seed"} if kind in ("anthropic", "openai_responses", "gemini") else None
+
+
 def uses_sim_provider(loaded: LoadedManifest, name: str) -> bool:
     """A provider served by the in-process simulator: kind "sim" without a URL, or a sim:// URL.
 
@@ -299,7 +305,13 @@ class Sweep:
             )
             self.lanes[name] = Lane(
                 name=name,
-                adapter=make_adapter(name, provider, base_url, self.keys[name]),
+                adapter=make_adapter(
+                    name,
+                    provider,
+                    base_url,
+                    self.keys[name],
+                    options=sim_options(provider.kind) if uses_sim_provider(self.loaded, name) else None,
+                ),
                 limiter=LaneLimiter(rpm=provider.rpm, tpm=provider.tpm, max_concurrency=provider.max_concurrency),
                 policy=RetryPolicy(max_attempts=provider.max_attempts),
                 session=session,

@@ -23,6 +23,7 @@ def test_mixed_providers_report_each_fidelity(tmp_path: Path) -> None:
     text = (REPO / "manifests" / "sim-mixed.toml").read_text()
     text = text.replace('"../data/', f'"{DATA}/').replace('ledger_dir = "../ledgers"', f'ledger_dir = "{tmp_path}"')
     text = text.replace("time_scale = 0.1", "time_scale = 0.0").replace("limit = 6", "limit = 2")
+    text = text.replace("samples = 1", "samples = 2")
     manifest = tmp_path / "mixed.toml"
     manifest.write_text(text)
     assert main(["run", str(manifest), "--yes", "--plain"]) == 0
@@ -31,6 +32,7 @@ def test_mixed_providers_report_each_fidelity(tmp_path: Path) -> None:
     assert {model: cell["fidelity"] for model, cell in cells.items()} == EXPECTED_FIDELITY
     for model, cell in cells.items():
         assert cell["summary"]["problems"] == 2, model
+        assert cell["summary"]["samples"] == 4, model
         assert cell["usd_total"] > 0, model
     # hidden reasoning: the provider bills tokens we could never see, and the report says so
     assert cells["o4-mini"]["counted_to_billed"] < 0.5

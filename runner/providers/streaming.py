@@ -27,7 +27,8 @@ _json = msgspec.json.Encoder()
 class SSEAdapter(Adapter):
     """An adapter whose response is a ``text/event-stream``.
 
-    Every SSE adapter accepts the option ``extra_headers`` (a dict sent with each request).
+    Every SSE adapter accepts the options ``extra_headers`` (a dict sent with each request) and
+    ``seed_header`` (a header name that carries `ChatRequest.seed`, for the simulator).
     """
 
     @abstractmethod
@@ -52,14 +53,12 @@ class SSEAdapter(Adapter):
         return _json.encode(self.payload(request))
 
     @asynccontextmanager
-    async def stream(
-        self, session: aiohttp.ClientSession, request: ChatRequest
-    ) -> AsyncIterator[StreamResponse]:
+    async def stream(self, session: aiohttp.ClientSession, request: ChatRequest) -> AsyncIterator[StreamResponse]:
         async with open_stream(
             session,
             self.url(request),
             self.encode(request),
-            self._all_headers(),
+            self._all_headers(request),
             provider=self.provider,
             read_limits=self.read_limits,
             secret=self._api_key,
@@ -74,10 +73,15 @@ class SSEAdapter(Adapter):
                 await events.aclose()  # type: ignore[attr-defined]
                 await raw.aclose()  # type: ignore[attr-defined]
 
-    def _all_headers(self) -> dict[str, str]:
+    def _all_headers(self, request: ChatRequest) -> dict[str, str]:
         extra = self.options.get("extra_headers")
         # extra headers (OpenRouter's X-Title, the simulator's x-sim-mode) never replace auth ones
-        return {**dict(extra), **self.headers()} if isinstance(extra, dict) else self.headers()
+        headers = {**dict(extra), **self.headers()} if isinstance(extra, dict) else self.headers()
+        seed_header = self.options.get("seed_header")
+        if isinstance(seed_header, str) and request.seed is not None:
+            # protocols without a seed field (Anthropic, Responses, Gemini) pass it to the simulator here
+            headers = {seed_header: str(request.seed), **headers}
+        return headers
 
     def ended_early(self, parser: SSEParser, limits: RateLimitReading, expected: str) -> Exception:
         """The StreamBroken for a body that ended cleanly before its terminal event."""
