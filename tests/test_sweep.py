@@ -147,8 +147,16 @@ def test_retries_through_faults(tmp_path: Path) -> None:
     assert max(call_attempts.values()) >= 2
 
 
-def test_spend_cap_is_never_exceeded(tmp_path: Path) -> None:
-    path = manifest(tmp_path, limit=10, run_extra="max_usd = 0.0005")
+def test_spend_cap_at_half_the_estimate_is_never_exceeded(tmp_path: Path) -> None:
+    from runner.estimate import estimate_manifest
+    from runner.manifest import load_manifest
+
+    probe = manifest(tmp_path, limit=10)
+    cap = estimate_manifest(load_manifest(probe)).usd_expected / 2
+    path = manifest(tmp_path, limit=10, run_extra=f"max_usd = {cap:.6f}")
     assert run(path) == 3  # stopped by the cap
     attempts = [r for r in records(tmp_path) if isinstance(r, Attempt)]
-    assert sum(a.usd for a in attempts) <= 0.0005
+    assert attempts
+    assert sum(a.usd for a in attempts) <= cap
+    notes = [r for r in records(tmp_path) if type(r).__name__ == "Note" and r.kind == "stopped"]
+    assert notes and "spend cap" in notes[0].message

@@ -1,0 +1,59 @@
+"""Lane-level scheduling rules: answers before new traces; the spend guard's arithmetic."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+
+from runner.errors import SpendCapReached
+from runner.scheduler import AnswersFirst
+from runner.spend import SpendGuard
+
+
+async def test_traces_wait_while_answers_wait() -> None:
+    gate = AnswersFirst()
+    order: list[str] = []
+    gate.answer_waiting()
+    gate.answer_waiting()
+
+    async def trace() -> None:
+        await gate.before_trace()
+        order.append("trace")
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(trace)
+        await anyio.wait_all_tasks_blocked()
+        assert order == []  # held back: two answers are waiting for capacity
+        gate.answer_admitted()
+        order.append("answer")
+        await anyio.wait_all_tasks_blocked()
+        assert order == ["answer"]  # one answer still waiting
+        gate.answer_admitted()
+        order.append("answer")
+    assert order == ["answer", "answer", "trace"]
+
+
+async def test_no_waiting_answers_lets_traces_through() -> None:
+    gate = AnswersFirst()
+    with anyio.fail_after(1):
+        await gate.before_trace()
+
+
+def test_spend_guard_counts_in_flight_worst_cases() -> None:
+    guard = SpendGuard(max_usd=1.0, provider_caps={"p": 0.8, "q": None})
+    a = guard.reserve("p", 0.5)
+    with pytest.raises(SpendCapReached, match="providers.p.max_usd"):
+        guard.reserve("p", 0.4)  # 0.5 in flight + 0.4 > provider cap 0.8
+    # once a cap is reached the guard stays closed: no new call starts after it
+    with pytest.raises(SpendCapReached):
+        guard.reserve("q", 0.01)
+    guard.settle("p", a, 0.1)
+    assert guard.spent == pytest.approx(0.1)
+    assert guard.in_flight == pytest.approx(0.0)
+
+
+def test_spend_guard_run_cap() -> None:
+    guard = SpendGuard(max_usd=1.0, provider_caps={}, spent=0.7)
+    guard.reserve("p", 0.2)
+    with pytest.raises(SpendCapReached, match=r"run.max_usd \$1.0000: spent \$0.7000 \+ in flight \$0.2000"):
+        guard.reserve("p", 0.2)
