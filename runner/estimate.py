@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 from collections import defaultdict
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -36,6 +37,7 @@ from runner.pricing import PER, ModelPrice, PriceTable
 
 if TYPE_CHECKING:
     from runner.datasets.base import Task
+    from runner.ledger import LedgerState
     from runner.methods import MethodStrategy
 
 DEFAULT_TRACE_FRACTION = 1.0  # without history: a trace reaches its last budget (budgets sit below natural lengths)
@@ -92,6 +94,8 @@ class Estimate(msgspec.Struct, kw_only=True):
     calls_high: int
     min_wall_s: float | None
     notes: list[str]
+    jobs_done: int = 0  # finished in the run's own ledger: not in the rows (a rerun skips them)
+    usd_spent: float = 0.0  # what the run's own ledger has spent so far
 
 
 # ---- history: per-job means from earlier ledgers --------------------------------------------
@@ -235,8 +239,13 @@ def _preface(
     return strategy.build_preface(task, traces)[1]
 
 
-def count_prompts(loaded: LoadedManifest) -> dict[tuple[str, str, str], Group]:
-    """Render and count every job's prompts, grouped by (model, dataset, method)."""
+def count_prompts(
+    loaded: LoadedManifest, done: Collection[str] = (), built: Collection[str] = ()
+) -> dict[tuple[str, str, str], Group]:
+    """Render and count the prompts of every job not in ``done``, grouped by (model, dataset, method).
+
+    Synthesis is left out for groups whose key is in ``built`` (its record is in the ledger).
+    """
     from runner.encodings import resolve_encoding
     from runner.methods import answer_messages, get_method
     from runner.plan import expand_jobs, get_task, synthesis_budget, synthesis_pool
@@ -255,7 +264,7 @@ def count_prompts(loaded: LoadedManifest) -> dict[tuple[str, str, str], Group]:
             encoding = resolve_encoding(model.encoding, model.model, m.run.on_missing_encoding).encoding
             preface = _preface(loaded, job.method, job.dataset, strategy, task) if strategy.needs_synthesis else None
             group = groups[key] = Group(fidelity=fidelity_of(loaded, job.model))
-            if strategy.needs_synthesis:
+            if strategy.needs_synthesis and synthesis_key(loaded, *key) not in built:
                 group.synthesis_budget = synthesis_budget(loaded, job.method, job.dataset)
                 for problem in synthesis_pool(loaded, job.dataset):
                     rendered = task.render(problem, 0)
@@ -265,6 +274,8 @@ def count_prompts(loaded: LoadedManifest) -> dict[tuple[str, str, str], Group]:
                     group.pool_answer_input += params.k * count_chat_tokens(
                         encoding, answer_messages(task, rendered, ""))
             cache[key] = (task, strategy, encoding, preface)
+        if job.job_id in done:
+            continue
         task, strategy, encoding, preface = cache[key]
         rendered = task.render(job.problem, job.seed)
         group = groups[key]
@@ -272,6 +283,14 @@ def count_prompts(loaded: LoadedManifest) -> dict[tuple[str, str, str], Group]:
         group.trace_input += count_chat_tokens(encoding, strategy.trace_messages(task, rendered, preface))
         group.answer_input += count_chat_tokens(encoding, answer_messages(task, rendered, ""))
     return groups
+
+
+def synthesis_key(loaded: LoadedManifest, model: str, dataset: str, method: str) -> str:
+    """The key the pipeline files a group's synthesis under (`Pipeline.synthesis_key`)."""
+    from runner.plan import method_definition, model_definition, stable_hash
+
+    return stable_hash({"model": model_definition(loaded, model),
+                        "method": method_definition(loaded, method, dataset, model), "dataset": dataset})
 
 
 def fidelity_of(loaded: LoadedManifest, model_key: str) -> str:
@@ -363,13 +382,17 @@ def _synthesis_use(g: Group, kind: str, answer_cap: int, trace_extra: int) -> Us
                            high=high_out))
 
 
-def estimate_manifest(loaded: LoadedManifest, *, previous: list[Path] | None = None) -> Estimate:
+def estimate_manifest(
+    loaded: LoadedManifest, *, previous: list[Path] | None = None, remaining: bool = True
+) -> Estimate:
     """Price a manifest without any network call.
 
     Args:
         loaded: the validated manifest.
         previous: run folders whose ledgers calibrate "expected"; None reads the run folders
             under the manifest's ledger folder, [] uses the stated defaults only.
+        remaining: leave out what the run's own ledger already holds (finished jobs, built
+            synthesis), as a rerun skips it; False prices the whole sweep.
 
     Raises:
         PriceError: a selected model has no price (names ``models.<key>.price``).
@@ -379,11 +402,15 @@ def estimate_manifest(loaded: LoadedManifest, *, previous: list[Path] | None = N
     for key in loaded.selected("models"):  # unknown prices fail before any counting
         prices.price_for(key, m.models[key], m.providers[m.models[key].provider].kind)
     history, sources = read_history(_previous_dirs(loaded) if previous is None else previous)
+    state = _own_state(loaded) if remaining else None
+    done = state.completed_jobs if state else set()
     rows = []
-    for (model_key, dataset, method), group in count_prompts(loaded).items():
+    for (model_key, dataset, method), group in count_prompts(loaded, done, state.synthesis if state else ()).items():
         model = m.models[model_key]
         price = prices.price_for(model_key, model, m.providers[model.provider].kind)
-        rows.append(_row(loaded, model_key, dataset, method, group, price, history))
+        row = _row(loaded, model_key, dataset, method, group, price, history)
+        if row.calls.high:
+            rows.append(row)
     lanes = _lanes(m, rows)
     walls = [lane.min_wall_s for lane in lanes if lane.min_wall_s is not None]
     notes = [
@@ -395,6 +422,9 @@ def estimate_manifest(loaded: LoadedManifest, *, previous: list[Path] | None = N
     if any(r.expected_from == "default" for r in rows):
         notes.append(f"expected without history: traces end at {DEFAULT_TRACE_FRACTION:.0%} of the last budget, "
                      f"answers use {DEFAULT_ANSWER_FRACTION:.0%} of their cap (pass --from RUN to calibrate)")
+    if state is not None and state.completed_jobs:
+        notes.append(f"{len(state.completed_jobs)} jobs already finished in the run's ledger "
+                     f"(${state.total_usd:.4f} spent) are left out: a rerun skips them")
     if any(r.synthesis_calls for r in rows):
         notes.append("PDP/LEAP synthesis calls are included once per (model, dataset, method); the preface "
                      "inside trace prompts is sized from the pool, as synthesis has not run yet")
@@ -402,7 +432,16 @@ def estimate_manifest(loaded: LoadedManifest, *, previous: list[Path] | None = N
         manifest=str(loaded.path), rows=rows, lanes=lanes, usd_low=sum(r.usd.low for r in rows),
         usd_expected=sum(r.usd.expected for r in rows), usd_high=sum(r.usd.high for r in rows),
         calls_high=int(sum(r.calls.high for r in rows)), min_wall_s=max(walls) if walls else None, notes=notes,
+        jobs_done=len(done), usd_spent=state.total_usd if state else 0.0,
     )
+
+
+def _own_state(loaded: LoadedManifest) -> LedgerState | None:
+    from runner.ledger import load_state
+    from runner.sweep import run_dir_for
+
+    run_dir = run_dir_for(loaded)
+    return load_state(run_dir) if (run_dir / "ledger.jsonl").exists() else None
 
 
 def _previous_dirs(loaded: LoadedManifest) -> list[Path]:
@@ -485,8 +524,10 @@ def _duration(s: float | None) -> str:
 
 def print_estimate_summary(estimate: Estimate, console: Console) -> None:
     """One line for `anytime run`: the dollar range, calls and the least wall time."""
+    done = (f" for what is left ({estimate.jobs_done:,} jobs already done, {_usd(estimate.usd_spent)} spent)"
+            if estimate.jobs_done else "")
     console.print(
-        f"[bold]Estimate[/]: up to {estimate.calls_high:,} calls; expected {_usd(estimate.usd_expected)} "
+        f"[bold]Estimate[/]{done}: up to {estimate.calls_high:,} calls; expected {_usd(estimate.usd_expected)} "
         f"(low {_usd(estimate.usd_low)}, high {_usd(estimate.usd_high)}); "
         f"at least {_duration(estimate.min_wall_s)} under the rate limits"
     )

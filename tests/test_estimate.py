@@ -173,4 +173,21 @@ def test_history_makes_expected_close_and_high_holds(tmp_path: Path) -> None:
     assert est.usd_high >= actual
     assert est.usd_expected == pytest.approx(actual, rel=0.10)
     # by default the manifest's ledger folder is the history
-    assert estimate_manifest(loaded).rows[0].expected_from.startswith("history")
+    assert estimate_manifest(loaded, remaining=False).rows[0].expected_from.startswith("history")
+    # a rerun would skip every finished job: nothing is left to pay for
+    after = estimate_manifest(loaded)
+    assert (after.jobs_done, after.rows, after.usd_high) == (12, [], 0.0)
+    assert after.usd_spent == pytest.approx(actual)
+
+
+def test_synthesis_key_is_the_pipelines(tmp_path: Path) -> None:
+    from runner.estimate import synthesis_key
+    from runner.pipeline import Pipeline
+
+    methods = "[methods.pdp]\nkind = \"pdp\"\n"
+    loaded = load_manifest(manifest(tmp_path, methods=methods, selected='["pdp"]'))
+    pipeline = Pipeline(loaded, {}, [], {})  # type: ignore[arg-type]
+    assert synthesis_key(loaded, "strong", "aime", "pdp") == pipeline.synthesis_key("strong", "aime", "pdp")
+    key = synthesis_key(loaded, "strong", "aime", "pdp")
+    groups = count_prompts(loaded, built={key})
+    assert groups[("strong", "aime", "pdp")].pool_calls == 0 and groups[("weak", "aime", "pdp")].pool_calls > 0
