@@ -42,7 +42,7 @@ async def test_no_waiting_answers_lets_traces_through() -> None:
 def test_spend_guard_counts_in_flight_worst_cases() -> None:
     guard = SpendGuard(max_usd=1.0, provider_caps={"p": 0.8, "q": None})
     a = guard.reserve("p", 0.5)
-    with pytest.raises(SpendCapReached, match="providers.p.max_usd"):
+    with pytest.raises(SpendCapReached, match=r"providers\.p\.max_usd"):
         guard.reserve("p", 0.4)  # 0.5 in flight + 0.4 > provider cap 0.8
     # once a cap is reached the guard stays closed: no new call starts after it
     with pytest.raises(SpendCapReached):

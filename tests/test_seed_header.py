@@ -3,12 +3,14 @@ trace on the simulator: the sweep passes the seed in a header the simulator read
 
 from __future__ import annotations
 
+import json
+
 import aiohttp
 import pytest
 
 from runner.events import Reasoning
 from runner.manifest import Provider
-from runner.providers.base import ChatRequest, Message
+from runner.providers.base import Adapter, ChatRequest, Message
 from runner.providers.registry import make_adapter
 from runner.sim import SimConfig, open_simulator
 from runner.sweep import sim_options
@@ -18,10 +20,12 @@ CASES = [("anthropic", "sim-claude-thinking", "/v1"), ("gemini", "sim-gemini-fla
          ("openai_responses", "sim-o4-mini", "/v1")]
 
 
-async def reasoning_of(session: aiohttp.ClientSession, adapter, model: str, seed: int) -> str:  # noqa: ANN001
+PROBLEM = json.loads((DATA / "aime_2024.jsonl").read_text().splitlines()[0])["problem"]
+
+
+async def reasoning_of(session: aiohttp.ClientSession, adapter: Adapter, model: str, seed: int) -> str:
     request = ChatRequest(
-        model=model, max_output_tokens=1500, seed=seed, reasoning_budget=1024,
-        messages=(Message("user", open(DATA / "aime_2024.jsonl").readline().split('"problem": "')[1][:300]),),
+        model=model, max_output_tokens=1500, seed=seed, reasoning_budget=1024, messages=(Message("user", PROBLEM),)
     )
     text = []
     async with adapter.stream(session, request) as response:
