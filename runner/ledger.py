@@ -27,7 +27,7 @@ import anyio
 import msgspec
 
 from runner.errors import LedgerError
-from runner.records import Attempt, InFlight, JobDone, Note, Record, RunHeader, Synthesis
+from runner.records import Attempt, InFlight, Note, Record, RunHeader, Synthesis
 
 LEDGER_FILE = "ledger.jsonl"
 _encoder = msgspec.json.Encoder()
@@ -305,8 +305,23 @@ def interrupted_in_flight(path: Path) -> list[Attempt]:
     ]
 
 
-def iter_records(run_dir: Path) -> Iterator[Record]:
-    """Stream the records of a run folder (or a ledger file); a torn final line is skipped."""
+@dataclass
+class ReadInfo:
+    """What `iter_records` saw besides records: a torn final line (crashed or still-running writer)."""
+
+    lines: int = 0
+    torn_line: int | None = None  # its line number
+    torn_bytes: int = 0
+
+
+def iter_records(run_dir: Path, info: ReadInfo | None = None) -> Iterator[Record]:
+    """Stream the records of a run folder (or a ledger file).
+
+    A torn final line is skipped and reported in ``info`` when one is given.
+
+    Raises:
+        LedgerError: no ledger at the path, or a whole line is not a record (names file and line).
+    """
     path = Path(run_dir)
     if path.is_dir():
         path = ledger_path(path)
@@ -317,7 +332,11 @@ def iter_records(run_dir: Path) -> Iterator[Record]:
         for line in f:
             line_no += 1
             if not line.endswith(b"\n"):
-                return  # torn tail of a crashed or still-running writer
+                if info is not None:
+                    info.torn_line, info.torn_bytes = line_no, len(line)
+                return
+            if info is not None:
+                info.lines = line_no
             if line.strip():
                 try:
                     yield _decoder.decode(line)
@@ -442,4 +461,7 @@ def load_state(run_dir: Path) -> LedgerState:
     return state
 
 
-__all__ = ["Attempt", "JobDone", "LedgerState", "LedgerWriter", "iter_records", "load_state", "open_ledger"]
+__all__ = [
+    "LedgerState", "LedgerWriter", "ReadInfo", "Tracked", "interrupted_in_flight", "iter_records", "load_state",
+    "open_ledger", "recover",
+]

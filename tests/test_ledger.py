@@ -15,7 +15,7 @@ import msgspec
 import pytest
 
 from runner.errors import LedgerError
-from runner.ledger import iter_records, ledger_path, load_state, open_ledger, recover
+from runner.ledger import ReadInfo, iter_records, ledger_path, load_state, open_ledger, recover
 from runner.records import Attempt, InFlight, JobDone, Note, RunHeader, Snapshot, Synthesis
 
 
@@ -77,7 +77,9 @@ async def test_torn_tail_is_cut_and_noted(tmp_path: Path) -> None:
     path = ledger_path(tmp_path)
     whole = path.read_bytes()
     path.write_bytes(whole + b'{"type":"attempt","call_id":"c2","job_')  # a crash mid-write
-    assert [type(r).__name__ for r in iter_records(tmp_path)] == ["RunHeader", "Attempt"]  # readers skip it
+    info = ReadInfo()
+    assert [type(r).__name__ for r in iter_records(tmp_path, info)] == ["RunHeader", "Attempt"]  # skipped
+    assert (info.lines, info.torn_line, info.torn_bytes) == (2, 3, 38)
     async with open_ledger(tmp_path) as writer:
         writer.append(attempt(3))
     records = list(iter_records(tmp_path))
