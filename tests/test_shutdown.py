@@ -71,10 +71,11 @@ def parse(ledger: Path) -> list[Record]:
 
 
 @pytest.mark.slow
-def test_sigint_finishes_in_flight_and_resumes(tmp_path: Path) -> None:
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_signal_finishes_in_flight_and_resumes(tmp_path: Path, signum: signal.Signals) -> None:
     proc, ledger = start(tmp_path, time_scale=0.2)
     wait_for_attempt(ledger, proc)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 130, out
     assert "Resume with: anytime run" in out
