@@ -35,6 +35,7 @@ _decoder = msgspec.json.Decoder(Record)
 
 
 def ledger_path(run_dir: Path) -> Path:
+    """The ledger file of a run folder."""
     return Path(run_dir) / LEDGER_FILE
 
 

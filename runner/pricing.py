@@ -84,6 +84,7 @@ class PriceTable:
 
     @staticmethod
     def describe(price: ModelPrice) -> dict[str, object]:
+        """Plain data for the run header (what `anytime ledger verify` recomputes with)."""
         return msgspec.to_builtins(price)
 
 
@@ -99,6 +100,7 @@ def attempt_cost(
 
 
 def usage_cost(price: ModelPrice, usage: Usage) -> float:
+    """Dollars for normalised usage: cache reads and writes at their prices, reasoning as output."""
     cached = usage.cached_input_tokens
     written = usage.cache_write_input_tokens
     uncached = max(0, usage.input_tokens - cached - written)
@@ -110,5 +112,7 @@ def usage_cost(price: ModelPrice, usage: Usage) -> float:
 
 
 def worst_case_cost(price: ModelPrice, prompt_tokens: int, max_output_tokens: int) -> float:
-    """The most a call can cost: its whole prompt uncached and its whole output cap."""
-    return (prompt_tokens * price.input + max_output_tokens * price.output) / PER
+    """The most a call can cost: its whole prompt at the dearer of the input and cache-write
+    prices (Anthropic bills writes above plain input) and its whole output cap."""
+    prompt_price = max(price.input, price.cache_write_input or 0.0)
+    return (prompt_tokens * prompt_price + max_output_tokens * price.output) / PER

@@ -130,3 +130,9 @@ def test_worst_case_bounds_every_outcome_of_the_call() -> None:
         for out in (0, 100, 512):
             usage = Usage(input_tokens=1000, output_tokens=out, cached_input_tokens=cached)
             assert usage_cost(GPT41, usage) <= worst
+
+
+def test_worst_case_covers_cache_writes_dearer_than_input() -> None:
+    claude = ModelPrice(input=3.0, cached_input=0.3, cache_write_input=3.75, output=15.0)
+    written = Usage(input_tokens=1000, output_tokens=100, cache_write_input_tokens=1000)
+    assert usage_cost(claude, written) <= worst_case_cost(claude, 1000, 100)
