@@ -336,8 +336,10 @@ class Use:
             return ((inp - cached) * price.input + cached * cached_price + out * price.output) / PER
 
         i, c, o = self.input, self.cached, self.output
+        # high never assumes a cache hit, and pays a cache write where that is dearer than input
+        prompt_high = max(price.input, price.cache_write_input or 0.0)
         return Span(low=one(i.low, c.low, o.low), expected=one(i.expected, c.expected, o.expected),
-                    high=one(i.high, 0.0, o.high))
+                    high=(i.high * prompt_high + o.high * price.output) / PER)
 
 
 def _jobs_use(g: Group, budgets: tuple[int, ...], answer_cap: int, trace_extra: int) -> Use:
