@@ -233,6 +233,7 @@ def verify(run_dir: Path) -> Verification:
     done: dict[str, tuple[int, str]] = {}
     snapshots: list[tuple[int, Snapshot]] = []
     per_job: dict[str, float] = defaultdict(float)
+    built: dict[str, int] = {}
     for number, rec in _lines(run_dir, result):
         result.records += 1
         if number == 1 and not isinstance(rec, RunHeader):
@@ -250,11 +251,20 @@ def verify(run_dir: Path) -> Verification:
                 done[rec.job_id] = (number, rec.instance)
         elif isinstance(rec, Snapshot):
             snapshots.append((number, rec))
+        elif isinstance(rec, Synthesis):
+            if rec.key in built:
+                result.warnings.append(f"line {number}: synthesis {rec.key} built again (first on line "
+                                       f"{built[rec.key]}); its calls were paid twice")
+            built.setdefault(rec.key, number)
+    graded: set[tuple[str, str]] = set()
     for number, snap in snapshots:
-        if snap.job_id in done and done[snap.job_id][1] != snap.instance:
-            continue  # an earlier, superseded execution of a job that later completed: not counted
+        graded.add((snap.job_id, snap.instance))
         if snap.job_id not in done:
             result.warnings.append(f"line {number}: snapshot of job {snap.job_id} that never completed (ignored)")
+    for job_id, (number, instance) in done.items():
+        if (job_id, instance) not in graded:
+            result.problems.append(f"line {number}: job {job_id} completed with no snapshot of its execution "
+                                   f"{instance}: the report has nothing to count for it")
     if not _close(sum(per_job.values()), result.usd_recorded):
         result.problems.append(f"per-job totals ${sum(per_job.values()):.6f} differ from the attempt total "
                                f"${result.usd_recorded:.6f}")

@@ -148,3 +148,9 @@ async def test_export_csv(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
 def test_a_folder_without_a_ledger_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli(["ledger", "verify", str(tmp_path)]) == 2
     assert "no ledger.jsonl here" in capsys.readouterr().err
+
+
+async def test_verify_catches_a_completed_job_without_snapshots(tmp_path: Path) -> None:
+    await _write(tmp_path, [_done("j9", "p9")])
+    problems = verify(tmp_path).problems
+    assert any("job j9 completed with no snapshot" in p for p in problems)
