@@ -25,7 +25,10 @@ than tiktoken's (3.11: 14.0; 3.14: 16.0); the tests check it.
 
 Work is skipped while no budget can possibly be crossed: a token holds at least one UTF-8 byte,
 so ``final tokens + bytes not yet encoded < next budget`` proves no cut is final yet. Most chunks
-cost one append and one subtraction; the text is split and encoded about once in total.
+cost one append and one subtraction; the text is split and encoded about once in total. A tail
+that cannot be committed (one piece thousands of characters long, as when a model repeats one
+character) is looked at again only when it has grown by half: the work stays linear, and a cut
+inside such a run may come out up to that much later than the moment it became final.
 
 The cut rule: the cut at budget b is the decoded bytes of the first b tokens of the whole trace.
 When the b-th token ends inside a multi-byte character (byte-level BPE can split one), the
@@ -62,6 +65,9 @@ _HARD = regex.compile(
 _WHITESPACE = regex.compile(r"\s+")
 _NON_ASCII = re.compile(r"[^\x00-\x7f]+")
 _NEVER = 1 << 62  # slack once every cut is out: feed only appends
+# uncommitted bytes past which a stuck tail is re-examined only after it grows by half; prose
+# leaves a word or two uncommitted, so this only ever applies to degenerate runs
+_LONG_TAIL = 256
 
 
 class Cut(msgspec.Struct, frozen=True):
@@ -204,9 +210,15 @@ class BudgetTokenizer:
         cuts = self._commit(pending[:end]) if end else []
         rest = pending[end:]
         self._chunks = [rest] if rest else []
-        self._slack = (
-            _NEVER if self.done else self._budgets[self._next] - self._committed_tokens - _utf8_len(rest)
-        )
+        if self.done:
+            self._slack = _NEVER
+            return cuts
+        rest_bytes = _utf8_len(rest)
+        self._slack = self._budgets[self._next] - self._committed_tokens - rest_bytes
+        if rest_bytes > _LONG_TAIL:
+            # a run nothing can be committed from yet (a model stuck repeating one character makes
+            # one giant piece): look again only once it has grown by half, so the work stays linear
+            self._slack = max(self._slack, rest_bytes // 2)
         return cuts
 
     def _final_end(self, pending: str) -> int:

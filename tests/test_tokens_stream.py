@@ -165,3 +165,17 @@ def test_short_trace_gets_the_whole_text_for_later_budgets() -> None:
 def test_budgets_must_be_positive_and_increasing(budgets: list[int]) -> None:
     with pytest.raises(ValueError, match="strictly increasing positive"):
         BudgetTokenizer(get_encoding("o200k_base"), budgets)
+
+
+@pytest.mark.parametrize("name", ENCODINGS)
+@pytest.mark.parametrize("unit", ["\n", " ", "=", "a", "日"])
+def test_a_model_stuck_on_one_character_costs_linear_work(name: str, unit: str) -> None:
+    # one piece 100,000 characters long, fed a character at a time: re-examining the whole tail on
+    # every chunk would be 10^10 steps (minutes); backing off as the tail grows makes it linear
+    enc = get_encoding(name)
+    text = "Let x " + unit * 100_000 + " so x = 4."
+    total = len(enc.encode_ordinary(text))
+    tok = BudgetTokenizer(enc, [3, 50, total - 2])
+    cuts = feed_all(tok, list(text))
+    assert tok.count == total
+    assert_exact(enc, text, cuts)
