@@ -36,7 +36,11 @@ def assert_exact(enc: tiktoken.Encoding, text: str, cuts: dict[int, Cut]) -> Non
     for budget, cut in cuts.items():
         want = enc.decode(tokens[:budget])
         assert cut.tokens == min(budget, len(tokens)), (text, budget)
-        assert cut.text == want or (want.endswith("\ufffd") and cut.text == want.rstrip("\ufffd")), (text, budget)
+        # tiktoken's decode shows a character split by the b-th token as U+FFFD; the cut drops it
+        assert cut.text == want or (want.startswith(cut.text) and set(want[len(cut.text) :]) == {"\ufffd"}), (
+            text,
+            budget,
+        )
 
 
 @pytest.mark.parametrize("name", ENCODINGS)
