@@ -31,26 +31,39 @@ from __future__ import annotations
 import os
 import sys
 
-# this file shares its name with the standard library's tokenize, which the imports below pull
-# in (linecache imports it): run as a script, its own folder must not shadow it
-if sys.path and os.path.abspath(sys.path[0]) == os.path.dirname(os.path.abspath(__file__)):
-    del sys.path[0]
+# This file shares its name with the standard library's tokenize, which linecache imports (and
+# nearly everything imports linecache), and every script in bench/ runs with this folder first on
+# sys.path. Imported under that name, it hands over the real module and defines nothing else;
+# run as a script, it takes its folder off the path before importing anything.
+if __name__ == "tokenize":
+    import importlib.util
+    import sysconfig
 
-import argparse
-import json
-import statistics
-import time
-from collections.abc import Callable
-from pathlib import Path
+    _path = os.path.join(sysconfig.get_paths()["stdlib"], "tokenize.py")
+    _spec = importlib.util.spec_from_file_location("tokenize", _path)
+    if _spec is None or _spec.loader is None:
+        raise ImportError(f"the standard library's tokenize is not at {_path}")
+    # the import statement returns whatever sys.modules holds once this file has run
+    sys.modules["tokenize"] = _module = importlib.util.module_from_spec(_spec)
+    _spec.loader.exec_module(_module)
+else:
+    if sys.path and os.path.abspath(sys.path[0]) == os.path.dirname(os.path.abspath(__file__)):
+        del sys.path[0]
+    import argparse
+    import json
+    import statistics
+    import time
+    from collections.abc import Callable
+    from pathlib import Path
 
-import tiktoken
+    import tiktoken
 
-from runner.encodings import get_encoding
-from runner.tokens import BudgetTokenizer
+    from runner.encodings import get_encoding
+    from runner.tokens import BudgetTokenizer
 
 TRACE_TOKENS = 32_768
 BUDGETS = [256 * 2**k for k in range(8)]
-SOLUTIONS = Path("/work/shared/data/aime/originals/qwen2.5-math/aime24_test.jsonl")
+SOLUTIONS = "/work/shared/data/aime/originals/qwen2.5-math/aime24_test.jsonl"
 OPENERS = [
     "Okay, let me think about this again.",
     "Wait — that can't be right; let me re-check the arithmetic.",
@@ -62,7 +75,7 @@ OPENERS = [
 
 def make_trace(encoding: tiktoken.Encoding) -> str:
     """The trace: solutions with thinking-aloud openers, exactly TRACE_TOKENS tokens long."""
-    solutions = [json.loads(line)["solution"] for line in SOLUTIONS.read_text().splitlines() if line]
+    solutions = [json.loads(line)["solution"] for line in Path(SOLUTIONS).read_text().splitlines() if line]
     parts: list[str] = []
     count, i = 0, 0
     while count < TRACE_TOKENS + 64:
