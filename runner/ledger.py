@@ -88,6 +88,7 @@ class LedgerWriter:
         self._closed = False
         self._failed: LedgerError | None = None
         self._tracked: set[Tracked] = set()
+        self._last_sample = -1.0e9
         self.records_written = 0
 
     def append(self, record: Record) -> None:
@@ -140,7 +141,9 @@ class LedgerWriter:
             with anyio.move_on_after(self._max_delay_s):
                 await self._wake.wait()
             self._wake = anyio.Event()
-            if self._tracked:
+            # sampling every running call has a cost (thousands may stream at once): 4 times a second
+            if self._tracked and time.monotonic() - self._last_sample >= 0.25:
+                self._last_sample = time.monotonic()
                 self._sample_in_flight()
             if self._queued:
                 batch, count = self._take()

@@ -166,6 +166,29 @@ class Lane:
         error: ProviderError | None = None
         self.counters.in_flight += 1
         self.counters.attempts += 1
+        received = [0]  # characters streamed so far: the in-flight estimate of output tokens
+
+        def so_far() -> Attempt:
+            out = received[0] // 4
+            usd_now, _ = attempt_cost(spec.price, None, spec.prompt_tokens, out)
+            return Attempt(
+                call_id=call_id,
+                job_id=spec.job_id,
+                kind=spec.kind,
+                provider=self.name,
+                model=spec.model,
+                attempt=attempt,
+                status="interrupted",
+                budget=spec.budget,
+                input_tokens_counted=spec.prompt_tokens,
+                output_tokens_counted=out,
+                priced_from="counted",
+                usd=usd_now,
+                started_at=started,
+            )
+
+        track = getattr(self.ledger, "track", None)
+        tracked = track(so_far) if track is not None else None
         try:
             with anyio.fail_after(self.total_timeout):
                 async with self.adapter.stream(self.session, spec.request) as response:
@@ -183,6 +206,8 @@ class Lane:
                         if first:
                             ttft = time.monotonic() - t0
                             first = False
+                        if isinstance(event, (Reasoning, Content)):
+                            received[0] += len(event.text)
                         if isinstance(event, Reasoning):
                             if consumer.on_reasoning(event.text):
                                 finish = "cancelled_at_budget"
@@ -210,6 +235,8 @@ class Lane:
             status = "interrupted"  # cancelled from outside (shutdown): still recorded and paid
             raise
         finally:
+            if tracked is not None:
+                tracked.close()
             self.counters.in_flight -= 1
             out_counted, reasoning_counted = consumer.output_tokens_counted()
             usd, priced_from = attempt_cost(spec.price, usage, spec.prompt_tokens, out_counted)
@@ -241,6 +268,7 @@ class Lane:
                     cached_input_tokens=usage.cached_input_tokens if usage else None,
                     output_tokens=usage.output_tokens if usage else None,
                     reasoning_tokens=usage.reasoning_tokens if usage else None,
+                    cache_write_input_tokens=usage.cache_write_input_tokens if usage else None,
                     input_tokens_counted=spec.prompt_tokens,
                     output_tokens_counted=out_counted,
                     reasoning_tokens_counted=reasoning_counted,
