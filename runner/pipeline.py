@@ -21,7 +21,7 @@ from runner.datasets.base import Grade, Problem, Rendered, Task
 from runner.manifest import LoadedManifest, Model
 from runner.methods import MethodStrategy, PoolTrace, answer_messages, get_method
 from runner.plan import Job, get_task, stable_hash, synthesis_budget, synthesis_pool
-from runner.pricing import ModelPrice
+from runner.pricing import ModelPrice, worst_case_cost
 from runner.providers.base import ChatRequest, Message
 from runner.records import JobDone, Snapshot, Synthesis
 from runner.scheduler import CallSpec, Lane, RecordSink
@@ -159,13 +159,18 @@ class Pipeline:
             thinking = max(budgets[-1], ctx.min_thinking_budget)
             cap = thinking + ctx.config.trace_answer_tokens
             request = self._request(ctx, messages, cap, seed, reasoning_budget=thinking)
+        prompt_tokens = count_chat_tokens(ctx.encoding, messages)
+        # admitting a trace commits its job to one forced answer per budget: they must fit the cap too
+        answer_cap = max(ctx.config.answer_max_tokens, 256)
+        commits = sum(worst_case_cost(ctx.price, prompt_tokens + b + 64, answer_cap) for b in budgets)
         spec = CallSpec(
             job_id=job_id,
             kind=kind,
             model=ctx.key,
             request=request,
-            prompt_tokens=count_chat_tokens(ctx.encoding, messages),
+            prompt_tokens=prompt_tokens,
             price=ctx.price,
+            commits_usd=commits,
         )
         result = await ctx.lane.call(spec, lambda: TraceConsumer(ctx.encoding, budgets, traced))
         consumer = result.consumer

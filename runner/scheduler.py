@@ -54,6 +54,8 @@ class CallSpec:
     prompt_tokens: int  # counted locally with the model's encoding
     price: ModelPrice
     budget: int | None = None
+    # the worst case of the calls this one commits its job to (a trace's forced answers)
+    commits_usd: float = 0.0
 
 
 @dataclass
@@ -149,7 +151,10 @@ class Lane:
         self, spec: CallSpec, call_id: str, attempt: int, consumer: Consumer
     ) -> tuple[Usage | None, str, float]:
         worst = worst_case_cost(spec.price, spec.prompt_tokens, spec.request.max_output_tokens)
-        reserved_usd = self.spend.reserve(self.name, worst)  # raises SpendCapReached before any I/O
+        # raises SpendCapReached before any I/O
+        reserved_usd = self.spend.reserve(
+            self.name, worst, commits_usd=spec.commits_usd, new_work=spec.kind != "answer"
+        )
         try:
             reservation = await self._acquire(spec)
         except BaseException:

@@ -57,3 +57,18 @@ def test_spend_guard_run_cap() -> None:
     guard.reserve("p", 0.2)
     with pytest.raises(SpendCapReached, match=r"run.max_usd \$1.0000: spent \$0.7000 \+ in flight \$0.2000"):
         guard.reserve("p", 0.2)
+
+
+def test_cap_stops_new_work_but_lets_paid_traces_be_answered() -> None:
+    guard = SpendGuard(max_usd=1.0, provider_caps={})
+    trace = guard.reserve("p", 0.3, commits_usd=0.2)  # its answers must fit too: 0.5 <= 1.0
+    with pytest.raises(SpendCapReached):
+        guard.reserve("p", 0.4, commits_usd=0.4)  # 0.3 in flight + 0.8 > 1.0: no new trace
+    guard.settle("p", trace, 0.3)
+    with pytest.raises(SpendCapReached):
+        guard.reserve("p", 0.01)  # new work stays stopped
+    answer = guard.reserve("p", 0.1, new_work=False)  # the streamed trace's answer still fits
+    guard.settle("p", answer, 0.05)
+    with pytest.raises(SpendCapReached):
+        guard.reserve("p", 0.9, new_work=False)  # but never past the cap
+    assert guard.spent == pytest.approx(0.35)

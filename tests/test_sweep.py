@@ -160,3 +160,6 @@ def test_spend_cap_at_half_the_estimate_is_never_exceeded(tmp_path: Path) -> Non
     assert sum(a.usd for a in attempts) <= cap
     notes = [r for r in records(tmp_path) if type(r).__name__ == "Note" and r.kind == "stopped"]
     assert notes and "spend cap" in notes[0].message
+    # a trace is only started when its forced answers fit too: the money spent finished jobs
+    done = [r for r in records(tmp_path) if isinstance(r, JobDone)]
+    assert done
