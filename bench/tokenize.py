@@ -21,7 +21,8 @@ full and incremental runs interleaved, after one warm-up run: the machine is sha
 time is what other people's load disturbs least. Every run checks the count and the cuts against
 ``encode_ordinary``.
 
-Usage: ``python bench/tokenize.py [--repeats 7 --naive-stride 64]``. The last line holds
+Usage: ``python bench/tokenize.py [--repeats 7 --naive-stride 64 --trace aime|cjk]`` (``cjk``:
+Chinese reasoning sentences and numbers instead, text without ASCII word boundaries). The last line holds
 ``ratio_1tok=``, ``ratio_4tok=``, ``ratio_64tok=`` (the worse encoding's) and
 ``ratio_naive_4tok=`` (the better encoding's), then the same per encoding as ``name=value`` pairs.
 """
@@ -71,15 +72,28 @@ OPENERS = [
     "Alternatively, maybe there's a cleaner approach ∴ let's try it.",
     "So far: x ≈ 3.14159, and the answer should be an integer in [0, 999].",
 ]
+CJK_SENTENCES = [
+    "我们需要计算这个三角形的面积，",
+    "然后把结果除以一千。",
+    "等一下，这个推理有问题：",
+    "所以答案是",
+    "首先考虑所有可能的情况，",
+    "这样得到的余数应该是",
+]
 
 
-def make_trace(encoding: tiktoken.Encoding) -> str:
-    """The trace: solutions with thinking-aloud openers, exactly TRACE_TOKENS tokens long."""
-    solutions = [json.loads(line)["solution"] for line in Path(SOLUTIONS).read_text().splitlines() if line]
+def make_trace(encoding: tiktoken.Encoding, kind: str = "aime") -> str:
+    """The trace, exactly TRACE_TOKENS tokens long: AIME solutions with thinking-aloud openers, or
+    (``cjk``) Chinese reasoning sentences with numbers, which have no ASCII word boundaries."""
+    if kind == "cjk":
+        solutions = [f"{sentence}{n * 37 % 1000}" for n, sentence in enumerate(CJK_SENTENCES * 8, 1)]
+    else:
+        solutions = [json.loads(line)["solution"] for line in Path(SOLUTIONS).read_text().splitlines() if line]
     parts: list[str] = []
     count, i = 0, 0
     while count < TRACE_TOKENS + 64:
-        part = f"\n\n{OPENERS[i % len(OPENERS)]} Step {i + 1}.\n{solutions[i % len(solutions)]}"
+        opener = "" if kind == "cjk" else f"\n\n{OPENERS[i % len(OPENERS)]} Step {i + 1}.\n"
+        part = f"{opener}{solutions[i % len(solutions)]}"
         parts.append(part)
         count += len(encoding.encode_ordinary(part))
         i += 1
@@ -140,9 +154,9 @@ def naive_seconds(encoding: tiktoken.Encoding, chunks: list[str], stride: int) -
     return stride * sum(cpu_seconds(lambda i=i: encoding.encode_ordinary(text[: ends[i + 1]])) for i in sampled)
 
 
-def bench_encoding(name: str, repeats: int, stride: int) -> dict[str, float]:
+def bench_encoding(name: str, repeats: int, stride: int, kind: str) -> dict[str, float]:
     encoding = get_encoding(name)
-    trace = make_trace(encoding)
+    trace = make_trace(encoding, kind)
     chunked = {size: chunk_by_tokens(encoding, trace, size) for size in (1, 4, 64)}
     for chunks in chunked.values():
         check(encoding, trace, chunks)
@@ -180,8 +194,11 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--naive-stride", type=int, default=64)
     parser.add_argument("--encodings", default="o200k_base,cl100k_base")
+    parser.add_argument("--trace", choices=("aime", "cjk"), default="aime")
     args = parser.parse_args()
-    results = {name: bench_encoding(name, args.repeats, args.naive_stride) for name in args.encodings.split(",")}
+    results = {
+        name: bench_encoding(name, args.repeats, args.naive_stride, args.trace) for name in args.encodings.split(",")
+    }
     worst = {
         key: (min if key == "ratio_naive_4tok" else max)(figures[key] for figures in results.values())
         for key in ("ratio_1tok", "ratio_4tok", "ratio_64tok", "ratio_naive_4tok")
