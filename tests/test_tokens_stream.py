@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import unicodedata
 
 import pytest
@@ -10,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from runner.encodings import get_encoding
-from runner.tokens import BudgetTokenizer, Cut
+from runner.tokens import _CJK_LETTERS, _CJK_PUNCTUATION, _HARD, BudgetTokenizer, Cut
 
 ENCODINGS = ["o200k_base", "cl100k_base"]
 
@@ -183,3 +184,36 @@ def test_a_model_stuck_on_one_character_costs_linear_work(name: str, unit: str) 
     cuts = feed_all(tok, list(text))
     assert tok.count == total
     assert_exact(enc, text, cuts)
+
+
+HARD_FRAGMENTS = st.sampled_from(
+    ["word", "It", "'s", "'ll", " ", "  ", "\n", "\r\n", "42", "7", ".", ",", "(", "/", "$x$", "\\frac", "我们", "面积",
+     "，", "。", "：", "（", "」", "かな", "カナ", "한국", "ー", "\u3099", "１", "é", "\u0301", "\U000323b0", "😀"]
+)
+
+
+@pytest.mark.parametrize("name", ENCODINGS)
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(parts=st.lists(HARD_FRAGMENTS, min_size=2, max_size=30), other=st.lists(HARD_FRAGMENTS, max_size=6))
+def test_hard_boundaries_are_token_boundaries_whatever_follows(name: str, parts: list[str], other: list[str]) -> None:
+    """The claim the tokenizer rests on: at a hard boundary the tokens before it are final once the
+    next character is known, whatever text comes after that."""
+    enc = get_encoding(name)
+    text = "".join(parts)
+    for match in _HARD.finditer(text):
+        cut = match.end()
+        head = enc.encode_ordinary(text[:cut])
+        for rest in (text[cut:], text[cut] + "".join(other)):
+            assert enc.encode_ordinary(text[:cut] + rest)[: len(head)] == head, (text, cut, rest)
+            assert enc.encode_ordinary(text[:cut] + rest) == head + enc.encode_ordinary(rest), (text, cut, rest)
+
+
+def test_hard_boundary_characters_are_the_same_class_everywhere() -> None:
+    # the CJK ranges are letters (Lo) and the CJK punctuation is punctuation in Python's Unicode
+    # (14.0 on 3.11) and so in every later one; tiktoken agrees (letters keep 's, see above)
+    letters = [chr(code) for a, b in re.findall(r"(.)-(.)", _CJK_LETTERS) for code in range(ord(a), ord(b) + 1)]
+    assert {unicodedata.category(ch) for ch in letters} == {"Lo"}
+    assert {unicodedata.category(ch)[0] for ch in _CJK_PUNCTUATION} == {"P"}
+    enc = get_encoding("o200k_base")
+    contraction = enc.encode_ordinary("'s")
+    assert all(enc.encode_ordinary(ch + "'s")[-1:] == contraction for ch in letters[::97])
