@@ -5,13 +5,13 @@ tokens never cross pieces. So the tokens of a prefix that ends on a piece bounda
 no later text can move that boundary, and that prefix can be encoded once, on its own. We find
 such boundaries two ways:
 
-* **Hard boundaries**, which no later text and no Unicode table can move: after a letter (ASCII,
-  or CJK, kana or Hangul) followed by ASCII or CJK punctuation, a space or a digit (never an
-  apostrophe), after an ASCII digit followed by anything of those but a digit, and after a newline
-  followed by a letter or digit. No piece of either encoding's regex runs across those pairs, and
-  matching stops on the second character, so nothing after it is ever looked at. Every character
-  involved has had the same class in every Unicode version since 14.0. In prose, code and CJK text
-  they occur every word or clause.
+* **Hard boundaries**, which no later text and no Unicode table can move: after an ASCII letter,
+  CJK ideograph, kana or Hangul syllable followed by ASCII or CJK punctuation, a space or a digit
+  (not an apostrophe: o200k attaches 's to a word); after an ASCII digit followed by a non-digit
+  of those kinds or a letter; after a newline followed by a letter or digit. No piece of either
+  encoding's regex spans such a pair, and matching stops on its second character, so nothing
+  after that is ever looked at. Each character involved has had the same class in every Unicode
+  version since 14.0. In prose, code and CJK text they come every word or clause.
 * **Regex pieces** past the last hard boundary: the text after it is split with the encoding's
   own regex and all but the last `_GUARD` pieces are final (more text can only grow a letter run,
   fill a digit group, attach a contraction or re-split a whitespace run at the very end), and a
@@ -21,9 +21,9 @@ The regex pieces come from the ``regex`` module, whose Unicode tables are newer 
 compiled into tiktoken (Unicode 16.0 for tiktoken 0.14): a letter assigned since (a CJK extension
 ideograph, say) is a letter to one and unassigned to the other, and the two split differently
 around it. So the regex route is skipped whenever the text past the last hard boundary holds a
-code point unassigned in Python's own ``unicodedata``; the trace then commits at hard
-boundaries only. That stays exact while Python's Unicode version is not newer
-than tiktoken's (3.11: 14.0; 3.14: 16.0); the tests check it.
+code point unassigned in Python's own ``unicodedata``; the trace then commits at hard boundaries
+only. That is exact while Python's Unicode is not newer than tiktoken's (3.11: 14.0; 3.14: 16.0):
+a test checks that tiktoken takes every letter Python knows for a letter.
 
 Work is skipped while no budget can possibly be crossed: a token holds at least one UTF-8 byte,
 so ``final tokens + bytes not yet encoded < next budget`` proves no cut is final yet. Most chunks
