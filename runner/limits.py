@@ -27,6 +27,7 @@ never happens; refunds come from `Reservation.settle`.
 from __future__ import annotations
 
 import math
+import time
 from collections import deque
 from dataclasses import dataclass
 from types import TracebackType
@@ -52,7 +53,12 @@ class LoopClock:
     """The event loop's own clock (what `anyio.sleep` and `anyio.fail_after` use)."""
 
     def time(self) -> float:
-        return anyio.current_time()
+        try:
+            return anyio.current_time()
+        except RuntimeError:
+            # outside the loop (a display thread asking for `stats`): asyncio's and uvloop's clocks
+            # are both CLOCK_MONOTONIC
+            return time.monotonic()
 
     async def sleep(self, seconds: float) -> None:
         await anyio.sleep(seconds)

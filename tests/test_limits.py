@@ -469,6 +469,16 @@ def test_stats_is_a_frozen_snapshot() -> None:
         s.in_flight = 5  # type: ignore[misc]
 
 
+def test_stats_can_be_read_outside_the_event_loop() -> None:
+    async def main() -> LaneLimiter:
+        lim = LaneLimiter(rpm=60, tpm=None, max_concurrency=3)
+        await lim.acquire(1)
+        return lim
+
+    stats = run(main).stats()  # e.g. from a display thread
+    assert stats.in_flight == 1 and stats.rpm_limit == 60
+
+
 def test_last_minute_counts_follow_admissions_and_settlements() -> None:
     async def main() -> list[tuple[int, int]]:
         lim = LaneLimiter(rpm=None, tpm=None, max_concurrency=10)
