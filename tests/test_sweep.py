@@ -163,3 +163,19 @@ def test_spend_cap_at_half_the_estimate_is_never_exceeded(tmp_path: Path) -> Non
     # a trace is only started when its forced answers fit too: the money spent finished jobs
     done = [r for r in records(tmp_path) if isinstance(r, JobDone)]
     assert done
+
+
+def test_stalled_streams_time_out_and_are_retried(tmp_path: Path) -> None:
+    path = manifest(
+        tmp_path, limit=3,
+        sim_extra="[simulator.faults]\nstall = 0.3\nstall_seconds = 30.0\n",
+        provider_extra="[providers.sim.timeouts]\nidle = 0.4\nfirst_token = 2.0\n",
+    )
+    assert run(path) == 0
+    recs = records(tmp_path)
+    attempts = [r for r in recs if isinstance(r, Attempt)]
+    stalled = [a for a in attempts if a.error_class == "timeout"]
+    assert stalled, "the stall rate should have produced timed-out attempts"
+    # a stall of 30 s was cut by the idle watchdog (never before 0.4 s of silence, within 1.5x)
+    assert all(a.latency_s < 10 for a in stalled)
+    assert len([r for r in recs if isinstance(r, JobDone)]) == 2 * 3
