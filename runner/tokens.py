@@ -127,9 +127,7 @@ def _maybe_unsure() -> re.Pattern[str]:
 def _unsure_at_or_after(text: str, start: int) -> bool:
     """Whether a code point whose class tiktoken may see differently (one unassigned in Python's
     Unicode, or a surrogate) occurs in ``text[start:]``."""
-    return any(
-        unicodedata.category(match.group()) in ("Cn", "Cs") for match in _maybe_unsure().finditer(text, start)
-    )
+    return any(unicodedata.category(match.group()) in ("Cn", "Cs") for match in _maybe_unsure().finditer(text, start))
 
 
 def _utf8_len(text: str) -> int:
