@@ -1,6 +1,6 @@
 """Incremental tokenization cost: a 32,768-token trace fed in 1-, 4- and 64-token chunks.
 
-The trace reads like a reasoning model's: the AIME 2024 solutions in ``/work/shared/data``
+The trace reads like a reasoning model's: the AIME 2024 solutions in ``../shared/data`` beside the checkout
 (English, LaTeX, numbers, some unicode), each opened by a line of thinking-aloud, concatenated
 and cut at exactly 32,768 tokens of the encoding under test. Chunks are runs of 1, 4 or 64 of
 its tokens, decoded (a run that ends inside a character is merged with the next one, as a
@@ -64,7 +64,10 @@ else:
 
 TRACE_TOKENS = 32_768
 BUDGETS = [256 * 2**k for k in range(8)]
-SOLUTIONS = "/work/shared/data/aime/originals/qwen2.5-math/aime24_test.jsonl"
+# the shared data folder sits beside the checkout (as in CI): <parent>/shared/data
+SOLUTIONS = str(
+    Path(__file__).resolve().parents[2] / "shared/data/aime/originals/qwen2.5-math/aime24_test.jsonl"
+)
 OPENERS = [
     "Okay, let me think about this again.",
     "Wait — that can't be right; let me re-check the arithmetic.",
