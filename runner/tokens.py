@@ -51,7 +51,6 @@ from collections.abc import Sequence
 from functools import cache
 from itertools import pairwise
 
-import msgspec
 import regex
 import tiktoken
 
@@ -78,18 +77,47 @@ _NEVER = 1 << 62  # slack once every cut is out: feed only appends
 _LONG_TAIL = 256
 
 
-class Cut(msgspec.Struct, frozen=True):
+class Cut:
     """The trace at one budget.
 
     Attributes:
         budget: the budget this cut is for.
         text: the decoded first ``tokens`` tokens, without a trailing partial character.
         tokens: the budget, or fewer when the whole trace is shorter.
+
+    A cut made while streaming keeps only where it ends in the tokenizer's text and builds its
+    text when first asked: every cut is a prefix of the same trace, and with thousands of streams
+    in flight one copy of each prefix per budget would be most of a stream's memory.
     """
 
-    budget: int
-    text: str
-    tokens: int
+    __slots__ = ("_end", "_parts", "_text", "budget", "tokens")
+
+    def __init__(
+        self, budget: int, text: str | None = None, tokens: int = 0, *, parts: list[str] | None = None, end: int = 0
+    ) -> None:
+        self.budget = budget
+        self.tokens = tokens
+        self._text = text
+        self._parts = parts
+        self._end = end
+
+    @property
+    def text(self) -> str:
+        if self._text is None:
+            self._text = "".join(self._parts or ())[: self._end]
+            self._parts = None
+        return self._text
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Cut):
+            return NotImplemented
+        return (self.budget, self.tokens, self.text) == (other.budget, other.tokens, other.text)
+
+    def __hash__(self) -> int:
+        return hash((self.budget, self.tokens, self.text))
+
+    def __repr__(self) -> str:
+        return f"Cut(budget={self.budget}, text={self.text!r}, tokens={self.tokens})"
 
 
 @cache
@@ -182,6 +210,7 @@ class BudgetTokenizer:
         self._budgets = budgets
         self._next = 0  # index of the first budget without a cut yet
         self._committed: list[str] = []  # text whose tokens are final, in stretches
+        self._committed_chars = 0
         self._committed_tokens = 0
         self._chunks: list[str] = []  # text fed since, not yet encoded
         # bytes that may still arrive before the next budget could be crossed
@@ -229,9 +258,15 @@ class BudgetTokenizer:
         pending = "".join(self._chunks)
         self._chunks = []
         cuts = self._commit(pending) if pending else []
-        whole = "".join(self._committed)
         while not self.done:
-            cuts.append(Cut(budget=self._budgets[self._next], text=whole, tokens=self._committed_tokens))
+            cuts.append(
+                Cut(
+                    budget=self._budgets[self._next],
+                    tokens=self._committed_tokens,
+                    parts=self._committed,
+                    end=self._committed_chars,
+                )
+            )
             self._next += 1
         return cuts
 
@@ -272,9 +307,12 @@ class BudgetTokenizer:
         while not self.done and self._budgets[self._next] <= base + len(tokens):
             budget = self._budgets[self._next]
             head = _decode_prefix(self._encoding, tokens[: budget - base])
-            cuts.append(Cut(budget=budget, text="".join(self._committed) + head, tokens=budget))
+            # the head is a prefix of this stretch, which is committed just below
+            end = self._committed_chars + len(head)
+            cuts.append(Cut(budget=budget, tokens=budget, parts=self._committed, end=end))
             self._next += 1
         self._committed.append(stretch)
+        self._committed_chars += len(stretch)
         self._committed_tokens += len(tokens)
         return cuts
 
