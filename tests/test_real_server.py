@@ -13,6 +13,7 @@ stream, ``: ping`` comments to a queued request, and a client disconnect that st
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -32,6 +33,9 @@ from runner.records import Attempt, JobDone, Snapshot
 
 REASON = missing_reason()
 if REASON is not None:
+    # CI installs the extra and sets this, so a broken install fails loudly instead of skipping
+    if os.environ.get("ANYTIME_REQUIRE_REAL_SERVER") == "1":
+        raise RuntimeError(f"ANYTIME_REQUIRE_REAL_SERVER=1 but the real server cannot run: {REASON}")
     pytest.skip(REASON, allow_module_level=True)
 
 pytestmark = pytest.mark.real_server
