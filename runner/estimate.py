@@ -528,10 +528,18 @@ def print_estimate_summary(estimate: Estimate, console: Console) -> None:
     """One line for `anytime run`: the dollar range, calls and the least wall time."""
     done = (f" for what is left ({estimate.jobs_done:,} jobs already done, {_usd(estimate.usd_spent)} spent)"
             if estimate.jobs_done else "")
+    if estimate.jobs_done and not estimate.calls_high:
+        console.print(f"[bold]Estimate[/]: nothing left to run ({estimate.jobs_done:,} jobs done, "
+                      f"{_usd(estimate.usd_spent)} spent): a rerun only rebuilds the report")
+        return
     console.print(
         f"[bold]Estimate[/]{done}: up to {estimate.calls_high:,} calls; expected {_usd(estimate.usd_expected)} "
         f"(low {_usd(estimate.usd_low)}, high {_usd(estimate.usd_high)}); "
-        f"at least {_duration(estimate.min_wall_s)} under the rate limits"
+        + (
+            f"at least {_duration(estimate.min_wall_s)} under the rate limits"
+            if estimate.min_wall_s is not None
+            else "no rate limits stated (they are learned from headers at run time)"
+        )
     )
 
 
