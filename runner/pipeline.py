@@ -7,13 +7,11 @@ cut equals the previous one, and its answer is reused (marked ``reused``) instea
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import anyio
-import msgspec
 import tiktoken
 
 from runner.consumers import AnswerConsumer, TraceConsumer
@@ -23,8 +21,8 @@ from runner.methods import MethodStrategy, PoolTrace, answer_messages, get_metho
 from runner.plan import Job, get_task, stable_hash, synthesis_budget, synthesis_pool
 from runner.pricing import ModelPrice, worst_case_cost
 from runner.providers.base import ChatRequest, Message
-from runner.records import JobDone, Snapshot, Synthesis
-from runner.scheduler import CallSpec, Lane, RecordSink
+from runner.records import CallKind, JobDone, Snapshot, Synthesis
+from runner.scheduler import CallResult, CallSpec, Lane, RecordSink
 from runner.tokens import count_chat_tokens
 
 
@@ -85,42 +83,12 @@ class Pipeline:
             finish = trace.finish
             own = self._full_trace_grade(task, rendered, trace, grades, job.budgets)
             provider_reasoning = trace.provider_reasoning
-        snapshots = [
-            Snapshot(
-                job_id=job.job_id,
-                instance=instance,
-                model=job.model,
-                dataset=job.dataset,
-                problem_id=job.problem.id,
-                method=job.method,
-                sample=job.sample,
-                budget=budget,
-                tokens=tokens[budget],
-                answer=grade.answer,
-                score=grade.score,
-                exact=grade.exact,
-                reused=reused,
-            )
-            for budget, (grade, reused) in grades.items()
-        ]
         full_grade, full_tokens, full_reused = own
-        snapshots.append(
-            Snapshot(
-                job_id=job.job_id,
-                instance=instance,
-                model=job.model,
-                dataset=job.dataset,
-                problem_id=job.problem.id,
-                method=job.method,
-                sample=job.sample,
-                budget=None,
-                tokens=full_tokens,
-                answer=full_grade.answer,
-                score=full_grade.score,
-                exact=full_grade.exact,
-                reused=full_reused,
-            )
-        )
+        cuts = [(b, grade, tokens[b], reused) for b, (grade, reused) in grades.items()]
+        snapshots = [
+            snapshot_of(job, instance, budget, grade, n_tokens, reused)
+            for budget, grade, n_tokens, reused in [*cuts, (None, full_grade, full_tokens, full_reused)]
+        ]
         done = JobDone(
             job_id=job.job_id,
             instance=instance,
@@ -148,7 +116,7 @@ class Pipeline:
         messages: tuple[Message, ...],
         budgets: tuple[int, ...],
         seed: int,
-        kind: str,
+        kind: CallKind,
     ) -> TraceResult:
         traced = "content" if ctx.fidelity == "content" else "reasoning"
         if traced == "content":
@@ -212,22 +180,12 @@ class Pipeline:
         rendered: Rendered,
         partial: str,
         budget: int,
-        kind: str = "answer",
+        kind: CallKind = "answer",
     ) -> Grade:
         messages = answer_messages(task, rendered, partial)
         cap = max(ctx.config.answer_max_tokens, task.answer_max_tokens)
-        spec = CallSpec(
-            job_id=job_id,
-            kind=kind,
-            model=ctx.key,
-            request=self._request(ctx, messages, cap, None),
-            prompt_tokens=count_chat_tokens(ctx.encoding, messages),
-            price=ctx.price,
-            budget=budget,
-        )
-        result = await ctx.lane.call(spec, lambda: AnswerConsumer(ctx.encoding))
-        assert isinstance(result.consumer, AnswerConsumer)
-        return task.grade(result.consumer.text, rendered)
+        _result, answer = await self._ask(ctx, job_id, kind, messages, cap, None, budget)
+        return task.grade(answer.text, rendered)
 
     def _full_trace_grade(
         self,
@@ -259,19 +217,9 @@ class Pipeline:
         tokens: dict[int, int] = {}
 
         async def one(budget: int) -> None:
-            spec = CallSpec(
-                job_id=job.job_id,
-                kind="answer",
-                model=ctx.key,
-                request=self._request(ctx, messages, budget, job.seed),
-                prompt_tokens=count_chat_tokens(ctx.encoding, messages),
-                price=ctx.price,
-                budget=budget,
-            )
-            result = await ctx.lane.call(spec, lambda: AnswerConsumer(ctx.encoding))
-            assert isinstance(result.consumer, AnswerConsumer)
-            grades[budget] = (task.grade(result.consumer.text, rendered), False)
-            used = result.usage.output_tokens if result.usage else result.consumer.output_tokens_counted()[0]
+            result, answer = await self._ask(ctx, job.job_id, "answer", messages, budget, job.seed, budget)
+            grades[budget] = (task.grade(answer.text, rendered), False)
+            used = result.usage.output_tokens if result.usage else answer.output_tokens_counted()[0]
             tokens[budget] = min(used, budget)
 
         async with anyio.create_task_group() as tg:
@@ -279,6 +227,30 @@ class Pipeline:
                 tg.start_soon(one, budget)
         last = job.budgets[-1]
         return grades, tokens, "hidden", (grades[last][0], tokens[last], True)
+
+    async def _ask(
+        self,
+        ctx: ModelContext,
+        job_id: str,
+        kind: CallKind,
+        messages: tuple[Message, ...],
+        cap: int,
+        seed: int | None,
+        budget: int | None = None,
+    ) -> tuple[CallResult, AnswerConsumer]:
+        """One call whose whole output is the answer (forced answers, hidden budgets, principles)."""
+        spec = CallSpec(
+            job_id=job_id,
+            kind=kind,
+            model=ctx.key,
+            request=self._request(ctx, messages, cap, seed),
+            prompt_tokens=count_chat_tokens(ctx.encoding, messages),
+            price=ctx.price,
+            budget=budget,
+        )
+        result = await ctx.lane.call(spec, lambda: AnswerConsumer(ctx.encoding))
+        assert isinstance(result.consumer, AnswerConsumer)
+        return result, result.consumer
 
     def _request(
         self,
@@ -341,18 +313,8 @@ class Pipeline:
             rendered = task.render(problem, seed)
             messages = method.trace_messages(task, rendered, None)
             if ctx.fidelity == "hidden":
-                spec = CallSpec(
-                    job_id=job_id,
-                    kind="synthesis",
-                    model=ctx.key,
-                    request=self._request(ctx, messages, budget, seed),
-                    prompt_tokens=count_chat_tokens(ctx.encoding, messages),
-                    price=ctx.price,
-                    budget=budget,
-                )
-                result = await ctx.lane.call(spec, lambda: AnswerConsumer(ctx.encoding))
-                assert isinstance(result.consumer, AnswerConsumer)
-                text = result.consumer.text
+                _result, answer = await self._ask(ctx, job_id, "synthesis", messages, budget, seed, budget)
+                text = answer.text
                 grade = task.grade(text, rendered)
             else:
                 trace = await self._trace(job_id, ctx, messages, (budget,), seed, "synthesis")
@@ -395,17 +357,8 @@ class Pipeline:
     ) -> str:
         mistakes = [t for t in traces if t.score < 1.0]
         messages = method.principle_messages(task, mistakes)
-        spec = CallSpec(
-            job_id=f"synthesis:{key}:principles",
-            kind="synthesis",
-            model=ctx.key,
-            request=self._request(ctx, messages, 1024, None),
-            prompt_tokens=count_chat_tokens(ctx.encoding, messages),
-            price=ctx.price,
-        )
-        result = await ctx.lane.call(spec, lambda: AnswerConsumer(ctx.encoding))
-        assert isinstance(result.consumer, AnswerConsumer)
-        return result.consumer.text
+        _result, answer = await self._ask(ctx, f"synthesis:{key}:principles", "synthesis", messages, 1024, None)
+        return answer.text
 
 
 @dataclass
@@ -415,6 +368,25 @@ class TraceResult:
     provider_reasoning: int | None
 
 
+def snapshot_of(job: Job, instance: str, budget: int | None, grade: Grade, tokens: int, reused: bool) -> Snapshot:
+    """The ledger record of one graded cut (``budget`` None: the full trace)."""
+    return Snapshot(
+        job_id=job.job_id,
+        instance=instance,
+        model=job.model,
+        dataset=job.dataset,
+        problem_id=job.problem.id,
+        method=job.method,
+        sample=job.sample,
+        budget=budget,
+        tokens=tokens,
+        answer=grade.answer,
+        score=grade.score,
+        exact=grade.exact,
+        reused=reused,
+    )
+
+
 def pool_order(pool: list[Problem], problem_id: str) -> int:
     for i, p in enumerate(pool):
         if p.id == problem_id:
@@ -422,8 +394,4 @@ def pool_order(pool: list[Problem], problem_id: str) -> int:
     return len(pool)
 
 
-def now() -> float:
-    return time.time()
-
-
-__all__ = ["JobOutcome", "ModelContext", "Pipeline", "msgspec"]
+__all__ = ["JobOutcome", "ModelContext", "Pipeline"]
