@@ -145,8 +145,17 @@ def expand_jobs(loaded: LoadedManifest, models: list[str] | None = None) -> Iter
                             problem=problem,
                             sample=sample,
                             budgets=budgets,
-                            seed=int(job_id[:7], 16),
+                            seed=sample_seed(model_def, definition["dataset"], sample, m.run.seed),
                         )
+
+
+def sample_seed(model_def: object, problem_def: object, sample: int, run_seed: int) -> int:
+    """The request seed of one sample: the same for every method and budget grid.
+
+    Methods are compared on common random draws (the paired design): on a deterministic host, or
+    the simulator, two methods differ only by what their prompts change, not by luck of the seed.
+    """
+    return int(stable_hash({"model": model_def, "problem": problem_def, "sample": sample, "seed": run_seed})[:7], 16)
 
 
 def count_jobs(loaded: LoadedManifest) -> int:

@@ -40,6 +40,12 @@ def test_paper_design_end_to_end(tmp_path: Path) -> None:
     for cell in cells:
         synthesis = cell["usd_synthesis"]
         assert (synthesis > 0) == (cell["method"] != "cot"), cell
+    # the simulator never reads which method built a prompt, and every method of a sample shares its
+    # seed (paired design): so on the simulator the methods' quality curves are exactly equal
+    curves: dict[str, set[tuple[float, ...]]] = {}
+    for cell in cells:
+        curves.setdefault(cell["dataset"], set()).add(tuple(cell["summary"]["quality"]))
+    assert all(len(c) == 1 for c in curves.values()), curves
     assert (run_dir / "report.md").read_text().count("|") > 50
     assert (run_dir / "anytime.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     records = list(iter_records(run_dir))
