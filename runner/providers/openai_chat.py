@@ -30,7 +30,7 @@ from runner.providers.base import ChatRequest
 from runner.providers.classify import ErrorDetail, classify_stream_error
 from runner.providers.headers import any_limits
 from runner.providers.sse import SSEEvent, SSEParser
-from runner.providers.streaming import SSEAdapter, versioned
+from runner.providers.streaming import SSEAdapter, bearer_headers, versioned
 from runner.providers.think import ThinkSplitter
 
 ReasoningField = Literal["reasoning_content", "reasoning", "think_tags"] | None
@@ -92,8 +92,7 @@ def map_usage(u: _Usage, *, quirk: str = "openai", cost_field: bool = False) -> 
     reasoning = u.completion_tokens_details.reasoning_tokens if u.completion_tokens_details else None
     output = u.completion_tokens
     if reasoning and (
-        quirk == "xai"
-        or (quirk == "auto" and u.total_tokens == u.prompt_tokens + u.completion_tokens + reasoning)
+        quirk == "xai" or (quirk == "auto" and u.total_tokens == u.prompt_tokens + u.completion_tokens + reasoning)
     ):
         output += reasoning  # xAI's completion_tokens excludes reasoning; its bill does not
     cached = u.prompt_tokens_details.cached_tokens if u.prompt_tokens_details else None
@@ -173,9 +172,7 @@ class OpenAIChatAdapter(SSEAdapter):
         self.cost_field = bool(o.get("cost_field", False))
         self.token_param = str(o.get("token_param", "max_completion_tokens"))
         if self.token_param not in ("max_completion_tokens", "max_tokens"):
-            raise ValueError(
-                f"token_param must be max_completion_tokens or max_tokens, got {self.token_param!r}"
-            )
+            raise ValueError(f"token_param must be max_completion_tokens or max_tokens, got {self.token_param!r}")
         self.effort_param = str(o.get("effort_param", "reasoning_effort"))
         extra = o.get("extra_body") or {}
         self.extra_body: dict[str, object] = dict(extra) if isinstance(extra, Mapping) else {}
@@ -184,10 +181,7 @@ class OpenAIChatAdapter(SSEAdapter):
         return f"{versioned(self.base_url)}/chat/completions"
 
     def headers(self) -> dict[str, str]:
-        h = {"content-type": "application/json", "accept": "text/event-stream"}
-        if self._api_key:
-            h["authorization"] = f"Bearer {self._api_key}"
-        return h
+        return bearer_headers(self._api_key)
 
     def payload(self, request: ChatRequest) -> dict[str, object]:
         body: dict[str, object] = {

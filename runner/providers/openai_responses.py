@@ -18,7 +18,7 @@ from runner.providers.base import ChatRequest
 from runner.providers.classify import classify_stream_error
 from runner.providers.headers import openai_limits
 from runner.providers.sse import SSEEvent, SSEParser
-from runner.providers.streaming import SSEAdapter, versioned
+from runner.providers.streaming import SSEAdapter, bearer_headers, versioned
 
 _REASONING_DELTAS = frozenset({"response.reasoning_summary_text.delta", "response.reasoning_text.delta"})
 INCOMPLETE_REASONS = {"max_output_tokens": "length", "content_filter": "content_filter"}
@@ -96,10 +96,7 @@ class OpenAIResponsesAdapter(SSEAdapter):
         return f"{versioned(self.base_url)}/responses"
 
     def headers(self) -> dict[str, str]:
-        h = {"content-type": "application/json", "accept": "text/event-stream"}
-        if self._api_key:
-            h["authorization"] = f"Bearer {self._api_key}"
-        return h
+        return bearer_headers(self._api_key)
 
     def payload(self, request: ChatRequest) -> dict[str, object]:
         body: dict[str, object] = {
@@ -158,7 +155,5 @@ class OpenAIResponsesAdapter(SSEAdapter):
                     self.provider, err.code, err.message or "response failed", limits, secret=self._api_key
                 )
             elif kind == "error":
-                raise classify_stream_error(
-                    self.provider, msg.code, msg.message or "", limits, secret=self._api_key
-                )
+                raise classify_stream_error(self.provider, msg.code, msg.message or "", limits, secret=self._api_key)
         raise self.ended_early(parser, limits, "the terminal response event")

@@ -99,6 +99,14 @@ class SSEAdapter(Adapter):
         return stream_broken(self.provider, limits, f"malformed stream event ({exc}): {snippet!r}")
 
 
+def bearer_headers(api_key: str | None) -> dict[str, str]:
+    """JSON in, SSE out, and the key as a bearer token (OpenAI and every compatible host)."""
+    headers = {"content-type": "application/json", "accept": "text/event-stream"}
+    if api_key:
+        headers["authorization"] = f"Bearer {api_key}"
+    return headers
+
+
 def versioned(base_url: str, version: str = "/v1") -> str:
     """``base_url`` with an API version path added when it has no path at all.
 
