@@ -17,7 +17,7 @@ from aiohttp import web
 
 from runner.sim.ratelimit import Admission, anthropic_headers, key_digest, retry_headers
 from runner.sim.server import SIM_KEY, Call, ErrorFormat, Reject, open_stream
-from runner.sim.stream import EventWriter, Piece, drive, pieces
+from runner.sim.stream import EventWriter, Piece, call_pieces, drive
 from runner.sim.trace import GenRequest
 
 _TYPES = {
@@ -249,15 +249,7 @@ async def _stream(request: web.Request, call: Call) -> web.StreamResponse:
             b'event: content_block_delta\ndata: {"type": "content_block_delta", "index": 0, "delta": {\n\n'
         )
 
-    items = list(
-        pieces(
-            call.generation,
-            call.plan,
-            call.sim.config.chunk_tokens,
-            _view(call),
-            call.sim.logic.encoding.decode_bytes,
-        )
-    )
+    items = list(call_pieces(call, _view(call)))
     if not await drive(call, request, writer, items, blocks.piece, emit_error, emit_malformed):
         return response
     if blocks.open is None and call.plan.content_tokens == 0 and call.plan.reasoning_tokens == 0:
@@ -279,7 +271,7 @@ async def _complete(call: Call) -> web.Response:
     decode = call.sim.logic.encoding.decode
     content: list[dict] = []
     if p.reasoning_tokens:
-        shown = list(pieces(call.generation, p, 1 << 30, _view(call), call.sim.logic.encoding.decode_bytes))
+        shown = list(call_pieces(call, _view(call), whole=True))
         thinking = "".join(x.text for x in shown if x.kind == "reasoning")
         content.append({"type": "thinking", "thinking": thinking, "signature": _signature(call)})
     content.append({"type": "text", "text": decode(call.generation.content[: p.content_tokens])})

@@ -15,7 +15,7 @@ from aiohttp import web
 
 from runner.sim.ratelimit import Admission, retry_headers
 from runner.sim.server import SIM_KEY, Call, ErrorFormat, Reject, open_stream
-from runner.sim.stream import EventWriter, Piece, drive, pieces
+from runner.sim.stream import EventWriter, Piece, call_pieces, drive
 from runner.sim.trace import GenRequest
 
 _STATUS = {
@@ -166,15 +166,7 @@ async def _stream(request: web.Request, call: Call, view: str) -> web.StreamResp
     async def emit_malformed() -> None:
         await writer.raw(b'data: {"candidates": [{"content": {"parts": [{"text": "cut\n\n')
 
-    items = list(
-        pieces(
-            call.generation,
-            call.plan,
-            call.sim.config.chunk_tokens,
-            view,
-            call.sim.logic.encoding.decode_bytes,
-        )
-    )
+    items = list(call_pieces(call, view))
     if await drive(call, request, writer, items, emit, emit_error, emit_malformed):
         await writer.event(msgspec.json.encode(_response(call, [{"text": ""}], final=True)))
         await response.write_eof()
@@ -186,7 +178,7 @@ async def _complete(call: Call, view: str) -> web.Response:
     if call.sim.config.time_scale > 0:
         await asyncio.sleep(call.pacer.total_s(p.output_tokens))
     thought, text = [], []
-    for piece in pieces(call.generation, p, 1 << 30, view, call.sim.logic.encoding.decode_bytes):
+    for piece in call_pieces(call, view, whole=True):
         call.served(piece.kind, piece.billed)
         (text if piece.kind == "content" else thought).append(piece.text)
     parts = ([{"text": "".join(thought), "thought": True}] if "".join(thought) else []) + [{"text": "".join(text)}]

@@ -16,7 +16,7 @@ from aiohttp import web
 from runner.sim.models import SimModel
 from runner.sim.ratelimit import Admission, openai_headers, retry_headers
 from runner.sim.server import SIM_KEY, Call, ContextOverflow, ErrorFormat, Reject, open_stream
-from runner.sim.stream import EventWriter, Piece, drive, pieces
+from runner.sim.stream import EventWriter, Piece, call_pieces, drive
 from runner.sim.trace import GenRequest
 
 _ERROR_TYPES = {
@@ -338,15 +338,7 @@ async def _stream(request: web.Request, call: Call, errors: OpenAIErrors, includ
             b'data: {"id": "chatcmpl-' + call.id.encode() + b'", "choices": [{"delta": {"content": "cut' + b"\n\n"
         )
 
-    items = list(
-        pieces(
-            call.generation,
-            call.plan,
-            call.sim.config.chunk_tokens,
-            _reasoning_view(call.model.profile),
-            call.sim.logic.encoding.decode_bytes,
-        )
-    )
+    items = list(call_pieces(call, _reasoning_view(call.model.profile)))
     if not await drive(call, request, writer, items, emit, emit_error, emit_malformed):
         if call.interrupted:
             await writer.event(b"[DONE]")

@@ -16,7 +16,7 @@ from aiohttp import web
 
 from runner.sim.openai_chat import OpenAIErrors
 from runner.sim.server import SIM_KEY, Call, Reject, open_stream
-from runner.sim.stream import EventWriter, Piece, drive, pieces
+from runner.sim.stream import EventWriter, Piece, call_pieces, drive
 from runner.sim.trace import GenRequest
 
 
@@ -338,15 +338,7 @@ async def _stream(request: web.Request, call: Call, errors: OpenAIErrors, view: 
             b'event: response.output_text.delta\ndata: {"type": "response.output_text.delta", "de\n\n'
         )
 
-    items = list(
-        pieces(
-            call.generation,
-            call.plan,
-            call.sim.config.chunk_tokens,
-            view,
-            call.sim.logic.encoding.decode_bytes,
-        )
-    )
+    items = list(call_pieces(call, view))
     if await drive(call, request, events.writer, items, events.piece, emit_error, emit_malformed):
         await events.finish()
         await response.write_eof()
@@ -358,7 +350,7 @@ async def _complete(call: Call, errors: OpenAIErrors, view: str) -> web.Response
     if call.sim.config.time_scale > 0:
         await asyncio.sleep(call.pacer.total_s(p.output_tokens))
     events = _Events(call, None, view)
-    for piece in pieces(call.generation, p, 1 << 30, view, call.sim.logic.encoding.decode_bytes):
+    for piece in call_pieces(call, view, whole=True):
         call.served(piece.kind, piece.billed)
         (events.text if piece.kind == "content" else events.reasoning_text).append(piece.text)
     if p.reasoning_tokens:

@@ -97,6 +97,13 @@ def pieces(
         yield Piece("content", text, n)
 
 
+def call_pieces(call: Call, reasoning: str, *, whole: bool = False) -> Iterator[Piece]:
+    """The pieces of a call's response: streamed at the configured chunk size, or ``whole`` (one
+    piece per kind) for a non-streamed body."""
+    chunk = 1 << 30 if whole else call.sim.config.chunk_tokens
+    return pieces(call.generation, call.plan, chunk, reasoning, call.sim.logic.encoding.decode_bytes)
+
+
 class Pacer:
     """Sleeps so that tokens go out at the model's speed, scaled by ``time_scale``."""
 
