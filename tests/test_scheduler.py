@@ -35,8 +35,16 @@ async def test_traces_wait_while_answers_wait() -> None:
 
 async def test_no_waiting_answers_lets_traces_through() -> None:
     gate = AnswersFirst()
-    with anyio.fail_after(1):
+    # in a scope cancelled up front, any wait inside before_trace would be cut and caught here
+    with anyio.CancelScope() as scope:
+        scope.cancel()
         await gate.before_trace()
+    assert not scope.cancelled_caught
+    gate.answer_waiting()
+    with anyio.CancelScope() as scope:
+        scope.cancel()
+        await gate.before_trace()
+    assert scope.cancelled_caught  # with an answer waiting, the trace does wait
 
 
 def test_spend_guard_counts_in_flight_worst_cases() -> None:
