@@ -35,8 +35,6 @@ class ModelContext:
     encoding: tiktoken.Encoding
     approximate: bool
     fidelity: str
-    # Anthropic rejects thinking budgets under 1024 tokens
-    min_thinking_budget: int = 0
 
 
 @dataclass
@@ -124,7 +122,7 @@ class Pipeline:
         else:
             # protocols with a thinking budget (Anthropic, Gemini, llama.cpp) need it switched on,
             # sized to the last budget; the cap leaves room for the answer after the thinking
-            thinking = max(budgets[-1], ctx.min_thinking_budget)
+            thinking = max(budgets[-1], ctx.lane.adapter.min_thinking_budget)
             cap = thinking + ctx.config.trace_answer_tokens
             request = self._request(ctx, messages, cap, seed, reasoning_budget=thinking)
         prompt_tokens = count_chat_tokens(ctx.encoding, messages)

@@ -333,7 +333,6 @@ class Sweep:
                 encoding=encoding.encoding,
                 approximate=encoding.approximate,
                 fidelity=fidelity,
-                min_thinking_budget=1024 if self.loaded.manifest.providers[model.provider].kind == "anthropic" else 0,
             )
             for key, (model, price, encoding, fidelity) in self.contexts.items()
         }

@@ -38,3 +38,19 @@ def test_mixed_providers_report_each_fidelity(tmp_path: Path) -> None:
     assert cells["o4-mini"]["counted_to_billed"] < 0.5
     markdown = (tmp_path / "sim-mixed" / "report.md").read_text()
     assert all(label in markdown for label in ("raw", "content", "hidden", "summarised"))
+
+
+def test_small_budgets_on_anthropic_respect_its_thinking_minimum(tmp_path: Path) -> None:
+    # Anthropic rejects budget_tokens < 1024 (the simulator too, with a 400): budgets of 64-256 must
+    # still run, the thinking budget raised to the protocol's minimum and the cap sized around it
+    text = (REPO / "manifests" / "sim-mixed.toml").read_text()
+    text = text.replace('"../data/', f'"{DATA}/').replace('ledger_dir = "../ledgers"', f'ledger_dir = "{tmp_path}"')
+    text = text.replace("time_scale = 0.1", "time_scale = 0.0").replace("limit = 6", "limit = 1")
+    text = text.replace("budgets = [256, 512, 1024, 2048]", "budgets = [64, 128, 256]")
+    text = text.replace("samples = 1", 'samples = 1\nmodels = ["claude"]')
+    manifest = tmp_path / "small.toml"
+    manifest.write_text(text)
+    assert main(["run", str(manifest), "--yes", "--plain"]) == 0
+    report = json.loads((tmp_path / "sim-mixed" / "report.json").read_text())
+    (cell,) = report["runs"][0]["cells"]
+    assert cell["model"] == "claude" and cell["summary"]["problems"] == 1

@@ -109,6 +109,7 @@ class AnthropicAdapter(SSEAdapter):
     """
 
     protocol = "anthropic"
+    min_thinking_budget = 1024  # the API rejects smaller `budget_tokens`
 
     def url(self, request: ChatRequest) -> str:
         base = self.base_url if self.base_url.endswith("/v1") else f"{self.base_url}/v1"
@@ -133,9 +134,7 @@ class AnthropicAdapter(SSEAdapter):
             "model": request.model,
             "max_tokens": request.max_output_tokens,
             "stream": True,
-            "messages": [
-                {"role": m.role, "content": m.content} for m in request.messages if m.role != "system"
-            ],
+            "messages": [{"role": m.role, "content": m.content} for m in request.messages if m.role != "system"],
         }
         if system:
             body["system"] = system
@@ -182,7 +181,5 @@ class AnthropicAdapter(SSEAdapter):
                 return
             elif kind == "error":
                 err = msg.error or ErrorDetail()
-                raise classify_stream_error(
-                    self.provider, err.type, err.message or "", limits, secret=self._api_key
-                )
+                raise classify_stream_error(self.provider, err.type, err.message or "", limits, secret=self._api_key)
         raise self.ended_early(parser, limits, "message_stop")
