@@ -1,7 +1,7 @@
 """Ledger write rate with fsync batching, against fsync per record, and resume time on 1M records.
 
 1. ``batched``: N attempt records (the largest record kind, ~480 bytes of JSON each, varied
-   fields) appended through `runner.ledger.open_ledger` with its default batching (512 records or
+   fields) appended through `runner.ledger.writer.open_ledger` with its default batching (512 records or
    50 ms per fsync). The producer yields to the event loop every 64 appends, as the scheduler does
    between calls, so the flusher runs concurrently; the clock stops after ``await flush()`` (all
    durable).
@@ -9,7 +9,7 @@
    and ``await flush()`` after every append), on a few thousand records.
 3. ``resume``: a ledger of M records shaped like a real run (per job: one trace attempt, five
    answer attempts, six snapshots, one completion record; a run header first) written straight to
-   disk, then `runner.ledger.load_state` timed on it (the page cache is warm: it was just written),
+   disk, then `runner.ledger.reader.load_state` timed on it (the page cache is warm: it was just written),
    and then `open_ledger` (torn-tail check and the scan for calls a crash left in flight).
 
 Usage: ``python bench/ledger.py [--records 200000 --baseline 2000 --resume-records 1000000]``.
@@ -34,8 +34,9 @@ import anyio  # noqa: E402
 import anyio.lowlevel  # noqa: E402
 import msgspec  # noqa: E402
 
-from runner.ledger import ledger_path, load_state, open_ledger  # noqa: E402
-from runner.records import Attempt, JobDone, RunHeader, Snapshot  # noqa: E402
+from runner.ledger.reader import ledger_path, load_state
+from runner.ledger.records import Attempt, JobDone, RunHeader, Snapshot  # noqa: E402
+from runner.ledger.writer import open_ledger  # noqa: E402
 
 _encode = msgspec.json.Encoder().encode
 

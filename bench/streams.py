@@ -3,7 +3,7 @@
 The simulator runs in its own process (``anytime sim --chunk-tokens 4 --time-scale S``), with no
 rate limits; each client runs in its own process too, so its CPU time and peak RSS are its own:
 
-- ``lane`` (ours, the default): the scheduler's `runner.scheduler.Lane` (spend guard, `LaneLimiter`
+- ``lane`` (ours, the default): the scheduler's `runner.engine.lane.Lane` (spend guard, `LaneLimiter`
   admission, `OpenAIChatAdapter` on aiohttp with bytes-level SSE and msgspec, timeouts, an
   `Attempt` record per call into a no-op sink) with every reasoning chunk fed to a
   `TraceConsumer` (budget snapshots at 64/128/256/512 tokens through
@@ -77,16 +77,16 @@ async def client_lane(base_url: str, n: int, tokens: int, m: Meter) -> None:
     import aiohttp
     import anyio
 
-    from runner.consumers import TraceConsumer
-    from runner.encodings import get_encoding
+    from runner.engine.consumers import TraceConsumer
+    from runner.engine.lane import CallSpec, Lane
+    from runner.engine.limits import LaneLimiter
+    from runner.engine.retry import RetryPolicy
+    from runner.engine.spend import SpendGuard
     from runner.errors import ProviderError
-    from runner.limits import LaneLimiter
-    from runner.pricing import ModelPrice
-    from runner.providers.base import ChatRequest, Message
+    from runner.ledger.prices import ModelPrice
     from runner.providers.openai_chat import OpenAIChatAdapter
-    from runner.retry import RetryPolicy
-    from runner.scheduler import CallSpec, Lane
-    from runner.spend import SpendGuard
+    from runner.tokens.encodings import get_encoding
+    from runner.types import ChatRequest, Message
 
     enc = get_encoding("o200k_base")
     price = ModelPrice(input=2.0, output=8.0)
@@ -138,13 +138,12 @@ async def client_direct(base_url: str, n: int, tokens: int, m: Meter) -> None:
     import aiohttp
     import anyio
 
-    from runner.consumers import TraceConsumer
-    from runner.encodings import get_encoding
+    from runner.engine.consumers import TraceConsumer
+    from runner.engine.limits import LaneLimiter
     from runner.errors import ProviderError
-    from runner.events import Content, Reasoning, Usage
-    from runner.limits import LaneLimiter
-    from runner.providers.base import ChatRequest, Message
     from runner.providers.openai_chat import OpenAIChatAdapter
+    from runner.tokens.encodings import get_encoding
+    from runner.types import ChatRequest, Content, Message, Reasoning, Usage
 
     enc = get_encoding("o200k_base")
     adapter = OpenAIChatAdapter(f"{base_url}/v1", "bench-ours", provider="sim")
@@ -230,8 +229,8 @@ def run_client(which: str, base_url: str, n: int, tokens: int, loop: str) -> dic
     if which in ("lane", "direct"):
         import anyio
 
-        import runner.scheduler  # noqa: F401  (the import's cost stays out of the measured phase)
-        from runner.encodings import get_encoding
+        import runner.engine.lane  # noqa: F401  (the import's cost stays out of the measured phase)
+        from runner.tokens.encodings import get_encoding
 
         get_encoding("o200k_base")  # load the ranks before the measured phase
         rss0, cpu0, t0 = rss_kb(), cpu_s(), time.perf_counter()

@@ -17,7 +17,7 @@ The issue's plainer bound, ``max(calls / RPM, tokens / TPM) × 60 s + latency``,
 initial burst and would flatter us by the burst's length; it is printed as ``naive_bound_s``.
 One call's latency is the median of a few calls on a separate key before the run.
 
-The lane is the scheduler's (`runner.scheduler.Lane`: spend guard, limiter, adapter, timeouts,
+The lane is the scheduler's (`runner.engine.lane.Lane`: spend guard, limiter, adapter, timeouts,
 retries, one ledger record per attempt, here into a counting sink); ``--via direct`` drives the
 adapter + `LaneLimiter` + `RetryPolicy` without it, to tell the limiter's share from the lane's.
 
@@ -49,13 +49,16 @@ import aiohttp  # noqa: E402
 import anyio  # noqa: E402
 import msgspec  # noqa: E402
 
-from runner.encodings import get_encoding  # noqa: E402
+from runner.engine.limits import LaneLimiter  # noqa: E402
+from runner.engine.retry import RetryPolicy  # noqa: E402
 from runner.errors import ProviderError  # noqa: E402
-from runner.events import Usage  # noqa: E402
-from runner.limits import LaneLimiter  # noqa: E402
-from runner.providers.base import ChatRequest, Message  # noqa: E402
 from runner.providers.openai_chat import OpenAIChatAdapter  # noqa: E402
-from runner.retry import RetryPolicy  # noqa: E402
+from runner.tokens.encodings import get_encoding  # noqa: E402
+from runner.types import (  # noqa: E402
+    ChatRequest,
+    Message,
+    Usage,  # noqa: E402
+)
 
 MODEL = "sim-gpt-4.1"  # a plain model that always runs to its output cap: fixed cost per call
 PROBE_MODEL = "sim-gpt-4o"  # same speed, its own counters: the latency probe stays out of the figures
@@ -223,9 +226,9 @@ async def run_lane(
     base_url: str, key: str, calls: int, rpm: int | None, tpm: int | None, concurrency: int, max_tokens: int
 ) -> tuple[float, int, int]:
     """Drive the scheduler's `Lane` from `concurrency` workers. Returns (wall, errors, retries)."""
-    from runner.pricing import ModelPrice
-    from runner.scheduler import CallSpec, Lane
-    from runner.spend import SpendGuard
+    from runner.engine.lane import CallSpec, Lane
+    from runner.engine.spend import SpendGuard
+    from runner.ledger.prices import ModelPrice
 
     price = ModelPrice(input=2.0, output=8.0)
     specs = [

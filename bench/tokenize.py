@@ -59,8 +59,8 @@ else:
 
     import tiktoken
 
-    from runner.encodings import get_encoding
-    from runner.tokens import BudgetTokenizer
+    from runner.tokens.budget import BudgetTokenizer
+    from runner.tokens.encodings import get_encoding
 
 TRACE_TOKENS = 32_768
 BUDGETS = [256 * 2**k for k in range(8)]

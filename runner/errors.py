@@ -24,7 +24,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from runner.events import RateLimitReading
+    from runner.types import RateLimitReading
 
 
 class AnytimeError(Exception):

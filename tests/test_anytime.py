@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from runner.anytime import anytime_index, paired_difference, running_best, summarize
+from runner.analysis.anytime import anytime_index, paired_difference, running_best, summarize
 
 BUDGETS = (512, 1024, 2048, 4096)
 

@@ -17,19 +17,12 @@ import aiohttp
 import msgspec
 import pytest
 
-from runner.errors import (
-    CallTimeout,
-    FatalProviderError,
-    ProviderError,
-    RateLimited,
-    ServerError,
-    StreamBroken,
-)
-from runner.events import Content, Finish, RateLimitReading, Reasoning, Usage
-from runner.manifest import Provider
-from runner.providers.base import Adapter, ChatRequest, Message
+from anytime_sim import SimConfig, Simulator, open_simulator
+from runner.config.manifest import Provider
+from runner.errors import CallTimeout, FatalProviderError, ProviderError, RateLimited, ServerError, StreamBroken
+from runner.providers.base import Adapter
 from runner.providers.registry import make_adapter
-from runner.sim import SimConfig, Simulator, open_simulator
+from runner.types import ChatRequest, Content, Finish, Message, RateLimitReading, Reasoning, Usage
 
 KEY = "sk-conformance-0123456789abcdef"
 

@@ -26,14 +26,14 @@ import msgspec
 import pytest
 from anyio.abc import SocketAttribute, SocketStream
 
-from runner.ledger import iter_records, load_state
-from runner.ledger_cli import verify
-from runner.pricing import PER, PriceTable
-from runner.records import JobDone
-from runner.report.build import build_report
-from runner.sim.models import SimConfig
-from runner.sim.server import Simulator, open_simulator
-from runner.sim.stats import SimStats
+from anytime_sim.models import SimConfig
+from anytime_sim.server import Simulator, open_simulator
+from anytime_sim.stats import SimStats
+from runner.analysis.report import build_report
+from runner.ledger.audit import verify
+from runner.ledger.prices import PER, PriceTable
+from runner.ledger.reader import iter_records, load_state
+from runner.ledger.records import JobDone
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 # the dearest call here: a reasoner trace prompt plus its whole cap (1024 + 512) at sim-cot-small's
@@ -121,7 +121,7 @@ def _sweep_child(manifest: str, log: str) -> None:
 
 # children fork from a server that has imported the runner once: a sweep starts in milliseconds
 _CONTEXT = multiprocessing.get_context("forkserver")
-_CONTEXT.set_forkserver_preload(["runner.cli", "runner.commands.run", "runner.sweep", "runner.estimate"])
+_CONTEXT.set_forkserver_preload(["runner.cli", "runner.cli.run", "runner.engine.sweep", "runner.ledger.estimate"])
 
 
 async def run_sweep(manifest: Path, log: Path, proxy: KillingProxy | None = None, kill_after: float = math.inf) -> int:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from runner.datasets.registry import TASK_KINDS, get_task
 from runner.errors import DatasetError
+from runner.tasks.registry import TASK_KINDS, get_task
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from runner.manifest import load_manifest
-from runner.plan import check_plan, synthesis_pool
+from runner.config.manifest import load_manifest
+from runner.config.plan import check_plan, synthesis_pool
 
 MANIFESTS = Path(__file__).resolve().parent.parent / "manifests"
 MODELS = {

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 
 from runner.cli import main
-from runner.encodings import encoding_name_for_model, get_encoding, resolve_encoding
 from runner.errors import EncodingUnavailable
-from runner.ledger import iter_records
-from runner.records import JobDone, Note
+from runner.ledger.reader import iter_records
+from runner.ledger.records import JobDone, Note
+from runner.tokens.encodings import encoding_name_for_model, get_encoding, resolve_encoding
 from tests.conftest import write_manifest
 
 

@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 
 from runner.cli import main as cli
-from runner.encodings import resolve_encoding
-from runner.estimate import confirm_needed, count_prompts, estimate_manifest
-from runner.ledger import load_state
-from runner.manifest import load_manifest
-from runner.methods import answer_messages, get_method
-from runner.plan import expand_jobs, get_task
-from runner.tokens import count_chat_tokens
+from runner.config.manifest import load_manifest
+from runner.config.plan import expand_jobs, get_task
+from runner.ledger.estimate import confirm_needed, count_prompts, estimate_manifest
+from runner.ledger.reader import load_state
+from runner.tasks.methods import answer_messages, get_method
+from runner.tokens.count import count_chat_tokens
+from runner.tokens.encodings import resolve_encoding
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 
@@ -181,8 +181,8 @@ def test_history_makes_expected_close_and_high_holds(tmp_path: Path) -> None:
 
 
 def test_synthesis_key_is_the_pipelines(tmp_path: Path) -> None:
-    from runner.estimate import synthesis_key
-    from runner.pipeline import Pipeline
+    from runner.engine.pipeline import Pipeline
+    from runner.ledger.estimate import synthesis_key
 
     methods = "[methods.pdp]\nkind = \"pdp\"\n"
     loaded = load_manifest(manifest(tmp_path, methods=methods, selected='["pdp"]'))

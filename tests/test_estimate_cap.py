@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from runner.cli import main as cli
-from runner.estimate import estimate_manifest
-from runner.ledger import iter_records, load_state
-from runner.ledger_cli import verify
-from runner.manifest import load_manifest
-from runner.records import Note
+from runner.config.manifest import load_manifest
+from runner.ledger.audit import verify
+from runner.ledger.estimate import estimate_manifest
+from runner.ledger.reader import iter_records, load_state
+from runner.ledger.records import Note
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from runner.datasets.aime import AimeTask, extract_integer
-from runner.datasets.base import Problem, Rendered
+from runner.tasks.aime import AimeTask, extract_integer
+from runner.tasks.base import Problem, Rendered
 
 
 def rendered(gold: str) -> Rendered:

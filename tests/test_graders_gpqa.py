@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from runner.datasets.gpqa import GpqaTask, extract_letter
 from runner.errors import DatasetError
+from runner.tasks.gpqa import GpqaTask, extract_letter
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "gpqa_sample.jsonl"
 

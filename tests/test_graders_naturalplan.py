@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from runner.datasets.base import Problem, Rendered
-from runner.datasets.calendar import CalendarTask, parse_slot
-from runner.datasets.meeting import MeetingTask
-from runner.datasets.trip import TripTask, parse_plan
+from runner.tasks.base import Problem, Rendered
+from runner.tasks.calendar import CalendarTask, parse_slot
+from runner.tasks.meeting import MeetingTask
+from runner.tasks.trip import TripTask, parse_plan
 
 REPO = Path(__file__).resolve().parent.parent
 SLICES = REPO / "data" / "natural_plan"

@@ -6,14 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from runner.events import RateLimitReading
-from runner.providers.headers import (
-    anthropic_limits,
-    any_limits,
-    openai_limits,
-    parse_go_duration,
-    parse_retry_after,
-)
+from runner.providers.headers import anthropic_limits, any_limits, openai_limits, parse_go_duration, parse_retry_after
+from runner.types import RateLimitReading
 
 NOW = datetime(2025, 8, 21, 12, 40, 0, tzinfo=UTC)
 

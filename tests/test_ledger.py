@@ -15,8 +15,9 @@ import msgspec
 import pytest
 
 from runner.errors import LedgerError
-from runner.ledger import ReadInfo, iter_records, ledger_path, load_state, open_ledger, recover
-from runner.records import Attempt, InFlight, JobDone, Note, RunHeader, Snapshot, Synthesis
+from runner.ledger.reader import ReadInfo, iter_records, ledger_path, load_state
+from runner.ledger.records import Attempt, InFlight, JobDone, Note, RunHeader, Snapshot, Synthesis
+from runner.ledger.writer import open_ledger, recover
 
 
 def header(run_id: str = "r") -> RunHeader:
@@ -139,8 +140,8 @@ CHILD = textwrap.dedent(
     """
     import sys, anyio
     from pathlib import Path
-    from runner.ledger import open_ledger
-    from runner.records import Attempt
+    from runner.ledger.writer import open_ledger
+    from runner.ledger.records import Attempt
 
     async def main(run_dir, start, batch):
         async with open_ledger(Path(run_dir), batch_records=batch, max_delay_s=0.001) as w:

@@ -11,11 +11,12 @@ import msgspec
 import pytest
 
 from runner.cli import main as cli
-from runner.events import Usage
-from runner.ledger import iter_records, ledger_path, open_ledger
-from runner.ledger_cli import export_csv, summarise, verify
-from runner.pricing import ModelPrice, attempt_cost
-from runner.records import Attempt, JobDone, RunHeader, Snapshot, Synthesis
+from runner.ledger.audit import export_csv, summarise, verify
+from runner.ledger.prices import ModelPrice, attempt_cost
+from runner.ledger.reader import iter_records, ledger_path
+from runner.ledger.records import Attempt, JobDone, RunHeader, Snapshot, Synthesis
+from runner.ledger.writer import open_ledger
+from runner.types import Usage
 
 PRICE = ModelPrice(input=2.0, cached_input=0.5, output=8.0, source="test")
 

@@ -19,8 +19,8 @@ import anyio
 import anyio.lowlevel
 import pytest
 
-from runner.events import RateLimitReading
-from runner.limits import LaneLimiter, LaneStats, Reservation
+from runner.engine.limits import LaneLimiter, LaneStats, Reservation
+from runner.types import RateLimitReading
 
 T = TypeVar("T")
 

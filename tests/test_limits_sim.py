@@ -16,20 +16,19 @@ import anyio
 import pytest
 from test_limits import VirtualTimeLoop
 
+from anytime_sim import SimConfig, open_simulator
+from runner.engine.limits import LaneLimiter, LaneStats
+from runner.engine.retry import RetryPolicy
 from runner.errors import ProviderError
-from runner.events import Usage
-from runner.limits import LaneLimiter, LaneStats
-from runner.providers.base import ChatRequest, Message
 from runner.providers.openai_chat import OpenAIChatAdapter
-from runner.retry import RetryPolicy
-from runner.sim import SimConfig, open_simulator
+from runner.types import ChatRequest, Message, Usage
 
 MODEL = "sim-gpt-4.1"
 CAP = 16
 
 
 def prompt_tokens(text: str) -> int:
-    from runner.encodings import get_encoding
+    from runner.tokens.encodings import get_encoding
 
     enc = get_encoding("o200k_base")
     return 3 + len(enc.encode_ordinary("user")) + len(enc.encode_ordinary(text)) + 3  # as OpenAI counts

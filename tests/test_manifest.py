@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from runner.cli import main
+from runner.config.manifest import DEFAULT_BUDGETS, load_manifest, parse_manifest
 from runner.errors import ManifestError
-from runner.manifest import DEFAULT_BUDGETS, load_manifest, parse_manifest
 
 GOOD = """
 [run]

@@ -6,9 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from runner.datasets.registry import get_task
-from runner.manifest import Method
-from runner.methods import (
+from runner.config.manifest import Method
+from runner.tasks.methods import (
     REASONING_CLOSE,
     REASONING_OPEN,
     PoolTrace,
@@ -17,6 +16,7 @@ from runner.methods import (
     preference_pairs,
     select_pool,
 )
+from runner.tasks.registry import get_task
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 

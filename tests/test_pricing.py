@@ -8,10 +8,10 @@ from importlib import resources
 
 import pytest
 
+from runner.config.manifest import Model, Price
 from runner.errors import PriceError
-from runner.events import Usage
-from runner.manifest import Model, Price
-from runner.pricing import ModelPrice, PriceTable, attempt_cost, usage_cost, worst_case_cost
+from runner.ledger.prices import ModelPrice, PriceTable, attempt_cost, usage_cost, worst_case_cost
+from runner.types import Usage
 
 PER_M = 1_000_000
 GPT41 = ModelPrice(input=2.0, cached_input=0.5, output=8.0)
@@ -44,7 +44,7 @@ def test_hosts_of_one_model_differ() -> None:
 
 
 def test_every_simulated_model_is_priced_cheap_but_not_free() -> None:
-    from runner.sim.models import BUILTIN_MODELS
+    from anytime_sim.models import BUILTIN_MODELS
 
     table = PriceTable.load()
     for name in BUILTIN_MODELS:
@@ -55,7 +55,7 @@ def test_every_simulated_model_is_priced_cheap_but_not_free() -> None:
 
 
 def test_sim_prices_that_the_simulator_bills_agree_with_the_table() -> None:
-    from runner.sim.models import BUILTIN_MODELS
+    from anytime_sim.models import BUILTIN_MODELS
 
     table = PriceTable.load()
     for name, model in BUILTIN_MODELS.items():
@@ -66,7 +66,7 @@ def test_sim_prices_that_the_simulator_bills_agree_with_the_table() -> None:
 
 
 def test_table_file_is_valid_toml_with_known_fields() -> None:
-    doc = tomllib.loads(resources.files("runner").joinpath("prices.toml").read_text())
+    doc = tomllib.loads(resources.files("runner.ledger").joinpath("prices.toml").read_text())
     for key, entry in doc["models"].items():
         assert "/" in key
         assert set(entry) <= {"input", "cached_input", "cache_write_input", "output", "source", "checked"}

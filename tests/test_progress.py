@@ -11,7 +11,8 @@ import anyio
 import pytest
 from rich.console import Console
 
-from runner.progress import (
+from runner.engine.snapshots import LaneSnapshot, RunSnapshot
+from runner.ui.dashboard import (
     LineLog,
     LiveDashboard,
     fmt_count,
@@ -21,7 +22,6 @@ from runner.progress import (
     open_display,
     plain_line,
 )
-from runner.stats import LaneSnapshot, RunSnapshot
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 

@@ -7,7 +7,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from runner.stats import LaneSnapshot, RateMeter, RunSnapshot
+from runner.engine.meter import RateMeter
+from runner.engine.snapshots import LaneSnapshot, RunSnapshot
 
 
 def run(**fields: object) -> RunSnapshot:

@@ -14,11 +14,11 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from runner.config.manifest import Provider
 from runner.errors import FatalProviderError, ProviderError, RateLimited, ServerError, StreamBroken
-from runner.events import Content, Finish, Reasoning, StreamEvent, Usage
-from runner.manifest import Provider
-from runner.providers.base import Adapter, ChatRequest, Message
+from runner.providers.base import Adapter
 from runner.providers.registry import make_adapter
+from runner.types import ChatRequest, Content, Finish, Message, Reasoning, StreamEvent, Usage
 
 KEY = "sk-test-SECRET-0123456789"
 

@@ -10,10 +10,10 @@ from types import ModuleType
 
 import pytest
 
-from runner import pricing
-from runner.events import Usage
-from runner.pricing import ModelPrice
+from runner.ledger import prices as pricing
+from runner.ledger.prices import ModelPrice
 from runner.providers import anthropic, gemini, openai_chat, openai_responses
+from runner.types import Usage
 
 OPENAI_USAGE = (
     b'{"prompt_tokens":1210,"completion_tokens":2,"total_tokens":1212,'
@@ -95,7 +95,7 @@ PER_M = 1_000_000
 
 def _price(kind: str, model: str) -> tuple[ModuleType, ModelPrice]:
     price = pricing.PriceTable.load().lookup(kind, model)
-    assert price is not None, f"{kind}/{model} missing from runner/prices.toml"
+    assert price is not None, f"{kind}/{model} missing from runner/ledger/prices.toml"
     return pricing, price
 
 

@@ -24,12 +24,12 @@ from conftest import write_manifest
 from real_server import MODEL_ALIAS, NEVER_STOP, RealServer, TapProxy, missing_reason, running_server
 
 from runner import cli
-from runner.events import Content, Finish, Reasoning, StreamEvent, Usage
-from runner.ledger import iter_records
-from runner.manifest import Provider
-from runner.providers.base import Adapter, ChatRequest, Message
+from runner.config.manifest import Provider
+from runner.ledger.reader import iter_records
+from runner.ledger.records import Attempt, JobDone, Snapshot
+from runner.providers.base import Adapter
 from runner.providers.registry import make_adapter
-from runner.records import Attempt, JobDone, Snapshot
+from runner.types import ChatRequest, Content, Finish, Message, Reasoning, StreamEvent, Usage
 
 REASON = missing_reason()
 if REASON is not None:

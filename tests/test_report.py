@@ -9,10 +9,12 @@ from pathlib import Path
 import msgspec
 import pytest
 
+from runner.analysis.report import build_report
 from runner.cli import main as cli_main
-from runner.plot import MISSING_HINT, PlotUnavailable, plot_report
-from runner.records import Attempt, JobDone, Note, RunHeader, Snapshot, Synthesis
-from runner.report import build_report, render_markdown, write_report
+from runner.ledger.records import Attempt, JobDone, Note, RunHeader, Snapshot, Synthesis
+from runner.ui.plot import MISSING_HINT, PlotUnavailable, plot_report
+from runner.ui.report import render_markdown
+from runner.ui.report_files import write_report
 
 BUDGETS = (256, 512, 1024)
 MANIFEST = {"run": {"name": "t", "seed": 1, "anytime_mode": "mean_then_max"},

@@ -6,15 +6,8 @@ import random
 
 import pytest
 
-from runner.errors import (
-    CallTimeout,
-    FatalProviderError,
-    ProviderError,
-    RateLimited,
-    ServerError,
-    StreamBroken,
-)
-from runner.retry import RetryPolicy
+from runner.engine.retry import RetryPolicy
+from runner.errors import CallTimeout, FatalProviderError, ProviderError, RateLimited, ServerError, StreamBroken
 
 RETRYABLE = [RateLimited, ServerError, StreamBroken, CallTimeout]
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import anyio
 import pytest
 
+from runner.engine.lane import AnswersFirst
+from runner.engine.spend import SpendGuard
 from runner.errors import SpendCapReached
-from runner.scheduler import AnswersFirst
-from runner.spend import SpendGuard
 
 
 async def test_traces_wait_while_answers_wait() -> None:

@@ -15,12 +15,11 @@ from dataclasses import dataclass
 import aiohttp
 import pytest
 
+from anytime_sim import SimConfig, Simulator, open_simulator
+from runner.config.manifest import Provider
 from runner.errors import FatalProviderError, ProviderError, RateLimited, ServerError, StreamBroken
-from runner.events import Content, Finish, Reasoning, Usage
-from runner.manifest import Provider
-from runner.providers.base import ChatRequest, Message
 from runner.providers.registry import make_adapter
-from runner.sim import SimConfig, Simulator, open_simulator
+from runner.types import ChatRequest, Content, Finish, Message, Reasoning, Usage
 
 openai = pytest.importorskip("openai", reason="the `openai` SDK (test extra) is not installed")
 anthropic = pytest.importorskip("anthropic", reason="the `anthropic` SDK (test extra) is not installed")

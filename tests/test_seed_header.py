@@ -8,12 +8,12 @@ import json
 import aiohttp
 import pytest
 
-from runner.events import Reasoning
-from runner.manifest import Provider
-from runner.providers.base import Adapter, ChatRequest, Message
+from anytime_sim import SimConfig, open_simulator
+from runner.config.manifest import Provider
+from runner.engine.sweep import sim_options
+from runner.providers.base import Adapter
 from runner.providers.registry import make_adapter
-from runner.sim import SimConfig, open_simulator
-from runner.sweep import sim_options
+from runner.types import ChatRequest, Message, Reasoning
 from tests.conftest import DATA
 
 CASES = [("anthropic", "sim-claude-thinking", "/v1"), ("gemini", "sim-gemini-flash", "/v1beta"),

@@ -12,7 +12,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from runner.records import Attempt, JobDone, Record
+from runner.ledger.records import Attempt, JobDone, Record
 from tests.conftest import write_manifest
 
 SLOW = """

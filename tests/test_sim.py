@@ -20,12 +20,12 @@ from test_sim_support import (
     write_datasets,
 )
 
-from runner.encodings import get_encoding
-from runner.sim import SimConfig, open_simulator
-from runner.sim.knowledge import ProblemIndex, open_index
-from runner.sim.models import BUILTIN_MODELS
-from runner.sim.tasks import TASKS
-from runner.sim.trace import GenRequest, TraceModel
+from anytime_sim import SimConfig, open_simulator
+from anytime_sim.knowledge import ProblemIndex, open_index
+from anytime_sim.models import BUILTIN_MODELS
+from anytime_sim.tasks import TASKS
+from anytime_sim.trace import GenRequest, TraceModel
+from runner.tokens.encodings import get_encoding
 
 ENC = get_encoding("o200k_base")
 
@@ -469,7 +469,7 @@ def test_problem_in_the_system_turn_is_found(datasets):
 def test_cli_arguments_build_the_config(datasets):
     import argparse
 
-    from runner.sim.cli import add_arguments, config_from_args
+    from runner.cli.sim import add_arguments, config_from_args
 
     parser = argparse.ArgumentParser()
     add_arguments(parser)

@@ -12,9 +12,8 @@ import openai
 import pytest
 from test_sim_support import aime_statement, sse_events, write_datasets
 
-from runner.manifest import SimFaults
-from runner.sim import SimConfig, open_simulator
-from runner.sim.faults import parse_modes, plan_fault
+from anytime_sim import SimConfig, open_simulator
+from anytime_sim.faults import FaultRates, parse_modes, plan_fault
 
 CHAT = "/v1/chat/completions"
 
@@ -115,7 +114,7 @@ async def test_malformed_chunk_and_error_event(sim) -> None:
 
 
 async def test_stall_mid_stream_trips_an_idle_timeout(datasets) -> None:
-    config = SimConfig(time_scale=0, faults=SimFaults(stall=1.0, stall_seconds=600.0))
+    config = SimConfig(time_scale=0, faults=FaultRates(stall=1.0, stall_seconds=600.0))
     async with open_simulator(config, datasets) as sim:
         timeout = aiohttp.ClientTimeout(sock_read=0.2)
         async with aiohttp.ClientSession(timeout=timeout) as session:
@@ -137,7 +136,7 @@ async def test_stall_before_the_status_line(sim) -> None:
 
 
 def test_faults_are_deterministic_per_request_and_attempt() -> None:
-    rates = SimFaults(error_5xx=0.3, drop_mid_stream=0.2, malformed_chunk=0.1, stall=0.1)
+    rates = FaultRates(error_5xx=0.3, drop_mid_stream=0.2, malformed_chunk=0.1, stall=0.1)
     runs = [[plan_fault(rates, 0.1, frozenset(), "req-1", attempt).kind for attempt in range(200)] for _ in range(2)]
     assert runs[0] == runs[1]
     counts = {kind: runs[0].count(kind) for kind in set(runs[0])}
@@ -149,7 +148,7 @@ def test_faults_are_deterministic_per_request_and_attempt() -> None:
 
 
 async def test_fault_rates_follow_the_attempt_number(datasets) -> None:
-    config = SimConfig(time_scale=0, faults=SimFaults(error_5xx=0.5))
+    config = SimConfig(time_scale=0, faults=FaultRates(error_5xx=0.5))
     seen: list[list[int]] = []
     for _ in range(2):
         async with open_simulator(config, datasets) as sim, aiohttp.ClientSession() as session:

@@ -12,8 +12,8 @@ import openai
 import pytest
 from test_sim_support import aime_statement, write_datasets
 
-from runner.sim import SimConfig, open_simulator
-from runner.sim.ratelimit import Bucket, RateLimiter, go_duration
+from anytime_sim import SimConfig, open_simulator
+from anytime_sim.ratelimit import Bucket, RateLimiter, go_duration
 
 
 class FakeClock:

@@ -12,11 +12,11 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from runner.datasets.registry import get_task
-from runner.encodings import get_encoding
-from runner.methods import get_method
-from runner.methods.base import answer_messages
-from runner.sim import SimConfig, open_simulator
+from anytime_sim import SimConfig, open_simulator
+from runner.tasks.methods import get_method
+from runner.tasks.methods.base import answer_messages
+from runner.tasks.registry import get_task
+from runner.tokens.encodings import get_encoding
 
 REPO = Path(__file__).resolve().parent.parent
 ENC = get_encoding("o200k_base")

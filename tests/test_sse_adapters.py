@@ -13,7 +13,6 @@ from collections.abc import AsyncIterator
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from runner.events import RateLimitReading, StreamEvent
 from runner.providers.anthropic import AnthropicAdapter
 from runner.providers.gemini import GeminiAdapter
 from runner.providers.openai_chat import OpenAIChatAdapter
@@ -21,6 +20,7 @@ from runner.providers.openai_responses import OpenAIResponsesAdapter
 from runner.providers.sse import SSEEvent, SSEParser
 from runner.providers.streaming import SSEAdapter
 from runner.providers.think import ThinkSplitter
+from runner.types import RateLimitReading, StreamEvent
 
 EMOJI_TEXT = "naïve café ∞ 😀 — 漢字"
 

@@ -11,7 +11,7 @@ import msgspec
 import pytest
 
 from runner.cli import main
-from runner.records import Attempt, JobDone, Record, RunHeader, Snapshot
+from runner.ledger.records import Attempt, JobDone, Record, RunHeader, Snapshot
 from tests.conftest import write_manifest
 
 BASE = """
@@ -148,8 +148,8 @@ def test_retries_through_faults(tmp_path: Path) -> None:
 
 
 def test_spend_cap_at_half_the_estimate_is_never_exceeded(tmp_path: Path) -> None:
-    from runner.estimate import estimate_manifest
-    from runner.manifest import load_manifest
+    from runner.config.manifest import load_manifest
+    from runner.ledger.estimate import estimate_manifest
 
     probe = manifest(tmp_path, limit=10)
     cap = estimate_manifest(load_manifest(probe)).usd_expected / 2

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from runner.cli import main
-from runner.ledger import iter_records
-from runner.records import Attempt, Synthesis
+from runner.ledger.reader import iter_records
+from runner.ledger.records import Attempt, Synthesis
 from tests.conftest import DATA, REPO
 
 

@@ -6,9 +6,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from runner.encodings import get_encoding
-from runner.providers.base import Message
-from runner.tokens import BudgetTokenizer, count_chat_tokens, count_tokens
+from runner.tokens.budget import BudgetTokenizer
+from runner.tokens.count import count_chat_tokens, count_tokens
+from runner.tokens.encodings import get_encoding
+from runner.types import Message
 
 ENCODINGS = ["o200k_base", "cl100k_base"]
 

@@ -10,8 +10,8 @@ import tiktoken
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from runner.encodings import get_encoding
-from runner.tokens import _CJK_LETTERS, _CJK_PUNCTUATION, _HARD, BudgetTokenizer, Cut
+from runner.tokens.budget import _CJK_LETTERS, _CJK_PUNCTUATION, _HARD, BudgetTokenizer, Cut
+from runner.tokens.encodings import get_encoding
 
 ENCODINGS = ["o200k_base", "cl100k_base"]
 

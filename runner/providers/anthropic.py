@@ -13,12 +13,11 @@ from collections.abc import AsyncIterator, Mapping
 
 import msgspec
 
-from runner.events import Content, Finish, RateLimitReading, Reasoning, StreamEvent, Usage
-from runner.providers.base import ChatRequest
 from runner.providers.classify import ErrorDetail, classify_stream_error
 from runner.providers.headers import anthropic_limits
 from runner.providers.sse import SSEEvent, SSEParser
 from runner.providers.streaming import SSEAdapter
+from runner.types import ChatRequest, Content, Finish, RateLimitReading, Reasoning, StreamEvent, Usage
 
 API_VERSION = "2023-06-01"
 

@@ -18,31 +18,7 @@ from typing import ClassVar
 import aiohttp
 import msgspec
 
-from runner.events import RateLimitReading, StreamEvent
-
-
-class Message(msgspec.Struct, frozen=True):
-    role: str  # system | user | assistant
-    content: str
-
-
-class ChatRequest(msgspec.Struct, frozen=True, kw_only=True):
-    """A provider-neutral chat request.
-
-    Attributes:
-        model: the provider's model id.
-        max_output_tokens: the cap on generated tokens, reasoning included.
-        reasoning_budget: a thinking budget where the protocol has one (Anthropic
-            ``budget_tokens``, Gemini ``thinkingBudget``, llama.cpp ``reasoning_budget_tokens``).
-    """
-
-    model: str
-    messages: tuple[Message, ...]
-    max_output_tokens: int
-    temperature: float | None = None
-    seed: int | None = None
-    reasoning_effort: str | None = None
-    reasoning_budget: int | None = None
+from runner.types import ChatRequest, RateLimitReading, StreamEvent
 
 
 class StreamResponse(msgspec.Struct):

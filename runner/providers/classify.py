@@ -14,8 +14,8 @@ from collections.abc import Mapping
 import msgspec
 
 from runner.errors import FatalProviderError, ProviderError, RateLimited, ServerError, StreamBroken
-from runner.events import RateLimitReading
 from runner.providers.headers import lower_keys, parse_go_duration
+from runner.types import RateLimitReading
 
 _EMPTY = RateLimitReading()
 _MAX_MESSAGE = 400

@@ -12,12 +12,11 @@ from collections.abc import AsyncIterator, Mapping
 
 import msgspec
 
-from runner.events import Content, Finish, RateLimitReading, Reasoning, StreamEvent, Usage
-from runner.providers.base import ChatRequest
 from runner.providers.classify import ErrorDetail, classify_stream_error
 from runner.providers.headers import openai_limits
 from runner.providers.sse import SSEEvent, SSEParser
 from runner.providers.streaming import SSEAdapter
+from runner.types import ChatRequest, Content, Finish, RateLimitReading, Reasoning, StreamEvent, Usage
 
 FINISH_REASONS = {
     "STOP": "stop",

@@ -25,13 +25,12 @@ from typing import Literal
 import msgspec
 
 from runner.errors import StreamBroken
-from runner.events import Content, Finish, RateLimitReading, Reasoning, StreamEvent, Usage
-from runner.providers.base import ChatRequest
 from runner.providers.classify import ErrorDetail, classify_stream_error
 from runner.providers.headers import any_limits
 from runner.providers.sse import SSEEvent, SSEParser
 from runner.providers.streaming import SSEAdapter, bearer_headers, versioned
 from runner.providers.think import ThinkSplitter
+from runner.types import ChatRequest, Content, Finish, RateLimitReading, Reasoning, StreamEvent, Usage
 
 ReasoningField = Literal["reasoning_content", "reasoning", "think_tags"] | None
 _FIELDS = ("reasoning_content", "reasoning", "think_tags", None)

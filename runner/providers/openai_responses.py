@@ -13,12 +13,11 @@ from collections.abc import AsyncIterator, Mapping
 
 import msgspec
 
-from runner.events import Content, Finish, RateLimitReading, Reasoning, StreamEvent, Usage
-from runner.providers.base import ChatRequest
 from runner.providers.classify import classify_stream_error
 from runner.providers.headers import openai_limits
 from runner.providers.sse import SSEEvent, SSEParser
 from runner.providers.streaming import SSEAdapter, bearer_headers, versioned
+from runner.types import ChatRequest, Content, Finish, RateLimitReading, Reasoning, StreamEvent, Usage
 
 _REASONING_DELTAS = frozenset({"response.reasoning_summary_text.delta", "response.reasoning_text.delta"})
 INCOMPLETE_REASONS = {"max_output_tokens": "length", "content_filter": "content_filter"}

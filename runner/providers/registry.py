@@ -9,8 +9,8 @@ from __future__ import annotations
 import importlib
 from collections.abc import Mapping
 
+from runner.config.manifest import Provider
 from runner.errors import ConfigError
-from runner.manifest import Provider
 from runner.providers.base import Adapter
 
 

@@ -15,11 +15,11 @@ from urllib.parse import urlsplit
 import aiohttp
 import msgspec
 
-from runner.events import RateLimitReading, StreamEvent
-from runner.providers.base import Adapter, ChatRequest, StreamResponse
+from runner.providers.base import Adapter, StreamResponse
 from runner.providers.classify import stream_broken
 from runner.providers.sse import SSEEvent, SSEParser
 from runner.providers.wire import iter_sse, open_stream, request_id
+from runner.types import ChatRequest, RateLimitReading, StreamEvent
 
 _json = msgspec.json.Encoder()
 

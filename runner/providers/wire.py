@@ -14,7 +14,6 @@ import aiohttp
 import msgspec
 
 from runner.errors import CallTimeout, FatalProviderError, ProviderError, ServerError, StreamBroken
-from runner.events import RateLimitReading
 from runner.providers.classify import (
     attach,
     classify_http,
@@ -25,6 +24,7 @@ from runner.providers.classify import (
 )
 from runner.providers.headers import lower_keys
 from runner.providers.sse import SSEEvent, SSEParser
+from runner.types import RateLimitReading
 
 
 @contextmanager

@@ -1,0 +1,290 @@
+"""``POST /v1/messages``: Anthropic Messages with extended thinking (``providers.md`` §4).
+
+Events: ``message_start`` → per block ``content_block_start`` / ``content_block_delta``* /
+``content_block_stop`` (a thinking block with ``thinking_delta``s and one ``signature_delta``,
+then a text block) → ``message_delta`` (stop reason, cumulative ``output_tokens``) →
+``message_stop``. A ``ping`` follows the first block start. Models of the ``anthropic`` profile
+stream a summary of their thinking while ``output_tokens`` counts all of it (Claude 4).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+
+import msgspec
+from aiohttp import web
+
+from anytime_sim.ratelimit import Admission, anthropic_headers, key_digest, retry_headers
+from anytime_sim.server import SIM_KEY, Call, ErrorFormat, Reject, open_stream
+from anytime_sim.stream import EventWriter, Piece, call_pieces, drive
+from anytime_sim.trace import GenRequest
+
+_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    500: "api_error",
+    502: "api_error",
+    503: "api_error",
+    504: "timeout_error",
+    529: "overloaded_error",
+}
+
+
+class AnthropicErrors(ErrorFormat):
+    def __call__(
+        self,
+        status: int,
+        kind: str,
+        message: str,
+        headers: dict[str, str],
+        admission: Admission | None = None,
+    ) -> web.Response:
+        if kind == "server" and status == 503:
+            status = 529  # Anthropic's overloaded status
+        body = {
+            "type": "error",
+            "error": {"type": _TYPES.get(status, "api_error"), "message": message},
+            "request_id": "req_sim",
+        }
+        limits = anthropic_headers(admission.state) if admission is not None else {}
+        return web.json_response(body, status=status, headers={**limits, **headers})
+
+    def rate_limited(self, model: str, admission: Admission, cost: int) -> web.Response:
+        message = f"This request would exceed the rate limit for {model} ({admission.reason or 'requests'})."
+        headers = retry_headers(max(admission.retry_after_s, 0.001))
+        if admission.reason == "too_large":
+            headers = {"x-should-retry": "false"}
+        return self(429, "rate_limit", message, headers, admission)
+
+
+def _text(content: object) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(b.get("text", "") for b in content if isinstance(b, dict) and b.get("type", "text") == "text")
+    return ""
+
+
+def _marked(content: object) -> bool:
+    """Whether a turn carries a ``cache_control`` breakpoint."""
+    return isinstance(content, list) and any(isinstance(b, dict) and b.get("cache_control") for b in content)
+
+
+def parse_request(body: dict, errors: AnthropicErrors) -> tuple[GenRequest, int, int]:
+    """The request, its output cap, and how many leading turns a cache breakpoint covers (0: none)."""
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise Reject(errors(400, "invalid_request", "messages: field required (a non-empty list)", {}))
+    cap = body.get("max_tokens")
+    if not isinstance(cap, int) or cap <= 0:
+        raise Reject(errors(400, "invalid_request", f"max_tokens: expected a positive integer, got {cap!r}", {}))
+    thinking = body.get("thinking") or {}
+    enabled = isinstance(thinking, dict) and thinking.get("type") == "enabled"
+    budget = thinking.get("budget_tokens") if enabled else None
+    if enabled and (not isinstance(budget, int) or budget < 1024 or budget >= cap):
+        raise Reject(
+            errors(
+                400,
+                "invalid_request",
+                f"thinking.budget_tokens: must be >= 1024 and less than max_tokens ({cap}), got {budget!r}",
+                {},
+            )
+        )
+    turns: list[tuple[str, str]] = []
+    marked: list[bool] = []
+    if body.get("system"):
+        turns.append(("system", _text(body["system"])))
+        marked.append(_marked(body["system"]))
+    for m in messages:
+        if isinstance(m, dict):
+            turns.append((str(m.get("role", "user")), _text(m.get("content"))))
+            marked.append(_marked(m.get("content")))
+    # the Messages API has no seed; the simulator takes one from a top-level "seed" or ``x-sim-seed``
+    seed = body.get("seed")
+    req = GenRequest(
+        model=str(body.get("model", "")),
+        messages=tuple(turns),
+        seed=seed if isinstance(seed, int) else None,
+        max_output=cap,
+        reasoning_budget=budget,
+        reasoning_on=enabled,
+    )
+    cached_turns = max((i + 1 for i, m in enumerate(marked) if m), default=0)
+    return req, cap, cached_turns
+
+
+async def handle(request: web.Request) -> web.StreamResponse:
+    sim = request.app[SIM_KEY]
+    errors = AnthropicErrors()
+    raw = await request.read()
+    try:
+        body = msgspec.json.decode(raw)
+        if not isinstance(body, dict):
+            raise ValueError
+    except (msgspec.DecodeError, ValueError):
+        return errors(400, "invalid_request", "The request body is not a valid JSON object.", {})
+    try:
+        req, cap, cached_turns = parse_request(body, errors)
+        key = request.headers.get("x-api-key")
+        call = await sim.admit(request, req, cap, raw, errors, key, caching=False)
+    except Reject as rejected:
+        return rejected.response
+    if cached_turns:
+        prefix = sim.logic.prompt_tokens(req.messages[:cached_turns], primer=False)
+        call.cached_tokens, call.cache_write_tokens = sim.cache.explicit(
+            f"{req.model}\0{key_digest(key or '')}", prefix
+        )
+        call.stats.cached_input_tokens += call.cached_tokens
+    try:
+        if body.get("stream"):
+            return await _stream(request, call)
+        return await _complete(call)
+    finally:
+        call.end(completed=call.served_reasoning + call.served_content >= call.plan.output_tokens)
+
+
+def _input_usage(call: Call) -> dict[str, int]:
+    # Anthropic's input_tokens leaves out both cache reads and cache writes
+    return {
+        "input_tokens": call.prompt_tokens - call.cached_tokens - call.cache_write_tokens,
+        "cache_creation_input_tokens": call.cache_write_tokens,
+        "cache_read_input_tokens": call.cached_tokens,
+    }
+
+
+def _view(call: Call) -> str:
+    return "summary" if call.model.profile == "anthropic" else "raw"
+
+
+def _headers(call: Call) -> dict[str, str]:
+    return {"request-id": f"req_{call.id}", **anthropic_headers(call.admission.state)}
+
+
+def _stop_reason(call: Call) -> str:
+    return "max_tokens" if call.plan.finish == "length" else "end_turn"
+
+
+def _signature(call: Call) -> str:
+    return base64.b64encode(f"sim-signature-{call.id}".encode()).decode()
+
+
+class _Blocks:
+    """Opens and closes content blocks as pieces change kind."""
+
+    def __init__(self, call: Call, writer: EventWriter) -> None:
+        self.call, self.writer = call, writer
+        self.index = -1
+        self.open: str | None = None
+        self.extra = "unknown_fields" in call.modes
+
+    async def send(self, name: str, data: dict) -> None:
+        if self.extra:
+            data = {**data, "x_sim_extra": 1}
+        await self.writer.event(msgspec.json.encode({"type": name, **data}), name)
+
+    async def start(self, kind: str) -> None:
+        await self.close()
+        self.index += 1
+        self.open = kind
+        block = (
+            {"type": "thinking", "thinking": "", "signature": ""}
+            if kind == "thinking"
+            else {"type": "text", "text": ""}
+        )
+        await self.send("content_block_start", {"index": self.index, "content_block": block})
+        if self.index == 0:
+            await self.send("ping", {})
+
+    async def close(self) -> None:
+        if self.open == "thinking":
+            delta = {"type": "signature_delta", "signature": _signature(self.call)}
+            await self.send("content_block_delta", {"index": self.index, "delta": delta})
+        if self.open is not None:
+            await self.send("content_block_stop", {"index": self.index})
+        self.open = None
+
+    async def piece(self, piece: Piece) -> None:
+        if piece.kind == "hidden":
+            return
+        kind = "thinking" if piece.kind == "reasoning" else "text"
+        if self.open != kind:
+            await self.start(kind)
+        delta = (
+            {"type": "thinking_delta", "thinking": piece.text}
+            if kind == "thinking"
+            else {"type": "text_delta", "text": piece.text}
+        )
+        await self.send("content_block_delta", {"index": self.index, "delta": delta})
+
+
+async def _stream(request: web.Request, call: Call) -> web.StreamResponse:
+    response = web.StreamResponse(
+        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", **_headers(call)}
+    )
+    await open_stream(request, response)
+    writer = EventWriter(response, call.modes, call.rng)
+    blocks = _Blocks(call, writer)
+    message = {
+        "id": f"msg_{call.id}",
+        "type": "message",
+        "role": "assistant",
+        "model": call.model.name,
+        "content": [],
+        "stop_reason": None,
+        "stop_sequence": None,
+        "usage": {**_input_usage(call), "output_tokens": 1},
+    }
+    await blocks.send("message_start", {"message": message})
+
+    async def emit_error() -> None:
+        await blocks.send("error", {"error": {"type": "overloaded_error", "message": "Overloaded"}})
+
+    async def emit_malformed() -> None:
+        await writer.raw(
+            b'event: content_block_delta\ndata: {"type": "content_block_delta", "index": 0, "delta": {\n\n'
+        )
+
+    items = list(call_pieces(call, _view(call)))
+    if not await drive(call, request, writer, items, blocks.piece, emit_error, emit_malformed):
+        return response
+    if blocks.open is None and call.plan.content_tokens == 0 and call.plan.reasoning_tokens == 0:
+        await blocks.start("text")
+    await blocks.close()
+    usage = {"output_tokens": call.served_reasoning + call.served_content}
+    await blocks.send(
+        "message_delta", {"delta": {"stop_reason": _stop_reason(call), "stop_sequence": None}, "usage": usage}
+    )
+    await blocks.send("message_stop", {})
+    await response.write_eof()
+    return response
+
+
+async def _complete(call: Call) -> web.Response:
+    p = call.plan
+    if call.sim.config.time_scale > 0:
+        await asyncio.sleep(call.pacer.total_s(p.output_tokens))
+    decode = call.sim.logic.encoding.decode
+    content: list[dict] = []
+    if p.reasoning_tokens:
+        shown = list(call_pieces(call, _view(call), whole=True))
+        thinking = "".join(x.text for x in shown if x.kind == "reasoning")
+        content.append({"type": "thinking", "thinking": thinking, "signature": _signature(call)})
+    content.append({"type": "text", "text": decode(call.generation.content[: p.content_tokens])})
+    call.served("reasoning", p.reasoning_tokens)
+    call.served("content", p.content_tokens)
+    body = {
+        "id": f"msg_{call.id}",
+        "type": "message",
+        "role": "assistant",
+        "model": call.model.name,
+        "content": content,
+        "stop_reason": _stop_reason(call),
+        "stop_sequence": None,
+        "usage": {**_input_usage(call), "output_tokens": p.output_tokens},
+    }
+    return web.Response(body=msgspec.json.encode(body), content_type="application/json", headers=_headers(call))

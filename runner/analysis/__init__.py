@@ -1,0 +1,8 @@
+"""Results: quality per budget, the Anytime Index, bootstrap intervals, and the report model.
+
+May import: `runner.types`, `runner.errors`, `runner.ledger` (it reads ledgers). Never the engine:
+reports read ledgers, not live state. Never the UI: `runner.ui` renders the report model.
+
+- `anytime`: curves, the Anytime Index, bootstrap and paired intervals.
+- `report`: the report model built from run folders.
+"""

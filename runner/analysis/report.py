@@ -1,0 +1,309 @@
+"""Building the report from run folders: the ledger alone decides what counts and what was paid.
+
+What counts:
+- snapshots only of the execution a `JobDone` names (``job_id`` and ``instance``): a crashed
+  partial execution's snapshots are ignored, its attempts are not (they were paid);
+- spend is the sum of every `Attempt.usd` (failed, cancelled and retried attempts included);
+- synthesis attempts (PDP / LEAP) are charged to their (model, dataset, method) through the
+  `Synthesis` record's key, reported in total and amortised per evaluated problem.
+
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import msgspec
+
+from runner.analysis.anytime import CurveSummary, Difference, Mode, paired_difference, summarize
+from runner.errors import LedgerError
+from runner.ledger.records import Attempt, JobDone, Record, RunHeader, Snapshot, Synthesis
+
+Key = tuple[str, str, str]  # (model, dataset, method) keys of the manifest
+BASELINE_METHOD_KINDS = ("cot",)
+
+
+class Cell(msgspec.Struct, kw_only=True):
+    """One (model, dataset, method) row of the report."""
+
+    model: str
+    dataset: str
+    method: str
+    summary: CurveSummary
+    exact_final: float | None  # trip planning: official exact match at the last budget
+    exact_full: float | None
+    usd_eval: float  # trace and answer calls of the evaluated problems
+    usd_synthesis: float  # PDP / LEAP preference data, built once
+    usd_total: float
+    usd_per_problem: float  # everything, amortised over the evaluated problems
+    synthesis_per_problem: float
+    usd_per_ai_point: float | None
+    input_tokens: int
+    output_tokens: int
+    calls: int
+    attempts: int
+    retries: int  # attempts after the first of their call
+    fidelity: str
+    counted_to_billed: float | None  # our token count over the provider's, where both exist
+    approximate_tokens: bool
+
+
+class Paired(msgspec.Struct, kw_only=True):
+    """A method minus the baseline on the same model, dataset and problems."""
+
+    model: str
+    dataset: str
+    method: str
+    baseline: str
+    difference: Difference
+
+
+class RunReport(msgspec.Struct, kw_only=True):
+    run_dir: str
+    run_id: str
+    name: str
+    mode: Mode
+    cells: list[Cell]
+    differences: list[Paired]
+    usd_total: float
+    usd_unattributed: float  # attempts of jobs that never finished and left no snapshot
+    jobs_done: int
+
+
+class Report(msgspec.Struct, kw_only=True):
+    runs: list[RunReport]
+    compare: bool = False
+    notes: list[str] = msgspec.field(default_factory=list)  # e.g. why the plot was skipped
+
+
+# --- reading a ledger -------------------------------------------------------------------------
+
+
+class _Run:
+    """The records of one run folder, sorted into what the report needs."""
+
+    def __init__(self, records: Iterable[Record]) -> None:
+        self.header: RunHeader | None = None
+        self.attempts: list[Attempt] = []
+        self.snapshots: list[Snapshot] = []
+        self.done: dict[str, JobDone] = {}
+        self.synthesis: dict[str, Synthesis] = {}
+        for record in records:
+            if isinstance(record, Attempt):
+                self.attempts.append(record)
+            elif isinstance(record, Snapshot):
+                self.snapshots.append(record)
+            elif isinstance(record, JobDone):
+                self.done[record.job_id] = record
+            elif isinstance(record, Synthesis):
+                self.synthesis[record.key] = record
+            elif isinstance(record, RunHeader) and self.header is None:
+                self.header = record
+
+    def counted_snapshots(self) -> list[Snapshot]:
+        return [
+            s
+            for s in self.snapshots
+            if s.job_id in self.done and self.done[s.job_id].instance == s.instance
+        ]
+
+    def key_of_job(self) -> dict[str, Key]:
+        keys = {s.job_id: (s.model, s.dataset, s.method) for s in self.snapshots}
+        keys.update({j.job_id: (j.model, j.dataset, j.method) for j in self.done.values()})
+        return keys
+
+
+def _read_records(run_dir: Path) -> Iterable[Record]:
+    try:
+        from runner.ledger.reader import iter_records
+    except ImportError:  # the ledger module is optional for reading: decode the lines directly
+        return _decode_lines(run_dir)
+    return iter_records(run_dir)
+
+
+def _decode_lines(run_dir: Path) -> Iterable[Record]:
+    decoder = msgspec.json.Decoder(Record)
+    path = run_dir / "ledger.jsonl" if run_dir.is_dir() else run_dir
+    if not path.is_file():
+        raise LedgerError(f"{path}: no ledger here")
+    with path.open("rb") as handle:
+        for number, line in enumerate(handle, 1):
+            if line.strip() and line.endswith(b"\n"):
+                try:
+                    yield decoder.decode(line)
+                except msgspec.DecodeError as exc:
+                    raise LedgerError(f"{path}:{number}: not a ledger record: {exc}") from None
+
+
+# --- building the report ----------------------------------------------------------------------
+
+
+def build_report(run_dirs: Sequence[str | Path], compare: bool = False) -> Report:
+    """Read each run folder's ledger and compute every cell of the report.
+
+    Raises:
+        LedgerError: a folder has no ledger or a line is not a ledger record.
+    """
+    return Report(runs=[_build_run(Path(d)) for d in run_dirs], compare=compare)
+
+
+def _build_run(run_dir: Path) -> RunReport:
+    run = _Run(_read_records(run_dir))
+    manifest = run.header.manifest if run.header else {}
+    run_table = manifest.get("run", {}) if isinstance(manifest, dict) else {}
+    mode: Mode = (
+        run_table.get("anytime_mode", "mean_then_max")
+        if isinstance(run_table, dict)
+        else "mean_then_max"
+    )
+    seed = int(run_table.get("seed", 0)) if isinstance(run_table, dict) else 0
+
+    scores: dict[Key, dict[str, dict[int, dict[int | None, float]]]] = defaultdict(
+        lambda: defaultdict(dict)
+    )
+    exact: dict[Key, dict[str, dict[int, dict[int | None, float]]]] = defaultdict(
+        lambda: defaultdict(dict)
+    )
+    for snap in run.counted_snapshots():
+        key = (snap.model, snap.dataset, snap.method)
+        scores[key][snap.problem_id].setdefault(snap.sample, {})[snap.budget] = snap.score
+        if snap.exact is not None:
+            exact[key][snap.problem_id].setdefault(snap.sample, {})[snap.budget] = snap.exact
+
+    job_keys = run.key_of_job()
+    synth_keys = {k: (s.model, s.dataset, s.method) for k, s in run.synthesis.items()}
+    attempts_by_key: dict[Key, list[Attempt]] = defaultdict(list)
+    synthesis_by_key: dict[Key, list[Attempt]] = defaultdict(list)
+    unattributed = 0.0
+    for attempt in run.attempts:
+        if attempt.kind == "synthesis":
+            synth = synth_keys.get(attempt.job_id.split(":")[1] if ":" in attempt.job_id else "")
+            if synth is not None:
+                synthesis_by_key[synth].append(attempt)
+                continue
+        elif attempt.job_id in job_keys:
+            attempts_by_key[job_keys[attempt.job_id]].append(attempt)
+            continue
+        unattributed += attempt.usd
+
+    cells: list[Cell] = []
+    for key in sorted(scores):
+        budgets = sorted(
+            {b for samples in scores[key].values() for c in samples.values() for b in c if b is not None}
+        )
+        if not budgets:
+            continue
+        jobs = [j for j in run.done.values() if (j.model, j.dataset, j.method) == key]
+        cells.append(
+            _cell(
+                key,
+                scores[key],
+                exact.get(key),
+                budgets,
+                mode,
+                seed,
+                attempts_by_key[key],
+                synthesis_by_key[key],
+                jobs,
+            )
+        )
+    return RunReport(
+        run_dir=str(run_dir),
+        run_id=run.header.run_id if run.header else run_dir.name,
+        name=str(run_table.get("name", run_dir.name)) if isinstance(run_table, dict) else run_dir.name,
+        mode=mode,
+        cells=cells,
+        differences=_differences(scores, cells, manifest, mode, seed),
+        usd_total=sum(a.usd for a in run.attempts),
+        usd_unattributed=unattributed,
+        jobs_done=len(run.done),
+    )
+
+
+def _cell(
+    key: Key,
+    table: dict,
+    exact_table: dict | None,
+    budgets: list[int],
+    mode: Mode,
+    seed: int,
+    attempts: list[Attempt],
+    synthesis: list[Attempt],
+    jobs: list[JobDone],
+) -> Cell:
+    summary = summarize(table, budgets, mode, seed)
+    exact_summary = summarize(exact_table, budgets, mode, seed) if exact_table else None
+    usd_eval = sum(a.usd for a in attempts)
+    usd_synth = sum(a.usd for a in synthesis)
+    everything = attempts + synthesis
+    problems = max(summary.problems, 1)
+    reported = [a for a in everything if a.input_tokens is not None and a.output_tokens is not None]
+    billed = sum((a.input_tokens or 0) + (a.output_tokens or 0) for a in reported)
+    counted = sum(a.input_tokens_counted + a.output_tokens_counted for a in reported)
+    ai = summary.anytime_index.value
+    return Cell(
+        model=key[0],
+        dataset=key[1],
+        method=key[2],
+        summary=summary,
+        exact_final=exact_summary.final.value if exact_summary else None,
+        exact_full=exact_summary.full.value if exact_summary and exact_summary.full else None,
+        usd_eval=usd_eval,
+        usd_synthesis=usd_synth,
+        usd_total=usd_eval + usd_synth,
+        usd_per_problem=(usd_eval + usd_synth) / problems,
+        synthesis_per_problem=usd_synth / problems,
+        usd_per_ai_point=(usd_eval + usd_synth) / ai if ai > 0 else None,
+        input_tokens=sum(_tokens(a.input_tokens, a.input_tokens_counted) for a in everything),
+        output_tokens=sum(_tokens(a.output_tokens, a.output_tokens_counted) for a in everything),
+        calls=len({a.call_id for a in everything}),
+        attempts=len(everything),
+        retries=sum(1 for a in everything if a.attempt > 1),
+        fidelity=", ".join(sorted({j.fidelity for j in jobs})) or "?",
+        counted_to_billed=counted / billed if billed else None,
+        approximate_tokens=any(j.approximate_tokens for j in jobs),
+    )
+
+
+def _tokens(reported: int | None, counted: int) -> int:
+    return reported if reported is not None else counted
+
+
+def _differences(
+    scores: dict, cells: list[Cell], manifest: object, mode: Mode, seed: int
+) -> list[Paired]:
+    """Each non-baseline method minus the baseline (cot) on the same model, dataset and problems."""
+    methods = manifest.get("methods", {}) if isinstance(manifest, dict) else {}
+    kind_of = {
+        name: (m.get("kind", name) if isinstance(m, dict) else name) for name, m in methods.items()
+    }
+    baselines = [c for c in cells if kind_of.get(c.method, c.method) in BASELINE_METHOD_KINDS]
+    out: list[Paired] = []
+    for cell in cells:
+        if cell in baselines:
+            continue
+        for base in baselines:
+            same = (base.model, base.dataset, base.summary.budgets)
+            if same != (cell.model, cell.dataset, cell.summary.budgets):
+                continue
+            diff = paired_difference(
+                scores[(cell.model, cell.dataset, cell.method)],
+                scores[(base.model, base.dataset, base.method)],
+                cell.summary.budgets,
+                mode,
+                seed,
+                labels=(cell.method, base.method),
+            )
+            if diff is not None:
+                out.append(
+                    Paired(
+                        model=cell.model,
+                        dataset=cell.dataset,
+                        method=cell.method,
+                        baseline=base.method,
+                        difference=diff,
+                    )
+                )
+    return out

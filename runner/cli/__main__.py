@@ -1,0 +1,7 @@
+"""`python -m runner.cli`: the same as the `anytime` command."""
+
+import sys
+
+from runner.cli import main
+
+sys.exit(main())

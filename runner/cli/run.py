@@ -1,0 +1,114 @@
+"""`anytime run MANIFEST`: estimate, confirm, sweep with a live display, then report."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import anyio
+from rich.console import Console
+
+from runner.config.manifest import LoadedManifest, load_manifest
+from runner.errors import ConfigError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("manifest", nargs="?", help="sweep manifest (TOML); rerunning it resumes its run")
+    parser.add_argument("--yes", "-y", action="store_true", help="answer yes to the cost confirmation (scripts, CI)")
+    parser.add_argument("--resume", metavar="RUN", help="resume the run in this ledger folder (uses its manifest)")
+    parser.add_argument("--new-run", action="store_true", help="start a fresh run folder instead of resuming")
+    parser.add_argument("--plain", action="store_true", help="plain progress lines even on a terminal")
+    parser.add_argument(
+        "--grace",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="on Ctrl-C / SIGTERM, let in-flight calls finish for up to S seconds (default 30)",
+    )
+    parser.add_argument("--no-report", action="store_true", help="do not print the report at the end")
+
+
+def manifest_of_run(run_dir: Path) -> LoadedManifest:
+    from runner.ledger.reader import load_state
+
+    if not (run_dir / "ledger.jsonl").exists():
+        raise ConfigError(f"{run_dir}: no ledger.jsonl here; is this a run folder (ledgers/<run name>)?")
+    state = load_state(run_dir)
+    if not state.headers:
+        raise ConfigError(f"{run_dir}/ledger.jsonl has no run header")
+    header = state.headers[-1]
+    loaded = load_manifest(header.manifest_path)
+    if loaded.sha256 != header.manifest_sha256:
+        raise ConfigError(
+            f"{header.manifest_path} changed since {run_dir} was written; run it directly with "
+            "`anytime run MANIFEST` (unfinished jobs are redone, a change to finished ones is refused)"
+        )
+    return loaded
+
+
+def main(args: argparse.Namespace) -> int:
+    from runner.engine.sweep import Sweep, SweepOptions
+    from runner.ledger.estimate import confirm_needed, estimate_manifest
+    from runner.ui.dashboard import open_display
+    from runner.ui.estimate import print_estimate_summary
+
+    # a pipe or CI log gets wide tables instead of 80 truncated columns
+    console = Console() if sys.stdout.isatty() else Console(width=160)
+    if args.resume:
+        loaded = manifest_of_run(Path(args.resume))
+    elif args.manifest:
+        loaded = load_manifest(args.manifest)
+    else:
+        raise ConfigError("give a manifest (anytime run manifests/demo.toml) or --resume RUN")
+
+    estimate = estimate_manifest(loaded)
+    sweep = Sweep(loaded, SweepOptions(grace_s=args.grace, new_run=args.new_run, usd_estimate=estimate.usd_expected))
+    print_estimate_summary(estimate, console)
+    if confirm_needed(estimate, loaded.manifest) and not args.yes:
+        if not sys.stdin.isatty():
+            raise ConfigError(
+                f"estimated cost up to ${estimate.usd_high:.2f} is above run.confirm_above_usd "
+                f"(${loaded.manifest.run.confirm_above_usd:.2f}); pass --yes to run without asking"
+            )
+        answer = console.input("Run it? [y/N] ").strip().lower()
+        if answer not in ("y", "yes"):
+            console.print("Nothing was spent.")
+            return 1
+
+    def display(get_snapshot):
+        return open_display(console, get_snapshot, plain=True if args.plain else None)
+
+    outcome = anyio.run(sweep.run, display, backend="asyncio", backend_options=_backend_options())
+    for warning in outcome.warnings:
+        console.print(f"[yellow]warning:[/] {warning}")
+    console.print(
+        f"run {outcome.run_dir}: {outcome.jobs_run} jobs run, {outcome.jobs_skipped} resumed from the ledger, "
+        f"{outcome.jobs_failed} failed; spent ${outcome.usd_this_process:.4f} now, ${outcome.usd_total:.4f} in total"
+    )
+    if not args.no_report:
+        from runner.analysis.report import build_report
+        from runner.ui.report_files import print_report, write_report
+
+        report = build_report([outcome.run_dir])
+        write_report(report, outcome.run_dir)
+        print_report(report, console)
+    resume_hint = f"anytime run {args.manifest}" if args.manifest else f"anytime run --resume {outcome.run_dir}"
+    if outcome.stopped:
+        console.print(f"[yellow]stopped:[/] {outcome.stopped}")
+        console.print(f"Resume with: {resume_hint}")
+        return 130 if outcome.stopped.startswith("interrupted") else 3
+    if outcome.jobs_failed:
+        console.print(
+            f"[red]{outcome.jobs_failed} job(s) failed after all retries;[/] rerun to retry them: {resume_hint}"
+        )
+        return 1
+    return 0
+
+
+def _backend_options() -> dict[str, bool]:
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return {}
+    return {"use_uvloop": True}

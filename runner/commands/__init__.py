@@ -1,1 +1,0 @@
-"""CLI subcommands that are not owned by a single module."""

@@ -1,0 +1,190 @@
+"""Expand a manifest into jobs, lazily, with ids that hash what defines the work.
+
+A job is one trace: (model, dataset problem, method, sample). Its id is a hash of everything that
+changes the calls it makes (model and its parameters, the problem's text, the method and its
+synthesis pool, the sample, the budgets, the run seed), so rerunning a manifest finds finished
+jobs in the ledger and skips them, and a changed definition can never reuse a stale result.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from functools import cache
+from pathlib import Path
+
+import msgspec
+
+from runner.config.manifest import LoadedManifest
+from runner.errors import ConfigError, DatasetError, ManifestError
+from runner.tasks.base import Problem, Task
+
+
+class Job(msgspec.Struct, frozen=True, kw_only=True):
+    job_id: str
+    model: str  # model key in the manifest
+    dataset: str  # dataset key
+    method: str  # method key
+    problem: Problem
+    sample: int
+    budgets: tuple[int, ...]
+    seed: int  # the request seed for this trace (differs per sample)
+
+
+def stable_hash(value: object, length: int = 16) -> str:
+    """A short hex digest of plain data, independent of dict order."""
+    blob = msgspec.json.encode(value, order="deterministic")
+    return hashlib.sha256(blob).hexdigest()[:length]
+
+
+def get_task(kind: str) -> Task:
+    from runner.tasks.registry import get_task as registry_get_task
+
+    return registry_get_task(kind)
+
+
+@cache
+def _load_cached(kind: str, path: Path) -> tuple[Problem, ...]:
+    return tuple(get_task(kind).load(path, None))
+
+
+def all_problems(loaded: LoadedManifest, dataset: str) -> tuple[Problem, ...]:
+    """Every problem of a dataset file (before `limit`): the pool for synthesis comes from here."""
+    ds = loaded.manifest.datasets[dataset]
+    path = loaded.resolve(ds.path)
+    try:
+        return _load_cached(ds.kind, path)
+    except DatasetError:
+        raise
+    except OSError as exc:
+        raise DatasetError(str(path), None, f"cannot read: {exc.strerror}") from None
+
+
+def load_problems(loaded: LoadedManifest, dataset: str) -> list[Problem]:
+    """The evaluated problems of a dataset: the first `limit` of the file, in file order."""
+    ds = loaded.manifest.datasets[dataset]
+    problems = all_problems(loaded, dataset)
+    if not problems:
+        raise DatasetError(str(loaded.resolve(ds.path)), None, "the dataset holds no problems")
+    return list(problems[: ds.limit] if ds.limit is not None else problems)
+
+
+def synthesis_pool(loaded: LoadedManifest, dataset: str) -> list[Problem]:
+    """The held-out pool for PDP / LEAP: disjoint from the evaluated problems, chosen by seed."""
+    from runner.tasks.methods import select_pool
+
+    ds = loaded.manifest.datasets[dataset]
+    evaluated = {p.id for p in load_problems(loaded, dataset)}
+    return list(select_pool(all_problems(loaded, dataset), evaluated, ds.pool, loaded.manifest.run.seed))
+
+
+def method_definition(loaded: LoadedManifest, method: str, dataset: str, model: str) -> dict[str, object]:
+    """What defines a method's prompts for one (model, dataset): its parameters and its pool."""
+    from runner.tasks.methods import get_method
+
+    params = loaded.manifest.methods[method]
+    definition: dict[str, object] = msgspec.to_builtins(params)
+    if get_method(params.kind, params).needs_synthesis:
+        definition["pool"] = [p.id for p in synthesis_pool(loaded, dataset)]
+        definition["synthesis_budget"] = synthesis_budget(loaded, method, dataset)
+    return definition
+
+
+def synthesis_budget(loaded: LoadedManifest, method: str, dataset: str) -> int:
+    """The fixed budget PDP's pairs are built at: the method's, else the dataset's middle budget."""
+    chosen = loaded.manifest.methods[method].budget
+    if chosen is not None:
+        return chosen
+    budgets = loaded.budgets_for(dataset)
+    return budgets[len(budgets) // 2]
+
+
+def model_definition(loaded: LoadedManifest, model: str) -> dict[str, object]:
+    m = loaded.manifest.models[model]
+    provider = loaded.manifest.providers[m.provider]
+    definition = msgspec.to_builtins(m)
+    definition.pop("price", None)  # a price change re-prices, it does not redo work
+    definition["provider_kind"] = provider.kind
+    return definition
+
+
+def expand_jobs(loaded: LoadedManifest, models: list[str] | None = None) -> Iterator[Job]:
+    """Yield every job of the sweep, lazily, in a deterministic order.
+
+    Order: model, dataset, method, sample, problem — so the first jobs of every
+    (model, dataset, method) group start early and their synthesis is shared.
+    """
+    m = loaded.manifest
+    for model in models if models is not None else loaded.selected("models"):
+        model_def = model_definition(loaded, model)
+        for dataset in loaded.selected("datasets"):
+            problems = load_problems(loaded, dataset)
+            budgets = loaded.budgets_for(dataset)
+            for method in loaded.selected("methods"):
+                method_def = method_definition(loaded, method, dataset, model)
+                for sample in range(m.sweep.samples):
+                    for problem in problems:
+                        definition = {
+                            "model": model_def,
+                            "dataset": {
+                                "kind": m.datasets[dataset].kind,
+                                "id": problem.id,
+                                "statement": stable_hash(problem.statement, 32),
+                            },
+                            "method": method_def,
+                            "sample": sample,
+                            "budgets": list(budgets),
+                            "seed": m.run.seed,
+                        }
+                        job_id = stable_hash(definition)
+                        yield Job(
+                            job_id=job_id,
+                            model=model,
+                            dataset=dataset,
+                            method=method,
+                            problem=problem,
+                            sample=sample,
+                            budgets=budgets,
+                            seed=sample_seed(model_def, definition["dataset"], sample, m.run.seed),
+                        )
+
+
+def sample_seed(model_def: object, problem_def: object, sample: int, run_seed: int) -> int:
+    """The request seed of one sample: the same for every method and budget grid.
+
+    Methods are compared on common random draws (the paired design): on a deterministic host, or
+    the simulator, two methods differ only by what their prompts change, not by luck of the seed.
+    """
+    return int(stable_hash({"model": model_def, "problem": problem_def, "sample": sample, "seed": run_seed})[:7], 16)
+
+
+def count_jobs(loaded: LoadedManifest) -> int:
+    m = loaded.manifest
+    per_model = sum(
+        len(load_problems(loaded, d)) * len(loaded.selected("methods")) * m.sweep.samples
+        for d in loaded.selected("datasets")
+    )
+    return per_model * len(loaded.selected("models"))
+
+
+def check_plan(loaded: LoadedManifest) -> None:
+    """Fail before spending anything if a dataset, method or pool cannot be built."""
+    from runner.tasks.methods import get_method
+
+    for dataset in loaded.selected("datasets"):
+        load_problems(loaded, dataset)
+        for method in loaded.selected("methods"):
+            params = loaded.manifest.methods[method]
+            try:
+                strategy = get_method(params.kind, params)
+            except ConfigError:
+                raise
+            except (KeyError, ValueError) as exc:
+                raise ManifestError(loaded.path.name, f"methods.{method}", str(exc)) from None
+            if strategy.needs_synthesis and not synthesis_pool(loaded, dataset):
+                raise ManifestError(
+                    loaded.path.name,
+                    f"datasets.{dataset}.limit",
+                    f"method {method!r} needs a held-out pool, but every problem of the file is evaluated: "
+                    "lower `limit` so some problems remain for the pool",
+                )

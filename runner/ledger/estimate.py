@@ -1,0 +1,506 @@
+"""`anytime estimate MANIFEST`: calls, tokens, dollars and minimum wall time, before any call.
+
+Nothing here touches the network. Every prompt is rendered as the run renders it (same jobs, same
+seeds, same method prompts) and counted with the model's tiktoken encoding. Only two parts of an
+input cannot be known in advance: the partial trace inside a forced-answer prompt (at most its
+budget) and a PDP / LEAP preface that synthesis has not built yet (sized from the pool at the
+synthesis budget).
+
+Output tokens and dollars come as a range per (provider, model, dataset, method):
+
+- **high**: every trace runs to its output cap and gets one answer per budget, every answer
+  reaches its cap, no prompt-cache hits. The bill cannot exceed it (the spend cap uses the same
+  worst case per call).
+- **expected**: per-job means (calls, input, cached input, output; retries included) from earlier
+  ledgers of the same model id, dataset file and method kind, priced at today's prices; else the
+  stated defaults `DEFAULT_TRACE_FRACTION` and `DEFAULT_ANSWER_FRACTION`.
+- **low**: every trace stops at the first budget and gets one short answer.
+
+Minimum wall time per provider: max(calls / RPM, tokens / TPM) at the expected use.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import msgspec
+
+from runner.config.manifest import LoadedManifest, Manifest
+from runner.ledger.prices import PER, ModelPrice, PriceTable
+
+if TYPE_CHECKING:
+    from runner.ledger.reader import LedgerState
+    from runner.tasks.base import Task
+    from runner.tasks.methods import MethodStrategy
+
+DEFAULT_TRACE_FRACTION = 1.0  # without history: a trace reaches its last budget (budgets sit below natural lengths)
+DEFAULT_ANSWER_FRACTION = 0.25  # without history: a forced answer uses a quarter of its cap
+LOW_ANSWER_TOKENS = 8
+LEAP_PRINCIPLES_CAP = 1024  # the pipeline's cap on the principles call
+HISTORY_RUNS = 20  # most recent run folders read when looking for history
+
+
+class Span(msgspec.Struct, kw_only=True):
+    low: float = 0.0
+    expected: float = 0.0
+    high: float = 0.0
+
+    def add(self, other: Span, times: float = 1.0) -> None:
+        self.low += other.low * times
+        self.expected += other.expected * times
+        self.high += other.high * times
+
+
+class EstimateRow(msgspec.Struct, kw_only=True):
+    """One (provider, model, dataset, method) group; synthesis calls are included."""
+
+    provider: str
+    model: str
+    dataset: str
+    method: str
+    fidelity: str
+    jobs: int
+    synthesis_calls: int
+    calls: Span
+    input_tokens: Span
+    output_tokens: Span
+    usd: Span
+    expected_from: str  # "history (N jobs)" or "default"
+
+
+class LaneTime(msgspec.Struct, kw_only=True):
+    provider: str
+    rpm: int | None
+    tpm: int | None
+    calls: float
+    tokens: float
+    min_wall_s: float | None  # None: no limit is known before the run
+
+
+class Estimate(msgspec.Struct, kw_only=True):
+    manifest: str
+    rows: list[EstimateRow]
+    lanes: list[LaneTime]
+    usd_low: float
+    usd_expected: float
+    usd_high: float
+    calls_high: int
+    min_wall_s: float | None
+    notes: list[str]
+    jobs_done: int = 0  # finished in the run's own ledger: not in the rows (a rerun skips them)
+    usd_spent: float = 0.0  # what the run's own ledger has spent so far
+
+
+# ---- history: per-job means from earlier ledgers --------------------------------------------
+
+
+@dataclass
+class Tally:
+    """Sums over the attempts of one group of work (a job, or one synthesis stage)."""
+
+    calls: float = 0.0
+    input: float = 0.0
+    cached: float = 0.0
+    output: float = 0.0
+
+    def add(self, other: Tally) -> None:
+        self.calls += other.calls
+        self.input += other.input
+        self.cached += other.cached
+        self.output += other.output
+
+    def scaled(self, factor: float) -> Tally:
+        return Tally(self.calls * factor, self.input * factor, self.cached * factor, self.output * factor)
+
+
+@dataclass
+class Past:
+    """Means per evaluated job and per synthesis stage for one (model id, dataset file, method kind)."""
+
+    jobs: int = 0
+    per_job: Tally = field(default_factory=Tally)
+    stages: int = 0
+    per_stage: Tally = field(default_factory=Tally)
+
+
+def read_history(run_dirs: list[Path]) -> tuple[dict[tuple[str, str, str], Past], list[str]]:
+    """Per (model id, dataset file name, method kind): mean tokens per job from these ledgers."""
+    from runner.ledger.reader import iter_records
+    from runner.ledger.records import Attempt, JobDone, RunHeader, Synthesis
+
+    jobs: dict[tuple[str, str, str], list[Tally]] = defaultdict(list)
+    stages: dict[tuple[str, str, str], list[Tally]] = defaultdict(list)
+    used: list[str] = []
+    for run_dir in run_dirs:
+        if not (Path(run_dir) / "ledger.jsonl").exists():
+            continue
+        names: dict[tuple[str, str], str] = {}
+        by_job: dict[str, Tally] = defaultdict(Tally)
+        done: dict[str, tuple[str, str, str]] = {}
+        built: dict[str, tuple[str, str, str]] = {}
+        for rec in iter_records(run_dir):
+            if isinstance(rec, Attempt):
+                tally = by_job[_stage_of(rec.job_id)]
+                tally.add(Tally(1, _first(rec.input_tokens, rec.input_tokens_counted), rec.cached_input_tokens or 0,
+                                _first(rec.output_tokens, rec.output_tokens_counted)))
+            elif isinstance(rec, JobDone):
+                done[rec.job_id] = (rec.model, rec.dataset, rec.method)
+            elif isinstance(rec, Synthesis):
+                built[f"synthesis:{rec.key}"] = (rec.model, rec.dataset, rec.method)
+            elif isinstance(rec, RunHeader):
+                names.update(_names(rec.manifest))
+        for sink, finished in ((jobs, done), (stages, built)):
+            for job_id, (model, dataset, method) in finished.items():
+                key = (names.get(("models", model), model), names.get(("datasets", dataset), dataset),
+                       names.get(("methods", method), method))
+                sink[key].append(by_job[job_id])
+        if done:
+            used.append(f"expected from {len(done)} finished jobs in {run_dir}")
+    past: dict[tuple[str, str, str], Past] = defaultdict(Past)
+    for key, tallies in jobs.items():
+        past[key].jobs, past[key].per_job = len(tallies), _mean(tallies)
+    for key, tallies in stages.items():
+        past[key].stages, past[key].per_stage = len(tallies), _mean(tallies)
+    return dict(past), used
+
+
+def _stage_of(job_id: str) -> str:
+    # synthesis attempts are named "synthesis:<key>:<problem>:<k>": one stage per key
+    return ":".join(job_id.split(":", 2)[:2]) if job_id.startswith("synthesis:") else job_id
+
+
+def _first(reported: int | None, counted: int) -> int:
+    return reported if reported is not None else counted
+
+
+def _names(manifest: dict[str, object]) -> dict[tuple[str, str], str]:
+    """(table, key) -> what identifies it across runs: model id, dataset file name, method kind."""
+    out: dict[tuple[str, str], str] = {}
+    for table, attr in (("models", "model"), ("datasets", "path"), ("methods", "kind")):
+        entries = manifest.get(table)
+        for key, value in (entries.items() if isinstance(entries, dict) else ()):
+            if isinstance(value, dict) and isinstance(value.get(attr), str):
+                out[(table, key)] = Path(value[attr]).name if attr == "path" else value[attr]
+    return out
+
+
+def _mean(tallies: list[Tally]) -> Tally:
+    total = Tally()
+    for t in tallies:
+        total.add(t)
+    return total.scaled(1 / len(tallies))
+
+
+# ---- prompts --------------------------------------------------------------------------------
+
+
+@dataclass
+class Group:
+    """The counted prompts of one (model, dataset, method): sums over its jobs and its pool."""
+
+    fidelity: str
+    jobs: int = 0
+    trace_input: int = 0  # the trace prompts, exact (preface: estimated)
+    answer_input: int = 0  # the forced-answer prompts with an empty cut, exact
+    pool_calls: int = 0  # synthesis traces (pool x k)
+    pool_trace_input: int = 0
+    pool_answer_input: int = 0
+    synthesis_budget: int = 0
+
+
+def _filler(tokens: int) -> str:
+    return " ".join(["word"] * tokens)  # one o200k / cl100k token per " word"
+
+
+def _preface(
+    loaded: LoadedManifest, method_key: str, dataset: str, strategy: MethodStrategy, task: Task
+) -> str | None:
+    """A stand-in for the preface synthesis will build: as many tokens as the real one at most."""
+    from runner.config.plan import synthesis_budget, synthesis_pool
+    from runner.tasks.methods import PoolTrace
+
+    params = loaded.manifest.methods[method_key]
+    if params.kind == "leap":
+        return _filler(LEAP_PRINCIPLES_CAP)
+    sb = synthesis_budget(loaded, method_key, dataset)
+    pool = [task.render(p, 0) for p in synthesis_pool(loaded, dataset)]
+    traces = [
+        PoolTrace(problem_id=r.problem.id, rendered_question=r.question, trace_text=_filler(sb), answer=r.gold,
+                  score=score, gold=r.gold)
+        for r in pool for score in (1.0, 0.0)
+    ]
+    return strategy.build_preface(task, traces)[1]
+
+
+def count_prompts(
+    loaded: LoadedManifest, done: Collection[str] = (), built: Collection[str] = ()
+) -> dict[tuple[str, str, str], Group]:
+    """Render and count the prompts of every job not in ``done``, grouped by (model, dataset, method).
+
+    Synthesis is left out for groups whose key is in ``built`` (its record is in the ledger).
+    """
+    from runner.config.plan import expand_jobs, get_task, synthesis_budget, synthesis_pool
+    from runner.tasks.methods import answer_messages, get_method
+    from runner.tokens.count import count_chat_tokens
+    from runner.tokens.encodings import resolve_encoding
+
+    m = loaded.manifest
+    groups: dict[tuple[str, str, str], Group] = {}
+    cache: dict[tuple[str, str, str], tuple] = {}
+    for job in expand_jobs(loaded):
+        key = (job.model, job.dataset, job.method)
+        if key not in cache:
+            model = m.models[job.model]
+            task = get_task(m.datasets[job.dataset].kind)
+            params = m.methods[job.method]
+            strategy = get_method(params.kind, params)
+            encoding = resolve_encoding(model.encoding, model.model, m.run.on_missing_encoding).encoding
+            preface = _preface(loaded, job.method, job.dataset, strategy, task) if strategy.needs_synthesis else None
+            group = groups[key] = Group(fidelity=fidelity_of(loaded, job.model))
+            if strategy.needs_synthesis and synthesis_key(loaded, *key) not in built:
+                group.synthesis_budget = synthesis_budget(loaded, job.method, job.dataset)
+                for problem in synthesis_pool(loaded, job.dataset):
+                    rendered = task.render(problem, 0)
+                    group.pool_calls += params.k
+                    group.pool_trace_input += params.k * count_chat_tokens(
+                        encoding, strategy.trace_messages(task, rendered, None))
+                    group.pool_answer_input += params.k * count_chat_tokens(
+                        encoding, answer_messages(task, rendered, ""))
+            cache[key] = (task, strategy, encoding, preface)
+        if job.job_id in done:
+            continue
+        task, strategy, encoding, preface = cache[key]
+        rendered = task.render(job.problem, job.seed)
+        group = groups[key]
+        group.jobs += 1
+        group.trace_input += count_chat_tokens(encoding, strategy.trace_messages(task, rendered, preface))
+        group.answer_input += count_chat_tokens(encoding, answer_messages(task, rendered, ""))
+    return groups
+
+
+def synthesis_key(loaded: LoadedManifest, model: str, dataset: str, method: str) -> str:
+    """The key the pipeline files a group's synthesis under (`Pipeline.synthesis_key`)."""
+    from runner.config.plan import method_definition, model_definition, stable_hash
+
+    return stable_hash({"model": model_definition(loaded, model),
+                        "method": method_definition(loaded, method, dataset, model), "dataset": dataset})
+
+
+def fidelity_of(loaded: LoadedManifest, model_key: str) -> str:
+    """The manifest's fidelity, else the default the run would pick."""
+    from anytime_sim.models import BUILTIN_MODELS
+    from runner.config.fidelity import default_fidelity
+    from runner.engine.sweep import uses_sim_provider
+
+    model = loaded.manifest.models[model_key]
+    if model.fidelity is not None:
+        return model.fidelity
+    sim = BUILTIN_MODELS.get(model.model) if uses_sim_provider(loaded, model.provider) else None
+    return default_fidelity(model.model, sim.reasoning if sim else None, sim.profile if sim else None)
+
+
+# ---- the estimate ---------------------------------------------------------------------------
+
+
+@dataclass
+class Use:
+    """Calls and tokens of some work as a range, split the way prices split them."""
+
+    calls: Span = field(default_factory=Span)
+    input: Span = field(default_factory=Span)
+    cached: Span = field(default_factory=Span)
+    output: Span = field(default_factory=Span)
+
+    def add(self, other: Use, times: float = 1.0) -> None:
+        for part in ("calls", "input", "cached", "output"):
+            getattr(self, part).add(getattr(other, part), times)
+
+    def expect(self, tally: Tally, times: float) -> None:
+        """Replace the expected values with history, never above the high bound."""
+        self.calls.expected = min(tally.calls * times, self.calls.high)
+        self.input.expected = min(tally.input * times, self.input.high)
+        self.cached.expected = min(tally.cached * times, self.input.expected)
+        self.output.expected = min(tally.output * times, self.output.high)
+
+    def usd(self, price: ModelPrice) -> Span:
+        cached_price = price.cached_input if price.cached_input is not None else price.input
+
+        def one(inp: float, cached: float, out: float) -> float:
+            return ((inp - cached) * price.input + cached * cached_price + out * price.output) / PER
+
+        i, c, o = self.input, self.cached, self.output
+        # high never assumes a cache hit, and pays a cache write where that is dearer than input
+        prompt_high = max(price.input, price.cache_write_input or 0.0)
+        return Span(low=one(i.low, c.low, o.low), expected=one(i.expected, c.expected, o.expected),
+                    high=(i.high * prompt_high + o.high * price.output) / PER)
+
+
+def _jobs_use(g: Group, budgets: tuple[int, ...], answer_cap: int, trace_extra: int) -> Use:
+    """Every evaluated job of a group (without history)."""
+    n, k, first, last = g.jobs, len(budgets), budgets[0], budgets[-1]
+    length = DEFAULT_TRACE_FRACTION * last
+    if g.fidelity == "hidden":  # one call per budget with its cap set to the budget
+        return Use(calls=Span(low=n * k, expected=n * k, high=n * k),
+                   input=Span(low=k * g.trace_input, expected=k * g.trace_input, high=k * g.trace_input),
+                   output=Span(low=n * sum(min(b, first) for b in budgets),
+                               expected=n * sum(min(b, length) for b in budgets), high=n * sum(budgets)))
+    # a trace of `length` tokens gives distinct cuts below it, and one more at its end
+    below = [b for b in budgets if b < length]
+    distinct = len(below) + (1 if len(below) < k else 0)
+    cut_tokens = sum(below) + (length if len(below) < k else 0)
+    return Use(
+        calls=Span(low=2 * n, expected=n * (1 + distinct), high=n * (1 + k)),
+        input=Span(low=g.trace_input + g.answer_input + n * first,
+                   expected=g.trace_input + distinct * g.answer_input + n * cut_tokens,
+                   high=g.trace_input + k * g.answer_input + n * sum(budgets)),
+        output=Span(low=n * (first + LOW_ANSWER_TOKENS),
+                    expected=n * (length + distinct * DEFAULT_ANSWER_FRACTION * answer_cap),
+                    high=n * (last + trace_extra + k * answer_cap)),
+    )
+
+
+def _synthesis_use(g: Group, kind: str, answer_cap: int, trace_extra: int) -> Use:
+    """PDP / LEAP: pool x k traces at the synthesis budget and pool x k answers, once per group."""
+    if not g.pool_calls:
+        return Use()
+    n, sb = g.pool_calls, g.synthesis_budget
+    answers = 0 if g.fidelity == "hidden" else n
+    leap = 1 if kind == "leap" else 0
+    calls = n + answers + leap
+    high_in = g.pool_trace_input + answers * sb + (g.pool_answer_input if answers else 0) + leap * n * sb
+    high_out = n * (sb + (0 if g.fidelity == "hidden" else trace_extra)) + answers * answer_cap
+    high_out += leap * LEAP_PRINCIPLES_CAP
+    low_in = g.pool_trace_input + (g.pool_answer_input if answers else 0)
+    return Use(calls=Span(low=calls, expected=calls, high=calls),
+               input=Span(low=low_in, expected=(low_in + high_in) / 2, high=high_in),
+               output=Span(low=n * min(sb, LOW_ANSWER_TOKENS * 8), expected=high_out * DEFAULT_TRACE_FRACTION,
+                           high=high_out))
+
+
+def estimate_manifest(
+    loaded: LoadedManifest, *, previous: list[Path] | None = None, remaining: bool = True
+) -> Estimate:
+    """Price a manifest without any network call.
+
+    Args:
+        loaded: the validated manifest.
+        previous: run folders whose ledgers calibrate "expected"; None reads the run folders
+            under the manifest's ledger folder, [] uses the stated defaults only.
+        remaining: leave out what the run's own ledger already holds (finished jobs, built
+            synthesis), as a rerun skips it; False prices the whole sweep.
+
+    Raises:
+        PriceError: a selected model has no price (names ``models.<key>.price``).
+    """
+    m = loaded.manifest
+    prices = PriceTable.load()
+    for key in loaded.selected("models"):  # unknown prices fail before any counting
+        prices.price_for(key, m.models[key], m.providers[m.models[key].provider].kind)
+    history, sources = read_history(_previous_dirs(loaded) if previous is None else previous)
+    state = _own_state(loaded) if remaining else None
+    done = state.completed_jobs if state else set()
+    rows = []
+    for (model_key, dataset, method), group in count_prompts(loaded, done, state.synthesis if state else ()).items():
+        model = m.models[model_key]
+        price = prices.price_for(model_key, model, m.providers[model.provider].kind)
+        row = _row(loaded, model_key, dataset, method, group, price, history)
+        if row.calls.high:
+            rows.append(row)
+    lanes = _lanes(m, rows)
+    walls = [lane.min_wall_s for lane in lanes if lane.min_wall_s is not None]
+    notes = [
+        "input: prompts counted exactly with each model's encoding, plus each forced answer's partial trace "
+        "(at most its budget)",
+        "high: every trace reaches its output cap, one answer per budget, every answer its cap, no cache hits",
+        *sources,
+    ]
+    if any(r.expected_from == "default" for r in rows):
+        notes.append(f"expected without history: traces end at {DEFAULT_TRACE_FRACTION:.0%} of the last budget, "
+                     f"answers use {DEFAULT_ANSWER_FRACTION:.0%} of their cap (pass --from RUN to calibrate)")
+    if state is not None and state.completed_jobs:
+        notes.append(f"{len(state.completed_jobs)} jobs already finished in the run's ledger "
+                     f"(${state.total_usd:.4f} spent) are left out: a rerun skips them")
+    if any(r.synthesis_calls for r in rows):
+        notes.append("PDP/LEAP synthesis calls are included once per (model, dataset, method); the preface "
+                     "inside trace prompts is sized from the pool, as synthesis has not run yet")
+    return Estimate(
+        manifest=str(loaded.path), rows=rows, lanes=lanes, usd_low=sum(r.usd.low for r in rows),
+        usd_expected=sum(r.usd.expected for r in rows), usd_high=sum(r.usd.high for r in rows),
+        calls_high=int(sum(r.calls.high for r in rows)), min_wall_s=max(walls) if walls else None, notes=notes,
+        jobs_done=len(done), usd_spent=state.total_usd if state else 0.0,
+    )
+
+
+def _own_state(loaded: LoadedManifest) -> LedgerState | None:
+    from runner.engine.sweep import run_dir_for
+    from runner.ledger.reader import load_state
+
+    run_dir = run_dir_for(loaded)
+    return load_state(run_dir) if (run_dir / "ledger.jsonl").exists() else None
+
+
+def _previous_dirs(loaded: LoadedManifest) -> list[Path]:
+    root = loaded.resolve(loaded.manifest.run.ledger_dir)
+    if not root.is_dir():
+        return []
+    found = sorted(root.glob("*/ledger.jsonl"), key=lambda p: p.stat().st_mtime, reverse=True)
+    return [p.parent for p in found[:HISTORY_RUNS]]
+
+
+def _row(
+    loaded: LoadedManifest, model_key: str, dataset: str, method: str, group: Group, price: ModelPrice,
+    history: dict[tuple[str, str, str], Past],
+) -> EstimateRow:
+    from runner.config.plan import get_task
+
+    m = loaded.manifest
+    model, kind = m.models[model_key], m.methods[method].kind
+    answer_cap = max(model.answer_max_tokens, get_task(m.datasets[dataset].kind).answer_max_tokens)
+    extra = model.trace_answer_tokens if group.fidelity != "content" else 0
+    jobs = _jobs_use(group, loaded.budgets_for(dataset), answer_cap, extra)
+    synth = _synthesis_use(group, kind, answer_cap, extra)
+    past = history.get((model.model, Path(m.datasets[dataset].path).name, kind))
+    if past is not None and past.jobs:
+        jobs.expect(past.per_job, group.jobs)
+    if past is not None and past.stages and synth.calls.high:
+        synth.expect(past.per_stage, 1)
+    total = Use()
+    total.add(jobs)
+    total.add(synth)
+    return EstimateRow(
+        provider=model.provider, model=model_key, dataset=dataset, method=method, fidelity=group.fidelity,
+        jobs=group.jobs, synthesis_calls=int(synth.calls.high), calls=total.calls, input_tokens=total.input,
+        output_tokens=total.output, usd=total.usd(price),
+        expected_from=f"history ({past.jobs} jobs)" if past is not None and past.jobs else "default",
+    )
+
+
+def _lanes(m: Manifest, rows: list[EstimateRow]) -> list[LaneTime]:
+    """Minimum wall time per provider: max(calls / RPM, tokens / TPM) at the expected use."""
+    lanes = []
+    for name, provider in m.providers.items():
+        mine = [r for r in rows if r.provider == name]
+        if not mine:
+            continue
+        rpm, tpm = provider.rpm, provider.tpm
+        if provider.kind == "sim":  # the simulator enforces its own limits too
+            rpm = min((x for x in (rpm, m.simulator.rpm) if x is not None), default=None)
+            tpm = min((x for x in (tpm, m.simulator.tpm) if x is not None), default=None)
+        calls = sum(r.calls.expected for r in mine)
+        tokens = sum(r.input_tokens.expected + r.output_tokens.expected for r in mine)
+        bounds = [60.0 * calls / rpm] if rpm else []
+        bounds += [60.0 * tokens / tpm] if tpm else []
+        lanes.append(LaneTime(provider=name, rpm=rpm, tpm=tpm, calls=calls, tokens=tokens,
+                              min_wall_s=max(bounds) if bounds else None))
+    return lanes
+
+
+def confirm_needed(estimate: Estimate, manifest: Manifest) -> bool:
+    """Whether `anytime run` must ask first: the high bound is above ``run.confirm_above_usd``."""
+    return estimate.usd_high > manifest.run.confirm_above_usd
+
+

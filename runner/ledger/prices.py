@@ -1,0 +1,118 @@
+"""Prices and the cost of a call.
+
+Three sources can price an attempt, in this order: the provider's own charge (xAI and OpenRouter
+report one), the provider's usage record, and our own token count (a stream cut at the last
+budget never receives its usage chunk: its tokens are "unknown, estimated from our count", never
+zero). Usage is already normalised by the adapters (`runner.events.Usage`: output includes
+reasoning), so one formula serves every vendor.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from importlib import resources
+
+import msgspec
+
+from runner.config.manifest import Model
+from runner.errors import PriceError
+from runner.types import Usage
+
+PER = 1_000_000
+# host kinds billed by the same price list as another kind (one vendor, two protocols)
+_SAME_PRICES = {"openai_responses": "openai"}
+
+
+class ModelPrice(msgspec.Struct, frozen=True, kw_only=True):
+    """USD per 1M tokens. Missing cached prices bill cached tokens at the input price."""
+
+    input: float
+    output: float
+    cached_input: float | None = None
+    cache_write_input: float | None = None
+    source: str = ""
+    checked: str = ""
+
+
+class PriceTable:
+    """The dated table of `runner/prices.toml`, with manifest prices taking precedence."""
+
+    def __init__(self, entries: dict[str, ModelPrice]) -> None:
+        self.entries = entries
+
+    @classmethod
+    def load(cls, overrides: dict[str, ModelPrice] | None = None, *, text: str | None = None) -> PriceTable:
+        """The packaged table (or ``text``), with ``overrides`` keyed like the table replacing entries.
+
+        Raises:
+            PriceError: the table is not valid TOML or an entry has a wrong field.
+        """
+        raw = text if text is not None else resources.files("runner.ledger").joinpath("prices.toml").read_text()
+        try:
+            doc = tomllib.loads(raw)
+            entries = {key: msgspec.convert(value, ModelPrice) for key, value in doc.get("models", {}).items()}
+        except (tomllib.TOMLDecodeError, msgspec.ValidationError) as exc:
+            raise PriceError(f"price table: {exc}") from None
+        entries.update(overrides or {})
+        return cls(entries)
+
+    def lookup(self, provider_kind: str, model_id: str) -> ModelPrice | None:
+        """The entry for a model on a host kind; `*/<model>` entries match any host."""
+        for kind in (provider_kind, _SAME_PRICES.get(provider_kind)):
+            if kind is not None and (found := self.entries.get(f"{kind}/{model_id}")) is not None:
+                return found
+        return self.entries.get(f"*/{model_id}")
+
+    def price_for(self, model_key: str, model: Model, provider_kind: str) -> ModelPrice:
+        """The manifest's price, else the table's; unknown models stop the run before any call."""
+        if model.price is not None:
+            p = model.price
+            return ModelPrice(
+                input=p.input,
+                output=p.output,
+                cached_input=p.cached_input,
+                cache_write_input=p.cache_write_input,
+                source="manifest",
+            )
+        found = self.lookup(provider_kind, model.model)
+        if found is None:
+            raise PriceError(
+                f"models.{model_key}.price: no known price for {provider_kind}/{model.model}; set "
+                f"`price = {{ input = ..., output = ... }}` (USD per 1M tokens; 0 is allowed) in the manifest"
+            )
+        return found
+
+    @staticmethod
+    def describe(price: ModelPrice) -> dict[str, object]:
+        """Plain data for the run header (what `anytime ledger verify` recomputes with)."""
+        return msgspec.to_builtins(price)
+
+
+def attempt_cost(
+    price: ModelPrice, reported: Usage | None, counted_input: int, counted_output: int
+) -> tuple[float, str]:
+    """Dollars for one attempt and which numbers priced it ("billed", "reported", "counted")."""
+    if reported is not None and reported.billed_usd is not None:
+        return reported.billed_usd, "billed"
+    if reported is not None:
+        return usage_cost(price, reported), "reported"
+    return (counted_input * price.input + counted_output * price.output) / PER, "counted"
+
+
+def usage_cost(price: ModelPrice, usage: Usage) -> float:
+    """Dollars for normalised usage: cache reads and writes at their prices, reasoning as output."""
+    cached = usage.cached_input_tokens
+    written = usage.cache_write_input_tokens
+    uncached = max(0, usage.input_tokens - cached - written)
+    cached_price = price.cached_input if price.cached_input is not None else price.input
+    write_price = price.cache_write_input if price.cache_write_input is not None else price.input
+    return (
+        uncached * price.input + cached * cached_price + written * write_price + usage.output_tokens * price.output
+    ) / PER
+
+
+def worst_case_cost(price: ModelPrice, prompt_tokens: int, max_output_tokens: int) -> float:
+    """The most a call can cost: its whole prompt at the dearer of the input and cache-write
+    prices (Anthropic bills writes above plain input) and its whole output cap."""
+    prompt_price = max(price.input, price.cache_write_input or 0.0)
+    return (prompt_tokens * prompt_price + max_output_tokens * price.output) / PER

@@ -1,0 +1,209 @@
+"""The run ledger: append-only JSON Lines of `runner.records`, crash-safe, one writer.
+
+Writing: `append` encodes the record and queues it (no await, so it can run in a `finally` of
+a cancelled task); a flusher task writes queued records in batches and fsyncs each batch, in a
+worker thread so the event loop never blocks on the disk. A record is durable once the batch
+holding it is fsynced; `flush()` waits for that.
+
+Crashes: a `kill -9` can leave at most one partial line at the end of the file (a batch is
+written with one `write` call, in order). Opening the ledger cuts that torn tail off and appends a
+`Note(kind="torn_line")`, so every remaining line is a whole record. Readers also skip a torn
+final line, so a ledger being written can be read at any time (pandas, DuckDB, jq read it as is).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import anyio
+import msgspec
+
+from runner.errors import LedgerError
+from runner.ledger.reader import ledger_path
+from runner.ledger.records import Attempt, InFlight, Note, Record
+from runner.ledger.recovery import interrupted_in_flight, recover
+
+_encoder = msgspec.json.Encoder()
+
+
+class LedgerWriter:
+    """Batches appended records and fsyncs each batch. Use through `open_ledger`."""
+
+    def __init__(self, path: Path, *, batch_records: int = 512, max_delay_s: float = 0.05) -> None:
+        self.path = path
+        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        # encoded records waiting for the next batch, and how many they are
+        self._queue = bytearray()
+        self._queued = 0
+        self._batch_records = batch_records
+        self._max_delay_s = max_delay_s
+        self._wake = anyio.Event()
+        self._appended = 0
+        self._durable = 0
+        self._durable_changed = anyio.Event()
+        self._closed = False
+        self._failed: LedgerError | None = None
+        self._tracked: set[Tracked] = set()
+        self._last_sample = -1.0e9
+        self.records_written = 0
+
+    def append(self, record: Record) -> None:
+        """Queue a record (never blocks). It is durable after the next batch's fsync."""
+        if self._closed:
+            raise LedgerError(f"{self.path}: append after close")
+        _encoder.encode_into(record, self._queue, -1)
+        self._queue.append(10)  # b"\n"
+        self._queued += 1
+        self._appended += 1
+        if self._queued >= self._batch_records:
+            self._wake.set()
+
+    def track(self, snapshot: Callable[[], Attempt], *, min_usd: float = 0.0002, every_s: float = 1.0) -> Tracked:
+        """Record a running call's spend so far, so a crash cannot lose it.
+
+        The flusher calls ``snapshot()`` (on the event loop) before each batch and appends an
+        `InFlight` record when the spend grew by ``min_usd`` or ``every_s`` passed with any growth.
+        The caller closes the handle and appends the final `Attempt` when the call ends.
+        """
+        handle = Tracked(self, snapshot, min_usd, every_s)
+        self._tracked.add(handle)
+        return handle
+
+    def _sample_in_flight(self) -> None:
+        now = time.monotonic()
+        for handle in list(self._tracked):
+            record = handle.snapshot()
+            grown = record.usd - handle.last_usd
+            if grown > 0 and (grown >= handle.min_usd or now - handle.last_at >= handle.every_s):
+                handle.last_usd, handle.last_at = record.usd, now
+                self.append(InFlight(attempt=record))
+
+    async def flush(self) -> None:
+        """Wait until every record appended so far is on disk.
+
+        Raises:
+            LedgerError: the disk refused a write (the run must stop: spend would go unrecorded).
+        """
+        target = self._appended
+        while self._durable < target:
+            if self._failed is not None:
+                raise self._failed
+            self._wake.set()
+            await self._durable_changed.wait()
+
+    async def run_flusher(self) -> None:
+        """Write batches until cancelled (then the owner calls `close_sync`)."""
+        while True:
+            with anyio.move_on_after(self._max_delay_s):
+                await self._wake.wait()
+            self._wake = anyio.Event()
+            # sampling every running call has a cost (thousands may stream at once): 4 times a second
+            if self._tracked and time.monotonic() - self._last_sample >= 0.25:
+                self._last_sample = time.monotonic()
+                self._sample_in_flight()
+            if self._queued:
+                batch, count = self._take()
+                try:
+                    # shielded: to_thread checkpoints before starting the thread, and a cancel
+                    # landing there would drop a batch already taken off the queue
+                    with anyio.CancelScope(shield=True):
+                        await anyio.to_thread.run_sync(self._write, batch, count)
+                except OSError as exc:
+                    self._failed = LedgerError(f"{self.path}: cannot write the ledger: {exc.strerror or exc}")
+                    self._durable_changed.set()
+                    raise self._failed from None
+                self._durable += count
+                self._durable_changed.set()
+                self._durable_changed = anyio.Event()
+
+    def _take(self) -> tuple[bytearray, int]:
+        batch, count = self._queue, self._queued
+        self._queue, self._queued = bytearray(), 0
+        return batch, count
+
+    def _write(self, batch: bytearray, count: int) -> None:
+        # one write per batch in the usual case: a crash tears at most the last line
+        with memoryview(batch) as view:
+            while view:
+                written = os.write(self._fd, view)
+                view = view[written:]
+        os.fsync(self._fd)
+        self.records_written += count
+
+    def append_sync(self, record: Record) -> None:
+        """Append and fsync now, blocking the caller: for a last record when no flush can be awaited
+        (a signal handler, a cancelled scope). Records queued before it are written first, in order."""
+        self.append(record)
+        batch, count = self._take()
+        self._write(batch, count)
+        self._durable += count
+
+    def close_sync(self) -> None:
+        """Write what is queued and close; safe to call from any shutdown path, twice."""
+        if self._closed:
+            return
+        if self._queued:
+            batch, count = self._take()
+            self._write(batch, count)
+            self._durable += count
+        self._closed = True
+        os.close(self._fd)
+
+
+class Tracked:
+    """A call whose spend the writer samples (see `LedgerWriter.track`); close it when the call ends."""
+
+    def __init__(self, writer: LedgerWriter, snapshot: Callable[[], Attempt], min_usd: float, every_s: float) -> None:
+        self.writer = writer
+        self.snapshot = snapshot
+        self.min_usd = min_usd
+        self.every_s = every_s
+        self.last_usd = 0.0
+        self.last_at = -math.inf  # the first growth (the prompt, billed at the 200) is recorded at once
+
+    def close(self) -> None:
+        self.writer._tracked.discard(self)
+
+    def __enter__(self) -> Tracked:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+@contextlib.asynccontextmanager
+async def open_ledger(run_dir: Path, **options: float) -> AsyncIterator[LedgerWriter]:
+    """Open (recovering a torn tail) and write the ledger of a run folder."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = ledger_path(run_dir)
+    torn = recover(path)
+    lost = interrupted_in_flight(path)
+    writer = LedgerWriter(path, **options)  # type: ignore[arg-type]
+    if torn:
+        writer.append(Note(at=time.time(), kind="torn_line",
+                           message=f"cut {torn} bytes of a record torn by a crash off the end of the ledger"))
+    for attempt in lost:
+        writer.append(attempt)
+    if lost:
+        writer.append(Note(at=time.time(), kind="recovered_in_flight",
+                           message=f"{len(lost)} call(s) were streaming when the last process died: each is "
+                           f"ledgered as interrupted with its spend up to its last in-flight record "
+                           f"(${sum(a.usd for a in lost):.6f})"))
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(writer.run_flusher)
+            try:
+                yield writer
+            finally:
+                tg.cancel_scope.cancel()
+    finally:
+        writer.close_sync()  # no await: runs even when the surrounding scope is cancelled
+
+
+__all__ = ["LedgerWriter", "Tracked", "open_ledger"]

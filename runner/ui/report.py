@@ -1,0 +1,278 @@
+"""Rendering a report: rich tables for the terminal and the same tables as Markdown.
+
+One table set per dataset, since each dataset has its own budget grid and metric.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from runner.analysis.anytime import Interval
+from runner.analysis.report import Report, RunReport
+
+
+def _pct(value: float | None) -> str:
+    return "—" if value is None else f"{100 * value:.1f}"
+
+
+def _ci(interval: Interval, scale: float = 1.0) -> str:
+    if interval.lo is None or interval.hi is None:
+        return f"{scale * interval.value:.1f}"
+    return f"{scale * interval.value:.1f} [{scale * interval.lo:.1f}, {scale * interval.hi:.1f}]"
+
+
+def _usd(value: float | None) -> str:
+    if value is None:
+        return "—"
+    return f"${value:.4f}" if value < 1 else f"${value:,.2f}"
+
+
+def _budget_header(budget: int) -> str:
+    return f"{budget // 1024}k" if budget >= 1024 and budget % 1024 == 0 else str(budget)
+
+
+def _datasets(run: RunReport) -> list[str]:
+    return sorted({cell.dataset for cell in run.cells})
+
+
+def _compact(n: int) -> str:
+    return f"{n / 1e6:.1f}M" if n >= 1e6 else f"{n / 1e3:.0f}k" if n >= 1e4 else str(n)
+
+
+def quality_rows(run: RunReport, dataset: str) -> tuple[list[str], list[list[str]]]:
+    """Quality x100 at each budget, on the full trace, and the Anytime Index, for one dataset."""
+    cells = [c for c in run.cells if c.dataset == dataset]
+    budgets = sorted({b for cell in cells for b in cell.summary.budgets})
+    with_exact = any(c.exact_final is not None for c in cells)
+    header = ["model", "method", "n", *map(_budget_header, budgets), "full", "AI", "AI 95% CI"]
+    header += ["exact (last/full)"] if with_exact else []
+    rows = []
+    for cell in cells:
+        at = dict(zip(cell.summary.budgets, cell.summary.quality, strict=True))
+        ai = cell.summary.anytime_index
+        row = [
+            cell.model,
+            cell.method,
+            str(cell.summary.problems),
+            *(_pct(at.get(b)) for b in budgets),
+            _pct(cell.summary.full.value if cell.summary.full else None),
+            f"{ai.value:.1f}",
+            "—" if ai.lo is None else f"{ai.lo:.1f}–{ai.hi:.1f}",
+        ]
+        if with_exact:
+            row.append(
+                "—" if cell.exact_final is None else f"{_pct(cell.exact_final)}/{_pct(cell.exact_full)}"
+            )
+        rows.append(row)
+    return header, rows
+
+
+def cost_rows(run: RunReport, dataset: str) -> tuple[list[str], list[list[str]]]:
+    """Dollars, tokens, calls and measurement labels for one dataset."""
+    header = [
+        "model",
+        "method",
+        "$ total",
+        "$/problem",
+        "synthesis $ (/problem)",
+        "$/AI pt",
+        "tokens in/out",
+        "calls (retries)",
+        "fidelity",
+        "counted/billed",
+    ]
+    rows = []
+    for cell in (c for c in run.cells if c.dataset == dataset):
+        rows.append(
+            [
+                cell.model,
+                cell.method,
+                _usd(cell.usd_total),
+                _usd(cell.usd_per_problem),
+                "—"
+                if not cell.usd_synthesis
+                else f"{_usd(cell.usd_synthesis)} ({_usd(cell.synthesis_per_problem)})",
+                _usd(cell.usd_per_ai_point),
+                f"{_compact(cell.input_tokens)}/{_compact(cell.output_tokens)}",
+                f"{cell.calls} ({cell.retries})",
+                cell.fidelity + ("*" if cell.approximate_tokens else ""),
+                "—" if cell.counted_to_billed is None else f"{cell.counted_to_billed:.3f}",
+            ]
+        )
+    return header, rows
+
+
+def difference_rows(run: RunReport, dataset: str) -> tuple[list[str], list[list[str]]]:
+    """Paired differences against the baseline, in points, with 95% bootstrap intervals."""
+    header = ["model", "method − baseline", "n", "Δ AI", "Δ AI 95% CI", "Δ final", "Δ final 95% CI"]
+    rows = []
+    for p in (p for p in run.differences if p.dataset == dataset):
+        ai, final = p.difference.anytime_index, p.difference.final
+        rows.append(
+            [
+                p.model,
+                f"{p.method} − {p.baseline}",
+                str(p.difference.problems),
+                f"{ai.value:+.1f}",
+                "—" if ai.lo is None else f"{ai.lo:+.1f} to {ai.hi:+.1f}",
+                f"{100 * final.value:+.1f}",
+                "—"
+                if final.lo is None or final.hi is None
+                else f"{100 * final.lo:+.1f} to {100 * final.hi:+.1f}",
+            ]
+        )
+    return header, rows
+
+
+def overall_rows(run: RunReport) -> tuple[list[str], list[list[str]]]:
+    """Per model and method, the unweighted mean over datasets (the paper's "Overall", paper.md §2.2)."""
+    header = ["model", "method", "datasets", "final", "full", "AI", "$ total"]
+    groups: dict[tuple[str, str], list] = {}
+    for cell in run.cells:
+        groups.setdefault((cell.model, cell.method), []).append(cell)
+    rows = []
+    for (model, method), cells in sorted(groups.items()):
+        fulls = [c.summary.full.value for c in cells if c.summary.full is not None]
+        rows.append(
+            [
+                model,
+                method,
+                str(len(cells)),
+                _pct(sum(c.summary.final.value for c in cells) / len(cells)),
+                _pct(sum(fulls) / len(fulls) if len(fulls) == len(cells) else None),
+                f"{sum(c.summary.anytime_index.value for c in cells) / len(cells):.1f}",
+                _usd(sum(c.usd_total for c in cells)),
+            ]
+        )
+    return header, rows
+
+
+def _table(title: str, header: list[str], rows: list[list[str]]) -> Any:
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left")
+    for i, column in enumerate(header):
+        table.add_column(
+            column, justify="left" if i < 2 or column == "fidelity" else "right", no_wrap=i < 2
+        )
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
+def _run_tables(run: RunReport) -> Any:
+    from rich.console import Group
+    from rich.text import Text
+
+    parts: list[Any] = []
+    for dataset in _datasets(run):
+        parts.append(
+            _table(
+                f"{run.name} · {dataset}: quality x100 per budget; AI = Anytime Index ({run.mode})",
+                *quality_rows(run, dataset),
+            )
+        )
+        parts.append(_table(f"{run.name} · {dataset}: cost", *cost_rows(run, dataset)))
+        if any(p.dataset == dataset for p in run.differences):
+            parts.append(
+                _table(
+                    f"{run.name} · {dataset}: paired differences (points)",
+                    *difference_rows(run, dataset),
+                )
+            )
+    if len(_datasets(run)) > 1:
+        parts.append(
+            _table(f"{run.name}: overall (unweighted mean over datasets, x100)", *overall_rows(run))
+        )
+    parts.append(Text(_footer(run), style="dim"))
+    return Group(*parts)
+
+
+def _footer(run: RunReport) -> str:
+    text = (
+        f"{run.jobs_done} jobs done; spend {_usd(run.usd_total)} in all"
+        f" (of which {_usd(run.usd_unattributed)} on unfinished jobs). Anytime Index mode: {run.mode}; "
+        "intervals: 95% bootstrap over problems."
+    )
+    if any(c.approximate_tokens for c in run.cells):
+        text += " * approximate tokens: counted with an encoding that is not the model's own tokenizer."
+    return text
+
+
+def _compare_table(runs: list[RunReport]) -> Any:
+    header, rows = compare_rows(runs)
+    return _table("runs side by side: Anytime Index / final quality (x100) / $ total", header, rows)
+
+
+def compare_rows(runs: list[RunReport]) -> tuple[list[str], list[list[str]]]:
+    keys = sorted({(c.model, c.dataset, c.method) for run in runs for c in run.cells})
+    header = ["model", "dataset", "method", *(run.name or run.run_id for run in runs)]
+    rows = []
+    for key in keys:
+        row = list(key)
+        for run in runs:
+            cell = next((c for c in run.cells if (c.model, c.dataset, c.method) == key), None)
+            row.append(
+                "—"
+                if cell is None
+                else f"{cell.summary.anytime_index.value:.1f} / {_pct(cell.summary.final.value)} / "
+                f"{_usd(cell.usd_total)}"
+            )
+        rows.append(row)
+    return header, rows
+
+
+def _markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def render_markdown(report: Report) -> str:
+    """The report as Markdown: the same tables as the terminal."""
+    out: list[str] = []
+    for run in report.runs:
+        out += [f"# Report: {run.name} ({run.run_id})", ""]
+        for dataset in _datasets(run):
+            out += [
+                f"## {dataset}",
+                "",
+                f"Quality x100 per budget; AI = Anytime Index x100 ({run.mode}):",
+                "",
+                _markdown_table(*quality_rows(run, dataset)),
+                "",
+                "Cost:",
+                "",
+                _markdown_table(*cost_rows(run, dataset)),
+                "",
+            ]
+            if any(p.dataset == dataset for p in run.differences):
+                out += [
+                    "Paired differences (points):",
+                    "",
+                    _markdown_table(*difference_rows(run, dataset)),
+                    "",
+                ]
+        if len(_datasets(run)) > 1:
+            out += [
+                "## Overall (unweighted mean over datasets, x100)",
+                "",
+                _markdown_table(*overall_rows(run)),
+                "",
+            ]
+        out += [_footer(run), ""]
+    if report.compare and len(report.runs) > 1:
+        out += ["# Runs side by side", "", _markdown_table(*compare_rows(report.runs)), ""]
+    return "\n".join(out)
+
+
+def rich_report(report: Report) -> Any:
+    """Every run's tables, and the side-by-side table when ``report.compare`` is set."""
+    from rich.console import Group
+    from rich.text import Text
+
+    parts: list[Any] = [_run_tables(run) for run in report.runs]
+    if report.compare and len(report.runs) > 1:
+        parts.append(_compare_table(report.runs))
+    parts += [Text(note, style="yellow") for note in report.notes]
+    return Group(*parts)

@@ -1,0 +1,106 @@
+"""A report's files in its run folder: report.json, report.md, report.csv and the plot.
+
+The plot needs the optional extra ``plot`` (matplotlib) and is skipped with a hint when it is
+missing.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from runner.analysis.report import Cell, Paired, Report, RunReport, build_report
+from runner.ui.report import render_markdown, rich_report
+
+__all__ = [
+    "Cell",
+    "Paired",
+    "Report",
+    "RunReport",
+    "add_arguments",
+    "build_report",
+    "main",
+    "print_report",
+    "render_markdown",
+    "write_csv",
+    "write_report",
+]
+
+
+def print_report(report: Report, console: Any) -> None:
+    """Print the report's tables on a rich Console."""
+    console.print(rich_report(report))
+
+
+def write_report(report: Report, run_dir: str | Path) -> list[Path]:
+    """Write report.json, report.md, report.csv and (with matplotlib) anytime.png into ``run_dir``.
+
+    Returns the paths written. A missing matplotlib is not an error: the PNG is skipped and a note
+    saying how to install it is added to ``report.notes`` (printed with the tables).
+    """
+    from runner.ui.plot import PlotUnavailable, plot_report
+
+    folder = Path(run_dir)
+    written = [folder / "report.json", folder / "report.md"]
+    written[0].write_bytes(msgspec.json.format(msgspec.json.encode(report), indent=2) + b"\n")
+    written[1].write_text(render_markdown(report), encoding="utf-8")
+    written.append(folder / "report.csv")
+    write_csv(report, written[-1])
+    try:
+        written.append(plot_report(report, folder / "anytime.png"))
+    except PlotUnavailable as exc:
+        note = f"anytime.png skipped: {exc}"
+        if note not in report.notes:
+            report.notes.append(note)
+    return written
+
+
+CSV_COLUMNS = (
+    "run",
+    "model",
+    "dataset",
+    "method",
+    "budget",
+    "quality",
+    "anytime_index",
+    "mode",
+    "problems",
+    "usd_total",
+    "usd_synthesis",
+    "fidelity",
+)
+
+
+def write_csv(report: Report, path: Path) -> None:
+    """One row per (run, model, dataset, method, budget); budget "full" is the untruncated trace."""
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        out = csv.writer(handle)
+        out.writerow(CSV_COLUMNS)
+        for run in report.runs:
+            for cell in run.cells:
+                points: list[tuple[str, float | None]] = [
+                    (str(b), q) for b, q in zip(cell.summary.budgets, cell.summary.quality, strict=True)
+                ]
+                points.append(("full", cell.summary.full.value if cell.summary.full else None))
+                for budget, quality in points:
+                    out.writerow(
+                        [
+                            run.name,
+                            cell.model,
+                            cell.dataset,
+                            cell.method,
+                            budget,
+                            "" if quality is None else f"{quality:.6f}",
+                            f"{cell.summary.anytime_index.value:.4f}",
+                            run.mode,
+                            cell.summary.problems,
+                            f"{cell.usd_total:.6f}",
+                            f"{cell.usd_synthesis:.6f}",
+                            cell.fidelity,
+                        ]
+                    )
+
+
