@@ -34,7 +34,7 @@ import anyio  # noqa: E402
 import anyio.lowlevel  # noqa: E402
 import msgspec  # noqa: E402
 
-from runner.ledger.reader import ledger_path, load_state
+from runner.ledger.reader import ledger_path, load_state  # noqa: E402
 from runner.ledger.records import Attempt, JobDone, RunHeader, Snapshot  # noqa: E402
 from runner.ledger.writer import open_ledger  # noqa: E402
 
@@ -43,12 +43,27 @@ _encode = msgspec.json.Encoder().encode
 
 def attempt(i: int, job: str, kind: str = "answer") -> Attempt:
     return Attempt(
-        call_id=f"{i:016x}", job_id=job, kind=kind, provider="openai", model="reasoner", attempt=1,  # type: ignore[arg-type]
-        status="ok", budget=None if kind == "trace" else 256 << (i % 5), http_status=200, input_tokens=400 + i % 97,
-        cached_input_tokens=(i % 3) * 128, output_tokens=12 + i % 31, reasoning_tokens=0,
-        input_tokens_counted=401 + i % 97, output_tokens_counted=12 + i % 31, priced_from="reported",
-        usd=(400 + i % 97) * 2e-6 + (12 + i % 31) * 8e-6, started_at=1.79e9 + i * 0.01, latency_s=0.5 + i % 7 / 10,
-        ttft_s=0.2, request_id=f"req_{i:024x}",
+        call_id=f"{i:016x}",
+        job_id=job,
+        kind=kind,
+        provider="openai",
+        model="reasoner",
+        attempt=1,  # type: ignore[arg-type]
+        status="ok",
+        budget=None if kind == "trace" else 256 << (i % 5),
+        http_status=200,
+        input_tokens=400 + i % 97,
+        cached_input_tokens=(i % 3) * 128,
+        output_tokens=12 + i % 31,
+        reasoning_tokens=0,
+        input_tokens_counted=401 + i % 97,
+        output_tokens_counted=12 + i % 31,
+        priced_from="reported",
+        usd=(400 + i % 97) * 2e-6 + (12 + i % 31) * 8e-6,
+        started_at=1.79e9 + i * 0.01,
+        latency_s=0.5 + i % 7 / 10,
+        ttft_s=0.2,
+        request_id=f"req_{i:024x}",
     )
 
 
@@ -84,8 +99,15 @@ async def reopen(run_dir: Path) -> None:
 def write_run(run_dir: Path, total: int) -> int:
     """A ledger of about `total` records shaped like a real run; returns its size in bytes."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    header = RunHeader(run_id="bench", tool_version="0", started_at=0.0, manifest_path="m.toml",
-                       manifest_sha256="0" * 64, manifest={}, prices={"reasoner": {"input": 2.0, "output": 8.0}})
+    header = RunHeader(
+        run_id="bench",
+        tool_version="0",
+        started_at=0.0,
+        manifest_path="m.toml",
+        manifest_sha256="0" * 64,
+        manifest={},
+        prices={"reasoner": {"input": 2.0, "output": 8.0}},
+    )
     with open(ledger_path(run_dir), "wb") as f:
         f.write(_encode(header) + b"\n")
         written, job = 1, 0
@@ -93,11 +115,36 @@ def write_run(run_dir: Path, total: int) -> int:
             job_id = f"{job:016x}"
             chunk = [attempt(written, job_id, "trace")]
             chunk += [attempt(written + a, job_id) for a in range(1, 6)]
-            chunk += [Snapshot(job_id=job_id, instance="i", model="reasoner", dataset="aime", problem_id=f"p{job}",
-                               method="cot", sample=0, budget=256 << b, tokens=256 << b, answer="42",
-                               score=float(b % 2)) for b in range(6)]
-            chunk.append(JobDone(job_id=job_id, instance="i", model="reasoner", dataset="aime", problem_id=f"p{job}",
-                                 method="cot", sample=0, fidelity="raw", trace_tokens=8192, trace_finish="length"))
+            chunk += [
+                Snapshot(
+                    job_id=job_id,
+                    instance="i",
+                    model="reasoner",
+                    dataset="aime",
+                    problem_id=f"p{job}",
+                    method="cot",
+                    sample=0,
+                    budget=256 << b,
+                    tokens=256 << b,
+                    answer="42",
+                    score=float(b % 2),
+                )
+                for b in range(6)
+            ]
+            chunk.append(
+                JobDone(
+                    job_id=job_id,
+                    instance="i",
+                    model="reasoner",
+                    dataset="aime",
+                    problem_id=f"p{job}",
+                    method="cot",
+                    sample=0,
+                    fidelity="raw",
+                    trace_tokens=8192,
+                    trace_finish="length",
+                )
+            )
             f.write(b"".join(_encode(r) + b"\n" for r in chunk[: total - written]))
             written += len(chunk)
             job += 1
@@ -117,11 +164,16 @@ def main() -> int:
         root = Path(tmp)
         rate = anyio.run(batched, root / "batched", args.records)
         size = ledger_path(root / "batched").stat().st_size
-        print(f"batched    {args.records:>9,} records  {size / args.records:5.0f} B/record  {rate:>10,.0f} records/s",
-              flush=True)
+        print(
+            f"batched    {args.records:>9,} records  {size / args.records:5.0f} B/record  {rate:>10,.0f} records/s",
+            flush=True,
+        )
         base = anyio.run(per_record, root / "per_record", args.baseline)
-        print(f"per record {args.baseline:>9,} records                  {base:>10,.0f} records/s  "
-              f"(batched is {rate / base:,.0f}x)", flush=True)
+        print(
+            f"per record {args.baseline:>9,} records                  {base:>10,.0f} records/s  "
+            f"(batched is {rate / base:,.0f}x)",
+            flush=True,
+        )
         size = write_run(root / "resume", args.resume_records)
         t0 = time.perf_counter()
         state = load_state(root / "resume")
@@ -129,12 +181,21 @@ def main() -> int:
         t0 = time.perf_counter()
         anyio.run(reopen, root / "resume")  # torn-tail check and in-flight recovery scan
         open_s = time.perf_counter() - t0
-        print(f"resume     {args.resume_records:>9,} records  {size / 1e6:,.0f} MB  load_state {resume_s:.2f} s  "
-              f"({len(state.completed_jobs):,} jobs done, {state.attempts:,} attempts, ${state.total_usd:,.2f}); "
-              f"reopen for writing {open_s:.2f} s", flush=True)
-    fields = {"records": args.records, "records_per_s": round(rate), "per_record_fsync_per_s": round(base),
-              "speedup": round(rate / base), "resume_records": args.resume_records, "resume_s": round(resume_s, 2),
-              "reopen_s": round(open_s, 2)}
+        print(
+            f"resume     {args.resume_records:>9,} records  {size / 1e6:,.0f} MB  load_state {resume_s:.2f} s  "
+            f"({len(state.completed_jobs):,} jobs done, {state.attempts:,} attempts, ${state.total_usd:,.2f}); "
+            f"reopen for writing {open_s:.2f} s",
+            flush=True,
+        )
+    fields = {
+        "records": args.records,
+        "records_per_s": round(rate),
+        "per_record_fsync_per_s": round(base),
+        "speedup": round(rate / base),
+        "resume_records": args.resume_records,
+        "resume_s": round(resume_s, 2),
+        "reopen_s": round(open_s, 2),
+    }
     print(" ".join(f"{k}={v}" for k, v in fields.items()))
     return 0
 

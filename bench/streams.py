@@ -103,8 +103,14 @@ async def client_lane(base_url: str, n: int, tokens: int, m: Meter) -> None:
     async def one(lane: Lane, i: int) -> None:
         text = PROMPT.format(i=i, n=1000 + i)
         request = ChatRequest(model=MODEL, messages=(Message("user", text),), max_output_tokens=tokens)
-        spec = CallSpec(job_id=f"s{i}", kind="trace", model=MODEL, request=request,
-                        prompt_tokens=len(enc.encode_ordinary(text)) + 7, price=price)  # + framing, role
+        spec = CallSpec(
+            job_id=f"s{i}",
+            kind="trace",
+            model=MODEL,
+            request=request,
+            prompt_tokens=len(enc.encode_ordinary(text)) + 7,
+            price=price,
+        )  # + framing, role
         m.enter()
         try:
             result = await lane.call(spec, lambda: Counting(enc, BUDGETS, "reasoning"))
@@ -123,10 +129,16 @@ async def client_lane(base_url: str, n: int, tokens: int, m: Meter) -> None:
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=60)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
         lane = Lane(
-            name="sim", adapter=OpenAIChatAdapter(f"{base_url}/v1", "bench-lane", provider="sim"),
-            limiter=LaneLimiter(rpm=None, tpm=None, max_concurrency=n), policy=RetryPolicy(max_attempts=1),
-            session=session, ledger=Sink(), spend=SpendGuard(None, {}), first_token_timeout=300.0,
-            idle_timeout=300.0, total_timeout=900.0,
+            name="sim",
+            adapter=OpenAIChatAdapter(f"{base_url}/v1", "bench-lane", provider="sim"),
+            limiter=LaneLimiter(rpm=None, tpm=None, max_concurrency=n),
+            policy=RetryPolicy(max_attempts=1),
+            session=session,
+            ledger=Sink(),
+            spend=SpendGuard(None, {}),
+            first_token_timeout=300.0,
+            idle_timeout=300.0,
+            total_timeout=900.0,
         )
         async with anyio.create_task_group() as tg:
             for i in range(n):
@@ -204,8 +216,11 @@ async def client_openai(base_url: str, n: int, tokens: int, m: Meter) -> None:
             m.enter()
             try:
                 stream = await client.chat.completions.create(
-                    model=MODEL, messages=[{"role": "user", "content": text}], max_completion_tokens=tokens,
-                    stream=True, stream_options={"include_usage": True},
+                    model=MODEL,
+                    messages=[{"role": "user", "content": text}],
+                    max_completion_tokens=tokens,
+                    stream=True,
+                    stream_options={"include_usage": True},
                 )
                 async for chunk in stream:
                     if chunk.choices:
@@ -250,10 +265,19 @@ def run_client(which: str, base_url: str, n: int, tokens: int, loop: str) -> dic
     wall, cpu = time.perf_counter() - t0, cpu_s() - cpu0
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return {
-        "client": which, "loop": loop, "streams": n, "done": m.done, "errors": m.errors, "first_error": m.first_error,
-        "chunks": m.chunks, "peak_in_flight": m.peak, "wall_s": round(wall, 2), "cpu_s": round(cpu, 3),
+        "client": which,
+        "loop": loop,
+        "streams": n,
+        "done": m.done,
+        "errors": m.errors,
+        "first_error": m.first_error,
+        "chunks": m.chunks,
+        "peak_in_flight": m.peak,
+        "wall_s": round(wall, 2),
+        "cpu_s": round(cpu, 3),
         "cpu_us_per_chunk": round(cpu / max(1, m.chunks) * 1e6, 2),
-        "rss_before_kb": rss0, "peak_rss_kb": peak_kb,
+        "rss_before_kb": rss0,
+        "peak_rss_kb": peak_kb,
         "rss_kb_per_stream": round((peak_kb - rss0) / max(1, m.peak), 2),
     }
 
@@ -265,7 +289,9 @@ def main() -> int:
     parser.add_argument("--time-scale", type=float, default=10.0, help="the simulator's (1 = real speed)")
     parser.add_argument("--clients", default="lane,openai", help="any of lane, direct, openai")
     parser.add_argument(
-        "--loop", choices=("auto", "asyncio", "uvloop"), default="auto",
+        "--loop",
+        choices=("auto", "asyncio", "uvloop"),
+        default="auto",
         help="event loop of every client; auto: uvloop when installed, as `anytime run` does",
     )
     parser.add_argument("--client", help=argparse.SUPPRESS)  # internal: run one client here
@@ -292,15 +318,31 @@ def main() -> int:
         async with aiohttp.ClientSession() as session:
             return await sim_stats(session, base_url)
 
-    print(f"# {args.streams} streams x {args.tokens} tokens, 4-token chunks, time scale {args.time_scale}, "
-          f"{args.loop} loop")
+    print(
+        f"# {args.streams} streams x {args.tokens} tokens, 4-token chunks, time scale {args.time_scale}, "
+        f"{args.loop} loop"
+    )
     results: dict[str, dict[str, object]] = {}
     for which in args.clients.split(","):
         with SimProcess("--chunk-tokens", "4", "--time-scale", str(args.time_scale)) as sim:
             out = subprocess.run(
-                [sys.executable, __file__, "--client", which, "--base-url", sim.base_url,
-                 "--streams", str(args.streams), "--tokens", str(args.tokens), "--loop", args.loop],
-                capture_output=True, text=True, check=False,
+                [
+                    sys.executable,
+                    __file__,
+                    "--client",
+                    which,
+                    "--base-url",
+                    sim.base_url,
+                    "--streams",
+                    str(args.streams),
+                    "--tokens",
+                    str(args.tokens),
+                    "--loop",
+                    args.loop,
+                ],
+                capture_output=True,
+                text=True,
+                check=False,
             )
             if out.returncode != 0:
                 print(out.stderr[-3000:], file=sys.stderr)
@@ -318,7 +360,9 @@ def main() -> int:
         )
     ours = results.get("lane") or results.get("direct") or {}
     fields: dict[str, object] = {
-        "loop": args.loop, "streams": args.streams, "errors": ours.get("errors"),
+        "loop": args.loop,
+        "streams": args.streams,
+        "errors": ours.get("errors"),
         "peak_in_flight": ours.get("peak_in_flight"),
         "cpu_us_per_chunk": ours.get("cpu_us_per_chunk"),
         "rss_kb_per_stream": ours.get("rss_kb_per_stream"),
@@ -329,7 +373,8 @@ def main() -> int:
         fields["cpu_ratio_vs_openai"] = round(ratio, 2)
         fields |= {
             "ours": "lane" if "lane" in results else "direct",
-            "openai_errors": sdk["errors"], "openai_cpu_us_per_chunk": sdk["cpu_us_per_chunk"],
+            "openai_errors": sdk["errors"],
+            "openai_cpu_us_per_chunk": sdk["cpu_us_per_chunk"],
             "openai_rss_kb_per_stream": sdk["rss_kb_per_stream"],
         }
     print(" ".join(f"{k}={v}" for k, v in fields.items()))

@@ -57,7 +57,7 @@ from runner.tokens.encodings import get_encoding  # noqa: E402
 from runner.types import (  # noqa: E402
     ChatRequest,
     Message,
-    Usage,  # noqa: E402
+    Usage,
 )
 
 MODEL = "sim-gpt-4.1"  # a plain model that always runs to its output cap: fixed cost per call
@@ -232,8 +232,9 @@ async def run_lane(
 
     price = ModelPrice(input=2.0, output=8.0)
     specs = [
-        CallSpec(job_id=f"j{i}", kind="answer", model=MODEL, request=r, prompt_tokens=prompt_tokens(r.messages),
-                 price=price)
+        CallSpec(
+            job_id=f"j{i}", kind="answer", model=MODEL, request=r, prompt_tokens=prompt_tokens(r.messages), price=price
+        )
         for i, r in ((i, request_for(i, max_tokens)) for i in range(calls))
     ]
     jobs = iter(specs)
@@ -241,10 +242,16 @@ async def run_lane(
     connector = aiohttp.TCPConnector(limit=concurrency, limit_per_host=concurrency)
     async with aiohttp.ClientSession(connector=connector) as session:
         lane = Lane(
-            name="sim", adapter=OpenAIChatAdapter(f"{base_url}/v1", key, provider="sim"),
+            name="sim",
+            adapter=OpenAIChatAdapter(f"{base_url}/v1", key, provider="sim"),
             limiter=LaneLimiter(rpm=rpm, tpm=tpm, max_concurrency=concurrency),
-            policy=RetryPolicy(max_attempts=8, seed=0), session=session, ledger=CountingSink(),
-            spend=SpendGuard(None, {}), first_token_timeout=60.0, idle_timeout=60.0, total_timeout=600.0,
+            policy=RetryPolicy(max_attempts=8, seed=0),
+            session=session,
+            ledger=CountingSink(),
+            spend=SpendGuard(None, {}),
+            first_token_timeout=60.0,
+            idle_timeout=60.0,
+            total_timeout=600.0,
         )
 
         async def worker() -> None:
@@ -263,23 +270,30 @@ async def run_lane(
     return wall, errors, lane.counters.retries
 
 
-async def one_run(
-    label: str, args: argparse.Namespace, tpm: int, rpm_known: bool
-) -> tuple[RunResult, float]:
+async def one_run(label: str, args: argparse.Namespace, tpm: int, rpm_known: bool) -> tuple[RunResult, float]:
     with SimProcess("--rpm", str(args.rpm), "--tpm", str(tpm), "--chunk-tokens", "4") as sim:
         latency = await probe_latency(sim.base_url, args.max_tokens)
         run = run_lane if args.via == "lane" else run_direct
         wall, errors, retries = await run(
-            sim.base_url, f"bench-{label}", args.calls, args.rpm if rpm_known else None,
-            tpm if rpm_known else None, args.concurrency, args.max_tokens,
+            sim.base_url,
+            f"bench-{label}",
+            args.calls,
+            args.rpm if rpm_known else None,
+            tpm if rpm_known else None,
+            args.concurrency,
+            args.max_tokens,
         )
         async with aiohttp.ClientSession() as session:
             stats = await sim_stats(session, sim.base_url)
     model = stats["models"][MODEL]  # type: ignore[index]
     result = RunResult(
-        wall_s=wall, calls=args.calls, errors=errors, retries=retries,
+        wall_s=wall,
+        calls=args.calls,
+        errors=errors,
+        retries=retries,
         tokens=int(model["input_tokens"]) + int(model["output_tokens"]),
-        n429=int(model["rate_limited"]), sim_requests=int(model["requests"]),
+        n429=int(model["rate_limited"]),
+        sim_requests=int(model["requests"]),
     )
     return result, latency
 
@@ -305,8 +319,11 @@ def main() -> int:
     sample = [prompt_tokens(request_for(i, args.max_tokens).messages) for i in range(0, args.calls, 97)]
     per_call = round(sum(sample) / len(sample)) + args.max_tokens
     tpm = args.tpm or args.rpm * per_call
-    print(f"# {args.calls} calls, rpm={args.rpm} tpm={tpm}, ~{per_call} tokens/call, "
-          f"concurrency {args.concurrency}, via {args.via}", flush=True)
+    print(
+        f"# {args.calls} calls, rpm={args.rpm} tpm={tpm}, ~{per_call} tokens/call, "
+        f"concurrency {args.concurrency}, via {args.via}",
+        flush=True,
+    )
     fields: dict[str, object] = {"calls": args.calls, "rpm": args.rpm, "tpm": tpm, "via": args.via}
     for label, known in (("given", True), ("learned", False)):
         if args.only and args.only != label:
@@ -321,10 +338,12 @@ def main() -> int:
             flush=True,
         )
         fields |= {
-            f"wall_s{suffix}": round(result.wall_s, 2), f"bound_s{suffix}": round(strict, 2),
+            f"wall_s{suffix}": round(result.wall_s, 2),
+            f"bound_s{suffix}": round(strict, 2),
             f"naive_bound_s{suffix}": round(naive, 2),
             f"wall_over_bound{suffix}": round(result.wall_s / strict, 3),
-            f"n429{suffix}": result.n429, f"errors{suffix}": result.errors,
+            f"n429{suffix}": result.n429,
+            f"errors{suffix}": result.errors,
         }
     print(" ".join(f"{k}={v}" for k, v in fields.items()))
     return 0

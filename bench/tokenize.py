@@ -65,9 +65,7 @@ else:
 TRACE_TOKENS = 32_768
 BUDGETS = [256 * 2**k for k in range(8)]
 # the shared data folder sits beside the checkout (as in CI): <parent>/shared/data
-SOLUTIONS = str(
-    Path(__file__).resolve().parents[2] / "shared/data/aime/originals/qwen2.5-math/aime24_test.jsonl"
-)
+SOLUTIONS = str(Path(__file__).resolve().parents[2] / "shared/data/aime/originals/qwen2.5-math/aime24_test.jsonl")
 OPENERS = [
     "Okay, let me think about this again.",
     "Wait — that can't be right; let me re-check the arithmetic.",

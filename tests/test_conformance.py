@@ -52,9 +52,7 @@ CASES = [
     Case("openai", "openai", "sim-gpt-4.1"),
     Case("xai", "xai", "sim-grok-3-mini"),
     Case("deepseek", "deepseek", "sim-deepseek-reasoner"),
-    Case(
-        "vllm", "openai_compatible", "sim-gpt-oss-120b", {"reasoning_field": "reasoning"}, limit_headers=False
-    ),
+    Case("vllm", "openai_compatible", "sim-gpt-oss-120b", {"reasoning_field": "reasoning"}, limit_headers=False),
     Case("together", "together", "sim-deepseek-r1-together"),
     Case("llamacpp", "llamacpp", "sim-smollm2", limit_headers=False, has_usage=False),
     Case("responses", "openai_responses", "sim-o4-mini", dialect="responses", hidden=True),
@@ -99,11 +97,7 @@ def effective_cap(case: Case, cap: int) -> int:
 def request(case: Case, cap: int, seed: int = 1) -> ChatRequest:
     return ChatRequest(
         model=case.model,
-        messages=(
-            Message(
-                "user", "Find the sum of all positive integers n such that n^2 + 12n - 2007 is a square."
-            ),
-        ),
+        messages=(Message("user", "Find the sum of all positive integers n such that n^2 + 12n - 2007 is a square."),),
         max_output_tokens=effective_cap(case, cap),
         seed=seed,
         reasoning_budget=case.reasoning_budget,
@@ -174,9 +168,7 @@ async def test_output_cap_ends_in_length(case: Case, sim: Simulator) -> None:
         assert r.usages[0].output_tokens == served
 
 
-@pytest.mark.parametrize(
-    "modes", ["split", "crlf", "comments", "unknown_fields", "split,crlf,comments,unknown_fields"]
-)
+@pytest.mark.parametrize("modes", ["split", "crlf", "comments", "unknown_fields", "split,crlf,comments,unknown_fields"])
 @pytest.mark.parametrize("case", CASES, ids=IDS)
 async def test_transport_quirks_change_nothing(case: Case, sim: Simulator, modes: str) -> None:
     base = await run(case, sim, cap=300)
@@ -282,9 +274,7 @@ def test_cases_cover_every_registry_kind() -> None:
     assert msgspec.json.encode([c.id for c in CASES])  # ids are plain strings
 
 
-DIALECT_CASES = [
-    c for c in CASES if c.id in ("sim-openai", "responses-raw", "anthropic-plain", "gemini-dynamic")
-]
+DIALECT_CASES = [c for c in CASES if c.id in ("sim-openai", "responses-raw", "anthropic-plain", "gemini-dynamic")]
 
 
 @pytest.mark.parametrize("mode", ["stall_first", "stall"])

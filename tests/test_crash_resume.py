@@ -157,8 +157,10 @@ def served_usd(before: SimStats, after: SimStats) -> float:
 def quality(run_dir: Path) -> list[object]:
     """The report's quality figures (curves, Anytime Index, intervals): what a crash must not change."""
     (run,) = build_report([run_dir]).runs
-    return [(c.model, c.dataset, c.method, msgspec.to_builtins(c.summary), c.exact_final, c.exact_full)
-            for c in sorted(run.cells, key=lambda c: (c.model, c.dataset, c.method))]
+    return [
+        (c.model, c.dataset, c.method, msgspec.to_builtins(c.summary), c.exact_final, c.exact_full)
+        for c in sorted(run.cells, key=lambda c: (c.model, c.dataset, c.method))
+    ]
 
 
 def write(tmp_path: Path, name: str, url: str) -> Path:
@@ -170,8 +172,10 @@ def write(tmp_path: Path, name: str, url: str) -> Path:
 @pytest.mark.slow
 async def test_sigkill_at_random_points_then_resume_reconciles(tmp_path: Path) -> None:
     config = SimConfig(time_scale=0.05, chunk_tokens=16)  # fast, yet a kill cuts streams mid-way
-    async with open_simulator(config, [("aime", DATA / "aime_2024.jsonl")]) as sim, \
-            await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0) as listener:
+    async with (
+        open_simulator(config, [("aime", DATA / "aime_2024.jsonl")]) as sim,
+        await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0) as listener,
+    ):
         proxy = KillingProxy(int(sim.base_url.rsplit(":", 1)[1]))
         proxy_url = f"http://127.0.0.1:{listener.extra(SocketAttribute.local_port)}"
         async with anyio.create_task_group() as tg:
@@ -188,7 +192,12 @@ async def test_sigkill_at_random_points_then_resume_reconciles(tmp_path: Path) -
 
 
 async def crash_and_resume(
-    tmp_path: Path, seed: int, sim: Simulator, proxy: KillingProxy, url: str, reference: Path,
+    tmp_path: Path,
+    seed: int,
+    sim: Simulator,
+    proxy: KillingProxy,
+    url: str,
+    reference: Path,
 ) -> None:
     rng = random.Random(seed)
     name = f"crash{seed}"

@@ -11,7 +11,12 @@ from runner.config.plan import check_plan, synthesis_pool
 
 MANIFESTS = Path(__file__).resolve().parent.parent / "manifests"
 MODELS = {
-    "grok-3", "grok-3-mini", "gpt-4.1", "gpt-4o", "openai/gpt-oss-120b", "meta-llama/Llama-3.3-70B-Instruct-Turbo",
+    "grok-3",
+    "grok-3-mini",
+    "gpt-4.1",
+    "gpt-4o",
+    "openai/gpt-oss-120b",
+    "meta-llama/Llama-3.3-70B-Instruct-Turbo",
 }
 
 
@@ -24,8 +29,11 @@ def test_paper_manifest_validates(name: str) -> None:
     assert m.providers[m.models["grok-3"].provider].api_key_env == "XAI_API_KEY"
     check_plan(loaded)  # every dataset loads and every PDP method has a held-out pool
     for dataset, ds in m.datasets.items():
-        expected = [256, 512, 1024, 2048, 4096] if ds.kind in ("trip", "meeting", "calendar") else \
-            [512, 1024, 2048, 4096, 8192, 16384]
+        expected = (
+            [256, 512, 1024, 2048, 4096]
+            if ds.kind in ("trip", "meeting", "calendar")
+            else [512, 1024, 2048, 4096, 8192, 16384]
+        )
         assert list(loaded.budgets_for(dataset)) == expected
         assert synthesis_pool(loaded, dataset)
 

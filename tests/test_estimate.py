@@ -67,8 +67,16 @@ chunk_tokens = 16
 """
 
 
-def manifest(tmp_path: Path, *, name: str = "e", seed: int = 3, limit: int = 4, weak: str = "sim-cot-small",
-             methods: str = "", selected: str = '["cot"]') -> Path:
+def manifest(
+    tmp_path: Path,
+    *,
+    name: str = "e",
+    seed: int = 3,
+    limit: int = 4,
+    weak: str = "sim-cot-small",
+    methods: str = "",
+    selected: str = '["cot"]',
+) -> Path:
     body = BODY.format(name=name, seed=seed, limit=limit, weak=weak, methods=methods, selected=selected)
     return write_manifest(tmp_path, body, f"{name}.toml")
 
@@ -116,9 +124,8 @@ def test_hidden_reasoning_pays_one_call_per_budget(tmp_path: Path) -> None:
 
 
 def test_pdp_adds_synthesis_once_per_group(tmp_path: Path) -> None:
-    methods = "[methods.pdp]\nkind = \"pdp\"\nk = 2\nm = 2\n"
-    est = estimate_manifest(load_manifest(manifest(tmp_path, methods=methods, selected='["cot", "pdp"]')),
-                            previous=[])
+    methods = '[methods.pdp]\nkind = "pdp"\nk = 2\nm = 2\n'
+    est = estimate_manifest(load_manifest(manifest(tmp_path, methods=methods, selected='["cot", "pdp"]')), previous=[])
     cot, pdp = (r for r in est.rows if r.model == "strong")
     assert cot.synthesis_calls == 0
     assert pdp.synthesis_calls == 2 * 8 * 2  # a trace and an answer for each of pool (8) x k (2)
@@ -146,8 +153,13 @@ def test_confirm_threshold(tmp_path: Path) -> None:
     loaded = load_manifest(manifest(tmp_path))
     est = estimate_manifest(loaded, previous=[])
     assert est.usd_high > 0.01 and confirm_needed(est, loaded.manifest)
-    cheap = load_manifest(write_manifest(tmp_path, manifest(tmp_path).read_text().replace(
-        "confirm_above_usd = 0.01", "confirm_above_usd = 1000.0"), "cheap.toml"))
+    cheap = load_manifest(
+        write_manifest(
+            tmp_path,
+            manifest(tmp_path).read_text().replace("confirm_above_usd = 0.01", "confirm_above_usd = 1000.0"),
+            "cheap.toml",
+        )
+    )
     assert not confirm_needed(est, cheap.manifest)
 
 
@@ -184,7 +196,7 @@ def test_synthesis_key_is_the_pipelines(tmp_path: Path) -> None:
     from runner.engine.pipeline import Pipeline
     from runner.ledger.estimate import synthesis_key
 
-    methods = "[methods.pdp]\nkind = \"pdp\"\n"
+    methods = '[methods.pdp]\nkind = "pdp"\n'
     loaded = load_manifest(manifest(tmp_path, methods=methods, selected='["pdp"]'))
     pipeline = Pipeline(loaded, {}, [], {})  # type: ignore[arg-type]
     assert synthesis_key(loaded, "strong", "aime", "pdp") == pipeline.synthesis_key("strong", "aime", "pdp")

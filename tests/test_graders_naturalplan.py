@@ -42,8 +42,11 @@ def test_official_reference_figures(task, name: str, expected: float, tmp_path: 
 
 @pytest.mark.parametrize(
     ("task", "name"),
-    [(TripTask(), "trip_planning_24.jsonl"), (CalendarTask(), "calendar_scheduling_24.jsonl"),
-     (MeetingTask(), "meeting_planning_24.jsonl")],
+    [
+        (TripTask(), "trip_planning_24.jsonl"),
+        (CalendarTask(), "calendar_scheduling_24.jsonl"),
+        (MeetingTask(), "meeting_planning_24.jsonl"),
+    ],
 )
 def test_every_gold_plan_scores_one(task, name: str) -> None:
     problems = task.load(SLICES / name)
@@ -55,8 +58,11 @@ def test_every_gold_plan_scores_one(task, name: str) -> None:
 
 def _trip() -> Rendered:
     problem = Problem(
-        id="t", task="trip", statement="You plan to visit 3 European cities for 14 days in total.",
-        gold="", data={"cities": "Helsinki**Barcelona**Florence", "durations": "5**5**6"},
+        id="t",
+        task="trip",
+        statement="You plan to visit 3 European cities for 14 days in total.",
+        gold="",
+        data={"cities": "Helsinki**Barcelona**Florence", "durations": "5**5**6"},
     )
     return Rendered(problem=problem, question=problem.statement, gold="")
 
@@ -116,8 +122,10 @@ def test_meeting_simulation_stops_at_the_first_bad_step() -> None:
     rendered = task.render(problem, 0)
     good = "SOLUTION: " + " ".join(problem.data["golden_plan"])
     assert task.grade(good, rendered).score == 1.0
-    early = ("SOLUTION: You start at Fisherman's Wharf at 9:00AM. You travel to Nob Hill in 11 minutes and "
-             "arrive at 9:11AM. You meet Kenneth for 90 minutes from 9:11AM to 10:41AM.")
+    early = (
+        "SOLUTION: You start at Fisherman's Wharf at 9:00AM. You travel to Nob Hill in 11 minutes and "
+        "arrive at 9:11AM. You meet Kenneth for 90 minutes from 9:11AM to 10:41AM."
+    )
     assert task.grade(early, rendered).score == 0.0  # before his window opens
     assert task.grade("I would meet Kenneth in the afternoon.", rendered).score == 0.0
 
@@ -128,8 +136,11 @@ FULL = REPO.parent / "shared" / "data" / "natural_plan"
 @pytest.mark.skipif(not FULL.is_dir(), reason="needs ../shared/data beside the repository")
 @pytest.mark.parametrize(
     ("task", "name", "count"),
-    [(TripTask(), "trip_planning.jsonl", 1600), (CalendarTask(), "calendar_scheduling.jsonl", 1000),
-     (MeetingTask(), "meeting_planning_100.jsonl", 100)],
+    [
+        (TripTask(), "trip_planning.jsonl", 1600),
+        (CalendarTask(), "calendar_scheduling.jsonl", 1000),
+        (MeetingTask(), "meeting_planning_100.jsonl", 100),
+    ],
 )
 def test_every_gold_plan_of_the_full_files_scores_one(task, name: str, count: int) -> None:
     problems = task.load(FULL / name)

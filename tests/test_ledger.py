@@ -21,29 +21,66 @@ from runner.ledger.writer import open_ledger, recover
 
 
 def header(run_id: str = "r") -> RunHeader:
-    return RunHeader(run_id=run_id, tool_version="0", started_at=1.0, manifest_path="m.toml", manifest_sha256="ab",
-                     manifest={"run": {"name": run_id}}, prices={"m": {"input": 1.0, "output": 2.0}})
+    return RunHeader(
+        run_id=run_id,
+        tool_version="0",
+        started_at=1.0,
+        manifest_path="m.toml",
+        manifest_sha256="ab",
+        manifest={"run": {"name": run_id}},
+        prices={"m": {"input": 1.0, "output": 2.0}},
+    )
 
 
 def attempt(i: int, job: str = "j1", usd: float = 0.25, provider: str = "p") -> Attempt:
-    return Attempt(call_id=f"c{i}", job_id=job, kind="trace", provider=provider, model="m", attempt=1,
-                   status="ok", input_tokens=10, output_tokens=20, usd=usd)
+    return Attempt(
+        call_id=f"c{i}",
+        job_id=job,
+        kind="trace",
+        provider=provider,
+        model="m",
+        attempt=1,
+        status="ok",
+        input_tokens=10,
+        output_tokens=20,
+        usd=usd,
+    )
 
 
 def done(job: str) -> JobDone:
-    return JobDone(job_id=job, instance="i", model="m", dataset="d", problem_id="p", method="cot", sample=0,
-                   fidelity="raw", trace_tokens=5, trace_finish="stop")
+    return JobDone(
+        job_id=job,
+        instance="i",
+        model="m",
+        dataset="d",
+        problem_id="p",
+        method="cot",
+        sample=0,
+        fidelity="raw",
+        trace_tokens=5,
+        trace_finish="stop",
+    )
 
 
 async def test_round_trip_every_record_kind(tmp_path: Path) -> None:
     records = [
         header(),
         attempt(1),
-        Snapshot(job_id="j1", instance="i", model="m", dataset="d", problem_id="p", method="cot", sample=0,
-                 budget=256, tokens=200, answer="42", score=1.0),
+        Snapshot(
+            job_id="j1",
+            instance="i",
+            model="m",
+            dataset="d",
+            problem_id="p",
+            method="cot",
+            sample=0,
+            budget=256,
+            tokens=200,
+            answer="42",
+            score=1.0,
+        ),
         done("j1"),
-        Synthesis(key="k", model="m", dataset="d", method="pdp", pool_problem_ids=["a"], examples=[{"x": 1}],
-                  text="t"),
+        Synthesis(key="k", model="m", dataset="d", method="pdp", pool_problem_ids=["a"], examples=[{"x": 1}], text="t"),
         Note(at=2.0, kind="spend_cap", message="cap"),
     ]
     async with open_ledger(tmp_path) as writer:
@@ -120,8 +157,9 @@ async def test_state_for_resume(tmp_path: Path) -> None:
         writer.append(attempt(2, "j1", 0.25, "p"))
         writer.append(attempt(3, "j2", 1.0, "q"))
         writer.append(done("j1"))
-        writer.append(Synthesis(key="k", model="m", dataset="d", method="pdp", pool_problem_ids=[], examples=[],
-                                text="t"))
+        writer.append(
+            Synthesis(key="k", model="m", dataset="d", method="pdp", pool_problem_ids=[], examples=[], text="t")
+        )
         writer.append(header("b"))
     state = load_state(tmp_path)
     assert state.completed_jobs == {"j1"}
@@ -161,8 +199,9 @@ CHILD = textwrap.dedent(
 
 def _kill_while_appending(run_dir: Path, start: int, batch: int, acks: int) -> int:
     """Run a writer, SIGKILL it after `acks` acknowledged flushes; return the records acknowledged."""
-    proc = subprocess.Popen([sys.executable, "-c", CHILD, str(run_dir), str(start), str(batch)],
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(run_dir), str(start), str(batch)], stdout=subprocess.PIPE, text=True
+    )
     acknowledged = start
     try:
         assert proc.stdout is not None

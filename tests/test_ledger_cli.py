@@ -21,31 +21,70 @@ from runner.types import Usage
 PRICE = ModelPrice(input=2.0, cached_input=0.5, output=8.0, source="test")
 
 
-def _attempt(call: str, job: str, kind: str = "trace", *, usage: Usage | None = None, counted=(100, 50),
-             attempt: int = 1) -> Attempt:
+def _attempt(
+    call: str, job: str, kind: str = "trace", *, usage: Usage | None = None, counted=(100, 50), attempt: int = 1
+) -> Attempt:
     usd, priced_from = attempt_cost(PRICE, usage, *counted)
     return Attempt(
-        call_id=call, job_id=job, kind=kind, provider="p", model="m", attempt=attempt, status="ok",
+        call_id=call,
+        job_id=job,
+        kind=kind,
+        provider="p",
+        model="m",
+        attempt=attempt,
+        status="ok",
         input_tokens=usage.input_tokens if usage else None,
         cached_input_tokens=usage.cached_input_tokens if usage else None,
-        output_tokens=usage.output_tokens if usage else None, billed_usd=usage.billed_usd if usage else None,
-        input_tokens_counted=counted[0], output_tokens_counted=counted[1], priced_from=priced_from, usd=usd,
+        output_tokens=usage.output_tokens if usage else None,
+        billed_usd=usage.billed_usd if usage else None,
+        input_tokens_counted=counted[0],
+        output_tokens_counted=counted[1],
+        priced_from=priced_from,
+        usd=usd,
     )
 
 
 def _done(job: str, problem: str) -> JobDone:
-    return JobDone(job_id=job, instance=f"i-{job}", model="m", dataset="d", problem_id=problem, method="cot",
-                   sample=0, fidelity="raw", trace_tokens=50, trace_finish="stop")
+    return JobDone(
+        job_id=job,
+        instance=f"i-{job}",
+        model="m",
+        dataset="d",
+        problem_id=problem,
+        method="cot",
+        sample=0,
+        fidelity="raw",
+        trace_tokens=50,
+        trace_finish="stop",
+    )
 
 
 def _snap(job: str, problem: str) -> Snapshot:
-    return Snapshot(job_id=job, instance=f"i-{job}", model="m", dataset="d", problem_id=problem, method="cot",
-                    sample=0, budget=256, tokens=50, answer="1", score=1.0)
+    return Snapshot(
+        job_id=job,
+        instance=f"i-{job}",
+        model="m",
+        dataset="d",
+        problem_id=problem,
+        method="cot",
+        sample=0,
+        budget=256,
+        tokens=50,
+        answer="1",
+        score=1.0,
+    )
 
 
 async def _write(run_dir: Path, extra: list[object] | None = None) -> None:
-    header = RunHeader(run_id="r", tool_version="0", started_at=0.0, manifest_path="m.toml", manifest_sha256="x",
-                       manifest={}, prices={"m": msgspec.to_builtins(PRICE)})
+    header = RunHeader(
+        run_id="r",
+        tool_version="0",
+        started_at=0.0,
+        manifest_path="m.toml",
+        manifest_sha256="x",
+        manifest={},
+        prices={"m": msgspec.to_builtins(PRICE)},
+    )
     records = [
         header,
         _attempt("c1", "j1", usage=Usage(input_tokens=1200, output_tokens=300, cached_input_tokens=1024)),
@@ -56,7 +95,10 @@ async def _write(run_dir: Path, extra: list[object] | None = None) -> None:
         _attempt("c5", "synthesis:k1:p9:0", "synthesis", counted=(300, 256)),
         Synthesis(key="k1", model="m", dataset="d", method="pdp", pool_problem_ids=["p9"], examples=[], text=""),
         _attempt("c6", "j3", counted=(100, 10)),  # a job that never finished
-        _snap("j1", "p1"), _done("j1", "p1"), _snap("j2", "p2"), _done("j2", "p2"),
+        _snap("j1", "p1"),
+        _done("j1", "p1"),
+        _snap("j2", "p2"),
+        _done("j2", "p2"),
         *(extra or []),
     ]
     async with open_ledger(run_dir) as writer:
@@ -87,8 +129,13 @@ async def test_verify_catches_a_tampered_dollar(tmp_path: Path, capsys: pytest.C
 
 
 async def test_verify_catches_duplicates_and_double_completion(tmp_path: Path) -> None:
-    await _write(tmp_path, [_attempt("c1", "j1", usage=Usage(input_tokens=1200, output_tokens=300,
-                                                             cached_input_tokens=1024)), _done("j1", "p1")])
+    await _write(
+        tmp_path,
+        [
+            _attempt("c1", "j1", usage=Usage(input_tokens=1200, output_tokens=300, cached_input_tokens=1024)),
+            _done("j1", "p1"),
+        ],
+    )
     problems = verify(tmp_path).problems
     assert any("duplicate of line 2" in p for p in problems)
     assert any("job j1 completed twice" in p for p in problems)

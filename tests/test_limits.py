@@ -298,8 +298,7 @@ def test_limits_are_learned_from_headers() -> None:
     async def main() -> Any:
         lim = LaneLimiter(rpm=None, tpm=None, max_concurrency=100)
         r = await lim.acquire(50)
-        lim.observe(reading(limit_requests=120, remaining_requests=100, limit_tokens=6000,
-                            remaining_tokens=5000))
+        lim.observe(reading(limit_requests=120, remaining_requests=100, limit_tokens=6000, remaining_tokens=5000))
         r.settle(50)
         return lim.stats()
 

@@ -34,9 +34,7 @@ def prompt_tokens(text: str) -> int:
     return 3 + len(enc.encode_ordinary("user")) + len(enc.encode_ordinary(text)) + 3  # as OpenAI counts
 
 
-async def drive(
-    base_url: str, calls: int, limiter: LaneLimiter, workers: int, model: str = MODEL
-) -> dict[str, int]:
+async def drive(base_url: str, calls: int, limiter: LaneLimiter, workers: int, model: str = MODEL) -> dict[str, int]:
     adapter = OpenAIChatAdapter(f"{base_url}/v1", "test-key", provider="sim")
     policy = RetryPolicy(max_attempts=20, seed=0)
     counts = {"done": 0, "errors": 0, "retries": 0}
@@ -85,7 +83,12 @@ async def drive(
 
 
 def run_against_sim(
-    *, sim_rpm: int, sim_tpm: int | None, lane_rpm: int | None, lane_tpm: int | None, calls: int,
+    *,
+    sim_rpm: int,
+    sim_tpm: int | None,
+    lane_rpm: int | None,
+    lane_tpm: int | None,
+    calls: int,
     model: str = MODEL,
 ) -> tuple[dict[str, int], Any, float, LaneStats]:
     async def main() -> tuple[dict[str, int], Any, float, LaneStats]:
@@ -116,9 +119,7 @@ def test_lane_paces_at_the_simulators_limit_without_a_429(given: bool) -> None:
 
 def test_lane_paces_tokens_with_refunds_without_a_429() -> None:
     tpm = 40 * (prompt_tokens("Question 10: add 10 and 11.") + CAP)
-    counts, stats, elapsed, lane = run_against_sim(
-        sim_rpm=10_000, sim_tpm=tpm, lane_rpm=None, lane_tpm=tpm, calls=80
-    )
+    counts, stats, elapsed, lane = run_against_sim(sim_rpm=10_000, sim_tpm=tpm, lane_rpm=None, lane_tpm=tpm, calls=80)
     assert counts["done"] == 80 and counts["errors"] == 0
     assert stats.rate_limited == 0 and lane.rpm_limit == 10_000
     bound = (stats.input_tokens + stats.output_tokens - tpm) / tpm * 60.0

@@ -22,8 +22,14 @@ DATA = Path(__file__).resolve().parent.parent / "data"
 
 
 def _trace(pid: str, score: float, text: str = "", question: str = "") -> PoolTrace:
-    return PoolTrace(problem_id=pid, rendered_question=question or f"Question {pid}?",
-                     trace_text=text or f"reasoning {pid} {score}", answer=str(score), score=score, gold="1")
+    return PoolTrace(
+        problem_id=pid,
+        rendered_question=question or f"Question {pid}?",
+        trace_text=text or f"reasoning {pid} {score}",
+        answer=str(score),
+        score=score,
+        gold="1",
+    )
 
 
 @pytest.fixture
@@ -82,10 +88,15 @@ def test_select_pool_is_deterministic_and_disjoint() -> None:
 
 def test_pairs_take_best_and_worst_skip_ties_and_keep_m() -> None:
     pool = [
-        _trace("a", 0.0), _trace("a", 1.0), _trace("a", 0.5),
-        _trace("b", 1.0), _trace("b", 1.0),  # a tie: nothing to contrast
-        _trace("c", 0.25), _trace("c", 0.5),
-        _trace("d", 0.0), _trace("d", 1.0),
+        _trace("a", 0.0),
+        _trace("a", 1.0),
+        _trace("a", 0.5),
+        _trace("b", 1.0),
+        _trace("b", 1.0),  # a tie: nothing to contrast
+        _trace("c", 0.25),
+        _trace("c", 0.5),
+        _trace("d", 0.0),
+        _trace("d", 1.0),
     ]
     pairs = preference_pairs(pool, m=2)
     assert [(w.problem_id, w.score, lo.score) for w, lo in pairs] == [("a", 1.0, 0.0), ("d", 1.0, 0.0)]

@@ -18,12 +18,23 @@ GPT41 = ModelPrice(input=2.0, cached_input=0.5, output=8.0)
 
 # providers.md §6: every model listed there, by the host kind it is served from
 LISTED = [
-    ("openai", "gpt-4.1"), ("openai", "gpt-4.1-mini"), ("openai", "gpt-4o"), ("openai", "gpt-4o-mini"),
-    ("openai", "o3"), ("openai", "o4-mini"), ("xai", "grok-3"), ("xai", "grok-3-mini"),
-    ("together", "openai/gpt-oss-120b"), ("openrouter", "openai/gpt-oss-120b"),
-    ("together", "openai/gpt-oss-20b"), ("openrouter", "openai/gpt-oss-20b"),
-    ("together", "meta-llama/Llama-3.3-70B-Instruct-Turbo"), ("anthropic", "claude-sonnet-4-20250514"),
-    ("deepseek", "deepseek-reasoner"), ("gemini", "gemini-2.5-flash"), ("gemini", "gemini-2.5-pro"),
+    ("openai", "gpt-4.1"),
+    ("openai", "gpt-4.1-mini"),
+    ("openai", "gpt-4o"),
+    ("openai", "gpt-4o-mini"),
+    ("openai", "o3"),
+    ("openai", "o4-mini"),
+    ("xai", "grok-3"),
+    ("xai", "grok-3-mini"),
+    ("together", "openai/gpt-oss-120b"),
+    ("openrouter", "openai/gpt-oss-120b"),
+    ("together", "openai/gpt-oss-20b"),
+    ("openrouter", "openai/gpt-oss-20b"),
+    ("together", "meta-llama/Llama-3.3-70B-Instruct-Turbo"),
+    ("anthropic", "claude-sonnet-4-20250514"),
+    ("deepseek", "deepseek-reasoner"),
+    ("gemini", "gemini-2.5-flash"),
+    ("gemini", "gemini-2.5-pro"),
 ]
 
 

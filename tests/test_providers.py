@@ -263,9 +263,7 @@ async def test_xai_usage_quirk_and_billed_cost(replay: Replay) -> None:
     a = adapter("xai", replay.url + "/v1")
     events = await collect(
         a,
-        ChatRequest(
-            model="grok-3-mini", messages=REQ.messages, max_output_tokens=500, reasoning_effort="low"
-        ),
+        ChatRequest(model="grok-3-mini", messages=REQ.messages, max_output_tokens=500, reasoning_effort="low"),
     )
     assert text_of(events) == ("7 times 6 is", "42")
     # completion_tokens (1) excludes reasoning (140): normalised output includes it
@@ -327,17 +325,11 @@ async def test_together_think_tags_split_anywhere(replay: Replay) -> None:
 
 async def test_openrouter_request_shape_and_cost(replay: Replay) -> None:
     replay.add(
-        Reply(
-            chunks=sse(
-                {"choices": [], "usage": {"prompt_tokens": 10, "completion_tokens": 20, "cost": 0.00042}}
-            )
-        )
+        Reply(chunks=sse({"choices": [], "usage": {"prompt_tokens": 10, "completion_tokens": 20, "cost": 0.00042}}))
     )
     events = await collect(
         adapter("openrouter", replay.url),
-        ChatRequest(
-            model="openai/gpt-oss-20b", messages=REQ.messages, max_output_tokens=99, reasoning_effort="high"
-        ),
+        ChatRequest(model="openai/gpt-oss-20b", messages=REQ.messages, max_output_tokens=99, reasoning_effort="high"),
     )
     assert only(events, Usage)[0].billed_usd == pytest.approx(0.00042)
     assert replay.last_body["reasoning"] == {"effort": "high"}
@@ -641,13 +633,9 @@ async def test_anthropic_overloaded_inside_the_stream(replay: Replay) -> None:
         (413, "request_too_large", FatalProviderError, False),
     ],
 )
-async def test_anthropic_http_errors(
-    replay: Replay, status: int, type_: str, kind: type, retryable: bool
-) -> None:
+async def test_anthropic_http_errors(replay: Replay, status: int, type_: str, kind: type, retryable: bool) -> None:
     body = json.dumps({"type": "error", "error": {"type": type_, "message": "nope"}, "request_id": "req_1"})
-    replay.add(
-        Reply(status=status, headers={"retry-after": "7", **ANTHROPIC_HEADERS}, chunks=[body.encode()])
-    )
+    replay.add(Reply(status=status, headers={"retry-after": "7", **ANTHROPIC_HEADERS}, chunks=[body.encode()]))
     err = await expect_error(adapter("anthropic", replay.url), kind)
     assert (err.status, err.retryable, err.retry_after_s) == (status, retryable, 7.0)
     assert err.limits.limit_requests == 50  # type: ignore[attr-defined]
@@ -748,9 +736,7 @@ async def test_responses_completed_and_failed(replay: Replay) -> None:
     }
     replay.add(Reply(chunks=responses_sse(RESPONSES_DOC[4], failed)))
     await expect_error(adapter("openai_responses", replay.url), ServerError)
-    replay.add(
-        Reply(chunks=responses_sse({"type": "error", "code": "rate_limit_exceeded", "message": "slow"}))
-    )
+    replay.add(Reply(chunks=responses_sse({"type": "error", "code": "rate_limit_exceeded", "message": "slow"})))
     await expect_error(adapter("openai_responses", replay.url), RateLimited)
     replay.add(Reply(chunks=responses_sse(*RESPONSES_DOC[:3])))
     await expect_error(adapter("openai_responses", replay.url), StreamBroken)
@@ -772,9 +758,7 @@ GEMINI_DOC = [
         "modelVersion": "gemini-2.5-flash",
     },
     {
-        "candidates": [
-            {"content": {"role": "model", "parts": [{"text": "9.9 is larger."}]}, "finishReason": "STOP"}
-        ],
+        "candidates": [{"content": {"role": "model", "parts": [{"text": "9.9 is larger."}]}, "finishReason": "STOP"}],
         "usageMetadata": {
             "promptTokenCount": 12,
             "candidatesTokenCount": 5,
@@ -834,11 +818,7 @@ async def test_gemini_max_tokens_errors_and_cuts(replay: Replay) -> None:
     assert "RESOURCE_EXHAUSTED" in str(err)
     assert err.retry_after_s == 37.0  # from the body's RetryInfo: Gemini sends no retry header
     replay.add(
-        Reply(
-            chunks=sse(
-                GEMINI_DOC[0], {"error": {"code": 503, "message": "x", "status": "UNAVAILABLE"}}, done=False
-            )
-        )
+        Reply(chunks=sse(GEMINI_DOC[0], {"error": {"code": 503, "message": "x", "status": "UNAVAILABLE"}}, done=False))
     )
     await expect_error(adapter("gemini", replay.url), ServerError)
 

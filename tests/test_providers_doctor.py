@@ -87,9 +87,7 @@ async def test_live_check_reports_status_latency_and_limits(tmp_path: Path, repl
             chunks=sse(*OPENAI_DOC),
         )
     )
-    replay.add(
-        Reply(status=401, chunks=[b'{"error": {"message": "bad key", "type": "invalid_request_error"}}'])
-    )
+    replay.add(Reply(status=401, chunks=[b'{"error": {"message": "bad key", "type": "invalid_request_error"}}']))
     async with aiohttp.ClientSession() as session:
         ok = await live_check(rows["host"], loaded, env, session)
         bad = await live_check(rows["local"], loaded, env, session)
@@ -116,9 +114,7 @@ def test_live_providers(capsys: pytest.CaptureFixture[str]) -> None:
     assert code == 0
 
 
-def test_json_output(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_json_output(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     import json
 
     monkeypatch.setenv("DOCTOR_TEST_KEY", KEY)

@@ -17,32 +17,99 @@ from runner.ui.report import render_markdown
 from runner.ui.report_files import write_report
 
 BUDGETS = (256, 512, 1024)
-MANIFEST = {"run": {"name": "t", "seed": 1, "anytime_mode": "mean_then_max"},
-            "methods": {"base": {"kind": "cot"}, "pdp": {"kind": "pdp"}}}
+MANIFEST = {
+    "run": {"name": "t", "seed": 1, "anytime_mode": "mean_then_max"},
+    "methods": {"base": {"kind": "cot"}, "pdp": {"kind": "pdp"}},
+}
 
 
 def _attempt(job: str, call: str, usd: float, *, attempt: int = 1, status: str = "ok", kind: str = "trace") -> Attempt:
-    return Attempt(call_id=call, job_id=job, kind=kind, provider="sim", model="m", attempt=attempt, status=status,
-                   input_tokens=100, output_tokens=50, input_tokens_counted=100, output_tokens_counted=55, usd=usd)
+    return Attempt(
+        call_id=call,
+        job_id=job,
+        kind=kind,
+        provider="sim",
+        model="m",
+        attempt=attempt,
+        status=status,
+        input_tokens=100,
+        output_tokens=50,
+        input_tokens_counted=100,
+        output_tokens_counted=55,
+        usd=usd,
+    )
 
 
-def _job(records: list, job: str, problem: str, method: str, curve: list[float], instance: str = "i1",
-         done: bool = True, full: float | None = None) -> None:
+def _job(
+    records: list,
+    job: str,
+    problem: str,
+    method: str,
+    curve: list[float],
+    instance: str = "i1",
+    done: bool = True,
+    full: float | None = None,
+) -> None:
     for budget, score in zip(BUDGETS, curve, strict=True):
-        records.append(Snapshot(job_id=job, instance=instance, model="m", dataset="d", problem_id=problem,
-                                method=method, sample=0, budget=budget, tokens=budget, answer="x", score=score))
+        records.append(
+            Snapshot(
+                job_id=job,
+                instance=instance,
+                model="m",
+                dataset="d",
+                problem_id=problem,
+                method=method,
+                sample=0,
+                budget=budget,
+                tokens=budget,
+                answer="x",
+                score=score,
+            )
+        )
     if full is not None:
-        records.append(Snapshot(job_id=job, instance=instance, model="m", dataset="d", problem_id=problem,
-                                method=method, sample=0, budget=None, tokens=2000, answer="x", score=full))
+        records.append(
+            Snapshot(
+                job_id=job,
+                instance=instance,
+                model="m",
+                dataset="d",
+                problem_id=problem,
+                method=method,
+                sample=0,
+                budget=None,
+                tokens=2000,
+                answer="x",
+                score=full,
+            )
+        )
     if done:
-        records.append(JobDone(job_id=job, instance=instance, model="m", dataset="d", problem_id=problem,
-                               method=method, sample=0, fidelity="raw", trace_tokens=1024, trace_finish="stop"))
+        records.append(
+            JobDone(
+                job_id=job,
+                instance=instance,
+                model="m",
+                dataset="d",
+                problem_id=problem,
+                method=method,
+                sample=0,
+                fidelity="raw",
+                trace_tokens=1024,
+                trace_finish="stop",
+            )
+        )
 
 
 def _write_ledger(folder: Path, records: list) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
-    header = RunHeader(run_id=folder.name, tool_version="0", started_at=0.0, manifest_path="m.toml",
-                       manifest_sha256="0", manifest=MANIFEST, prices={})
+    header = RunHeader(
+        run_id=folder.name,
+        tool_version="0",
+        started_at=0.0,
+        manifest_path="m.toml",
+        manifest_sha256="0",
+        manifest=MANIFEST,
+        prices={},
+    )
     lines = [msgspec.json.encode(r) for r in [header, *records]]
     (folder / "ledger.jsonl").write_bytes(b"\n".join(lines) + b"\n")
     return folder
@@ -59,8 +126,11 @@ def run_dir(tmp_path: Path) -> Path:
     _job(records, "b1", "p1", "pdp", [1.0, 1.0, 1.0], full=1.0)
     _job(records, "b2", "p2", "pdp", [1.0, 1.0, 1.0], full=1.0)
     records += [
-        _attempt("a1", "c1", 0.25), _attempt("a1", "c1", 0.25, attempt=2),  # a retry: both paid
-        _attempt("a2", "c2", 0.5, status="error"), _attempt("b1", "c3", 1.0), _attempt("b2", "c4", 1.0),
+        _attempt("a1", "c1", 0.25),
+        _attempt("a1", "c1", 0.25, attempt=2),  # a retry: both paid
+        _attempt("a2", "c2", 0.5, status="error"),
+        _attempt("b1", "c3", 1.0),
+        _attempt("b2", "c4", 1.0),
         _attempt("synthesis:K:p9:0", "s1", 2.0, kind="synthesis"),
         _attempt("synthesis:K:p9:1", "s2", 2.0, kind="synthesis", status="cancelled"),
         _attempt("lost-job", "z", 0.125),  # a job that never finished nor left a snapshot

@@ -79,9 +79,7 @@ def test_server_delay_applies_to_5xx_too() -> None:
     assert RetryPolicy(seed=1).delay(1, ServerError("529", status=529, retry_after_s=4.0)) == 4.0
 
 
-@pytest.mark.parametrize(
-    "kw", [{"max_attempts": 0}, {"base": 0.0}, {"base": 2.0, "cap": 1.0}, {"jitter": 1.5}]
-)
+@pytest.mark.parametrize("kw", [{"max_attempts": 0}, {"base": 0.0}, {"base": 2.0, "cap": 1.0}, {"jitter": 1.5}])
 def test_bad_configuration_is_named(kw: dict[str, float]) -> None:
     with pytest.raises(ValueError, match=next(iter(kw))):
         RetryPolicy(**kw)  # type: ignore[arg-type]

@@ -45,9 +45,7 @@ async def sim() -> AsyncIterator[Simulator]:
         yield s
 
 
-async def ours(
-    sim: Simulator, kind: str, model: str, cap: int, modes: str = "", budget: int | None = None
-) -> Seen:
+async def ours(sim: Simulator, kind: str, model: str, cap: int, modes: str = "", budget: int | None = None) -> Seen:
     options = {"extra_headers": {"x-sim-mode": modes}} if modes else {}
     adapter = make_adapter("lane", Provider(kind=kind, api_key_env="K"), sim.base_url, KEY, options=options)  # type: ignore[arg-type]
     request = ChatRequest(
@@ -86,9 +84,7 @@ OPENAI_MODELS = [
 
 def openai_client(sim: Simulator, modes: str = "") -> openai.AsyncOpenAI:
     headers = {"x-sim-mode": modes} if modes else None
-    return openai.AsyncOpenAI(
-        base_url=sim.base_url + "/v1", api_key=KEY, max_retries=0, default_headers=headers
-    )
+    return openai.AsyncOpenAI(base_url=sim.base_url + "/v1", api_key=KEY, max_retries=0, default_headers=headers)
 
 
 async def openai_sdk(sim: Simulator, model: str, cap: int, token_param: str, modes: str = "") -> Seen:
@@ -146,9 +142,7 @@ OPENAI_ERRORS = [
 
 
 @pytest.mark.parametrize(("mode", "sdk_error", "our_error"), OPENAI_ERRORS, ids=[e[0] for e in OPENAI_ERRORS])
-async def test_openai_sdk_error_types_match(
-    sim: Simulator, mode: str, sdk_error: str, our_error: type
-) -> None:
+async def test_openai_sdk_error_types_match(sim: Simulator, mode: str, sdk_error: str, our_error: type) -> None:
     with pytest.raises(getattr(openai, sdk_error)):
         await openai_sdk(sim, "sim-reasoner-large", 300, "max_completion_tokens", modes=mode)
     with pytest.raises(our_error):
@@ -217,9 +211,7 @@ async def anthropic_sdk(sim: Simulator, model: str, cap: int, budget: int | None
 
 @pytest.mark.parametrize("cap", [200, 20000])
 @pytest.mark.parametrize(("model", "budget"), ANTHROPIC_MODELS)
-async def test_anthropic_sdk_sees_what_we_see(
-    sim: Simulator, model: str, budget: int | None, cap: int
-) -> None:
+async def test_anthropic_sdk_sees_what_we_see(sim: Simulator, model: str, budget: int | None, cap: int) -> None:
     cap = cap + (budget or 0)
     sdk = await anthropic_sdk(sim, model, cap, budget)
     mine = await ours(sim, "anthropic", model, cap, budget=budget)
@@ -240,12 +232,8 @@ ANTHROPIC_ERRORS = [
 ]
 
 
-@pytest.mark.parametrize(
-    ("mode", "sdk_error", "our_error"), ANTHROPIC_ERRORS, ids=[e[0] for e in ANTHROPIC_ERRORS]
-)
-async def test_anthropic_sdk_error_types_match(
-    sim: Simulator, mode: str, sdk_error: str, our_error: type
-) -> None:
+@pytest.mark.parametrize(("mode", "sdk_error", "our_error"), ANTHROPIC_ERRORS, ids=[e[0] for e in ANTHROPIC_ERRORS])
+async def test_anthropic_sdk_error_types_match(sim: Simulator, mode: str, sdk_error: str, our_error: type) -> None:
     with pytest.raises(getattr(anthropic, sdk_error)):
         await anthropic_sdk(sim, "sim-claude-plain", 300, None, modes=mode)
     with pytest.raises(our_error) as info:
@@ -273,9 +261,7 @@ async def responses_sdk(sim: Simulator, model: str, cap: int) -> Seen:
                 seen.content += event.delta
             elif event.type in ("response.completed", "response.incomplete"):
                 details = event.response.incomplete_details
-                seen.finish = (
-                    "stop" if event.type == "response.completed" else (details.reason if details else None)
-                )
+                seen.finish = "stop" if event.type == "response.completed" else (details.reason if details else None)
                 u = event.response.usage
                 if u is not None:
                     seen.input_tokens, seen.output_tokens = u.input_tokens, u.output_tokens

@@ -16,8 +16,11 @@ from runner.providers.registry import make_adapter
 from runner.types import ChatRequest, Message, Reasoning
 from tests.conftest import DATA
 
-CASES = [("anthropic", "sim-claude-thinking", "/v1"), ("gemini", "sim-gemini-flash", "/v1beta"),
-         ("openai_responses", "sim-o4-mini", "/v1")]
+CASES = [
+    ("anthropic", "sim-claude-thinking", "/v1"),
+    ("gemini", "sim-gemini-flash", "/v1beta"),
+    ("openai_responses", "sim-o4-mini", "/v1"),
+]
 
 
 PROBLEM = json.loads((DATA / "aime_2024.jsonl").read_text().splitlines()[0])["problem"]

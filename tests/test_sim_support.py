@@ -82,9 +82,7 @@ def write_datasets(folder: Path) -> list[tuple[str, Path]]:
     """Write one small file per task kind and return (kind, path) pairs."""
     folder.mkdir(parents=True, exist_ok=True)
     files = {
-        "aime": [
-            {"id": f"q{i}", "problem": aime_statement(i), "answer": str(g)} for i, g in enumerate(AIME_GOLDS)
-        ],
+        "aime": [{"id": f"q{i}", "problem": aime_statement(i), "answer": str(g)} for i, g in enumerate(AIME_GOLDS)],
         "trip": [TRIP_ROW],
         "calendar": [CALENDAR_ROW],
         "meeting": [MEETING_ROW],

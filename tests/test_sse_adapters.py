@@ -33,13 +33,7 @@ def _data(payload: object, event: str | None = None) -> bytes:
 CHAT = b"".join(
     [
         b": keep-alive\n\n",
-        _data(
-            {
-                "choices": [
-                    {"index": 0, "delta": {"role": "assistant", "reasoning_content": "Think " + EMOJI_TEXT}}
-                ]
-            }
-        ),
+        _data({"choices": [{"index": 0, "delta": {"role": "assistant", "reasoning_content": "Think " + EMOJI_TEXT}}]}),
         _data({"choices": [{"index": 0, "delta": {"content": EMOJI_TEXT}}], "obfuscation": "zz"}),
         _data({"choices": [{"index": 0, "delta": {}, "finish_reason": "length"}]}),
         _data({"choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 7}}),

@@ -167,7 +167,8 @@ def test_spend_cap_at_half_the_estimate_is_never_exceeded(tmp_path: Path) -> Non
 
 def test_stalled_streams_time_out_and_are_retried(tmp_path: Path) -> None:
     path = manifest(
-        tmp_path, limit=3,
+        tmp_path,
+        limit=3,
         sim_extra="[simulator.faults]\nstall = 0.3\nstall_seconds = 30.0\n",
         provider_extra="[providers.sim.timeouts]\nidle = 0.4\nfirst_token = 2.0\n",
     )

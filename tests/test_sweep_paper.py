@@ -18,8 +18,14 @@ def small_paper_manifest(tmp_path: Path) -> Path:
     text = (REPO / "manifests" / "sim-paper.toml").read_text()
     text = text.replace('"../data/', f'"{DATA}/').replace('ledger_dir = "../ledgers"', f'ledger_dir = "{tmp_path}"')
     text = text.replace("time_scale = 0.05", "time_scale = 0.0")
-    for old, new in (("limit = 10", "limit = 2"), ("limit = 8", "limit = 2"), ("limit = 3", "limit = 2"),
-                     ("pool = 4", "pool = 2"), ("k = 3", "k = 2"), ("m = 2", "m = 1")):
+    for old, new in (
+        ("limit = 10", "limit = 2"),
+        ("limit = 8", "limit = 2"),
+        ("limit = 3", "limit = 2"),
+        ("pool = 4", "pool = 2"),
+        ("k = 3", "k = 2"),
+        ("m = 2", "m = 1"),
+    ):
         text = text.replace(old, new)
     text = text.replace('[models.grok-3]\nprovider = "xai"\nmodel = "sim-grok-3"\n', "")
     path = tmp_path / "paper.toml"

@@ -72,17 +72,13 @@ def anytime_index(budgets: Sequence[int], quality: Sequence[float], q_max: float
         ValueError: budgets and quality differ in length, are empty, or budgets do not increase.
     """
     if len(budgets) != len(quality) or not budgets:
-        raise ValueError(
-            f"need one quality per budget, got {len(budgets)} budgets and {len(quality)} values"
-        )
+        raise ValueError(f"need one quality per budget, got {len(budgets)} budgets and {len(quality)} values")
     if any(b2 <= b1 for b1, b2 in itertools.pairwise(budgets)):
         raise ValueError(f"budgets must be strictly increasing, got {list(budgets)}")
     best = running_best(quality)
     if len(budgets) == 1:
         return 100.0 * best[0] / q_max
-    area = sum(
-        (best[t] + best[t + 1]) / 2 * (budgets[t + 1] - budgets[t]) for t in range(len(budgets) - 1)
-    )
+    area = sum((best[t] + best[t + 1]) / 2 * (budgets[t + 1] - budgets[t]) for t in range(len(budgets) - 1))
     return 100.0 * area / ((budgets[-1] - budgets[0]) * q_max)
 
 
@@ -146,9 +142,7 @@ def _percentile(sorted_values: Sequence[float], q: float) -> float:
     return sorted_values[low] + (sorted_values[high] - sorted_values[low]) * (position - low)
 
 
-def summarize(
-    table: ScoreTable, budgets: Sequence[int], mode: Mode = "mean_then_max", seed: int = 0
-) -> CurveSummary:
+def summarize(table: ScoreTable, budgets: Sequence[int], mode: Mode = "mean_then_max", seed: int = 0) -> CurveSummary:
     """Quality per budget, Anytime Index, final and full-trace quality, with bootstrap intervals."""
     budgets = tuple(budgets)
     means = problem_means(table, [*budgets, None])

@@ -103,11 +103,7 @@ class _Run:
                 self.header = record
 
     def counted_snapshots(self) -> list[Snapshot]:
-        return [
-            s
-            for s in self.snapshots
-            if s.job_id in self.done and self.done[s.job_id].instance == s.instance
-        ]
+        return [s for s in self.snapshots if s.job_id in self.done and self.done[s.job_id].instance == s.instance]
 
     def key_of_job(self) -> dict[str, Key]:
         keys = {s.job_id: (s.model, s.dataset, s.method) for s in self.snapshots}
@@ -153,19 +149,11 @@ def _build_run(run_dir: Path) -> RunReport:
     run = _Run(_read_records(run_dir))
     manifest = run.header.manifest if run.header else {}
     run_table = manifest.get("run", {}) if isinstance(manifest, dict) else {}
-    mode: Mode = (
-        run_table.get("anytime_mode", "mean_then_max")
-        if isinstance(run_table, dict)
-        else "mean_then_max"
-    )
+    mode: Mode = run_table.get("anytime_mode", "mean_then_max") if isinstance(run_table, dict) else "mean_then_max"
     seed = int(run_table.get("seed", 0)) if isinstance(run_table, dict) else 0
 
-    scores: dict[Key, dict[str, dict[int, dict[int | None, float]]]] = defaultdict(
-        lambda: defaultdict(dict)
-    )
-    exact: dict[Key, dict[str, dict[int, dict[int | None, float]]]] = defaultdict(
-        lambda: defaultdict(dict)
-    )
+    scores: dict[Key, dict[str, dict[int, dict[int | None, float]]]] = defaultdict(lambda: defaultdict(dict))
+    exact: dict[Key, dict[str, dict[int, dict[int | None, float]]]] = defaultdict(lambda: defaultdict(dict))
     for snap in run.counted_snapshots():
         key = (snap.model, snap.dataset, snap.method)
         scores[key][snap.problem_id].setdefault(snap.sample, {})[snap.budget] = snap.score
@@ -190,9 +178,7 @@ def _build_run(run_dir: Path) -> RunReport:
 
     cells: list[Cell] = []
     for key in sorted(scores):
-        budgets = sorted(
-            {b for samples in scores[key].values() for c in samples.values() for b in c if b is not None}
-        )
+        budgets = sorted({b for samples in scores[key].values() for c in samples.values() for b in c if b is not None})
         if not budgets:
             continue
         jobs = [j for j in run.done.values() if (j.model, j.dataset, j.method) == key]
@@ -271,14 +257,10 @@ def _tokens(reported: int | None, counted: int) -> int:
     return reported if reported is not None else counted
 
 
-def _differences(
-    scores: dict, cells: list[Cell], manifest: object, mode: Mode, seed: int
-) -> list[Paired]:
+def _differences(scores: dict, cells: list[Cell], manifest: object, mode: Mode, seed: int) -> list[Paired]:
     """Each non-baseline method minus the baseline (cot) on the same model, dataset and problems."""
     methods = manifest.get("methods", {}) if isinstance(manifest, dict) else {}
-    kind_of = {
-        name: (m.get("kind", name) if isinstance(m, dict) else name) for name, m in methods.items()
-    }
+    kind_of = {name: (m.get("kind", name) if isinstance(m, dict) else name) for name, m in methods.items()}
     baselines = [c for c in cells if kind_of.get(c.method, c.method) in BASELINE_METHOD_KINDS]
     out: list[Paired] = []
     for cell in cells:

@@ -50,15 +50,9 @@ class Check(msgspec.Struct, kw_only=True):
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("manifest", help="path to the sweep manifest (TOML)")
     parser.add_argument("--live", action="store_true", help="make one tiny real call per provider")
-    parser.add_argument(
-        "--provider", action="append", default=None, help="check only this provider (repeatable)"
-    )
-    parser.add_argument(
-        "--max-tokens", type=int, default=16, help="output cap of each live call (default 16)"
-    )
-    parser.add_argument(
-        "--timeout", type=float, default=60.0, help="seconds allowed per live call (default 60)"
-    )
+    parser.add_argument("--provider", action="append", default=None, help="check only this provider (repeatable)")
+    parser.add_argument("--max-tokens", type=int, default=16, help="output cap of each live call (default 16)")
+    parser.add_argument("--timeout", type=float, default=60.0, help="seconds allowed per live call (default 60)")
     parser.add_argument("--json", action="store_true", help="print one JSON object per provider")
 
 
@@ -66,9 +60,7 @@ def _is_sim(kind: str, base_url: str | None) -> bool:
     return kind == "sim" or (base_url or "").startswith(SIM_SCHEME)
 
 
-def offline_checks(
-    loaded: LoadedManifest, env: Mapping[str, str], only: list[str] | None = None
-) -> list[Check]:
+def offline_checks(loaded: LoadedManifest, env: Mapping[str, str], only: list[str] | None = None) -> list[Check]:
     """Key presence per provider; never reads more of a key than whether it is non-empty."""
     rows = []
     for name, p in loaded.manifest.providers.items():
@@ -237,9 +229,7 @@ def main(args: argparse.Namespace) -> int:
     env = dict(os.environ)
     rows = offline_checks(loaded, env, args.provider)
     if args.live:
-        rows = anyio.run(
-            lambda: run_live(loaded, rows, env, max_tokens=args.max_tokens, time_limit=args.timeout)
-        )
+        rows = anyio.run(lambda: run_live(loaded, rows, env, max_tokens=args.max_tokens, time_limit=args.timeout))
     for row in rows:
         print(msgspec.json.encode(row).decode() if args.json else format_row(row, args.live))
     missing = any(r.key_set is False for r in rows)

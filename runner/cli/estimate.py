@@ -16,9 +16,15 @@ from runner.ui.estimate import print_estimate
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("manifest", help="sweep manifest (TOML)")
     parser.add_argument("--json", action="store_true", help="print the estimate as JSON (for scripts)")
-    parser.add_argument("--from", dest="previous", action="append", metavar="RUN", default=None,
-                        help="calibrate 'expected' on this earlier run folder (repeatable; default: the run "
-                        "folders under the manifest's ledger folder)")
+    parser.add_argument(
+        "--from",
+        dest="previous",
+        action="append",
+        metavar="RUN",
+        default=None,
+        help="calibrate 'expected' on this earlier run folder (repeatable; default: the run "
+        "folders under the manifest's ledger folder)",
+    )
     parser.add_argument("--no-history", action="store_true", help="ignore earlier ledgers; use the stated defaults")
 
 

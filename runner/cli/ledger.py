@@ -55,5 +55,3 @@ def main(args: argparse.Namespace) -> int:
     report = verify(run_dir)
     print(report.render())
     return 0 if report.ok else 1
-
-

@@ -117,7 +117,11 @@ class _Bucket:
         return need * 60.0 / self.limit if need > _EPS else 0.0
 
     def resync(
-        self, now: float, limit: int | None, remaining: int | None, reset_s: float | None,
+        self,
+        now: float,
+        limit: int | None,
+        remaining: int | None,
+        reset_s: float | None,
         admitted_at: float | None,
     ) -> None:
         """Apply one reading: learn or lower the limit, raise the level to the provider's."""
@@ -210,8 +214,15 @@ class LaneLimiter:
     """
 
     def __init__(
-        self, *, rpm: int | None, tpm: int | None, max_concurrency: int, clock: Clock | None = None,
-        decrease_factor: float = 0.5, decrease_cooldown_s: float = 1.0, increase_per_success: float = 1.0,
+        self,
+        *,
+        rpm: int | None,
+        tpm: int | None,
+        max_concurrency: int,
+        clock: Clock | None = None,
+        decrease_factor: float = 0.5,
+        decrease_cooldown_s: float = 1.0,
+        increase_per_success: float = 1.0,
         default_pause_s: float = 1.0,
     ) -> None:
         for name, value in (("rpm", rpm), ("tpm", tpm)):
@@ -309,13 +320,20 @@ class LaneLimiter:
         r, t = self._requests, self._tokens
         paused = self._paused_until > now
         return LaneStats(
-            in_flight=self._in_flight, waiting=self._waiting, concurrency_limit=self._limit(),
-            max_concurrency=self.max_concurrency, rpm_limit=r.limit,
-            rpm_level=r.level if r.limit is not None else None, tpm_limit=t.limit,
+            in_flight=self._in_flight,
+            waiting=self._waiting,
+            concurrency_limit=self._limit(),
+            max_concurrency=self.max_concurrency,
+            rpm_limit=r.limit,
+            rpm_level=r.level if r.limit is not None else None,
+            tpm_limit=t.limit,
             tpm_level=t.level if t.limit is not None else None,
             paused_until=self._paused_until if paused else None,
-            paused_for_s=self._paused_until - now if paused else 0.0, admitted=self._admitted,
-            n429=self._n429, n_server_errors=self._n5xx, retries=self._retries,
+            paused_for_s=self._paused_until - now if paused else 0.0,
+            admitted=self._admitted,
+            n429=self._n429,
+            n_server_errors=self._n5xx,
+            retries=self._retries,
             requests_last_min=round(self._requests_meter.total(now)),
             tokens_last_min=max(0, round(self._tokens_meter.total(now))),
         )
@@ -363,9 +381,7 @@ class LaneLimiter:
         self._requests.resync(
             now, reading.limit_requests, reading.remaining_requests, reading.reset_requests_s, admitted_at
         )
-        self._tokens.resync(
-            now, reading.limit_tokens, reading.remaining_tokens, reading.reset_tokens_s, admitted_at
-        )
+        self._tokens.resync(now, reading.limit_tokens, reading.remaining_tokens, reading.reset_tokens_s, admitted_at)
         # a learned or changed limit can shorten the head's wait as well as lengthen it
         self._wake_head()
 

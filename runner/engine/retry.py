@@ -33,8 +33,15 @@ class RetryPolicy:
     """
 
     def __init__(
-        self, max_attempts: int = 6, base: float = 0.5, cap: float = 8.0, jitter: float = 0.25, *,
-        seed: int | None = None, rng: random.Random | None = None, max_retry_after_s: float | None = None,
+        self,
+        max_attempts: int = 6,
+        base: float = 0.5,
+        cap: float = 8.0,
+        jitter: float = 0.25,
+        *,
+        seed: int | None = None,
+        rng: random.Random | None = None,
+        max_retry_after_s: float | None = None,
     ) -> None:
         if max_attempts < 1:
             raise ValueError(f"RetryPolicy: max_attempts must be >= 1, got {max_attempts}")

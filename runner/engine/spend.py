@@ -50,9 +50,7 @@ class SpendGuard:
                 self.reached = reason
             raise SpendCapReached(reason)
         cap = self.provider_caps.get(provider)
-        if cap is not None and (
-            self.spent_by_provider[provider] + self.in_flight_by_provider[provider] + need > cap
-        ):
+        if cap is not None and (self.spent_by_provider[provider] + self.in_flight_by_provider[provider] + need > cap):
             reason = f"providers.{provider}.max_usd ${cap:.4f} would be exceeded"
             if new_work:
                 self.reached = reason

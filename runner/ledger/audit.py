@@ -73,8 +73,10 @@ def summarise(records: Iterable[Record]) -> list[SummaryRow]:
     for key, ids in jobs.items():
         rows.setdefault(key, SummaryRow(model=key[0], dataset=key[1], problem=key[2])).jobs = len(ids)
     total.jobs = sum(len(ids) for ids in jobs.values())
-    ordered = sorted(rows.values(), key=lambda r: (r.problem.startswith(("synthesis", "unfinished")), r.model,
-                                                    r.dataset, _natural(r.problem)))
+    ordered = sorted(
+        rows.values(),
+        key=lambda r: (r.problem.startswith(("synthesis", "unfinished")), r.model, r.dataset, _natural(r.problem)),
+    )
     return [*ordered, total]
 
 
@@ -124,8 +126,10 @@ class Verification:
         return not self.problems
 
     def render(self) -> str:
-        head = (f"{self.records} records, {self.attempts} attempts, ${self.usd_recorded:.6f} recorded, "
-                f"${self.usd_recomputed:.6f} recomputed from tokens and prices")
+        head = (
+            f"{self.records} records, {self.attempts} attempts, ${self.usd_recorded:.6f} recorded, "
+            f"${self.usd_recomputed:.6f} recomputed from tokens and prices"
+        )
         lines = [("ok: " if self.ok else f"FAILED ({len(self.problems)} problems): ") + head]
         lines += [f"  problem: {p}" for p in self.problems[:200]]
         if len(self.problems) > 200:
@@ -145,9 +149,12 @@ def recompute(a: Attempt, price: ModelPrice) -> float:
     if a.priced_from == "reported":
         if a.input_tokens is None or a.output_tokens is None:
             return math.nan
-        usage = Usage(input_tokens=a.input_tokens, output_tokens=a.output_tokens,
-                      cached_input_tokens=a.cached_input_tokens or 0,
-                      cache_write_input_tokens=a.cache_write_input_tokens or 0)
+        usage = Usage(
+            input_tokens=a.input_tokens,
+            output_tokens=a.output_tokens,
+            cached_input_tokens=a.cached_input_tokens or 0,
+            cache_write_input_tokens=a.cache_write_input_tokens or 0,
+        )
         return usage_cost(price, usage)
     return (a.input_tokens_counted * price.input + a.output_tokens_counted * price.output) / 1_000_000
 
@@ -186,16 +193,20 @@ def verify(run_dir: Path) -> Verification:
             per_job[rec.job_id] += rec.usd
         elif isinstance(rec, JobDone):
             if rec.job_id in done:
-                result.problems.append(f"line {number}: job {rec.job_id} completed twice (first on line "
-                                       f"{done[rec.job_id][0]}): its results would count twice")
+                result.problems.append(
+                    f"line {number}: job {rec.job_id} completed twice (first on line "
+                    f"{done[rec.job_id][0]}): its results would count twice"
+                )
             else:
                 done[rec.job_id] = (number, rec.instance)
         elif isinstance(rec, Snapshot):
             snapshots.append((number, rec))
         elif isinstance(rec, Synthesis):
             if rec.key in built:
-                result.warnings.append(f"line {number}: synthesis {rec.key} built again (first on line "
-                                       f"{built[rec.key]}); its calls were paid twice")
+                result.warnings.append(
+                    f"line {number}: synthesis {rec.key} built again (first on line "
+                    f"{built[rec.key]}); its calls were paid twice"
+                )
             built.setdefault(rec.key, number)
     graded: set[tuple[str, str]] = set()
     for number, snap in snapshots:
@@ -204,11 +215,14 @@ def verify(run_dir: Path) -> Verification:
             result.warnings.append(f"line {number}: snapshot of job {snap.job_id} that never completed (ignored)")
     for job_id, (number, instance) in done.items():
         if (job_id, instance) not in graded:
-            result.problems.append(f"line {number}: job {job_id} completed with no snapshot of its execution "
-                                   f"{instance}: the report has nothing to count for it")
+            result.problems.append(
+                f"line {number}: job {job_id} completed with no snapshot of its execution "
+                f"{instance}: the report has nothing to count for it"
+            )
     if not _close(sum(per_job.values()), result.usd_recorded):
-        result.problems.append(f"per-job totals ${sum(per_job.values()):.6f} differ from the attempt total "
-                               f"${result.usd_recorded:.6f}")
+        result.problems.append(
+            f"per-job totals ${sum(per_job.values()):.6f} differ from the attempt total ${result.usd_recorded:.6f}"
+        )
     return result
 
 
@@ -222,16 +236,23 @@ def _header_prices(header: RunHeader, number: int, result: Verification) -> dict
     return prices
 
 
-def _check_attempt(a: Attempt, number: int, prices: dict[str, ModelPrice],
-                   seen: dict[tuple[str, int], int], result: Verification) -> None:
+def _check_attempt(
+    a: Attempt, number: int, prices: dict[str, ModelPrice], seen: dict[tuple[str, int], int], result: Verification
+) -> None:
     result.attempts += 1
     result.usd_recorded += a.usd
     where = f"line {number}: call {a.call_id} attempt {a.attempt} ({a.kind}, job {a.job_id})"
     if (a.call_id, a.attempt) in seen:
         result.problems.append(f"{where}: duplicate of line {seen[(a.call_id, a.attempt)]}: spend counted twice")
     seen[(a.call_id, a.attempt)] = number
-    counts = (a.input_tokens, a.cached_input_tokens, a.output_tokens, a.reasoning_tokens,
-              a.input_tokens_counted, a.output_tokens_counted)
+    counts = (
+        a.input_tokens,
+        a.cached_input_tokens,
+        a.output_tokens,
+        a.reasoning_tokens,
+        a.input_tokens_counted,
+        a.output_tokens_counted,
+    )
     if any(c is not None and c < 0 for c in counts) or a.usd < 0:
         result.problems.append(f"{where}: negative tokens or dollars")
     price = prices.get(a.model)
@@ -243,8 +264,9 @@ def _check_attempt(a: Attempt, number: int, prices: dict[str, ModelPrice],
     if math.isnan(expected):
         result.problems.append(f"{where}: priced_from={a.priced_from!r} but the numbers it names are missing")
     elif not _close(expected, a.usd):
-        result.problems.append(f"{where}: ${a.usd:.8f} recorded, ${expected:.8f} from its {a.priced_from} "
-                               f"tokens at the header's prices")
+        result.problems.append(
+            f"{where}: ${a.usd:.8f} recorded, ${expected:.8f} from its {a.priced_from} tokens at the header's prices"
+        )
     if a.usd == 0 and (a.input_tokens_counted or a.output_tokens_counted) and (price.input or price.output):
         result.problems.append(f"{where}: tokens were sent but no dollars recorded")
 

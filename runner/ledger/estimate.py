@@ -145,8 +145,14 @@ def read_history(run_dirs: list[Path]) -> tuple[dict[tuple[str, str, str], Past]
         for rec in iter_records(run_dir):
             if isinstance(rec, Attempt):
                 tally = by_job[_stage_of(rec.job_id)]
-                tally.add(Tally(1, _first(rec.input_tokens, rec.input_tokens_counted), rec.cached_input_tokens or 0,
-                                _first(rec.output_tokens, rec.output_tokens_counted)))
+                tally.add(
+                    Tally(
+                        1,
+                        _first(rec.input_tokens, rec.input_tokens_counted),
+                        rec.cached_input_tokens or 0,
+                        _first(rec.output_tokens, rec.output_tokens_counted),
+                    )
+                )
             elif isinstance(rec, JobDone):
                 done[rec.job_id] = (rec.model, rec.dataset, rec.method)
             elif isinstance(rec, Synthesis):
@@ -155,8 +161,11 @@ def read_history(run_dirs: list[Path]) -> tuple[dict[tuple[str, str, str], Past]
                 names.update(_names(rec.manifest))
         for sink, finished in ((jobs, done), (stages, built)):
             for job_id, (model, dataset, method) in finished.items():
-                key = (names.get(("models", model), model), names.get(("datasets", dataset), dataset),
-                       names.get(("methods", method), method))
+                key = (
+                    names.get(("models", model), model),
+                    names.get(("datasets", dataset), dataset),
+                    names.get(("methods", method), method),
+                )
                 sink[key].append(by_job[job_id])
         if done:
             used.append(f"expected from {len(done)} finished jobs in {run_dir}")
@@ -182,7 +191,7 @@ def _names(manifest: dict[str, object]) -> dict[tuple[str, str], str]:
     out: dict[tuple[str, str], str] = {}
     for table, attr in (("models", "model"), ("datasets", "path"), ("methods", "kind")):
         entries = manifest.get(table)
-        for key, value in (entries.items() if isinstance(entries, dict) else ()):
+        for key, value in entries.items() if isinstance(entries, dict) else ():
             if isinstance(value, dict) and isinstance(value.get(attr), str):
                 out[(table, key)] = Path(value[attr]).name if attr == "path" else value[attr]
     return out
@@ -216,9 +225,7 @@ def _filler(tokens: int) -> str:
     return " ".join(["word"] * tokens)  # one o200k / cl100k token per " word"
 
 
-def _preface(
-    loaded: LoadedManifest, method_key: str, dataset: str, strategy: MethodStrategy, task: Task
-) -> str | None:
+def _preface(loaded: LoadedManifest, method_key: str, dataset: str, strategy: MethodStrategy, task: Task) -> str | None:
     """A stand-in for the preface synthesis will build: as many tokens as the real one at most."""
     from runner.config.plan import synthesis_budget, synthesis_pool
     from runner.tasks.methods import PoolTrace
@@ -229,9 +236,16 @@ def _preface(
     sb = synthesis_budget(loaded, method_key, dataset)
     pool = [task.render(p, 0) for p in synthesis_pool(loaded, dataset)]
     traces = [
-        PoolTrace(problem_id=r.problem.id, rendered_question=r.question, trace_text=_filler(sb), answer=r.gold,
-                  score=score, gold=r.gold)
-        for r in pool for score in (1.0, 0.0)
+        PoolTrace(
+            problem_id=r.problem.id,
+            rendered_question=r.question,
+            trace_text=_filler(sb),
+            answer=r.gold,
+            score=score,
+            gold=r.gold,
+        )
+        for r in pool
+        for score in (1.0, 0.0)
     ]
     return strategy.build_preface(task, traces)[1]
 
@@ -267,9 +281,11 @@ def count_prompts(
                     rendered = task.render(problem, 0)
                     group.pool_calls += params.k
                     group.pool_trace_input += params.k * count_chat_tokens(
-                        encoding, strategy.trace_messages(task, rendered, None))
+                        encoding, strategy.trace_messages(task, rendered, None)
+                    )
                     group.pool_answer_input += params.k * count_chat_tokens(
-                        encoding, answer_messages(task, rendered, ""))
+                        encoding, answer_messages(task, rendered, "")
+                    )
             cache[key] = (task, strategy, encoding, preface)
         if job.job_id in done:
             continue
@@ -286,8 +302,13 @@ def synthesis_key(loaded: LoadedManifest, model: str, dataset: str, method: str)
     """The key the pipeline files a group's synthesis under (`Pipeline.synthesis_key`)."""
     from runner.config.plan import method_definition, model_definition, stable_hash
 
-    return stable_hash({"model": model_definition(loaded, model),
-                        "method": method_definition(loaded, method, dataset, model), "dataset": dataset})
+    return stable_hash(
+        {
+            "model": model_definition(loaded, model),
+            "method": method_definition(loaded, method, dataset, model),
+            "dataset": dataset,
+        }
+    )
 
 
 def fidelity_of(loaded: LoadedManifest, model_key: str) -> str:
@@ -335,8 +356,11 @@ class Use:
         i, c, o = self.input, self.cached, self.output
         # high never assumes a cache hit, and pays a cache write where that is dearer than input
         prompt_high = max(price.input, price.cache_write_input or 0.0)
-        return Span(low=one(i.low, c.low, o.low), expected=one(i.expected, c.expected, o.expected),
-                    high=(i.high * prompt_high + o.high * price.output) / PER)
+        return Span(
+            low=one(i.low, c.low, o.low),
+            expected=one(i.expected, c.expected, o.expected),
+            high=(i.high * prompt_high + o.high * price.output) / PER,
+        )
 
 
 def _jobs_use(g: Group, budgets: tuple[int, ...], answer_cap: int, trace_extra: int) -> Use:
@@ -344,22 +368,31 @@ def _jobs_use(g: Group, budgets: tuple[int, ...], answer_cap: int, trace_extra: 
     n, k, first, last = g.jobs, len(budgets), budgets[0], budgets[-1]
     length = DEFAULT_TRACE_FRACTION * last
     if g.fidelity == "hidden":  # one call per budget with its cap set to the budget
-        return Use(calls=Span(low=n * k, expected=n * k, high=n * k),
-                   input=Span(low=k * g.trace_input, expected=k * g.trace_input, high=k * g.trace_input),
-                   output=Span(low=n * sum(min(b, first) for b in budgets),
-                               expected=n * sum(min(b, length) for b in budgets), high=n * sum(budgets)))
+        return Use(
+            calls=Span(low=n * k, expected=n * k, high=n * k),
+            input=Span(low=k * g.trace_input, expected=k * g.trace_input, high=k * g.trace_input),
+            output=Span(
+                low=n * sum(min(b, first) for b in budgets),
+                expected=n * sum(min(b, length) for b in budgets),
+                high=n * sum(budgets),
+            ),
+        )
     # a trace of `length` tokens gives distinct cuts below it, and one more at its end
     below = [b for b in budgets if b < length]
     distinct = len(below) + (1 if len(below) < k else 0)
     cut_tokens = sum(below) + (length if len(below) < k else 0)
     return Use(
         calls=Span(low=2 * n, expected=n * (1 + distinct), high=n * (1 + k)),
-        input=Span(low=g.trace_input + g.answer_input + n * first,
-                   expected=g.trace_input + distinct * g.answer_input + n * cut_tokens,
-                   high=g.trace_input + k * g.answer_input + n * sum(budgets)),
-        output=Span(low=n * (first + LOW_ANSWER_TOKENS),
-                    expected=n * (length + distinct * DEFAULT_ANSWER_FRACTION * answer_cap),
-                    high=n * (last + trace_extra + k * answer_cap)),
+        input=Span(
+            low=g.trace_input + g.answer_input + n * first,
+            expected=g.trace_input + distinct * g.answer_input + n * cut_tokens,
+            high=g.trace_input + k * g.answer_input + n * sum(budgets),
+        ),
+        output=Span(
+            low=n * (first + LOW_ANSWER_TOKENS),
+            expected=n * (length + distinct * DEFAULT_ANSWER_FRACTION * answer_cap),
+            high=n * (last + trace_extra + k * answer_cap),
+        ),
     )
 
 
@@ -375,10 +408,11 @@ def _synthesis_use(g: Group, kind: str, answer_cap: int, trace_extra: int) -> Us
     high_out = n * (sb + (0 if g.fidelity == "hidden" else trace_extra)) + answers * answer_cap
     high_out += leap * LEAP_PRINCIPLES_CAP
     low_in = g.pool_trace_input + (g.pool_answer_input if answers else 0)
-    return Use(calls=Span(low=calls, expected=calls, high=calls),
-               input=Span(low=low_in, expected=(low_in + high_in) / 2, high=high_in),
-               output=Span(low=n * min(sb, LOW_ANSWER_TOKENS * 8), expected=high_out * DEFAULT_TRACE_FRACTION,
-                           high=high_out))
+    return Use(
+        calls=Span(low=calls, expected=calls, high=calls),
+        input=Span(low=low_in, expected=(low_in + high_in) / 2, high=high_in),
+        output=Span(low=n * min(sb, LOW_ANSWER_TOKENS * 8), expected=high_out * DEFAULT_TRACE_FRACTION, high=high_out),
+    )
 
 
 def estimate_manifest(
@@ -419,19 +453,32 @@ def estimate_manifest(
         *sources,
     ]
     if any(r.expected_from == "default" for r in rows):
-        notes.append(f"expected without history: traces end at {DEFAULT_TRACE_FRACTION:.0%} of the last budget, "
-                     f"answers use {DEFAULT_ANSWER_FRACTION:.0%} of their cap (pass --from RUN to calibrate)")
+        notes.append(
+            f"expected without history: traces end at {DEFAULT_TRACE_FRACTION:.0%} of the last budget, "
+            f"answers use {DEFAULT_ANSWER_FRACTION:.0%} of their cap (pass --from RUN to calibrate)"
+        )
     if state is not None and state.completed_jobs:
-        notes.append(f"{len(state.completed_jobs)} jobs already finished in the run's ledger "
-                     f"(${state.total_usd:.4f} spent) are left out: a rerun skips them")
+        notes.append(
+            f"{len(state.completed_jobs)} jobs already finished in the run's ledger "
+            f"(${state.total_usd:.4f} spent) are left out: a rerun skips them"
+        )
     if any(r.synthesis_calls for r in rows):
-        notes.append("PDP/LEAP synthesis calls are included once per (model, dataset, method); the preface "
-                     "inside trace prompts is sized from the pool, as synthesis has not run yet")
+        notes.append(
+            "PDP/LEAP synthesis calls are included once per (model, dataset, method); the preface "
+            "inside trace prompts is sized from the pool, as synthesis has not run yet"
+        )
     return Estimate(
-        manifest=str(loaded.path), rows=rows, lanes=lanes, usd_low=sum(r.usd.low for r in rows),
-        usd_expected=sum(r.usd.expected for r in rows), usd_high=sum(r.usd.high for r in rows),
-        calls_high=int(sum(r.calls.high for r in rows)), min_wall_s=max(walls) if walls else None, notes=notes,
-        jobs_done=len(done), usd_spent=state.total_usd if state else 0.0,
+        manifest=str(loaded.path),
+        rows=rows,
+        lanes=lanes,
+        usd_low=sum(r.usd.low for r in rows),
+        usd_expected=sum(r.usd.expected for r in rows),
+        usd_high=sum(r.usd.high for r in rows),
+        calls_high=int(sum(r.calls.high for r in rows)),
+        min_wall_s=max(walls) if walls else None,
+        notes=notes,
+        jobs_done=len(done),
+        usd_spent=state.total_usd if state else 0.0,
     )
 
 
@@ -452,7 +499,12 @@ def _previous_dirs(loaded: LoadedManifest) -> list[Path]:
 
 
 def _row(
-    loaded: LoadedManifest, model_key: str, dataset: str, method: str, group: Group, price: ModelPrice,
+    loaded: LoadedManifest,
+    model_key: str,
+    dataset: str,
+    method: str,
+    group: Group,
+    price: ModelPrice,
     history: dict[tuple[str, str, str], Past],
 ) -> EstimateRow:
     from runner.config.plan import get_task
@@ -472,9 +524,17 @@ def _row(
     total.add(jobs)
     total.add(synth)
     return EstimateRow(
-        provider=model.provider, model=model_key, dataset=dataset, method=method, fidelity=group.fidelity,
-        jobs=group.jobs, synthesis_calls=int(synth.calls.high), calls=total.calls, input_tokens=total.input,
-        output_tokens=total.output, usd=total.usd(price),
+        provider=model.provider,
+        model=model_key,
+        dataset=dataset,
+        method=method,
+        fidelity=group.fidelity,
+        jobs=group.jobs,
+        synthesis_calls=int(synth.calls.high),
+        calls=total.calls,
+        input_tokens=total.input,
+        output_tokens=total.output,
+        usd=total.usd(price),
         expected_from=f"history ({past.jobs} jobs)" if past is not None and past.jobs else "default",
     )
 
@@ -494,13 +554,14 @@ def _lanes(m: Manifest, rows: list[EstimateRow]) -> list[LaneTime]:
         tokens = sum(r.input_tokens.expected + r.output_tokens.expected for r in mine)
         bounds = [60.0 * calls / rpm] if rpm else []
         bounds += [60.0 * tokens / tpm] if tpm else []
-        lanes.append(LaneTime(provider=name, rpm=rpm, tpm=tpm, calls=calls, tokens=tokens,
-                              min_wall_s=max(bounds) if bounds else None))
+        lanes.append(
+            LaneTime(
+                provider=name, rpm=rpm, tpm=tpm, calls=calls, tokens=tokens, min_wall_s=max(bounds) if bounds else None
+            )
+        )
     return lanes
 
 
 def confirm_needed(estimate: Estimate, manifest: Manifest) -> bool:
     """Whether `anytime run` must ask first: the high bound is above ``run.confirm_above_usd``."""
     return estimate.usd_high > manifest.run.confirm_above_usd
-
-

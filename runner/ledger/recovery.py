@@ -106,7 +106,12 @@ def interrupted_in_flight(path: Path) -> list[Attempt]:
         elif isinstance(rec, _TailAttempt):
             finished.add((rec.call_id, rec.attempt))
     return [
-        msgspec.structs.replace(a, status="interrupted", error_class="crash",
-                                error="the process died mid-call: spend counted up to its last in-flight record")
-        for key, a in last.items() if key not in finished
+        msgspec.structs.replace(
+            a,
+            status="interrupted",
+            error_class="crash",
+            error="the process died mid-call: spend counted up to its last in-flight record",
+        )
+        for key, a in last.items()
+        if key not in finished
     ]

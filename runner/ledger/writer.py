@@ -186,15 +186,25 @@ async def open_ledger(run_dir: Path, **options: float) -> AsyncIterator[LedgerWr
     lost = interrupted_in_flight(path)
     writer = LedgerWriter(path, **options)  # type: ignore[arg-type]
     if torn:
-        writer.append(Note(at=time.time(), kind="torn_line",
-                           message=f"cut {torn} bytes of a record torn by a crash off the end of the ledger"))
+        writer.append(
+            Note(
+                at=time.time(),
+                kind="torn_line",
+                message=f"cut {torn} bytes of a record torn by a crash off the end of the ledger",
+            )
+        )
     for attempt in lost:
         writer.append(attempt)
     if lost:
-        writer.append(Note(at=time.time(), kind="recovered_in_flight",
-                           message=f"{len(lost)} call(s) were streaming when the last process died: each is "
-                           f"ledgered as interrupted with its spend up to its last in-flight record "
-                           f"(${sum(a.usd for a in lost):.6f})"))
+        writer.append(
+            Note(
+                at=time.time(),
+                kind="recovered_in_flight",
+                message=f"{len(lost)} call(s) were streaming when the last process died: each is "
+                f"ledgered as interrupted with its spend up to its last in-flight record "
+                f"(${sum(a.usd for a in lost):.6f})",
+            )
+        )
     try:
         async with anyio.create_task_group() as tg:
             tg.start_soon(writer.run_flusher)

@@ -190,9 +190,7 @@ def classify_stream_error(
         kind = kind or (FatalProviderError if 400 <= code < 500 else None)
     kind = kind or ServerError
     what = f" {label}" if label else ""
-    text = (
-        f"{provider or 'provider'}: error inside the stream{what}: {scrub(message, secret) or '(no message)'}"
-    )
+    text = f"{provider or 'provider'}: error inside the stream{what}: {scrub(message, secret) or '(no message)'}"
     return attach(kind(text, provider=provider, status=code), limits)
 
 

@@ -135,9 +135,7 @@ def anthropic_limits(headers: Mapping[str, str], now: datetime | None = None) ->
     h = lower_keys(headers)
     now = now or datetime.now(UTC)
     prefix = "anthropic-ratelimit-"
-    tokens = (
-        "tokens" if (prefix + "tokens-limit") in h or (prefix + "tokens-remaining") in h else "input-tokens"
-    )
+    tokens = "tokens" if (prefix + "tokens-limit") in h or (prefix + "tokens-remaining") in h else "input-tokens"
     return RateLimitReading(
         limit_requests=_int(h.get(prefix + "requests-limit")),
         remaining_requests=_int(h.get(prefix + "requests-remaining")),

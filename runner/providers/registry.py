@@ -38,9 +38,7 @@ KINDS: dict[str, KindSpec] = {
         think_tags=True,
         usage_quirk="auto",
     ),
-    "openai": KindSpec(
-        _CHAT, "OpenAIChatAdapter", "https://api.openai.com/v1", token_param="max_completion_tokens"
-    ),
+    "openai": KindSpec(_CHAT, "OpenAIChatAdapter", "https://api.openai.com/v1", token_param="max_completion_tokens"),
     "xai": KindSpec(
         _CHAT,
         "OpenAIChatAdapter",
@@ -89,9 +87,7 @@ KINDS: dict[str, KindSpec] = {
         "runner.providers.openai_responses", "OpenAIResponsesAdapter", "https://api.openai.com/v1"
     ),
     "anthropic": KindSpec("runner.providers.anthropic", "AnthropicAdapter", "https://api.anthropic.com/v1"),
-    "gemini": KindSpec(
-        "runner.providers.gemini", "GeminiAdapter", "https://generativelanguage.googleapis.com/v1beta"
-    ),
+    "gemini": KindSpec("runner.providers.gemini", "GeminiAdapter", "https://generativelanguage.googleapis.com/v1beta"),
 }
 KEYLESS_KINDS = frozenset({"sim", "llamacpp"})
 

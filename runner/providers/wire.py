@@ -89,9 +89,7 @@ async def open_stream(
             resp.close()
 
 
-def _json_instead_of_stream(
-    provider: str, body: bytes, limits: RateLimitReading, secret: str | None
-) -> ProviderError:
+def _json_instead_of_stream(provider: str, body: bytes, limits: RateLimitReading, secret: str | None) -> ProviderError:
     try:
         has_error = error_body_decoder.decode(body).error is not None
     except (msgspec.DecodeError, msgspec.ValidationError):
@@ -99,9 +97,7 @@ def _json_instead_of_stream(
     if has_error:
         message, label = decode_error_body(body)
         return classify_stream_error(provider, label, message, limits, secret=secret)
-    return stream_broken(
-        provider, limits, "expected an event stream, got a JSON body (was `stream` ignored?)"
-    )
+    return stream_broken(provider, limits, "expected an event stream, got a JSON body (was `stream` ignored?)")
 
 
 async def iter_sse(

@@ -83,9 +83,7 @@ def extract_integer(output: str) -> str:
 
 class AimeTask(Task):
     kind: ClassVar[str] = "aime"
-    answer_format: ClassVar[str] = (
-        "an integer from 0 to 999, on a last line of the form 'Answer: N'"
-    )
+    answer_format: ClassVar[str] = "an integer from 0 to 999, on a last line of the form 'Answer: N'"
     answer_max_tokens: ClassVar[int] = 256
 
     def load(self, path: Path, limit: int | None = None) -> list[Problem]:
@@ -96,16 +94,12 @@ class AimeTask(Task):
             require(row, ("id", "answer"), path, line, (str, int))
             gold = _as_int(str(row["answer"]))
             if gold is None:
-                raise DatasetError(
-                    str(path), line, f"field 'answer': expected an integer, got {row['answer']!r}"
-                )
+                raise DatasetError(str(path), line, f"field 'answer': expected an integer, got {row['answer']!r}")
             pid = str(row["id"])
             if pid in seen:
                 raise DatasetError(str(path), line, f"duplicate id {pid!r}")
             seen.add(pid)
-            problems.append(
-                Problem(id=pid, task=self.kind, statement=row["problem"].strip(), gold=str(gold))
-            )
+            problems.append(Problem(id=pid, task=self.kind, statement=row["problem"].strip(), gold=str(gold)))
         return take(problems, limit)
 
     def grade(self, output: str, rendered: Rendered) -> Grade:

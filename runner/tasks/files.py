@@ -25,13 +25,9 @@ def read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
         try:
             row = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise DatasetError(
-                str(path), number, f"not valid JSON: {exc.msg} at column {exc.colno}"
-            ) from None
+            raise DatasetError(str(path), number, f"not valid JSON: {exc.msg} at column {exc.colno}") from None
         if not isinstance(row, dict):
-            raise DatasetError(
-                str(path), number, f"expected a JSON object, got {type(row).__name__}"
-            )
+            raise DatasetError(str(path), number, f"expected a JSON object, got {type(row).__name__}")
         yield number, row
 
 

@@ -75,7 +75,8 @@ def extract_letter(output: str, options: dict[str, str] | None = None) -> str:
     if options:
         tail = _norm(output[-600:])
         quoted = [
-            letter for letter, text in options.items()
+            letter
+            for letter, text in options.items()
             if _norm(text) and re.search(rf"(?<!\w){re.escape(_norm(text))}(?!\w)", tail)
         ]
         if len(quoted) == 1:
@@ -89,9 +90,7 @@ def _norm(text: str) -> str:
 
 class GpqaTask(Task):
     kind: ClassVar[str] = "gpqa"
-    answer_format: ClassVar[str] = (
-        "the letter of one option (A, B, C or D), on a last line of the form 'Answer: X'"
-    )
+    answer_format: ClassVar[str] = "the letter of one option (A, B, C or D), on a last line of the form 'Answer: X'"
     answer_max_tokens: ClassVar[int] = 256
 
     def load(self, path: Path, limit: int | None = None) -> list[Problem]:
@@ -110,15 +109,9 @@ class GpqaTask(Task):
         require(row, ("Question", *_OPTION_FIELDS), path, line)
         options = [" ".join(str(row[f]).split()) for f in _OPTION_FIELDS]
         if len(set(options)) < 4:
-            raise DatasetError(
-                str(path), line, "two options have the same text: the letters would be ambiguous"
-            )
+            raise DatasetError(str(path), line, "two options have the same text: the letters would be ambiguous")
         pid = str(row.get("Record ID") or f"row-{line}")
-        data = {
-            k: v
-            for k, v in row.items()
-            if k in ("Record ID", "Subdomain", "High-level domain", "Correct Answer")
-        }
+        data = {k: v for k, v in row.items() if k in ("Record ID", "Subdomain", "High-level domain", "Correct Answer")}
         data["options"] = options
         return Problem(
             id=pid,
@@ -132,9 +125,7 @@ class GpqaTask(Task):
         options = shuffled_options(problem, seed)
         lines = [f"({letter}) {text}" for letter, text in zip(LETTERS, options, strict=True)]
         gold = LETTERS[options.index(problem.gold)]
-        return Rendered(
-            problem=problem, question=problem.statement + "\n\n" + "\n".join(lines), gold=gold
-        )
+        return Rendered(problem=problem, question=problem.statement + "\n\n" + "\n".join(lines), gold=gold)
 
     def grade(self, output: str, rendered: Rendered) -> Grade:
         options = dict(zip(LETTERS, shuffled_options_from(rendered), strict=True))
@@ -144,7 +135,5 @@ class GpqaTask(Task):
 
 def shuffled_options_from(rendered: Rendered) -> list[str]:
     """The option texts in the order a rendering shows them (read back from its question text)."""
-    found = re.findall(
-        r"^\(([A-D])\) (.*)$", rendered.question[len(rendered.problem.statement) :], re.MULTILINE
-    )
+    found = re.findall(r"^\(([A-D])\) (.*)$", rendered.question[len(rendered.problem.statement) :], re.MULTILINE)
     return [text for _, text in found[-4:]] if len(found) >= 4 else ["", "", "", ""]

@@ -52,9 +52,7 @@ def count_meetings(steps: list[str], data: dict[str, Any]) -> int:
     return len(met)
 
 
-def _step(
-    step: str, place: str, now: datetime, windows: dict, met: set[str], dist: dict
-) -> tuple[str, datetime]:
+def _step(step: str, place: str, now: datetime, windows: dict, met: set[str], dist: dict) -> tuple[str, datetime]:
     if step.startswith("You start"):
         return place, now
     if step.startswith("You travel"):
@@ -99,9 +97,7 @@ class MeetingTask(Task):
             try:
                 gold_count = count_meetings([s.rstrip(".") for s in row["golden_plan"]], data)
             except (ValueError, TypeError, _StepFailed) as exc:
-                raise DatasetError(
-                    str(path), line, f"field 'constraints' is malformed: {exc}"
-                ) from None
+                raise DatasetError(str(path), line, f"field 'constraints' is malformed: {exc}") from None
             data["gold_count"] = gold_count
             problems.append(
                 Problem(

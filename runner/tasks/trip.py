@@ -107,6 +107,4 @@ class TripTask(Task):
         gold = gold_stays(rendered.problem)
         matched = matched_prefix(gold, plan)
         answer = ", ".join(f"{city} {days}" for city, days in plan)
-        return Grade(
-            answer=answer, score=matched / len(gold), exact=1.0 if matched == len(gold) else 0.0
-        )
+        return Grade(answer=answer, score=matched / len(gold), exact=1.0 if matched == len(gold) else 0.0)

@@ -26,11 +26,16 @@ def _duration(s: float | None) -> str:
 
 def print_estimate_summary(estimate: Estimate, console: Console) -> None:
     """One line for `anytime run`: the dollar range, calls and the least wall time."""
-    done = (f" for what is left ({estimate.jobs_done:,} jobs already done, {_usd(estimate.usd_spent)} spent)"
-            if estimate.jobs_done else "")
+    done = (
+        f" for what is left ({estimate.jobs_done:,} jobs already done, {_usd(estimate.usd_spent)} spent)"
+        if estimate.jobs_done
+        else ""
+    )
     if estimate.jobs_done and not estimate.calls_high:
-        console.print(f"[bold]Estimate[/]: nothing left to run ({estimate.jobs_done:,} jobs done, "
-                      f"{_usd(estimate.usd_spent)} spent): a rerun only rebuilds the report")
+        console.print(
+            f"[bold]Estimate[/]: nothing left to run ({estimate.jobs_done:,} jobs done, "
+            f"{_usd(estimate.usd_spent)} spent): a rerun only rebuilds the report"
+        )
         return
     console.print(
         f"[bold]Estimate[/]{done}: up to {estimate.calls_high:,} calls; expected {_usd(estimate.usd_expected)} "
@@ -46,24 +51,59 @@ def print_estimate_summary(estimate: Estimate, console: Console) -> None:
 def print_estimate(estimate: Estimate, console: Console) -> None:
     """The table: one row per group, a total, the lanes' wall time and the assumptions."""
     table = Table(title=f"Estimate for {Path(estimate.manifest).name}", title_justify="left")
-    for col in ("provider", "model", "dataset", "method", "fidelity", "jobs", "calls", "input tok exp / high",
-                "output tok low / exp / high", "$ low", "$ expected", "$ high", "expected from"):
+    for col in (
+        "provider",
+        "model",
+        "dataset",
+        "method",
+        "fidelity",
+        "jobs",
+        "calls",
+        "input tok exp / high",
+        "output tok low / exp / high",
+        "$ low",
+        "$ expected",
+        "$ high",
+        "expected from",
+    ):
         table.add_column(col, justify="right" if col in ("jobs", "calls") or col.startswith("$") else "left")
     for r in estimate.rows:
         table.add_row(
-            r.provider, r.model, r.dataset, r.method, r.fidelity, str(r.jobs),
-            f"{r.calls.low:,.0f}–{r.calls.high:,.0f}", f"{_tok(r.input_tokens.expected)} / {_tok(r.input_tokens.high)}",
+            r.provider,
+            r.model,
+            r.dataset,
+            r.method,
+            r.fidelity,
+            str(r.jobs),
+            f"{r.calls.low:,.0f}–{r.calls.high:,.0f}",
+            f"{_tok(r.input_tokens.expected)} / {_tok(r.input_tokens.high)}",
             f"{_tok(r.output_tokens.low)} / {_tok(r.output_tokens.expected)} / {_tok(r.output_tokens.high)}",
-            _usd(r.usd.low), _usd(r.usd.expected), _usd(r.usd.high), r.expected_from,
+            _usd(r.usd.low),
+            _usd(r.usd.expected),
+            _usd(r.usd.high),
+            r.expected_from,
         )
     table.add_section()
-    table.add_row("total", "", "", "", "", str(sum(r.jobs for r in estimate.rows)), f"{estimate.calls_high:,}",
-                  "", "", _usd(estimate.usd_low), _usd(estimate.usd_expected), _usd(estimate.usd_high), "")
+    table.add_row(
+        "total",
+        "",
+        "",
+        "",
+        "",
+        str(sum(r.jobs for r in estimate.rows)),
+        f"{estimate.calls_high:,}",
+        "",
+        "",
+        _usd(estimate.usd_low),
+        _usd(estimate.usd_expected),
+        _usd(estimate.usd_high),
+        "",
+    )
     console.print(table)
     for lane in estimate.lanes:
-        console.print(f"  {lane.provider}: {lane.calls:,.0f} calls, {_tok(lane.tokens)} tokens expected; rpm "
-                      f"{lane.rpm or '?'}, tpm {lane.tpm or '?'}: at least {_duration(lane.min_wall_s)}")
+        console.print(
+            f"  {lane.provider}: {lane.calls:,.0f} calls, {_tok(lane.tokens)} tokens expected; rpm "
+            f"{lane.rpm or '?'}, tpm {lane.tpm or '?'}: at least {_duration(lane.min_wall_s)}"
+        )
     for note in estimate.notes:
         console.print(f"  note: {note}")
-
-

@@ -18,5 +18,3 @@ def print_summary(rows: list[SummaryRow], console: Console, title: str = "") -> 
         cells = [f"{row.calls[k]} / {row.tokens[k]:,} / ${row.usd[k]:.4f}" if row.calls[k] else "–" for k in KINDS]
         table.add_row(row.model, row.dataset, row.problem, str(row.jobs), *cells, f"${row.total_usd:.4f}")
     console.print(table)
-
-

@@ -52,9 +52,7 @@ def plot_report(report: Report, path: Path) -> Path:
                 f"{prefix}{cell.model} · {cell.method} (AI {cell.summary.anytime_index.value:.1f}, "
                 f"${cell.usd_total:.2f})"
             )
-            ax.plot(
-                cell.summary.budgets, [100 * q for q in cell.summary.quality], marker="o", label=label
-            )
+            ax.plot(cell.summary.budgets, [100 * q for q in cell.summary.quality], marker="o", label=label)
         ax.set_xscale("log", base=2)
         ticks = sorted({b for _, c in cells if c.dataset == dataset for b in c.summary.budgets})
         if ticks:

@@ -60,9 +60,7 @@ def quality_rows(run: RunReport, dataset: str) -> tuple[list[str], list[list[str
             "—" if ai.lo is None else f"{ai.lo:.1f}–{ai.hi:.1f}",
         ]
         if with_exact:
-            row.append(
-                "—" if cell.exact_final is None else f"{_pct(cell.exact_final)}/{_pct(cell.exact_full)}"
-            )
+            row.append("—" if cell.exact_final is None else f"{_pct(cell.exact_final)}/{_pct(cell.exact_full)}")
         rows.append(row)
     return header, rows
 
@@ -89,9 +87,7 @@ def cost_rows(run: RunReport, dataset: str) -> tuple[list[str], list[list[str]]]
                 cell.method,
                 _usd(cell.usd_total),
                 _usd(cell.usd_per_problem),
-                "—"
-                if not cell.usd_synthesis
-                else f"{_usd(cell.usd_synthesis)} ({_usd(cell.synthesis_per_problem)})",
+                "—" if not cell.usd_synthesis else f"{_usd(cell.usd_synthesis)} ({_usd(cell.synthesis_per_problem)})",
                 _usd(cell.usd_per_ai_point),
                 f"{_compact(cell.input_tokens)}/{_compact(cell.output_tokens)}",
                 f"{cell.calls} ({cell.retries})",
@@ -116,9 +112,7 @@ def difference_rows(run: RunReport, dataset: str) -> tuple[list[str], list[list[
                 f"{ai.value:+.1f}",
                 "—" if ai.lo is None else f"{ai.lo:+.1f} to {ai.hi:+.1f}",
                 f"{100 * final.value:+.1f}",
-                "—"
-                if final.lo is None or final.hi is None
-                else f"{100 * final.lo:+.1f} to {100 * final.hi:+.1f}",
+                "—" if final.lo is None or final.hi is None else f"{100 * final.lo:+.1f} to {100 * final.hi:+.1f}",
             ]
         )
     return header, rows
@@ -152,9 +146,7 @@ def _table(title: str, header: list[str], rows: list[list[str]]) -> Any:
 
     table = Table(title=title, title_justify="left")
     for i, column in enumerate(header):
-        table.add_column(
-            column, justify="left" if i < 2 or column == "fidelity" else "right", no_wrap=i < 2
-        )
+        table.add_column(column, justify="left" if i < 2 or column == "fidelity" else "right", no_wrap=i < 2)
     for row in rows:
         table.add_row(*row)
     return table
@@ -181,9 +173,7 @@ def _run_tables(run: RunReport) -> Any:
                 )
             )
     if len(_datasets(run)) > 1:
-        parts.append(
-            _table(f"{run.name}: overall (unweighted mean over datasets, x100)", *overall_rows(run))
-        )
+        parts.append(_table(f"{run.name}: overall (unweighted mean over datasets, x100)", *overall_rows(run)))
     parts.append(Text(_footer(run), style="dim"))
     return Group(*parts)
 

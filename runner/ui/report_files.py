@@ -12,22 +12,10 @@ from typing import Any
 
 import msgspec
 
-from runner.analysis.report import Cell, Paired, Report, RunReport, build_report
+from runner.analysis.report import Report
 from runner.ui.report import render_markdown, rich_report
 
-__all__ = [
-    "Cell",
-    "Paired",
-    "Report",
-    "RunReport",
-    "add_arguments",
-    "build_report",
-    "main",
-    "print_report",
-    "render_markdown",
-    "write_csv",
-    "write_report",
-]
+__all__ = ["print_report", "write_csv", "write_report"]
 
 
 def print_report(report: Report, console: Any) -> None:
@@ -102,5 +90,3 @@ def write_csv(report: Report, path: Path) -> None:
                             cell.fidelity,
                         ]
                     )
-
-

@@ -13,9 +13,7 @@ from runner.tasks.methods.leap import LeapMethod
 from runner.tasks.methods.pdp import PdpMethod, PdpPlusMethod
 from runner.tasks.methods.pool import preference_pairs, select_pool
 
-METHODS: dict[str, type[MethodStrategy]] = {
-    cls.kind: cls for cls in (CotMethod, PdpMethod, PdpPlusMethod, LeapMethod)
-}
+METHODS: dict[str, type[MethodStrategy]] = {cls.kind: cls for cls in (CotMethod, PdpMethod, PdpPlusMethod, LeapMethod)}
 
 
 def get_method(kind: str, params: Method | None = None) -> MethodStrategy:
@@ -30,9 +28,7 @@ def get_method(kind: str, params: Method | None = None) -> MethodStrategy:
     params = params if params is not None else Method(kind=kind)  # type: ignore[arg-type]
     if METHODS[kind].needs_synthesis:
         if params.k < 2 and kind != "leap":
-            raise ValueError(
-                f"`k` must be at least 2 to pair a winner with a loser, got {params.k}"
-            )
+            raise ValueError(f"`k` must be at least 2 to pair a winner with a loser, got {params.k}")
         if params.m < 1:
             raise ValueError(f"`m` must be at least 1, got {params.m}")
     return METHODS[kind](params)

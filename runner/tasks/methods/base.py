@@ -53,9 +53,7 @@ class MethodStrategy(ABC):
     def __init__(self, params: Method) -> None:
         self.params = params
 
-    def trace_messages(
-        self, task: Task, rendered: Rendered, preface: str | None
-    ) -> tuple[Message, ...]:
+    def trace_messages(self, task: Task, rendered: Rendered, preface: str | None) -> tuple[Message, ...]:
         """The messages of the trace call: the preface (if any), then the test problem, then how to answer."""
         parts = [preface.strip()] if preface and preface.strip() else []
         parts.append(
@@ -64,9 +62,7 @@ class MethodStrategy(ABC):
         )
         return (Message("user", "\n\n".join(parts)),)
 
-    def build_preface(
-        self, task: Task, pool: Sequence[PoolTrace]
-    ) -> tuple[list[dict[str, object]], str]:
+    def build_preface(self, task: Task, pool: Sequence[PoolTrace]) -> tuple[list[dict[str, object]], str]:
         """(examples recorded in the ledger, the prompt block) from the pool's graded traces."""
         return [], ""
 

@@ -21,28 +21,20 @@ class LeapMethod(MethodStrategy):
     kind: ClassVar[str] = "leap"
     needs_synthesis: ClassVar[bool] = True
 
-    def trace_messages(
-        self, task: Task, rendered: Rendered, preface: str | None
-    ) -> tuple[Message, ...]:
+    def trace_messages(self, task: Task, rendered: Rendered, preface: str | None) -> tuple[Message, ...]:
         block = None
         if preface and preface.strip():
-            block = (
-                "Principles learned from earlier mistakes on problems of this kind:\n"
-                + preface.strip()
-            )
+            block = "Principles learned from earlier mistakes on problems of this kind:\n" + preface.strip()
         return super().trace_messages(task, rendered, block)
 
-    def build_preface(
-        self, task: Task, pool: Sequence[PoolTrace]
-    ) -> tuple[list[dict[str, object]], str]:
+    def build_preface(self, task: Task, pool: Sequence[PoolTrace]) -> tuple[list[dict[str, object]], str]:
         # the pipeline uses the principles call's reply as the preface; nothing to build from traces
         return [], ""
 
     def principle_messages(self, task: Task, mistakes: Sequence[PoolTrace]) -> tuple[Message, ...]:
         chosen = _one_per_problem(mistakes)[:MAX_MISTAKES]
         parts = [
-            "You are studying your own mistakes on problems of one kind, to learn principles that "
-            "avoid them in future."
+            "You are studying your own mistakes on problems of one kind, to learn principles that avoid them in future."
         ]
         for number, trace in enumerate(chosen, 1):
             parts.append(

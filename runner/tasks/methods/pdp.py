@@ -43,9 +43,7 @@ class PdpMethod(MethodStrategy):
     needs_synthesis: ClassVar[bool] = True
     show_losers: ClassVar[bool] = True
 
-    def build_preface(
-        self, task: Task, pool: Sequence[PoolTrace]
-    ) -> tuple[list[dict[str, object]], str]:
+    def build_preface(self, task: Task, pool: Sequence[PoolTrace]) -> tuple[list[dict[str, object]], str]:
         pairs = preference_pairs(pool, self.params.m)
         if not pairs:
             return [], ""  # every pool problem tied: nothing to contrast, the prompt is plain CoT

@@ -10,9 +10,7 @@ from runner.tasks.base import Problem
 from runner.tasks.methods.base import PoolTrace
 
 
-def select_pool(
-    problems: Sequence[Problem], evaluated_ids: Collection[str], size: int, seed: int
-) -> list[Problem]:
+def select_pool(problems: Sequence[Problem], evaluated_ids: Collection[str], size: int, seed: int) -> list[Problem]:
     """Up to ``size`` problems not evaluated, chosen by ``seed``, in file order.
 
     Deterministic for (the candidates' ids, size, seed); never contains an evaluated problem.
@@ -23,9 +21,7 @@ def select_pool(
         return []
     digest = hashlib.sha256(f"pool:{seed}".encode()).digest()
     chosen = set(
-        random.Random(int.from_bytes(digest[:8], "big")).sample(
-            range(len(candidates)), min(size, len(candidates))
-        )
+        random.Random(int.from_bytes(digest[:8], "big")).sample(range(len(candidates)), min(size, len(candidates)))
     )
     return [p for i, p in enumerate(candidates) if i in chosen]
 
