@@ -113,9 +113,9 @@ BUILTIN_MODELS: dict[str, SimModel] = {
         _m("sim-deepseek-r1-together", 0.8, 300.0, 0.4, True, "together", 3200),
         _m("sim-llama-3.3-70b", 0.4, 600.0, 0.2, False, "together", 900),
         _m("sim-smollm2", 0.1, 1500.0, 0.05, False, "llamacpp", 600, context_window=4096),
-        _m("sim-claude-thinking", 0.85, 400.0, 0.4, True, "anthropic", 2800),
+        _m("sim-claude-sonnet-4", 0.85, 400.0, 0.4, True, "anthropic", 2800),
         _m("sim-claude-plain", 0.6, 400.0, 0.4, False, "anthropic", 900),
-        _m("sim-gemini-flash", 0.75, 900.0, 0.3, True, "gemini", 2000),
+        _m("sim-gemini-2.5-flash", 0.75, 900.0, 0.3, True, "gemini", 2000),
         _m("sim-o4-mini", 0.85, 500.0, 0.3, True, "openai_hidden", 2500),
     )
 }

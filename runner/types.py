@@ -12,7 +12,12 @@ Token counts in `Usage` are normalised across vendors so that pricing needs no v
 
 from __future__ import annotations
 
+from typing import Literal
+
 import msgspec
+
+# what a call is for: the streamed trace, a forced answer at a budget, or PDP / LEAP synthesis
+CallKind = Literal["trace", "answer", "synthesis"]
 
 
 class Message(msgspec.Struct, frozen=True):

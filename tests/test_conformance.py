@@ -57,10 +57,10 @@ CASES = [
     Case("llamacpp", "llamacpp", "sim-smollm2", limit_headers=False, has_usage=False),
     Case("responses", "openai_responses", "sim-o4-mini", dialect="responses", hidden=True),
     Case("responses-raw", "openai_responses", "sim-reasoner-large", dialect="responses"),
-    Case("anthropic", "anthropic", "sim-claude-thinking", reasoning_budget=1024, dialect="anthropic"),
+    Case("anthropic", "anthropic", "sim-claude-sonnet-4", reasoning_budget=1024, dialect="anthropic"),
     Case("anthropic-plain", "anthropic", "sim-claude-plain", dialect="anthropic"),
-    Case("gemini", "gemini", "sim-gemini-flash", reasoning_budget=512, dialect="gemini", limit_headers=False),
-    Case("gemini-dynamic", "gemini", "sim-gemini-flash", dialect="gemini", limit_headers=False),
+    Case("gemini", "gemini", "sim-gemini-2.5-flash", reasoning_budget=512, dialect="gemini", limit_headers=False),
+    Case("gemini-dynamic", "gemini", "sim-gemini-2.5-flash", dialect="gemini", limit_headers=False),
 ]
 IDS = [c.id for c in CASES]
 

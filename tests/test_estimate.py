@@ -192,14 +192,11 @@ def test_history_makes_expected_close_and_high_holds(tmp_path: Path) -> None:
     assert after.usd_spent == pytest.approx(actual)
 
 
-def test_synthesis_key_is_the_pipelines(tmp_path: Path) -> None:
-    from runner.engine.pipeline import Pipeline
-    from runner.ledger.estimate import synthesis_key
+def test_synthesis_already_built_is_left_out(tmp_path: Path) -> None:
+    from runner.config.calls import synthesis_key
 
     methods = '[methods.pdp]\nkind = "pdp"\n'
     loaded = load_manifest(manifest(tmp_path, methods=methods, selected='["pdp"]'))
-    pipeline = Pipeline(loaded, {}, [], {})  # type: ignore[arg-type]
-    assert synthesis_key(loaded, "strong", "aime", "pdp") == pipeline.synthesis_key("strong", "aime", "pdp")
     key = synthesis_key(loaded, "strong", "aime", "pdp")
     groups = count_prompts(loaded, built={key})
-    assert groups[("strong", "aime", "pdp")].pool_calls == 0 and groups[("weak", "aime", "pdp")].pool_calls > 0
+    assert groups[("strong", "aime", "pdp")].synthesis == [] and groups[("weak", "aime", "pdp")].synthesis

@@ -9,8 +9,8 @@ import aiohttp
 import pytest
 
 from runner.cli import main
-from runner.cli.doctor import live_check, offline_checks
 from runner.config.manifest import load_manifest
+from runner.engine.probe import live_check, offline_checks
 
 try:  # tests/ may or may not be a package
     from tests.test_providers import KEY, OPENAI_DOC, Replay, Reply, replay, sse

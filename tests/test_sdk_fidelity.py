@@ -172,7 +172,7 @@ async def test_openai_sdk_and_we_both_fail_a_dropped_stream(sim: Simulator) -> N
 
 # ------------------------------------------------------------------ Anthropic Messages
 
-ANTHROPIC_MODELS = [("sim-claude-thinking", 1024), ("sim-claude-plain", None)]
+ANTHROPIC_MODELS = [("sim-claude-sonnet-4", 1024), ("sim-claude-plain", None)]
 
 
 async def anthropic_sdk(sim: Simulator, model: str, cap: int, budget: int | None, modes: str = "") -> Seen:

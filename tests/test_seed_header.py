@@ -10,15 +10,15 @@ import pytest
 
 from anytime_sim import SimConfig, open_simulator
 from runner.config.manifest import Provider
-from runner.engine.sweep import sim_options
+from runner.engine.simulator import sim_options
 from runner.providers.base import Adapter
 from runner.providers.registry import make_adapter
 from runner.types import ChatRequest, Message, Reasoning
 from tests.conftest import DATA
 
 CASES = [
-    ("anthropic", "sim-claude-thinking", "/v1"),
-    ("gemini", "sim-gemini-flash", "/v1beta"),
+    ("anthropic", "sim-claude-sonnet-4", "/v1"),
+    ("gemini", "sim-gemini-2.5-flash", "/v1beta"),
     ("openai_responses", "sim-o4-mini", "/v1"),
 ]
 

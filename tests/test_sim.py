@@ -330,7 +330,7 @@ def test_trip_candidates_keep_right_leading_stays(datasets):
 async def test_anthropic_thinking_stream_with_sdk(sim):
     client = anthropic.AsyncAnthropic(base_url=sim.base_url, api_key="k", max_retries=0)
     async with client.messages.stream(
-        model="sim-claude-thinking",
+        model="sim-claude-sonnet-4",
         max_tokens=4000,
         thinking={"type": "enabled", "budget_tokens": 1200},
         messages=[{"role": "user", "content": aime_statement(10)}],
@@ -342,7 +342,7 @@ async def test_anthropic_thinking_stream_with_sdk(sim):
     billed_thinking = message.usage.output_tokens - len(ENC.encode_ordinary(message.content[1].text))
     assert len(ENC.encode_ordinary(message.content[0].thinking)) < billed_thinking <= 1200
     short = await client.messages.create(
-        model="sim-claude-thinking",
+        model="sim-claude-sonnet-4",
         max_tokens=1500,
         thinking={"type": "enabled", "budget_tokens": 1024},
         messages=[{"role": "user", "content": aime_statement(10)}],
@@ -351,7 +351,7 @@ async def test_anthropic_thinking_stream_with_sdk(sim):
     assert short.usage.output_tokens <= 1500
     with pytest.raises(anthropic.BadRequestError):
         await client.messages.create(
-            model="sim-claude-thinking",
+            model="sim-claude-sonnet-4",
             max_tokens=2000,
             messages=[{"role": "user", "content": "x"}],
             thinking={"type": "enabled", "budget_tokens": 100},
@@ -414,7 +414,7 @@ async def test_responses_summary_and_incomplete(sim):
 async def test_gemini_thoughts_and_usage(sim):
     status, _, raw = await post(
         sim,
-        "/v1beta/models/sim-gemini-flash:streamGenerateContent?alt=sse",
+        "/v1beta/models/sim-gemini-2.5-flash:streamGenerateContent?alt=sse",
         {
             "contents": [{"role": "user", "parts": [{"text": aime_statement(0)}]}],
             "generationConfig": {"maxOutputTokens": 8000, "thinkingConfig": {"includeThoughts": True}},
@@ -432,7 +432,7 @@ async def test_gemini_thoughts_and_usage(sim):
     assert usage["thoughtsTokenCount"] >= len(ENC.encode_ordinary(thoughts))
     _, _, raw = await post(
         sim,
-        "/v1beta/models/sim-gemini-flash:streamGenerateContent?alt=sse",
+        "/v1beta/models/sim-gemini-2.5-flash:streamGenerateContent?alt=sse",
         {"contents": [{"parts": [{"text": "x"}]}], "generationConfig": {"maxOutputTokens": 20}},
         headers={"x-goog-api-key": "k"},
     )

@@ -176,7 +176,7 @@ async def test_gemini_429_body(datasets) -> None:
         open_simulator(SimConfig(time_scale=0, rpm=1), datasets) as sim,
         aiohttp.ClientSession() as session,
     ):
-        url = sim.base_url + "/v1beta/models/sim-gemini-flash:streamGenerateContent?alt=sse&key=g"
+        url = sim.base_url + "/v1beta/models/sim-gemini-2.5-flash:streamGenerateContent?alt=sse&key=g"
         body = {"contents": [{"parts": [{"text": "hi"}]}], "generationConfig": {"maxOutputTokens": 10}}
         assert (await post(session, url, body)).status == 200
         async with session.post(url, json=body) as r:

@@ -9,7 +9,8 @@ from pathlib import Path
 import anyio
 from rich.console import Console
 
-from runner.config.manifest import LoadedManifest, load_manifest
+from runner.config.manifest import load_manifest
+from runner.engine.resume import manifest_of_run
 from runner.errors import ConfigError
 
 
@@ -27,24 +28,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="on Ctrl-C / SIGTERM, let in-flight calls finish for up to S seconds (default 30)",
     )
     parser.add_argument("--no-report", action="store_true", help="do not print the report at the end")
-
-
-def manifest_of_run(run_dir: Path) -> LoadedManifest:
-    from runner.ledger.reader import load_state
-
-    if not (run_dir / "ledger.jsonl").exists():
-        raise ConfigError(f"{run_dir}: no ledger.jsonl here; is this a run folder (ledgers/<run name>)?")
-    state = load_state(run_dir)
-    if not state.headers:
-        raise ConfigError(f"{run_dir}/ledger.jsonl has no run header")
-    header = state.headers[-1]
-    loaded = load_manifest(header.manifest_path)
-    if loaded.sha256 != header.manifest_sha256:
-        raise ConfigError(
-            f"{header.manifest_path} changed since {run_dir} was written; run it directly with "
-            "`anytime run MANIFEST` (unfinished jobs are redone, a change to finished ones is refused)"
-        )
-    return loaded
 
 
 def main(args: argparse.Namespace) -> int:

@@ -24,19 +24,14 @@ _RULES: tuple[tuple[str, str], ...] = (
 )
 
 
-def default_fidelity(model_id: str, sim_reasoning: bool | None = None, sim_profile: str | None = None) -> str:
-    """The fidelity a model gets when the manifest does not say.
+def default_fidelity(model_id: str) -> str:
+    """The fidelity a model gets when the manifest does not say, from its name.
 
-    Simulated models declare it through their profile; real ones are matched by name, and
-    anything unknown is treated as a chain-of-thought (content) model.
+    A simulated model is named after the kind of model it imitates (``sim-o4-mini``,
+    ``sim-claude-sonnet-4``): its ``sim-`` prefix is dropped before matching. Anything unknown is
+    treated as a chain-of-thought (content) model.
     """
-    if sim_profile is not None:
-        if sim_profile == "openai_hidden":
-            return "hidden"
-        if sim_profile in ("anthropic", "gemini") and sim_reasoning:
-            return "summarised"
-        return "raw" if sim_reasoning else "content"
-    lowered = model_id.lower()
+    lowered = model_id.lower().removeprefix("sim-")
     for pattern, fidelity in _RULES:
         if re.search(pattern, lowered):
             return fidelity

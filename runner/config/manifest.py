@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import re
+import time
 import tomllib
 import types
 import typing
@@ -18,6 +19,7 @@ from typing import Literal
 
 import msgspec
 
+from runner.config.kinds import KEYLESS_KINDS, SIM_SCHEME, started_by_run
 from runner.errors import ManifestError
 
 ProviderKind = Literal[
@@ -34,8 +36,6 @@ ProviderKind = Literal[
     "gemini",
 ]
 Fidelity = Literal["raw", "content", "summarised", "hidden"]
-# the simulator, local llama.cpp servers and self-hosted OpenAI-compatible servers may have no key
-KEYLESS_KINDS = frozenset({"sim", "llamacpp", "openai_compatible"})
 DatasetKind = Literal["aime", "gpqa", "trip", "meeting", "calendar"]
 MethodKind = Literal["cot", "pdp", "pdp_plus", "leap"]
 
@@ -230,6 +230,21 @@ class LoadedManifest(msgspec.Struct, frozen=True):
         chosen = getattr(self.manifest.sweep, table)
         return list(chosen) if chosen is not None else list(getattr(self.manifest, table))
 
+    def run_dir(self, new_run: bool = False) -> Path:
+        """The run folder: ``<ledger_dir>/<run.name>``, or a new timestamped sibling for ``new_run``."""
+        base = self.resolve(self.manifest.run.ledger_dir) / self.manifest.run.name
+        if not new_run:
+            return base
+        return base.with_name(f"{base.name}-{time.strftime('%Y%m%d-%H%M%S')}")
+
+    def lane_names(self) -> list[str]:
+        """The providers the selected models use, sorted: one lane each."""
+        return sorted({self.manifest.models[m].provider for m in self.selected("models")})
+
+    def uses_simulator(self) -> bool:
+        """Whether any lane needs the built-in simulator started in this process."""
+        return any(started_by_run(self.manifest.providers[name]) for name in self.lane_names())
+
 
 def check_budgets(budgets: list[int]) -> None:
     if not budgets:
@@ -328,7 +343,7 @@ def _check_references(m: Manifest, source: str) -> None:
                 known = ", ".join(sorted(known_names))
                 raise ManifestError(source, f"sweep.{table}[{i}]", f"unknown {table[:-1]} {item!r} (known: {known})")
     for name, provider in m.providers.items():
-        keyless = provider.kind in KEYLESS_KINDS or (provider.base_url or "").startswith("sim://")
+        keyless = provider.kind in KEYLESS_KINDS or (provider.base_url or "").startswith(SIM_SCHEME)
         if not keyless and provider.api_key_env is None:
             raise ManifestError(
                 source,

@@ -25,22 +25,20 @@ from collections import defaultdict
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import msgspec
 
+from runner.config.calls import LEAP_PRINCIPLES_CAP, PlannedCall, job_calls, plan_models, synthesis_calls, synthesis_key
 from runner.config.manifest import LoadedManifest, Manifest
+from runner.config.plan import expand_jobs, get_task, synthesis_budget, synthesis_pool
 from runner.ledger.prices import PER, ModelPrice, PriceTable
-
-if TYPE_CHECKING:
-    from runner.ledger.reader import LedgerState
-    from runner.tasks.base import Task
-    from runner.tasks.methods import MethodStrategy
+from runner.ledger.reader import LedgerState, iter_records, load_state
+from runner.ledger.records import Attempt, JobDone, RunHeader, Synthesis
+from runner.tasks.methods import PoolTrace, get_method
 
 DEFAULT_TRACE_FRACTION = 1.0  # without history: a trace reaches its last budget (budgets sit below natural lengths)
 DEFAULT_ANSWER_FRACTION = 0.25  # without history: a forced answer uses a quarter of its cap
 LOW_ANSWER_TOKENS = 8
-LEAP_PRINCIPLES_CAP = 1024  # the pipeline's cap on the principles call
 HISTORY_RUNS = 20  # most recent run folders read when looking for history
 
 
@@ -129,9 +127,6 @@ class Past:
 
 def read_history(run_dirs: list[Path]) -> tuple[dict[tuple[str, str, str], Past], list[str]]:
     """Per (model id, dataset file name, method kind): mean tokens per job from these ledgers."""
-    from runner.ledger.reader import iter_records
-    from runner.ledger.records import Attempt, JobDone, RunHeader, Synthesis
-
     jobs: dict[tuple[str, str, str], list[Tally]] = defaultdict(list)
     stages: dict[tuple[str, str, str], list[Tally]] = defaultdict(list)
     used: list[str] = []
@@ -209,15 +204,18 @@ def _mean(tallies: list[Tally]) -> Tally:
 
 @dataclass
 class Group:
-    """The counted prompts of one (model, dataset, method): sums over its jobs and its pool."""
+    """The planned calls of one (model, dataset, method), counted: sums over its jobs and its pool.
+
+    Every number comes from `runner.config.calls`, the planner the run builds its requests with.
+    """
 
     fidelity: str
     jobs: int = 0
-    trace_input: int = 0  # the trace prompts, exact (preface: estimated)
+    trace_input: int = 0  # the trace prompts, exact (preface: estimated); hidden: one per-budget prompt
     answer_input: int = 0  # the forced-answer prompts with an empty cut, exact
-    pool_calls: int = 0  # synthesis traces (pool x k)
-    pool_trace_input: int = 0
-    pool_answer_input: int = 0
+    trace_cap: int = 0  # a trace call's output cap
+    answer_cap: int = 0  # a forced answer's output cap
+    synthesis: list[PlannedCall] = field(default_factory=list)
     synthesis_budget: int = 0
 
 
@@ -225,14 +223,15 @@ def _filler(tokens: int) -> str:
     return " ".join(["word"] * tokens)  # one o200k / cl100k token per " word"
 
 
-def _preface(loaded: LoadedManifest, method_key: str, dataset: str, strategy: MethodStrategy, task: Task) -> str | None:
+def _preface(loaded: LoadedManifest, method_key: str, dataset: str) -> str | None:
     """A stand-in for the preface synthesis will build: as many tokens as the real one at most."""
-    from runner.config.plan import synthesis_budget, synthesis_pool
-    from runner.tasks.methods import PoolTrace
-
     params = loaded.manifest.methods[method_key]
+    strategy = get_method(params.kind, params)
+    if not strategy.needs_synthesis:
+        return None
     if params.kind == "leap":
         return _filler(LEAP_PRINCIPLES_CAP)
+    task = get_task(loaded.manifest.datasets[dataset].kind)
     sb = synthesis_budget(loaded, method_key, dataset)
     pool = [task.render(p, 0) for p in synthesis_pool(loaded, dataset)]
     traces = [
@@ -253,75 +252,37 @@ def _preface(loaded: LoadedManifest, method_key: str, dataset: str, strategy: Me
 def count_prompts(
     loaded: LoadedManifest, done: Collection[str] = (), built: Collection[str] = ()
 ) -> dict[tuple[str, str, str], Group]:
-    """Render and count the prompts of every job not in ``done``, grouped by (model, dataset, method).
+    """Count the planned calls of every job not in ``done``, grouped by (model, dataset, method).
 
     Synthesis is left out for groups whose key is in ``built`` (its record is in the ledger).
     """
-    from runner.config.plan import expand_jobs, get_task, synthesis_budget, synthesis_pool
-    from runner.tasks.methods import answer_messages, get_method
-    from runner.tokens.count import count_chat_tokens
-    from runner.tokens.encodings import resolve_encoding
-
-    m = loaded.manifest
+    models = plan_models(loaded)
     groups: dict[tuple[str, str, str], Group] = {}
-    cache: dict[tuple[str, str, str], tuple] = {}
+    prefaces: dict[tuple[str, str, str], str | None] = {}
     for job in expand_jobs(loaded):
         key = (job.model, job.dataset, job.method)
-        if key not in cache:
-            model = m.models[job.model]
-            task = get_task(m.datasets[job.dataset].kind)
-            params = m.methods[job.method]
-            strategy = get_method(params.kind, params)
-            encoding = resolve_encoding(model.encoding, model.model, m.run.on_missing_encoding).encoding
-            preface = _preface(loaded, job.method, job.dataset, strategy, task) if strategy.needs_synthesis else None
-            group = groups[key] = Group(fidelity=fidelity_of(loaded, job.model))
-            if strategy.needs_synthesis and synthesis_key(loaded, *key) not in built:
-                group.synthesis_budget = synthesis_budget(loaded, job.method, job.dataset)
-                for problem in synthesis_pool(loaded, job.dataset):
-                    rendered = task.render(problem, 0)
-                    group.pool_calls += params.k
-                    group.pool_trace_input += params.k * count_chat_tokens(
-                        encoding, strategy.trace_messages(task, rendered, None)
-                    )
-                    group.pool_answer_input += params.k * count_chat_tokens(
-                        encoding, answer_messages(task, rendered, "")
-                    )
-            cache[key] = (task, strategy, encoding, preface)
+        plan = models[job.model]
+        if key not in groups:
+            groups[key] = Group(fidelity=plan.fidelity)
+            prefaces[key] = _preface(loaded, job.method, job.dataset)
+            if prefaces[key] is not None and synthesis_key(loaded, *key) not in built:
+                groups[key].synthesis = synthesis_calls(loaded, plan, job.dataset, job.method)
+                groups[key].synthesis_budget = synthesis_budget(loaded, job.method, job.dataset)
         if job.job_id in done:
             continue
-        task, strategy, encoding, preface = cache[key]
-        rendered = task.render(job.problem, job.seed)
-        group = groups[key]
-        group.jobs += 1
-        group.trace_input += count_chat_tokens(encoding, strategy.trace_messages(task, rendered, preface))
-        group.answer_input += count_chat_tokens(encoding, answer_messages(task, rendered, ""))
+        _count_job(groups[key], job_calls(loaded, plan, job, prefaces[key]))
     return groups
 
 
-def synthesis_key(loaded: LoadedManifest, model: str, dataset: str, method: str) -> str:
-    """The key the pipeline files a group's synthesis under (`Pipeline.synthesis_key`)."""
-    from runner.config.plan import method_definition, model_definition, stable_hash
-
-    return stable_hash(
-        {
-            "model": model_definition(loaded, model),
-            "method": method_definition(loaded, method, dataset, model),
-            "dataset": dataset,
-        }
-    )
-
-
-def fidelity_of(loaded: LoadedManifest, model_key: str) -> str:
-    """The manifest's fidelity, else the default the run would pick."""
-    from anytime_sim.models import BUILTIN_MODELS
-    from runner.config.fidelity import default_fidelity
-    from runner.engine.sweep import uses_sim_provider
-
-    model = loaded.manifest.models[model_key]
-    if model.fidelity is not None:
-        return model.fidelity
-    sim = BUILTIN_MODELS.get(model.model) if uses_sim_provider(loaded, model.provider) else None
-    return default_fidelity(model.model, sim.reasoning if sim else None, sim.profile if sim else None)
+def _count_job(group: Group, planned: list[PlannedCall]) -> None:
+    group.jobs += 1
+    first = planned[0]
+    group.trace_input += first.prompt_tokens
+    group.trace_cap = first.request.max_output_tokens
+    answers = [c for c in planned if c.kind == "answer" and c is not first]
+    if answers:
+        group.answer_input += answers[0].prompt_tokens
+        group.answer_cap = answers[0].request.max_output_tokens
 
 
 # ---- the estimate ---------------------------------------------------------------------------
@@ -363,9 +324,10 @@ class Use:
         )
 
 
-def _jobs_use(g: Group, budgets: tuple[int, ...], answer_cap: int, trace_extra: int) -> Use:
+def _jobs_use(g: Group, budgets: tuple[int, ...]) -> Use:
     """Every evaluated job of a group (without history)."""
     n, k, first, last = g.jobs, len(budgets), budgets[0], budgets[-1]
+    answer_cap = g.answer_cap
     length = DEFAULT_TRACE_FRACTION * last
     if g.fidelity == "hidden":  # one call per budget with its cap set to the budget
         return Use(
@@ -391,27 +353,33 @@ def _jobs_use(g: Group, budgets: tuple[int, ...], answer_cap: int, trace_extra: 
         output=Span(
             low=n * (first + LOW_ANSWER_TOKENS),
             expected=n * (length + distinct * DEFAULT_ANSWER_FRACTION * answer_cap),
-            high=n * (last + trace_extra + k * answer_cap),
+            high=n * (g.trace_cap + k * answer_cap),
         ),
     )
 
 
-def _synthesis_use(g: Group, kind: str, answer_cap: int, trace_extra: int) -> Use:
-    """PDP / LEAP: pool x k traces at the synthesis budget and pool x k answers, once per group."""
-    if not g.pool_calls:
+def _synthesis_use(g: Group) -> Use:
+    """PDP / LEAP: the group's planned synthesis calls (pool x k traces and their answers, LEAP's
+    principles call), once per group."""
+    if not g.synthesis:
         return Use()
-    n, sb = g.pool_calls, g.synthesis_budget
-    answers = 0 if g.fidelity == "hidden" else n
-    leap = 1 if kind == "leap" else 0
-    calls = n + answers + leap
-    high_in = g.pool_trace_input + answers * sb + (g.pool_answer_input if answers else 0) + leap * n * sb
-    high_out = n * (sb + (0 if g.fidelity == "hidden" else trace_extra)) + answers * answer_cap
-    high_out += leap * LEAP_PRINCIPLES_CAP
-    low_in = g.pool_trace_input + (g.pool_answer_input if answers else 0)
+    sb = g.synthesis_budget
+    principles = [c for c in g.synthesis if c.job_id.endswith(":principles")]
+    samples = [c for c in g.synthesis if not c.job_id.endswith(":principles")]
+    # an answer call carries a cut of up to the synthesis budget (hidden reasoning has none)
+    answers = [c for c in samples if c.budget is not None] if g.fidelity != "hidden" else []
+    traces = len(samples) - len(answers)
+    low_in = float(sum(c.prompt_tokens for c in g.synthesis))
+    # the principles prompt quotes the pool's mistakes: at most every trace, cut at the budget
+    high_in = low_in + len(answers) * sb + len(principles) * traces * sb
+    high_out = float(sum(c.request.max_output_tokens for c in g.synthesis))
+    calls = float(len(g.synthesis))
     return Use(
         calls=Span(low=calls, expected=calls, high=calls),
         input=Span(low=low_in, expected=(low_in + high_in) / 2, high=high_in),
-        output=Span(low=n * min(sb, LOW_ANSWER_TOKENS * 8), expected=high_out * DEFAULT_TRACE_FRACTION, high=high_out),
+        output=Span(
+            low=traces * min(sb, LOW_ANSWER_TOKENS * 8), expected=high_out * DEFAULT_TRACE_FRACTION, high=high_out
+        ),
     )
 
 
@@ -483,10 +451,7 @@ def estimate_manifest(
 
 
 def _own_state(loaded: LoadedManifest) -> LedgerState | None:
-    from runner.engine.sweep import run_dir_for
-    from runner.ledger.reader import load_state
-
-    run_dir = run_dir_for(loaded)
+    run_dir = loaded.run_dir()
     return load_state(run_dir) if (run_dir / "ledger.jsonl").exists() else None
 
 
@@ -507,14 +472,10 @@ def _row(
     price: ModelPrice,
     history: dict[tuple[str, str, str], Past],
 ) -> EstimateRow:
-    from runner.config.plan import get_task
-
     m = loaded.manifest
     model, kind = m.models[model_key], m.methods[method].kind
-    answer_cap = max(model.answer_max_tokens, get_task(m.datasets[dataset].kind).answer_max_tokens)
-    extra = model.trace_answer_tokens if group.fidelity != "content" else 0
-    jobs = _jobs_use(group, loaded.budgets_for(dataset), answer_cap, extra)
-    synth = _synthesis_use(group, kind, answer_cap, extra)
+    jobs = _jobs_use(group, loaded.budgets_for(dataset))
+    synth = _synthesis_use(group)
     past = history.get((model.model, Path(m.datasets[dataset].path).name, kind))
     if past is not None and past.jobs:
         jobs.expect(past.per_job, group.jobs)

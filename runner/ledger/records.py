@@ -19,9 +19,10 @@ from typing import Literal
 
 import msgspec
 
+from runner.types import CallKind
+
 FORMAT_VERSION = 1
 
-CallKind = Literal["trace", "answer", "synthesis"]
 AttemptStatus = Literal["ok", "length", "cancelled", "error", "truncated", "interrupted"]
 PricedFrom = Literal["reported", "counted", "billed", "mixed"]
 

@@ -108,7 +108,6 @@ class AnthropicAdapter(SSEAdapter):
     """
 
     protocol = "anthropic"
-    min_thinking_budget = 1024  # the API rejects smaller `budget_tokens`
 
     def url(self, request: ChatRequest) -> str:
         base = self.base_url if self.base_url.endswith("/v1") else f"{self.base_url}/v1"

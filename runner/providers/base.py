@@ -37,8 +37,6 @@ class Adapter(ABC):
     # whether reasoning text streams at all (False for OpenAI o-series via Chat Completions)
     streams_reasoning: ClassVar[bool] = True
     needs_key: ClassVar[bool] = True
-    # the smallest thinking budget the protocol accepts (Anthropic: 1024); callers size caps with it
-    min_thinking_budget: ClassVar[int] = 0
 
     def __init__(
         self, base_url: str, api_key: str | None, *, provider: str = "", options: Mapping[str, object] | None = None

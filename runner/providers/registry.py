@@ -89,7 +89,6 @@ KINDS: dict[str, KindSpec] = {
     "anthropic": KindSpec("runner.providers.anthropic", "AnthropicAdapter", "https://api.anthropic.com/v1"),
     "gemini": KindSpec("runner.providers.gemini", "GeminiAdapter", "https://generativelanguage.googleapis.com/v1beta"),
 }
-KEYLESS_KINDS = frozenset({"sim", "llamacpp"})
 
 
 def default_base_url(kind: str) -> str | None:

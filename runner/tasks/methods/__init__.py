@@ -6,8 +6,15 @@ every method shares; ``select_pool`` picks the held-out synthesis pool.
 
 from __future__ import annotations
 
-from runner.config.manifest import Method
-from runner.tasks.methods.base import REASONING_CLOSE, REASONING_OPEN, MethodStrategy, PoolTrace, answer_messages
+from runner.tasks.methods.base import (
+    REASONING_CLOSE,
+    REASONING_OPEN,
+    MethodOptions,
+    MethodParams,
+    MethodStrategy,
+    PoolTrace,
+    answer_messages,
+)
 from runner.tasks.methods.cot import CotMethod
 from runner.tasks.methods.leap import LeapMethod
 from runner.tasks.methods.pdp import PdpMethod, PdpPlusMethod
@@ -16,7 +23,7 @@ from runner.tasks.methods.pool import preference_pairs, select_pool
 METHODS: dict[str, type[MethodStrategy]] = {cls.kind: cls for cls in (CotMethod, PdpMethod, PdpPlusMethod, LeapMethod)}
 
 
-def get_method(kind: str, params: Method | None = None) -> MethodStrategy:
+def get_method(kind: str, params: MethodParams | None = None) -> MethodStrategy:
     """The strategy for a method kind, configured by the manifest's method table.
 
     Raises:
@@ -25,7 +32,7 @@ def get_method(kind: str, params: Method | None = None) -> MethodStrategy:
     """
     if kind not in METHODS:
         raise KeyError(f"unknown method kind {kind!r} (known: {', '.join(METHODS)})")
-    params = params if params is not None else Method(kind=kind)  # type: ignore[arg-type]
+    params = params if params is not None else MethodOptions()
     if METHODS[kind].needs_synthesis:
         if params.k < 2 and kind != "leap":
             raise ValueError(f"`k` must be at least 2 to pair a winner with a loser, got {params.k}")
@@ -38,6 +45,8 @@ __all__ = [
     "METHODS",
     "REASONING_CLOSE",
     "REASONING_OPEN",
+    "MethodOptions",
+    "MethodParams",
     "MethodStrategy",
     "PoolTrace",
     "answer_messages",

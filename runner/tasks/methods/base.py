@@ -16,16 +16,36 @@ from __future__ import annotations
 
 from abc import ABC
 from collections.abc import Sequence
-from typing import ClassVar
+from typing import ClassVar, Protocol
 
 import msgspec
 
-from runner.config.manifest import Method
 from runner.tasks.base import Rendered, Task
 from runner.types import Message
 
 REASONING_OPEN = "<reasoning_so_far>"
 REASONING_CLOSE = "</reasoning_so_far>"
+
+
+class MethodParams(Protocol):
+    """What a method reads of its settings (the manifest's ``[methods.*]`` table satisfies it)."""
+
+    @property
+    def k(self) -> int:
+        """Traces per pool problem (PDP / LEAP synthesis)."""
+        ...
+
+    @property
+    def m(self) -> int:
+        """Winner / loser pairs kept (PDP)."""
+        ...
+
+
+class MethodOptions(msgspec.Struct, frozen=True, kw_only=True):
+    """Settings for a method built without a manifest (tests, tools): the manifest's defaults."""
+
+    k: int = 4
+    m: int = 3
 
 
 class PoolTrace(msgspec.Struct, frozen=True, kw_only=True):
@@ -50,7 +70,7 @@ class MethodStrategy(ABC):
     kind: ClassVar[str]
     needs_synthesis: ClassVar[bool] = False
 
-    def __init__(self, params: Method) -> None:
+    def __init__(self, params: MethodParams) -> None:
         self.params = params
 
     def trace_messages(self, task: Task, rendered: Rendered, preface: str | None) -> tuple[Message, ...]:

@@ -1,0 +1,286 @@
+"""The calls a job makes: every runtime decision that `anytime run` and `anytime estimate` share.
+
+A job is one trace of one problem by one model with one method. What it sends is decided here
+and nowhere else: the trace request (output cap, thinking budget), the forced-answer request at
+each budget (its prompt and cap), the hidden-reasoning fallback (one call per budget), the PDP /
+LEAP synthesis calls (pool x k traces at the synthesis budget, their answers, LEAP's principles
+call) and the key synthesis is filed under. The pipeline builds its requests with these
+functions; the estimate prices the same requests. A test runs a manifest on the simulator and
+checks that every call in the ledger is one of `planned_calls` of its job.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import tiktoken
+
+from runner.config.fidelity import default_fidelity
+from runner.config.kinds import SIMULATOR_ENCODING, min_thinking_budget, served_by_simulator
+from runner.config.manifest import LoadedManifest, Model
+from runner.config.plan import (
+    Job,
+    expand_jobs,
+    get_task,
+    method_definition,
+    model_definition,
+    stable_hash,
+    synthesis_budget,
+    synthesis_pool,
+)
+from runner.tasks.base import Problem, Rendered, Task
+from runner.tasks.methods import MethodStrategy, answer_messages, get_method
+from runner.tokens.count import count_chat_tokens
+from runner.tokens.encodings import resolve_encoding
+from runner.types import CallKind, ChatRequest, Message
+
+# the output cap of LEAP's one principle-writing call
+LEAP_PRINCIPLES_CAP = 1024
+
+
+@dataclass(frozen=True)
+class ModelPlan:
+    """How one manifest model is called and counted.
+
+    Attributes:
+        key: the model's key in the manifest.
+        config: its manifest table.
+        provider_kind: the kind of its provider.
+        fidelity: raw | content | summarised | hidden (the manifest's, else from the model id).
+        encoding: the tiktoken encoding its tokens are counted with.
+        approximate: counts are not the model's own tokenizer's.
+        warning: an encoding fallback to show once (None: none happened).
+        min_thinking_budget: the smallest thinking budget its protocol accepts.
+    """
+
+    key: str
+    config: Model
+    provider_kind: str
+    fidelity: str
+    encoding: tiktoken.Encoding
+    approximate: bool
+    warning: str | None
+    min_thinking_budget: int
+
+
+def plan_model(loaded: LoadedManifest, key: str) -> ModelPlan:
+    """Resolve a model's encoding and fidelity.
+
+    Raises:
+        EncodingUnavailable: the encoding cannot be loaded offline and the run says ``stop``.
+    """
+    model = loaded.manifest.models[key]
+    provider = loaded.manifest.providers[model.provider]
+    resolved = resolve_encoding(model.encoding, model.model, loaded.manifest.run.on_missing_encoding)
+    approximate = resolved.approximate
+    if served_by_simulator(provider):
+        # the simulator counts with this encoding: counting with it is exact there
+        approximate = resolved.name != SIMULATOR_ENCODING
+    return ModelPlan(
+        key=key,
+        config=model,
+        provider_kind=provider.kind,
+        fidelity=model.fidelity or default_fidelity(model.model),
+        encoding=resolved.encoding,
+        approximate=approximate,
+        warning=resolved.warning,
+        min_thinking_budget=min_thinking_budget(provider.kind),
+    )
+
+
+def plan_models(loaded: LoadedManifest) -> dict[str, ModelPlan]:
+    """Every selected model's plan, in manifest order."""
+    return {key: plan_model(loaded, key) for key in loaded.selected("models")}
+
+
+# ---- requests ---------------------------------------------------------------------------------
+
+
+def request(
+    model: ModelPlan, messages: tuple[Message, ...], cap: int, seed: int | None, thinking: int | None = None
+) -> ChatRequest:
+    """A request with the model's sampling settings."""
+    return ChatRequest(
+        model=model.config.model,
+        messages=messages,
+        max_output_tokens=cap,
+        temperature=model.config.temperature,
+        seed=seed,
+        reasoning_effort=model.config.reasoning_effort,
+        reasoning_budget=thinking,
+    )
+
+
+def traced_channel(model: ModelPlan) -> str:
+    """What a trace cuts: the answer text of a chain-of-thought model, else the reasoning."""
+    return "content" if model.fidelity == "content" else "reasoning"
+
+
+def trace_request(model: ModelPlan, messages: tuple[Message, ...], budgets: tuple[int, ...], seed: int) -> ChatRequest:
+    """The one streamed trace of a job, long enough for its last budget.
+
+    A reasoning model gets a thinking budget (protocols with one need it switched on) sized to the
+    last budget, no smaller than the protocol accepts; its cap leaves room for the visible answer
+    after the thinking.
+    """
+    if traced_channel(model) == "content":
+        return request(model, messages, budgets[-1], seed)
+    thinking = max(budgets[-1], model.min_thinking_budget)
+    return request(model, messages, thinking + model.config.trace_answer_tokens, seed, thinking)
+
+
+def answer_cap(model: ModelPlan, task: Task) -> int:
+    """The output cap of a forced answer: the larger of the model's and the task's."""
+    return max(model.config.answer_max_tokens, task.answer_max_tokens)
+
+
+def answer_request(model: ModelPlan, task: Task, rendered: Rendered, partial_trace: str) -> ChatRequest:
+    """The forced answer at one budget: the problem and the trace cut at the budget."""
+    return request(model, answer_messages(task, rendered, partial_trace), answer_cap(model, task), None)
+
+
+def hidden_request(model: ModelPlan, messages: tuple[Message, ...], budget: int, seed: int) -> ChatRequest:
+    """Hidden reasoning: no trace to cut, so one call per budget with its output cap set to it."""
+    return request(model, messages, budget, seed)
+
+
+def principles_request(model: ModelPlan, messages: tuple[Message, ...]) -> ChatRequest:
+    """LEAP's one call that writes principles from the pool's mistakes."""
+    return request(model, messages, LEAP_PRINCIPLES_CAP, None)
+
+
+def prompt_tokens(model: ModelPlan, chat: ChatRequest) -> int:
+    """A request's prompt tokens, counted with the model's encoding."""
+    return count_chat_tokens(model.encoding, chat.messages)
+
+
+# ---- synthesis --------------------------------------------------------------------------------
+
+
+def synthesis_key(loaded: LoadedManifest, model: str, dataset: str, method: str) -> str:
+    """The key a (model, dataset, method) group's synthesis is filed under in the ledger."""
+    return stable_hash(
+        {
+            "model": model_definition(loaded, model),
+            "method": method_definition(loaded, method, dataset, model),
+            "dataset": dataset,
+        }
+    )
+
+
+@dataclass(frozen=True)
+class PoolSample:
+    """One synthesis trace: a pool problem's k-th sample, and the job id its calls are ledgered under."""
+
+    problem: Problem
+    k: int
+    job_id: str
+    seed: int
+
+
+def pool_samples(loaded: LoadedManifest, key: str, dataset: str, method: str) -> list[PoolSample]:
+    """The synthesis traces of a group: k per pool problem, in pool order."""
+    k = loaded.manifest.methods[method].k
+    return [
+        PoolSample(
+            problem=problem,
+            k=i,
+            job_id=f"synthesis:{key}:{problem.id}:{i}",
+            seed=int(stable_hash([key, problem.id, i])[:7], 16),
+        )
+        for problem in synthesis_pool(loaded, dataset)
+        for i in range(k)
+    ]
+
+
+def principles_job_id(key: str) -> str:
+    """The job id LEAP's principles call is ledgered under."""
+    return f"synthesis:{key}:principles"
+
+
+# ---- every call, for the estimate and the test that holds the run to it ----------------------------
+
+
+@dataclass(frozen=True)
+class PlannedCall:
+    """A call a job may make, as the run would send it.
+
+    ``request`` of a forced answer holds an empty cut: the run's prompt adds the cut's text (at
+    most ``budget`` tokens). A trace that ends before a budget makes that budget's answer a reuse
+    of the previous one, so the run makes at most these calls.
+    """
+
+    job_id: str
+    kind: CallKind
+    model: str
+    budget: int | None
+    request: ChatRequest
+    prompt_tokens: int
+
+
+def job_calls(loaded: LoadedManifest, model: ModelPlan, job: Job, preface: str | None) -> list[PlannedCall]:
+    """Every call of one evaluated job, given the method's preface (None: the method has none)."""
+    task, strategy = _task_and_method(loaded, job.dataset, job.method)
+    rendered = task.render(job.problem, job.seed)
+    messages = strategy.trace_messages(task, rendered, preface)
+    if model.fidelity == "hidden":
+        hidden = [hidden_request(model, messages, b, job.seed) for b in job.budgets]
+        return [_planned(model, job.job_id, "answer", b, r) for b, r in zip(job.budgets, hidden, strict=True)]
+    calls = [_planned(model, job.job_id, "trace", None, trace_request(model, messages, job.budgets, job.seed))]
+    answer = answer_request(model, task, rendered, "")
+    calls += [_planned(model, job.job_id, "answer", b, answer) for b in job.budgets]
+    return calls
+
+
+def synthesis_calls(loaded: LoadedManifest, model: ModelPlan, dataset: str, method: str) -> list[PlannedCall]:
+    """Every call of a group's synthesis stage (empty for methods without one)."""
+    task, strategy = _task_and_method(loaded, dataset, method)
+    if not strategy.needs_synthesis:
+        return []
+    key = synthesis_key(loaded, model.key, dataset, method)
+    budget = synthesis_budget(loaded, method, dataset)
+    calls: list[PlannedCall] = []
+    for sample in pool_samples(loaded, key, dataset, method):
+        rendered = task.render(sample.problem, sample.seed)
+        messages = strategy.trace_messages(task, rendered, None)
+        if model.fidelity == "hidden":
+            calls.append(
+                _planned(
+                    model, sample.job_id, "synthesis", budget, hidden_request(model, messages, budget, sample.seed)
+                )
+            )
+            continue
+        calls.append(
+            _planned(model, sample.job_id, "synthesis", None, trace_request(model, messages, (budget,), sample.seed))
+        )
+        calls.append(_planned(model, sample.job_id, "synthesis", budget, answer_request(model, task, rendered, "")))
+    if loaded.manifest.methods[method].kind == "leap":
+        messages = strategy.principle_messages(task, [])
+        calls.append(_planned(model, principles_job_id(key), "synthesis", None, principles_request(model, messages)))
+    return calls
+
+
+def planned_calls(loaded: LoadedManifest, preface: str | None = None) -> Iterator[PlannedCall]:
+    """Every call of the sweep: each group's synthesis, then its jobs (``preface`` stands in for
+    what synthesis will build)."""
+    models = plan_models(loaded)
+    seen: set[tuple[str, str, str]] = set()
+    for job in expand_jobs(loaded):
+        group = (job.model, job.dataset, job.method)
+        if group not in seen:
+            seen.add(group)
+            yield from synthesis_calls(loaded, models[job.model], job.dataset, job.method)
+        needs = _task_and_method(loaded, job.dataset, job.method)[1].needs_synthesis
+        yield from job_calls(loaded, models[job.model], job, preface if needs else None)
+
+
+def _planned(model: ModelPlan, job_id: str, kind: CallKind, budget: int | None, chat: ChatRequest) -> PlannedCall:
+    return PlannedCall(
+        job_id=job_id, kind=kind, model=model.key, budget=budget, request=chat, prompt_tokens=prompt_tokens(model, chat)
+    )
+
+
+def _task_and_method(loaded: LoadedManifest, dataset: str, method: str) -> tuple[Task, MethodStrategy]:
+    params = loaded.manifest.methods[method]
+    return get_task(loaded.manifest.datasets[dataset].kind), get_method(params.kind, params)

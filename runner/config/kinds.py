@@ -1,0 +1,57 @@
+"""Static facts of each provider kind that planning needs, in one table.
+
+The adapters in `runner.providers` speak the protocols; what a plan must know before any call
+(whether a key is needed, the smallest thinking budget the API accepts, whether the built-in
+simulator serves the lane) lives here, so that `anytime run`, `anytime estimate`, `validate` and
+`doctor` cannot disagree about it.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+
+class Provider(Protocol):
+    """The fields of a manifest ``[providers.*]`` table these facts depend on."""
+
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def base_url(self) -> str | None: ...
+
+    @property
+    def api_key_env(self) -> str | None: ...
+
+
+SIM_SCHEME = "sim://"
+# the simulator, local llama.cpp servers and self-hosted OpenAI-compatible servers may have no key
+KEYLESS_KINDS = frozenset({"sim", "llamacpp", "openai_compatible"})
+# the smallest thinking budget a protocol accepts (Anthropic rejects `budget_tokens` under 1024)
+MIN_THINKING_BUDGET: dict[str, int] = {"anthropic": 1024}
+# the encoding the built-in simulator counts tokens with: counting with it there is exact
+SIMULATOR_ENCODING = "o200k_base"
+
+
+def min_thinking_budget(kind: str) -> int:
+    """The smallest thinking budget the provider kind accepts (0: no minimum)."""
+    return MIN_THINKING_BUDGET.get(kind, 0)
+
+
+def served_by_simulator(provider: Provider) -> bool:
+    """A provider the built-in simulator serves: kind "sim", or any kind with a ``sim://`` URL.
+
+    ``kind = "sim"`` with an ``http://`` URL talks to an `anytime sim` already running elsewhere:
+    also simulated, but not started by the run.
+    """
+    return provider.kind == "sim" or (provider.base_url or "").startswith(SIM_SCHEME)
+
+
+def started_by_run(provider: Provider) -> bool:
+    """A provider whose simulator the run starts in its own process (no URL, or ``sim://``)."""
+    return (provider.kind == "sim" and not provider.base_url) or (provider.base_url or "").startswith(SIM_SCHEME)
+
+
+def needs_key(provider: Provider) -> bool:
+    """Whether the provider must have an API key variable set."""
+    return not served_by_simulator(provider) and not (provider.kind in KEYLESS_KINDS and provider.api_key_env is None)

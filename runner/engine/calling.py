@@ -1,0 +1,101 @@
+"""The shapes of call a job makes, on a model's lane: a streamed trace cut at budgets, and a
+call whose whole output is the answer (forced answers, hidden budgets, LEAP's principles).
+
+The requests come from `runner.config.calls`; this module only sends them through the lane and
+hands back what the consumers collected.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from runner.config import calls
+from runner.config.calls import ModelPlan
+from runner.engine.consumers import AnswerConsumer, TraceConsumer
+from runner.engine.lane import CallResult, CallSpec, Lane
+from runner.ledger.prices import ModelPrice, worst_case_cost
+from runner.tasks.base import Grade, Rendered, Task
+from runner.types import CallKind, ChatRequest
+
+# room for the markers and instructions around a cut in a forced-answer prompt (spend-cap sizing)
+ANSWER_PROMPT_SLACK = 64
+
+
+@dataclass
+class ModelContext:
+    """A model as the engine calls it: its plan, its lane and its price."""
+
+    plan: ModelPlan
+    lane: Lane
+    price: ModelPrice
+
+    @property
+    def key(self) -> str:
+        return self.plan.key
+
+
+@dataclass
+class TraceResult:
+    consumer: TraceConsumer
+    finish: str
+    provider_reasoning: int | None
+
+
+def spec(
+    ctx: ModelContext,
+    job_id: str,
+    kind: CallKind,
+    chat: ChatRequest,
+    budget: int | None = None,
+    commits_usd: float = 0.0,
+) -> CallSpec:
+    """A lane call for a planned request."""
+    return CallSpec(
+        job_id=job_id,
+        kind=kind,
+        model=ctx.key,
+        request=chat,
+        prompt_tokens=calls.prompt_tokens(ctx.plan, chat),
+        price=ctx.price,
+        budget=budget,
+        commits_usd=commits_usd,
+    )
+
+
+async def stream_trace(
+    ctx: ModelContext, job_id: str, kind: CallKind, chat: ChatRequest, budgets: tuple[int, ...], task: Task
+) -> TraceResult:
+    """Stream one trace until its last budget's cut is final (or it ends by itself).
+
+    Admitting it commits the job to one forced answer per budget: the spend cap must hold those
+    too, so their worst case travels with the trace's.
+    """
+    prompt = calls.prompt_tokens(ctx.plan, chat)
+    cap = calls.answer_cap(ctx.plan, task)
+    commits = sum(worst_case_cost(ctx.price, prompt + b + ANSWER_PROMPT_SLACK, cap) for b in budgets)
+    call = spec(ctx, job_id, kind, chat, commits_usd=commits)
+    traced = calls.traced_channel(ctx.plan)
+    result = await ctx.lane.call(call, lambda: TraceConsumer(ctx.plan.encoding, budgets, traced))
+    consumer = result.consumer
+    assert isinstance(consumer, TraceConsumer)
+    consumer.output_tokens_counted()  # finalises the cuts
+    reasoning = result.usage.reasoning_tokens if result.usage else None
+    return TraceResult(consumer=consumer, finish=result.finish, provider_reasoning=reasoning)
+
+
+async def ask(
+    ctx: ModelContext, job_id: str, kind: CallKind, chat: ChatRequest, budget: int | None = None
+) -> tuple[CallResult, AnswerConsumer]:
+    """One call whose whole output is the answer."""
+    result = await ctx.lane.call(spec(ctx, job_id, kind, chat, budget), lambda: AnswerConsumer(ctx.plan.encoding))
+    assert isinstance(result.consumer, AnswerConsumer)
+    return result, result.consumer
+
+
+async def forced_answer(
+    ctx: ModelContext, job_id: str, kind: CallKind, task: Task, rendered: Rendered, partial: str, budget: int
+) -> Grade:
+    """Force an answer from the trace cut at ``budget`` and grade it."""
+    chat = calls.answer_request(ctx.plan, task, rendered, partial)
+    _result, answer = await ask(ctx, job_id, kind, chat, budget)
+    return task.grade(answer.text, rendered)

@@ -1,0 +1,65 @@
+"""Opening a run's lanes: one HTTP session, adapter, limiter and retry policy per provider key."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+
+import aiohttp
+
+from runner.config.kinds import started_by_run
+from runner.config.manifest import LoadedManifest
+from runner.engine.lane import Lane, RecordSink
+from runner.engine.limits import LaneLimiter
+from runner.engine.retry import RetryPolicy
+from runner.engine.simulator import sim_options, sim_path
+from runner.engine.spend import SpendGuard
+from runner.providers.registry import default_base_url, make_adapter
+
+
+def lane_base_url(loaded: LoadedManifest, name: str, sim_url: str | None) -> str:
+    """Where a lane sends its calls: the simulator started for the run, the manifest's URL, or the
+    provider kind's public endpoint."""
+    provider = loaded.manifest.providers[name]
+    if started_by_run(provider):
+        assert sim_url is not None, "the simulator must be started before its lanes are opened"
+        return sim_url + sim_path(provider.kind, provider.base_url)
+    return provider.base_url or default_base_url(provider.kind) or ""
+
+
+async def open_lanes(
+    loaded: LoadedManifest,
+    stack: contextlib.AsyncExitStack,
+    *,
+    sim_url: str | None,
+    keys: dict[str, str | None],
+    ledger: RecordSink,
+    spend: SpendGuard,
+    on_tokens: Callable[[int, int], None],
+) -> dict[str, Lane]:
+    """One lane per provider the selected models use; the sessions close with ``stack``."""
+    lanes: dict[str, Lane] = {}
+    for name in loaded.lane_names():
+        provider = loaded.manifest.providers[name]
+        connector = aiohttp.TCPConnector(limit=provider.max_concurrency, limit_per_host=provider.max_concurrency)
+        session = await stack.enter_async_context(
+            aiohttp.ClientSession(
+                connector=connector,
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=provider.timeouts.connect),
+            )
+        )
+        options = sim_options(provider.kind) if started_by_run(provider) else None
+        lanes[name] = Lane(
+            name=name,
+            adapter=make_adapter(name, provider, lane_base_url(loaded, name, sim_url), keys[name], options=options),
+            limiter=LaneLimiter(rpm=provider.rpm, tpm=provider.tpm, max_concurrency=provider.max_concurrency),
+            policy=RetryPolicy(max_attempts=provider.max_attempts),
+            session=session,
+            ledger=ledger,
+            spend=spend,
+            first_token_timeout=provider.timeouts.first_token,
+            idle_timeout=provider.timeouts.idle,
+            total_timeout=provider.timeouts.total,
+            on_tokens=on_tokens,
+        )
+    return lanes

@@ -1,0 +1,121 @@
+"""The once-per-group synthesis stage of PDP / PDP(+) / LEAP: sample the held-out pool, grade the
+cut traces, and build the preface every job of the group shares.
+
+The first job of a (model, dataset, method) group builds it; the others wait and reuse it; a
+resumed run finds it in the ledger. Which calls it makes (pool x k traces at the synthesis
+budget, their forced answers, LEAP's principles call) is planned in `runner.config.calls`.
+"""
+
+from __future__ import annotations
+
+import anyio
+
+from runner.config import calls
+from runner.config.calls import PoolSample
+from runner.config.manifest import LoadedManifest
+from runner.config.plan import get_task, synthesis_budget, synthesis_pool
+from runner.engine.calling import ModelContext, ask, forced_answer, stream_trace
+from runner.engine.lane import RecordSink
+from runner.ledger.records import Synthesis
+from runner.tasks.base import Problem, Task
+from runner.tasks.methods import MethodStrategy, PoolTrace, get_method
+
+
+class SynthesisStage:
+    """Builds and caches each group's preface, writing a `Synthesis` record once per group."""
+
+    def __init__(
+        self, loaded: LoadedManifest, models: dict[str, ModelContext], ledger: RecordSink, cache: dict[str, Synthesis]
+    ) -> None:
+        self.loaded = loaded
+        self.models = models
+        self.ledger = ledger
+        self.cache = cache
+        self._locks: dict[str, anyio.Lock] = {}
+
+    def key(self, model: str, dataset: str, method: str) -> str:
+        return calls.synthesis_key(self.loaded, model, dataset, method)
+
+    async def preface(self, model: str, dataset: str, method: str) -> str:
+        """The group's preface, built on first use."""
+        key = self.key(model, dataset, method)
+        lock = self._locks.setdefault(key, anyio.Lock())
+        async with lock:  # the first job of the group builds it; the others wait and reuse it
+            cached = self.cache.get(key)
+            if cached is None:
+                cached = await self._build(key, model, dataset, method)
+                self.cache[key] = cached
+                self.ledger.append(cached)
+        return cached.text
+
+    async def _build(self, key: str, model: str, dataset: str, method_key: str) -> Synthesis:
+        ctx = self.models[model]
+        task = get_task(self.loaded.manifest.datasets[dataset].kind)
+        params = self.loaded.manifest.methods[method_key]
+        method = get_method(params.kind, params)
+        budget = synthesis_budget(self.loaded, method_key, dataset)
+        pool = synthesis_pool(self.loaded, dataset)
+        traces: list[PoolTrace] = []
+
+        async def sample(one: PoolSample) -> None:
+            traces.append(await _pool_trace(ctx, task, method, one, budget))
+
+        async with anyio.create_task_group() as tg:
+            for one in calls.pool_samples(self.loaded, key, dataset, method_key):
+                tg.start_soon(sample, one)
+        traces.sort(key=lambda t: (pool_order(pool, t.problem_id), t.trace_text))
+        if params.kind == "leap":
+            principles = await _leap_principles(key, ctx, task, method, traces)
+            examples: list[dict[str, object]] = [{"principles": principles}]
+            text = principles
+        else:
+            examples, text = method.build_preface(task, traces)
+        return Synthesis(
+            key=key,
+            model=model,
+            dataset=dataset,
+            method=method_key,
+            pool_problem_ids=[p.id for p in pool],
+            examples=examples,
+            text=text,
+        )
+
+
+async def _pool_trace(ctx: ModelContext, task: Task, method: MethodStrategy, one: PoolSample, budget: int) -> PoolTrace:
+    """One pool sample cut at the synthesis budget, with its graded forced answer."""
+    rendered = task.render(one.problem, one.seed)
+    messages = method.trace_messages(task, rendered, None)
+    if ctx.plan.fidelity == "hidden":
+        chat = calls.hidden_request(ctx.plan, messages, budget, one.seed)
+        _result, answer = await ask(ctx, one.job_id, "synthesis", chat, budget)
+        text = answer.text
+        grade = task.grade(text, rendered)
+    else:
+        chat = calls.trace_request(ctx.plan, messages, (budget,), one.seed)
+        trace = await stream_trace(ctx, one.job_id, "synthesis", chat, (budget,), task)
+        text = trace.consumer.cuts[budget].text
+        grade = await forced_answer(ctx, one.job_id, "synthesis", task, rendered, text, budget)
+    return PoolTrace(
+        problem_id=one.problem.id,
+        rendered_question=rendered.question,
+        trace_text=text,
+        answer=grade.answer,
+        score=grade.score,
+        gold=rendered.gold,
+    )
+
+
+async def _leap_principles(
+    key: str, ctx: ModelContext, task: Task, method: MethodStrategy, traces: list[PoolTrace]
+) -> str:
+    mistakes = [t for t in traces if t.score < 1.0]
+    chat = calls.principles_request(ctx.plan, method.principle_messages(task, mistakes))
+    _result, answer = await ask(ctx, calls.principles_job_id(key), "synthesis", chat)
+    return answer.text
+
+
+def pool_order(pool: list[Problem], problem_id: str) -> int:
+    for i, p in enumerate(pool):
+        if p.id == problem_id:
+            return i
+    return len(pool)
