@@ -83,6 +83,7 @@ async def client_lane(base_url: str, n: int, tokens: int, m: Meter) -> None:
     from runner.engine.retry import RetryPolicy
     from runner.engine.spend import SpendGuard
     from runner.errors import ProviderError
+    from runner.ledger.memory import MemorySink
     from runner.ledger.prices import ModelPrice
     from runner.providers.openai_chat import OpenAIChatAdapter
     from runner.tokens.encodings import get_encoding
@@ -90,10 +91,6 @@ async def client_lane(base_url: str, n: int, tokens: int, m: Meter) -> None:
 
     enc = get_encoding("o200k_base")
     price = ModelPrice(input=2.0, output=8.0)
-
-    class Sink:
-        def append(self, record: object) -> None:
-            pass
 
     class Counting(TraceConsumer):
         def on_reasoning(self, text: str) -> bool:
@@ -134,7 +131,7 @@ async def client_lane(base_url: str, n: int, tokens: int, m: Meter) -> None:
             limiter=LaneLimiter(rpm=None, tpm=None, max_concurrency=n),
             policy=RetryPolicy(max_attempts=1),
             session=session,
-            ledger=Sink(),
+            ledger=MemorySink(keep=False),
             spend=SpendGuard(None, {}),
             first_token_timeout=300.0,
             idle_timeout=300.0,

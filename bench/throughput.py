@@ -199,16 +199,6 @@ async def run_direct(
     return wall, errors, retries
 
 
-class CountingSink:
-    """The ledger's place: counts records instead of writing them."""
-
-    def __init__(self) -> None:
-        self.records = 0
-
-    def append(self, record: object) -> None:
-        self.records += 1
-
-
 class NullConsumer:
     """Takes the text and counts nothing (usage comes from the provider's usage chunk)."""
 
@@ -228,6 +218,7 @@ async def run_lane(
     """Drive the scheduler's `Lane` from `concurrency` workers. Returns (wall, errors, retries)."""
     from runner.engine.lane import CallSpec, Lane
     from runner.engine.spend import SpendGuard
+    from runner.ledger.memory import MemorySink
     from runner.ledger.prices import ModelPrice
 
     price = ModelPrice(input=2.0, output=8.0)
@@ -247,7 +238,7 @@ async def run_lane(
             limiter=LaneLimiter(rpm=rpm, tpm=tpm, max_concurrency=concurrency),
             policy=RetryPolicy(max_attempts=8, seed=0),
             session=session,
-            ledger=CountingSink(),
+            ledger=MemorySink(keep=False),
             spend=SpendGuard(None, {}),
             first_token_timeout=60.0,
             idle_timeout=60.0,

@@ -12,12 +12,10 @@ import pytest
 from rich.console import Console
 
 from runner.engine.snapshots import LaneSnapshot, RunSnapshot
+from runner.ui import format as fmt
 from runner.ui.dashboard import (
     LineLog,
     LiveDashboard,
-    fmt_count,
-    fmt_duration,
-    fmt_usd,
     make_display,
     open_display,
     plain_line,
@@ -89,12 +87,12 @@ def stamp(t: float) -> str:
     ],
 )
 def test_fmt_count(n: float, text: str) -> None:
-    assert fmt_count(n) == text
+    assert fmt.count(n) == text
 
 
 @pytest.mark.parametrize(("x", "text"), [(0, "$0.0000"), (0.0123, "$0.0123"), (12.345, "$12.35"), (4321.0, "$4,321")])
 def test_fmt_usd(x: float, text: str) -> None:
-    assert fmt_usd(x) == text
+    assert fmt.usd(x) == text
 
 
 @pytest.mark.parametrize(
@@ -102,7 +100,7 @@ def test_fmt_usd(x: float, text: str) -> None:
     [(None, "--"), (float("inf"), "--"), (0.4, "0s"), (45, "45s"), (72, "1m12s"), (7500, "2h05m")],
 )
 def test_fmt_duration(s: float | None, text: str) -> None:
-    assert fmt_duration(s) == text
+    assert fmt.duration(s) == text
 
 
 def test_plain_line_has_the_documented_shape() -> None:

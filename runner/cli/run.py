@@ -12,6 +12,7 @@ from rich.console import Console
 from runner.config.manifest import load_manifest
 from runner.engine.resume import manifest_of_run
 from runner.errors import ConfigError
+from runner.ui import format as fmt
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -51,8 +52,8 @@ def main(args: argparse.Namespace) -> int:
     if confirm_needed(estimate, loaded.manifest) and not args.yes:
         if not sys.stdin.isatty():
             raise ConfigError(
-                f"estimated cost up to ${estimate.usd_high:.2f} is above run.confirm_above_usd "
-                f"(${loaded.manifest.run.confirm_above_usd:.2f}); pass --yes to run without asking"
+                f"estimated cost up to {fmt.usd(estimate.usd_high)} is above run.confirm_above_usd "
+                f"({fmt.usd(loaded.manifest.run.confirm_above_usd)}); pass --yes to run without asking"
             )
         answer = console.input("Run it? [y/N] ").strip().lower()
         if answer not in ("y", "yes"):
@@ -67,7 +68,8 @@ def main(args: argparse.Namespace) -> int:
         console.print(f"[yellow]warning:[/] {warning}")
     console.print(
         f"run {outcome.run_dir}: {outcome.jobs_run} jobs run, {outcome.jobs_skipped} resumed from the ledger, "
-        f"{outcome.jobs_failed} failed; spent ${outcome.usd_this_process:.4f} now, ${outcome.usd_total:.4f} in total"
+        f"{outcome.jobs_failed} failed; spent {fmt.usd(outcome.usd_this_process)} now, "
+        f"{fmt.usd(outcome.usd_total)} in total"
     )
     if not args.no_report:
         from runner.analysis.report import build_report

@@ -1,16 +1,16 @@
 """Lanes: one per provider key. A lane runs a call through every attempt it needs.
 
-Per attempt: the spend guard admits it, the limiter reserves requests and tokens, the adapter
-streams typed events into a consumer with first-token / idle / total timeouts, and, whatever
-happens (success, provider error, timeout, cancellation), exactly one `Attempt` record is
+Per attempt: admission (the spend guard reserves its worst case, then the limiter reserves a
+concurrency slot, a request and its tokens; answers to streamed traces go before new traces),
+then the attempt itself (`runner.engine.attempt`: send, stream), then settlement: whatever
+happened (success, provider error, timeout, cancellation) exactly one `Attempt` record is
 appended to the ledger and the reservations are settled. Appending is synchronous (the ledger
 writer batches and fsyncs on its own task), so the record is written even when the attempt is
-being cancelled: nothing in the `finally` awaits.
+being cancelled: nothing in the ``finally`` awaits.
 """
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,43 +19,42 @@ from typing import Protocol
 import aiohttp
 import anyio
 
+from runner.engine.attempt import (
+    AttemptState,
+    CallSpec,
+    Consumer,
+    Timeouts,
+    attempt_record,
+    in_flight_record,
+    price_attempt,
+    stream_attempt,
+)
 from runner.engine.limits import LaneLimiter, Reservation
 from runner.engine.retry import RetryPolicy
 from runner.engine.spend import SpendGuard
-from runner.errors import CallTimeout, ProviderError, SpendCapReached
-from runner.ledger.prices import ModelPrice, attempt_cost, worst_case_cost
-from runner.ledger.records import Attempt, CallKind
+from runner.errors import ProviderError, SpendCapReached
+from runner.ledger.prices import worst_case_cost
+from runner.ledger.records import Attempt, Record
 from runner.providers.base import Adapter
-from runner.types import ChatRequest, Content, Finish, Reasoning, Usage
+from runner.types import Usage
 
 
-class Consumer(Protocol):
-    """Receives one attempt's text; returns True from a feed to stop the stream (last budget)."""
+class Tracking(Protocol):
+    """A handle on a call whose spend the ledger samples while it streams."""
 
-    def on_reasoning(self, text: str) -> bool: ...
-
-    def on_content(self, text: str) -> bool: ...
-
-    def output_tokens_counted(self) -> tuple[int, int]:
-        """(output tokens, of which reasoning) counted locally so far."""
-        ...
+    def close(self) -> None: ...
 
 
 class RecordSink(Protocol):
-    def append(self, record: object) -> None: ...
+    """Where a lane writes: the ledger writer, or anything that keeps records the same way."""
 
+    def append(self, record: Record) -> None:
+        """Keep a record (never blocks)."""
+        ...
 
-@dataclass(frozen=True)
-class CallSpec:
-    job_id: str
-    kind: CallKind
-    model: str  # model key
-    request: ChatRequest
-    prompt_tokens: int  # counted locally with the model's encoding
-    price: ModelPrice
-    budget: int | None = None
-    # the worst case of the calls this one commits its job to (a trace's forced answers)
-    commits_usd: float = 0.0
+    def track(self, snapshot: Callable[[], Attempt]) -> Tracking:
+        """Sample a streaming call's spend so far until the handle is closed (crash safety)."""
+        ...
 
 
 @dataclass
@@ -79,44 +78,6 @@ class LaneCounters:
     output_tokens: int = 0
     usd: float = 0.0
     recent: list[str] = field(default_factory=list)
-
-
-class InFlightSpend:
-    """A streaming call's spend so far, for the ledger to record in case the process dies.
-
-    Output tokens are estimated as characters / 4 while streaming; the final `Attempt` record
-    replaces the estimate with the exact count when the call ends.
-    """
-
-    __slots__ = ("attempt", "call_id", "provider", "received", "spec", "started")
-
-    def __init__(self, provider: str, spec: CallSpec, call_id: str, attempt: int, started: float) -> None:
-        self.provider = provider
-        self.spec = spec
-        self.call_id = call_id
-        self.attempt = attempt
-        self.started = started
-        self.received = 0  # characters streamed so far
-
-    def snapshot(self) -> Attempt:
-        spec = self.spec
-        out = self.received // 4
-        usd, _ = attempt_cost(spec.price, None, spec.prompt_tokens, out)
-        return Attempt(
-            call_id=self.call_id,
-            job_id=spec.job_id,
-            kind=spec.kind,
-            provider=self.provider,
-            model=spec.model,
-            attempt=self.attempt,
-            status="interrupted",
-            budget=spec.budget,
-            input_tokens_counted=spec.prompt_tokens,
-            output_tokens_counted=out,
-            priced_from="counted",
-            usd=usd,
-            started_at=self.started,
-        )
 
 
 class AnswersFirst:
@@ -148,6 +109,14 @@ class AnswersFirst:
 
 
 @dataclass
+class Admission:
+    """What an admitted attempt holds: its spend reservation and its limiter reservation."""
+
+    reserved_usd: float
+    reservation: Reservation
+
+
+@dataclass
 class Lane:
     name: str
     adapter: Adapter
@@ -167,13 +136,12 @@ class Lane:
         """Run a call to success or to its last attempt; raise the last error if all fail."""
         call_id = uuid.uuid4().hex[:16]
         self.counters.calls += 1
-        total_usd = 0.0
         attempt = 0
         while True:
             attempt += 1
             consumer = make_consumer()
             try:
-                usage, finish, usd = await self._attempt(spec, call_id, attempt, consumer)
+                state, usd = await self._attempt(spec, call_id, attempt, consumer)
             except ProviderError as exc:
                 delay = self.policy.delay(attempt, exc)
                 if delay is None:
@@ -182,146 +150,38 @@ class Lane:
                 self._note(f"{self.name}: {exc.error_class} on attempt {attempt}, retrying in {delay:.1f}s")
                 await anyio.sleep(delay)
                 continue
-            total_usd += usd
-            return CallResult(consumer=consumer, usage=usage, finish=finish, attempts=attempt, usd=total_usd)
+            return CallResult(consumer=consumer, usage=state.usage, finish=state.finish, attempts=attempt, usd=usd)
 
     async def _attempt(
         self, spec: CallSpec, call_id: str, attempt: int, consumer: Consumer
-    ) -> tuple[Usage | None, str, float]:
+    ) -> tuple[AttemptState, float]:
+        admission = await self._admit(spec)
+        state = AttemptState()
+        self.counters.in_flight += 1
+        self.counters.attempts += 1
+        tracking = self.ledger.track(lambda: in_flight_record(spec, self.name, call_id, attempt, state))
+        timeouts = Timeouts(self.first_token_timeout, self.idle_timeout, self.total_timeout)
+        try:
+            await stream_attempt(
+                self.adapter, self.session, spec.request, consumer, timeouts, state, self.limiter.observe
+            )
+        finally:
+            tracking.close()
+            usd = self._settle(spec, call_id, attempt, consumer, admission, state)
+        if state.error is not None:
+            raise state.error
+        return state, usd
+
+    async def _admit(self, spec: CallSpec) -> Admission:
+        """Reserve the spend (raises SpendCapReached before any I/O), then the limiter's capacity."""
         worst = worst_case_cost(spec.price, spec.prompt_tokens, spec.request.max_output_tokens)
-        # raises SpendCapReached before any I/O
-        reserved_usd = self.spend.reserve(
-            self.name, worst, commits_usd=spec.commits_usd, new_work=spec.kind != "answer"
-        )
+        reserved = self.spend.reserve(self.name, worst, commits_usd=spec.commits_usd, new_work=spec.kind != "answer")
         try:
             reservation = await self._acquire(spec)
         except BaseException:
-            self.spend.settle(self.name, reserved_usd, 0.0)
+            self.spend.settle(self.name, reserved, 0.0)
             raise
-        started = time.time()
-        t0 = time.monotonic()
-        ttft: float | None = None
-        usage: Usage | None = None
-        finish = "truncated"
-        status = "error"
-        http_status: int | None = None
-        request_id: str | None = None
-        error: ProviderError | None = None
-        self.counters.in_flight += 1
-        self.counters.attempts += 1
-        track = getattr(self.ledger, "track", None)
-        in_flight = InFlightSpend(self.name, spec, call_id, attempt, started) if track is not None else None
-        tracked = track(in_flight.snapshot) if track is not None and in_flight is not None else None
-        try:
-            # One watchdog for every timeout of the attempt (a scope per chunk cost ~40% of client
-            # CPU at 5,000 streams, and each live scope costs memory): the total deadline from the
-            # start, the first-token deadline once the response is open, then the idle deadline,
-            # moved to now + 1.5 idle only once fewer than `idle` seconds are left, so a live stream
-            # is never cut before `idle` seconds of silence and a stall is caught within 1.5 idle.
-            total_deadline = anyio.current_time() + self.total_timeout
-            idle = self.idle_timeout
-            with anyio.CancelScope(deadline=total_deadline) as watchdog:
-                async with self.adapter.stream(self.session, spec.request) as response:
-                    http_status = response.status
-                    request_id = response.request_id
-                    self.limiter.observe(response.limits)
-                    events = response.events.__aiter__()
-                    first = True
-                    watchdog.deadline = min(total_deadline, anyio.current_time() + self.first_token_timeout)
-                    while True:
-                        try:
-                            event = await events.__anext__()
-                        except StopAsyncIteration:
-                            break
-                        now = anyio.current_time()
-                        if first:
-                            ttft = time.monotonic() - t0
-                            first = False
-                            watchdog.deadline = min(total_deadline, now + 1.5 * idle)
-                        elif watchdog.deadline - now < idle and watchdog.deadline < total_deadline:
-                            watchdog.deadline = min(total_deadline, now + 1.5 * idle)
-                        if isinstance(event, Reasoning):
-                            if in_flight is not None:
-                                in_flight.received += len(event.text)
-                            if consumer.on_reasoning(event.text):
-                                finish = "cancelled_at_budget"
-                                break
-                        elif isinstance(event, Content):
-                            if in_flight is not None:
-                                in_flight.received += len(event.text)
-                            if consumer.on_content(event.text):
-                                finish = "cancelled_at_budget"
-                                break
-                        elif isinstance(event, Usage):
-                            usage = event
-                        elif isinstance(event, Finish):
-                            finish = event.reason
-            if watchdog.cancelled_caught:
-                raise TimeoutError
-            status = {"cancelled_at_budget": "cancelled", "length": "length", "truncated": "truncated"}.get(
-                finish, "ok"
-            )
-        except TimeoutError:
-            error = CallTimeout(
-                f"{self.name}: no data within the {'first-token' if ttft is None else 'idle'} timeout or total timeout",
-                provider=self.name,
-            )
-        except ProviderError as exc:
-            error = exc
-            http_status = exc.status if exc.status is not None else http_status
-        except BaseException:
-            status = "interrupted"  # cancelled from outside (shutdown): still recorded and paid
-            raise
-        finally:
-            if tracked is not None:
-                tracked.close()
-            self.counters.in_flight -= 1
-            out_counted, reasoning_counted = consumer.output_tokens_counted()
-            usd, priced_from = attempt_cost(spec.price, usage, spec.prompt_tokens, out_counted)
-            self.spend.settle(self.name, reserved_usd, usd)
-            actual_tokens = usage.input_tokens + usage.output_tokens if usage else spec.prompt_tokens + out_counted
-            reservation.settle(actual_tokens)
-            self.counters.usd += usd
-            self.counters.input_tokens += usage.input_tokens if usage else spec.prompt_tokens
-            self.counters.output_tokens += usage.output_tokens if usage else out_counted
-            self.on_tokens(spec.prompt_tokens, out_counted)
-            if error is not None:
-                self._on_error(error)
-            else:
-                self.limiter.on_success()
-            self.ledger.append(
-                Attempt(
-                    call_id=call_id,
-                    job_id=spec.job_id,
-                    kind=spec.kind,
-                    provider=self.name,
-                    model=spec.model,
-                    attempt=attempt,
-                    status=status if error is None else "error",
-                    budget=spec.budget,
-                    http_status=http_status,
-                    error_class=error.error_class if error else None,
-                    error=str(error)[:500] if error else None,
-                    input_tokens=usage.input_tokens if usage else None,
-                    cached_input_tokens=usage.cached_input_tokens if usage else None,
-                    output_tokens=usage.output_tokens if usage else None,
-                    reasoning_tokens=usage.reasoning_tokens if usage else None,
-                    cache_write_input_tokens=usage.cache_write_input_tokens if usage else None,
-                    input_tokens_counted=spec.prompt_tokens,
-                    output_tokens_counted=out_counted,
-                    reasoning_tokens_counted=reasoning_counted,
-                    priced_from=priced_from,
-                    usd=usd,
-                    billed_usd=usage.billed_usd if usage else None,
-                    started_at=started,
-                    latency_s=round(time.monotonic() - t0, 6),
-                    ttft_s=None if ttft is None else round(ttft, 6),
-                    request_id=request_id,
-                )
-            )
-        if error is not None:
-            raise error
-        return usage, finish, usd
+        return Admission(reserved, reservation)
 
     async def _acquire(self, spec: CallSpec) -> Reservation:
         tokens = spec.prompt_tokens + spec.request.max_output_tokens
@@ -334,11 +194,32 @@ class Lane:
         finally:
             self.priority.answer_admitted()
 
+    def _settle(
+        self, spec: CallSpec, call_id: str, attempt: int, consumer: Consumer, admission: Admission, state: AttemptState
+    ) -> float:
+        """Price the attempt, release what it held, react to its outcome, and write its record."""
+        self.counters.in_flight -= 1
+        priced = price_attempt(spec, state, consumer)
+        self.spend.settle(self.name, admission.reserved_usd, priced.usd)
+        usage = state.usage
+        admission.reservation.settle(
+            usage.input_tokens + usage.output_tokens if usage else spec.prompt_tokens + priced.output_counted
+        )
+        self.counters.usd += priced.usd
+        self.counters.input_tokens += usage.input_tokens if usage else spec.prompt_tokens
+        self.counters.output_tokens += usage.output_tokens if usage else priced.output_counted
+        self.on_tokens(spec.prompt_tokens, priced.output_counted)
+        if state.error is not None:
+            self._on_error(state.error)
+        elif not state.interrupted:
+            self.limiter.on_success()
+        self.ledger.append(attempt_record(spec, self.name, call_id, attempt, state, priced))
+        return priced.usd
+
     def _on_error(self, error: ProviderError) -> None:
         self.counters.errors += 1
-        limits = getattr(error, "limits", None)
-        if limits is not None:
-            self.limiter.observe(limits)
+        if error.limits is not None:
+            self.limiter.observe(error.limits)
         if error.error_class == "rate_limit":
             self.counters.n429 += 1
             self.limiter.on_rate_limited(error.retry_after_s)
@@ -350,4 +231,13 @@ class Lane:
         del self.counters.recent[:-5]
 
 
-__all__ = ["CallResult", "CallSpec", "Consumer", "Lane", "LaneCounters", "SpendCapReached"]
+__all__ = [
+    "CallResult",
+    "CallSpec",
+    "Consumer",
+    "Lane",
+    "LaneCounters",
+    "RecordSink",
+    "SpendCapReached",
+    "Tracking",
+]

@@ -1,7 +1,10 @@
-"""Provider adapters: one module per wire protocol, each turning a ChatRequest into typed events.
+"""Wire: one module per wire protocol, each turning a `runner.types.ChatRequest` into typed events.
 
-- `base`: the Adapter contract (ChatRequest, StreamResponse).
-- `registry`: manifest provider kinds → adapters (`make_adapter`, `default_base_url`).
+May import: `runner.types`, `runner.errors`. Never the engine, the ledger, the config or the UI:
+an adapter returns decisions (an error's class and retry-after, a rate-limit reading) and acts on
+nothing; the lane acts.
+
+- `base`: the Adapter contract (`StreamResponse`); `registry`: provider kinds → adapters.
 - `openai_chat`, `openai_responses`, `anthropic`, `gemini`: the protocols.
 - `sse`: the incremental SSE parser; `think`: inline ``<think>`` splitting.
 - `headers`: rate-limit and retry headers → `RateLimitReading`.

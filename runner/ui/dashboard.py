@@ -9,7 +9,6 @@ loop that mutates the runner's counters.
 from __future__ import annotations
 
 import contextlib
-import math
 import sys
 import time
 from collections import Counter
@@ -33,57 +32,23 @@ from rich.table import Column, Table
 from rich.text import Text
 
 from runner.engine.snapshots import LaneSnapshot, RunSnapshot
+from runner.ui import format as fmt
 
 SnapshotSource = Callable[[], RunSnapshot]
 
 
-# --- units -------------------------------------------------------------------------------------
-
-
-def fmt_count(n: float) -> str:
-    """A count in a few characters: ``812``, ``8.2k``, ``12.3k``, ``123k``, ``1.2M``, ``4M``."""
-    n = float(n)
-    for bound, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(n) >= bound:
-            scaled = n / bound
-            digits = f"{scaled:.1f}" if abs(scaled) < 99.95 else f"{scaled:,.0f}"
-            return digits.removesuffix(".0") + suffix
-    return f"{n:.0f}" if n == int(n) or abs(n) >= 10 else f"{n:.1f}"
-
-
-def fmt_usd(x: float) -> str:
-    """Dollars at a precision that shows sub-cent calls: ``$0.0412``, ``$12.34``, ``$1,234``."""
-    if abs(x) < 1:
-        return f"${x:.4f}"
-    if abs(x) < 1000:
-        return f"${x:.2f}"
-    return f"${x:,.0f}"
-
-
-def fmt_duration(seconds: float | None) -> str:
-    """``45s``, ``1m12s``, ``2h05m``; ``--`` when unknown."""
-    if seconds is None or not math.isfinite(seconds):
-        return "--"
-    s = max(0, round(seconds))
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m{s % 60:02d}s"
-    return f"{s // 3600}h{s % 3600 // 60:02d}m"
-
-
 def _eta(snap: RunSnapshot) -> str:
     # a run winding down will not finish its jobs: a time for them would mislead
-    return "--" if snap.stopping and snap.jobs_done < snap.jobs_total else fmt_duration(snap.eta_s())
+    return "--" if snap.stopping and snap.jobs_done < snap.jobs_total else fmt.duration(snap.eta_s())
 
 
 def plain_line(snap: RunSnapshot) -> str:
     """One log line: ``[12:01:07] jobs 40/120 (33%) calls 312 in-flight 18 tok/s 8.2k $0.0412 ...``."""
     stamp = time.strftime("%H:%M:%S", time.localtime(snap.now))
-    spend = fmt_usd(snap.usd_spent) + (f"/{fmt_usd(snap.usd_cap)}" if snap.usd_cap is not None else "")
+    spend = fmt.usd(snap.usd_spent) + (f"/{fmt.usd(snap.usd_cap)}" if snap.usd_cap is not None else "")
     line = (
         f"[{stamp}] jobs {snap.jobs_done}/{snap.jobs_total} ({snap.fraction_done:.0%}) "
-        f"calls {snap.calls_done} in-flight {snap.calls_in_flight} tok/s {fmt_count(snap.tokens_per_s)} "
+        f"calls {snap.calls_done} in-flight {snap.calls_in_flight} tok/s {fmt.count(snap.tokens_per_s)} "
         f"{spend} 429s {snap.n429} eta {_eta(snap)}"
     )
     if snap.jobs_skipped:
@@ -180,7 +145,7 @@ class EtaColumn(ProgressColumn):
     def render(self, task: Task) -> Text:
         snap = _snap(task)
         return Text.assemble(
-            (fmt_duration(snap.elapsed_s), "progress.elapsed"),
+            (fmt.duration(snap.elapsed_s), "progress.elapsed"),
             (" elapsed · eta ", "dim"),
             (_eta(snap), "progress.remaining"),
         )
@@ -193,11 +158,11 @@ class SpendColumn(ProgressColumn):
         snap = _snap(task)
         text = Text("spent ", style="dim")
         style = _usage_style(snap.usd_spent, snap.usd_cap, base="bold green")
-        text.append(fmt_usd(snap.usd_spent), style=style)
+        text.append(fmt.usd(snap.usd_spent), style=style)
         if snap.usd_cap is not None:
-            text.append(f" of {fmt_usd(snap.usd_cap)} cap", style="dim")
+            text.append(f" of {fmt.usd(snap.usd_cap)} cap", style="dim")
         if snap.usd_estimate is not None:
-            text.append(f", est. {fmt_usd(snap.usd_estimate)}", style="dim")
+            text.append(f", est. {fmt.usd(snap.usd_estimate)}", style="dim")
         return text
 
 
@@ -208,8 +173,8 @@ class TokenRateColumn(ProgressColumn):
         snap = _snap(task)
         if snap.jobs_done >= snap.jobs_total and snap.elapsed_s > 0:
             # a recent window decays after the last call: the average says more about a finished run
-            return Text.assemble((fmt_count(snap.tokens_out / snap.elapsed_s), "cyan"), (" tok/s avg", "dim"))
-        return Text.assemble((fmt_count(snap.tokens_per_s), "cyan"), (" tok/s", "dim"))
+            return Text.assemble((fmt.count(snap.tokens_out / snap.elapsed_s), "cyan"), (" tok/s avg", "dim"))
+        return Text.assemble((fmt.count(snap.tokens_per_s), "cyan"), (" tok/s", "dim"))
 
 
 class RateLimitColumn(ProgressColumn):
@@ -228,8 +193,8 @@ def _usage_style(used: float, limit: float | None, *, base: str = "") -> str:
 
 
 def _use_cell(used: float, limit: float | None) -> Text:
-    text = Text(fmt_count(used), style=_usage_style(used, limit))
-    text.append(f"/{fmt_count(limit)}" if limit else "", style="dim")
+    text = Text(fmt.count(used), style=_usage_style(used, limit))
+    text.append(f"/{fmt.count(limit)}" if limit else "", style="dim")
     return text
 
 
@@ -360,9 +325,9 @@ def _totals(snap: RunSnapshot) -> Text:
         (" done, ", "dim"),
         (f"{snap.calls_in_flight}", "bold"),
         (" in flight  tokens ", "dim"),
-        (fmt_count(snap.tokens_in), "bold"),
+        (fmt.count(snap.tokens_in), "bold"),
         (" in / ", "dim"),
-        (fmt_count(snap.tokens_out), "bold"),
+        (fmt.count(snap.tokens_out), "bold"),
         (" out", "dim"),
     )
     if snap.jobs_skipped:

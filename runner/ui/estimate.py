@@ -8,40 +8,33 @@ from rich.console import Console
 from rich.table import Table
 
 from runner.ledger.estimate import Estimate
+from runner.ui import format as fmt
 
 
-def _tok(n: float) -> str:
-    return f"{n / 1e6:.2f}M" if n >= 1e6 else f"{n / 1e3:.1f}k" if n >= 1e4 else f"{n:,.0f}"
-
-
-def _usd(x: float) -> str:
-    return f"${x:,.2f}" if x >= 1 else f"${x:.4f}"
-
-
-def _duration(s: float | None) -> str:
+def _least_time(s: float | None) -> str:
     if s is None:
         return "unknown (no limits stated; they are learned from headers at run time)"
-    return f"{s / 3600:.1f} h" if s >= 3600 else f"{s / 60:.1f} min" if s >= 60 else f"{s:.0f} s"
+    return fmt.duration(s)
 
 
 def print_estimate_summary(estimate: Estimate, console: Console) -> None:
     """One line for `anytime run`: the dollar range, calls and the least wall time."""
     done = (
-        f" for what is left ({estimate.jobs_done:,} jobs already done, {_usd(estimate.usd_spent)} spent)"
+        f" for what is left ({estimate.jobs_done:,} jobs already done, {fmt.usd(estimate.usd_spent)} spent)"
         if estimate.jobs_done
         else ""
     )
     if estimate.jobs_done and not estimate.calls_high:
         console.print(
             f"[bold]Estimate[/]: nothing left to run ({estimate.jobs_done:,} jobs done, "
-            f"{_usd(estimate.usd_spent)} spent): a rerun only rebuilds the report"
+            f"{fmt.usd(estimate.usd_spent)} spent): a rerun only rebuilds the report"
         )
         return
     console.print(
-        f"[bold]Estimate[/]{done}: up to {estimate.calls_high:,} calls; expected {_usd(estimate.usd_expected)} "
-        f"(low {_usd(estimate.usd_low)}, high {_usd(estimate.usd_high)}); "
+        f"[bold]Estimate[/]{done}: up to {estimate.calls_high:,} calls; expected {fmt.usd(estimate.usd_expected)} "
+        f"(low {fmt.usd(estimate.usd_low)}, high {fmt.usd(estimate.usd_high)}); "
         + (
-            f"at least {_duration(estimate.min_wall_s)} under the rate limits"
+            f"at least {_least_time(estimate.min_wall_s)} under the rate limits"
             if estimate.min_wall_s is not None
             else "no rate limits stated (they are learned from headers at run time)"
         )
@@ -76,11 +69,11 @@ def print_estimate(estimate: Estimate, console: Console) -> None:
             r.fidelity,
             str(r.jobs),
             f"{r.calls.low:,.0f}–{r.calls.high:,.0f}",
-            f"{_tok(r.input_tokens.expected)} / {_tok(r.input_tokens.high)}",
-            f"{_tok(r.output_tokens.low)} / {_tok(r.output_tokens.expected)} / {_tok(r.output_tokens.high)}",
-            _usd(r.usd.low),
-            _usd(r.usd.expected),
-            _usd(r.usd.high),
+            f"{fmt.count(r.input_tokens.expected)} / {fmt.count(r.input_tokens.high)}",
+            " / ".join(fmt.count(n) for n in (r.output_tokens.low, r.output_tokens.expected, r.output_tokens.high)),
+            fmt.usd(r.usd.low),
+            fmt.usd(r.usd.expected),
+            fmt.usd(r.usd.high),
             r.expected_from,
         )
     table.add_section()
@@ -94,16 +87,16 @@ def print_estimate(estimate: Estimate, console: Console) -> None:
         f"{estimate.calls_high:,}",
         "",
         "",
-        _usd(estimate.usd_low),
-        _usd(estimate.usd_expected),
-        _usd(estimate.usd_high),
+        fmt.usd(estimate.usd_low),
+        fmt.usd(estimate.usd_expected),
+        fmt.usd(estimate.usd_high),
         "",
     )
     console.print(table)
     for lane in estimate.lanes:
         console.print(
-            f"  {lane.provider}: {lane.calls:,.0f} calls, {_tok(lane.tokens)} tokens expected; rpm "
-            f"{lane.rpm or '?'}, tpm {lane.tpm or '?'}: at least {_duration(lane.min_wall_s)}"
+            f"  {lane.provider}: {lane.calls:,.0f} calls, {fmt.count(lane.tokens)} tokens expected; rpm "
+            f"{lane.rpm or '?'}, tpm {lane.tpm or '?'}: at least {_least_time(lane.min_wall_s)}"
         )
     for note in estimate.notes:
         console.print(f"  note: {note}")

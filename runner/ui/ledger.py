@@ -6,6 +6,7 @@ from rich.console import Console
 from rich.table import Table
 
 from runner.ledger.audit import KINDS, SummaryRow
+from runner.ui import format as fmt
 
 
 def print_summary(rows: list[SummaryRow], console: Console, title: str = "") -> None:
@@ -15,6 +16,9 @@ def print_summary(rows: list[SummaryRow], console: Console, title: str = "") -> 
     for row in rows:
         if row.model == "total":
             table.add_section()
-        cells = [f"{row.calls[k]} / {row.tokens[k]:,} / ${row.usd[k]:.4f}" if row.calls[k] else "–" for k in KINDS]
-        table.add_row(row.model, row.dataset, row.problem, str(row.jobs), *cells, f"${row.total_usd:.4f}")
+        cells = [
+            f"{row.calls[k]} / {fmt.count(row.tokens[k])} / {fmt.usd(row.usd[k])}" if row.calls[k] else "–"
+            for k in KINDS
+        ]
+        table.add_row(row.model, row.dataset, row.problem, str(row.jobs), *cells, fmt.usd(row.total_usd))
     console.print(table)

@@ -9,6 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from runner.ui import format as fmt
+
 if TYPE_CHECKING:
     from runner.analysis.report import Report
 
@@ -49,8 +51,8 @@ def plot_report(report: Report, path: Path) -> Path:
                 continue
             prefix = f"{run.name}: " if len(report.runs) > 1 else ""
             label = (
-                f"{prefix}{cell.model} · {cell.method} (AI {cell.summary.anytime_index.value:.1f}, "
-                f"${cell.usd_total:.2f})"
+                f"{prefix}{cell.model} · {cell.method} (AI {fmt.points(cell.summary.anytime_index.value)}, "
+                f"{fmt.usd(cell.usd_total)})"
             )
             ax.plot(cell.summary.budgets, [100 * q for q in cell.summary.quality], marker="o", label=label)
         ax.set_xscale("log", base=2)

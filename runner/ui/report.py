@@ -9,10 +9,7 @@ from typing import Any
 
 from runner.analysis.anytime import Interval
 from runner.analysis.report import Report, RunReport
-
-
-def _pct(value: float | None) -> str:
-    return "—" if value is None else f"{100 * value:.1f}"
+from runner.ui import format as fmt
 
 
 def _ci(interval: Interval, scale: float = 1.0) -> str:
@@ -21,22 +18,8 @@ def _ci(interval: Interval, scale: float = 1.0) -> str:
     return f"{scale * interval.value:.1f} [{scale * interval.lo:.1f}, {scale * interval.hi:.1f}]"
 
 
-def _usd(value: float | None) -> str:
-    if value is None:
-        return "—"
-    return f"${value:.4f}" if value < 1 else f"${value:,.2f}"
-
-
-def _budget_header(budget: int) -> str:
-    return f"{budget // 1024}k" if budget >= 1024 and budget % 1024 == 0 else str(budget)
-
-
 def _datasets(run: RunReport) -> list[str]:
     return sorted({cell.dataset for cell in run.cells})
-
-
-def _compact(n: int) -> str:
-    return f"{n / 1e6:.1f}M" if n >= 1e6 else f"{n / 1e3:.0f}k" if n >= 1e4 else str(n)
 
 
 def quality_rows(run: RunReport, dataset: str) -> tuple[list[str], list[list[str]]]:
@@ -44,7 +27,7 @@ def quality_rows(run: RunReport, dataset: str) -> tuple[list[str], list[list[str
     cells = [c for c in run.cells if c.dataset == dataset]
     budgets = sorted({b for cell in cells for b in cell.summary.budgets})
     with_exact = any(c.exact_final is not None for c in cells)
-    header = ["model", "method", "n", *map(_budget_header, budgets), "full", "AI", "AI 95% CI"]
+    header = ["model", "method", "n", *map(fmt.budget, budgets), "full", "AI", "AI 95% CI"]
     header += ["exact (last/full)"] if with_exact else []
     rows = []
     for cell in cells:
@@ -54,13 +37,15 @@ def quality_rows(run: RunReport, dataset: str) -> tuple[list[str], list[list[str
             cell.model,
             cell.method,
             str(cell.summary.problems),
-            *(_pct(at.get(b)) for b in budgets),
-            _pct(cell.summary.full.value if cell.summary.full else None),
-            f"{ai.value:.1f}",
-            "—" if ai.lo is None else f"{ai.lo:.1f}–{ai.hi:.1f}",
+            *(fmt.quality(at.get(b)) for b in budgets),
+            fmt.quality(cell.summary.full.value if cell.summary.full else None),
+            fmt.points(ai.value),
+            fmt.NONE if ai.lo is None or ai.hi is None else f"{fmt.points(ai.lo)}–{fmt.points(ai.hi)}",
         ]
         if with_exact:
-            row.append("—" if cell.exact_final is None else f"{_pct(cell.exact_final)}/{_pct(cell.exact_full)}")
+            row.append(
+                "—" if cell.exact_final is None else f"{fmt.quality(cell.exact_final)}/{fmt.quality(cell.exact_full)}"
+            )
         rows.append(row)
     return header, rows
 
@@ -85,11 +70,13 @@ def cost_rows(run: RunReport, dataset: str) -> tuple[list[str], list[list[str]]]
             [
                 cell.model,
                 cell.method,
-                _usd(cell.usd_total),
-                _usd(cell.usd_per_problem),
-                "—" if not cell.usd_synthesis else f"{_usd(cell.usd_synthesis)} ({_usd(cell.synthesis_per_problem)})",
-                _usd(cell.usd_per_ai_point),
-                f"{_compact(cell.input_tokens)}/{_compact(cell.output_tokens)}",
+                fmt.usd(cell.usd_total),
+                fmt.usd(cell.usd_per_problem),
+                "—"
+                if not cell.usd_synthesis
+                else f"{fmt.usd(cell.usd_synthesis)} ({fmt.usd(cell.synthesis_per_problem)})",
+                fmt.usd(cell.usd_per_ai_point),
+                f"{fmt.count(cell.input_tokens)}/{fmt.count(cell.output_tokens)}",
                 f"{cell.calls} ({cell.retries})",
                 cell.fidelity + ("*" if cell.approximate_tokens else ""),
                 "—" if cell.counted_to_billed is None else f"{cell.counted_to_billed:.3f}",
@@ -132,10 +119,10 @@ def overall_rows(run: RunReport) -> tuple[list[str], list[list[str]]]:
                 model,
                 method,
                 str(len(cells)),
-                _pct(sum(c.summary.final.value for c in cells) / len(cells)),
-                _pct(sum(fulls) / len(fulls) if len(fulls) == len(cells) else None),
-                f"{sum(c.summary.anytime_index.value for c in cells) / len(cells):.1f}",
-                _usd(sum(c.usd_total for c in cells)),
+                fmt.quality(sum(c.summary.final.value for c in cells) / len(cells)),
+                fmt.quality(sum(fulls) / len(fulls) if len(fulls) == len(cells) else None),
+                fmt.points(sum(c.summary.anytime_index.value for c in cells) / len(cells)),
+                fmt.usd(sum(c.usd_total for c in cells)),
             ]
         )
     return header, rows
@@ -180,8 +167,8 @@ def _run_tables(run: RunReport) -> Any:
 
 def _footer(run: RunReport) -> str:
     text = (
-        f"{run.jobs_done} jobs done; spend {_usd(run.usd_total)} in all"
-        f" (of which {_usd(run.usd_unattributed)} on unfinished jobs). Anytime Index mode: {run.mode}; "
+        f"{run.jobs_done} jobs done; spend {fmt.usd(run.usd_total)} in all"
+        f" (of which {fmt.usd(run.usd_unattributed)} on unfinished jobs). Anytime Index mode: {run.mode}; "
         "intervals: 95% bootstrap over problems."
     )
     if any(c.approximate_tokens for c in run.cells):
@@ -205,8 +192,8 @@ def compare_rows(runs: list[RunReport]) -> tuple[list[str], list[list[str]]]:
             row.append(
                 "—"
                 if cell is None
-                else f"{cell.summary.anytime_index.value:.1f} / {_pct(cell.summary.final.value)} / "
-                f"{_usd(cell.usd_total)}"
+                else f"{fmt.points(cell.summary.anytime_index.value)} / {fmt.quality(cell.summary.final.value)} / "
+                f"{fmt.usd(cell.usd_total)}"
             )
         rows.append(row)
     return header, rows

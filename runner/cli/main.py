@@ -1,0 +1,106 @@
+"""The `anytime` entry point: the parser, the dispatch to a subcommand module, and the exit codes.
+
+A command module exposes ``add_arguments(parser)`` and ``main(args) -> int``. Errors meant for
+the user (`ConfigError` and friends) are printed as one clear line and exit non-zero.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from runner import __version__
+from runner.errors import AnytimeError, ConfigError
+
+# name -> (module, one-line help, examples)
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "run": (
+        "runner.cli.run",
+        "run a sweep manifest (resumes if its ledger exists)",
+        "anytime run manifests/demo.toml --yes\n  anytime run --resume ledgers/demo",
+    ),
+    "estimate": (
+        "runner.cli.estimate",
+        "price a manifest offline: calls, tokens, dollars and minimum wall time",
+        "anytime estimate manifests/paper-aime.toml\n  anytime estimate manifests/demo.toml --json",
+    ),
+    "report": (
+        "runner.cli.report",
+        "quality per budget, Anytime Index and spend for one or more runs",
+        "anytime report ledgers/demo\n  anytime report ledgers/a ledgers/b --compare",
+    ),
+    "validate": (
+        "runner.cli.validate",
+        "check a manifest and its datasets without spending anything",
+        "anytime validate manifests/demo.toml",
+    ),
+    "ledger": (
+        "runner.cli.ledger",
+        "inspect a run's ledger: summary, export, verify",
+        "anytime ledger summary ledgers/demo\n  anytime ledger export ledgers/demo --csv\n"
+        "  anytime ledger verify ledgers/demo",
+    ),
+    "sim": (
+        "runner.cli.sim",
+        "serve the built-in simulated provider on 127.0.0.1",
+        "anytime sim --port 8900 --data data/aime_2024.jsonl:aime",
+    ),
+    "doctor": (
+        "runner.cli.doctor",
+        "check keys and limits with one tiny call per provider (needs --live)",
+        "anytime doctor manifests/paper-aime.toml --live",
+    ),
+}
+
+
+def build_parser(selected: str | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="anytime",
+        description="Budget-aware anytime reasoning sweeps with an exact token and cost ledger.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"anytime-runner {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module_name, summary, examples) in COMMANDS.items():
+        cmd = sub.add_parser(
+            name,
+            help=summary,
+            description=summary,
+            epilog=f"examples:\n  {examples}",
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        # only the chosen command's module is imported (keeps `anytime --help` fast)
+        if name == selected:
+            importlib.import_module(module_name).add_arguments(cmd)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    selected = next((a for a in args_list if not a.startswith("-")), None)
+    parser = build_parser(selected if selected in COMMANDS else None)
+    args = parser.parse_args(args_list)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    module = importlib.import_module(COMMANDS[args.command][0])
+    try:
+        return int(module.main(args) or 0)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except AnytimeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # output piped into `head` and the like: not an error of ours
+        sys.stderr.close()
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

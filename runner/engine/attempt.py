@@ -1,0 +1,248 @@
+"""One HTTP attempt of a call, in three steps: send (open the stream), stream (feed the typed events
+to the consumer under the watchdog), settle (price it, free its capacity, write its record).
+
+`stream_attempt` never raises a provider error: it records it in the `AttemptState` so that
+settling sees every outcome the same way; only cancellation passes through (and is settled too,
+by the caller's ``finally``). `attempt_record` turns a settled attempt into its ledger record.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import aiohttp
+import anyio
+
+from runner.errors import CallTimeout, ProviderError
+from runner.ledger.prices import ModelPrice, attempt_cost
+from runner.ledger.records import Attempt, AttemptStatus, PricedFrom
+from runner.providers.base import Adapter, StreamResponse
+from runner.types import CallKind, ChatRequest, Content, Finish, RateLimitReading, Reasoning, StreamEvent, Usage
+
+# a finish reason, as the consumer or the provider ended the stream, to the attempt's status
+_STATUS: dict[str, AttemptStatus] = {"cancelled_at_budget": "cancelled", "length": "length", "truncated": "truncated"}
+
+
+class Consumer(Protocol):
+    """Receives one attempt's text; returns True from a feed to stop the stream (last budget)."""
+
+    def on_reasoning(self, text: str) -> bool: ...
+
+    def on_content(self, text: str) -> bool: ...
+
+    def output_tokens_counted(self) -> tuple[int, int]:
+        """(output tokens, of which reasoning) counted locally so far."""
+        ...
+
+
+@dataclass(frozen=True)
+class CallSpec:
+    """A call as the lane runs it: the request, its counted prompt and its price."""
+
+    job_id: str
+    kind: CallKind
+    model: str  # model key
+    request: ChatRequest
+    prompt_tokens: int  # counted locally with the model's encoding
+    price: ModelPrice
+    budget: int | None = None
+    # the worst case of the calls this one commits its job to (a trace's forced answers)
+    commits_usd: float = 0.0
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """Seconds: to the first event once the response is open, between events, and in all."""
+
+    first_token: float
+    idle: float
+    total: float
+
+
+@dataclass
+class AttemptState:
+    """What one attempt has done so far; filled in as it goes, settled at the end."""
+
+    started: float = field(default_factory=time.time)  # wall clock, for the record
+    t0: float = field(default_factory=time.monotonic)
+    ttft: float | None = None
+    usage: Usage | None = None
+    finish: str = "truncated"  # stop | length | truncated | cancelled_at_budget | ...
+    http_status: int | None = None
+    request_id: str | None = None
+    error: ProviderError | None = None
+    interrupted: bool = False  # cancelled from outside (shutdown): still recorded and paid
+    received_chars: int = 0  # characters streamed, for the in-flight spend estimate
+
+    @property
+    def status(self) -> AttemptStatus:
+        if self.interrupted:
+            return "interrupted"
+        if self.error is not None:
+            return "error"
+        return _STATUS.get(self.finish, "ok")
+
+
+async def stream_attempt(
+    adapter: Adapter,
+    session: aiohttp.ClientSession,
+    request: ChatRequest,
+    consumer: Consumer,
+    timeouts: Timeouts,
+    state: AttemptState,
+    on_limits: Callable[[RateLimitReading], None],
+) -> None:
+    """Send the request and feed its events to ``consumer`` until it ends, fails or is cut.
+
+    One watchdog for every timeout of the attempt (a scope per chunk cost ~40% of client CPU at
+    5,000 streams, and each live scope costs memory): the total deadline from the start, the
+    first-token deadline once the response is open, then the idle deadline, moved to now + 1.5 idle
+    only once fewer than `idle` seconds are left, so a live stream is never cut before `idle`
+    seconds of silence and a stall is caught within 1.5 idle.
+    """
+    total_deadline = anyio.current_time() + timeouts.total
+    try:
+        with anyio.CancelScope(deadline=total_deadline) as watchdog:
+            async with adapter.stream(session, request) as response:
+                _opened(response, state, on_limits)
+                watchdog.deadline = min(total_deadline, anyio.current_time() + timeouts.first_token)
+                await _pump(response, consumer, state, watchdog, total_deadline, timeouts.idle)
+        if watchdog.cancelled_caught:
+            raise TimeoutError
+    except TimeoutError:
+        which = "first-token" if state.ttft is None else "idle"
+        state.error = CallTimeout(
+            f"{adapter.provider}: no data within the {which} timeout or total timeout", provider=adapter.provider
+        )
+    except ProviderError as exc:
+        state.error = exc
+        state.http_status = exc.status if exc.status is not None else state.http_status
+    except BaseException:
+        state.interrupted = True
+        raise
+
+
+def _opened(response: StreamResponse, state: AttemptState, on_limits: Callable[[RateLimitReading], None]) -> None:
+    state.http_status = response.status
+    state.request_id = response.request_id
+    on_limits(response.limits)
+
+
+async def _pump(
+    response: StreamResponse,
+    consumer: Consumer,
+    state: AttemptState,
+    watchdog: anyio.CancelScope,
+    total_deadline: float,
+    idle: float,
+) -> None:
+    """The hot loop: one iteration per typed event."""
+    events = response.events.__aiter__()
+    while True:
+        try:
+            event = await events.__anext__()
+        except StopAsyncIteration:
+            return
+        now = anyio.current_time()
+        if state.ttft is None:
+            state.ttft = time.monotonic() - state.t0
+            watchdog.deadline = min(total_deadline, now + 1.5 * idle)
+        elif watchdog.deadline - now < idle and watchdog.deadline < total_deadline:
+            watchdog.deadline = min(total_deadline, now + 1.5 * idle)
+        if _feed(event, consumer, state):
+            state.finish = "cancelled_at_budget"
+            return
+
+
+def _feed(event: StreamEvent, consumer: Consumer, state: AttemptState) -> bool:
+    """Hand one event on; True when the consumer has all it needs (the stream can be cut)."""
+    if isinstance(event, Reasoning):
+        state.received_chars += len(event.text)
+        return consumer.on_reasoning(event.text)
+    if isinstance(event, Content):
+        state.received_chars += len(event.text)
+        return consumer.on_content(event.text)
+    if isinstance(event, Usage):
+        state.usage = event
+    elif isinstance(event, Finish):
+        state.finish = event.reason
+    return False
+
+
+@dataclass(frozen=True)
+class Priced:
+    """An attempt's tokens as we counted them and its dollars."""
+
+    output_counted: int
+    reasoning_counted: int
+    usd: float
+    priced_from: PricedFrom
+
+
+def price_attempt(spec: CallSpec, state: AttemptState, consumer: Consumer) -> Priced:
+    out, reasoning = consumer.output_tokens_counted()
+    usd, priced_from = attempt_cost(spec.price, state.usage, spec.prompt_tokens, out)
+    return Priced(out, reasoning, usd, priced_from)
+
+
+def attempt_record(
+    spec: CallSpec, provider: str, call_id: str, attempt: int, state: AttemptState, priced: Priced
+) -> Attempt:
+    """The ledger record of a settled attempt."""
+    usage, error = state.usage, state.error
+    return Attempt(
+        call_id=call_id,
+        job_id=spec.job_id,
+        kind=spec.kind,
+        provider=provider,
+        model=spec.model,
+        attempt=attempt,
+        status=state.status,
+        budget=spec.budget,
+        http_status=state.http_status,
+        error_class=error.error_class if error else None,
+        error=str(error)[:500] if error else None,
+        input_tokens=usage.input_tokens if usage else None,
+        cached_input_tokens=usage.cached_input_tokens if usage else None,
+        output_tokens=usage.output_tokens if usage else None,
+        reasoning_tokens=usage.reasoning_tokens if usage else None,
+        cache_write_input_tokens=usage.cache_write_input_tokens if usage else None,
+        input_tokens_counted=spec.prompt_tokens,
+        output_tokens_counted=priced.output_counted,
+        reasoning_tokens_counted=priced.reasoning_counted,
+        priced_from=priced.priced_from,
+        usd=priced.usd,
+        billed_usd=usage.billed_usd if usage else None,
+        started_at=state.started,
+        latency_s=round(time.monotonic() - state.t0, 6),
+        ttft_s=None if state.ttft is None else round(state.ttft, 6),
+        request_id=state.request_id,
+    )
+
+
+def in_flight_record(spec: CallSpec, provider: str, call_id: str, attempt: int, state: AttemptState) -> Attempt:
+    """A streaming attempt's spend so far, for the ledger to keep in case the process dies.
+
+    Output tokens are estimated as characters / 4 while streaming; the final record replaces the
+    estimate with the exact count when the attempt ends.
+    """
+    out = state.received_chars // 4
+    usd, _ = attempt_cost(spec.price, None, spec.prompt_tokens, out)
+    return Attempt(
+        call_id=call_id,
+        job_id=spec.job_id,
+        kind=spec.kind,
+        provider=provider,
+        model=spec.model,
+        attempt=attempt,
+        status="interrupted",
+        budget=spec.budget,
+        input_tokens_counted=spec.prompt_tokens,
+        output_tokens_counted=out,
+        priced_from="counted",
+        usd=usd,
+        started_at=state.started,
+    )
