@@ -220,6 +220,7 @@ def attempt_record(
         latency_s=round(time.monotonic() - state.t0, 6),
         ttft_s=None if state.ttft is None else round(state.ttft, 6),
         request_id=state.request_id,
+        max_output_tokens=spec.request.max_output_tokens,
     )
 
 
@@ -245,4 +246,5 @@ def in_flight_record(spec: CallSpec, provider: str, call_id: str, attempt: int, 
         priced_from="counted",
         usd=usd,
         started_at=state.started,
+        max_output_tokens=spec.request.max_output_tokens,
     )

@@ -72,6 +72,7 @@ class Attempt(msgspec.Struct, tag="attempt", kw_only=True):
     latency_s: float = 0.0
     ttft_s: float | None = None
     request_id: str | None = None
+    max_output_tokens: int | None = None  # the request's output cap (None: ledgers before it was recorded)
 
 
 class Snapshot(msgspec.Struct, tag="snapshot", kw_only=True):
