@@ -1,15 +1,19 @@
 """Ledger write rate with fsync batching, against fsync per record, and resume time on 1M records.
 
-1. ``batched``: N attempt records (the largest record kind, ~480 bytes of JSON each, varied
+1. ``batched``: N attempt records (the largest record kind, ~580 bytes of JSON each, varied
    fields) appended through `runner.ledger.writer.open_ledger` with its default batching (512 records or
    50 ms per fsync). The producer yields to the event loop every 64 appends, as the scheduler does
    between calls, so the flusher runs concurrently; the clock stops after ``await flush()`` (all
    durable).
-2. ``per_record``: the baseline, the same writer with one fsync per record (``batch_records=1``
-   and ``await flush()`` after every append), on a few thousand records.
+2. ``per_record``: the baseline, kept apart from our writer: the plain way to make every record
+   durable, one ``os.write`` and one ``os.fsync`` per record on an ``O_APPEND`` file (lines
+   encoded by the same codec, so only the durability scheme differs), on a few thousand records.
+   (It used to be our own writer with ``batch_records=1``, which charged the baseline our
+   flusher's task and thread hops as well.)
 3. ``resume``: a ledger of M records shaped like a real run (per job: one trace attempt, five
    answer attempts, six snapshots, one completion record; a run header first) written straight to
-   disk, then `runner.ledger.reader.load_state` timed on it (the page cache is warm: it was just written),
+   disk in the ledger's own line codec (`runner.ledger.records.encode_line_into`), then
+   `runner.ledger.reader.load_state` timed on it (the page cache is warm: it was just written),
    and then `open_ledger` (torn-tail check and the scan for calls a crash left in flight).
 
 Usage: ``python bench/ledger.py [--records 200000 --baseline 2000 --resume-records 1000000]``.
@@ -32,13 +36,18 @@ from pathlib import Path  # noqa: E402
 
 import anyio  # noqa: E402
 import anyio.lowlevel  # noqa: E402
-import msgspec  # noqa: E402
 
 from runner.ledger.reader import ledger_path, load_state  # noqa: E402
-from runner.ledger.records import Attempt, JobDone, RunHeader, Snapshot  # noqa: E402
+from runner.ledger.records import Attempt, JobDone, Record, RunHeader, Snapshot, encode_line_into  # noqa: E402
 from runner.ledger.writer import open_ledger  # noqa: E402
 
-_encode = msgspec.json.Encoder().encode
+
+def _lines(records: list[Record]) -> bytearray:
+    """Records as ledger lines, by the ledger's own codec."""
+    out = bytearray()
+    for record in records:
+        encode_line_into(record, out)
+    return out
 
 
 def attempt(i: int, job: str, kind: str = "answer") -> Attempt:
@@ -80,14 +89,21 @@ async def batched(run_dir: Path, n: int) -> float:
     return n / elapsed
 
 
-async def per_record(run_dir: Path, n: int) -> float:
+def per_record(run_dir: Path, n: int) -> float:
+    """The baseline: write and fsync each record on its own (no batching, no writer of ours)."""
     records = [attempt(i, f"{i // 6:016x}") for i in range(n)]
-    async with open_ledger(run_dir, batch_records=1) as writer:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(ledger_path(run_dir), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
         t0 = time.perf_counter()
         for record in records:
-            writer.append(record)
-            await writer.flush()
+            line = bytearray()
+            encode_line_into(record, line)
+            os.write(fd, line)
+            os.fsync(fd)
         elapsed = time.perf_counter() - t0
+    finally:
+        os.close(fd)
     return n / elapsed
 
 
@@ -109,7 +125,7 @@ def write_run(run_dir: Path, total: int) -> int:
         prices={"reasoner": {"input": 2.0, "output": 8.0}},
     )
     with open(ledger_path(run_dir), "wb") as f:
-        f.write(_encode(header) + b"\n")
+        f.write(_lines([header]))
         written, job = 1, 0
         while written < total:
             job_id = f"{job:016x}"
@@ -145,7 +161,7 @@ def write_run(run_dir: Path, total: int) -> int:
                     trace_finish="length",
                 )
             )
-            f.write(b"".join(_encode(r) + b"\n" for r in chunk[: total - written]))
+            f.write(_lines(chunk[: total - written]))
             written += len(chunk)
             job += 1
         f.flush()
@@ -168,7 +184,7 @@ def main() -> int:
             f"batched    {args.records:>9,} records  {size / args.records:5.0f} B/record  {rate:>10,.0f} records/s",
             flush=True,
         )
-        base = anyio.run(per_record, root / "per_record", args.baseline)
+        base = per_record(root / "per_record", args.baseline)
         print(
             f"per record {args.baseline:>9,} records                  {base:>10,.0f} records/s  "
             f"(batched is {rate / base:,.0f}x)",

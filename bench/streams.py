@@ -8,9 +8,11 @@ rate limits; each client runs in its own process too, so its CPU time and peak R
   `Attempt` record per call into a no-op sink) with every reasoning chunk fed to a
   `TraceConsumer` (budget snapshots at 64/128/256/512 tokens through
   `runner.tokens.BudgetTokenizer`);
-- ``direct`` (ours, without the lane): the same limiter, adapter and consumer driven by hand;
-- ``openai``: the official SDK: `AsyncOpenAI` + `asyncio.Semaphore`, connection pool opened to the
+- ``openai`` (the baseline): the official SDK: `AsyncOpenAI` + `asyncio.Semaphore`, connection pool opened to the
   same concurrency, no tokenizing.
+
+(A ``direct`` client that drove the limiter, adapter and consumer by hand was removed: its loop was
+a copy of the lane's, which a benchmark must not keep.)
 
 Each of N streams generates 512 reasoning tokens in 4-token chunks. Figures: client CPU seconds
 (user + system, the streaming phase only) per streamed text chunk; peak RSS above the client's
@@ -86,6 +88,7 @@ async def client_lane(base_url: str, n: int, tokens: int, m: Meter) -> None:
     from runner.ledger.memory import MemorySink
     from runner.ledger.prices import ModelPrice
     from runner.providers.openai_chat import OpenAIChatAdapter
+    from runner.tokens.count import count_chat_tokens
     from runner.tokens.encodings import get_encoding
     from runner.types import ChatRequest, Message
 
@@ -93,9 +96,14 @@ async def client_lane(base_url: str, n: int, tokens: int, m: Meter) -> None:
     price = ModelPrice(input=2.0, output=8.0)
 
     class Counting(TraceConsumer):
+        # every text chunk counts, reasoning or content, as the SDK client counts them
         def on_reasoning(self, text: str) -> bool:
             m.chunks += 1
             return super().on_reasoning(text)
+
+        def on_content(self, text: str) -> bool:
+            m.chunks += 1
+            return super().on_content(text)
 
     async def one(lane: Lane, i: int) -> None:
         text = PROMPT.format(i=i, n=1000 + i)
@@ -105,9 +113,9 @@ async def client_lane(base_url: str, n: int, tokens: int, m: Meter) -> None:
             kind="trace",
             model=MODEL,
             request=request,
-            prompt_tokens=len(enc.encode_ordinary(text)) + 7,
+            prompt_tokens=count_chat_tokens(enc, request.messages),
             price=price,
-        )  # + framing, role
+        )
         m.enter()
         try:
             result = await lane.call(spec, lambda: Counting(enc, BUDGETS, "reasoning"))
@@ -140,60 +148,6 @@ async def client_lane(base_url: str, n: int, tokens: int, m: Meter) -> None:
         async with anyio.create_task_group() as tg:
             for i in range(n):
                 tg.start_soon(one, lane, i)
-
-
-async def client_direct(base_url: str, n: int, tokens: int, m: Meter) -> None:
-    """The adapter + limiter + consumer without the lane (what the lane itself costs is the rest)."""
-    import aiohttp
-    import anyio
-
-    from runner.engine.consumers import TraceConsumer
-    from runner.engine.limits import LaneLimiter
-    from runner.errors import ProviderError
-    from runner.providers.openai_chat import OpenAIChatAdapter
-    from runner.tokens.encodings import get_encoding
-    from runner.types import ChatRequest, Content, Message, Reasoning, Usage
-
-    enc = get_encoding("o200k_base")
-    adapter = OpenAIChatAdapter(f"{base_url}/v1", "bench-ours", provider="sim")
-    limiter = LaneLimiter(rpm=None, tpm=None, max_concurrency=n)
-
-    async def one(session: aiohttp.ClientSession, i: int) -> None:
-        text = PROMPT.format(i=i, n=1000 + i)
-        request = ChatRequest(model=MODEL, messages=(Message("user", text),), max_output_tokens=tokens)
-        consumer = TraceConsumer(enc, BUDGETS, "reasoning")
-        reservation = await limiter.acquire(len(enc.encode_ordinary(text)) + 7 + tokens)
-        m.enter()
-        usage = None
-        try:
-            async with adapter.stream(session, request) as resp:
-                reservation.observe(resp.limits)
-                async for event in resp.events:
-                    if isinstance(event, Reasoning):
-                        m.chunks += 1
-                        if consumer.on_reasoning(event.text):
-                            break
-                    elif isinstance(event, Content):
-                        m.chunks += 1
-                        consumer.on_content(event.text)
-                    elif isinstance(event, Usage):
-                        usage = event
-            counted = consumer.output_tokens_counted()[0]  # final cuts, as the lane takes them
-            if len(consumer.cuts) != len(BUDGETS) or counted != tokens:
-                raise RuntimeError(f"stream {i}: {counted} tokens, cuts at {sorted(consumer.cuts)}")
-            m.done += 1
-        except (ProviderError, RuntimeError) as exc:
-            m.fail(exc)
-        finally:
-            m.in_flight -= 1
-            reservation.settle(usage.input_tokens + usage.output_tokens if usage else tokens)
-
-    connector = aiohttp.TCPConnector(limit=n, limit_per_host=n)
-    timeout = aiohttp.ClientTimeout(total=None, sock_connect=60)
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-        async with anyio.create_task_group() as tg:
-            for i in range(n):
-                tg.start_soon(one, session, i)
 
 
 async def client_openai(base_url: str, n: int, tokens: int, m: Meter) -> None:
@@ -238,7 +192,7 @@ def run_client(which: str, base_url: str, n: int, tokens: int, loop: str) -> dic
     """Run one client in this process on the given event loop; return its own figures."""
     m = Meter()
     uv = loop == "uvloop"
-    if which in ("lane", "direct"):
+    if which == "lane":
         import anyio
 
         import runner.engine.lane  # noqa: F401  (the import's cost stays out of the measured phase)
@@ -246,8 +200,7 @@ def run_client(which: str, base_url: str, n: int, tokens: int, loop: str) -> dic
 
         get_encoding("o200k_base")  # load the ranks before the measured phase
         rss0, cpu0, t0 = rss_kb(), cpu_s(), time.perf_counter()
-        fn = client_lane if which == "lane" else client_direct
-        anyio.run(fn, base_url, n, tokens, m, backend_options={"use_uvloop": uv})
+        anyio.run(client_lane, base_url, n, tokens, m, backend_options={"use_uvloop": uv})
     else:
         import openai  # noqa: F401  (the import's cost stays out of the measured phase)
 
@@ -284,7 +237,7 @@ def main() -> int:
     parser.add_argument("--streams", type=int, default=5000)
     parser.add_argument("--tokens", type=int, default=512)
     parser.add_argument("--time-scale", type=float, default=10.0, help="the simulator's (1 = real speed)")
-    parser.add_argument("--clients", default="lane,openai", help="any of lane, direct, openai")
+    parser.add_argument("--clients", default="lane,openai", help="any of lane, openai")
     parser.add_argument(
         "--loop",
         choices=("auto", "asyncio", "uvloop"),
@@ -355,7 +308,7 @@ def main() -> int:
             + (f"  first error: {r['first_error']}" if r["errors"] else ""),
             flush=True,
         )
-    ours = results.get("lane") or results.get("direct") or {}
+    ours = results.get("lane") or {}
     fields: dict[str, object] = {
         "loop": args.loop,
         "streams": args.streams,
@@ -369,7 +322,7 @@ def main() -> int:
         ratio = float(sdk["cpu_us_per_chunk"]) / float(ours["cpu_us_per_chunk"])
         fields["cpu_ratio_vs_openai"] = round(ratio, 2)
         fields |= {
-            "ours": "lane" if "lane" in results else "direct",
+            "ours": "lane",
             "openai_errors": sdk["errors"],
             "openai_cpu_us_per_chunk": sdk["cpu_us_per_chunk"],
             "openai_rss_kb_per_stream": sdk["rss_kb_per_stream"],

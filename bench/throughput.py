@@ -18,8 +18,9 @@ initial burst and would flatter us by the burst's length; it is printed as ``nai
 One call's latency is the median of a few calls on a separate key before the run.
 
 The lane is the scheduler's (`runner.engine.lane.Lane`: spend guard, limiter, adapter, timeouts,
-retries, one ledger record per attempt, here into a counting sink); ``--via direct`` drives the
-adapter + `LaneLimiter` + `RetryPolicy` without it, to tell the limiter's share from the lane's.
+retries, one ledger record per attempt, here into a counting sink). (A ``--via direct`` mode that
+drove the adapter + `LaneLimiter` + `RetryPolicy` by hand was removed: its loop was a copy of the
+lane's, which a benchmark must not keep.)
 
 Usage: ``python bench/throughput.py [--calls 20000 --rpm 9000 --tpm 0 --max-tokens 32]``
 (``--tpm 0`` picks the TPM at which tokens bind as hard as requests). The last line holds
@@ -37,7 +38,6 @@ _HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE] + [_HERE]
 
 import argparse  # noqa: E402
-import itertools  # noqa: E402
 import signal  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
@@ -53,11 +53,11 @@ from runner.engine.limits import LaneLimiter  # noqa: E402
 from runner.engine.retry import RetryPolicy  # noqa: E402
 from runner.errors import ProviderError  # noqa: E402
 from runner.providers.openai_chat import OpenAIChatAdapter  # noqa: E402
+from runner.tokens.count import count_chat_tokens  # noqa: E402
 from runner.tokens.encodings import get_encoding  # noqa: E402
 from runner.types import (  # noqa: E402
     ChatRequest,
     Message,
-    Usage,
 )
 
 MODEL = "sim-gpt-4.1"  # a plain model that always runs to its output cap: fixed cost per call
@@ -103,10 +103,8 @@ async def sim_stats(session: aiohttp.ClientSession, base_url: str) -> dict[str, 
 
 
 def prompt_tokens(messages: tuple[Message, ...]) -> int:
-    """Count as OpenAI does (and the simulator): 3 framing tokens + role + content per message, 3 to
-    prime the reply."""
-    enc = get_encoding("o200k_base")
-    return sum(3 + len(enc.encode_ordinary(m.role)) + len(enc.encode_ordinary(m.content)) for m in messages) + 3
+    """The prompt as the runner counts it for admission (and OpenAI, and the simulator, bill it)."""
+    return count_chat_tokens(get_encoding("o200k_base"), messages)
 
 
 def request_for(i: int, max_tokens: int, model: str = MODEL) -> ChatRequest:
@@ -138,65 +136,6 @@ async def probe_latency(base_url: str, max_tokens: int, n: int = 5) -> float:
                     pass
             times.append(time.perf_counter() - t0)
     return statistics.median(times)
-
-
-async def run_direct(
-    base_url: str, key: str, calls: int, rpm: int | None, tpm: int | None, concurrency: int, max_tokens: int
-) -> tuple[float, int, int]:
-    """Drive the adapter + LaneLimiter + RetryPolicy as a lane does. Returns (wall, errors, retries)."""
-    adapter = OpenAIChatAdapter(f"{base_url}/v1", key, provider="sim")
-    limiter = LaneLimiter(rpm=rpm, tpm=tpm, max_concurrency=concurrency)
-    policy = RetryPolicy(max_attempts=8, seed=0)
-    jobs = iter(range(calls))
-    errors = retries = 0
-    specs = [(request_for(i, max_tokens), 0) for i in range(calls)]
-    specs = [(r, prompt_tokens(r.messages)) for r, _ in specs]
-
-    async def one(session: aiohttp.ClientSession, request: ChatRequest, prompt: int) -> None:
-        nonlocal errors, retries
-        for attempt in itertools.count(1):
-            reservation = await limiter.acquire(prompt + request.max_output_tokens)
-            usage: Usage | None = None
-            try:
-                async with adapter.stream(session, request) as resp:
-                    reservation.observe(resp.limits)
-                    async for event in resp.events:
-                        if isinstance(event, Usage):
-                            usage = event
-            except ProviderError as exc:
-                # refused before the stream: the provider charged nothing (or refunded it)
-                reservation.settle(0)
-                limits = getattr(exc, "limits", None)
-                if limits is not None:
-                    limiter.observe(limits)
-                if exc.error_class == "rate_limit":
-                    limiter.on_rate_limited(exc.retry_after_s)
-                elif exc.retryable:
-                    limiter.on_server_error()
-                delay = policy.delay(attempt, exc)
-                if delay is None:
-                    errors += 1
-                    return
-                retries += 1
-                limiter.on_retry()
-                await anyio.sleep(delay)
-                continue
-            reservation.settle(usage.input_tokens + usage.output_tokens if usage else prompt)
-            limiter.on_success()
-            return
-
-    async def worker(session: aiohttp.ClientSession) -> None:
-        for i in jobs:
-            await one(session, *specs[i])
-
-    connector = aiohttp.TCPConnector(limit=concurrency, limit_per_host=concurrency)
-    async with aiohttp.ClientSession(connector=connector) as session:
-        t0 = time.perf_counter()
-        async with anyio.create_task_group() as tg:
-            for _ in range(concurrency):
-                tg.start_soon(worker, session)
-        wall = time.perf_counter() - t0
-    return wall, errors, retries
 
 
 class NullConsumer:
@@ -264,8 +203,7 @@ async def run_lane(
 async def one_run(label: str, args: argparse.Namespace, tpm: int, rpm_known: bool) -> tuple[RunResult, float]:
     with SimProcess("--rpm", str(args.rpm), "--tpm", str(tpm), "--chunk-tokens", "4") as sim:
         latency = await probe_latency(sim.base_url, args.max_tokens)
-        run = run_lane if args.via == "lane" else run_direct
-        wall, errors, retries = await run(
+        wall, errors, retries = await run_lane(
             sim.base_url,
             f"bench-{label}",
             args.calls,
@@ -304,7 +242,6 @@ def main() -> int:
     parser.add_argument("--max-tokens", type=int, default=32)
     parser.add_argument("--concurrency", type=int, default=512)
     parser.add_argument("--only", choices=("given", "learned"), default=None)
-    parser.add_argument("--via", choices=("lane", "direct"), default="lane")
     args = parser.parse_args()
 
     sample = [prompt_tokens(request_for(i, args.max_tokens).messages) for i in range(0, args.calls, 97)]
@@ -312,10 +249,10 @@ def main() -> int:
     tpm = args.tpm or args.rpm * per_call
     print(
         f"# {args.calls} calls, rpm={args.rpm} tpm={tpm}, ~{per_call} tokens/call, "
-        f"concurrency {args.concurrency}, via {args.via}",
+        f"concurrency {args.concurrency}, via the lane",
         flush=True,
     )
-    fields: dict[str, object] = {"calls": args.calls, "rpm": args.rpm, "tpm": tpm, "via": args.via}
+    fields: dict[str, object] = {"calls": args.calls, "rpm": args.rpm, "tpm": tpm, "via": "lane"}
     for label, known in (("given", True), ("learned", False)):
         if args.only and args.only != label:
             continue

@@ -31,9 +31,10 @@ from anytime_sim.server import Simulator, open_simulator
 from anytime_sim.stats import SimStats
 from runner.analysis.report import build_report
 from runner.ledger.audit import verify
-from runner.ledger.prices import PER, PriceTable
+from runner.ledger.prices import PriceTable, usage_cost
 from runner.ledger.reader import iter_records, load_state
 from runner.ledger.records import JobDone
+from runner.types import Usage
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 # the dearest call here: a reasoner trace prompt plus its whole cap (1024 + 512) at sim-cot-small's
@@ -138,7 +139,7 @@ async def run_sweep(manifest: Path, log: Path, proxy: KillingProxy | None = None
 
 
 def served_usd(before: SimStats, after: SimStats) -> float:
-    """The simulator's served tokens between two snapshots, priced as the table prices them."""
+    """The simulator's served tokens between two snapshots, priced by the runner's own `usage_cost`."""
     table = PriceTable.load()
     total = 0.0
     for model_id, _fidelity in MODELS.values():
@@ -150,7 +151,7 @@ def served_usd(before: SimStats, after: SimStats) -> float:
         inp = a.input_tokens - (b.input_tokens if b else 0)
         cached = a.cached_input_tokens - (b.cached_input_tokens if b else 0)
         out = a.output_tokens - (b.output_tokens if b else 0)
-        total += ((inp - cached) * price.input + cached * price.cached_input + out * price.output) / PER
+        total += usage_cost(price, Usage(input_tokens=inp, output_tokens=out, cached_input_tokens=cached))
     return total
 
 

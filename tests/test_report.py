@@ -6,12 +6,11 @@ import json
 import sys
 from pathlib import Path
 
-import msgspec
 import pytest
 
 from runner.analysis.report import build_report
 from runner.cli import main as cli_main
-from runner.ledger.records import Attempt, JobDone, Note, RunHeader, Snapshot, Synthesis
+from runner.ledger.records import Attempt, JobDone, Note, RunHeader, Snapshot, Synthesis, encode_line_into
 from runner.ui.plot import MISSING_HINT, PlotUnavailable, plot_report
 from runner.ui.report import render_markdown
 from runner.ui.report_files import write_report
@@ -110,8 +109,10 @@ def _write_ledger(folder: Path, records: list) -> Path:
         manifest=MANIFEST,
         prices={},
     )
-    lines = [msgspec.json.encode(r) for r in [header, *records]]
-    (folder / "ledger.jsonl").write_bytes(b"\n".join(lines) + b"\n")
+    data = bytearray()
+    for record in [header, *records]:
+        encode_line_into(record, data)
+    (folder / "ledger.jsonl").write_bytes(data)
     return folder
 
 

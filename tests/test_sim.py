@@ -1,4 +1,4 @@
-"""The simulator's model logic and its wire dialects, read by the official SDKs and a raw SSE reader."""
+"""The simulator's model logic and its wire dialects, read by the official SDKs and the runner's SSE parser."""
 
 from __future__ import annotations
 
@@ -25,7 +25,9 @@ from anytime_sim.knowledge import ProblemIndex, open_index
 from anytime_sim.models import BUILTIN_MODELS
 from anytime_sim.tasks import TASKS
 from anytime_sim.trace import GenRequest, TraceModel
+from runner.tokens.count import count_chat_tokens
 from runner.tokens.encodings import get_encoding
+from runner.types import Message
 
 ENC = get_encoding("o200k_base")
 
@@ -76,7 +78,7 @@ async def test_chat_stream_with_openai_sdk_counts_match_o200k(sim):
     assert usage.completion_tokens_details.reasoning_tokens == len(ENC.encode_ordinary(reasoning))
     assert usage.completion_tokens == len(ENC.encode_ordinary(reasoning)) + len(ENC.encode_ordinary(content))
     # OpenAI cookbook framing: 3 per message + the role ("user" is 1 token) + 3 for the reply primer
-    assert usage.prompt_tokens == 3 + 1 + len(ENC.encode_ordinary(aime_statement(0))) + 3
+    assert usage.prompt_tokens == count_chat_tokens(ENC, (Message("user", aime_statement(0)),))
     assert content.startswith("Answer: ")
     assert "current answer is" in reasoning
     await sim.wait_idle()
@@ -98,7 +100,7 @@ async def test_chat_raw_shapes_usage_chunk_length_and_done(sim):
     )
     assert status == 200 and headers["Content-Type"].startswith("text/event-stream")
     events = sse_events(raw)
-    assert events[-1] == (None, "[DONE]")
+    assert events[-1] == ("message", "[DONE]")
     chunks = [json.loads(d) for _, d in events[:-1]]
     assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
     assert all(c["usage"] is None for c in chunks[:-1]) and chunks[-1]["choices"] == []

@@ -1,9 +1,11 @@
-"""Shared helpers for the simulator tests: small dataset files, prompts and a tiny SSE reader."""
+"""Shared helpers for the simulator tests: small dataset files, prompts, and SSE events as the runner reads them."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+
+from runner.providers.sse import SSEEvent, parse_all
 
 AIME_GOLDS = [204, 25, 113, 7, 999, 0, 540, 73, 321, 88, 450, 16]
 
@@ -111,21 +113,7 @@ def forced_prompt(question: str, reasoning: str) -> str:
     )
 
 
-def sse_events(raw: bytes) -> list[tuple[str | None, str]]:
-    """(event name, data) of each SSE event; accepts \\n, \\r\\n and \\r and skips comments."""
-    text = raw.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")
-    events = []
-    for block in text.split("\n\n"):
-        name, data = None, []
-        for line in block.split("\n"):
-            if not line or line.startswith(":"):
-                continue
-            field, _, value = line.partition(":")
-            value = value[1:] if value.startswith(" ") else value
-            if field == "event":
-                name = value
-            elif field == "data":
-                data.append(value)
-        if data:
-            events.append((name, "\n".join(data)))
-    return events
+def sse_events(raw: bytes) -> list[SSEEvent]:
+    """(event name, data) of each whole SSE event, read by the runner's own parser (the name is
+    "message" when the event has no ``event:`` line)."""
+    return parse_all(raw)

@@ -7,11 +7,10 @@ import json
 from collections import Counter
 from pathlib import Path
 
-import msgspec
 import pytest
 
 from runner.cli import main
-from runner.ledger.records import Attempt, JobDone, Record, RunHeader, Snapshot
+from runner.ledger.records import Attempt, JobDone, Record, RunHeader, Snapshot, decode_lines
 from tests.conftest import write_manifest
 
 BASE = """
@@ -70,9 +69,7 @@ def manifest(
 
 
 def records(tmp_path: Path) -> list[Record]:
-    decoder = msgspec.json.Decoder(Record)
-    lines = (tmp_path / "ledgers" / "t" / "ledger.jsonl").read_bytes().splitlines()
-    return [decoder.decode(line) for line in lines if line]
+    return decode_lines((tmp_path / "ledgers" / "t" / "ledger.jsonl").read_bytes())
 
 
 def run(path: Path, *extra: str) -> int:

@@ -16,10 +16,9 @@ from pathlib import Path
 import msgspec
 
 from runner.errors import LedgerError
-from runner.ledger.records import Note, Record, RunHeader, Synthesis
+from runner.ledger.records import Note, Record, RunHeader, Synthesis, decode_line
 
 LEDGER_FILE = "ledger.jsonl"
-_decoder = msgspec.json.Decoder(Record)
 
 
 def ledger_path(run_dir: Path) -> Path:
@@ -61,7 +60,7 @@ def iter_records(run_dir: Path, info: ReadInfo | None = None) -> Iterator[Record
                 info.lines = line_no
             if line.strip():
                 try:
-                    yield _decoder.decode(line)
+                    yield decode_line(line)
                 except msgspec.DecodeError as exc:
                     raise LedgerError(f"{path}:{line_no}: not a ledger record: {exc}") from None
 

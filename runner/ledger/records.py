@@ -139,3 +139,33 @@ class InFlight(msgspec.Struct, tag="inflight", kw_only=True):
 
 
 Record = RunHeader | Attempt | Snapshot | JobDone | Synthesis | Note | InFlight
+
+# One codec for ledger lines: the writer encodes with it, the reader decodes with it (and
+# bench/deps.py measures it against orjson). A line is the tag first, ``{"type":"attempt",...``,
+# then every field, no whitespace, then a newline: `recovery` searches the raw bytes for the tag.
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder(Record)
+
+
+def encode_line_into(record: Record, buffer: bytearray) -> None:
+    """Append ``record`` to ``buffer`` as one JSON line (no copy: encoded in place)."""
+    _encoder.encode_into(record, buffer, -1)
+    buffer.append(10)  # b"\n"
+
+
+def decode_line(line: bytes | memoryview) -> Record:
+    """One ledger line as its record (a trailing newline is allowed).
+
+    Raises:
+        msgspec.DecodeError: the line is not a ledger record.
+    """
+    return _decoder.decode(line)
+
+
+def decode_lines(data: bytes | memoryview) -> list[Record]:
+    """Every record of a run of whole JSON lines, in one call.
+
+    Raises:
+        msgspec.DecodeError: a line is not a ledger record.
+    """
+    return _decoder.decode_lines(data)

@@ -21,14 +21,11 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import anyio
-import msgspec
 
 from runner.errors import LedgerError
 from runner.ledger.reader import ledger_path
-from runner.ledger.records import Attempt, InFlight, Note, Record
+from runner.ledger.records import Attempt, InFlight, Note, Record, encode_line_into
 from runner.ledger.recovery import interrupted_in_flight, recover
-
-_encoder = msgspec.json.Encoder()
 
 
 class LedgerWriter:
@@ -56,8 +53,7 @@ class LedgerWriter:
         """Queue a record (never blocks). It is durable after the next batch's fsync."""
         if self._closed:
             raise LedgerError(f"{self.path}: append after close")
-        _encoder.encode_into(record, self._queue, -1)
-        self._queue.append(10)  # b"\n"
+        encode_line_into(record, self._queue)
         self._queued += 1
         self._appended += 1
         if self._queued >= self._batch_records:
