@@ -12,12 +12,12 @@ What counts:
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import msgspec
 
-from runner.analysis.anytime import CurveSummary, Difference, Mode, paired_difference, summarize
+from runner.analysis.anytime import CurveSummary, Difference, Mode, ScoreTable, paired_difference, summarize
 from runner.errors import LedgerError
 from runner.ledger.records import Attempt, JobDone, Record, RunHeader, Snapshot, Synthesis
 
@@ -210,8 +210,8 @@ def _build_run(run_dir: Path) -> RunReport:
 
 def _cell(
     key: Key,
-    table: dict,
-    exact_table: dict | None,
+    table: ScoreTable,
+    exact_table: ScoreTable | None,
     budgets: list[int],
     mode: Mode,
     seed: int,
@@ -257,7 +257,9 @@ def _tokens(reported: int | None, counted: int) -> int:
     return reported if reported is not None else counted
 
 
-def _differences(scores: dict, cells: list[Cell], manifest: object, mode: Mode, seed: int) -> list[Paired]:
+def _differences(
+    scores: Mapping[Key, ScoreTable], cells: list[Cell], manifest: object, mode: Mode, seed: int
+) -> list[Paired]:
     """Each non-baseline method minus the baseline (cot) on the same model, dataset and problems."""
     methods = manifest.get("methods", {}) if isinstance(manifest, dict) else {}
     kind_of = {name: (m.get("kind", name) if isinstance(m, dict) else name) for name, m in methods.items()}
