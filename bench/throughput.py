@@ -140,6 +140,19 @@ async def probe_latency(base_url: str, max_tokens: int, n: int = 5) -> float:
     return statistics.median(times)
 
 
+def _learn_from_refusal(limiter: LaneLimiter, policy: RetryPolicy, exc: ProviderError, attempt: int) -> float | None:
+    """Tell the limiter what a refused attempt says, as a lane does; the delay before the next
+    attempt, or None to give up."""
+    limits = getattr(exc, "limits", None)
+    if limits is not None:
+        limiter.observe(limits)
+    if exc.error_class == "rate_limit":
+        limiter.on_rate_limited(exc.retry_after_s)
+    elif exc.retryable:
+        limiter.on_server_error()
+    return policy.delay(attempt, exc)
+
+
 async def run_direct(
     base_url: str, key: str, calls: int, rpm: int | None, tpm: int | None, concurrency: int, max_tokens: int
 ) -> tuple[float, int, int]:
@@ -166,14 +179,7 @@ async def run_direct(
             except ProviderError as exc:
                 # refused before the stream: the provider charged nothing (or refunded it)
                 reservation.settle(0)
-                limits = getattr(exc, "limits", None)
-                if limits is not None:
-                    limiter.observe(limits)
-                if exc.error_class == "rate_limit":
-                    limiter.on_rate_limited(exc.retry_after_s)
-                elif exc.retryable:
-                    limiter.on_server_error()
-                delay = policy.delay(attempt, exc)
+                delay = _learn_from_refusal(limiter, policy, exc, attempt)
                 if delay is None:
                     errors += 1
                     return
