@@ -132,7 +132,7 @@ class EventWriter:
         modes: frozenset[str],
         rng: random.Random,
         ping: str = "keep-alive",
-    ):
+    ) -> None:
         self.response = response
         self.sep = b"\r\n" if "crlf" in modes else b"\n"
         self.split = "split" in modes

@@ -9,7 +9,7 @@ in ``message_start``, the cumulative ``output_tokens`` in ``message_delta``. Ant
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 
 import msgspec
 
@@ -159,7 +159,7 @@ class AnthropicAdapter(SSEAdapter):
 
     async def decode(
         self, events: AsyncIterator[SSEEvent], parser: SSEParser, limits: RateLimitReading
-    ) -> AsyncIterator[StreamEvent]:
+    ) -> AsyncGenerator[StreamEvent, None]:
         so_far = _UsageSoFar()
         async for ev in events:
             try:

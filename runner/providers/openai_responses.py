@@ -9,7 +9,7 @@ reasoning deltas (``response.reasoning_text.delta``, gpt-oss hosts); the answer 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 
 import msgspec
 
@@ -129,7 +129,7 @@ class OpenAIResponsesAdapter(SSEAdapter):
 
     async def decode(
         self, events: AsyncIterator[SSEEvent], parser: SSEParser, limits: RateLimitReading
-    ) -> AsyncIterator[StreamEvent]:
+    ) -> AsyncGenerator[StreamEvent, None]:
         cost_field = bool(self.options.get("cost_field", False))
         async for ev in events:
             if ev.data.startswith("[DONE]"):
