@@ -16,6 +16,7 @@ import msgspec
 
 from runner.config.manifest import Model
 from runner.errors import PriceError
+from runner.ledger.records import PricedFrom
 from runner.types import Usage
 
 PER = 1_000_000
@@ -91,7 +92,7 @@ class PriceTable:
 
 def attempt_cost(
     price: ModelPrice, reported: Usage | None, counted_input: int, counted_output: int
-) -> tuple[float, str]:
+) -> tuple[float, PricedFrom]:
     """Dollars for one attempt and which numbers priced it ("billed", "reported", "counted")."""
     if reported is not None and reported.billed_usd is not None:
         return reported.billed_usd, "billed"
