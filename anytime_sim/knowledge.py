@@ -1,6 +1,6 @@
 """What the simulator knows: the problems of the dataset files it was given, nothing else.
 
-Problems come from the task loaders in ``runner.datasets`` when they are installed, so the
+Problems come from the task loaders in ``runner.tasks`` when they are installed, so the
 simulator recognises exactly the ``statement`` that prompts contain; a tiny loader per task is
 kept here as a fallback. A prompt is about the problem whose statement occurs *last* in it
 (methods put in-context examples of other problems before the test problem).

@@ -245,7 +245,7 @@ class Simulator:
             raise Reject(errors(400, "invalid_request", str(exc), {})) from None
 
     async def _admission(
-        self, key: str, cost: int, fault: FaultPlan, stats: ModelStats, model: str, errors: ErrorFormat
+        self, key: str, cost: int, fault: FaultPlan, stats: ModelStats, model_name: str, errors: ErrorFormat
     ) -> Admission:
         """The rate limiter's admission, unless it refuses or a fault planned before the stream strikes.
 
@@ -260,7 +260,7 @@ class Simulator:
             stats.rate_limited += 1
             if admission.ok:  # an injected 429: the request was never served, so it costs nothing
                 self.limiter.refund(key, cost, requests=1)
-            raise Reject(errors.rate_limited(model, admission, cost))
+            raise Reject(errors.rate_limited(model_name, admission, cost))
         if fault.kind in BEFORE_STREAM and fault.kind != "stall_first":
             stats.faults[fault.kind] = stats.faults.get(fault.kind, 0) + 1
             # the request was admitted but failed: its charge goes back, as real providers do
