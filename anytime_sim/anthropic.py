@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+from typing import Any
 
 import msgspec
 from aiohttp import web
@@ -75,7 +76,7 @@ def _marked(content: object) -> bool:
     return isinstance(content, list) and any(isinstance(b, dict) and b.get("cache_control") for b in content)
 
 
-def parse_request(body: dict, errors: AnthropicErrors) -> tuple[GenRequest, int, int]:
+def parse_request(body: dict[str, Any], errors: AnthropicErrors) -> tuple[GenRequest, int, int]:
     """The request, its output cap, and how many leading turns a cache breakpoint covers (0: none)."""
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
@@ -182,7 +183,7 @@ class _Blocks:
         self.open: str | None = None
         self.extra = "unknown_fields" in call.modes
 
-    async def send(self, name: str, data: dict) -> None:
+    async def send(self, name: str, data: dict[str, object]) -> None:
         if self.extra:
             data = {**data, "x_sim_extra": 1}
         await self.writer.event(msgspec.json.encode({"type": name, **data}), name)
@@ -229,7 +230,7 @@ async def _stream(request: web.Request, call: Call) -> web.StreamResponse:
     await open_stream(request, response)
     writer = EventWriter(response, call.modes, call.rng)
     blocks = _Blocks(call, writer)
-    message = {
+    message: dict[str, object] = {
         "id": f"msg_{call.id}",
         "type": "message",
         "role": "assistant",
@@ -269,7 +270,7 @@ async def _complete(call: Call) -> web.Response:
     if call.sim.config.time_scale > 0:
         await asyncio.sleep(call.pacer.total_s(p.output_tokens))
     decode = call.sim.logic.encoding.decode
-    content: list[dict] = []
+    content: list[dict[str, str]] = []
     if p.reasoning_tokens:
         shown = list(call_pieces(call, _view(call), whole=True))
         thinking = "".join(x.text for x in shown if x.kind == "reasoning")

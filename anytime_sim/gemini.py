@@ -9,6 +9,7 @@ event names and no ``[DONE]``. Thoughts arrive as parts with ``"thought": true``
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import msgspec
 from aiohttp import web
@@ -55,7 +56,7 @@ class GeminiErrors(ErrorFormat):
         return web.json_response(body, status=429, headers=retry_headers(wait))
 
 
-def parse_request(model: str, body: dict, errors: GeminiErrors) -> tuple[GenRequest, int | None, bool]:
+def parse_request(model: str, body: dict[str, Any], errors: GeminiErrors) -> tuple[GenRequest, int | None, bool]:
     contents = body.get("contents")
     if not isinstance(contents, list) or not contents:
         raise Reject(errors(400, "invalid_request", "contents: must be a non-empty list", {}))
@@ -120,7 +121,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
         call.end(completed=call.served_reasoning + call.served_content >= call.plan.output_tokens)
 
 
-def _usage(call: Call) -> dict:
+def _usage(call: Call) -> dict[str, int]:
     r, c = call.served_reasoning, call.served_content
     usage = {
         "promptTokenCount": call.prompt_tokens,
@@ -134,9 +135,9 @@ def _usage(call: Call) -> dict:
     return usage
 
 
-def _response(call: Call, parts: list[dict], final: bool) -> dict:
-    candidate: dict = {"content": {"role": "model", "parts": parts}, "index": 0}
-    body: dict = {"candidates": [candidate], "modelVersion": call.model.name, "responseId": call.id}
+def _response(call: Call, parts: list[dict[str, object]], final: bool) -> dict[str, object]:
+    candidate: dict[str, object] = {"content": {"role": "model", "parts": parts}, "index": 0}
+    body: dict[str, object] = {"candidates": [candidate], "modelVersion": call.model.name, "responseId": call.id}
     if final:
         candidate["finishReason"] = "STOP" if call.plan.finish == "stop" else "MAX_TOKENS"
         body["usageMetadata"] = _usage(call)
@@ -153,7 +154,9 @@ async def _stream(request: web.Request, call: Call, view: str) -> web.StreamResp
     async def emit(piece: Piece) -> None:
         if piece.kind == "hidden" or not piece.text:
             return
-        part = {"text": piece.text, "thought": True} if piece.kind == "reasoning" else {"text": piece.text}
+        part: dict[str, object] = (
+            {"text": piece.text, "thought": True} if piece.kind == "reasoning" else {"text": piece.text}
+        )
         await writer.event(msgspec.json.encode(_response(call, [part], final=False)))
 
     async def emit_error() -> None:
@@ -177,9 +180,12 @@ async def _complete(call: Call, view: str) -> web.Response:
     p = call.plan
     if call.sim.config.time_scale > 0:
         await asyncio.sleep(call.pacer.total_s(p.output_tokens))
-    thought, text = [], []
+    thought: list[str] = []
+    text: list[str] = []
     for piece in call_pieces(call, view, whole=True):
         call.served(piece.kind, piece.billed)
         (text if piece.kind == "content" else thought).append(piece.text)
-    parts = ([{"text": "".join(thought), "thought": True}] if "".join(thought) else []) + [{"text": "".join(text)}]
+    parts: list[dict[str, object]] = ([{"text": "".join(thought), "thought": True}] if "".join(thought) else []) + [
+        {"text": "".join(text)}
+    ]
     return web.json_response(_response(call, parts, final=True))

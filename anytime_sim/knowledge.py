@@ -1,6 +1,6 @@
 """What the simulator knows: the problems of the dataset files it was given, nothing else.
 
-Problems come from the task loaders in ``runner.datasets`` when they are installed, so the
+Problems come from the task loaders in ``runner.tasks`` when they are installed, so the
 simulator recognises exactly the ``statement`` that prompts contain; a tiny loader per task is
 kept here as a fallback. A prompt is about the problem whose statement occurs *last* in it
 (methods put in-context examples of other problems before the test problem).
@@ -12,15 +12,16 @@ import json
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from runner.errors import DatasetError
-from runner.tasks.base import Problem
+from runner.tasks.base import Problem, Task
 
 TASK_KINDS = ("aime", "gpqa", "trip", "meeting", "calendar")
 
 
-def _read_jsonl(path: Path) -> list[dict]:
-    rows: list[dict] = []
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except OSError as exc:
@@ -38,7 +39,7 @@ def _read_jsonl(path: Path) -> list[dict]:
     return rows
 
 
-def _fallback_problem(kind: str, row: dict, path: Path, number: int) -> Problem:
+def _fallback_problem(kind: str, row: dict[str, Any], path: Path, number: int) -> Problem:
     try:
         if kind == "aime":
             return Problem(id=str(row["id"]), task=kind, statement=row["problem"], gold=str(int(row["answer"])))
@@ -61,19 +62,23 @@ def load_problems(kind: str, path: Path) -> list[Problem]:
     """Load a dataset file with the project's task loader, else with the simulator's own."""
     if kind not in TASK_KINDS:
         raise DatasetError(str(path), None, f"unknown dataset kind {kind!r} (known: {', '.join(TASK_KINDS)})")
+    task = _project_task(kind)
+    if task is not None:
+        return list(task.load(Path(path)))
+    return [_fallback_problem(kind, row, path, i) for i, row in enumerate(_read_jsonl(Path(path)), 1)]
+
+
+def _project_task(kind: str) -> Task | None:
+    """The project's task for ``kind``, or None when the simulator runs without its loaders."""
     try:
         from runner.tasks.registry import get_task
     except ImportError:
-        get_task = None
-    if get_task is not None:
-        try:
-            task = get_task(kind)
-        except (ImportError, AttributeError, LookupError, ValueError):
-            # a task the project's loaders do not provide (yet): the simulator's own loader reads it
-            task = None
-        if task is not None:
-            return list(task.load(Path(path)))
-    return [_fallback_problem(kind, row, path, i) for i, row in enumerate(_read_jsonl(Path(path)), 1)]
+        return None
+    try:
+        return get_task(kind)
+    except (ImportError, AttributeError, LookupError, ValueError):
+        # a task the project's loaders do not provide (yet): the simulator's own loader reads it
+        return None
 
 
 class ProblemIndex:

@@ -9,6 +9,7 @@ chunk with an empty delta, the usage chunk with ``choices: []`` when
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import msgspec
 from aiohttp import web
@@ -17,7 +18,7 @@ from anytime_sim.models import SimModel
 from anytime_sim.ratelimit import Admission, openai_headers, retry_headers
 from anytime_sim.server import SIM_KEY, Call, ContextOverflow, ErrorFormat, Reject, open_stream
 from anytime_sim.stream import EventWriter, Piece, call_pieces, drive
-from anytime_sim.trace import GenRequest
+from anytime_sim.trace import Generation, GenRequest
 
 _ERROR_TYPES = {
     400: ("invalid_request_error", None),
@@ -46,6 +47,7 @@ class OpenAIErrors(ErrorFormat):
         headers: dict[str, str],
         admission: Admission | None = None,
     ) -> web.Response:
+        body: dict[str, object]
         if kind == "context":
             body = {
                 "error": {
@@ -111,7 +113,7 @@ def _bearer(request: web.Request) -> str | None:
     return auth[7:] if auth.startswith("Bearer ") else None
 
 
-def _unsupported(body: dict, model: SimModel | None) -> str | None:
+def _unsupported(body: dict[str, Any], model: SimModel | None) -> str | None:
     """What a real host of this profile would refuse in the request (providers.md §1.1, §3)."""
     if body.get("n", 1) != 1:
         return "The simulator serves one choice per request (`n` must be 1)."
@@ -136,7 +138,7 @@ def _unsupported(body: dict, model: SimModel | None) -> str | None:
     return None
 
 
-def parse_request(body: dict, errors: OpenAIErrors, model: SimModel | None) -> tuple[GenRequest, int | None]:
+def parse_request(body: dict[str, Any], errors: OpenAIErrors, model: SimModel | None) -> tuple[GenRequest, int | None]:
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise Reject(errors(400, "invalid_request", "`messages` must be a non-empty list", {}))
@@ -187,16 +189,14 @@ class _Chunks:
         self.field = "reasoning" if self.profile == "vllm" else "reasoning_content"
         self._templates: dict[str, tuple[bytes, bytes]] = {}
 
-    def chunk(self, delta: dict, finish: str | None = None) -> bytes:
-        body: dict = {
-            **self.head,
-            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
-        }
+    def chunk(self, delta: dict[str, str], finish: str | None = None) -> bytes:
+        choice: dict[str, object] = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+        body: dict[str, object] = {**self.head, "choices": [choice]}
         if self.include_usage:
             body["usage"] = None
         if self.extra:
             body["obfuscation"] = "x1y2z3"
-            body["choices"][0]["x_sim_extra"] = {"note": "unknown fields must be ignored"}
+            choice["x_sim_extra"] = {"note": "unknown fields must be ignored"}
         return msgspec.json.encode(body)
 
     def first(self) -> bytes:
@@ -215,11 +215,11 @@ class _Chunks:
             template = self._templates[field] = (whole[0], whole[1])
         return template[0] + msgspec.json.encode(piece.text) + template[1]
 
-    def usage(self) -> dict:
+    def usage(self) -> dict[str, object]:
         call = self.call
         r, c = call.served_reasoning, call.served_content
         completion = c if self.profile == "xai" else r + c
-        usage: dict = {
+        usage: dict[str, object] = {
             "prompt_tokens": call.prompt_tokens,
             "completion_tokens": completion,
             "total_tokens": call.prompt_tokens + r + c,
@@ -255,10 +255,8 @@ class _Chunks:
         )
 
 
-def _inline_think(call: Call):
+def _inline_think(call: Call) -> Generation:
     """Together's shape: ``<think>`` reasoning ``</think>`` then the answer, all in content."""
-    from anytime_sim.trace import Generation
-
     gen = call.generation
     if not gen.reasoning:
         return gen
@@ -358,7 +356,7 @@ async def _complete(call: Call, errors: OpenAIErrors) -> web.Response:
     if call.sim.config.time_scale > 0:
         await asyncio.sleep(call.pacer.total_s(p.output_tokens))
     decode = call.sim.logic.encoding.decode
-    message: dict = {
+    message: dict[str, object] = {
         "role": "assistant",
         "content": decode(call.generation.content[: p.content_tokens]),
         "refusal": None,

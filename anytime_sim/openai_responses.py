@@ -10,6 +10,7 @@ usage counts all reasoning tokens. Hitting ``max_output_tokens`` ends with
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import msgspec
 from aiohttp import web
@@ -28,7 +29,7 @@ def _text(content: object) -> str:
     return ""
 
 
-def parse_request(body: dict, errors: OpenAIErrors) -> tuple[GenRequest, int | None, bool]:
+def parse_request(body: dict[str, Any], errors: OpenAIErrors) -> tuple[GenRequest, int | None, bool]:
     raw_input = body.get("input")
     turns: list[tuple[str, str]] = []
     if body.get("instructions"):
@@ -44,7 +45,8 @@ def parse_request(body: dict, errors: OpenAIErrors) -> tuple[GenRequest, int | N
     cap = body.get("max_output_tokens")
     if cap is not None and (not isinstance(cap, int) or cap < 16):
         raise Reject(errors(400, "invalid_request", f"`max_output_tokens` must be an integer >= 16, got {cap!r}", {}))
-    reasoning = body.get("reasoning") if isinstance(body.get("reasoning"), dict) else {}
+    asked = body.get("reasoning")
+    reasoning: dict[str, Any] = asked if isinstance(asked, dict) else {}
     seed = body.get("seed")
     req = GenRequest(
         model=str(body.get("model", "")),
@@ -92,19 +94,19 @@ class _Events:
         self.reasoning_text: list[str] = []
         self.text: list[str] = []
         self.open: str | None = None
-        self.output: list[dict] = []
+        self.output: list[dict[str, object]] = []
 
-    async def send(self, data: dict) -> None:
+    async def send(self, data: dict[str, object]) -> None:
         assert self.writer is not None
         data = {**data, "sequence_number": self.seq}
         self.seq += 1
         if "unknown_fields" in self.call.modes:
             data["x_sim_extra"] = True
-        await self.writer.event(msgspec.json.encode(data), data["type"])
+        await self.writer.event(msgspec.json.encode(data), str(data["type"]))
 
-    def response(self, status: str) -> dict:
+    def response(self, status: str) -> dict[str, object]:
         call = self.call
-        usage = None
+        usage: dict[str, object] | None = None
         if status != "in_progress":
             r, c = call.served_reasoning, call.served_content
             usage = {
@@ -130,7 +132,7 @@ class _Events:
             "tools": [],
         }
 
-    def _reasoning_item(self) -> dict:
+    def _reasoning_item(self) -> dict[str, object]:
         text = "".join(self.reasoning_text)
         if self.view == "raw":
             return {
@@ -142,7 +144,7 @@ class _Events:
         summary = [{"type": "summary_text", "text": text}] if text else []
         return {"id": self.rs_id, "type": "reasoning", "summary": summary}
 
-    def _message_item(self, status: str) -> dict:
+    def _message_item(self, status: str) -> dict[str, object]:
         return {
             "id": self.msg_id,
             "type": "message",
@@ -324,7 +326,8 @@ async def _stream(request: web.Request, call: Call, errors: OpenAIErrors, view: 
         }
     )
     await open_stream(request, response)
-    events = _Events(call, EventWriter(response, call.modes, call.rng), view)
+    writer = EventWriter(response, call.modes, call.rng)
+    events = _Events(call, writer, view)
     await events.send({"type": "response.created", "response": events.response("in_progress")})
     await events.send({"type": "response.in_progress", "response": events.response("in_progress")})
 
@@ -334,12 +337,10 @@ async def _stream(request: web.Request, call: Call, errors: OpenAIErrors, view: 
         )
 
     async def emit_malformed() -> None:
-        await events.writer.raw(
-            b'event: response.output_text.delta\ndata: {"type": "response.output_text.delta", "de\n\n'
-        )
+        await writer.raw(b'event: response.output_text.delta\ndata: {"type": "response.output_text.delta", "de\n\n')
 
     items = list(call_pieces(call, view))
-    if await drive(call, request, events.writer, items, events.piece, emit_error, emit_malformed):
+    if await drive(call, request, writer, items, events.piece, emit_error, emit_malformed):
         await events.finish()
         await response.write_eof()
     return response

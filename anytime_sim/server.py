@@ -18,6 +18,7 @@ from pathlib import Path
 
 import msgspec
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from anytime_sim.cache import PromptCache
 from anytime_sim.faults import BEFORE_STREAM, FaultPlan, parse_modes, plan_fault
@@ -194,17 +195,9 @@ class Simulator:
 
         ``caching`` False turns automatic prompt caching off (Anthropic caches only on request).
         """
-        model = self.config.models.get(req.model)
-        if model is None:
-            known = ", ".join(sorted(self.config.models))
-            raise Reject(errors(404, "not_found", f"The model `{req.model}` does not exist (simulated: {known})", {}))
-        try:
-            modes = parse_modes(request.headers.get("x-sim-mode"), self.config.modes)
-        except ValueError as exc:
-            raise Reject(errors(400, "invalid_request", str(exc), {})) from None
-        seed_header = request.headers.get("x-sim-seed", "")
-        if seed_header.lstrip("-").isdigit():
-            req = msgspec.structs.replace(req, seed=int(seed_header))
+        model = self._model(req.model, errors)
+        modes = self._modes(request, errors)
+        req = _with_seed_header(request, req)
         stats = self._model_stats(model.name)
         stats.requests += 1
         key = api_key or ""
@@ -219,40 +212,9 @@ class Simulator:
         generation = self.logic.generate(model, req)
         prompt_ids = self.logic.prompt_tokens(req.messages)
         prompt_tokens = len(prompt_ids)
-        wanted = prompt_tokens + (cap or 0)
-        # only a prompt that fills the window is refused; a generous output cap just ends at the window
-        if prompt_tokens >= model.context_window:
-            message = (
-                f"This model's maximum context length is {model.context_window} tokens. However, you "
-                f"requested {wanted} tokens ({prompt_tokens} in the messages, {cap or 0} in the completion)."
-            )
-            raise ContextOverflow(errors(400, "context", message, {}))
+        _refuse_overflow(model, prompt_tokens, cap, errors)
         cost = prompt_tokens + (cap if cap is not None else len(generation.reasoning) + len(generation.content))
-        admission = self.limiter.admit(key, cost)
-        if fault.kind == "stall_first":
-            stats.faults["stall_first"] = stats.faults.get("stall_first", 0) + 1
-            await asyncio.sleep(fault.stall_s)
-        if not admission.ok or fault.kind == "rate_limit":
-            stats.rate_limited += 1
-            if admission.ok:  # an injected 429: the request was never served, so it costs nothing
-                self.limiter.refund(key, cost, requests=1)
-            raise Reject(errors.rate_limited(model.name, admission, cost))
-        if fault.kind in BEFORE_STREAM and fault.kind != "stall_first":
-            stats.faults[fault.kind] = stats.faults.get(fault.kind, 0) + 1
-            # the request was admitted but failed: its charge goes back, as real providers do
-            self.limiter.refund(key, cost)
-            headers = {} if fault.should_retry is None else {"x-should-retry": str(fault.should_retry).lower()}
-            raise Reject(
-                errors(
-                    fault.status,
-                    "server",
-                    f"The simulated server had an error ({fault.kind})",
-                    headers,
-                    admission,
-                )
-            )
-        if fault.kind:
-            stats.faults[fault.kind] = stats.faults.get(fault.kind, 0) + 1
+        admission = await self._admission(key, cost, fault, stats, model.name, errors)
         stats.input_tokens += prompt_tokens
         cached = 0
         if caching and model.profile in AUTO_CACHE_PROFILES:
@@ -269,6 +231,76 @@ class Simulator:
             self._interruptible.setdefault(model.name, set()).add(call)
         return call
 
+    def _model(self, name: str, errors: ErrorFormat) -> SimModel:
+        model = self.config.models.get(name)
+        if model is None:
+            known = ", ".join(sorted(self.config.models))
+            raise Reject(errors(404, "not_found", f"The model `{name}` does not exist (simulated: {known})", {}))
+        return model
+
+    def _modes(self, request: web.Request, errors: ErrorFormat) -> frozenset[str]:
+        try:
+            return parse_modes(request.headers.get("x-sim-mode"), self.config.modes)
+        except ValueError as exc:
+            raise Reject(errors(400, "invalid_request", str(exc), {})) from None
+
+    async def _admission(
+        self, key: str, cost: int, fault: FaultPlan, stats: ModelStats, model_name: str, errors: ErrorFormat
+    ) -> Admission:
+        """The rate limiter's admission, unless it refuses or a fault planned before the stream strikes.
+
+        Raises:
+            Reject: a 429 (real or injected) or an injected server error, the charge refunded.
+        """
+        admission = self.limiter.admit(key, cost)
+        if fault.kind == "stall_first":
+            stats.faults["stall_first"] = stats.faults.get("stall_first", 0) + 1
+            await asyncio.sleep(fault.stall_s)
+        if not admission.ok or fault.kind == "rate_limit":
+            stats.rate_limited += 1
+            if admission.ok:  # an injected 429: the request was never served, so it costs nothing
+                self.limiter.refund(key, cost, requests=1)
+            raise Reject(errors.rate_limited(model_name, admission, cost))
+        if fault.kind in BEFORE_STREAM and fault.kind != "stall_first":
+            stats.faults[fault.kind] = stats.faults.get(fault.kind, 0) + 1
+            # the request was admitted but failed: its charge goes back, as real providers do
+            self.limiter.refund(key, cost)
+            headers = {} if fault.should_retry is None else {"x-should-retry": str(fault.should_retry).lower()}
+            raise Reject(
+                errors(
+                    fault.status,
+                    "server",
+                    f"The simulated server had an error ({fault.kind})",
+                    headers,
+                    admission,
+                )
+            )
+        if fault.kind:
+            stats.faults[fault.kind] = stats.faults.get(fault.kind, 0) + 1
+        return admission
+
+
+def _with_seed_header(request: web.Request, req: GenRequest) -> GenRequest:
+    """The request with the seed that an ``x-sim-seed`` header sets, if it sets one."""
+    seed_header = request.headers.get("x-sim-seed", "")
+    if seed_header.lstrip("-").isdigit():
+        return msgspec.structs.replace(req, seed=int(seed_header))
+    return req
+
+
+def _refuse_overflow(model: SimModel, prompt_tokens: int, cap: int | None, errors: ErrorFormat) -> None:
+    """Raise `ContextOverflow` when the prompt alone fills the model's context window.
+
+    A generous output cap is not refused: its generation just ends at the window.
+    """
+    if prompt_tokens >= model.context_window:
+        wanted = prompt_tokens + (cap or 0)
+        message = (
+            f"This model's maximum context length is {model.context_window} tokens. However, you "
+            f"requested {wanted} tokens ({prompt_tokens} in the messages, {cap or 0} in the completion)."
+        )
+        raise ContextOverflow(errors(400, "context", message, {}))
+
 
 SIM_KEY: web.AppKey[Simulator] = web.AppKey("sim", Simulator)
 # the request's prepared stream, for `_client_gone`
@@ -282,12 +314,12 @@ async def open_stream(request: web.Request, response: web.StreamResponse) -> Non
 
 
 @web.middleware
-async def _client_gone(request: web.Request, handler: Callable) -> web.StreamResponse:
+async def _client_gone(request: web.Request, handler: Handler) -> web.StreamResponse:
     """A client that leaves mid-stream (cancelling at its last budget) is normal, not a server error."""
     try:
         return await handler(request)
     except ConnectionResetError:
-        stream = request.get(_STREAM)
+        stream: web.StreamResponse | None = request.get(_STREAM)
         if stream is None:
             raise
         return stream
@@ -339,8 +371,8 @@ async def open_simulator(
     except BaseException:
         await runner.cleanup()
         raise
-    sockets = site._server.sockets if site._server is not None else []  # type: ignore[union-attr]
-    bound_port = sockets[0].getsockname()[1] if sockets else port
+    addresses = runner.addresses  # the one site's sockets, as getsockname() gives them
+    bound_port = addresses[0][1] if addresses else port
     sim.base_url = f"http://{host}:{bound_port}"
     try:
         yield sim

@@ -132,7 +132,7 @@ class EventWriter:
         modes: frozenset[str],
         rng: random.Random,
         ping: str = "keep-alive",
-    ):
+    ) -> None:
         self.response = response
         self.sep = b"\r\n" if "crlf" in modes else b"\n"
         self.split = "split" in modes
@@ -224,19 +224,8 @@ async def drive(
             await writer.flush()
             settle()
             writer.batch = False
-            kind = call.fault.kind
-            if kind == "drop":
-                # cut the connection with the body unfinished: the client sees a broken stream
-                if request.transport is not None:
-                    request.transport.abort()
+            if not await _strike(call, request, emit_error, emit_malformed):
                 return False
-            if kind == "malformed":
-                await emit_malformed()
-                return False
-            if kind == "error_in_stream":
-                await emit_error()
-                return False
-            await asyncio.sleep(call.fault.stall_s)
             writer.batch = True
         done += piece.billed
         delay = call.pacer.delay(done)
@@ -251,4 +240,27 @@ async def drive(
     writer.batch = False
     await writer.flush()
     settle()
+    return True
+
+
+async def _strike(
+    call: Call,
+    request: web.Request,
+    emit_error: Callable[[], Awaitable[None]],
+    emit_malformed: Callable[[], Awaitable[None]],
+) -> bool:
+    """Inject the call's mid-stream fault; returns whether the stream goes on (after a stall it does)."""
+    kind = call.fault.kind
+    if kind == "drop":
+        # cut the connection with the body unfinished: the client sees a broken stream
+        if request.transport is not None:
+            request.transport.abort()
+        return False
+    if kind == "malformed":
+        await emit_malformed()
+        return False
+    if kind == "error_in_stream":
+        await emit_error()
+        return False
+    await asyncio.sleep(call.fault.stall_s)
     return True

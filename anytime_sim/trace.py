@@ -24,7 +24,8 @@ import msgspec
 
 from anytime_sim.knowledge import ProblemIndex
 from anytime_sim.models import SimModel
-from anytime_sim.tasks import TASKS, TaskLogic, parse_any
+from anytime_sim.tasks import TASKS, Answer, TaskLogic, parse_any
+from runner.tasks.base import Problem
 from runner.tokens.encodings import get_encoding
 
 FORCED_OPEN = "<reasoning_so_far>"
@@ -106,6 +107,10 @@ class GenRequest(msgspec.Struct, frozen=True, kw_only=True):
     effort: str | None = None
 
 
+# (model, messages, seed, max_output, reasoning_budget, reasoning_on, effort): what a generation depends on
+_GenerationKey = tuple[str, tuple[tuple[str, str], ...], int | None, int | None, int | None, bool, str | None]
+
+
 def _hash_int(*parts: object) -> int:
     digest = hashlib.blake2b(repr(parts).encode("utf-8", "surrogatepass"), digest_size=8).digest()
     return int.from_bytes(digest, "big")
@@ -137,13 +142,32 @@ def _last_user(messages: Sequence[tuple[str, str]]) -> str:
     return messages[-1][1] if messages else ""
 
 
+class _Convergence:
+    """How fast a trace's candidates become right: ``p(t)`` of the module docstring, for one trace."""
+
+    __slots__ = ("interval", "p_max", "tau", "thresholds")
+
+    def __init__(self, model: SimModel, difficulty: float, n_units: int, quality: random.Random) -> None:
+        self.p_max = (0.15 + 0.8 * model.skill) * (1.0 - 0.35 * difficulty)
+        # convergence speed in tokens depends on skill alone, so a weak model is never faster
+        self.tau = 250.0 + 1500.0 * (1.0 - model.skill)
+        self.thresholds = [quality.random() for _ in range(n_units)]
+        # tokens between two stated candidates, on average
+        self.interval = min(max(model.natural_tokens / 15.0, 80.0), 300.0)
+
+    def right_at(self, t: int) -> int:
+        """How many of the answer's units are right in a candidate stated at token ``t``."""
+        p = self.p_max * (1.0 - math.exp(-t / self.tau))
+        return sum(1 for u in self.thresholds if u < p)
+
+
 class TraceModel:
     """Builds `Generation`s for one simulator; caches recent ones (retries and benchmarks repeat)."""
 
     def __init__(self, index: ProblemIndex, cache_size: int = 512) -> None:
         self.index = index
         self.encoding = get_encoding("o200k_base")
-        self._cache: OrderedDict[tuple, Generation] = OrderedDict()
+        self._cache: OrderedDict[_GenerationKey, Generation] = OrderedDict()
         self._cache_size = cache_size
         self._encoded: dict[str, list[int]] = {}
 
@@ -171,7 +195,7 @@ class TraceModel:
         )
 
     def generate(self, model: SimModel, req: GenRequest) -> Generation:
-        key = (
+        key: _GenerationKey = (
             model.name,
             req.messages,
             req.seed,
@@ -260,26 +284,22 @@ class TraceModel:
         self,
         model: SimModel,
         logic: TaskLogic,
-        gold: object,
-        problem: object,
+        gold: Answer | None,
+        problem: Problem | None,
         prompt: str,
         rng: random.Random,
         quality: random.Random,
         target: int,
         limit: int | None = None,
-    ) -> tuple[list[str], list[str], object]:
-        statement_id = getattr(problem, "statement", prompt)
-        difficulty = _unit("difficulty", statement_id)
-        p_max = (0.15 + 0.8 * model.skill) * (1.0 - 0.35 * difficulty)
-        # convergence speed in tokens depends on skill alone, so a weak model is never faster
-        tau = 250.0 + 1500.0 * (1.0 - model.skill)
+    ) -> tuple[list[str], list[str], Answer]:
+        statement_id = problem.statement if problem is not None else prompt
         n_units = logic.units(gold) if gold is not None else 1
-        thresholds = [quality.random() for _ in range(n_units)]
-        interval = min(max(model.natural_tokens / 15.0, 80.0), 300.0)
+        convergence = _Convergence(model, _unit("difficulty", statement_id), n_units, quality)
+        interval = convergence.interval
         next_at = interval * quality.uniform(0.4, 1.0)
         units: list[str] = []
         summary: list[str] = []
-        answer: object = None
+        answer: Answer | None = None
         t = 0
         fallback = logic.wrong(gold, rng, prompt)
         answer_right = -1
@@ -287,8 +307,7 @@ class TraceModel:
         while limit is None or t < limit:
             stated = t >= next_at
             if stated:
-                p = p_max * (1.0 - math.exp(-t / tau))
-                right = sum(1 for u in thresholds if u < p)
+                right = convergence.right_at(t)
                 candidate = answer
                 # a wrong answer may linger a while; a change in how much is right always shows
                 if answer is None or right != answer_right or rng.random() < 0.6:

@@ -12,16 +12,18 @@ What counts:
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import msgspec
 
-from runner.analysis.anytime import CurveSummary, Difference, Mode, paired_difference, summarize
+from runner.analysis.anytime import CurveSummary, Difference, Mode, ScoreTable, paired_difference, summarize
 from runner.errors import LedgerError
 from runner.ledger.records import Attempt, JobDone, Record, RunHeader, Snapshot, Synthesis
 
 Key = tuple[str, str, str]  # (model, dataset, method) keys of the manifest
+# problem id -> sample -> budget (None: the full trace) -> score, as the run recorded it
+_Table = dict[str, dict[int, dict[int | None, float]]]
 BASELINE_METHOD_KINDS = ("cot",)
 
 
@@ -110,6 +112,40 @@ class _Run:
         keys.update({j.job_id: (j.model, j.dataset, j.method) for j in self.done.values()})
         return keys
 
+    def score_tables(self) -> tuple[dict[Key, _Table], dict[Key, _Table]]:
+        """The counted snapshots' scores per key, and their exact-match scores where recorded."""
+        scores: dict[Key, _Table] = defaultdict(lambda: defaultdict(dict))
+        exact: dict[Key, _Table] = defaultdict(lambda: defaultdict(dict))
+        for snap in self.counted_snapshots():
+            key = (snap.model, snap.dataset, snap.method)
+            scores[key][snap.problem_id].setdefault(snap.sample, {})[snap.budget] = snap.score
+            if snap.exact is not None:
+                exact[key][snap.problem_id].setdefault(snap.sample, {})[snap.budget] = snap.exact
+        return scores, exact
+
+    def attempts_by_key(self) -> tuple[defaultdict[Key, list[Attempt]], defaultdict[Key, list[Attempt]], float]:
+        """Evaluation and synthesis attempts per key, and the dollars of those no key claims.
+
+        An attempt belongs to no key when its job never finished and left no snapshot, or its
+        synthesis stage left no record.
+        """
+        job_keys = self.key_of_job()
+        synth_keys = {k: (s.model, s.dataset, s.method) for k, s in self.synthesis.items()}
+        attempts_by_key: defaultdict[Key, list[Attempt]] = defaultdict(list)
+        synthesis_by_key: defaultdict[Key, list[Attempt]] = defaultdict(list)
+        unattributed = 0.0
+        for attempt in self.attempts:
+            if attempt.kind == "synthesis":
+                synth = synth_keys.get(attempt.job_id.split(":")[1] if ":" in attempt.job_id else "")
+                if synth is not None:
+                    synthesis_by_key[synth].append(attempt)
+                    continue
+            elif attempt.job_id in job_keys:
+                attempts_by_key[job_keys[attempt.job_id]].append(attempt)
+                continue
+            unattributed += attempt.usd
+        return attempts_by_key, synthesis_by_key, unattributed
+
 
 def _read_records(run_dir: Path) -> Iterable[Record]:
     try:
@@ -152,30 +188,8 @@ def _build_run(run_dir: Path) -> RunReport:
     mode: Mode = run_table.get("anytime_mode", "mean_then_max") if isinstance(run_table, dict) else "mean_then_max"
     seed = int(run_table.get("seed", 0)) if isinstance(run_table, dict) else 0
 
-    scores: dict[Key, dict[str, dict[int, dict[int | None, float]]]] = defaultdict(lambda: defaultdict(dict))
-    exact: dict[Key, dict[str, dict[int, dict[int | None, float]]]] = defaultdict(lambda: defaultdict(dict))
-    for snap in run.counted_snapshots():
-        key = (snap.model, snap.dataset, snap.method)
-        scores[key][snap.problem_id].setdefault(snap.sample, {})[snap.budget] = snap.score
-        if snap.exact is not None:
-            exact[key][snap.problem_id].setdefault(snap.sample, {})[snap.budget] = snap.exact
-
-    job_keys = run.key_of_job()
-    synth_keys = {k: (s.model, s.dataset, s.method) for k, s in run.synthesis.items()}
-    attempts_by_key: dict[Key, list[Attempt]] = defaultdict(list)
-    synthesis_by_key: dict[Key, list[Attempt]] = defaultdict(list)
-    unattributed = 0.0
-    for attempt in run.attempts:
-        if attempt.kind == "synthesis":
-            synth = synth_keys.get(attempt.job_id.split(":")[1] if ":" in attempt.job_id else "")
-            if synth is not None:
-                synthesis_by_key[synth].append(attempt)
-                continue
-        elif attempt.job_id in job_keys:
-            attempts_by_key[job_keys[attempt.job_id]].append(attempt)
-            continue
-        unattributed += attempt.usd
-
+    scores, exact = run.score_tables()
+    attempts_by_key, synthesis_by_key, unattributed = run.attempts_by_key()
     cells: list[Cell] = []
     for key in sorted(scores):
         budgets = sorted({b for samples in scores[key].values() for c in samples.values() for b in c if b is not None})
@@ -210,8 +224,8 @@ def _build_run(run_dir: Path) -> RunReport:
 
 def _cell(
     key: Key,
-    table: dict,
-    exact_table: dict | None,
+    table: ScoreTable,
+    exact_table: ScoreTable | None,
     budgets: list[int],
     mode: Mode,
     seed: int,
@@ -257,7 +271,9 @@ def _tokens(reported: int | None, counted: int) -> int:
     return reported if reported is not None else counted
 
 
-def _differences(scores: dict, cells: list[Cell], manifest: object, mode: Mode, seed: int) -> list[Paired]:
+def _differences(
+    scores: Mapping[Key, ScoreTable], cells: list[Cell], manifest: object, mode: Mode, seed: int
+) -> list[Paired]:
     """Each non-baseline method minus the baseline (cot) on the same model, dataset and problems."""
     methods = manifest.get("methods", {}) if isinstance(manifest, dict) else {}
     kind_of = {name: (m.get("kind", name) if isinstance(m, dict) else name) for name, m in methods.items()}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
 import anyio
@@ -34,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     from runner.engine.sweep import Sweep, SweepOptions
     from runner.ledger.estimate import confirm_needed, estimate_manifest
-    from runner.ui.dashboard import open_display
+    from runner.ui.dashboard import Display, SnapshotSource, open_display
     from runner.ui.estimate import print_estimate_summary
 
     # a pipe or CI log gets wide tables instead of 80 truncated columns
@@ -60,7 +61,7 @@ def main(args: argparse.Namespace) -> int:
             console.print("Nothing was spent.")
             return 1
 
-    def display(get_snapshot):
+    def display(get_snapshot: SnapshotSource) -> AbstractAsyncContextManager[Display]:
         return open_display(console, get_snapshot, plain=True if args.plain else None)
 
     outcome = anyio.run(sweep.run, display, backend="asyncio", backend_options=_backend_options())

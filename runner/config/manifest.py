@@ -50,10 +50,14 @@ DEFAULT_BUDGETS: dict[str, tuple[int, ...]] = {
 
 
 class Base(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
-    """Shared config: unknown keys are typos and fail loudly."""
+    """Shared config: unknown keys are typos and fail loudly.
+
+    Subclasses restate ``frozen=True``: msgspec inherits it at run time, but a type checker reads
+    the class keywords of each class alone (PEP 681) and would take a subclass for mutable.
+    """
 
 
-class Price(Base):
+class Price(Base, frozen=True):
     """USD per 1M tokens. Reasoning tokens are billed as output."""
 
     input: float
@@ -68,7 +72,7 @@ class Price(Base):
                 raise ValueError(f"`{name}` must be >= 0, got {value}")
 
 
-class Timeouts(Base):
+class Timeouts(Base, frozen=True):
     """Seconds. ``first_token`` is time to the first streamed byte of the body."""
 
     connect: float = 10.0
@@ -77,7 +81,7 @@ class Timeouts(Base):
     total: float = 1800.0
 
 
-class Provider(Base):
+class Provider(Base, frozen=True):
     """One lane: a provider key with its limits. Limits left out are learned from headers."""
 
     kind: ProviderKind
@@ -105,7 +109,7 @@ class Provider(Base):
             raise ValueError("`api_key_env` must be the NAME of an environment variable, not a key")
 
 
-class Model(Base):
+class Model(Base, frozen=True):
     """A model on a provider, with how its reasoning can be cut and what it costs."""
 
     provider: str
@@ -120,7 +124,7 @@ class Model(Base):
     trace_answer_tokens: int = 512
 
 
-class Dataset(Base):
+class Dataset(Base, frozen=True):
     kind: DatasetKind
     path: str
     limit: int | None = None
@@ -135,7 +139,7 @@ class Dataset(Base):
             check_budgets(self.budgets)
 
 
-class Method(Base):
+class Method(Base, frozen=True):
     kind: MethodKind
     # PDP / LEAP synthesis: K traces per pool problem at `budget` tokens, keep M pairs
     k: int = 4
@@ -143,7 +147,7 @@ class Method(Base):
     budget: int | None = None
 
 
-class Sweep(Base):
+class Sweep(Base, frozen=True):
     models: list[str] | None = None
     datasets: list[str] | None = None
     methods: list[str] | None = None
@@ -157,7 +161,7 @@ class Sweep(Base):
             check_budgets(self.budgets)
 
 
-class Run(Base):
+class Run(Base, frozen=True):
     name: str
     seed: int = 0
     ledger_dir: str = "ledgers"
@@ -173,7 +177,7 @@ class Run(Base):
             raise ValueError(f"`max_usd` must be > 0, got {self.max_usd}")
 
 
-class SimFaults(Base):
+class SimFaults(Base, frozen=True):
     """Fault injection rates in [0, 1], applied per request, deterministic per request seed."""
 
     error_5xx: float = 0.0
@@ -183,7 +187,7 @@ class SimFaults(Base):
     stall_seconds: float = 30.0
 
 
-class Simulator(Base):
+class Simulator(Base, frozen=True):
     """The built-in simulated provider, started on loopback when a provider has kind "sim"."""
 
     rpm: int | None = None
@@ -193,7 +197,7 @@ class Simulator(Base):
     faults: SimFaults = msgspec.field(default_factory=SimFaults)
 
 
-class Manifest(Base):
+class Manifest(Base, frozen=True):
     run: Run
     providers: dict[str, Provider]
     models: dict[str, Model]

@@ -102,7 +102,7 @@ def synthesis_budget(loaded: LoadedManifest, method: str, dataset: str) -> int:
 def model_definition(loaded: LoadedManifest, model: str) -> dict[str, object]:
     m = loaded.manifest.models[model]
     provider = loaded.manifest.providers[m.provider]
-    definition = msgspec.to_builtins(m)
+    definition: dict[str, object] = msgspec.to_builtins(m)
     definition.pop("price", None)  # a price change re-prices, it does not redo work
     definition["provider_kind"] = provider.kind
     return definition

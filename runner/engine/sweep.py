@@ -40,7 +40,8 @@ from runner.ledger.prices import ModelPrice, PriceTable
 from runner.ledger.records import JobDone, Note, RunHeader
 from runner.ledger.writer import open_ledger
 
-Display = Callable[[Callable[[], RunSnapshot]], contextlib.AbstractAsyncContextManager[None]]
+# shows the run while the sweep is inside it; what it yields on entering is the display's own business
+Display = Callable[[Callable[[], RunSnapshot]], contextlib.AbstractAsyncContextManager[object]]
 
 
 @dataclass

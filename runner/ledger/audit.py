@@ -192,22 +192,44 @@ def verify(run_dir: Path) -> Verification:
             _check_attempt(rec, number, prices, seen_calls, result)
             per_job[rec.job_id] += rec.usd
         elif isinstance(rec, JobDone):
-            if rec.job_id in done:
-                result.problems.append(
-                    f"line {number}: job {rec.job_id} completed twice (first on line "
-                    f"{done[rec.job_id][0]}): its results would count twice"
-                )
-            else:
-                done[rec.job_id] = (number, rec.instance)
+            _check_done(rec, number, done, result)
         elif isinstance(rec, Snapshot):
             snapshots.append((number, rec))
         elif isinstance(rec, Synthesis):
-            if rec.key in built:
-                result.warnings.append(
-                    f"line {number}: synthesis {rec.key} built again (first on line "
-                    f"{built[rec.key]}); its calls were paid twice"
-                )
-            built.setdefault(rec.key, number)
+            _check_synthesis(rec, number, built, result)
+    _check_snapshots(snapshots, done, result)
+    if not _close(sum(per_job.values()), result.usd_recorded):
+        result.problems.append(
+            f"per-job totals ${sum(per_job.values()):.6f} differ from the attempt total ${result.usd_recorded:.6f}"
+        )
+    return result
+
+
+def _check_done(rec: JobDone, number: int, done: dict[str, tuple[int, str]], result: Verification) -> None:
+    """Record where a job completed, or report a second completion."""
+    if rec.job_id in done:
+        result.problems.append(
+            f"line {number}: job {rec.job_id} completed twice (first on line "
+            f"{done[rec.job_id][0]}): its results would count twice"
+        )
+    else:
+        done[rec.job_id] = (number, rec.instance)
+
+
+def _check_synthesis(rec: Synthesis, number: int, built: dict[str, int], result: Verification) -> None:
+    """Record where a synthesis stage was built, or warn that it was built again."""
+    if rec.key in built:
+        result.warnings.append(
+            f"line {number}: synthesis {rec.key} built again (first on line "
+            f"{built[rec.key]}); its calls were paid twice"
+        )
+    built.setdefault(rec.key, number)
+
+
+def _check_snapshots(
+    snapshots: list[tuple[int, Snapshot]], done: dict[str, tuple[int, str]], result: Verification
+) -> None:
+    """Every completed job needs a snapshot of the execution it names; others' snapshots are ignored."""
     graded: set[tuple[str, str]] = set()
     for number, snap in snapshots:
         graded.add((snap.job_id, snap.instance))
@@ -219,11 +241,6 @@ def verify(run_dir: Path) -> Verification:
                 f"line {number}: job {job_id} completed with no snapshot of its execution "
                 f"{instance}: the report has nothing to count for it"
             )
-    if not _close(sum(per_job.values()), result.usd_recorded):
-        result.problems.append(
-            f"per-job totals ${sum(per_job.values()):.6f} differ from the attempt total ${result.usd_recorded:.6f}"
-        )
-    return result
 
 
 def _header_prices(header: RunHeader, number: int, result: Verification) -> dict[str, ModelPrice]:

@@ -133,43 +133,55 @@ def read_history(run_dirs: list[Path]) -> tuple[dict[tuple[str, str, str], Past]
     for run_dir in run_dirs:
         if not (Path(run_dir) / "ledger.jsonl").exists():
             continue
-        names: dict[tuple[str, str], str] = {}
-        by_job: dict[str, Tally] = defaultdict(Tally)
-        done: dict[str, tuple[str, str, str]] = {}
-        built: dict[str, tuple[str, str, str]] = {}
-        for rec in iter_records(run_dir):
-            if isinstance(rec, Attempt):
-                tally = by_job[_stage_of(rec.job_id)]
-                tally.add(
-                    Tally(
-                        1,
-                        _first(rec.input_tokens, rec.input_tokens_counted),
-                        rec.cached_input_tokens or 0,
-                        _first(rec.output_tokens, rec.output_tokens_counted),
-                    )
-                )
-            elif isinstance(rec, JobDone):
-                done[rec.job_id] = (rec.model, rec.dataset, rec.method)
-            elif isinstance(rec, Synthesis):
-                built[f"synthesis:{rec.key}"] = (rec.model, rec.dataset, rec.method)
-            elif isinstance(rec, RunHeader):
-                names.update(_names(rec.manifest))
-        for sink, finished in ((jobs, done), (stages, built)):
-            for job_id, (model, dataset, method) in finished.items():
-                key = (
-                    names.get(("models", model), model),
-                    names.get(("datasets", dataset), dataset),
-                    names.get(("methods", method), method),
-                )
-                sink[key].append(by_job[job_id])
-        if done:
-            used.append(f"expected from {len(done)} finished jobs in {run_dir}")
+        finished = _tally_run(run_dir, jobs, stages)
+        if finished:
+            used.append(f"expected from {finished} finished jobs in {run_dir}")
     past: dict[tuple[str, str, str], Past] = defaultdict(Past)
     for key, tallies in jobs.items():
         past[key].jobs, past[key].per_job = len(tallies), _mean(tallies)
     for key, tallies in stages.items():
         past[key].stages, past[key].per_stage = len(tallies), _mean(tallies)
     return dict(past), used
+
+
+def _tally_run(
+    run_dir: Path, jobs: dict[tuple[str, str, str], list[Tally]], stages: dict[tuple[str, str, str], list[Tally]]
+) -> int:
+    """Append one ledger's finished jobs to ``jobs`` and its built synthesis stages to ``stages``.
+
+    Returns how many jobs finished there. Unfinished work is left out: its tokens say nothing
+    about what a whole job uses.
+    """
+    names: dict[tuple[str, str], str] = {}
+    by_job: dict[str, Tally] = defaultdict(Tally)
+    done: dict[str, tuple[str, str, str]] = {}
+    built: dict[str, tuple[str, str, str]] = {}
+    for rec in iter_records(run_dir):
+        if isinstance(rec, Attempt):
+            tally = by_job[_stage_of(rec.job_id)]
+            tally.add(
+                Tally(
+                    1,
+                    _first(rec.input_tokens, rec.input_tokens_counted),
+                    rec.cached_input_tokens or 0,
+                    _first(rec.output_tokens, rec.output_tokens_counted),
+                )
+            )
+        elif isinstance(rec, JobDone):
+            done[rec.job_id] = (rec.model, rec.dataset, rec.method)
+        elif isinstance(rec, Synthesis):
+            built[f"synthesis:{rec.key}"] = (rec.model, rec.dataset, rec.method)
+        elif isinstance(rec, RunHeader):
+            names.update(_names(rec.manifest))
+    for sink, finished in ((jobs, done), (stages, built)):
+        for job_id, (model, dataset, method) in finished.items():
+            key = (
+                names.get(("models", model), model),
+                names.get(("datasets", dataset), dataset),
+                names.get(("methods", method), method),
+            )
+            sink[key].append(by_job[job_id])
+    return len(done)
 
 
 def _stage_of(job_id: str) -> str:
@@ -405,15 +417,45 @@ def estimate_manifest(
     history, sources = read_history(_previous_dirs(loaded) if previous is None else previous)
     state = _own_state(loaded) if remaining else None
     done = state.completed_jobs if state else set()
+    rows = _rows(loaded, prices, history, done, state.synthesis if state else ())
+    lanes = _lanes(m, rows)
+    walls = [lane.min_wall_s for lane in lanes if lane.min_wall_s is not None]
+    return Estimate(
+        manifest=str(loaded.path),
+        rows=rows,
+        lanes=lanes,
+        usd_low=sum(r.usd.low for r in rows),
+        usd_expected=sum(r.usd.expected for r in rows),
+        usd_high=sum(r.usd.high for r in rows),
+        calls_high=int(sum(r.calls.high for r in rows)),
+        min_wall_s=max(walls) if walls else None,
+        notes=_notes(rows, sources, state),
+        jobs_done=len(done),
+        usd_spent=state.total_usd if state else 0.0,
+    )
+
+
+def _rows(
+    loaded: LoadedManifest,
+    prices: PriceTable,
+    history: dict[tuple[str, str, str], Past],
+    done: Collection[str],
+    built: Collection[str],
+) -> list[EstimateRow]:
+    """One row per (model, dataset, method) group that still has calls to make."""
+    m = loaded.manifest
     rows = []
-    for (model_key, dataset, method), group in count_prompts(loaded, done, state.synthesis if state else ()).items():
+    for (model_key, dataset, method), group in count_prompts(loaded, done, built).items():
         model = m.models[model_key]
         price = prices.price_for(model_key, model, m.providers[model.provider].kind)
         row = _row(loaded, model_key, dataset, method, group, price, history)
         if row.calls.high:
             rows.append(row)
-    lanes = _lanes(m, rows)
-    walls = [lane.min_wall_s for lane in lanes if lane.min_wall_s is not None]
+    return rows
+
+
+def _notes(rows: list[EstimateRow], sources: list[str], state: LedgerState | None) -> list[str]:
+    """What the figures assume, where "expected" came from, and what a rerun leaves out."""
     notes = [
         "input: prompts counted exactly with each model's encoding, plus each forced answer's partial trace "
         "(at most its budget)",
@@ -435,19 +477,7 @@ def estimate_manifest(
             "PDP/LEAP synthesis calls are included once per (model, dataset, method); the preface "
             "inside trace prompts is sized from the pool, as synthesis has not run yet"
         )
-    return Estimate(
-        manifest=str(loaded.path),
-        rows=rows,
-        lanes=lanes,
-        usd_low=sum(r.usd.low for r in rows),
-        usd_expected=sum(r.usd.expected for r in rows),
-        usd_high=sum(r.usd.high for r in rows),
-        calls_high=int(sum(r.calls.high for r in rows)),
-        min_wall_s=max(walls) if walls else None,
-        notes=notes,
-        jobs_done=len(done),
-        usd_spent=state.total_usd if state else 0.0,
-    )
+    return notes
 
 
 def _own_state(loaded: LoadedManifest) -> LedgerState | None:

@@ -86,7 +86,8 @@ class PriceTable:
     @staticmethod
     def describe(price: ModelPrice) -> dict[str, object]:
         """Plain data for the run header (what `anytime ledger verify` recomputes with)."""
-        return msgspec.to_builtins(price)
+        described: dict[str, object] = msgspec.to_builtins(price)  # a Struct becomes a dict
+        return described
 
 
 def attempt_cost(

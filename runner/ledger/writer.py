@@ -19,6 +19,7 @@ import os
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import TypedDict, Unpack
 
 import anyio
 
@@ -172,15 +173,22 @@ class Tracked:
         self.close()
 
 
+class WriterOptions(TypedDict, total=False):
+    """`LedgerWriter`'s tuning, as `open_ledger` passes it on (tests batch differently)."""
+
+    batch_records: int
+    max_delay_s: float
+
+
 @contextlib.asynccontextmanager
-async def open_ledger(run_dir: Path, **options: float) -> AsyncIterator[LedgerWriter]:
+async def open_ledger(run_dir: Path, **options: Unpack[WriterOptions]) -> AsyncIterator[LedgerWriter]:
     """Open (recovering a torn tail) and write the ledger of a run folder."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     path = ledger_path(run_dir)
     torn = recover(path)
     lost = interrupted_in_flight(path)
-    writer = LedgerWriter(path, **options)  # type: ignore[arg-type]
+    writer = LedgerWriter(path, **options)
     if torn:
         writer.append(
             Note(

@@ -9,7 +9,7 @@ in ``message_start``, the cumulative ``output_tokens`` in ``message_delta``. Ant
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 
 import msgspec
 
@@ -74,7 +74,10 @@ class _UsageSoFar:
     def __init__(self) -> None:
         self.input = self.output = self.cache_read = self.cache_write = 0
 
-    def update(self, u: _Usage) -> None:
+    def update(self, u: _Usage | None) -> None:
+        """Take the figures ``u`` states; an event without usage (None) changes nothing."""
+        if u is None:
+            return
         if u.input_tokens is not None:
             self.input = u.input_tokens
         if u.output_tokens is not None:
@@ -91,6 +94,15 @@ class _UsageSoFar:
             cached_input_tokens=self.cache_read,
             cache_write_input_tokens=self.cache_write,
         )
+
+
+def _opening_text(block: _Block) -> Reasoning | Content | None:
+    """The text a content block starts with: normally none, but a non-empty start text still counts."""
+    if block.type == "thinking" and block.thinking:
+        return Reasoning(block.thinking)
+    if block.type == "text" and block.text:
+        return Content(block.text)
+    return None
 
 
 def map_usage(payload: bytes | str) -> Usage:
@@ -147,7 +159,7 @@ class AnthropicAdapter(SSEAdapter):
 
     async def decode(
         self, events: AsyncIterator[SSEEvent], parser: SSEParser, limits: RateLimitReading
-    ) -> AsyncIterator[StreamEvent]:
+    ) -> AsyncGenerator[StreamEvent, None]:
         so_far = _UsageSoFar()
         async for ev in events:
             try:
@@ -162,16 +174,13 @@ class AnthropicAdapter(SSEAdapter):
                 elif d.type == "text_delta" and d.text:
                     yield Content(d.text)
             elif kind == "content_block_start" and msg.content_block is not None:
-                block = msg.content_block  # normally empty; a non-empty start text still counts
-                if block.type == "thinking" and block.thinking:
-                    yield Reasoning(block.thinking)
-                elif block.type == "text" and block.text:
-                    yield Content(block.text)
-            elif kind == "message_start" and msg.message is not None and msg.message.usage is not None:
+                opening = _opening_text(msg.content_block)
+                if opening is not None:
+                    yield opening
+            elif kind == "message_start" and msg.message is not None:
                 so_far.update(msg.message.usage)
             elif kind == "message_delta":
-                if msg.usage is not None:
-                    so_far.update(msg.usage)
+                so_far.update(msg.usage)
                 stop = msg.delta.stop_reason if msg.delta is not None else None
                 yield Finish(STOP_REASONS.get(stop, "other") if stop else "truncated")
                 yield so_far.usage()

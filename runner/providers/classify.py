@@ -75,7 +75,7 @@ _SERVER = ("overloaded", "server_error", "api_error", "timeout", "unavailable", 
 
 def attach(exc: ProviderError, limits: RateLimitReading | None) -> ProviderError:
     """Set ``exc.limits`` (the contract: every ProviderError carries the headers' reading)."""
-    exc.limits = limits or _EMPTY  # type: ignore[attr-defined]
+    exc.limits = limits or _EMPTY
     return exc
 
 

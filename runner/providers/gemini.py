@@ -8,7 +8,7 @@ the event carrying ``finishReason``, so a body that ends before one is a broken 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 
 import msgspec
 
@@ -131,7 +131,7 @@ class GeminiAdapter(SSEAdapter):
 
     async def decode(
         self, events: AsyncIterator[SSEEvent], parser: SSEParser, limits: RateLimitReading
-    ) -> AsyncIterator[StreamEvent]:
+    ) -> AsyncGenerator[StreamEvent, None]:
         usage: _UsageMeta | None = None
         finished = False
         async for ev in events:

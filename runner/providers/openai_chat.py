@@ -19,8 +19,8 @@ plus the request's ``token_param`` (``max_completion_tokens`` or ``max_tokens``)
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
-from typing import Literal
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from typing import Literal, TypeGuard
 
 import msgspec
 
@@ -34,6 +34,11 @@ from runner.types import ChatRequest, Content, Finish, RateLimitReading, Reasoni
 
 ReasoningField = Literal["reasoning_content", "reasoning", "think_tags"] | None
 _FIELDS = ("reasoning_content", "reasoning", "think_tags", None)
+
+
+def _is_reasoning_field(value: object) -> TypeGuard[ReasoningField]:
+    return value in _FIELDS
+
 
 FINISH_REASONS = {
     "stop": "stop",
@@ -161,9 +166,9 @@ class OpenAIChatAdapter(SSEAdapter):
         super().__init__(base_url, api_key, provider=provider, options=options)
         o = self.options
         field = o.get("reasoning_field")
-        if field not in _FIELDS:
+        if not _is_reasoning_field(field):
             raise ValueError(f"reasoning_field must be one of {_FIELDS}, got {field!r}")
-        self.reasoning_field: ReasoningField = field  # type: ignore[assignment]
+        self.reasoning_field: ReasoningField = field
         self.usage_quirk = str(o.get("usage_quirk", "openai"))
         if self.usage_quirk not in ("openai", "xai", "auto"):
             raise ValueError(f"usage_quirk must be 'openai', 'xai' or 'auto', got {self.usage_quirk!r}")
@@ -218,7 +223,7 @@ class OpenAIChatAdapter(SSEAdapter):
 
     async def decode(
         self, events: AsyncIterator[SSEEvent], parser: SSEParser, limits: RateLimitReading
-    ) -> AsyncIterator[StreamEvent]:
+    ) -> AsyncGenerator[StreamEvent, None]:
         state = _State(ThinkSplitter() if self.think_tags else None)
         broken: StreamBroken | None = None
         try:

@@ -9,7 +9,7 @@ reasoning deltas (``response.reasoning_text.delta``, gpt-oss hosts); the answer 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 
 import msgspec
 
@@ -82,6 +82,14 @@ def decode_usage(payload: bytes | str, *, cost_field: bool = False) -> Usage:
     return map_usage(msgspec.json.decode(payload, type=_Usage), cost_field=cost_field)
 
 
+def _finish(kind: str, resp: _Response) -> Finish:
+    """How a terminal event ends generation: ``response.completed`` stops, an incomplete one says why."""
+    if kind == "response.completed":
+        return Finish("stop")
+    reason = resp.incomplete_details.reason if resp.incomplete_details else None
+    return Finish(INCOMPLETE_REASONS.get(reason or "", "other"))
+
+
 class OpenAIResponsesAdapter(SSEAdapter):
     """``POST {base_url}/responses``.
 
@@ -121,7 +129,7 @@ class OpenAIResponsesAdapter(SSEAdapter):
 
     async def decode(
         self, events: AsyncIterator[SSEEvent], parser: SSEParser, limits: RateLimitReading
-    ) -> AsyncIterator[StreamEvent]:
+    ) -> AsyncGenerator[StreamEvent, None]:
         cost_field = bool(self.options.get("cost_field", False))
         async for ev in events:
             if ev.data.startswith("[DONE]"):
@@ -140,11 +148,7 @@ class OpenAIResponsesAdapter(SSEAdapter):
                     yield Reasoning(msg.delta)
             elif kind in ("response.completed", "response.incomplete"):
                 resp = msg.response or _Response()
-                if kind == "response.completed":
-                    yield Finish("stop")
-                else:
-                    reason = resp.incomplete_details.reason if resp.incomplete_details else None
-                    yield Finish(INCOMPLETE_REASONS.get(reason or "", "other"))
+                yield _finish(kind, resp)
                 if resp.usage is not None:
                     yield map_usage(resp.usage, cost_field=cost_field)
                 return

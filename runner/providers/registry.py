@@ -1,47 +1,46 @@
-"""Manifest provider kinds → adapters, imported lazily (only the protocols a sweep uses load).
+"""Manifest provider kinds → adapters.
 
-Each kind names a protocol module, its adapter class, the host's options and its default base
-URL. A new OpenAI-compatible host is usually one line here.
+Each kind names its protocol's adapter class, the host's options and its default base URL. A new
+OpenAI-compatible host is usually one line here.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Mapping
 
 from runner.config.manifest import Provider
 from runner.errors import ConfigError
+from runner.providers.anthropic import AnthropicAdapter
 from runner.providers.base import Adapter
+from runner.providers.gemini import GeminiAdapter
+from runner.providers.openai_chat import OpenAIChatAdapter
+from runner.providers.openai_responses import OpenAIResponsesAdapter
 
 
 class KindSpec:
     """How to build the adapter of one provider kind."""
 
-    __slots__ = ("base_url", "cls", "module", "options")
+    __slots__ = ("adapter", "base_url", "options")
 
-    def __init__(self, module: str, cls: str, base_url: str | None, **options: object) -> None:
-        self.module = module
-        self.cls = cls
+    def __init__(self, adapter: type[Adapter], base_url: str | None, **options: object) -> None:
+        self.adapter = adapter
         self.base_url = base_url
         self.options: dict[str, object] = options
 
 
-_CHAT = "runner.providers.openai_chat"
 KINDS: dict[str, KindSpec] = {
     # the simulator speaks every OpenAI-compatible variant; accept both reasoning fields and its cost
     "sim": KindSpec(
-        _CHAT,
-        "OpenAIChatAdapter",
+        OpenAIChatAdapter,
         None,
         cost_field=True,
         token_param="max_completion_tokens",
         think_tags=True,
         usage_quirk="auto",
     ),
-    "openai": KindSpec(_CHAT, "OpenAIChatAdapter", "https://api.openai.com/v1", token_param="max_completion_tokens"),
+    "openai": KindSpec(OpenAIChatAdapter, "https://api.openai.com/v1", token_param="max_completion_tokens"),
     "xai": KindSpec(
-        _CHAT,
-        "OpenAIChatAdapter",
+        OpenAIChatAdapter,
         "https://api.x.ai/v1",
         reasoning_field="reasoning_content",
         usage_quirk="xai",
@@ -49,18 +48,16 @@ KINDS: dict[str, KindSpec] = {
         token_param="max_completion_tokens",
     ),
     "deepseek": KindSpec(
-        _CHAT,
-        "OpenAIChatAdapter",
+        OpenAIChatAdapter,
         "https://api.deepseek.com/v1",
         reasoning_field="reasoning_content",
         token_param="max_tokens",
     ),
     "openai_compatible": KindSpec(
-        _CHAT, "OpenAIChatAdapter", None, token_param="max_tokens", think_tags=True, usage_quirk="auto"
+        OpenAIChatAdapter, None, token_param="max_tokens", think_tags=True, usage_quirk="auto"
     ),
     "openrouter": KindSpec(
-        _CHAT,
-        "OpenAIChatAdapter",
+        OpenAIChatAdapter,
         "https://openrouter.ai/api/v1",
         reasoning_field="reasoning",
         cost_field=True,
@@ -69,25 +66,21 @@ KINDS: dict[str, KindSpec] = {
         extra_body={"usage": {"include": True}},
     ),
     "together": KindSpec(
-        _CHAT,
-        "OpenAIChatAdapter",
+        OpenAIChatAdapter,
         "https://api.together.xyz/v1",
         reasoning_field="think_tags",
         token_param="max_tokens",
     ),
     "llamacpp": KindSpec(
-        _CHAT,
-        "OpenAIChatAdapter",
+        OpenAIChatAdapter,
         "http://127.0.0.1:8080/v1",
         token_param="max_tokens",
         think_tags=True,
         budget_param="reasoning_budget_tokens",
     ),
-    "openai_responses": KindSpec(
-        "runner.providers.openai_responses", "OpenAIResponsesAdapter", "https://api.openai.com/v1"
-    ),
-    "anthropic": KindSpec("runner.providers.anthropic", "AnthropicAdapter", "https://api.anthropic.com/v1"),
-    "gemini": KindSpec("runner.providers.gemini", "GeminiAdapter", "https://generativelanguage.googleapis.com/v1beta"),
+    "openai_responses": KindSpec(OpenAIResponsesAdapter, "https://api.openai.com/v1"),
+    "anthropic": KindSpec(AnthropicAdapter, "https://api.anthropic.com/v1"),
+    "gemini": KindSpec(GeminiAdapter, "https://generativelanguage.googleapis.com/v1beta"),
 }
 
 
@@ -125,12 +118,9 @@ def make_adapter(
         ConfigError: unknown kind.
     """
     spec = _spec(provider.kind)
-    module = importlib.import_module(spec.module)
-    cls = getattr(module, spec.cls)
     merged = adapter_options(provider.kind, provider)
     merged.update(options or {})
-    adapter: Adapter = cls(base_url, api_key, provider=name, options=merged)
-    return adapter
+    return spec.adapter(base_url, api_key, provider=name, options=merged)
 
 
 def _spec(kind: str) -> KindSpec:

@@ -61,18 +61,11 @@ class SSEParser:
         if not chunk:
             return []
         if self._skip_lf:
-            self._skip_lf = False
-            if chunk[:1] == b"\n":
-                chunk = chunk[1:]
+            chunk = self._after_cr(chunk)
         if not self._started:
-            if len(self._buf) + len(chunk) < 3 and _BOM.startswith(self._buf + chunk):
-                self._buf += chunk  # too short to tell whether a BOM starts the stream
+            chunk = self._start(chunk)
+            if not chunk:
                 return []
-            self._started = True
-            if self._buf:
-                chunk, self._buf = self._buf + chunk, b""
-            if chunk.startswith(_BOM):
-                chunk = chunk[3:]
         if b"\r" in chunk:
             self._skip_lf = chunk.endswith(b"\r")
             chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
@@ -94,6 +87,21 @@ class SSEParser:
             elif line[0] != 0x3A:  # ":" starts a comment
                 self._field(line)
         return out
+
+    def _after_cr(self, chunk: bytes) -> bytes:
+        """The read after one that ended in ``\\r``: a leading ``\\n`` belongs to that line end."""
+        self._skip_lf = False
+        return chunk[1:] if chunk[:1] == b"\n" else chunk
+
+    def _start(self, chunk: bytes) -> bytes:
+        """The body's first bytes with a leading BOM removed; b"" while too few have come to tell."""
+        if len(self._buf) + len(chunk) < 3 and _BOM.startswith(self._buf + chunk):
+            self._buf += chunk  # too short to tell whether a BOM starts the stream
+            return b""
+        self._started = True
+        if self._buf:
+            chunk, self._buf = self._buf + chunk, b""
+        return chunk[3:] if chunk.startswith(_BOM) else chunk
 
     def _field(self, line: bytes) -> None:
         name, colon, value = line.partition(b":")

@@ -8,7 +8,7 @@ rate-limit reading, cancellation and closing are done once, here.
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import asynccontextmanager
 from urllib.parse import urlsplit
 
@@ -46,8 +46,11 @@ class SSEAdapter(Adapter):
     @abstractmethod
     def decode(
         self, events: AsyncIterator[SSEEvent], parser: SSEParser, limits: RateLimitReading
-    ) -> AsyncIterator[StreamEvent]:
-        """Turn SSE events into typed events; raise `StreamBroken` if the stream ends early."""
+    ) -> AsyncGenerator[StreamEvent, None]:
+        """Turn SSE events into typed events; raise `StreamBroken` if the stream ends early.
+
+        An async generator (``async def`` with ``yield``), so that `stream` can close it early.
+        """
 
     def encode(self, request: ChatRequest) -> bytes:
         return _json.encode(self.payload(request))
@@ -70,8 +73,8 @@ class SSEAdapter(Adapter):
                 yield StreamResponse(resp.status, request_id(resp.headers), limits, events)
             finally:
                 # close both generators now rather than leave them to the loop's finaliser
-                await events.aclose()  # type: ignore[attr-defined]
-                await raw.aclose()  # type: ignore[attr-defined]
+                await events.aclose()
+                await raw.aclose()
 
     def _all_headers(self, request: ChatRequest) -> dict[str, str]:
         extra = self.options.get("extra_headers")

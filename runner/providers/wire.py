@@ -7,7 +7,7 @@ This is the edge where foreign exceptions end: aiohttp, OS and timeout failures 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 
 import aiohttp
@@ -102,7 +102,7 @@ def _json_instead_of_stream(provider: str, body: bytes, limits: RateLimitReading
 
 async def iter_sse(
     resp: aiohttp.ClientResponse, parser: SSEParser, provider: str, limits: RateLimitReading
-) -> AsyncIterator[SSEEvent]:
+) -> AsyncGenerator[SSEEvent, None]:
     """The events of a response body, read as the socket delivers them; ends at EOF."""
     content = resp.content
     while True:

@@ -6,9 +6,11 @@ import csv
 import json
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from runner.errors import DatasetError
+
+T = TypeVar("T")
 
 
 def read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -73,5 +75,5 @@ def _names(kinds: type | tuple[type, ...]) -> str:
     return " or ".join(k.__name__ for k in kinds)
 
 
-def take(items: list[Any], limit: int | None) -> list[Any]:
+def take(items: list[T], limit: int | None) -> list[T]:
     return items if limit is None else items[:limit]

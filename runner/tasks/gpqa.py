@@ -69,7 +69,7 @@ def extract_letter(output: str, options: dict[str, str] | None = None) -> str:
     alone = _ALONE.match(output.strip())
     if alone:
         return alone.group(1)
-    parens = _PAREN.findall(output[-300:])
+    parens: list[str] = _PAREN.findall(output[-300:])  # one group: findall yields its text
     if parens:
         return parens[-1]
     if options:

@@ -8,6 +8,7 @@ counts only at their place inside their window; the first step that fails ends t
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar
@@ -15,6 +16,9 @@ from typing import Any, ClassVar
 from runner.errors import DatasetError
 from runner.tasks.base import Grade, Problem, Rendered, Task
 from runner.tasks.files import read_jsonl, require, take
+
+# a friend's (place, opens, closes, minimum minutes)
+_Window = tuple[str, datetime, datetime, int]
 
 
 class _StepFailed(Exception):
@@ -39,7 +43,7 @@ def split_steps(text: str) -> list[str]:
 def count_meetings(steps: list[str], data: dict[str, Any]) -> int:
     """Friends met by walking ``steps`` until the first one that fails."""
     (place, start), *friends = data["constraints"]
-    windows = {
+    windows: dict[str, _Window] = {
         name: (where, _clock(span.split("to")[0]), _clock(span.split("to")[1]), int(minutes))
         for name, where, span, minutes in friends
     }
@@ -52,7 +56,14 @@ def count_meetings(steps: list[str], data: dict[str, Any]) -> int:
     return len(met)
 
 
-def _step(step: str, place: str, now: datetime, windows: dict, met: set[str], dist: dict) -> tuple[str, datetime]:
+def _step(
+    step: str,
+    place: str,
+    now: datetime,
+    windows: Mapping[str, _Window],
+    met: set[str],
+    dist: Mapping[str, Mapping[str, float]],
+) -> tuple[str, datetime]:
     if step.startswith("You start"):
         return place, now
     if step.startswith("You travel"):

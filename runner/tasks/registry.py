@@ -2,33 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
+from runner.tasks.aime import AimeTask
 from runner.tasks.base import Task
+from runner.tasks.calendar import CalendarTask
+from runner.tasks.gpqa import GpqaTask
+from runner.tasks.meeting import MeetingTask
+from runner.tasks.trip import TripTask
 
-_FACTORIES: dict[str, Callable[[], Task]] = {}
+_TASKS: dict[str, type[Task]] = {
+    "aime": AimeTask,
+    "gpqa": GpqaTask,
+    "trip": TripTask,
+    "calendar": CalendarTask,
+    "meeting": MeetingTask,
+}
 
-
-def _lazy(module: str, cls: str) -> Callable[[], Task]:
-    def make() -> Task:
-        from importlib import import_module
-
-        return getattr(import_module(module), cls)()
-
-    return make
-
-
-_FACTORIES.update(
-    {
-        "aime": _lazy("runner.tasks.aime", "AimeTask"),
-        "gpqa": _lazy("runner.tasks.gpqa", "GpqaTask"),
-        "trip": _lazy("runner.tasks.trip", "TripTask"),
-        "calendar": _lazy("runner.tasks.calendar", "CalendarTask"),
-        "meeting": _lazy("runner.tasks.meeting", "MeetingTask"),
-    }
-)
-
-TASK_KINDS: tuple[str, ...] = tuple(_FACTORIES)
+TASK_KINDS: tuple[str, ...] = tuple(_TASKS)
 
 
 def get_task(kind: str) -> Task:
@@ -38,6 +27,6 @@ def get_task(kind: str) -> Task:
         KeyError: the kind is unknown (the message lists the known ones).
     """
     try:
-        return _FACTORIES[kind]()
+        return _TASKS[kind]()
     except KeyError:
         raise KeyError(f"unknown dataset kind {kind!r} (known: {', '.join(TASK_KINDS)})") from None

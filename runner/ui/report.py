@@ -5,11 +5,15 @@ One table set per dataset, since each dataset has its own budget grid and metric
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from runner.analysis.anytime import Interval
-from runner.analysis.report import Report, RunReport
+from runner.analysis.report import Cell, Report, RunReport
 from runner.ui import format as fmt
+
+if TYPE_CHECKING:  # the types only: rich itself loads where a table is drawn
+    from rich.console import Group, RenderableType
+    from rich.table import Table
 
 
 def _ci(interval: Interval, scale: float = 1.0) -> str:
@@ -108,7 +112,7 @@ def difference_rows(run: RunReport, dataset: str) -> tuple[list[str], list[list[
 def overall_rows(run: RunReport) -> tuple[list[str], list[list[str]]]:
     """Per model and method, the unweighted mean over datasets (the paper's "Overall", paper.md §2.2)."""
     header = ["model", "method", "datasets", "final", "full", "AI", "$ total"]
-    groups: dict[tuple[str, str], list] = {}
+    groups: dict[tuple[str, str], list[Cell]] = {}
     for cell in run.cells:
         groups.setdefault((cell.model, cell.method), []).append(cell)
     rows = []
@@ -128,7 +132,7 @@ def overall_rows(run: RunReport) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
-def _table(title: str, header: list[str], rows: list[list[str]]) -> Any:
+def _table(title: str, header: list[str], rows: list[list[str]]) -> Table:
     from rich.table import Table
 
     table = Table(title=title, title_justify="left")
@@ -139,11 +143,11 @@ def _table(title: str, header: list[str], rows: list[list[str]]) -> Any:
     return table
 
 
-def _run_tables(run: RunReport) -> Any:
+def _run_tables(run: RunReport) -> Group:
     from rich.console import Group
     from rich.text import Text
 
-    parts: list[Any] = []
+    parts: list[RenderableType] = []
     for dataset in _datasets(run):
         parts.append(
             _table(
@@ -176,7 +180,7 @@ def _footer(run: RunReport) -> str:
     return text
 
 
-def _compare_table(runs: list[RunReport]) -> Any:
+def _compare_table(runs: list[RunReport]) -> Table:
     header, rows = compare_rows(runs)
     return _table("runs side by side: Anytime Index / final quality (x100) / $ total", header, rows)
 
@@ -243,12 +247,12 @@ def render_markdown(report: Report) -> str:
     return "\n".join(out)
 
 
-def rich_report(report: Report) -> Any:
+def rich_report(report: Report) -> Group:
     """Every run's tables, and the side-by-side table when ``report.compare`` is set."""
     from rich.console import Group
     from rich.text import Text
 
-    parts: list[Any] = [_run_tables(run) for run in report.runs]
+    parts: list[RenderableType] = [_run_tables(run) for run in report.runs]
     if report.compare and len(report.runs) > 1:
         parts.append(_compare_table(report.runs))
     parts += [Text(note, style="yellow") for note in report.notes]

@@ -8,17 +8,20 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import msgspec
 
 from runner.analysis.report import Report
 from runner.ui.report import render_markdown, rich_report
 
+if TYPE_CHECKING:
+    from rich.console import Console
+
 __all__ = ["print_report", "write_csv", "write_report"]
 
 
-def print_report(report: Report, console: Any) -> None:
+def print_report(report: Report, console: Console) -> None:
     """Print the report's tables on a rich Console."""
     console.print(rich_report(report))
 
