@@ -20,8 +20,9 @@ Test-only request headers (real providers ignore unknown headers, so adapters ma
   fault draws depend on; without it, identical request bodies count as retries of each other.
 """
 
+from anytime_sim.app import open_simulator
 from anytime_sim.models import BUILTIN_MODELS, PROFILES, SimConfig, SimModel
-from anytime_sim.server import Simulator, open_simulator
+from anytime_sim.server import Simulator
 from anytime_sim.stats import ModelStats, SimStats
 
 __all__ = [

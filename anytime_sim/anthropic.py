@@ -16,8 +16,9 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
+from anytime_sim.call import Call, ErrorFormat, Reject, open_stream
 from anytime_sim.ratelimit import Admission, anthropic_headers, key_digest, retry_headers
-from anytime_sim.server import SIM_KEY, Call, ErrorFormat, Reject, open_stream
+from anytime_sim.server import SIM_KEY
 from anytime_sim.stream import EventWriter, Piece, call_pieces, drive
 from anytime_sim.trace import GenRequest
 

@@ -14,9 +14,10 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
+from anytime_sim.call import Call, ContextOverflow, ErrorFormat, Reject, open_stream
 from anytime_sim.models import SimModel
 from anytime_sim.ratelimit import Admission, openai_headers, retry_headers
-from anytime_sim.server import SIM_KEY, Call, ContextOverflow, ErrorFormat, Reject, open_stream
+from anytime_sim.server import SIM_KEY
 from anytime_sim.stream import EventWriter, Piece, call_pieces, drive
 from anytime_sim.trace import Generation, GenRequest
 
@@ -292,7 +293,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
     try:
         if model is not None and model.profile == "together":
             call.generation = _inline_think(call)
-            from anytime_sim.stream import plan
+            from anytime_sim.pacing import plan
 
             call.plan = plan(call.generation, cap)
         if body.get("stream"):

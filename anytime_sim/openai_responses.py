@@ -15,8 +15,9 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
+from anytime_sim.call import Call, Reject, open_stream
 from anytime_sim.openai_chat import OpenAIErrors
-from anytime_sim.server import SIM_KEY, Call, Reject, open_stream
+from anytime_sim.server import SIM_KEY
 from anytime_sim.stream import EventWriter, Piece, call_pieces, drive
 from anytime_sim.trace import GenRequest
 

@@ -26,8 +26,8 @@ import msgspec
 import pytest
 from anyio.abc import SocketAttribute, SocketStream
 
+from anytime_sim import Simulator, open_simulator
 from anytime_sim.models import SimConfig
-from anytime_sim.server import Simulator, open_simulator
 from anytime_sim.stats import SimStats
 from runner.analysis.report import build_report
 from runner.ledger.audit import verify

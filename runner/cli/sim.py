@@ -94,7 +94,7 @@ def print_stats(stats: SimStats) -> None:
 
 
 async def serve(args: argparse.Namespace) -> None:
-    from anytime_sim.server import open_simulator
+    from anytime_sim.app import open_simulator
 
     config = config_from_args(args)
     try:

@@ -7,14 +7,25 @@ OpenAI-compatible host is usually one line here.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Protocol
 
-from runner.config.manifest import Provider
 from runner.errors import ConfigError
 from runner.providers.anthropic import AnthropicAdapter
 from runner.providers.base import Adapter
 from runner.providers.gemini import GeminiAdapter
 from runner.providers.openai_chat import OpenAIChatAdapter
 from runner.providers.openai_responses import OpenAIResponsesAdapter
+
+
+class Provider(Protocol):
+    """What an adapter is built from (a manifest ``[providers.*]`` table satisfies it): values,
+    never the manifest itself."""
+
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def reasoning_field(self) -> str | None: ...
 
 
 class KindSpec:

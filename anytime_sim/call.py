@@ -1,0 +1,147 @@
+"""One admitted request (`Call`), the errors answered before a stream (`Reject`), and what every
+dialect shares to send a response.
+
+A call talks to the simulator that admitted it through `CallHost` only, so this module needs no
+part of the server: the server creates calls, dialects drive them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import time
+from typing import Protocol
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from anytime_sim.faults import FaultPlan
+from anytime_sim.models import SimConfig, SimModel
+from anytime_sim.pacing import Pacer, Plan, plan
+from anytime_sim.ratelimit import Admission
+from anytime_sim.stats import ModelStats
+from anytime_sim.trace import Generation, GenRequest, TraceModel
+
+
+class CallHost(Protocol):
+    """What a call needs of the simulator that admitted it."""
+
+    config: SimConfig
+    logic: TraceModel
+
+    def model_stats(self, name: str) -> ModelStats:
+        """The counters of one model."""
+        ...
+
+    def call_ended(self, call: Call, unused_tokens: int) -> None:
+        """The call is over: it leaves the in-flight count and its unused charge is refunded."""
+        ...
+
+
+class Reject(Exception):
+    """A request answered with an error before any stream (the response is ready to send)."""
+
+    def __init__(self, response: web.Response) -> None:
+        super().__init__(response.status)
+        self.response = response
+
+
+class ContextOverflow(Reject):
+    """The prompt alone fills the model's context window."""
+
+
+class Call:
+    """One admitted request: what it will generate and what it has served so far."""
+
+    def __init__(
+        self,
+        sim: CallHost,
+        model: SimModel,
+        req: GenRequest,
+        generation: Generation,
+        prompt_tokens: int,
+        cap: int | None,
+        api_key: str,
+        modes: frozenset[str],
+        fault: FaultPlan,
+        admission: Admission,
+        fingerprint: str,
+    ) -> None:
+        self.sim, self.model, self.req, self.generation = sim, model, req, generation
+        self.prompt_tokens, self.cap, self.api_key, self.modes = prompt_tokens, cap, api_key, modes
+        self.fault, self.admission = fault, admission
+        self.plan: Plan = plan(generation, cap)
+        self.rng = random.Random(fingerprint)
+        self.id = hashlib.blake2b(fingerprint.encode(), digest_size=12).hexdigest()
+        self.created = int(time.time())
+        self.served_reasoning = 0
+        self.served_content = 0
+        # prompt-cache facts for usage: automatic hits, and Anthropic's explicit reads / writes
+        self.cached_tokens = 0
+        self.cache_write_tokens = 0
+        self.interrupted = False
+        self.charged = prompt_tokens + (cap if cap is not None else self.plan.output_tokens)
+        self.pacer = Pacer(model.ttft_s, model.tokens_per_s, sim.config.time_scale)
+        self._ended = False
+
+    @property
+    def stats(self) -> ModelStats:
+        return self.sim.model_stats(self.model.name)
+
+    def served(self, kind: str, tokens: int) -> None:
+        if kind == "content":
+            self.served_content += tokens
+        else:
+            self.served_reasoning += tokens
+
+    def end(self, completed: bool) -> None:
+        """Account the call once: served tokens, refund of the unused cap, completion."""
+        if self._ended:
+            return
+        self._ended = True
+        stats = self.stats
+        stats.output_tokens += self.served_reasoning + self.served_content
+        stats.reasoning_tokens += self.served_reasoning
+        stats.completed += int(completed)
+        stats.disconnected += int(not completed)
+        used = self.prompt_tokens + self.served_reasoning + self.served_content
+        self.sim.call_ended(self, self.charged - used)
+
+
+# the request's prepared stream, for `_client_gone`
+_STREAM: web.RequestKey[web.StreamResponse] = web.RequestKey("sim_stream", web.StreamResponse)
+
+
+async def open_stream(request: web.Request, response: web.StreamResponse) -> None:
+    """Send a stream's status line and headers, and remember the stream for `_client_gone`."""
+    await response.prepare(request)
+    request[_STREAM] = response
+
+
+@web.middleware
+async def client_gone(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A client that leaves mid-stream (cancelling at its last budget) is normal, not a server error."""
+    try:
+        return await handler(request)
+    except ConnectionResetError:
+        stream: web.StreamResponse | None = request.get(_STREAM)
+        if stream is None:
+            raise
+        return stream
+
+
+class ErrorFormat:
+    """A dialect's error responses. Dialects subclass it; `__call__` builds one response."""
+
+    def __call__(
+        self,
+        status: int,
+        kind: str,
+        message: str,
+        headers: dict[str, str],
+        admission: Admission | None = None,
+    ) -> web.Response:
+        raise NotImplementedError
+
+    def rate_limited(self, model: str, admission: Admission, cost: int) -> web.Response:
+        raise NotImplementedError
