@@ -152,4 +152,8 @@ def test_without_limit_headers_the_lane_backs_off_on_429s_and_finishes() -> None
     refused = [a for a in attempts if a.http_status == 429]
     assert len(attempts) == 60 + stats.rate_limited and len(refused) == stats.rate_limited
     assert all(a.status == "error" and a.error_class == "rate_limit" for a in refused)
+    # no provider bills a request it refused: nothing is charged, no tokens are counted as billed
+    assert all(a.usd == 0.0 and a.priced_from == "unbilled" and a.billed_input == 0 for a in refused)
+    served_input = sum(a.billed_input for a in attempts)
+    assert served_input == stats.input_tokens  # the simulator's own count of prompts it served
     assert all(a.status in ("ok", "length") and a.usd > 0 for a in attempts if a.http_status == 200)

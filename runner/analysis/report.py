@@ -256,8 +256,8 @@ def _cell(
         usd_per_problem=(usd_eval + usd_synth) / problems,
         synthesis_per_problem=usd_synth / problems,
         usd_per_ai_point=(usd_eval + usd_synth) / ai if ai > 0 else None,
-        input_tokens=sum(_tokens(a.input_tokens, a.input_tokens_counted) for a in everything),
-        output_tokens=sum(_tokens(a.output_tokens, a.output_tokens_counted) for a in everything),
+        input_tokens=sum(a.billed_input for a in everything),
+        output_tokens=sum(a.billed_output for a in everything),
         calls=len({a.call_id for a in everything}),
         attempts=len(everything),
         retries=sum(1 for a in everything if a.attempt > 1),
@@ -265,10 +265,6 @@ def _cell(
         counted_to_billed=counted / billed if billed else None,
         approximate_tokens=any(j.approximate_tokens for j in jobs),
     )
-
-
-def _tokens(reported: int | None, counted: int) -> int:
-    return reported if reported is not None else counted
 
 
 def _differences(

@@ -75,6 +75,7 @@ class AttemptState:
     request_id: str | None = None
     error: ProviderError | None = None
     interrupted: bool = False  # cancelled from outside (shutdown): still recorded and paid
+    opened: bool = False  # the provider answered 2xx and the stream began: from here on it bills
     received_chars: int = 0  # characters streamed, for the in-flight spend estimate
 
     @property
@@ -126,6 +127,7 @@ async def stream_attempt(
 
 
 def _opened(response: StreamResponse, state: AttemptState, on_limits: Callable[[RateLimitReading], None]) -> None:
+    state.opened = True
     state.http_status = response.status
     state.request_id = response.request_id
     on_limits(response.limits)
@@ -183,7 +185,12 @@ class Priced:
 
 
 def price_attempt(spec: CallSpec, state: AttemptState, consumer: Consumer) -> Priced:
+    """What the attempt costs. A request refused before any stream (429, 5xx, a failed connection)
+    costs nothing: providers bill what they generate, and the prompt of a refused request is not
+    processed. A cancelled or failed stream is billed for what it was sent."""
     out, reasoning = consumer.output_tokens_counted()
+    if not state.opened and not state.interrupted and state.error is not None:
+        return Priced(out, reasoning, 0.0, "unbilled")
     usd, priced_from = attempt_cost(spec.price, state.usage, spec.prompt_tokens, out)
     return Priced(out, reasoning, usd, priced_from)
 

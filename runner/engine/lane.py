@@ -202,12 +202,14 @@ class Lane:
         priced = price_attempt(spec, state, consumer)
         self.spend.settle(self.name, admission.reserved_usd, priced.usd)
         usage = state.usage
-        admission.reservation.settle(
-            usage.input_tokens + usage.output_tokens if usage else spec.prompt_tokens + priced.output_counted
-        )
+        billed = priced.priced_from != "unbilled"
+        used_input = usage.input_tokens if usage else spec.prompt_tokens if billed else 0
+        used_output = usage.output_tokens if usage else priced.output_counted
+        # a refused request used none of the provider's tokens: its whole reservation goes back
+        admission.reservation.settle(used_input + used_output)
         self.counters.usd += priced.usd
-        self.counters.input_tokens += usage.input_tokens if usage else spec.prompt_tokens
-        self.counters.output_tokens += usage.output_tokens if usage else priced.output_counted
+        self.counters.input_tokens += used_input
+        self.counters.output_tokens += used_output
         self.on_tokens(spec.prompt_tokens, priced.output_counted)
         if state.error is not None:
             self._on_error(state.error)

@@ -68,7 +68,7 @@ def summarise(records: Iterable[Record]) -> list[SummaryRow]:
         for a in attempts:
             for target in (row, total):
                 target.calls[a.kind] += 1
-                target.tokens[a.kind] += _tokens(a)
+                target.tokens[a.kind] += a.billed_input + a.billed_output
                 target.usd[a.kind] += a.usd
     for key, ids in jobs.items():
         rows.setdefault(key, SummaryRow(model=key[0], dataset=key[1], problem=key[2])).jobs = len(ids)
@@ -78,12 +78,6 @@ def summarise(records: Iterable[Record]) -> list[SummaryRow]:
         key=lambda r: (r.problem.startswith(("synthesis", "unfinished")), r.model, r.dataset, _natural(r.problem)),
     )
     return [*ordered, total]
-
-
-def _tokens(a: Attempt) -> int:
-    inp = a.input_tokens if a.input_tokens is not None else a.input_tokens_counted
-    out = a.output_tokens if a.output_tokens is not None else a.output_tokens_counted
-    return inp + out
 
 
 def _natural(text: str) -> tuple[object, ...]:
@@ -144,6 +138,8 @@ def _close(a: float, b: float) -> bool:
 
 def recompute(a: Attempt, price: ModelPrice) -> float:
     """An attempt's dollars from its own tokens, by the rule its ``priced_from`` names."""
+    if a.priced_from == "unbilled":
+        return 0.0
     if a.priced_from == "billed":
         return a.billed_usd if a.billed_usd is not None else math.nan
     if a.priced_from == "reported":
@@ -284,8 +280,16 @@ def _check_attempt(
         result.problems.append(
             f"{where}: ${a.usd:.8f} recorded, ${expected:.8f} from its {a.priced_from} tokens at the header's prices"
         )
-    if a.usd == 0 and (a.input_tokens_counted or a.output_tokens_counted) and (price.input or price.output):
+    billable = a.priced_from != "unbilled"
+    if (
+        billable
+        and a.usd == 0
+        and (a.input_tokens_counted or a.output_tokens_counted)
+        and (price.input or price.output)
+    ):
         result.problems.append(f"{where}: tokens were sent but no dollars recorded")
+    if not billable and a.http_status is not None and 200 <= a.http_status < 300:
+        result.problems.append(f"{where}: marked unbilled, but the provider answered {a.http_status} and streamed")
 
 
 __all__ = ["SummaryRow", "Verification", "export_csv", "recompute", "summarise", "verify"]

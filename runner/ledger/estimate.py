@@ -162,9 +162,9 @@ def _tally_run(
             tally.add(
                 Tally(
                     1,
-                    _first(rec.input_tokens, rec.input_tokens_counted),
+                    rec.billed_input,
                     rec.cached_input_tokens or 0,
-                    _first(rec.output_tokens, rec.output_tokens_counted),
+                    rec.billed_output,
                 )
             )
         elif isinstance(rec, JobDone):
@@ -187,10 +187,6 @@ def _tally_run(
 def _stage_of(job_id: str) -> str:
     # synthesis attempts are named "synthesis:<key>:<problem>:<k>": one stage per key
     return ":".join(job_id.split(":", 2)[:2]) if job_id.startswith("synthesis:") else job_id
-
-
-def _first(reported: int | None, counted: int) -> int:
-    return reported if reported is not None else counted
 
 
 def _names(manifest: dict[str, object]) -> dict[tuple[str, str], str]:

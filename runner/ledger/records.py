@@ -24,7 +24,8 @@ from runner.types import CallKind
 FORMAT_VERSION = 1
 
 AttemptStatus = Literal["ok", "length", "cancelled", "error", "truncated", "interrupted"]
-PricedFrom = Literal["reported", "counted", "billed", "mixed"]
+# "unbilled": refused before any stream (a 429 or 5xx answer, a failed connection): no provider bills it
+PricedFrom = Literal["reported", "counted", "billed", "mixed", "unbilled"]
 
 
 class RunHeader(msgspec.Struct, tag="run", kw_only=True):
@@ -73,6 +74,21 @@ class Attempt(msgspec.Struct, tag="attempt", kw_only=True):
     ttft_s: float | None = None
     request_id: str | None = None
     max_output_tokens: int | None = None  # the request's output cap (None: ledgers before it was recorded)
+
+    @property
+    def billed_input(self) -> int:
+        """Input tokens the provider billed: as it reported them, else as we counted them; none
+        for a request refused before any stream."""
+        if self.priced_from == "unbilled":
+            return 0
+        return self.input_tokens if self.input_tokens is not None else self.input_tokens_counted
+
+    @property
+    def billed_output(self) -> int:
+        """Output tokens the provider billed (reasoning included), reported or counted."""
+        if self.priced_from == "unbilled":
+            return 0
+        return self.output_tokens if self.output_tokens is not None else self.output_tokens_counted
 
 
 class Snapshot(msgspec.Struct, tag="snapshot", kw_only=True):
