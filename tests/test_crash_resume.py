@@ -33,7 +33,7 @@ from runner.analysis.report import build_report
 from runner.ledger.audit import verify
 from runner.ledger.prices import PriceTable, usage_cost
 from runner.ledger.reader import iter_records, load_state
-from runner.ledger.records import JobDone
+from runner.ledger.records import JobDone, Note
 from runner.types import Usage
 
 DATA = Path(__file__).resolve().parent.parent / "data"
@@ -216,6 +216,11 @@ async def crash_and_resume(
     assert len(done) == len(set(done)) == 2 * 5  # models x problems, each once
     result = verify(run_dir)
     assert result.ok, result.render()
+    # the total the last process printed counts the spend the last crash left in flight: it is
+    # the ledger's, the report's and verify's, to the micro-dollar
+    printed = [r for r in records if isinstance(r, Note) and r.kind == "run_end"][-1].usd_total
+    assert printed == pytest.approx(result.usd_recorded, abs=1e-6)
+    assert printed == pytest.approx(build_report([run_dir]).runs[0].usd_total, abs=1e-6)
     assert quality(run_dir) == quality(reference)
     usd = load_state(run_dir).total_usd
     served = served_usd(before, sim.stats())

@@ -9,11 +9,13 @@ from runner.config.manifest import LoadedManifest, load_manifest
 from runner.config.plan import expand_jobs
 from runner.errors import ConfigError
 from runner.ledger.reader import LedgerState, ledger_path, load_state
+from runner.ledger.recovery import state_after_recovery
 
 
 def previous_state(run_dir: Path) -> LedgerState | None:
-    """The ledger's summary, or None for a fresh run folder."""
-    return load_state(run_dir) if ledger_path(run_dir).exists() else None
+    """The ledger's summary with what recovery will add (the last crash's in-flight spend), or
+    None for a fresh run folder."""
+    return state_after_recovery(run_dir)
 
 
 def check_manifest_change(loaded: LoadedManifest, state: LedgerState, run_dir: Path) -> None:

@@ -138,7 +138,16 @@ class Sweep:
             await self._drive(pipeline, ledger)
             if self.progress.stopping:
                 ledger.append(Note(at=time.time(), kind="stopped", message=self.progress.stopping))
-        return self._outcome()
+            outcome = self._outcome()
+            ledger.append(
+                Note(
+                    at=time.time(),
+                    kind="run_end",
+                    message=f"spent ${outcome.usd_this_process:.6f} in this process, ${outcome.usd_total:.6f} in total",
+                    usd_total=outcome.usd_total,
+                )
+            )
+        return outcome
 
     def _outcome(self) -> SweepOutcome:
         p = self.progress

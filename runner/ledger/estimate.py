@@ -32,8 +32,9 @@ from runner.config.calls import LEAP_PRINCIPLES_CAP, PlannedCall, job_calls, pla
 from runner.config.manifest import LoadedManifest, Manifest
 from runner.config.plan import expand_jobs, get_task, synthesis_budget, synthesis_pool
 from runner.ledger.prices import PER, ModelPrice, PriceTable
-from runner.ledger.reader import LedgerState, iter_records, load_state
+from runner.ledger.reader import LedgerState, iter_records
 from runner.ledger.records import Attempt, JobDone, RunHeader, Synthesis
+from runner.ledger.recovery import state_after_recovery
 from runner.tasks.methods import PoolTrace, get_method
 
 DEFAULT_TRACE_FRACTION = 1.0  # without history: a trace reaches its last budget (budgets sit below natural lengths)
@@ -477,8 +478,7 @@ def _notes(rows: list[EstimateRow], sources: list[str], state: LedgerState | Non
 
 
 def _own_state(loaded: LoadedManifest) -> LedgerState | None:
-    run_dir = loaded.run_dir()
-    return load_state(run_dir) if (run_dir / "ledger.jsonl").exists() else None
+    return state_after_recovery(loaded.run_dir())
 
 
 def _previous_dirs(loaded: LoadedManifest) -> list[Path]:

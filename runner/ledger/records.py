@@ -138,8 +138,10 @@ class Synthesis(msgspec.Struct, tag="synthesis", kw_only=True):
 
 class Note(msgspec.Struct, tag="note", kw_only=True):
     at: float
-    kind: str  # torn_line | spend_cap | interrupted | encoding_fallback | refused_change | ...
+    kind: str  # torn_line | spend_cap | interrupted | encoding_fallback | refused_change | run_end | ...
     message: str
+    # run_end: the run's total as the process printed it, exactly (verify and the report must agree)
+    usd_total: float | None = None
 
 
 class InFlight(msgspec.Struct, tag="inflight", kw_only=True):

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import msgspec
 
+from runner.ledger.reader import LedgerState, ledger_path, load_state
 from runner.ledger.records import Attempt, InFlight
 
 
@@ -115,3 +116,22 @@ def interrupted_in_flight(path: Path) -> list[Attempt]:
         for key, a in last.items()
         if key not in finished
     ]
+
+
+def state_after_recovery(run_dir: Path) -> LedgerState | None:
+    """The ledger's summary as the next process to open it will see it: with the spend of the
+    calls a crash left streaming, which opening the ledger writes as interrupted attempts.
+
+    A resume seeds its totals and spend cap from this; reading the ledger alone would leave the
+    last crash's in-flight spend out of both. None for a run folder with no ledger.
+    """
+    path = ledger_path(run_dir)
+    if not path.exists():
+        return None
+    state = load_state(run_dir)
+    for attempt in interrupted_in_flight(path):
+        state.attempts += 1
+        state.total_usd += attempt.usd
+        state.usd_by_provider[attempt.provider] += attempt.usd
+        state.usd_by_job[attempt.job_id] += attempt.usd
+    return state
