@@ -33,7 +33,7 @@ from runner.analysis.report import build_report
 from runner.ledger.audit import verify
 from runner.ledger.prices import PriceTable, usage_cost
 from runner.ledger.reader import iter_records, load_state
-from runner.ledger.records import JobDone, Note
+from runner.ledger.records import Attempt, JobDone, Note
 from runner.types import Usage
 
 DATA = Path(__file__).resolve().parent.parent / "data"
@@ -222,6 +222,10 @@ async def crash_and_resume(
     assert printed == pytest.approx(result.usd_recorded, abs=1e-6)
     assert printed == pytest.approx(build_report([run_dir]).runs[0].usd_total, abs=1e-6)
     assert quality(run_dir) == quality(reference)
+    # no attempt is lost: every request that reached the simulator has its record in the ledger
+    requests = sim.stats().total("requests") - before.total("requests")
+    attempts = sum(isinstance(r, Attempt) for r in records)
+    assert attempts >= requests, f"{requests} requests reached the simulator, {attempts} attempts in the ledger"
     usd = load_state(run_dir).total_usd
     served = served_usd(before, sim.stats())
     gap = served - usd

@@ -75,6 +75,7 @@ class AttemptState:
     request_id: str | None = None
     error: ProviderError | None = None
     interrupted: bool = False  # cancelled from outside (shutdown): still recorded and paid
+    sent: bool = False  # the request was handed to the connection: it may have reached the provider
     opened: bool = False  # the provider answered 2xx and the stream began: from here on it bills
     received_chars: int = 0  # characters streamed, for the in-flight spend estimate
 
@@ -105,6 +106,7 @@ async def stream_attempt(
     seconds of silence and a stall is caught within 1.5 idle.
     """
     total_deadline = anyio.current_time() + timeouts.total
+    state.sent = True
     try:
         with anyio.CancelScope(deadline=total_deadline) as watchdog:
             async with adapter.stream(session, request) as response:
@@ -189,7 +191,8 @@ def price_attempt(spec: CallSpec, state: AttemptState, consumer: Consumer) -> Pr
     costs nothing: providers bill what they generate, and the prompt of a refused request is not
     processed. A cancelled or failed stream is billed for what it was sent."""
     out, reasoning = consumer.output_tokens_counted()
-    if not state.opened and not state.interrupted and state.error is not None:
+    refused = state.error is not None and not state.interrupted
+    if not state.opened and (refused or not state.sent):
         return Priced(out, reasoning, 0.0, "unbilled")
     usd, priced_from = attempt_cost(spec.price, state.usage, spec.prompt_tokens, out)
     return Priced(out, reasoning, usd, priced_from)
@@ -200,6 +203,10 @@ def attempt_record(
 ) -> Attempt:
     """The ledger record of a settled attempt."""
     usage, error = state.usage, state.error
+    if error is None and state.interrupted and not state.sent:
+        error_text: str | None = "cancelled before the request was sent"
+    else:
+        error_text = str(error)[:500] if error else None
     return Attempt(
         call_id=call_id,
         job_id=spec.job_id,
@@ -211,7 +218,7 @@ def attempt_record(
         budget=spec.budget,
         http_status=state.http_status,
         error_class=error.error_class if error else None,
-        error=str(error)[:500] if error else None,
+        error=error_text,
         input_tokens=usage.input_tokens if usage else None,
         cached_input_tokens=usage.cached_input_tokens if usage else None,
         output_tokens=usage.output_tokens if usage else None,

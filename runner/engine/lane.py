@@ -34,7 +34,7 @@ from runner.engine.retry import RetryPolicy
 from runner.engine.spend import SpendGuard
 from runner.errors import ProviderError, SpendCapReached
 from runner.ledger.prices import worst_case_cost
-from runner.ledger.records import Attempt, Record
+from runner.ledger.records import Attempt, InFlight, Record
 from runner.providers.base import Adapter
 from runner.types import Usage
 
@@ -52,8 +52,12 @@ class RecordSink(Protocol):
         """Keep a record (never blocks)."""
         ...
 
-    def track(self, snapshot: Callable[[], Attempt]) -> Tracking:
+    def track(self, snapshot: Callable[[], Attempt], *, recorded_usd: float = 0.0) -> Tracking:
         """Sample a streaming call's spend so far until the handle is closed (crash safety)."""
+        ...
+
+    async def append_durable(self, record: Record) -> None:
+        """Keep a record and return once it would survive a crash."""
         ...
 
 
@@ -159,14 +163,24 @@ class Lane:
         state = AttemptState()
         self.counters.in_flight += 1
         self.counters.attempts += 1
-        tracking = self.ledger.track(lambda: in_flight_record(spec, self.name, call_id, attempt, state))
         timeouts = Timeouts(self.first_token_timeout, self.idle_timeout, self.total_timeout)
+        tracking: Tracking | None = None
         try:
+            # the intent is on disk before the first byte is sent: no request can go unrecorded
+            intent = in_flight_record(spec, self.name, call_id, attempt, state)
+            await self.ledger.append_durable(InFlight(attempt=intent))
+            tracking = self.ledger.track(
+                lambda: in_flight_record(spec, self.name, call_id, attempt, state), recorded_usd=intent.usd
+            )
             await stream_attempt(
                 self.adapter, self.session, spec.request, consumer, timeouts, state, self.limiter.observe
             )
+        except BaseException:
+            state.interrupted = True  # cancelled before or while sending: settled below all the same
+            raise
         finally:
-            tracking.close()
+            if tracking is not None:
+                tracking.close()
             usd = self._settle(spec, call_id, attempt, consumer, admission, state)
         if state.error is not None:
             raise state.error

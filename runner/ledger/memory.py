@@ -29,8 +29,12 @@ class MemorySink:
         if self.keep:
             self.records.append(record)
 
-    def track(self, snapshot: Callable[[], Attempt]) -> _NoTracking:
+    def track(self, snapshot: Callable[[], Attempt], *, recorded_usd: float = 0.0) -> _NoTracking:
         return _NoTracking()
+
+    async def append_durable(self, record: Record) -> None:
+        """Memory is as durable as it gets here."""
+        self.append(record)
 
     def attempts(self) -> list[Attempt]:
         """The `Attempt` records kept so far."""

@@ -60,16 +60,36 @@ class LedgerWriter:
         if self._queued >= self._batch_records:
             self._wake.set()
 
-    def track(self, snapshot: Callable[[], Attempt], *, min_usd: float = 0.0002, every_s: float = 1.0) -> Tracked:
+    def track(
+        self,
+        snapshot: Callable[[], Attempt],
+        *,
+        recorded_usd: float = 0.0,
+        min_usd: float = 0.0002,
+        every_s: float = 1.0,
+    ) -> Tracked:
         """Record a running call's spend so far, so a crash cannot lose it.
 
         The flusher calls ``snapshot()`` (on the event loop) before each batch and appends an
-        `InFlight` record when the spend grew by ``min_usd`` or ``every_s`` passed with any growth.
-        The caller closes the handle and appends the final `Attempt` when the call ends.
+        `InFlight` record when the spend grew by ``min_usd`` or ``every_s`` passed with any growth
+        beyond ``recorded_usd`` (what an earlier record of the call already holds). The caller
+        closes the handle and appends the final `Attempt` when the call ends.
         """
         handle = Tracked(self, snapshot, min_usd, every_s)
+        handle.last_usd = recorded_usd
         self._tracked.add(handle)
         return handle
+
+    async def append_durable(self, record: Record) -> None:
+        """Append a record and wait until it is on disk (with everything appended before it).
+
+        A call's intent goes through here before its request is sent, so that a `kill -9` at any
+        moment leaves every request that may have reached a provider on record. Waiting for the
+        queue to drain is also the ledger's back-pressure: no new attempt starts while the writer
+        is behind.
+        """
+        self.append(record)
+        await self.flush()
 
     def _sample_in_flight(self) -> None:
         now = time.monotonic()
