@@ -16,7 +16,7 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from anytime_sim.call import Call, ErrorFormat, Reject, open_stream
+from anytime_sim.call import Call, ErrorFormat, Reject, bearer_key, open_stream
 from anytime_sim.ratelimit import Admission, anthropic_headers, key_digest, retry_headers
 from anytime_sim.server import SIM_KEY
 from anytime_sim.stream import EventWriter, Piece, call_pieces, drive
@@ -132,7 +132,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
         return errors(400, "invalid_request", "The request body is not a valid JSON object.", {})
     try:
         req, cap, cached_turns = parse_request(body, errors)
-        key = request.headers.get("x-api-key")
+        key = request.headers.get("x-api-key") or bearer_key(request)  # newer SDKs send the key as a bearer token
         call = await sim.admit(request, req, cap, raw, errors, key, caching=False)
     except Reject as rejected:
         return rejected.response

@@ -145,3 +145,9 @@ class ErrorFormat:
 
     def rate_limited(self, model: str, admission: Admission, cost: int) -> web.Response:
         raise NotImplementedError
+
+
+def bearer_key(request: web.Request) -> str | None:
+    """The key of an ``Authorization: Bearer`` header (OpenAI-style hosts; newer Anthropic SDKs)."""
+    auth = request.headers.get("Authorization", "")
+    return auth[7:] if auth.startswith("Bearer ") else None

@@ -14,7 +14,7 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from anytime_sim.call import Call, ContextOverflow, ErrorFormat, Reject, open_stream
+from anytime_sim.call import Call, ContextOverflow, ErrorFormat, Reject, bearer_key, open_stream
 from anytime_sim.models import SimModel
 from anytime_sim.ratelimit import Admission, openai_headers, retry_headers
 from anytime_sim.server import SIM_KEY
@@ -107,11 +107,6 @@ def _text(content: object) -> str:
     if isinstance(content, list):
         return "".join(p.get("text", "") for p in content if isinstance(p, dict))
     return ""
-
-
-def _bearer(request: web.Request) -> str | None:
-    auth = request.headers.get("Authorization", "")
-    return auth[7:] if auth.startswith("Bearer ") else None
 
 
 def _unsupported(body: dict[str, Any], model: SimModel | None) -> str | None:
@@ -279,7 +274,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
     errors = OpenAIErrors(model.profile if model else None)
     try:
         req, cap = parse_request(body, errors, model)
-        call = await sim.admit(request, req, cap, raw, errors, _bearer(request))
+        call = await sim.admit(request, req, cap, raw, errors, bearer_key(request))
     except ContextOverflow as rejected:
         if model is not None and model.profile == "llamacpp" and body.get("stream"):
             # llama-cpp-python answers an over-long streamed prompt with a 200 and an empty body

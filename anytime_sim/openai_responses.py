@@ -15,7 +15,7 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from anytime_sim.call import Call, Reject, open_stream
+from anytime_sim.call import Call, Reject, bearer_key, open_stream
 from anytime_sim.openai_chat import OpenAIErrors
 from anytime_sim.server import SIM_KEY
 from anytime_sim.stream import EventWriter, Piece, call_pieces, drive
@@ -70,10 +70,9 @@ async def handle(request: web.Request) -> web.StreamResponse:
         return OpenAIErrors(None)(400, "invalid_request", "We could not parse the JSON body of your request.", {})
     model = sim.config.models.get(str(body.get("model", "")))
     errors = OpenAIErrors(model.profile if model else None)
-    auth = request.headers.get("Authorization", "")
     try:
         req, cap, summary = parse_request(body, errors)
-        call = await sim.admit(request, req, cap, raw, errors, auth[7:] if auth.startswith("Bearer ") else None)
+        call = await sim.admit(request, req, cap, raw, errors, bearer_key(request))
     except Reject as rejected:
         return rejected.response
     view = "raw" if call.model.profile == "vllm" else ("summary" if summary else "hidden")

@@ -113,6 +113,7 @@ class Simulator:
         req = _with_seed_header(request, req)
         stats = self.model_stats(model.name)
         stats.requests += 1
+        _require_key(model, api_key, errors)
         key = api_key or ""
         fingerprint = hashlib.blake2b(model.name.encode() + b"\0" + body, digest_size=16).hexdigest()
         fault = plan_fault(
@@ -191,6 +192,17 @@ class Simulator:
         if fault.kind:
             stats.faults[fault.kind] = stats.faults.get(fault.kind, 0) + 1
         return admission
+
+
+# hosts that serve without a key (a local vLLM or llama.cpp server); every API vendor wants one
+KEYLESS_PROFILES = ("vllm", "llamacpp")
+
+
+def _require_key(model: SimModel, api_key: str | None, errors: ErrorFormat) -> None:
+    """A vendor's API answers 401 to a request without a key, before anything else is looked at."""
+    if model.profile not in KEYLESS_PROFILES and not api_key:
+        message = "No API key provided. Send your key (the simulator accepts any non-empty one)."
+        raise Reject(errors(401, "authentication", message, {}))
 
 
 def _with_seed_header(request: web.Request, req: GenRequest) -> GenRequest:

@@ -193,7 +193,8 @@ async def test_chat_stream_equals_the_non_streamed_answer(case: Case, sim: Simul
         body = adapter.payload(request(case, cap))  # type: ignore[attr-defined]
         body["stream"] = False
         async with aiohttp.ClientSession() as session:
-            async with session.post(adapter.url(request(case, cap)), json=body) as resp:  # type: ignore[attr-defined]
+            url = adapter.url(request(case, cap))  # type: ignore[attr-defined]
+            async with session.post(url, json=body, headers=adapter.headers()) as resp:  # type: ignore[attr-defined]
                 message = (await resp.json())["choices"][0]["message"]
         whole = message.get("content") or ""
         if whole.lstrip().startswith("<think>"):  # inline thinking: the splitter took the tags out

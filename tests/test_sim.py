@@ -29,6 +29,8 @@ from runner.tokens.count import count_chat_tokens
 from runner.tokens.encodings import get_encoding
 from runner.types import Message
 
+KEY_HEADER = {"Authorization": "Bearer test-key"}  # every vendor API wants a key (the simulator: any)
+
 ENC = get_encoding("o200k_base")
 
 
@@ -48,7 +50,7 @@ def chat(model: str, prompt: str, **extra) -> dict:
 
 
 async def post(sim, path: str, body: dict, headers: dict | None = None) -> tuple[int, dict, bytes]:
-    async with aiohttp.ClientSession() as session:
+    async with aiohttp.ClientSession(headers=KEY_HEADER) as session:
         async with session.post(sim.base_url + path, json=body, headers=headers or {"Authorization": "Bearer t"}) as r:
             return r.status, dict(r.headers), await r.read()
 
@@ -444,7 +446,7 @@ async def test_gemini_thoughts_and_usage(sim):
 
 async def test_stats_endpoint_and_disconnect_accounting(datasets):
     config = SimConfig(time_scale=1.0, chunk_tokens=4)
-    async with open_simulator(config, datasets) as sim, aiohttp.ClientSession() as session:
+    async with open_simulator(config, datasets) as sim, aiohttp.ClientSession(headers=KEY_HEADER) as session:
         # a slow model (real speed) so the client can leave long before the end
         body = chat("sim-deepseek-reasoner", aime_statement(1), stream=True, max_completion_tokens=3000)
         async with session.post(sim.base_url + "/v1/chat/completions", json=body) as response:
@@ -522,7 +524,7 @@ async def test_anytime_sim_command_serves_until_interrupted(datasets):
     assert process.stdout is not None
     first = (await process.stdout.readline()).decode()
     url = first.split("listening on ")[1].split()[0]
-    async with aiohttp.ClientSession() as session, session.get(url + "/sim/stats") as r:
+    async with aiohttp.ClientSession(headers=KEY_HEADER) as session, session.get(url + "/sim/stats") as r:
         assert r.status == 200 and (await r.json())["in_flight"] == 0
         payload = chat("sim-cot-small", aime_statement(0), max_tokens=10)
         async with session.post(url + "/v1/chat/completions", json=payload) as r:
@@ -601,7 +603,7 @@ def test_trip_partial_credit_rises_with_budget(datasets):
 
 async def test_clients_leaving_mid_stream_log_no_server_errors(datasets, caplog):
     async with open_simulator(SimConfig(time_scale=0.01, chunk_tokens=8), datasets) as sim:
-        async with aiohttp.ClientSession() as session:
+        async with aiohttp.ClientSession(headers=KEY_HEADER) as session:
             for i in range(6):
                 payload = chat("sim-reasoner-large", aime_statement(i), stream=True)
                 async with session.post(sim.base_url + "/v1/chat/completions", json=payload) as response:

@@ -15,6 +15,8 @@ from test_sim_support import aime_statement, sse_events, write_datasets
 from anytime_sim import SimConfig, open_simulator
 from anytime_sim.faults import FaultRates, parse_modes, plan_fault
 
+KEY_HEADER = {"Authorization": "Bearer test-key"}  # every vendor API wants a key (the simulator: any)
+
 CHAT = "/v1/chat/completions"
 
 
@@ -36,7 +38,7 @@ def body(model: str = "sim-reasoner-large", cap: int = 400, **extra) -> dict:
 
 async def send(sim, mode: str, payload: dict | None = None, path: str = CHAT) -> tuple[int, dict, bytes]:
     headers = {"Authorization": "Bearer k", "x-api-key": "k", "x-sim-mode": mode}
-    async with aiohttp.ClientSession() as session:
+    async with aiohttp.ClientSession(headers=KEY_HEADER) as session:
         async with session.post(sim.base_url + path, json=payload or body(), headers=headers) as r:
             return r.status, dict(r.headers), await r.read()
 
@@ -80,7 +82,7 @@ async def test_anthropic_overloaded_is_529_before_and_an_error_event_inside(sim)
 
 
 async def test_drop_mid_stream_cuts_the_body_and_counts_what_was_sent(sim) -> None:
-    async with aiohttp.ClientSession() as session:
+    async with aiohttp.ClientSession(headers=KEY_HEADER) as session:
         headers = {"x-sim-mode": "drop"}
         async with session.post(sim.base_url + CHAT, json=body(cap=2000), headers=headers) as r:
             assert r.status == 200
@@ -117,7 +119,7 @@ async def test_stall_mid_stream_trips_an_idle_timeout(datasets) -> None:
     config = SimConfig(time_scale=0, faults=FaultRates(stall=1.0, stall_seconds=600.0))
     async with open_simulator(config, datasets) as sim:
         timeout = aiohttp.ClientTimeout(sock_read=0.2)
-        async with aiohttp.ClientSession(timeout=timeout) as session:
+        async with aiohttp.ClientSession(timeout=timeout, headers=KEY_HEADER) as session:
             async with session.post(sim.base_url + CHAT, json=body()) as r:
                 assert r.status == 200
                 with pytest.raises(asyncio.TimeoutError):
@@ -129,7 +131,7 @@ async def test_stall_mid_stream_trips_an_idle_timeout(datasets) -> None:
 
 async def test_stall_before_the_status_line(sim) -> None:
     timeout = aiohttp.ClientTimeout(total=0.2)
-    async with aiohttp.ClientSession(timeout=timeout) as session:
+    async with aiohttp.ClientSession(timeout=timeout, headers=KEY_HEADER) as session:
         with pytest.raises(asyncio.TimeoutError):
             async with session.post(sim.base_url + CHAT, json=body(), headers={"x-sim-mode": "stall_first"}):
                 pass
@@ -151,7 +153,7 @@ async def test_fault_rates_follow_the_attempt_number(datasets) -> None:
     config = SimConfig(time_scale=0, faults=FaultRates(error_5xx=0.5))
     seen: list[list[int]] = []
     for _ in range(2):
-        async with open_simulator(config, datasets) as sim, aiohttp.ClientSession() as session:
+        async with open_simulator(config, datasets) as sim, aiohttp.ClientSession(headers=KEY_HEADER) as session:
             statuses = []
             for _attempt in range(12):  # identical requests: the simulator numbers the attempts itself
                 async with session.post(sim.base_url + CHAT, json=body(stream=False)) as r:
@@ -219,7 +221,10 @@ async def test_context_overflow(sim) -> None:
 
 
 async def test_interrupt_mode_and_llamacpp_validation_errors(datasets) -> None:
-    async with open_simulator(SimConfig(time_scale=1.0), datasets) as sim, aiohttp.ClientSession() as session:
+    async with (
+        open_simulator(SimConfig(time_scale=1.0), datasets) as sim,
+        aiohttp.ClientSession(headers=KEY_HEADER) as session,
+    ):
         url = sim.base_url + CHAT
         first = body("sim-deepseek-reasoner", cap=3000)
         async with session.post(url, json=first, headers={"x-sim-mode": "interrupt"}) as a:

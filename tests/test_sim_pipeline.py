@@ -18,6 +18,8 @@ from runner.tasks.methods.base import answer_messages
 from runner.tasks.registry import get_task
 from runner.tokens.encodings import get_encoding
 
+KEY_HEADER = {"Authorization": "Bearer test-key"}  # every vendor API wants a key (the simulator: any)
+
 REPO = Path(__file__).resolve().parent.parent
 ENC = get_encoding("o200k_base")
 BUDGETS = (256, 1024, 4096)
@@ -38,7 +40,10 @@ def _available() -> list[tuple[str, Path]]:
 async def test_forced_answers_graded_by_the_official_rules_rise_with_budget() -> None:
     datasets = _available()
     curves: dict[str, list[float]] = {"sim-reasoner-large": [0.0] * 4, "sim-cot-small": [0.0] * 4}
-    async with open_simulator(SimConfig(time_scale=0), datasets) as sim, aiohttp.ClientSession() as session:
+    async with (
+        open_simulator(SimConfig(time_scale=0), datasets) as sim,
+        aiohttp.ClientSession(headers=KEY_HEADER) as session,
+    ):
 
         async def call(model: str, messages, cap: int, seed: int) -> tuple[str, str]:
             body = {
