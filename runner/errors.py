@@ -11,7 +11,10 @@
     │   ├── ServerError        5xx / overloaded: back off and retry
     │   ├── StreamBroken       connection lost or malformed stream after the 200
     │   ├── CallTimeout        connect / first-token / idle / total timeout
+    │   ├── EndpointUnreachable  no connection: refused, or the host name does not resolve
     │   └── FatalProviderError 4xx other than 408/409/429: retrying cannot help
+    │       ├── ConfigurationRejected  401 / 403 / 404 / no quota / a bad URL: fix the manifest or key
+    │       └── LaneStopped    a lane refused to go on after a configuration error (names the fix)
     ├── LedgerError            the ledger cannot be read or written
     └── SpendCapReached        the next call could push spend past a cap
 
@@ -127,6 +130,31 @@ class CallTimeout(ProviderError):
 class FatalProviderError(ProviderError):
     error_class = "fatal"
     retryable = False
+
+
+class EndpointUnreachable(ProviderError):
+    """No connection to the provider's host at all: refused, or its name does not resolve.
+
+    Retryable once the lane has reached the host before (a server restarting); before that it is
+    a configuration error and the lane stops.
+    """
+
+    error_class = "unreachable"
+    retryable = True
+
+
+class ConfigurationRejected(FatalProviderError):
+    """The provider refused who we are or what we asked for: the key (401), its access (403), the
+    model or the path (404), the account's quota, or the URL itself. Every call of the lane would
+    fail the same way."""
+
+    error_class = "configuration"
+
+
+class LaneStopped(FatalProviderError):
+    """A lane stopped after a configuration error; the message names the model, the URL and the fix."""
+
+    error_class = "lane_stopped"
 
 
 class LedgerError(AnytimeError):

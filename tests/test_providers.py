@@ -15,7 +15,15 @@ import pytest
 from aiohttp import web
 
 from runner.config.manifest import Provider
-from runner.errors import FatalProviderError, ProviderError, RateLimited, ServerError, StreamBroken
+from runner.errors import (
+    ConfigurationRejected,
+    EndpointUnreachable,
+    FatalProviderError,
+    ProviderError,
+    RateLimited,
+    ServerError,
+    StreamBroken,
+)
 from runner.providers.base import Adapter
 from runner.providers.registry import make_adapter
 from runner.types import ChatRequest, Content, Finish, Message, Reasoning, StreamEvent, Usage
@@ -474,8 +482,9 @@ async def test_connection_refused_is_retryable_and_typed() -> None:
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     sock.close()  # nothing listens there now
-    err = await expect_error(adapter("openai", f"http://127.0.0.1:{port}"), ServerError)
-    assert err.retryable
+    # retryable in itself: the lane decides (it stops if the host never answered, see test_lane_stops)
+    err = await expect_error(adapter("openai", f"http://127.0.0.1:{port}"), EndpointUnreachable)
+    assert err.retryable and err.error_class == "unreachable"
     assert not isinstance(err, aiohttp.ClientError)
     assert err.__class__.__module__ == "runner.errors"
 
@@ -843,8 +852,8 @@ async def test_usage_restated_in_every_chunk_is_reported_once(replay: Replay) ->
 
 
 async def test_invalid_base_url_is_fatal() -> None:
-    err = await expect_error(adapter("openai", "not-a-url"), FatalProviderError)
-    assert "base_url" in str(err) and not err.retryable
+    err = await expect_error(adapter("openai", "not-a-url"), ConfigurationRejected)
+    assert "invalid base URL" in str(err) and not err.retryable
 
 
 # ---------------------------------------------------------------- registry

@@ -97,7 +97,7 @@ async def test_live_check_reports_status_latency_and_limits(tmp_path: Path, repl
     assert ok.limits is not None and ok.limits.remaining_requests == 499
     assert ok.latency_s is not None and ok.usage is not None
     assert replay.requests[0][2]["max_tokens"] == 16
-    assert bad.status == "fatal" and bad.http_status == 401 and "bad key" in (bad.error or "")
+    assert bad.status == "configuration" and bad.http_status == 401 and "bad key" in (bad.error or "")
     assert skipped.status.startswith("skipped") and "DOCTOR_TEST_MISSING_KEY" in skipped.status
     for row in (ok, bad, skipped):
         assert KEY not in repr(row)

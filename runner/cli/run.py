@@ -10,9 +10,11 @@ from pathlib import Path
 import anyio
 from rich.console import Console
 
-from runner.config.manifest import load_manifest
+from runner.config.manifest import LoadedManifest, load_manifest
 from runner.engine.resume import manifest_of_run
+from runner.engine.sweep import SweepOutcome
 from runner.errors import ConfigError
+from runner.ledger.estimate import Estimate
 from runner.ui import format as fmt
 
 
@@ -34,32 +36,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from runner.engine.sweep import Sweep, SweepOptions
-    from runner.ledger.estimate import confirm_needed, estimate_manifest
+    from runner.ledger.estimate import estimate_manifest
     from runner.ui.dashboard import Display, SnapshotSource, open_display
     from runner.ui.estimate import print_estimate_summary
 
     # a pipe or CI log gets wide tables instead of 80 truncated columns
     console = Console() if sys.stdout.isatty() else Console(width=160)
-    if args.resume:
-        loaded = manifest_of_run(Path(args.resume))
-    elif args.manifest:
-        loaded = load_manifest(args.manifest)
-    else:
-        raise ConfigError("give a manifest (anytime run manifests/demo.toml) or --resume RUN")
-
+    loaded = _manifest(args)
     estimate = estimate_manifest(loaded)
     sweep = Sweep(loaded, SweepOptions(grace_s=args.grace, new_run=args.new_run, usd_estimate=estimate.usd_expected))
     print_estimate_summary(estimate, console)
-    if confirm_needed(estimate, loaded.manifest) and not args.yes:
-        if not sys.stdin.isatty():
-            raise ConfigError(
-                f"estimated cost up to {fmt.usd(estimate.usd_high)} is above run.confirm_above_usd "
-                f"({fmt.usd(loaded.manifest.run.confirm_above_usd)}); pass --yes to run without asking"
-            )
-        answer = console.input("Run it? [y/N] ").strip().lower()
-        if answer not in ("y", "yes"):
-            console.print("Nothing was spent.")
-            return 1
+    if not _confirmed(args, estimate, loaded, console):
+        console.print("Nothing was spent.")
+        return 1
 
     def display(get_snapshot: SnapshotSource) -> AbstractAsyncContextManager[Display]:
         return open_display(console, get_snapshot, plain=True if args.plain else None)
@@ -80,6 +69,39 @@ def main(args: argparse.Namespace) -> int:
         write_report(report, outcome.run_dir)
         print_report(report, console)
     resume_hint = f"anytime run {args.manifest}" if args.manifest else f"anytime run --resume {outcome.run_dir}"
+    return _exit_code(outcome, resume_hint, console)
+
+
+def _manifest(args: argparse.Namespace) -> LoadedManifest:
+    if args.resume:
+        return manifest_of_run(Path(args.resume))
+    if args.manifest:
+        return load_manifest(args.manifest)
+    raise ConfigError("give a manifest (anytime run manifests/demo.toml) or --resume RUN")
+
+
+def _confirmed(args: argparse.Namespace, estimate: Estimate, loaded: LoadedManifest, console: Console) -> bool:
+    """Whether the run may start: under the confirmation threshold, ``--yes``, or a yes at the prompt."""
+    from runner.ledger.estimate import confirm_needed
+
+    if not confirm_needed(estimate, loaded.manifest) or args.yes:
+        return True
+    if not sys.stdin.isatty():
+        raise ConfigError(
+            f"estimated cost up to {fmt.usd(estimate.usd_high)} is above run.confirm_above_usd "
+            f"({fmt.usd(loaded.manifest.run.confirm_above_usd)}); pass --yes to run without asking"
+        )
+    return console.input("Run it? [y/N] ").strip().lower() in ("y", "yes")
+
+
+def _exit_code(outcome: SweepOutcome, resume_hint: str, console: Console) -> int:
+    """2 a lane's configuration is wrong, 130 interrupted, 3 the spend cap, 1 jobs failed, 0 done."""
+    if outcome.lanes_stopped:
+        for message in outcome.lanes_stopped.values():
+            print(f"error: {message}", file=sys.stderr)
+        left = outcome.jobs_total - outcome.jobs_run - outcome.jobs_skipped
+        console.print(f"{left} job(s) not run; fix the configuration and rerun: {resume_hint}")
+        return 2
     if outcome.stopped:
         console.print(f"[yellow]stopped:[/] {outcome.stopped}")
         console.print(f"Resume with: {resume_hint}")

@@ -32,11 +32,11 @@ from runner.engine.attempt import (
 from runner.engine.limits import LaneLimiter, Reservation
 from runner.engine.retry import RetryPolicy
 from runner.engine.spend import SpendGuard
-from runner.errors import ProviderError, SpendCapReached
+from runner.errors import ConfigurationRejected, EndpointUnreachable, LaneStopped, ProviderError, SpendCapReached
 from runner.ledger.prices import worst_case_cost
 from runner.ledger.records import Attempt, InFlight, Record
 from runner.providers.base import Adapter
-from runner.types import Usage
+from runner.types import RateLimitReading, Usage
 
 
 class Tracking(Protocol):
@@ -133,8 +133,15 @@ class Lane:
     idle_timeout: float
     total_timeout: float
     on_tokens: Callable[[int, int], None] = lambda _in, _out: None
+    key_env: str | None = None  # the variable holding the lane's key, for the fix a 401 names
     counters: LaneCounters = field(default_factory=LaneCounters)
     priority: AnswersFirst = field(default_factory=AnswersFirst)
+    stopped: LaneStopped | None = None  # set by a configuration error: no attempt starts after it
+    # until one response has opened, one attempt at a time probes the lane: a wrong key, model or
+    # URL costs one attempt, not one per worker
+    _proven: anyio.Event = field(default_factory=anyio.Event)
+    _probing: bool = False
+    _probe_over: anyio.Event = field(default_factory=anyio.Event)
 
     async def call(self, spec: CallSpec, make_consumer: Callable[[], Consumer]) -> CallResult:
         """Run a call to success or to its last attempt; raise the last error if all fail."""
@@ -159,6 +166,42 @@ class Lane:
     async def _attempt(
         self, spec: CallSpec, call_id: str, attempt: int, consumer: Consumer
     ) -> tuple[AttemptState, float]:
+        probing = await self._wait_until_proven()
+        try:
+            return await self._admitted_attempt(spec, call_id, attempt, consumer)
+        finally:
+            if probing:
+                self._end_probe()
+
+    async def _wait_until_proven(self) -> bool:
+        """Let one attempt at a time through until the lane has opened a response; True for the
+        attempt that becomes the probe (the others wait until it opens a response or ends)."""
+        while True:
+            self._raise_if_stopped()
+            if self._proven.is_set():
+                return False
+            if not self._probing:
+                self._probing = True
+                return True
+            await self._probe_over.wait()
+
+    def _end_probe(self) -> None:
+        self._probing = False
+        self._probe_over.set()
+        self._probe_over = anyio.Event()
+
+    def _raise_if_stopped(self) -> None:
+        if self.stopped is not None:
+            raise LaneStopped(str(self.stopped), provider=self.name)
+
+    def _opened(self) -> None:
+        if not self._proven.is_set():
+            self._proven.set()
+            self._probe_over.set()  # the probe got its answer: every waiting worker may go
+
+    async def _admitted_attempt(
+        self, spec: CallSpec, call_id: str, attempt: int, consumer: Consumer
+    ) -> tuple[AttemptState, float]:
         admission = await self._admit(spec)
         state = AttemptState()
         self.counters.in_flight += 1
@@ -172,9 +215,7 @@ class Lane:
             tracking = self.ledger.track(
                 lambda: in_flight_record(spec, self.name, call_id, attempt, state), recorded_usd=intent.usd
             )
-            await stream_attempt(
-                self.adapter, self.session, spec.request, consumer, timeouts, state, self.limiter.observe
-            )
+            await stream_attempt(self.adapter, self.session, spec.request, consumer, timeouts, state, self._on_response)
         except BaseException:
             state.interrupted = True  # cancelled before or while sending: settled below all the same
             raise
@@ -183,8 +224,34 @@ class Lane:
                 tracking.close()
             usd = self._settle(spec, call_id, attempt, consumer, admission, state)
         if state.error is not None:
+            self._stop_if_misconfigured(spec, state.error)
             raise state.error
         return state, usd
+
+    def _on_response(self, limits: RateLimitReading) -> None:
+        self.limiter.observe(limits)
+        self._opened()
+
+    def _stop_if_misconfigured(self, spec: CallSpec, error: ProviderError) -> None:
+        """A configuration error (or a host that never answered) stops the lane, with the fix."""
+        never_reached = isinstance(error, EndpointUnreachable) and not self._proven.is_set()
+        if not isinstance(error, ConfigurationRejected) and not never_reached:
+            return
+        where = f"providers.{self.name} (model {spec.request.model!r} at {self.adapter.base_url})"
+        self.stopped = LaneStopped(f"{where}: {error} — {self._fix(error)}", provider=self.name)
+        self._note(f"{self.name}: stopped: {error.error_class}")
+        raise self.stopped from error
+
+    def _fix(self, error: ProviderError) -> str:
+        if isinstance(error, EndpointUnreachable):
+            return f"nothing answers there: is the server running, and is providers.{self.name}.base_url right?"
+        fixes = {
+            401: f"check the key in ${self.key_env}" if self.key_env else f"set providers.{self.name}.api_key_env",
+            403: "the key has no access to this model: check the model id and the key's project or region",
+            404: f"check the model id and providers.{self.name}.base_url (does it end in the API's version path?)",
+            429: "the account's quota is used up: add credit or use another key",
+        }
+        return fixes.get(error.status or 0, f"fix providers.{self.name}.base_url")
 
     async def _admit(self, spec: CallSpec) -> Admission:
         """Reserve the spend (raises SpendCapReached before any I/O), then the limiter's capacity."""

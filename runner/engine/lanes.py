@@ -61,5 +61,6 @@ async def open_lanes(
             idle_timeout=provider.timeouts.idle,
             total_timeout=provider.timeouts.total,
             on_tokens=on_tokens,
+            key_env=provider.api_key_env,
         )
     return lanes

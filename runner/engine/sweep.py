@@ -35,7 +35,7 @@ from runner.engine.shutdown import watch_signals
 from runner.engine.simulator import start_simulator
 from runner.engine.snapshots import RunSnapshot
 from runner.engine.spend import SpendGuard
-from runner.errors import FatalProviderError, ProviderError, SpendCapReached
+from runner.errors import LaneStopped, ProviderError, SpendCapReached
 from runner.ledger.prices import ModelPrice, PriceTable
 from runner.ledger.records import JobDone, Note, RunHeader
 from runner.ledger.writer import open_ledger
@@ -62,6 +62,8 @@ class SweepOutcome:
     jobs_failed: int
     stopped: str | None  # why the run stopped early (spend cap, signal), else None
     warnings: list[str] = field(default_factory=list)
+    # lanes stopped by a configuration error: the message names the model, the URL and the fix
+    lanes_stopped: dict[str, str] = field(default_factory=dict)
 
 
 def resolve_prices(loaded: LoadedManifest, table: PriceTable) -> dict[str, ModelPrice]:
@@ -107,6 +109,7 @@ class Sweep:
             usd_estimate=options.usd_estimate,
         )
         self.lanes: dict[str, Lane] = {}
+        self._noted_stops: set[str] = set()
 
     def snapshot(self) -> RunSnapshot:
         return self.progress.snapshot(self.lanes, self.spend)
@@ -161,6 +164,7 @@ class Sweep:
             usd_total=self.spend.spent,
             stopped=p.stopping,
             warnings=self.warnings,
+            lanes_stopped={name: str(lane.stopped) for name, lane in self.lanes.items() if lane.stopped},
         )
 
     def _header(self) -> RunHeader:
@@ -192,20 +196,22 @@ class Sweep:
                     workers = self.loaded.manifest.providers[name].max_concurrency
                     # a small buffer keeps the plan lazy: jobs are expanded only as workers free up
                     send, receive = anyio.create_memory_object_stream[Job](max_buffer_size=min(workers, 64))
-                    work.start_soon(self._feed, models, completed, send)
+                    work.start_soon(self._feed, self.lanes[name], models, completed, send)
                     for _ in range(workers):
                         work.start_soon(self._work, pipeline, ledger, receive.clone())
                     receive.close()
             tg.cancel_scope.cancel()  # all work done: stop the signal watcher
 
-    async def _feed(self, models: list[str], completed: set[str], send: MemoryObjectSendStream[Job]) -> None:
+    async def _feed(
+        self, lane: Lane, models: list[str], completed: set[str], send: MemoryObjectSendStream[Job]
+    ) -> None:
         async with send:
             for job in expand_jobs(self.loaded, models):
                 if job.job_id in completed:
                     self.progress.jobs_done += 1
                     self.progress.jobs_skipped += 1
                     continue
-                if self.progress.stopping:
+                if self.progress.stopping or lane.stopped is not None:
                     return
                 await send.send(job)
 
@@ -218,12 +224,19 @@ class Sweep:
                     await pipeline.run_job(job)
                 except* SpendCapReached as group:
                     self.progress.stop(f"spend cap reached: {group.exceptions[0]}")
+                except* LaneStopped as group:
+                    self._lane_stopped(ledger, group.exceptions[0])
                 except* ProviderError as group:
                     self.progress.jobs_failed += 1
                     error = group.exceptions[0]
                     ledger.append(Note(at=time.time(), kind="job_failed", message=f"job {job.job_id}: {error}"))
-                    if isinstance(error, FatalProviderError) and error.status in (401, 403, 404):
-                        self.progress.stop(f"stopped: {error}")
+
+    def _lane_stopped(self, ledger: RecordSink, error: BaseException) -> None:
+        """One note per stopped lane; its queued jobs drain without a call (the lane refuses them)."""
+        provider = getattr(error, "provider", "")
+        if provider not in self._noted_stops:
+            self._noted_stops.add(provider)
+            ledger.append(Note(at=time.time(), kind="lane_stopped", message=str(error)))
 
 
 @contextlib.asynccontextmanager

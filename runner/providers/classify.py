@@ -13,7 +13,14 @@ from collections.abc import Mapping
 
 import msgspec
 
-from runner.errors import FatalProviderError, ProviderError, RateLimited, ServerError, StreamBroken
+from runner.errors import (
+    ConfigurationRejected,
+    FatalProviderError,
+    ProviderError,
+    RateLimited,
+    ServerError,
+    StreamBroken,
+)
 from runner.providers.headers import lower_keys, parse_go_duration
 from runner.types import RateLimitReading
 
@@ -132,6 +139,18 @@ def _label_kind(label: str | None) -> type[ProviderError] | None:
     return None
 
 
+def _kind_of_status(status: int, label: str | None) -> type[ProviderError]:
+    quota = label is not None and "insufficient_quota" in label.lower()
+    unknown_model = label is not None and "model_not_found" in label.lower()
+    if status in (401, 403, 404) or quota or unknown_model:
+        return ConfigurationRejected
+    if status == 429:
+        return FatalProviderError if _label_kind(label) is FatalProviderError else RateLimited
+    if status in (408, 409) or status >= 500:
+        return ServerError
+    return FatalProviderError
+
+
 def classify_http(
     provider: str,
     status: int,
@@ -145,22 +164,17 @@ def classify_http(
 
     408, 409, 429 and 5xx (529 included) are retryable, other statuses are not; a 429 whose
     body says ``insufficient_quota`` is fatal (retrying cannot refill a quota), and an
-    ``x-should-retry`` header overrides the status either way.
+    ``x-should-retry`` header overrides the status either way. 401, 403, 404, an exhausted quota
+    and an unknown model are `ConfigurationRejected`: every call of the lane would fail alike.
     """
     h = lower_keys(headers)
     message, label, body_delay = _decode_error_body(body)
-    kind: type[ProviderError]
-    if status == 429:
-        kind = FatalProviderError if _label_kind(label) is FatalProviderError else RateLimited
-    elif status in (408, 409) or status >= 500:
-        kind = ServerError
-    else:
-        kind = FatalProviderError
+    kind = _kind_of_status(status, label)
     retryable: bool | None = None
     should = h.get("x-should-retry", "").strip().lower()
     if should in ("true", "false"):
         retryable = should == "true"
-    elif kind is FatalProviderError and status == 429:
+    elif issubclass(kind, FatalProviderError) and status == 429:
         retryable = False
     what = f" {label}" if label else ""
     text = f"{provider or 'provider'}: HTTP {status}{what}: {scrub(message, secret) or '(no message)'}"

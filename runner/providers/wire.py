@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager, contextmanager
 import aiohttp
 import msgspec
 
-from runner.errors import CallTimeout, FatalProviderError, ProviderError, ServerError, StreamBroken
+from runner.errors import CallTimeout, ConfigurationRejected, EndpointUnreachable, ProviderError, StreamBroken
 from runner.providers.classify import (
     attach,
     classify_http,
@@ -40,11 +40,14 @@ def translate(provider: str, limits: RateLimitReading | None, during: str) -> It
     except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
         raise attach(CallTimeout(f"{provider}: timed out {during}", provider=provider), limits) from exc
     except aiohttp.InvalidURL as exc:
-        msg = f"{provider}: invalid base URL {str(exc.url)[:200]!r}: fix providers.{provider}.base_url"
-        raise attach(FatalProviderError(msg, provider=provider), limits) from exc
+        msg = f"{provider}: invalid base URL {str(exc.url)[:200]!r}"
+        raise attach(ConfigurationRejected(msg, provider=provider), limits) from exc
+    except aiohttp.ClientConnectorDNSError as exc:
+        msg = f"{provider}: the host name {exc.host!r} does not resolve"
+        raise attach(EndpointUnreachable(msg, provider=provider), limits) from exc
     except aiohttp.ClientConnectorError as exc:
         msg = f"{provider}: cannot connect to {exc.host}:{exc.port} ({exc.os_error.strerror or exc.os_error})"
-        raise attach(ServerError(msg, provider=provider), limits) from exc
+        raise attach(EndpointUnreachable(msg, provider=provider), limits) from exc
     except (aiohttp.ClientError, OSError) as exc:
         reason = type(exc).__name__
         detail = str(exc).split("\n", 1)[0][:200]
