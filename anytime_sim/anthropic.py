@@ -229,7 +229,12 @@ async def _stream(request: web.Request, call: Call) -> web.StreamResponse:
         headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", **_headers(call)}
     )
     await open_stream(request, response)
-    writer = EventWriter(response, call.modes, call.rng)
+    blocks: _Blocks
+
+    async def ping() -> None:  # Anthropic keeps a silent stream alive with ping events
+        await blocks.send("ping", {})
+
+    writer = EventWriter(response, call.modes, call.rng, keepalive_s=call.keepalive_s, keepalive=ping)
     blocks = _Blocks(call, writer)
     message: dict[str, object] = {
         "id": f"msg_{call.id}",

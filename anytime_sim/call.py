@@ -22,6 +22,9 @@ from anytime_sim.ratelimit import Admission
 from anytime_sim.stats import ModelStats
 from anytime_sim.trace import Generation, GenRequest, TraceModel
 
+# hosts that write keep-alives into a silent stream (providers.md: DeepSeek R19, Anthropic pings)
+KEEPALIVE_PROFILES = ("deepseek", "anthropic")
+
 
 class CallHost(Protocol):
     """What a call needs of the simulator that admitted it."""
@@ -83,6 +86,14 @@ class Call:
         self.charged = prompt_tokens + (cap if cap is not None else self.plan.output_tokens)
         self.pacer = Pacer(model.ttft_s, model.tokens_per_s, sim.config.time_scale)
         self._ended = False
+
+    @property
+    def keepalive_s(self) -> float | None:
+        """How often this stream writes a keep-alive while silent: the hosts that document one
+        (DeepSeek comments, Anthropic pings) and any stream in ``comments`` mode."""
+        if self.model.profile in KEEPALIVE_PROFILES or "comments" in self.modes:
+            return self.sim.config.keepalive_s
+        return None
 
     @property
     def stats(self) -> ModelStats:

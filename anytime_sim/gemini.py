@@ -151,7 +151,7 @@ def _response(call: Call, parts: list[dict[str, object]], final: bool) -> dict[s
 async def _stream(request: web.Request, call: Call, view: str) -> web.StreamResponse:
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
     await open_stream(request, response)
-    writer = EventWriter(response, call.modes, call.rng)
+    writer = EventWriter(response, call.modes, call.rng, keepalive_s=call.keepalive_s)
 
     async def emit(piece: Piece) -> None:
         if piece.kind == "hidden" or not piece.text:

@@ -134,6 +134,8 @@ class SimConfig(msgspec.Struct, kw_only=True):
         error_in_stream: rate of an error event sent inside an otherwise healthy stream.
         modes: transport/fault modes applied to every request (same names as ``x-sim-mode``).
         max_body_bytes: largest accepted request body.
+        keepalive_s: how often a silent stream gets a keep-alive (DeepSeek's ``: keep-alive``
+            comments, Anthropic's ``ping`` events, and any stream in ``comments`` mode).
     """
 
     rpm: int | None = None
@@ -145,6 +147,9 @@ class SimConfig(msgspec.Struct, kw_only=True):
     error_in_stream: float = 0.0
     modes: tuple[str, ...] = ()
     max_body_bytes: int = 64 * 1024 * 1024
+    # while a stream is silent (hidden thinking, a slow first token), hosts that keep connections
+    # alive write a keep-alive this often (seconds of real time; None: never)
+    keepalive_s: float | None = 5.0
 
     def __post_init__(self) -> None:
         if self.chunk_tokens <= 0:

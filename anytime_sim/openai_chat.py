@@ -313,7 +313,11 @@ async def _stream(request: web.Request, call: Call, errors: OpenAIErrors, includ
     )
     await open_stream(request, response)
     writer = EventWriter(
-        response, call.modes, call.rng, ping="ping" if call.model.profile == "llamacpp" else "keep-alive"
+        response,
+        call.modes,
+        call.rng,
+        ping="ping" if call.model.profile == "llamacpp" else "keep-alive",
+        keepalive_s=call.keepalive_s,
     )
     chunks = _Chunks(call, include_usage)
     await writer.event(chunks.first())

@@ -326,7 +326,7 @@ async def _stream(request: web.Request, call: Call, errors: OpenAIErrors, view: 
         }
     )
     await open_stream(request, response)
-    writer = EventWriter(response, call.modes, call.rng)
+    writer = EventWriter(response, call.modes, call.rng, keepalive_s=call.keepalive_s)
     events = _Events(call, writer, view)
     await events.send({"type": "response.created", "response": events.response("in_progress")})
     await events.send({"type": "response.in_progress", "response": events.response("in_progress")})

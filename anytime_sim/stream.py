@@ -85,8 +85,13 @@ class EventWriter:
         modes: frozenset[str],
         rng: random.Random,
         ping: str = "keep-alive",
+        *,
+        keepalive_s: float | None = None,
+        keepalive: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.response = response
+        self.keepalive_s = keepalive_s
+        self._keepalive = keepalive
         self.sep = b"\r\n" if "crlf" in modes else b"\n"
         self.split = "split" in modes
         self.comments = "comments" in modes
@@ -139,6 +144,19 @@ class EventWriter:
     async def comment(self) -> None:
         await self.raw(self._comment())
 
+    async def pause(self, seconds: float) -> None:
+        """Wait ``seconds``, writing a keep-alive every `keepalive_s` meanwhile (if it has one)."""
+        every = self.keepalive_s
+        if not every:
+            await asyncio.sleep(seconds)
+            return
+        end = time.monotonic() + seconds
+        while (left := end - time.monotonic()) > every:
+            await asyncio.sleep(every)
+            await (self._keepalive() if self._keepalive is not None else self.comment())
+            await self.flush()  # a keep-alive held in the batch would keep nothing alive
+        await asyncio.sleep(max(0.0, left))
+
 
 MID_STREAM = ("drop", "malformed", "stall", "error_in_stream")
 
@@ -185,7 +203,7 @@ async def drive(
         if delay > 0.001:
             await writer.flush()
             settle()
-            await asyncio.sleep(delay)
+            await writer.pause(delay)
         await emit(piece)
         owed.append(piece)
         if not writer.pending:

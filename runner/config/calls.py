@@ -37,6 +37,10 @@ from runner.types import CallKind, ChatRequest, Message
 
 # the output cap of LEAP's one principle-writing call
 LEAP_PRINCIPLES_CAP = 1024
+# seconds to the first bytes, and of silence after them, when the manifest does not say: a model
+# whose reasoning is hidden sends nothing while it thinks; a thinking summary arrives in bursts
+FIRST_TOKEN_S = {"hidden": 900.0, "summarised": 300.0, "raw": 120.0, "content": 120.0}
+IDLE_S = {"hidden": 900.0, "summarised": 180.0, "raw": 60.0, "content": 60.0}
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,8 @@ class ModelPlan:
         approximate: counts are not the model's own tokenizer's.
         warning: an encoding fallback to show once (None: none happened).
         min_thinking_budget: the smallest thinking budget its protocol accepts.
+        first_token_s: seconds allowed to the first bytes of a response.
+        idle_s: seconds of silence allowed after them.
     """
 
     key: str
@@ -62,6 +68,16 @@ class ModelPlan:
     approximate: bool
     warning: str | None
     min_thinking_budget: int
+    first_token_s: float
+    idle_s: float
+
+
+def default_timeouts(fidelity: str, first_token: float | None, idle: float | None) -> tuple[float, float]:
+    """The manifest's first-token and idle timeouts, else the ones the fidelity needs."""
+    return (
+        first_token if first_token is not None else FIRST_TOKEN_S[fidelity],
+        idle if idle is not None else IDLE_S[fidelity],
+    )
 
 
 def plan_model(loaded: LoadedManifest, key: str) -> ModelPlan:
@@ -77,15 +93,19 @@ def plan_model(loaded: LoadedManifest, key: str) -> ModelPlan:
     if served_by_simulator(provider):
         # the simulator counts with this encoding: counting with it is exact there
         approximate = resolved.name != SIMULATOR_ENCODING
+    fidelity = model.fidelity or default_fidelity(model.model)
+    first_token, idle = default_timeouts(fidelity, provider.timeouts.first_token, provider.timeouts.idle)
     return ModelPlan(
         key=key,
         config=model,
         provider_kind=provider.kind,
-        fidelity=model.fidelity or default_fidelity(model.model),
+        fidelity=fidelity,
         encoding=resolved.encoding,
         approximate=approximate,
         warning=resolved.warning,
         min_thinking_budget=min_thinking_budget(provider.kind),
+        first_token_s=first_token,
+        idle_s=idle,
     )
 
 

@@ -73,11 +73,14 @@ class Price(Base, frozen=True):
 
 
 class Timeouts(Base, frozen=True):
-    """Seconds. ``first_token`` is time to the first streamed byte of the body."""
+    """Seconds. ``first_token`` is time to the first bytes of the body, ``idle`` the longest
+    silence after them (keep-alive comments and pings count as bytes). Left out, both follow each
+    model's trace fidelity (`runner.config.calls.default_timeouts`): hidden reasoning may think
+    silently for minutes."""
 
     connect: float = 10.0
-    first_token: float = 120.0
-    idle: float = 60.0
+    first_token: float | None = None
+    idle: float | None = None
     total: float = 1800.0
 
 

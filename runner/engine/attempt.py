@@ -51,6 +51,9 @@ class CallSpec:
     budget: int | None = None
     # the worst case of the calls this one commits its job to (a trace's forced answers)
     commits_usd: float = 0.0
+    # the model's timeouts, where they differ from the lane's (they follow its trace fidelity)
+    first_token_timeout: float | None = None
+    idle_timeout: float | None = None
 
 
 @dataclass(frozen=True)
@@ -101,22 +104,23 @@ async def stream_attempt(
 
     One watchdog for every timeout of the attempt (a scope per chunk cost ~40% of client CPU at
     5,000 streams, and each live scope costs memory): the total deadline from the start, the
-    first-token deadline once the response is open, then the idle deadline, moved to now + 1.5 idle
-    only once fewer than `idle` seconds are left, so a live stream is never cut before `idle`
-    seconds of silence and a stall is caught within 1.5 idle.
+    first-token deadline once the response is open, then the idle deadline. Bytes move it, not
+    parsed events: a model that thinks silently behind keep-alive comments or pings is alive. The
+    deadline moves to now + 1.5 idle only once fewer than `idle` seconds are left, so a live stream
+    is never cut before `idle` seconds of silence and a stall is caught within 1.5 idle.
     """
-    total_deadline = anyio.current_time() + timeouts.total
+    watch = _Watchdog(anyio.current_time() + timeouts.total, timeouts.idle)
     state.sent = True
     try:
-        with anyio.CancelScope(deadline=total_deadline) as watchdog:
-            async with adapter.stream(session, request) as response:
+        with watch.scope:
+            async with adapter.stream(session, request, watch.bytes_arrived) as response:
                 _opened(response, state, on_limits)
-                watchdog.deadline = min(total_deadline, anyio.current_time() + timeouts.first_token)
-                await _pump(response, consumer, state, watchdog, total_deadline, timeouts.idle)
-        if watchdog.cancelled_caught:
+                watch.await_first_bytes(timeouts.first_token)
+                await _pump(response, consumer, state)
+        if watch.scope.cancelled_caught:
             raise TimeoutError
     except TimeoutError:
-        which = "first-token" if state.ttft is None else "idle"
+        which = "first-token" if not watch.heard else "idle"
         state.error = CallTimeout(
             f"{adapter.provider}: no data within the {which} timeout or total timeout", provider=adapter.provider
         )
@@ -128,6 +132,31 @@ async def stream_attempt(
         raise
 
 
+class _Watchdog:
+    """The one cancel scope of an attempt, with the deadlines the bytes of its body move."""
+
+    __slots__ = ("heard", "idle", "scope", "total")
+
+    def __init__(self, total_deadline: float, idle: float) -> None:
+        self.total = total_deadline
+        self.idle = idle
+        self.heard = False
+        self.scope = anyio.CancelScope(deadline=total_deadline)
+
+    def await_first_bytes(self, first_token: float) -> None:
+        if not self.heard:
+            self.scope.deadline = min(self.total, anyio.current_time() + first_token)
+
+    def bytes_arrived(self) -> None:
+        """Called per read of the body (not per event): cheap unless the deadline is near."""
+        now = anyio.current_time()
+        if not self.heard:
+            self.heard = True
+            self.scope.deadline = min(self.total, now + 1.5 * self.idle)
+        elif self.scope.deadline - now < self.idle and self.scope.deadline < self.total:
+            self.scope.deadline = min(self.total, now + 1.5 * self.idle)
+
+
 def _opened(response: StreamResponse, state: AttemptState, on_limits: Callable[[RateLimitReading], None]) -> None:
     state.opened = True
     state.http_status = response.status
@@ -135,14 +164,7 @@ def _opened(response: StreamResponse, state: AttemptState, on_limits: Callable[[
     on_limits(response.limits)
 
 
-async def _pump(
-    response: StreamResponse,
-    consumer: Consumer,
-    state: AttemptState,
-    watchdog: anyio.CancelScope,
-    total_deadline: float,
-    idle: float,
-) -> None:
+async def _pump(response: StreamResponse, consumer: Consumer, state: AttemptState) -> None:
     """The hot loop: one iteration per typed event."""
     events = response.events.__aiter__()
     while True:
@@ -150,12 +172,8 @@ async def _pump(
             event = await events.__anext__()
         except StopAsyncIteration:
             return
-        now = anyio.current_time()
         if state.ttft is None:
             state.ttft = time.monotonic() - state.t0
-            watchdog.deadline = min(total_deadline, now + 1.5 * idle)
-        elif watchdog.deadline - now < idle and watchdog.deadline < total_deadline:
-            watchdog.deadline = min(total_deadline, now + 1.5 * idle)
         if _feed(event, consumer, state):
             state.finish = "cancelled_at_budget"
             return

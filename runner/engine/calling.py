@@ -59,6 +59,8 @@ def spec(
         price=ctx.price,
         budget=budget,
         commits_usd=commits_usd,
+        first_token_timeout=ctx.plan.first_token_s,
+        idle_timeout=ctx.plan.idle_s,
     )
 
 

@@ -206,7 +206,11 @@ class Lane:
         state = AttemptState()
         self.counters.in_flight += 1
         self.counters.attempts += 1
-        timeouts = Timeouts(self.first_token_timeout, self.idle_timeout, self.total_timeout)
+        timeouts = Timeouts(
+            spec.first_token_timeout or self.first_token_timeout,
+            spec.idle_timeout or self.idle_timeout,
+            self.total_timeout,
+        )
         tracking: Tracking | None = None
         try:
             # the intent is on disk before the first byte is sent: no request can go unrecorded

@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import aiohttp
 
+from runner.config.calls import FIRST_TOKEN_S, IDLE_S
 from runner.config.kinds import started_by_run
 from runner.config.manifest import LoadedManifest
 from runner.engine.lane import Lane, RecordSink
@@ -57,8 +58,9 @@ async def open_lanes(
             session=session,
             ledger=ledger,
             spend=spend,
-            first_token_timeout=provider.timeouts.first_token,
-            idle_timeout=provider.timeouts.idle,
+            # each call carries its model's timeouts (by fidelity); these are the lane's fallback
+            first_token_timeout=provider.timeouts.first_token or FIRST_TOKEN_S["raw"],
+            idle_timeout=provider.timeouts.idle or IDLE_S["raw"],
             total_timeout=provider.timeouts.total,
             on_tokens=on_tokens,
             key_env=provider.api_key_env,

@@ -11,7 +11,7 @@ adapters imports aiohttp's exception types.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from typing import ClassVar
 
@@ -48,9 +48,12 @@ class Adapter(ABC):
 
     @abstractmethod
     def stream(
-        self, session: aiohttp.ClientSession, request: ChatRequest
+        self, session: aiohttp.ClientSession, request: ChatRequest, on_bytes: Callable[[], None] | None = None
     ) -> AbstractAsyncContextManager[StreamResponse]:
         """Send the request and open the stream.
+
+        ``on_bytes`` is called whenever bytes of the body arrive, events or not (keep-alive
+        comments, pings): a silent model that keeps its connection alive is not a stalled one.
 
         Raises (on entering) a `runner.errors.ProviderError` subclass for a non-2xx answer or a
         connection failure, with ``limits`` attribute set to the headers' `RateLimitReading`.

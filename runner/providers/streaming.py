@@ -8,7 +8,7 @@ rate-limit reading, cancellation and closing are done once, here.
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from urllib.parse import urlsplit
 
@@ -56,7 +56,9 @@ class SSEAdapter(Adapter):
         return _json.encode(self.payload(request))
 
     @asynccontextmanager
-    async def stream(self, session: aiohttp.ClientSession, request: ChatRequest) -> AsyncIterator[StreamResponse]:
+    async def stream(
+        self, session: aiohttp.ClientSession, request: ChatRequest, on_bytes: Callable[[], None] | None = None
+    ) -> AsyncIterator[StreamResponse]:
         async with open_stream(
             session,
             self.url(request),
@@ -67,7 +69,7 @@ class SSEAdapter(Adapter):
             secret=self._api_key,
         ) as (resp, limits):
             parser = SSEParser()
-            raw = iter_sse(resp, parser, self.provider, limits)
+            raw = iter_sse(resp, parser, self.provider, limits, on_bytes)
             events = self.decode(raw, parser, limits)
             try:
                 yield StreamResponse(resp.status, request_id(resp.headers), limits, events)

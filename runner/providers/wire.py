@@ -104,15 +104,24 @@ def _json_instead_of_stream(provider: str, body: bytes, limits: RateLimitReading
 
 
 async def iter_sse(
-    resp: aiohttp.ClientResponse, parser: SSEParser, provider: str, limits: RateLimitReading
+    resp: aiohttp.ClientResponse,
+    parser: SSEParser,
+    provider: str,
+    limits: RateLimitReading,
+    on_bytes: Callable[[], None] | None = None,
 ) -> AsyncGenerator[SSEEvent, None]:
-    """The events of a response body, read as the socket delivers them; ends at EOF."""
+    """The events of a response body, read as the socket delivers them; ends at EOF.
+
+    ``on_bytes`` hears of every read, whether it completes an event or not.
+    """
     content = resp.content
     while True:
         with translate(provider, limits, "reading the stream"):
             chunk = await content.readany()
         if not chunk:
             return
+        if on_bytes is not None:
+            on_bytes()
         for event in parser.feed(chunk):
             yield event
 
