@@ -16,7 +16,8 @@
     │       ├── ConfigurationRejected  401 / 403 / 404 / no quota / a bad URL: fix the manifest or key
     │       └── LaneStopped    a lane refused to go on after a configuration error (names the fix)
     ├── LedgerError            the ledger cannot be read or written
-    └── SpendCapReached        the next call could push spend past a cap
+    ├── SpendCapReached        the next call could push spend past a cap
+    └── RunStopped             the run was told to stop (Ctrl-C): no new attempt starts
 
 Messages never contain API keys: adapters build errors from status, headers and the
 provider's own error body, never from request headers.
@@ -163,3 +164,8 @@ class LedgerError(AnytimeError):
 
 class SpendCapReached(AnytimeError):
     """Starting another call could push spend past ``run.max_usd`` or a provider cap."""
+
+
+class RunStopped(AnytimeError):
+    """The run was told to stop (Ctrl-C, SIGTERM): no new attempt starts; the job stays unfinished
+    and a resume redoes it."""

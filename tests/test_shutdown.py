@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from runner.ledger.records import Attempt, JobDone, Record, decode_lines
+from runner.ledger.records import Attempt, InFlight, JobDone, Note, Record, decode_lines
 from tests.conftest import write_manifest
 
 SLOW = """
@@ -80,6 +80,13 @@ def test_signal_finishes_in_flight_and_resumes(tmp_path: Path, signum: signal.Si
     records = parse(ledger)  # every line parses: nothing torn
     done_before = {r.job_id for r in records if isinstance(r, JobDone)}
     assert len(done_before) < 8
+    # from the first signal on, no call started: not a new trace, not an answer, not a retry
+    (stop,) = [r for r in records if isinstance(r, Note) and r.kind == "interrupted"]
+    late = [a for a in records if isinstance(a, Attempt) and a.started_at > stop.at]
+    assert late == [], f"{len(late)} attempts started after the first signal"
+    # every attempt that started is settled: its final record is on file, none left in flight
+    finals = {(r.call_id, r.attempt) for r in records if isinstance(r, Attempt)}
+    assert all((r.attempt.call_id, r.attempt.attempt) in finals for r in records if isinstance(r, InFlight))
     # resume: the rest is done, nothing twice
     proc2 = subprocess.run(
         [sys.executable, "-m", "runner.cli", "run", str(tmp_path / "m.toml"), "--yes", "--plain"],

@@ -32,7 +32,14 @@ from runner.engine.attempt import (
 from runner.engine.limits import LaneLimiter, Reservation
 from runner.engine.retry import RetryPolicy
 from runner.engine.spend import SpendGuard
-from runner.errors import ConfigurationRejected, EndpointUnreachable, LaneStopped, ProviderError, SpendCapReached
+from runner.errors import (
+    ConfigurationRejected,
+    EndpointUnreachable,
+    LaneStopped,
+    ProviderError,
+    RunStopped,
+    SpendCapReached,
+)
 from runner.ledger.prices import worst_case_cost
 from runner.ledger.records import Attempt, InFlight, Record
 from runner.providers.base import Adapter
@@ -137,6 +144,7 @@ class Lane:
     counters: LaneCounters = field(default_factory=LaneCounters)
     priority: AnswersFirst = field(default_factory=AnswersFirst)
     stopped: LaneStopped | None = None  # set by a configuration error: no attempt starts after it
+    halted: str | None = None  # set when the run stops (Ctrl-C): no attempt starts after it
     # until one response has opened, one attempt at a time probes the lane: a wrong key, model or
     # URL costs one attempt, not one per worker
     _proven: anyio.Event = field(default_factory=anyio.Event)
@@ -190,7 +198,14 @@ class Lane:
         self._probe_over.set()
         self._probe_over = anyio.Event()
 
+    def halt(self, reason: str) -> None:
+        """No attempt starts from now on (those streaming go on); waiting ones give up."""
+        self.halted = reason
+        self._probe_over.set()  # wake attempts waiting for the probe, so they see the halt
+
     def _raise_if_stopped(self) -> None:
+        if self.halted is not None:
+            raise RunStopped(self.halted)
         if self.stopped is not None:
             raise LaneStopped(str(self.stopped), provider=self.name)
 
@@ -203,6 +218,10 @@ class Lane:
         self, spec: CallSpec, call_id: str, attempt: int, consumer: Consumer
     ) -> tuple[AttemptState, float]:
         admission = await self._admit(spec)
+        if self.halted is not None:  # the run stopped while this attempt waited for capacity
+            self.spend.settle(self.name, admission.reserved_usd, 0.0)
+            admission.reservation.settle(0)
+            raise RunStopped(self.halted)
         state = AttemptState()
         self.counters.in_flight += 1
         self.counters.attempts += 1

@@ -35,7 +35,7 @@ from runner.engine.shutdown import watch_signals
 from runner.engine.simulator import start_simulator
 from runner.engine.snapshots import RunSnapshot
 from runner.engine.spend import SpendGuard
-from runner.errors import LaneStopped, ProviderError, SpendCapReached
+from runner.errors import LaneStopped, ProviderError, RunStopped, SpendCapReached
 from runner.ledger.prices import ModelPrice, PriceTable
 from runner.ledger.records import JobDone, Note, RunHeader
 from runner.ledger.writer import open_ledger
@@ -110,6 +110,7 @@ class Sweep:
         )
         self.lanes: dict[str, Lane] = {}
         self._noted_stops: set[str] = set()
+        self._ledger: RecordSink | None = None
 
     def snapshot(self) -> RunSnapshot:
         return self.progress.snapshot(self.lanes, self.spend)
@@ -137,6 +138,7 @@ class Sweep:
             }
             synthesis = dict(self.state.synthesis) if self.state else {}
             pipeline = Pipeline(self.loaded, contexts, ledger, synthesis, on_job_done=self._job_done)
+            self._ledger = ledger
             await stack.enter_async_context(display(self.snapshot))
             await self._drive(pipeline, ledger)
             if self.progress.stopping:
@@ -186,7 +188,7 @@ class Sweep:
         completed = self.state.completed_jobs if self.state else set()
         async with anyio.create_task_group() as tg:
             tg.start_soon(
-                watch_signals, tg.cancel_scope, self.options.grace_s, lambda: self.progress.stopping, self.progress.stop
+                watch_signals, tg.cancel_scope, self.options.grace_s, lambda: self.progress.stopping, self._interrupt
             )
             async with anyio.create_task_group() as work:
                 for name in self.lanes:
@@ -222,6 +224,8 @@ class Sweep:
                     continue  # drain without starting anything new, so the feeder sees the stop
                 try:
                     await pipeline.run_job(job)
+                except* RunStopped:
+                    pass  # the job stays unfinished: a resume redoes it
                 except* SpendCapReached as group:
                     self.progress.stop(f"spend cap reached: {group.exceptions[0]}")
                 except* LaneStopped as group:
@@ -230,6 +234,14 @@ class Sweep:
                     self.progress.jobs_failed += 1
                     error = group.exceptions[0]
                     ledger.append(Note(at=time.time(), kind="job_failed", message=f"job {job.job_id}: {error}"))
+
+    def _interrupt(self, reason: str) -> None:
+        """A signal: from this moment no attempt starts on any lane, and the ledger says when."""
+        self.progress.stop(reason)
+        for lane in self.lanes.values():
+            lane.halt(reason)
+        if self._ledger is not None:
+            self._ledger.append(Note(at=time.time(), kind="interrupted", message=reason))
 
     def _lane_stopped(self, ledger: RecordSink, error: BaseException) -> None:
         """One note per stopped lane; its queued jobs drain without a call (the lane refuses them)."""
