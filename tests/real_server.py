@@ -214,6 +214,29 @@ def running_server(**options: object) -> Iterator[RealServer]:
         server.stop()
 
 
+def http_body(raw: bytes | bytearray) -> bytes:
+    """The body of one recorded HTTP/1.1 response, with chunked transfer framing removed.
+
+    What a server sends depends on how its writes were split into chunks, and whether the last
+    ``0`` chunk had arrived when the tap stopped reading; the body is the same either way.
+    """
+    head, sep, rest = bytes(raw).partition(b"\r\n\r\n")
+    assert sep, "no complete HTTP header in the recorded reply"
+    if b"transfer-encoding: chunked" not in head.lower():
+        return rest
+    body = bytearray()
+    while rest:
+        size_line, crlf, rest = rest.partition(b"\r\n")
+        if not crlf:
+            break  # the tap stopped inside a chunk header: what came before is the body so far
+        size = int(size_line.split(b";", 1)[0], 16)
+        if size == 0:
+            break
+        body += rest[:size]
+        rest = rest[size + 2 :]
+    return bytes(body)
+
+
 class TapProxy:
     """A loopback TCP forwarder that records every byte the upstream server sends back.
 

@@ -21,7 +21,7 @@ import aiohttp
 import anyio
 import pytest
 from conftest import write_manifest
-from real_server import MODEL_ALIAS, NEVER_STOP, RealServer, TapProxy, missing_reason, running_server
+from real_server import MODEL_ALIAS, NEVER_STOP, RealServer, TapProxy, http_body, missing_reason, running_server
 
 from runner import cli
 from runner.config.manifest import Provider
@@ -213,7 +213,7 @@ async def test_done_without_finish_reason_is_truncated(interrupting_server: Real
     assert statuses == [200]
     assert isinstance(events[-1], Finish) and events[-1].reason == "truncated"
     assert len(events) < 3000  # cut short by the interloper, not by the cap
-    (wire,) = tap.replies
+    (wire,) = (http_body(reply) for reply in tap.replies)
     assert wire.rstrip().endswith(b"data: [DONE]")
     assert b'"finish_reason": "' not in wire  # on the wire: no finish reason at all, just [DONE]
 
