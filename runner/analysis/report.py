@@ -72,6 +72,9 @@ class RunReport(msgspec.Struct, kw_only=True):
     usd_total: float
     usd_unattributed: float  # attempts of jobs that never finished and left no snapshot
     jobs_done: int
+    # attempts of executions a crash or a stop cut short, of jobs (or synthesis stages) that another
+    # execution then completed: paid for, counted in their cells' spend, and shown apart
+    usd_interrupted: float = 0.0
 
 
 class Report(msgspec.Struct, kw_only=True):
@@ -106,6 +109,18 @@ class _Run:
 
     def counted_snapshots(self) -> list[Snapshot]:
         return [s for s in self.snapshots if s.job_id in self.done and self.done[s.job_id].instance == s.instance]
+
+    def interrupted_usd(self) -> float:
+        """Dollars of attempts whose execution is not the one that completed their job or stage."""
+        finished = {job_id: done.instance for job_id, done in self.done.items()}
+        stages = {f"synthesis:{key}": s.instance for key, s in self.synthesis.items() if s.instance}
+        total = 0.0
+        for a in self.attempts:
+            stage = ":".join(a.job_id.split(":", 2)[:2]) if a.job_id.startswith("synthesis:") else a.job_id
+            completed = stages.get(stage) if a.kind == "synthesis" else finished.get(a.job_id)
+            if a.instance is not None and completed is not None and a.instance != completed:
+                total += a.usd
+        return total
 
     def key_of_job(self) -> dict[str, Key]:
         keys = {s.job_id: (s.model, s.dataset, s.method) for s in self.snapshots}
@@ -218,6 +233,7 @@ def _build_run(run_dir: Path) -> RunReport:
         differences=_differences(scores, cells, manifest, mode, seed),
         usd_total=sum(a.usd for a in run.attempts),
         usd_unattributed=unattributed,
+        usd_interrupted=run.interrupted_usd(),
         jobs_done=len(run.done),
     )
 

@@ -49,6 +49,7 @@ class CallSpec:
     prompt_tokens: int  # counted locally with the model's encoding
     price: ModelPrice
     budget: int | None = None
+    instance: str | None = None  # the execution of the job this call belongs to
     # the worst case of the calls this one commits its job to (a trace's forced answers)
     commits_usd: float = 0.0
     # the model's timeouts, where they differ from the lane's (they follow its trace fidelity)
@@ -232,6 +233,7 @@ def attempt_record(
         provider=provider,
         model=spec.model,
         attempt=attempt,
+        instance=spec.instance,
         status=state.status,
         budget=spec.budget,
         http_status=state.http_status,
@@ -271,6 +273,7 @@ def in_flight_record(spec: CallSpec, provider: str, call_id: str, attempt: int, 
         provider=provider,
         model=spec.model,
         attempt=attempt,
+        instance=spec.instance,
         status="interrupted",
         budget=spec.budget,
         input_tokens_counted=spec.prompt_tokens,

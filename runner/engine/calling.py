@@ -8,6 +8,7 @@ hands back what the consumers collected.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from runner.config import calls
 from runner.config.calls import ModelPlan
@@ -19,6 +20,14 @@ from runner.types import CallKind, ChatRequest
 
 # room for the markers and instructions around a cut in a forced-answer prompt (spend-cap sizing)
 ANSWER_PROMPT_SLACK = 64
+
+
+class Owner(NamedTuple):
+    """Whose call this is: the job (or synthesis sample) and the execution of it, so that a crash's
+    or a stop's attempts can be told from those of the execution that completed."""
+
+    job_id: str
+    instance: str
 
 
 @dataclass
@@ -43,7 +52,7 @@ class TraceResult:
 
 def spec(
     ctx: ModelContext,
-    job_id: str,
+    owner: Owner,
     kind: CallKind,
     chat: ChatRequest,
     budget: int | None = None,
@@ -51,7 +60,8 @@ def spec(
 ) -> CallSpec:
     """A lane call for a planned request."""
     return CallSpec(
-        job_id=job_id,
+        job_id=owner.job_id,
+        instance=owner.instance,
         kind=kind,
         model=ctx.key,
         request=chat,
@@ -65,7 +75,7 @@ def spec(
 
 
 async def stream_trace(
-    ctx: ModelContext, job_id: str, kind: CallKind, chat: ChatRequest, budgets: tuple[int, ...], task: Task
+    ctx: ModelContext, owner: Owner, kind: CallKind, chat: ChatRequest, budgets: tuple[int, ...], task: Task
 ) -> TraceResult:
     """Stream one trace until its last budget's cut is final (or it ends by itself).
 
@@ -75,7 +85,7 @@ async def stream_trace(
     prompt = calls.prompt_tokens(ctx.plan, chat)
     cap = calls.answer_cap(ctx.plan, task)
     commits = sum(worst_case_cost(ctx.price, prompt + b + ANSWER_PROMPT_SLACK, cap) for b in budgets)
-    call = spec(ctx, job_id, kind, chat, commits_usd=commits)
+    call = spec(ctx, owner, kind, chat, commits_usd=commits)
     traced = calls.traced_channel(ctx.plan)
     result = await ctx.lane.call(call, lambda: TraceConsumer(ctx.plan.encoding, budgets, traced))
     consumer = result.consumer
@@ -86,18 +96,18 @@ async def stream_trace(
 
 
 async def ask(
-    ctx: ModelContext, job_id: str, kind: CallKind, chat: ChatRequest, budget: int | None = None
+    ctx: ModelContext, owner: Owner, kind: CallKind, chat: ChatRequest, budget: int | None = None
 ) -> tuple[CallResult, AnswerConsumer]:
     """One call whose whole output is the answer."""
-    result = await ctx.lane.call(spec(ctx, job_id, kind, chat, budget), lambda: AnswerConsumer(ctx.plan.encoding))
+    result = await ctx.lane.call(spec(ctx, owner, kind, chat, budget), lambda: AnswerConsumer(ctx.plan.encoding))
     assert isinstance(result.consumer, AnswerConsumer)
     return result, result.consumer
 
 
 async def forced_answer(
-    ctx: ModelContext, job_id: str, kind: CallKind, task: Task, rendered: Rendered, partial: str, budget: int
+    ctx: ModelContext, owner: Owner, kind: CallKind, task: Task, rendered: Rendered, partial: str, budget: int
 ) -> Grade:
     """Force an answer from the trace cut at ``budget`` and grade it."""
     chat = calls.answer_request(ctx.plan, task, rendered, partial)
-    _result, answer = await ask(ctx, job_id, kind, chat, budget)
+    _result, answer = await ask(ctx, owner, kind, chat, budget)
     return task.grade(answer.text, rendered)

@@ -17,7 +17,7 @@ import anyio
 from runner.config import calls
 from runner.config.manifest import LoadedManifest
 from runner.config.plan import Job, get_task
-from runner.engine.calling import ModelContext, TraceResult, ask, forced_answer, stream_trace
+from runner.engine.calling import ModelContext, Owner, TraceResult, ask, forced_answer, stream_trace
 from runner.engine.lane import RecordSink
 from runner.engine.synthesis import SynthesisStage
 from runner.ledger.records import JobDone, Snapshot, Synthesis
@@ -71,14 +71,14 @@ class Pipeline:
         preface = await self.synthesis.preface(job.model, job.dataset, job.method) if method.needs_synthesis else None
         rendered = task.render(job.problem, job.seed)
         messages = method.trace_messages(task, rendered, preface)
+        owner = Owner(job.job_id, uuid.uuid4().hex[:12])
         if ctx.plan.fidelity == "hidden":
-            graded = await _hidden_budgets(job, ctx, task, rendered, messages)
+            graded = await _hidden_budgets(job, owner, ctx, task, rendered, messages)
         else:
-            graded = await _traced(job, ctx, task, rendered, messages)
-        return self._record(job, ctx, graded)
+            graded = await _traced(job, owner, ctx, task, rendered, messages)
+        return self._record(job, owner.instance, ctx, graded)
 
-    def _record(self, job: Job, ctx: ModelContext, graded: _Graded) -> JobOutcome:
-        instance = uuid.uuid4().hex[:12]
+    def _record(self, job: Job, instance: str, ctx: ModelContext, graded: _Graded) -> JobOutcome:
         cuts = [(b, grade, graded.tokens[b], reused) for b, (grade, reused) in graded.grades.items()]
         full_grade, full_tokens, full_reused = graded.full
         snapshots = [
@@ -107,11 +107,11 @@ class Pipeline:
 
 
 async def _traced(
-    job: Job, ctx: ModelContext, task: Task, rendered: Rendered, messages: tuple[Message, ...]
+    job: Job, owner: Owner, ctx: ModelContext, task: Task, rendered: Rendered, messages: tuple[Message, ...]
 ) -> _Graded:
     chat = calls.trace_request(ctx.plan, messages, job.budgets, job.seed)
-    trace = await stream_trace(ctx, job.job_id, "trace", chat, job.budgets, task)
-    grades, tokens = await _answer_cuts(job.job_id, ctx, task, rendered, trace, job.budgets)
+    trace = await stream_trace(ctx, owner, "trace", chat, job.budgets, task)
+    grades, tokens = await _answer_cuts(owner, ctx, task, rendered, trace, job.budgets)
     return _Graded(
         grades=grades,
         tokens=tokens,
@@ -122,7 +122,7 @@ async def _traced(
 
 
 async def _answer_cuts(
-    job_id: str, ctx: ModelContext, task: Task, rendered: Rendered, trace: TraceResult, budgets: tuple[int, ...]
+    owner: Owner, ctx: ModelContext, task: Task, rendered: Rendered, trace: TraceResult, budgets: tuple[int, ...]
 ) -> tuple[Grades, dict[int, int]]:
     cuts = trace.consumer.cuts
     tokens = {b: cuts[b].tokens for b in budgets}
@@ -132,7 +132,7 @@ async def _answer_cuts(
     answered: dict[int, Grade] = {}
 
     async def answer(budget: int) -> None:
-        answered[budget] = await forced_answer(ctx, job_id, "answer", task, rendered, cuts[budget].text, budget)
+        answered[budget] = await forced_answer(ctx, owner, "answer", task, rendered, cuts[budget].text, budget)
 
     async with anyio.create_task_group() as tg:
         for budget in distinct.values():
@@ -155,7 +155,7 @@ def _full_trace_grade(
 
 
 async def _hidden_budgets(
-    job: Job, ctx: ModelContext, task: Task, rendered: Rendered, messages: tuple[Message, ...]
+    job: Job, owner: Owner, ctx: ModelContext, task: Task, rendered: Rendered, messages: tuple[Message, ...]
 ) -> _Graded:
     """Hidden reasoning: one call per budget with the output cap set to it (flagged in reports)."""
     grades: Grades = {}
@@ -163,7 +163,7 @@ async def _hidden_budgets(
 
     async def one(budget: int) -> None:
         chat = calls.hidden_request(ctx.plan, messages, budget, job.seed)
-        result, answer = await ask(ctx, job.job_id, "answer", chat, budget)
+        result, answer = await ask(ctx, owner, "answer", chat, budget)
         grades[budget] = (task.grade(answer.text, rendered), False)
         used = result.usage.output_tokens if result.usage else answer.output_tokens_counted()[0]
         tokens[budget] = min(used, budget)

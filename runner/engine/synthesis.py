@@ -8,13 +8,15 @@ budget, their forced answers, LEAP's principles call) is planned in `runner.conf
 
 from __future__ import annotations
 
+import uuid
+
 import anyio
 
 from runner.config import calls
 from runner.config.calls import PoolSample
 from runner.config.manifest import LoadedManifest
 from runner.config.plan import get_task, synthesis_budget, synthesis_pool
-from runner.engine.calling import ModelContext, ask, forced_answer, stream_trace
+from runner.engine.calling import ModelContext, Owner, ask, forced_answer, stream_trace
 from runner.engine.lane import RecordSink
 from runner.ledger.records import Synthesis
 from runner.tasks.base import Problem, Task
@@ -56,16 +58,19 @@ class SynthesisStage:
         budget = synthesis_budget(self.loaded, method_key, dataset)
         pool = synthesis_pool(self.loaded, dataset)
         traces: list[PoolTrace] = []
+        instance = uuid.uuid4().hex[:12]
 
         async def sample(one: PoolSample) -> None:
-            traces.append(await _pool_trace(ctx, task, method, one, budget))
+            traces.append(await _pool_trace(ctx, task, method, Owner(one.job_id, instance), one, budget))
 
         async with anyio.create_task_group() as tg:
             for one in calls.pool_samples(self.loaded, key, dataset, method_key):
                 tg.start_soon(sample, one)
         traces.sort(key=lambda t: (pool_order(pool, t.problem_id), t.trace_text))
         if params.kind == "leap":
-            principles = await _leap_principles(key, ctx, task, method, traces)
+            principles = await _leap_principles(
+                Owner(calls.principles_job_id(key), instance), ctx, task, method, traces
+            )
             examples: list[dict[str, object]] = [{"principles": principles}]
             text = principles
         else:
@@ -78,23 +83,26 @@ class SynthesisStage:
             pool_problem_ids=[p.id for p in pool],
             examples=examples,
             text=text,
+            instance=instance,
         )
 
 
-async def _pool_trace(ctx: ModelContext, task: Task, method: MethodStrategy, one: PoolSample, budget: int) -> PoolTrace:
+async def _pool_trace(
+    ctx: ModelContext, task: Task, method: MethodStrategy, owner: Owner, one: PoolSample, budget: int
+) -> PoolTrace:
     """One pool sample cut at the synthesis budget, with its graded forced answer."""
     rendered = task.render(one.problem, one.seed)
     messages = method.trace_messages(task, rendered, None)
     if ctx.plan.fidelity == "hidden":
         chat = calls.hidden_request(ctx.plan, messages, budget, one.seed)
-        _result, answer = await ask(ctx, one.job_id, "synthesis", chat, budget)
+        _result, answer = await ask(ctx, owner, "synthesis", chat, budget)
         text = answer.text
         grade = task.grade(text, rendered)
     else:
         chat = calls.trace_request(ctx.plan, messages, (budget,), one.seed)
-        trace = await stream_trace(ctx, one.job_id, "synthesis", chat, (budget,), task)
+        trace = await stream_trace(ctx, owner, "synthesis", chat, (budget,), task)
         text = trace.consumer.cuts[budget].text
-        grade = await forced_answer(ctx, one.job_id, "synthesis", task, rendered, text, budget)
+        grade = await forced_answer(ctx, owner, "synthesis", task, rendered, text, budget)
     return PoolTrace(
         problem_id=one.problem.id,
         rendered_question=rendered.question,
@@ -106,11 +114,11 @@ async def _pool_trace(ctx: ModelContext, task: Task, method: MethodStrategy, one
 
 
 async def _leap_principles(
-    key: str, ctx: ModelContext, task: Task, method: MethodStrategy, traces: list[PoolTrace]
+    owner: Owner, ctx: ModelContext, task: Task, method: MethodStrategy, traces: list[PoolTrace]
 ) -> str:
     mistakes = [t for t in traces if t.score < 1.0]
     chat = calls.principles_request(ctx.plan, method.principle_messages(task, mistakes))
-    _result, answer = await ask(ctx, calls.principles_job_id(key), "synthesis", chat)
+    _result, answer = await ask(ctx, owner, "synthesis", chat)
     return answer.text
 
 

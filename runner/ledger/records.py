@@ -52,6 +52,8 @@ class Attempt(msgspec.Struct, tag="attempt", kw_only=True):
     model: str  # model key in the manifest
     attempt: int  # 1-based within this call
     status: AttemptStatus
+    # the execution of the job (JobDone.instance) or synthesis stage (Synthesis.instance) it served
+    instance: str | None = None
     budget: int | None = None  # answer calls: the budget whose snapshot they answer
     http_status: int | None = None
     error_class: str | None = None
@@ -134,6 +136,7 @@ class Synthesis(msgspec.Struct, tag="synthesis", kw_only=True):
     pool_problem_ids: list[str]
     examples: list[dict[str, object]]
     text: str  # the prompt block handed to the method at evaluation time
+    instance: str | None = None  # the execution of the stage that built it (its attempts carry it)
 
 
 class Note(msgspec.Struct, tag="note", kw_only=True):

@@ -172,7 +172,8 @@ def _run_tables(run: RunReport) -> Group:
 def _footer(run: RunReport) -> str:
     text = (
         f"{run.jobs_done} jobs done; spend {fmt.usd(run.usd_total)} in all"
-        f" (of which {fmt.usd(run.usd_unattributed)} on unfinished jobs). Anytime Index mode: {run.mode}; "
+        f" (of which {fmt.usd(run.usd_interrupted)} lost to interruptions, {fmt.usd(run.usd_unattributed)} on"
+        f" unfinished jobs). Anytime Index mode: {run.mode}; "
         "intervals: 95% bootstrap over problems."
     )
     if any(c.approximate_tokens for c in run.cells):
