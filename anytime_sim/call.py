@@ -18,8 +18,8 @@ from aiohttp.typedefs import Handler
 from anytime_sim.faults import FaultPlan
 from anytime_sim.models import SimConfig, SimModel
 from anytime_sim.pacing import Pacer, Plan, plan
-from anytime_sim.ratelimit import Admission
-from anytime_sim.stats import ModelStats
+from anytime_sim.ratelimit import Admission, key_digest
+from anytime_sim.stats import Tally, UsageReport
 from anytime_sim.trace import Generation, GenRequest, TraceModel
 
 # hosts that write keep-alives into a silent stream (providers.md: DeepSeek R19, Anthropic pings)
@@ -32,8 +32,8 @@ class CallHost(Protocol):
     config: SimConfig
     logic: TraceModel
 
-    def model_stats(self, name: str) -> ModelStats:
-        """The counters of one model."""
+    def usage_sent(self, report: UsageReport) -> None:
+        """A response sent its final usage."""
         ...
 
     def call_ended(self, call: Call, unused_tokens: int) -> None:
@@ -83,6 +83,10 @@ class Call:
         self.cached_tokens = 0
         self.cache_write_tokens = 0
         self.interrupted = False
+        # the counters this call adds to (its model's and its key's) and its unique request id:
+        # the server that admits it sets both
+        self.tally = Tally()
+        self.request_id = f"req_{self.id}"
         self.charged = prompt_tokens + (cap if cap is not None else self.plan.output_tokens)
         self.pacer = Pacer(model.ttft_s, model.tokens_per_s, sim.config.time_scale)
         self._ended = False
@@ -95,26 +99,38 @@ class Call:
             return self.sim.config.keepalive_s
         return None
 
-    @property
-    def stats(self) -> ModelStats:
-        return self.sim.model_stats(self.model.name)
-
     def served(self, kind: str, tokens: int) -> None:
         if kind == "content":
             self.served_content += tokens
         else:
             self.served_reasoning += tokens
 
+    def usage_reported(self) -> None:
+        """The response has just sent its final usage: what was served so far, counted and logged."""
+        self.tally.add("usage_reports")
+        self.sim.usage_sent(
+            UsageReport(
+                request_id=self.request_id,
+                key=key_digest(self.api_key),
+                model=self.model.name,
+                input_tokens=self.prompt_tokens,
+                cached_input_tokens=self.cached_tokens,
+                cache_write_input_tokens=self.cache_write_tokens,
+                output_tokens=self.served_reasoning + self.served_content,
+                reasoning_tokens=self.served_reasoning,
+            )
+        )
+
     def end(self, completed: bool) -> None:
         """Account the call once: served tokens, refund of the unused cap, completion."""
         if self._ended:
             return
         self._ended = True
-        stats = self.stats
-        stats.output_tokens += self.served_reasoning + self.served_content
-        stats.reasoning_tokens += self.served_reasoning
-        stats.completed += int(completed)
-        stats.disconnected += int(not completed)
+        tally = self.tally
+        tally.add("output_tokens", self.served_reasoning + self.served_content)
+        tally.add("reasoning_tokens", self.served_reasoning)
+        tally.add("completed", int(completed))
+        tally.add("disconnected", int(not completed))
         used = self.prompt_tokens + self.served_reasoning + self.served_content
         self.sim.call_ended(self, self.charged - used)
 
