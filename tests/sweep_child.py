@@ -1,0 +1,29 @@
+"""The body of a sweep subprocess the crash tests kill (`tests.reliability.run_sweep`).
+
+The fork server imports this module once, before it forks any child: the runner's modules and
+the o200k_base encoding (1.5 s to parse from its rank file) are then in every child's memory
+from the start, so a resumed sweep starts in a fraction of a second, as it would on a machine
+whose runs are minutes apart rather than a test's milliseconds.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import runner.cli.run
+import runner.engine.sweep
+import runner.ledger.estimate  # noqa: F401  (imported for the fork server: see the docstring)
+from runner.cli import main
+from runner.config.kinds import SIMULATOR_ENCODING
+from runner.tokens.encodings import get_encoding
+
+get_encoding(SIMULATOR_ENCODING)
+
+
+def sweep(manifest: str, log: str) -> None:
+    """`anytime run` with its output in the log file (the parent only kills it)."""
+    fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    sys.exit(main(["run", manifest, "--yes", "--plain", "--no-report"]))
