@@ -145,16 +145,20 @@ async def open_stream(request: web.Request, response: web.StreamResponse) -> Non
     request[_STREAM] = response
 
 
+# nginx's "client closed request": what a handler answers a client that has already left
+CLIENT_GONE = 499
+
+
 @web.middleware
 async def client_gone(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """A client that leaves mid-stream (cancelling at its last budget) is normal, not a server error."""
+    """A client that leaves is normal, not a server error: mid-stream (cancelling at its last
+    budget), or before the stream's first byte (a client killed while its request was admitted)."""
     try:
         return await handler(request)
     except ConnectionResetError:
         stream: web.StreamResponse | None = request.get(_STREAM)
-        if stream is None:
-            raise
-        return stream
+        # aiohttp drops a response to a closed connection quietly
+        return stream if stream is not None else web.Response(status=CLIENT_GONE)
 
 
 class ErrorFormat:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from pathlib import Path
 
 import aiohttp
@@ -333,3 +334,28 @@ async def test_usage_is_logged_per_request_with_a_unique_request_id(sim) -> None
         assert report.key == digest
         assert (report.input_tokens, report.output_tokens) == (usage["prompt_tokens"], usage["completion_tokens"])
     assert sim.stats().keys[key_digest("k1")].usage_reports == 2
+
+
+async def test_a_client_gone_before_the_stream_opens_is_no_server_error(caplog: pytest.LogCaptureFixture) -> None:
+    """A client killed while its request was being admitted: preparing the stream raises
+    ConnectionResetError, which is a client that left, not an error with a traceback in the log."""
+    from aiohttp import web
+
+    from anytime_sim.call import CLIENT_GONE, client_gone
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        raise ConnectionResetError("Cannot write to closing transport")
+
+    app = web.Application(middlewares=[client_gone])
+    app.router.add_post("/v1/chat/completions", handler)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        async with aiohttp.ClientSession() as session, session.post(f"http://127.0.0.1:{port}{CHAT}", json={}) as r:
+            assert r.status == CLIENT_GONE
+    finally:
+        await runner.cleanup()
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
