@@ -18,6 +18,7 @@ import contextlib
 import math
 import multiprocessing
 import os
+import random
 import re
 import signal
 import time
@@ -30,7 +31,7 @@ from pathlib import Path
 
 import anyio
 import msgspec
-from anyio.abc import SocketStream
+from anyio.abc import SocketAttribute, SocketStream
 
 from anytime_sim import SimConfig, open_simulator
 from anytime_sim.faults import FaultRates
@@ -38,10 +39,8 @@ from anytime_sim.ratelimit import key_digest
 from anytime_sim.stats import ModelStats, SimStats, UsageReport
 from runner.analysis.report import build_report
 from runner.ledger.audit import verify
-from runner.ledger.prices import PriceTable, usage_cost
 from runner.ledger.reader import iter_records
 from runner.ledger.records import Attempt, JobDone, Note, Record
-from runner.types import Usage
 
 REPO = Path(__file__).resolve().parent.parent
 AIME = REPO / "data" / "aime_2024.jsonl"
@@ -120,7 +119,10 @@ class SimHost:
 
 # ---- the fault matrix --------------------------------------------------------------------------
 
-IDLE_S = 0.5  # the lanes' idle timeout: a stall trips it, a trickle's gap must stay under it
+# the lanes' idle timeout: a stall (30 s) trips it; a trickle's gap stays far under it; and a
+# machine shared with other work does not pause a healthy stream this long
+IDLE_S = 2.0
+TRICKLE_S = 0.2  # a trickle's gap between chunks: a model slowed to about 80 tokens a second
 
 
 def fault_cells(storm_s: float = 0.25) -> dict[str, FaultRates]:
@@ -131,7 +133,7 @@ def fault_cells(storm_s: float = 0.25) -> dict[str, FaultRates]:
         "drop": FaultRates(drop_mid_stream=0.15),
         "malformed": FaultRates(malformed_chunk=0.15),
         "stall": FaultRates(stall=0.1, stall_seconds=30.0),
-        "trickle": FaultRates(trickle=0.2, trickle_seconds=IDLE_S * 0.4),
+        "trickle": FaultRates(trickle=0.2, trickle_seconds=TRICKLE_S),
         "reset": FaultRates(reset=0.15),
         "mixed": FaultRates(
             error_5xx=0.04,
@@ -142,7 +144,7 @@ def fault_cells(storm_s: float = 0.25) -> dict[str, FaultRates]:
             rate_limit_storm=0.01,
             storm_seconds=storm_s,
             trickle=0.05,
-            trickle_seconds=IDLE_S * 0.4,
+            trickle_seconds=TRICKLE_S,
             reset=0.04,
         ),
     }
@@ -213,6 +215,7 @@ class LaneFigures:
     """What one lane (one key) did, by the ledger and by the simulator."""
 
     lane: str
+    calls: int = 0  # calls without their retries
     attempts: int = 0
     requests: int = 0
     injected: dict[str, int] = field(default_factory=dict)  # by the simulator, per fault kind
@@ -266,6 +269,7 @@ def check_lane(lane: str, attempts: list[Attempt], sim: ModelStats, usage: list[
     """One lane's ledger against its simulator's counts for its key: requests, 429s, faults
     before the stream, billed prompts and every reported usage, exactly."""
     figures = LaneFigures(lane=lane, attempts=len(attempts), requests=sim.requests, injected=dict(sim.faults))
+    figures.calls = len({a.call_id for a in attempts})
     figures.observed = dict(Counter(kind for a in attempts if (kind := observed_fault(a)) is not None))
     figures.lost = max(0, sim.requests - len(attempts))
     assert sim.requests == len(attempts), f"{lane}: the simulator got {sim.requests} requests, {len(attempts)} attempts"
@@ -285,20 +289,10 @@ def check_lane(lane: str, attempts: list[Attempt], sim: ModelStats, usage: list[
 def _match_usage(figures: LaneFigures, attempts: list[Attempt], usage: list[UsageReport]) -> None:
     """Every usage the ledger reports is one the simulator sent, with the same numbers; every usage
     the simulator sent is in the ledger, or went to a stream the client had cut at its budget."""
+    figures.double = _match_reported(figures.lane, attempts, usage)
     sent = {u.request_id: u for u in usage}
-    ids = Counter(a.request_id for a in attempts if a.request_id is not None)
-    figures.double = sum(n - 1 for n in ids.values())
-    assert not figures.double, f"{figures.lane}: request ids recorded twice: {[i for i, n in ids.items() if n > 1]}"
     by_id = {a.request_id: a for a in attempts if a.request_id is not None}
-    for a in attempts:
-        if a.input_tokens is None:
-            continue
-        u = sent.get(a.request_id or "")
-        assert u is not None, f"{figures.lane}: usage of {a.request_id} is in the ledger, never sent"
-        reported = (a.input_tokens, a.cached_input_tokens or 0, a.output_tokens, a.reasoning_tokens)
-        served = (u.input_tokens, u.cached_input_tokens, u.output_tokens, u.reasoning_tokens)
-        assert reported == served, f"{figures.lane}: {a.request_id}: ledger {reported}, simulator {served}"
-        figures.usage_matched += 1
+    figures.usage_matched = sum(1 for a in attempts if a.input_tokens is not None)
     for request_id in sent:
         a = by_id.get(request_id)
         if a is None:
@@ -307,6 +301,60 @@ def _match_usage(figures: LaneFigures, attempts: list[Attempt], usage: list[Usag
             assert a.status == "cancelled", f"{figures.lane}: {request_id} sent usage, the ledger has none: {a}"
             figures.usage_cut += 1
     assert figures.lost == 0, f"{figures.lane}: {figures.lost} usage reports with no attempt in the ledger"
+
+
+def _match_reported(where: str, attempts: list[Attempt], usage: list[UsageReport]) -> int:
+    """Each provider-reported usage in the ledger equals the one the simulator sent under its
+    request id (no request recorded twice); the number of request ids recorded twice."""
+    sent = {u.request_id: u for u in usage}
+    ids = Counter(a.request_id for a in attempts if a.request_id is not None)
+    double = sum(n - 1 for n in ids.values())
+    assert not double, f"{where}: request ids recorded twice: {[i for i, n in ids.items() if n > 1]}"
+    for a in attempts:
+        if a.input_tokens is None:
+            continue
+        u = sent.get(a.request_id or "")
+        assert u is not None, f"{where}: usage of {a.request_id} is in the ledger, never sent"
+        reported = (a.input_tokens, a.cached_input_tokens or 0, a.output_tokens, a.reasoning_tokens)
+        served = (u.input_tokens, u.cached_input_tokens, u.output_tokens, u.reasoning_tokens)
+        assert reported == served, f"{where}: {a.request_id}: ledger {reported}, simulator {served}"
+    return double
+
+
+def run_fault_matrix(
+    tmp_path: Path, cells: dict[str, FaultRates], *, problems: int, samples: int, time_scale: float = 0.0
+) -> MatrixFigures:
+    """The fault matrix: a simulator per cell in a process of their own, one `anytime run` (in this
+    process) with a lane per cell, then every check; the figures."""
+    from runner.cli import main
+
+    configs = [SimConfig(time_scale=time_scale, chunk_tokens=16, faults=rates) for rates in cells.values()]
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    with SimHost(configs, [("aime", AIME)]) as host:
+        manifest = tmp_path / "matrix.toml"
+        lanes = dict(zip(cells, host.urls, strict=True))
+        manifest.write_text(fault_manifest("matrix", tmp_path / "ledgers", lanes, problems=problems, samples=samples))
+        code = main(["run", str(manifest), "--yes", "--plain", "--no-report"])
+        jobs = len(cells) * len(MODELS) * problems * samples
+        figures = check_fault_matrix(tmp_path / "ledgers" / "matrix", host, list(cells), jobs)
+    assert code == 0, f"anytime run exited with {code}"
+    check_cells_exercised(figures, cells)
+    return figures
+
+
+# what each injected fault shows in the ledger as (a trickle shows nothing: it must not time out)
+SEEN_AS = {"rate_limit_storm": "rate_limit", "trickle": None}
+RATE_OF = {"drop_mid_stream": "drop", "malformed_chunk": "malformed"}  # rate field -> fault kind
+
+
+def check_cells_exercised(figures: MatrixFigures, cells: dict[str, FaultRates]) -> None:
+    """Each lane suffered exactly the faults its cell injects, and the ledger shows each one."""
+    for lane in figures.lanes:
+        rates = msgspec.structs.asdict(cells[lane.lane])
+        wanted = {RATE_OF.get(name, name) for name, rate in rates.items() if rate and not name.endswith("_seconds")}
+        assert wanted == set(lane.injected), f"{lane.lane}: injected {lane.injected}, rates {rates}"
+        seen = {SEEN_AS.get(kind, kind) for kind in wanted} - {None}
+        assert seen == set(lane.observed), f"{lane.lane}: the ledger shows {lane.observed}, injected {lane.injected}"
 
 
 # ---- the crash matrix --------------------------------------------------------------------------
@@ -417,23 +465,6 @@ async def run_sweep(manifest: Path, log: Path, proxy: KillingProxy | None = None
     return process.exitcode
 
 
-def served_usd(before: SimStats, after: SimStats) -> float:
-    """The simulator's served tokens between two snapshots, priced by the runner's own `usage_cost`."""
-    table = PriceTable.load()
-    total = 0.0
-    for model_id, _fidelity in MODELS.values():
-        price = table.lookup("sim", model_id)
-        assert price is not None and price.cached_input is not None
-        a, b = after.models.get(model_id), before.models.get(model_id)
-        if a is None:
-            continue
-        inp = a.input_tokens - (b.input_tokens if b else 0)
-        cached = a.cached_input_tokens - (b.cached_input_tokens if b else 0)
-        out = a.output_tokens - (b.output_tokens if b else 0)
-        total += usage_cost(price, Usage(input_tokens=inp, output_tokens=out, cached_input_tokens=cached))
-    return total
-
-
 def quality(run_dir: Path) -> list[object]:
     """The report's quality figures (curves, Anytime Index, intervals): what a crash must not change."""
     (run,) = build_report([run_dir]).runs
@@ -451,21 +482,21 @@ class CrashFigures:
     recovered: int  # attempts the resumes recovered from the crashes' in-flight records
     unsent: int  # of those, attempts on record that the simulator never saw (killed before sending)
     lost: int  # requests with no record: must be 0
+    usage_matched: int  # provider-reported usages in the ledger, each equal to the one sent
     usd_total: float
     usd_reference: float
     usd_interrupted: float
     usd_difference: float  # |total - (reference + interrupted)|
     usd_totals_gap: float  # the largest gap between printed, report and verify totals
-    usd_served_gap: float  # ledger minus the simulator's served tokens priced
 
 
 def check_crash_run(
-    run_dir: Path, reference: Path, requests: int, served: float, last_log: str, jobs: int
+    run_dir: Path, reference: Path, *, requests: int, usage: list[UsageReport], last_log: str, jobs: int
 ) -> CrashFigures:
     """A resumed run after kills against the uninterrupted run of the same manifest.
 
-    ``requests`` and ``served`` are what the simulator received and served during the crashed
-    run; ``last_log`` is the output of its last (uninterrupted) process.
+    ``requests`` is what the simulator received during the crashed run, ``usage`` every final
+    usage it sent, and ``last_log`` the output of the crashed run's last (uninterrupted) process.
     """
     records: list[Record] = list(iter_records(run_dir))  # every line parses: the resumes cut torn tails
     done = [r.job_id for r in records if isinstance(r, JobDone)]
@@ -479,6 +510,7 @@ def check_crash_run(
     unsent = len(attempts) - requests
     quiet = sum(1 for a in recovered if a.output_tokens_counted == 0)
     assert 0 <= unsent <= quiet, f"{requests} requests, {len(attempts)} attempts, {quiet} recovered with no output"
+    _match_reported(run_dir.name, attempts, usage)  # the provider-reported tokens are the simulator's
     assert quality(run_dir) == quality(reference), "the crashes changed the quality figures"
     (run,), (ref,) = build_report([run_dir]).runs, build_report([reference]).runs
     assert run.usd_unattributed == 0.0, f"${run.usd_unattributed:.6f} of attempts belong to no finished job"
@@ -498,13 +530,114 @@ def check_crash_run(
         recovered=len(recovered),
         unsent=unsent,
         lost=max(0, requests - len(attempts)),
+        usage_matched=sum(1 for a in attempts if a.input_tokens is not None),
         usd_total=run.usd_total,
         usd_reference=ref.usd_total,
         usd_interrupted=run.usd_interrupted,
         usd_difference=difference,
         usd_totals_gap=gap,
-        usd_served_gap=result.usd_recorded - served,
     )
+
+
+async def run_crash_matrix(
+    tmp_path: Path, *, seed: int, kills: int, problems: int, samples: int
+) -> tuple[CrashFigures, int]:
+    """The crash matrix: an uninterrupted run, then the same manifest killed ``kills`` times at
+    moments drawn from ``seed`` and resumed to its end, then every check; the figures and the
+    kills made (fewer than asked if the run finished first)."""
+    config = SimConfig(time_scale=0.0, chunk_tokens=16)
+    await anyio.Path(tmp_path).mkdir(parents=True, exist_ok=True)
+    host = await anyio.to_thread.run_sync(SimHost, [config], [("aime", AIME)])
+    try:
+        shape = {"problems": problems, "samples": samples}
+        crashed, last_log, made, requests, usage = await _crash_and_resume(tmp_path, host, seed, kills, shape)
+    finally:
+        await anyio.to_thread.run_sync(host.close)
+    from runner.config.manifest import load_manifest
+    from runner.config.plan import count_jobs
+
+    figures = check_crash_run(
+        crashed.parent / "ledgers" / "crashed",
+        crashed.parent / "ledgers" / "reference",
+        requests=requests,
+        usage=usage,
+        last_log=last_log,
+        jobs=count_jobs(load_manifest(crashed)),
+    )
+    return figures, made
+
+
+async def _crash_and_resume(
+    tmp_path: Path, host: SimHost, seed: int, kills: int, shape: dict[str, int]
+) -> tuple[Path, str, int, int, list[UsageReport]]:
+    """Both runs through the proxy: the crashed run's manifest, its last output, the kills made,
+    the requests the simulator received during the crashed run, and every usage it sent."""
+    async with await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0) as listener:
+        proxy = KillingProxy(int(host.urls[0].rsplit(":", 1)[1]))
+        url = f"http://127.0.0.1:{listener.extra(SocketAttribute.local_port)}"
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(listener.serve, proxy.handle)
+            reference = _write_crash_manifest(tmp_path, "reference", url, shape)
+            assert await run_sweep(reference, tmp_path / "reference.log") == 0
+            run_bytes = proxy.streamed  # what a whole run streams: kill moments are drawn within it
+            crashed = _write_crash_manifest(tmp_path, "crashed", url, shape)
+            before = await anyio.to_thread.run_sync(host.stats, 0)
+            moments = KillMoments(random.Random(seed), kills, run_bytes)
+            made = await kill_repeatedly(crashed, tmp_path / "crashed.log", proxy, moments)
+            last_log = tmp_path / "last.log"
+            assert await run_sweep(crashed, last_log) == 0, f"the last resume failed: see {last_log}"
+            after = await anyio.to_thread.run_sync(host.stats, 0)
+            usage = await anyio.to_thread.run_sync(host.usage, 0)
+            tg.cancel_scope.cancel()
+    requests = after.total("requests") - before.total("requests")
+    return crashed, await anyio.Path(last_log).read_text(), made, requests, usage
+
+
+def _write_crash_manifest(tmp_path: Path, name: str, url: str, shape: dict[str, int]) -> Path:
+    path = tmp_path / f"{name}.toml"
+    path.write_text(
+        crash_manifest(name, tmp_path / "ledgers", url, problems=shape["problems"], samples=shape["samples"])
+    )
+    return path
+
+
+@dataclass
+class KillMoments:
+    """Where the kills fall: moment k when a fraction f_k (drawn, sorted) of the jobs is done.
+
+    Each process is killed after the bytes that much more of the run streams, plus a few percent
+    of a run drawn at random, so that kills land mid-stream (a kill cuts the work in progress
+    short, which the next process streams again).
+    """
+
+    rng: random.Random
+    kills: int
+    run_bytes: int
+
+    def fractions(self) -> list[float]:
+        return sorted(self.rng.uniform(0.0, 0.95) for _ in range(self.kills))
+
+    def bytes_until(self, fraction: float, done_fraction: float) -> float:
+        return max(0.0, fraction - done_fraction) * self.run_bytes + self.rng.uniform(0.0, 0.03) * self.run_bytes
+
+
+async def kill_repeatedly(manifest: Path, log: Path, proxy: KillingProxy, moments: KillMoments) -> int:
+    """Run the sweep and kill it at each moment; the kills made."""
+    from runner.config.manifest import load_manifest
+    from runner.config.plan import count_jobs
+    from runner.ledger.reader import load_state
+
+    jobs = count_jobs(load_manifest(manifest))
+    run_dir = manifest.parent / "ledgers" / manifest.stem
+    kills = 0
+    for fraction in moments.fractions():
+        done = len((await anyio.to_thread.run_sync(load_state, run_dir)).completed_jobs) if kills else 0
+        code = await run_sweep(manifest, log, proxy, kill_after=moments.bytes_until(fraction, done / jobs))
+        if code != -signal.SIGKILL:
+            assert code == 0, f"the sweep exited with {code}: see {log}"
+            break  # the run finished before its kill moment
+        kills += 1
+    return kills
 
 
 def printed_total(log: str) -> str:
