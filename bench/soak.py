@@ -45,6 +45,7 @@ import anyio  # noqa: E402
 from tests.reliability import (  # noqa: E402
     MODELS,
     CrashFigures,
+    CrashPlan,
     MatrixFigures,
     fault_cells,
     name_values,
@@ -76,16 +77,16 @@ def soak_faults(folder: Path, cell_calls: int, storm_s: float) -> MatrixFigures:
     return figures
 
 
-def soak_crashes(folder: Path, seed: int, kills: int, calls: int) -> tuple[CrashFigures, int]:
+def soak_crashes(folder: Path, seed: int, kills: int, calls: int) -> CrashFigures:
     problems = 26  # of the file's 30: the rest is PDP's held-out pool
     samples = math.ceil(calls / (4 * problems * CRASH_CALLS_PER_JOB))  # 2 models x 2 methods
-    print(f"# crash matrix: seed {seed}, {kills} kills, {4 * problems * samples} jobs", flush=True)
+    plan = CrashPlan(seed=seed, kills=kills, stops=kills // 5, problems=problems, samples=samples)
+    print(f"# crash matrix: seed {seed}, {plan.kills} kills, {plan.stops} stops, {4 * problems * samples} jobs")
     t0 = time.monotonic()
-    figures, made = anyio.run(
-        lambda: run_crash_matrix(folder, seed=seed, kills=kills, problems=problems, samples=samples)
-    )
+    figures = anyio.run(run_crash_matrix, folder, plan)
     print(
-        f"crash matrix: {made} kills, {figures.jobs:,d} jobs, {figures.attempts:,d} attempts, "
+        f"crash matrix: {figures.kills} kills, {figures.stops} stops, {figures.jobs:,d} jobs, "
+        f"{figures.attempts:,d} attempts, "
         f"{figures.requests:,d} requests ({figures.recovered} recovered from crashes, {figures.unsent} on "
         f"record but never sent, {figures.lost} lost); spend ${figures.usd_total:.6f} = uninterrupted "
         f"${figures.usd_reference:.6f} + interrupted ${figures.usd_interrupted:.6f} (difference "
@@ -93,8 +94,9 @@ def soak_crashes(folder: Path, seed: int, kills: int, calls: int) -> tuple[Crash
         f"{time.monotonic() - t0:.1f} s",
         flush=True,
     )
-    assert made == kills, f"the run finished after {made} of {kills} kills"
-    return figures, made
+    made = (figures.kills, figures.stops)
+    assert made == (plan.kills, plan.stops), f"the run finished after {made} of {plan.kills} kills, {plan.stops} stops"
+    return figures
 
 
 def soak_fuzz(examples: int) -> tuple[int, str]:
@@ -138,7 +140,7 @@ def main() -> int:
         if "fault" in parts:
             fields |= _fault_fields(soak_faults(folder / "faults", args.cell_calls, args.storm_seconds))
         if "crash" in parts:
-            fields |= _crash_fields(*soak_crashes(folder / "crashes", seed, args.kills, args.crash_calls), seed)
+            fields |= _crash_fields(soak_crashes(folder / "crashes", seed, args.kills, args.crash_calls), seed)
         if "fuzz" in parts:
             cases, status = soak_fuzz(args.fuzz_examples)
             fields |= {"fuzz_cases": cases, "fuzz": status}
@@ -161,11 +163,12 @@ def _fault_fields(figures: MatrixFigures) -> dict[str, object]:
     }
 
 
-def _crash_fields(figures: CrashFigures, kills: int, seed: int) -> dict[str, object]:
+def _crash_fields(figures: CrashFigures, seed: int) -> dict[str, object]:
     return {
         "crash_jobs": figures.jobs,
         "crash_attempts": figures.attempts,
-        "kills": kills,
+        "kills": figures.kills,
+        "stops": figures.stops,
         "seed": seed,
         "recovered": figures.recovered,
         "unsent_on_record": figures.unsent,

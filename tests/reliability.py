@@ -45,6 +45,7 @@ from runner.ledger.records import Attempt, JobDone, Note, Record
 REPO = Path(__file__).resolve().parent.parent
 AIME = REPO / "data" / "aime_2024.jsonl"
 MODELS = {"raw": ("sim-reasoner-large", "raw"), "cot": ("sim-cot-small", "content")}
+INTERRUPTED = 130  # the exit code of a run stopped by a signal
 
 # ---- simulators in their own process -----------------------------------------------------------
 
@@ -408,7 +409,8 @@ samples = {samples}
 
 
 class KillingProxy:
-    """Forwards loopback TCP to the simulator; kills the sweep after `kill_after` response bytes.
+    """Forwards loopback TCP to the simulator; signals the sweep after `kill_after` response bytes
+    (SIGKILL, or SIGINT for a stop).
 
     Counting bytes rather than seconds puts the kill in the middle of streams and ledger batches
     alike, with no sleeping and no timing assumptions.
@@ -418,10 +420,11 @@ class KillingProxy:
         self.upstream_port = upstream_port
         self.victim: int | None = None
         self.kill_after = math.inf
+        self.signal = signal.SIGKILL
         self.streamed = 0
 
-    def arm(self, pid: int, kill_after: float) -> None:
-        self.victim, self.kill_after, self.streamed = pid, kill_after, 0
+    def arm(self, pid: int, kill_after: float, sig: signal.Signals = signal.SIGKILL) -> None:
+        self.victim, self.kill_after, self.signal, self.streamed = pid, kill_after, sig, 0
 
     async def handle(self, client: SocketStream) -> None:
         async with client, await anyio.connect_tcp("127.0.0.1", self.upstream_port) as upstream:
@@ -435,7 +438,7 @@ class KillingProxy:
                 if downstream:
                     self.streamed += len(data)
                     if self.victim is not None and self.streamed >= self.kill_after:
-                        os.kill(self.victim, signal.SIGKILL)
+                        os.kill(self.victim, self.signal)
                         self.victim = None
                 await dst.send(data)
         except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
@@ -449,7 +452,13 @@ _CONTEXT = multiprocessing.get_context("forkserver")
 _CONTEXT.set_forkserver_preload(["tests.sweep_child"])
 
 
-async def run_sweep(manifest: Path, log: Path, proxy: KillingProxy | None = None, kill_after: float = math.inf) -> int:
+async def run_sweep(
+    manifest: Path,
+    log: Path,
+    proxy: KillingProxy | None = None,
+    kill_after: float = math.inf,
+    sig: signal.Signals = signal.SIGKILL,
+) -> int:
     """`anytime run` in a child process; its exit code (-9 when the proxy killed it)."""
     from tests.sweep_child import sweep
 
@@ -457,7 +466,7 @@ async def run_sweep(manifest: Path, log: Path, proxy: KillingProxy | None = None
     process.start()
     if proxy is not None:
         assert process.pid is not None
-        proxy.arm(process.pid, kill_after)
+        proxy.arm(process.pid, kill_after, sig)
     await anyio.to_thread.run_sync(process.join)
     if proxy is not None:
         proxy.victim = None
@@ -488,6 +497,8 @@ class CrashFigures:
     usd_interrupted: float
     usd_difference: float  # |total - (reference + interrupted)|
     usd_totals_gap: float  # the largest gap between printed, report and verify totals
+    kills: int = 0  # SIGKILLs made
+    stops: int = 0  # SIGINTs made
 
 
 def check_crash_run(
@@ -539,18 +550,27 @@ def check_crash_run(
     )
 
 
-async def run_crash_matrix(
-    tmp_path: Path, *, seed: int, kills: int, problems: int, samples: int
-) -> tuple[CrashFigures, int]:
-    """The crash matrix: an uninterrupted run, then the same manifest killed ``kills`` times at
-    moments drawn from ``seed`` and resumed to its end, then every check; the figures and the
-    kills made (fewer than asked if the run finished first)."""
+@dataclass(frozen=True)
+class CrashPlan:
+    """A crash matrix: the run's shape, and how many kills (SIGKILL) and stops (SIGINT) to make
+    at moments drawn from ``seed``."""
+
+    seed: int
+    kills: int
+    problems: int
+    samples: int
+    stops: int = 0
+
+
+async def run_crash_matrix(tmp_path: Path, plan: CrashPlan) -> CrashFigures:
+    """The crash matrix: an uninterrupted run, then the same manifest killed (and stopped) at the
+    plan's moments and resumed to its end, then every check; the figures, with the kills and
+    stops made (fewer than planned if the run finished first)."""
     config = SimConfig(time_scale=0.0, chunk_tokens=16)
     await anyio.Path(tmp_path).mkdir(parents=True, exist_ok=True)
     host = await anyio.to_thread.run_sync(SimHost, [config], [("aime", AIME)])
     try:
-        shape = {"problems": problems, "samples": samples}
-        crashed, last_log, made, requests, usage = await _crash_and_resume(tmp_path, host, seed, kills, shape)
+        crashed, last_log, made, requests, usage = await _crash_and_resume(tmp_path, host, plan)
     finally:
         await anyio.to_thread.run_sync(host.close)
     from runner.config.manifest import load_manifest
@@ -564,25 +584,27 @@ async def run_crash_matrix(
         last_log=last_log,
         jobs=count_jobs(load_manifest(crashed)),
     )
-    return figures, made
+    figures.kills, figures.stops = made
+    return figures
 
 
 async def _crash_and_resume(
-    tmp_path: Path, host: SimHost, seed: int, kills: int, shape: dict[str, int]
-) -> tuple[Path, str, int, int, list[UsageReport]]:
-    """Both runs through the proxy: the crashed run's manifest, its last output, the kills made,
-    the requests the simulator received during the crashed run, and every usage it sent."""
+    tmp_path: Path, host: SimHost, plan: CrashPlan
+) -> tuple[Path, str, tuple[int, int], int, list[UsageReport]]:
+    """Both runs through the proxy: the crashed run's manifest, its last output, the kills and
+    stops made, the requests the simulator received during the crashed run, and every usage it
+    sent."""
     async with await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0) as listener:
         proxy = KillingProxy(int(host.urls[0].rsplit(":", 1)[1]))
         url = f"http://127.0.0.1:{listener.extra(SocketAttribute.local_port)}"
         async with anyio.create_task_group() as tg:
             tg.start_soon(listener.serve, proxy.handle)
-            reference = _write_crash_manifest(tmp_path, "reference", url, shape)
+            reference = _write_crash_manifest(tmp_path, "reference", url, plan)
             assert await run_sweep(reference, tmp_path / "reference.log") == 0
             run_bytes = proxy.streamed  # what a whole run streams: kill moments are drawn within it
-            crashed = _write_crash_manifest(tmp_path, "crashed", url, shape)
+            crashed = _write_crash_manifest(tmp_path, "crashed", url, plan)
             before = await anyio.to_thread.run_sync(host.stats, 0)
-            moments = KillMoments(random.Random(seed), kills, run_bytes)
+            moments = KillMoments(random.Random(plan.seed), plan.kills, run_bytes, plan.stops)
             made = await kill_repeatedly(crashed, tmp_path / "crashed.log", proxy, moments)
             last_log = tmp_path / "last.log"
             assert await run_sweep(crashed, last_log) == 0, f"the last resume failed: see {last_log}"
@@ -593,51 +615,56 @@ async def _crash_and_resume(
     return crashed, await anyio.Path(last_log).read_text(), made, requests, usage
 
 
-def _write_crash_manifest(tmp_path: Path, name: str, url: str, shape: dict[str, int]) -> Path:
+def _write_crash_manifest(tmp_path: Path, name: str, url: str, plan: CrashPlan) -> Path:
     path = tmp_path / f"{name}.toml"
-    path.write_text(
-        crash_manifest(name, tmp_path / "ledgers", url, problems=shape["problems"], samples=shape["samples"])
-    )
+    path.write_text(crash_manifest(name, tmp_path / "ledgers", url, problems=plan.problems, samples=plan.samples))
     return path
 
 
 @dataclass
 class KillMoments:
-    """Where the kills fall: moment k when a fraction f_k (drawn, sorted) of the jobs is done.
+    """Where the kills (and the stops) fall: moment k when a fraction f_k (drawn, sorted) of the
+    jobs is done.
 
     Each process is killed after the bytes that much more of the run streams, plus a few percent
     of a run drawn at random, so that kills land mid-stream (a kill cuts the work in progress
-    short, which the next process streams again).
+    short, which the next process streams again). ``stops`` more moments, drawn among them, send
+    SIGINT instead: the run stops as after a Ctrl-C (exit 130), which also cuts executions short.
     """
 
     rng: random.Random
     kills: int
     run_bytes: int
+    stops: int = 0
 
-    def fractions(self) -> list[float]:
-        return sorted(self.rng.uniform(0.0, 0.95) for _ in range(self.kills))
+    def plan(self) -> list[tuple[float, signal.Signals]]:
+        moments = sorted(self.rng.uniform(0.0, 0.95) for _ in range(self.kills + self.stops))
+        stopping = set(self.rng.sample(range(len(moments)), self.stops))
+        return [(f, signal.SIGINT if i in stopping else signal.SIGKILL) for i, f in enumerate(moments)]
 
     def bytes_until(self, fraction: float, done_fraction: float) -> float:
         return max(0.0, fraction - done_fraction) * self.run_bytes + self.rng.uniform(0.0, 0.03) * self.run_bytes
 
 
-async def kill_repeatedly(manifest: Path, log: Path, proxy: KillingProxy, moments: KillMoments) -> int:
-    """Run the sweep and kill it at each moment; the kills made."""
+async def kill_repeatedly(manifest: Path, log: Path, proxy: KillingProxy, moments: KillMoments) -> tuple[int, int]:
+    """Run the sweep and signal it at each moment; the kills and the stops made."""
     from runner.config.manifest import load_manifest
     from runner.config.plan import count_jobs
     from runner.ledger.reader import load_state
 
     jobs = count_jobs(load_manifest(manifest))
     run_dir = manifest.parent / "ledgers" / manifest.stem
-    kills = 0
-    for fraction in moments.fractions():
-        done = len((await anyio.to_thread.run_sync(load_state, run_dir)).completed_jobs) if kills else 0
-        code = await run_sweep(manifest, log, proxy, kill_after=moments.bytes_until(fraction, done / jobs))
-        if code != -signal.SIGKILL:
-            assert code == 0, f"the sweep exited with {code}: see {log}"
-            break  # the run finished before its kill moment
-        kills += 1
-    return kills
+    made: Counter[signal.Signals] = Counter()
+    expected = {signal.SIGKILL: -signal.SIGKILL, signal.SIGINT: INTERRUPTED}
+    for fraction, sig in moments.plan():
+        done = len((await anyio.to_thread.run_sync(load_state, run_dir)).completed_jobs) if made else 0
+        kill_after = moments.bytes_until(fraction, done / jobs)
+        code = await run_sweep(manifest, log, proxy, kill_after, sig)
+        if code != expected[sig]:
+            assert code == 0, f"the sweep exited with {code} after {sig.name}: see {log}"
+            break  # the run finished before its moment
+        made[sig] += 1
+    return made[signal.SIGKILL], made[signal.SIGINT]
 
 
 def printed_total(log: str) -> str:

@@ -1,5 +1,6 @@
 """Issue 12's crash matrix: `kill -9` of a real `anytime run` at 20 random moments of a run of
-more than 2,000 calls, resuming each time, then the run held to an uninterrupted one.
+more than 2,000 calls (and a Ctrl-C's SIGINT at 4 more), resuming each time, then the run held
+to an uninterrupted one.
 
 The simulator runs in a process of its own; each sweep runs in a subprocess that reaches it
 through a loopback proxy in this test's event loop. The proxy counts the bytes the simulator
@@ -25,19 +26,20 @@ import pytest
 
 from runner.cli import main
 from runner.ledger.reader import load_state
-from tests.reliability import run_crash_matrix
+from tests.reliability import CrashPlan, run_crash_matrix
 
 SEED = int(os.environ.get("ANYTIME_CRASH_SEED", "12"))
-KILLS = 20
-PROBLEMS, SAMPLES = 20, 7  # 2 models x 2 methods: 560 jobs, about 2,300 calls
+# 2 models x 2 methods x 20 problems x 7 samples: 560 jobs, about 2,300 calls
+PLAN = CrashPlan(seed=SEED, kills=20, stops=4, problems=20, samples=7)
 
 
 @pytest.mark.slow
 async def test_kill_9_at_20_random_moments_then_resume(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with capsys.disabled():
         print(f"\ncrash matrix: seed {SEED} (ANYTIME_CRASH_SEED={SEED} reproduces the kill moments)")
-    figures, kills = await run_crash_matrix(tmp_path, seed=SEED, kills=KILLS, problems=PROBLEMS, samples=SAMPLES)
-    assert kills == KILLS and figures.attempts >= 2000 and figures.lost == 0
+    figures = await run_crash_matrix(tmp_path, PLAN)
+    assert (figures.kills, figures.stops) == (PLAN.kills, PLAN.stops)
+    assert figures.attempts >= 2000 and figures.lost == 0
     assert figures.recovered > 0 and figures.usd_interrupted > 0  # the kills did cut paid work short
     run_dir = tmp_path / "ledgers" / "crashed"
     assert main(["ledger", "verify", str(run_dir)]) == 0
