@@ -12,8 +12,13 @@ or more) is `bench/soak.py`.
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
+from runner.cli import main
+from runner.ledger.reader import iter_records
+from runner.ledger.records import Attempt
+from tests.conftest import write_manifest
 from tests.reliability import fault_cells, run_fault_matrix
 
 PROBLEMS, SAMPLES = 14, 2  # x 8 lanes x 2 models = 448 jobs, about 2,100 calls
@@ -23,3 +28,41 @@ def test_every_fault_alone_and_mixed_at_run_scale(tmp_path: Path) -> None:
     figures = run_fault_matrix(tmp_path, fault_cells(), problems=PROBLEMS, samples=SAMPLES)
     assert figures.attempts >= 2000 and figures.lost == figures.double == 0
     assert sum(figures.injected().values()) >= 300
+
+
+STORMY = """
+[run]
+name = "stormy"
+ledger_dir = "@LEDGERS@"
+
+[providers.sim]
+kind = "sim"
+max_attempts = 2
+max_concurrency = 8
+
+[models.weak]
+provider = "sim"
+model = "sim-cot-small"
+fidelity = "content"
+
+[datasets.aime]
+kind = "aime"
+path = "@DATA@/aime_2024.jsonl"
+limit = 10
+
+[sweep]
+budgets = [32, 64, 128]
+
+[simulator]
+time_scale = 0.0
+chunk_tokens = 16
+faults = { rate_limit_storm = 0.3, storm_seconds = 0.05 }
+"""
+
+
+def test_a_429_storm_never_fails_a_job_while_the_call_has_time(tmp_path: Path) -> None:
+    # two attempts a call, and storms that often outlast them: a 429 is a wait, not an attempt
+    assert main(["run", str(write_manifest(tmp_path, STORMY)), "--yes", "--plain", "--no-report"]) == 0
+    attempts = [r for r in iter_records(tmp_path / "ledgers" / "stormy") if isinstance(r, Attempt)]
+    refused = Counter(a.call_id for a in attempts if a.error_class == "rate_limit")
+    assert max(refused.values()) > 2  # some call met more 429s in a row than it has attempts

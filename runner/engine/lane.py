@@ -37,6 +37,7 @@ from runner.errors import (
     EndpointUnreachable,
     LaneStopped,
     ProviderError,
+    RateLimited,
     RunStopped,
     SpendCapReached,
 )
@@ -152,17 +153,26 @@ class Lane:
     _probe_over: anyio.Event = field(default_factory=anyio.Event)
 
     async def call(self, spec: CallSpec, make_consumer: Callable[[], Consumer]) -> CallResult:
-        """Run a call to success or to its last attempt; raise the last error if all fail."""
+        """Run a call to success or to its last attempt; raise the last error if all fail.
+
+        429s do not count against the call's attempts while its total deadline allows: the call
+        waits (the server's delay) and asks the limiter again.
+        """
         call_id = uuid.uuid4().hex[:16]
         self.counters.calls += 1
-        attempt = 0
+        deadline = anyio.current_time() + self.total_timeout
+        attempt = refusals = 0
         while True:
             attempt += 1
             consumer = make_consumer()
             try:
                 state, usd = await self._attempt(spec, call_id, attempt, consumer)
             except ProviderError as exc:
-                delay = self.policy.delay(attempt, exc)
+                if isinstance(exc, RateLimited) and anyio.current_time() < deadline:
+                    refusals += 1
+                    delay = self.policy.rate_limit_delay(refusals, exc)
+                else:
+                    delay = self.policy.delay(attempt - refusals, exc)
                 if delay is None:
                     raise
                 self.counters.retries += 1

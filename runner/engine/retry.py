@@ -74,6 +74,21 @@ class RetryPolicy:
             return server
         return self.backoff(attempt)
 
+    def rate_limit_delay(self, refusals: int, error: ProviderError) -> float | None:
+        """Seconds to wait after a 429 before the call asks the limiter again, or None to give up.
+
+        A 429 never uses up the call's attempts (the provider served nothing; the lane waits and
+        re-enters its limiter): the server's delay, else the backoff for ``refusals`` 429s in a row.
+        """
+        if not error.retryable:
+            return None
+        server = error.retry_after_s
+        if server is not None and server > 0:
+            if self.max_retry_after_s is not None and server > self.max_retry_after_s:
+                return None
+            return server
+        return self.backoff(refusals)
+
     def backoff(self, attempt: int) -> float:
         """The jittered exponential delay after failed attempt number ``attempt``."""
         # 2 ** k overflows a float for huge k; the cap is reached long before
