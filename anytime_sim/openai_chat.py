@@ -99,7 +99,7 @@ class OpenAIErrors(ErrorFormat):
         body = {
             "error": {
                 "message": message,
-                "type": "requests" if admission.reason == "requests" else "tokens",
+                "type": "requests" if admission.reason in ("requests", "storm") else "tokens",
                 "param": None,
                 "code": "rate_limit_exceeded",
             }
