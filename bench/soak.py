@@ -8,8 +8,9 @@ scale, the crash matrix with many more kills, and the fuzz tests at 10,000 examp
 2. Crash matrix: `kill -9` of a real `anytime run` at ``--kills`` moments drawn from ``--seed``
    (printed), resuming each time, against an uninterrupted run of the same manifest: no attempt
    lost, quality identical, spend = uninterrupted + interrupted, printed = report = verify.
-3. Fuzz: every ``tests/*fuzz*.py`` with ``ANYTIME_FUZZ_EXAMPLES`` set (Hypothesis examples per
-   test); the cases are counted from Hypothesis's statistics. Said plainly when there are none.
+3. Fuzz: every ``tests/test_*fuzz*.py`` with ``ANYTIME_FUZZ_EXAMPLES`` set (the cases over every
+   fuzz property); the cases are read from the ``fuzz: cases=N`` line the fuzz tests print (else
+   summed from Hypothesis's statistics). Said plainly when there are none.
 
 The uninterrupted run is the crash matrix's baseline, run side by side in the same soak. The last
 line holds ``name=value`` pairs: jobs, calls, faults injected per kind, kills, fuzz cases, records
@@ -100,17 +101,16 @@ def soak_crashes(folder: Path, seed: int, kills: int, calls: int) -> CrashFigure
 
 
 def soak_fuzz(examples: int) -> tuple[int, str]:
-    """Run every tests/*fuzz*.py with ANYTIME_FUZZ_EXAMPLES set; (cases, status)."""
-    files = sorted(str(p) for p in (Path(_ROOT) / "tests").glob("*fuzz*.py"))
+    """Run every tests/test_*fuzz*.py with ANYTIME_FUZZ_EXAMPLES set; (cases, status)."""
+    files = sorted(str(p) for p in (Path(_ROOT) / "tests").glob("test_*fuzz*.py"))
     if not files:
-        print("fuzz: no tests/*fuzz*.py on this branch: nothing to run", flush=True)
+        print("fuzz: no tests/test_*fuzz*.py on this branch: nothing to run", flush=True)
         return 0, "absent"
     env = {**os.environ, "ANYTIME_FUZZ_EXAMPLES": str(examples)}
     command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--hypothesis-show-statistics", *files]
     t0 = time.monotonic()
     done = subprocess.run(command, cwd=_ROOT, env=env, capture_output=True, text=True, check=False)
-    counts = re.findall(r"(\d+) passing examples?, (\d+) failing examples?", done.stdout)
-    cases = sum(int(passing) + int(failing) for passing, failing in counts)
+    cases = fuzz_cases(done.stdout)
     tail = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else done.stderr[-500:]
     print(
         f"fuzz: {len(files)} files, {cases:,d} cases, pytest exit {done.returncode}: {tail} "
@@ -118,6 +118,16 @@ def soak_fuzz(examples: int) -> tuple[int, str]:
         flush=True,
     )
     return cases, "ok" if done.returncode == 0 else "failed"
+
+
+def fuzz_cases(output: str) -> int:
+    """The cases the fuzz tests ran: the ``fuzz: cases=N`` line their support prints, else the
+    sum of Hypothesis's statistics (passing and failing examples of every property)."""
+    told = re.findall(r"fuzz: cases=(\d+)", output)
+    if told:
+        return int(told[-1])
+    counts = re.findall(r"(\d+) passing examples?, (\d+) failing examples?", output)
+    return sum(int(passing) + int(failing) for passing, failing in counts)
 
 
 def main() -> int:
