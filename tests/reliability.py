@@ -626,8 +626,8 @@ class KillMoments:
     """Where the kills (and the stops) fall: moment k when a fraction f_k (drawn, sorted) of the
     jobs is done.
 
-    Each process is killed after the bytes that much more of the run streams, plus a few percent
-    of a run drawn at random, so that kills land mid-stream (a kill cuts the work in progress
+    Each process is killed after the bytes that much more of the run streams, plus up to 2% of a
+    run drawn at random, so that kills land mid-stream (a kill cuts the work in progress
     short, which the next process streams again). ``stops`` more moments, drawn among them, send
     SIGINT instead: the run stops as after a Ctrl-C (exit 130), which also cuts executions short.
     """
@@ -638,12 +638,13 @@ class KillMoments:
     stops: int = 0
 
     def plan(self) -> list[tuple[float, signal.Signals]]:
-        moments = sorted(self.rng.uniform(0.0, 0.95) for _ in range(self.kills + self.stops))
+        # up to 85% of the jobs: past that, a process may finish the run before its moment
+        moments = sorted(self.rng.uniform(0.0, 0.85) for _ in range(self.kills + self.stops))
         stopping = set(self.rng.sample(range(len(moments)), self.stops))
         return [(f, signal.SIGINT if i in stopping else signal.SIGKILL) for i, f in enumerate(moments)]
 
     def bytes_until(self, fraction: float, done_fraction: float) -> float:
-        return max(0.0, fraction - done_fraction) * self.run_bytes + self.rng.uniform(0.0, 0.03) * self.run_bytes
+        return max(0.0, fraction - done_fraction) * self.run_bytes + self.rng.uniform(0.0, 0.02) * self.run_bytes
 
 
 async def kill_repeatedly(manifest: Path, log: Path, proxy: KillingProxy, moments: KillMoments) -> tuple[int, int]:
