@@ -126,14 +126,14 @@ IDLE_S = 2.0
 TRICKLE_S = 0.2  # a trickle's gap between chunks: a model slowed to about 80 tokens a second
 
 
-def fault_cells(storm_s: float = 0.5) -> dict[str, FaultRates]:
+def fault_cells(storm_s: float = 0.25) -> dict[str, FaultRates]:
     """Each fault alone, and all of them mixed, at rates a run survives with 6 attempts a call."""
     return {
         "5xx": FaultRates(error_5xx=0.15),
         "storm": FaultRates(rate_limit_storm=0.05, storm_seconds=storm_s),
         "drop": FaultRates(drop_mid_stream=0.15),
         "malformed": FaultRates(malformed_chunk=0.15),
-        "stall": FaultRates(stall=0.1, stall_seconds=30.0),
+        "stall": FaultRates(stall=0.06, stall_seconds=30.0),
         "trickle": FaultRates(trickle=0.2, trickle_seconds=TRICKLE_S),
         "reset": FaultRates(reset=0.15),
         "mixed": FaultRates(
@@ -152,7 +152,7 @@ def fault_cells(storm_s: float = 0.5) -> dict[str, FaultRates]:
 
 
 def fault_manifest(
-    name: str, ledgers: Path, lanes: dict[str, str], *, problems: int, samples: int, concurrency: int = 16
+    name: str, ledgers: Path, lanes: dict[str, str], *, problems: int, samples: int, concurrency: int = 32
 ) -> str:
     """A sweep with one lane per cell (``lanes``: cell -> simulator URL), two models on each."""
     head = f"""
