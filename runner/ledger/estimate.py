@@ -31,7 +31,7 @@ import msgspec
 from runner.config.calls import LEAP_PRINCIPLES_CAP, PlannedCall, job_calls, plan_models, synthesis_calls, synthesis_key
 from runner.config.manifest import LoadedManifest, Manifest
 from runner.config.plan import expand_jobs, get_task, synthesis_budget, synthesis_pool
-from runner.ledger.prices import PER, ModelPrice, PriceTable
+from runner.ledger.prices import PER, ModelPrice, PriceTable, manifest_prices
 from runner.ledger.reader import LedgerState, iter_records
 from runner.ledger.records import Attempt, JobDone, RunHeader, Synthesis
 from runner.ledger.recovery import state_after_recovery
@@ -405,12 +405,10 @@ def estimate_manifest(
             synthesis), as a rerun skips it; False prices the whole sweep.
 
     Raises:
-        PriceError: a selected model has no price (names ``models.<key>.price``).
+        PriceError: a selected model has no price (names the manifest and ``models.<key>.price``).
     """
     m = loaded.manifest
-    prices = PriceTable.load()
-    for key in loaded.selected("models"):  # unknown prices fail before any counting
-        prices.price_for(key, m.models[key], m.providers[m.models[key].provider].kind)
+    prices = manifest_prices(loaded, PriceTable.load())  # unknown prices fail before any counting
     history, sources = read_history(_previous_dirs(loaded) if previous is None else previous)
     state = _own_state(loaded) if remaining else None
     done = state.completed_jobs if state else set()
@@ -434,18 +432,15 @@ def estimate_manifest(
 
 def _rows(
     loaded: LoadedManifest,
-    prices: PriceTable,
+    prices: dict[str, ModelPrice],
     history: dict[tuple[str, str, str], Past],
     done: Collection[str],
     built: Collection[str],
 ) -> list[EstimateRow]:
     """One row per (model, dataset, method) group that still has calls to make."""
-    m = loaded.manifest
     rows = []
     for (model_key, dataset, method), group in count_prompts(loaded, done, built).items():
-        model = m.models[model_key]
-        price = prices.price_for(model_key, model, m.providers[model.provider].kind)
-        row = _row(loaded, model_key, dataset, method, group, price, history)
+        row = _row(loaded, model_key, dataset, method, group, prices[model_key], history)
         if row.calls.high:
             rows.append(row)
     return rows
