@@ -94,8 +94,10 @@ def print_estimate(estimate: Estimate, console: Console) -> None:
     )
     console.print(table)
     for lane in estimate.lanes:
+        retries = lane.attempts - lane.calls
+        requests = f" ({lane.attempts:,.0f} attempts with retries)" if retries >= 0.5 else ""
         console.print(
-            f"  {lane.provider}: {lane.calls:,.0f} calls, {fmt.count(lane.tokens)} tokens expected; rpm "
+            f"  {lane.provider}: {lane.calls:,.0f} calls{requests}, {fmt.count(lane.tokens)} tokens expected; rpm "
             f"{lane.rpm or '?'}, tpm {lane.tpm or '?'}: at least {_least_time(lane.min_wall_s)}"
         )
     for note in estimate.notes:
