@@ -382,6 +382,8 @@ def parse_manifest(text: str, source: str) -> Manifest:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ManifestError(source, "", f"not valid TOML: {exc}") from None
+    except RecursionError:
+        raise ManifestError(source, "", "not valid TOML: arrays or tables nested too deeply") from None
     # named tables are converted entry by entry so errors name the entry (msgspec says `[...]`)
     for table, kind in _NAMED_TABLES.items():
         entries = doc.get(table)
