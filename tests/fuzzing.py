@@ -4,7 +4,7 @@
 `DEFAULT_TOTAL`, a few hundred that run in seconds); each property takes its share of it.
 `bench/soak.py` sets 10,000 or more. After the run pytest prints one line the soak reads:
 
-    fuzz: cases=612 properties=14
+    fuzz: cases=502 properties=11
 
 (`pytest_terminal_summary` below; registered by ``tests/conftest.py``). ``cases`` counts the
 examples the properties actually ran: Hypothesis may stop a property early when it has tried every
@@ -23,9 +23,9 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 ENV = "ANYTIME_FUZZ_EXAMPLES"
-DEFAULT_TOTAL = 600
-# every fuzz property's share of the total: the cost of a case differs (a CLI call or a socket costs
-# more than a parser call), so the cheap ones take more of it
+DEFAULT_TOTAL = 500
+# every fuzz property's share of the total (the shares add up to 1): a property whose cases cost
+# more (a subprocess, a socket) takes a small share, with a least number of cases of its own
 SHARES: dict[str, float] = {}
 
 CASES: Counter[str] = Counter()

@@ -209,7 +209,7 @@ def check_commands_agree(path: Path, workdir: Path, *, estimate_valid: bool) -> 
 
 
 @given(mutations=st.lists(MUTATION, min_size=1, max_size=3), estimate_valid=st.booleans())
-@fuzz("manifest structure", 0.15)
+@fuzz("manifest structure", 0.13)
 def test_fuzzed_manifest_structure(
     workdir: Path, mutations: list[tuple[str, int, object, str]], estimate_valid: bool
 ) -> None:
@@ -249,7 +249,7 @@ def edit_text(text: str, edits: list[tuple[str, int, int, str]]) -> str:
 
 
 @given(edits=TEXT_EDITS, estimate_valid=st.booleans())
-@fuzz("manifest text", 0.15)
+@fuzz("manifest text", 0.13)
 def test_fuzzed_manifest_text(workdir: Path, edits: list[tuple[str, int, int, str]], estimate_valid: bool) -> None:
     count("manifest text")
     text = edit_text(toml_document(base_manifest(workdir)), edits)
@@ -358,7 +358,7 @@ def dataset_manifest(workdir: Path, kind: str, data: Path) -> Path:
     csv_form=st.booleans(),
     through_cli=st.booleans(),
 )
-@fuzz("dataset records", 0.2)
+@fuzz("dataset records", 0.17)
 def test_fuzzed_dataset_records(
     workdir: Path, kind: str, lines: list[tuple[str, Any]], csv_form: bool, through_cli: bool
 ) -> None:
@@ -380,7 +380,7 @@ def test_fuzzed_dataset_records(
 
 
 @given(kind=st.sampled_from(sorted(RECORDS)), data=st.binary(max_size=300))
-@fuzz("dataset bytes", 0.05)
+@fuzz("dataset bytes", 0.04)
 def test_fuzzed_dataset_bytes(workdir: Path, kind: str, data: bytes) -> None:
     count("dataset bytes")
     path = workdir / f"b{next(_serial)}.jsonl"

@@ -299,7 +299,7 @@ def check_outcome(kind: str, run: Callable[[list[StreamEvent]], object]) -> None
     cut=st.one_of(st.none(), st.integers(min_value=0)),
     cuts=st.lists(st.integers(min_value=0), max_size=5),
 )
-@fuzz("provider JSON", 0.2)
+@fuzz("provider JSON", 0.17)
 def test_fuzzed_provider_events(
     kind: str, events: list[tuple[str, int, Any]], keep_event_names: bool, cut: int | None, cuts: list[int]
 ) -> None:
@@ -360,7 +360,7 @@ SSE_PIECES = st.sampled_from(
     pieces=st.lists(st.one_of(SSE_PIECES, st.binary(max_size=8)), max_size=30),
     cuts=st.lists(st.integers(min_value=0), max_size=6),
 )
-@fuzz("SSE bytes", 0.15)
+@fuzz("SSE bytes", 0.13)
 def test_fuzzed_sse_bytes(kind: str, pieces: list[bytes], cuts: list[int]) -> None:
     count("SSE bytes")
     data = b"".join(pieces)
@@ -423,7 +423,7 @@ ERROR_BODIES = st.one_of(
     headers=st.dictionaries(st.sampled_from(HEADER_NAMES), HEADER_VALUES, max_size=6),
     body=ERROR_BODIES,
 )
-@fuzz("error bodies and headers", 0.1)
+@fuzz("error bodies and headers", 0.09)
 def test_fuzzed_error_answers(kind: str, status: int, headers: dict[str, str], body: bytes) -> None:
     count("error bodies and headers")
     a = adapter(kind)
