@@ -35,8 +35,9 @@ _CHOICE = (
     r"(?i:(?:option|choice|letter)\s+)?"
     r"(?:\(([A-Da-d])\)|\[([A-Da-d])\]|([A-D])(?![\w'’-])|([a-d])(?=\s*(?:[.,;:!?)\]}*_$\\]|$)))"
 )
-# between a phrase and its choice: emphasis, math delimiters, a colon ("**Answer:** $(C)$")
-_BETWEEN = r"\s*(?:[*_$]|\\[(\[])*\s*[:=]?\s*(?:[*_$]|\\[(\[])*\s*"
+# between a phrase and its choice: spaces, emphasis, math delimiters, a colon ("**Answer:** $(C)$");
+# possessive (``*+``), so that a long run of them cannot make the search backtrack without end
+_BETWEEN = r"(?:[\s*_$]|\\[(\[])*+[:=]?(?:[\s*_$]|\\[(\[])*+"
 # phrases that state the final choice; the choice follows them
 _STATED = re.compile(
     r"(?i:"
@@ -79,12 +80,13 @@ def _letter(match: re.Match[str]) -> str:
 
 def _stated(output: str) -> list[tuple[int, str]]:
     """(position, letter) of every statement of a choice: boxed, after a phrase, or confirmed."""
-    text = strip_wrappers(output)  # \text{(B)}, \textbf{C}: the letter inside counts
+    text = strip_wrappers(output, boxes=False)  # \text{(B)}, \textbf{C}: the letter inside counts
     found = [(m.end(), _letter(m)) for pattern in (_STATED, _CONCLUDED, _CONFIRMED) for m in pattern.finditer(text)]
-    for end, content in boxed_contents(output):
-        alone = _ALONE.fullmatch(unwrap(content).split(maxsplit=1)[0] if unwrap(content) else "")
+    for end, content in boxed_contents(text):
+        words = unwrap(content).split(maxsplit=1)
+        alone = _ALONE.fullmatch(words[0]) if words else None  # "\boxed{B}", "\boxed{(b) 4 times}"
         if alone:
-            found.append((len(strip_wrappers(output[:end])), alone.group(1).upper()))
+            found.append((end, alone.group(1).upper()))
     return found
 
 

@@ -11,8 +11,13 @@ from __future__ import annotations
 import re
 
 # commands whose argument is the value itself: \boxed{16}, \text{16}, \mathbf{16}
-_WRAPPER = re.compile(r"\\(?:boxed|fbox|text|textbf|textrm|textit|mathrm|mathbf|mathit|mbox|bm)\s*\{")
+_TEXT_COMMANDS = r"text|textbf|textrm|textit|mathrm|mathbf|mathit|mbox|bm"
+_WRAPPER = re.compile(rf"\\(?:boxed|fbox|{_TEXT_COMMANDS})\s*\{{")
+_TEXT_WRAPPER = re.compile(rf"\\(?:{_TEXT_COMMANDS})\s*\{{")
 _BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{")
+_BRACE = re.compile(r"[{}]")
+# the longest box that may hold an answer, in characters
+LONGEST_ANSWER = 500
 # math delimiters and spacing commands that carry no value
 _DELIMITERS = re.compile(r"\\\$|\$|\\\(|\\\)|\\\[|\\\]|\\displaystyle|\\left|\\right|\\[;: ]|~")
 # thin spaces and negative spaces, as in 1\,000: nothing between the digits
@@ -24,36 +29,60 @@ _TRAILING = ".;:!?,"
 _PAIRS = ("()", "[]", "{}")
 
 
-def _closing_brace(text: str, start: int) -> int | None:
-    """The index just past the brace that closes the one opened before ``start`` (None: unbalanced)."""
-    depth, i = 1, start
-    while i < len(text):
-        depth += {"{": 1, "}": -1}.get(text[i], 0)
-        i += 1
-        if depth == 0:
-            return i
-    return None
+def _closing_braces(text: str) -> dict[int, int]:
+    """Where each ``{`` of ``text`` closes: its index -> the index of its ``}`` (unclosed: absent).
+
+    One pass, so that a long output full of braces (a model repeating ``\\boxed{``) costs linear time.
+    """
+    open_at: list[int] = []
+    pairs: dict[int, int] = {}
+    for m in _BRACE.finditer(text):
+        if m.group() == "{":
+            open_at.append(m.start())
+        elif open_at:
+            pairs[open_at.pop()] = m.start()
+    return pairs
 
 
 def boxed_contents(text: str) -> list[tuple[int, str]]:
-    """(end position, content) of every ``\\boxed{...}`` / ``\\fbox{...}``, braces balanced."""
+    """(end position, content) of every ``\\boxed{...}`` / ``\\fbox{...}``, braces balanced.
+
+    A box holding more than `LONGEST_ANSWER` characters holds no answer (boxes nested a thousand
+    deep, as a model in a loop may write, would otherwise cost quadratic time): it is left out.
+    """
+    openers = list(_BOXED.finditer(text))
+    if not openers:
+        return []
+    pairs = _closing_braces(text)
     found: list[tuple[int, str]] = []
-    for m in _BOXED.finditer(text):
-        end = _closing_brace(text, m.end())
-        if end is not None:
-            found.append((end, text[m.end() : end - 1]))
+    for m in openers:
+        close = pairs.get(m.end() - 1)
+        if close is not None and close - m.end() <= LONGEST_ANSWER:
+            found.append((close + 1, text[m.end() : close]))
     return found
 
 
-def strip_wrappers(text: str) -> str:
-    """``text`` without the LaTeX commands that only wrap a value, keeping what they wrap."""
-    while (m := _WRAPPER.search(text)) is not None:
-        end = _closing_brace(text, m.end())
-        if end is None:  # an unclosed wrapper (a cut answer): drop the opener, keep the rest
-            text = text[: m.start()] + text[m.end() :]
-        else:
-            text = text[: m.start()] + text[m.end() : end - 1] + text[end:]
-    return text
+def strip_wrappers(text: str, *, boxes: bool = True) -> str:
+    """``text`` without the LaTeX commands that only wrap a value, keeping what they wrap.
+
+    ``boxes`` False keeps ``\\boxed{}`` / ``\\fbox{}`` (and takes off only ``\\text{}`` and the
+    like), so that boxes can still be found in the result. An unclosed wrapper (a cut answer) loses
+    its opening command and keeps the rest.
+    """
+    openers = list((_WRAPPER if boxes else _TEXT_WRAPPER).finditer(text))
+    if not openers:
+        return text
+    pairs = _closing_braces(text)
+    cuts = sorted(
+        [(m.start(), m.end()) for m in openers]
+        + [(pairs[m.end() - 1], pairs[m.end() - 1] + 1) for m in openers if m.end() - 1 in pairs]
+    )
+    kept, at = [], 0
+    for start, end in cuts:
+        kept.append(text[at:start])
+        at = end
+    kept.append(text[at:])
+    return "".join(kept)
 
 
 def unwrap(text: str) -> str:
