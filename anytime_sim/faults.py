@@ -19,6 +19,8 @@ Modes come from ``SimConfig.modes`` and the test-only ``x-sim-mode`` request hea
   - ``reset``: the connection is reset (TCP RST) after the request arrived and before any byte
     of the response, as a load balancer or a crashed replica does; the client sees
     "connection reset by peer". Nothing is served or billed.
+- key: ``bad_key`` (the key is refused with a 401 whose message quotes it back, as OpenAI's
+  "Incorrect API key provided: sk-…" once did and some compatible hosts still do);
 - transport: ``split`` (events cut across writes at arbitrary bytes), ``crlf`` (``\\r\\n`` line
   endings), ``comments`` (``: keep-alive`` / ``: ping - …`` comment lines), ``unknown_fields``,
   ``done_no_finish`` (``[DONE]`` with no finish chunk, as an interrupted llama.cpp stream),
@@ -46,8 +48,9 @@ FAULT_MODES = (
     "trickle",
     "reset",
 )
+KEY_MODES = ("bad_key",)
 TRANSPORT_MODES = ("split", "crlf", "comments", "unknown_fields", "done_no_finish", "interrupt")
-ALL_MODES = FAULT_MODES + TRANSPORT_MODES
+ALL_MODES = FAULT_MODES + KEY_MODES + TRANSPORT_MODES
 BEFORE_STREAM = (
     "error_5xx",
     "error_5xx_noretry",

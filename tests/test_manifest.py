@@ -49,6 +49,8 @@ def with_line(section: str, line: str, text: str = GOOD) -> str:
         (with_line("models.a", "price = { input = -1.0, output = 2.0 }"), "models.a.price", "`input` must be >= 0"),
         (GOOD.replace('name = "t"', 'name = "../escape"'), "run", "`name` may hold"),
         (GOOD.replace('[run]\nname = "t"\n', ""), "", "missing required field `run`"),
+        (GOOD + "[simulator.faults]\nreset = 2.0\n", "simulator.faults", "`reset` is a rate and must be in [0, 1]"),
+        (GOOD + "[simulator.faults]\nstorm_seconds = -1.0\n", "simulator.faults", "storm_seconds"),
     ],
 )
 def test_bad_manifest_names_the_field(text: str, path: str, fragment: str) -> None:
