@@ -4,7 +4,7 @@ scale, the crash matrix with many more kills, and the fuzz tests at 10,000 examp
 1. Fault matrix: one `anytime run` with a lane per cell (5xx, 429 storms, drops mid-stream,
    malformed SSE, stalls, slow trickles, connection resets, and all of them mixed), each lane on
    a simulator of its own and each at ``--cell-calls`` calls or more. Every job completes once,
-   and every lane's ledger equals its simulator's counts for its key (`tests/reliability.py`).
+   and every lane's ledger equals its simulator's counts for its key (`tests/reliability/faults.py`).
 2. Crash matrix: `kill -9` of a real `anytime run` at ``--kills`` moments drawn from ``--seed``
    (printed), resuming each time, against an uninterrupted run of the same manifest: no attempt
    lost, quality identical, spend = uninterrupted + interrupted, printed = report = verify.
@@ -27,7 +27,7 @@ import sys
 
 # bench/tokenize.py would shadow the standard library's `tokenize` for a script run from bench/:
 # move this folder from the front of the import path to its end; the repository root goes in
-# front, for the suite's machinery in tests/reliability.py
+# front, for the suite's machinery in tests/reliability/
 _HERE = os.path.dirname(os.path.abspath(__file__))
 _ROOT = os.path.dirname(_HERE)
 sys.path[:] = [_ROOT] + [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE] + [_HERE]
@@ -43,16 +43,9 @@ from pathlib import Path  # noqa: E402
 
 import anyio  # noqa: E402
 
-from tests.reliability import (  # noqa: E402
-    MODELS,
-    CrashFigures,
-    CrashPlan,
-    MatrixFigures,
-    fault_cells,
-    name_values,
-    run_crash_matrix,
-    run_fault_matrix,
-)
+from tests.reliability import MODELS  # noqa: E402
+from tests.reliability.crashes import CrashFigures, CrashPlan, run_crash_matrix  # noqa: E402
+from tests.reliability.faults import MatrixFigures, fault_cells, run_fault_matrix  # noqa: E402
 
 CALLS_PER_JOB = 4  # a trace and one answer per budget (3): the fault manifests' shape
 CRASH_CALLS_PER_JOB = 4
@@ -156,7 +149,7 @@ def main() -> int:
             fields |= {"fuzz_cases": cases, "fuzz": status}
     fields["records_lost"] = int(fields.pop("lost_fault", 0)) + int(fields.pop("lost_crash", 0))  # type: ignore[call-overload]
     fields["wall_s"] = round(time.monotonic() - t0, 1)
-    print(name_values(fields.items()))
+    print(" ".join(f"{name}={value}" for name, value in fields.items()))
     return 0 if fields.get("fuzz", "ok") != "failed" else 1
 
 

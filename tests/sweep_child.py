@@ -1,4 +1,4 @@
-"""The body of a sweep subprocess the crash tests kill (`tests.reliability.run_sweep`).
+"""The body of a sweep subprocess the crash tests kill (`tests.reliability.crashes.run_sweep`).
 
 The fork server imports this module once, before it forks any child: the modules a sweep imports
 as it starts (0.3 s) and the o200k_base encoding (1.5 s to parse from its rank file) are then in

@@ -6,7 +6,7 @@ all of them mixed.
 Every job completes once, `verify` is clean, and every lane's ledger equals its simulator's own
 counts for its key: requests, 429s, faults refused before the stream, billed prompt tokens, and
 the provider-reported usage of every attempt that read one; each lane suffered its cell's faults
-and the ledger shows each (`tests/reliability.py`). The long version (every cell at 2,000 calls
+and the ledger shows each (`tests/reliability/faults.py`). The long version (every cell at 2,000 calls
 or more) is `bench/soak.py`.
 """
 
@@ -19,7 +19,7 @@ from runner.cli import main
 from runner.ledger.reader import iter_records
 from runner.ledger.records import Attempt
 from tests.conftest import write_manifest
-from tests.reliability import fault_cells, run_fault_matrix
+from tests.reliability.faults import fault_cells, run_fault_matrix
 
 PROBLEMS, SAMPLES = 14, 2  # x 8 lanes x 2 models = 448 jobs, about 2,100 calls
 

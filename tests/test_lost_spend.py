@@ -13,7 +13,8 @@ from runner.analysis.report import build_report
 from runner.cli import main
 from runner.ledger.reader import iter_records
 from runner.ledger.records import Attempt, JobDone
-from tests.reliability import AIME, SimHost
+from tests.reliability import AIME
+from tests.reliability.simhost import SimHost
 
 MANIFEST = """
 [run]
