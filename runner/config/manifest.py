@@ -195,9 +195,15 @@ class Simulator(Base, frozen=True):
 
     rpm: int | None = None
     tpm: int | None = None
+    # the window the per-minute limits are enforced over (1: a second's share at most, as OpenAI may)
+    limit_window_s: float = 60.0
     time_scale: float = 1.0
     chunk_tokens: int = 4
     faults: SimFaults = msgspec.field(default_factory=SimFaults)
+
+    def __post_init__(self) -> None:
+        if not 0 < self.limit_window_s <= 60:
+            raise ValueError(f"`limit_window_s` must be in (0, 60] seconds, got {self.limit_window_s}")
 
 
 class Manifest(Base, frozen=True):
