@@ -1,12 +1,15 @@
 """Lanes: one per provider key. A lane runs a call through every attempt it needs.
 
 Per attempt: admission (the spend guard reserves its worst case, then the limiter reserves a
-concurrency slot, a request and its tokens; answers to streamed traces go before new traces),
-then the attempt itself (`runner.engine.attempt`: send, stream), then settlement: whatever
-happened (success, provider error, timeout, cancellation) exactly one `Attempt` record is
-appended to the ledger and the reservations are settled. Appending is synchronous (the ledger
-writer batches and fsyncs on its own task), so the record is written even when the attempt is
-being cancelled: nothing in the ``finally`` awaits.
+concurrency slot, a request and its tokens; answers to streamed traces go before new traces), then
+the attempt itself (`runner.engine.attempt`: send, stream), then settlement: whatever happened
+(success, provider error, timeout, cancellation) exactly one `Attempt` record is appended to the
+ledger and the reservations are settled. Appending is synchronous (the ledger writer batches and fsyncs on its
+own task), so the record is written even when the attempt is being cancelled: nothing in the
+``finally`` awaits.
+
+A 429 does not use up one of the call's attempts while the call has time (`RetryPolicy`): the
+next attempt re-enters the limiter, which holds the whole lane for the server's delay.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from runner.engine.attempt import (
     price_attempt,
     stream_attempt,
 )
-from runner.engine.limits import LaneLimiter, Reservation
+from runner.engine.limits import LaneLimiter, LaneStats, Reservation
 from runner.engine.retry import RetryPolicy
 from runner.engine.spend import SpendGuard
 from runner.errors import (
@@ -120,6 +123,16 @@ class AnswersFirst:
 
 
 @dataclass
+class _Retries:
+    """A call's failed attempts so far: those that count against ``max_attempts`` and the 429s
+    waited out, which do not (``since``: when the call began, on the loop's clock)."""
+
+    since: float
+    counted: int = 0
+    rate_limited: int = 0
+
+
+@dataclass
 class Admission:
     """What an admitted attempt holds: its spend reservation and its limiter reservation."""
 
@@ -156,20 +169,38 @@ class Lane:
         call_id = uuid.uuid4().hex[:16]
         self.counters.calls += 1
         attempt = 0
+        retries = _Retries(since=anyio.current_time())
         while True:
             attempt += 1
             consumer = make_consumer()
             try:
                 state, usd = await self._attempt(spec, call_id, attempt, consumer)
             except ProviderError as exc:
-                delay = self.policy.delay(attempt, exc)
-                if delay is None:
-                    raise
-                self.counters.retries += 1
-                self._note(f"{self.name}: {exc.error_class} on attempt {attempt}, retrying in {delay:.1f}s")
-                await anyio.sleep(delay)
+                await self._before_retry(exc, attempt, retries)
                 continue
             return CallResult(consumer=consumer, usage=state.usage, finish=state.finish, attempts=attempt, usd=usd)
+
+    async def _before_retry(self, error: ProviderError, attempt: int, retries: _Retries) -> None:
+        """Wait before the next attempt, or raise ``error`` when the call must give up.
+
+        A 429 the policy lets the call wait out does not count against ``max_attempts``: the next
+        attempt re-enters the limiter, which holds the lane for the server's delay.
+        """
+        wait = self.policy.wait_out_rate_limit(retries.rate_limited + 1, error, anyio.current_time() - retries.since)
+        if wait is not None:
+            retries.rate_limited += 1
+            self.counters.retries += 1
+            self._note(f"{self.name}: 429 on attempt {attempt}, waiting for the lane's limits")
+            if wait:
+                await anyio.sleep(wait)
+            return
+        retries.counted += 1
+        delay = self.policy.delay(retries.counted, error)
+        if delay is None:
+            raise error
+        self.counters.retries += 1
+        self._note(f"{self.name}: {error.error_class} on attempt {attempt}, retrying in {delay:.1f}s")
+        await anyio.sleep(delay)
 
     async def _attempt(
         self, spec: CallSpec, call_id: str, attempt: int, consumer: Consumer
@@ -220,7 +251,7 @@ class Lane:
         admission = await self._admit(spec)
         if self.halted is not None:  # the run stopped while this attempt waited for capacity
             self.spend.settle(self.name, admission.reserved_usd, 0.0)
-            admission.reservation.settle(0)
+            admission.reservation.cancel()
             raise RunStopped(self.halted)
         state = AttemptState()
         self.counters.in_flight += 1
@@ -286,6 +317,10 @@ class Lane:
             self.spend.settle(self.name, reserved, 0.0)
             raise
         return Admission(reserved, reservation)
+
+    def stats(self) -> LaneStats:
+        """The limiter's snapshot of the lane."""
+        return self.limiter.stats()
 
     async def _acquire(self, spec: CallSpec) -> Reservation:
         tokens = spec.prompt_tokens + spec.request.max_output_tokens
