@@ -19,9 +19,11 @@ import pytest
 from test_limits import VirtualTimeLoop
 
 from anytime_sim import SimConfig, open_simulator
+from anytime_sim.faults import FaultRates
 from runner.engine.consumers import AnswerConsumer
 from runner.engine.lane import CallSpec, Lane
 from runner.engine.limits import DEFAULT_BURST_S, LaneLimiter, LaneStats
+from runner.engine.progress import lane_snapshot
 from runner.engine.retry import RetryPolicy
 from runner.engine.spend import SpendGuard
 from runner.errors import ProviderError, RateLimited, SpendCapReached
@@ -65,6 +67,7 @@ class Setup:
     patience_s: float = 1800.0
     max_usd: float | None = None
     modes: tuple[str, ...] = ()
+    error_5xx: float = 0.0
 
 
 @dataclass
@@ -76,6 +79,10 @@ class Outcome:
     sink: MemorySink
     failures: list[BaseException] = field(default_factory=list)
     waited_for: set[str | None] = field(default_factory=set)  # every `waiting_for` the lane showed
+    peak_reserved_usd: float = 0.0  # the most the spend guard held for calls at once
+    peak_in_flight: int = 0  # the most calls the limiter had admitted at once
+    shown_over_allowed: int = 0  # dashboard snapshots that showed more calls in flight than allowed
+    most_over_cap: int = 0  # the most calls in flight above the AIMD cap (started before it fell)
 
 
 def spec_for(setup: Setup, i: int) -> CallSpec:
@@ -124,7 +131,12 @@ async def drive(base_url: str, setup: Setup, out: Outcome) -> Lane:
 
         async def watch() -> None:
             while True:
-                out.waited_for.add(lane.stats().waiting_for)
+                shown = lane_snapshot("sim", lane)  # what the dashboard is given
+                out.waited_for.add(shown.waiting_for)
+                out.shown_over_allowed += shown.in_flight > (shown.concurrency_limit or 0)
+                out.peak_reserved_usd = max(out.peak_reserved_usd, lane.spend.in_flight)
+                out.peak_in_flight = max(out.peak_in_flight, shown.in_flight)
+                out.most_over_cap = max(out.most_over_cap, shown.in_flight - (shown.concurrency_cap or 0))
                 await anyio.sleep(0.05)
 
         async with anyio.create_task_group() as tg:
@@ -141,7 +153,12 @@ def run_against_sim(setup: Setup) -> Outcome:
     async def main() -> Outcome:
         loop = asyncio.get_running_loop()
         config = SimConfig(
-            rpm=setup.sim_rpm, tpm=setup.sim_tpm, limit_window_s=setup.window_s, time_scale=1.0, modes=setup.modes
+            rpm=setup.sim_rpm,
+            tpm=setup.sim_tpm,
+            limit_window_s=setup.window_s,
+            time_scale=1.0,
+            modes=setup.modes,
+            faults=FaultRates(error_5xx=setup.error_5xx),
         )
         async with open_simulator(config, [], clock=loop.time) as sim:
             out = Outcome(
@@ -208,12 +225,23 @@ def test_a_429_storm_fails_no_job_and_uses_up_no_attempt() -> None:
     assert out.sim.rate_limited > 60  # more 429s than calls: many a call met several
     assert out.counts["retries"] == out.sim.rate_limited and out.lane.n429 == out.sim.rate_limited
     assert out.elapsed >= 59.0  # nothing beats the simulator's bucket
+    # the dashboard was told why calls waited
+    assert "retry-after" in out.waited_for and out.shown_over_allowed == 0
     # every attempt is on record, each refused one as an unbilled 429
     attempts = out.sink.attempts()
     assert len(attempts) == 60 + out.sim.rate_limited
     assert max(a.attempt for a in attempts) > setup.max_attempts
     refused = [a for a in attempts if a.http_status == 429]
     assert all(a.status == "error" and a.error_class == "rate_limit" and a.usd == 0.0 for a in refused)
+
+
+def test_the_dashboard_never_shows_more_calls_in_flight_than_allowed() -> None:
+    """Failed before: when AIMD halved the cap under 16 long calls, the lane's row read 16/8."""
+    setup = Setup(sim_rpm=None, calls=48, workers=16, cap=200, error_5xx=0.2)
+    out = run_against_sim(setup)
+    assert out.counts["done"] == 48 and out.lane.n_server_errors > 0
+    assert out.most_over_cap > 0 and "concurrency" in out.waited_for  # the cap fell under running calls
+    assert out.shown_over_allowed == 0
 
 
 def test_429s_are_waited_out_only_for_as_long_as_the_patience() -> None:

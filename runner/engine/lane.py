@@ -1,10 +1,12 @@
 """Lanes: one per provider key. A lane runs a call through every attempt it needs.
 
-Per attempt: admission (the spend guard reserves its worst case, then the limiter reserves a
-concurrency slot, a request and its tokens; answers to streamed traces go before new traces), then
-the attempt itself (`runner.engine.attempt`: send, stream), then settlement: whatever happened
-(success, provider error, timeout, cancellation) exactly one `Attempt` record is appended to the
-ledger and the reservations are settled. Appending is synchronous (the ledger writer batches and fsyncs on its
+Per attempt: admission (the limiter reserves a concurrency slot, a request and its tokens; answers
+to streamed traces go before new traces; at the moment the limiter admits it, the spend guard
+reserves its worst case, and when the cap can fit it only once calls in flight settle, the
+admission is given back and the attempt waits for them), then the attempt itself
+(`runner.engine.attempt`: send, stream), then settlement: whatever happened (success, provider
+error, timeout, cancellation) exactly one `Attempt` record is appended to the ledger and the
+reservations are settled. Appending is synchronous (the ledger writer batches and fsyncs on its
 own task), so the record is written even when the attempt is being cancelled: nothing in the
 ``finally`` awaits.
 
@@ -14,6 +16,7 @@ next attempt re-enters the limiter, which holds the whole lane for the server's 
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,7 +37,7 @@ from runner.engine.attempt import (
 )
 from runner.engine.limits import LaneLimiter, LaneStats, Reservation
 from runner.engine.retry import RetryPolicy
-from runner.engine.spend import SpendGuard
+from runner.engine.spend import WAIT_SPEND_CAP, SpendGuard, SpendNeed
 from runner.errors import (
     ConfigurationRejected,
     EndpointUnreachable,
@@ -163,6 +166,7 @@ class Lane:
     _proven: anyio.Event = field(default_factory=anyio.Event)
     _probing: bool = False
     _probe_over: anyio.Event = field(default_factory=anyio.Event)
+    spend_waiting: int = 0  # attempts waiting for calls in flight to settle before they fit the cap
 
     async def call(self, spec: CallSpec, make_consumer: Callable[[], Consumer]) -> CallResult:
         """Run a call to success or to its last attempt; raise the last error if all fail."""
@@ -308,19 +312,37 @@ class Lane:
         return fixes.get(error.status or 0, f"fix providers.{self.name}.base_url")
 
     async def _admit(self, spec: CallSpec) -> Admission:
-        """Reserve the spend (raises SpendCapReached before any I/O), then the limiter's capacity."""
+        """The limiter's capacity, and the spend reserved at the moment the limiter admits the call.
+
+        Raises SpendCapReached (before any I/O) only when the cap cannot fit the call whatever the
+        calls in flight settle at; while it fits only if some of them cost less than their worst
+        case, the admission is given back and the call waits for them to settle.
+        """
         worst = worst_case_cost(spec.price, spec.prompt_tokens, spec.request.max_output_tokens)
-        reserved = self.spend.reserve(self.name, worst, commits_usd=spec.commits_usd, new_work=spec.kind != "answer")
-        try:
+        cost = SpendNeed(self.name, worst, spec.commits_usd, new_work=spec.kind != "answer")
+        while True:
+            self.spend.raise_if_never_fits(cost)  # before waiting for the limiter for nothing
             reservation = await self._acquire(spec)
-        except BaseException:
-            self.spend.settle(self.name, reserved, 0.0)
-            raise
-        return Admission(reserved, reservation)
+            try:
+                reserved = self.spend.try_reserve(cost)  # no await since the limiter admitted it
+            except BaseException:
+                reservation.cancel()
+                raise
+            if reserved is not None:
+                return Admission(reserved, reservation)
+            reservation.cancel()  # the call is not sent: its request, tokens and slot go back
+            self.spend_waiting += 1
+            try:
+                await self.spend.wait_settled()
+            finally:
+                self.spend_waiting -= 1
 
     def stats(self) -> LaneStats:
-        """The limiter's snapshot of the lane."""
-        return self.limiter.stats()
+        """The limiter's snapshot, with the lane's own reason to wait: the spend cap."""
+        stats = self.limiter.stats()
+        if self.spend_waiting:
+            return dataclasses.replace(stats, waiting_for=WAIT_SPEND_CAP)
+        return stats
 
     async def _acquire(self, spec: CallSpec) -> Reservation:
         tokens = spec.prompt_tokens + spec.request.max_output_tokens
