@@ -22,7 +22,7 @@ import anyio
 import anyio.lowlevel
 import pytest
 
-from runner.engine.limits import GUARD_S, MIN_BURST_S, LaneLimiter, LaneStats, Reservation
+from runner.engine.limits import GUARD_S, MIN_BURST_S, WIDEN_AFTER_S, LaneLimiter, LaneStats, Reservation
 from runner.types import RateLimitReading
 
 T = TypeVar("T")
@@ -101,6 +101,28 @@ def test_settle_refunds_the_unused_part_at_once() -> None:
         return anyio.current_time(), lim.stats().tpm_level
 
     assert run(main) == (0.0, 600.0)
+
+
+def test_a_refund_wakes_a_head_waiting_for_tokens() -> None:
+    async def main() -> float:
+        lim = LaneLimiter(burst_s=MINUTE, rpm=600, tpm=600, max_concurrency=10)
+        held = await lim.acquire(600)
+        at: list[float] = []
+
+        async def waiter() -> None:
+            (await lim.acquire(100)).release()
+            at.append(anyio.current_time())
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(waiter)  # 10 s until 100 tokens drain
+            await anyio.sleep(2.0)
+            held.release()  # a freed slot: no use to a call waiting for tokens
+            await anyio.sleep(1.0)
+            assert at == []
+            held.settle(100)  # 500 tokens come back
+        return at[0]
+
+    assert run(main) == pytest.approx(3.0)
 
 
 def test_settle_charges_more_when_usage_exceeds_the_reservation() -> None:
@@ -543,6 +565,31 @@ def test_a_429_narrows_the_burst_once_per_burst_of_429s_while_the_limits_are_kno
         return seen
 
     assert run(main) == [0.5, 0.25, MIN_BURST_S, 0.5]
+
+
+def test_a_narrowed_burst_widens_back_after_a_quiet_minute() -> None:
+    async def main() -> list[float]:
+        lim = LaneLimiter(rpm=600, tpm=None, max_concurrency=10)
+        lim.on_rate_limited(0.1)
+        lim.on_rate_limited(0.1)  # one burst of 429s: 0.25
+        await anyio.sleep(1.0)
+        lim.on_rate_limited(0.1)  # another: 0.125
+        seen = [lim.stats().burst_s]
+        await anyio.sleep(WIDEN_AFTER_S - 1.0)
+        lim.on_success()  # not yet a minute since the last 429
+        seen.append(lim.stats().burst_s)
+        await anyio.sleep(1.0)
+        lim.on_success()
+        lim.on_success()  # the next doubling waits another minute
+        seen.append(lim.stats().burst_s)
+        await anyio.sleep(WIDEN_AFTER_S)
+        lim.on_success()
+        await anyio.sleep(WIDEN_AFTER_S)
+        lim.on_success()  # never wider than it started
+        seen.append(lim.stats().burst_s)
+        return seen
+
+    assert run(main) == [0.125, 0.125, 0.25, 0.5]
 
 
 def test_a_narrowed_burst_paces_what_follows() -> None:

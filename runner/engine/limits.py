@@ -17,8 +17,10 @@ refunds settled at different moments). A call larger than the burst waits for an
 and is charged `GUARD_S` seconds of the limit more (a call that fills a window on its own leaves no
 such room otherwise); the long-run rate is the limit, less that guard for such calls. A 429 on a
 lane whose limits are known shows a window tighter than the burst assumed: ``burst_s`` is halved,
-once per burst of 429s, down to `MIN_BURST_S`. Against a provider that does allow a minute at
-once, this gives up only the head start of the first burst; the rate is the same.
+once per burst of 429s, down to `MIN_BURST_S`; after `WIDEN_AFTER_S` without a 429 it doubles back
+toward where it started (a 429 from another client on the key must not narrow it for good: a short
+burst gives up the rate whenever the loop is late by more than it). Against a provider that does
+allow a minute at once, this gives up only the head start of the first burst; the rate is the same.
 
 Waiters queue first-in first-out, so a large token reservation is never starved by small ones.
 Only the head of the queue watches the clock, sleeping until the buckets or the pause allow it, and
@@ -52,7 +54,8 @@ from runner.types import RateLimitReading
 
 _EPS = 1e-9
 DEFAULT_BURST_S = 0.5  # half a second's share of each limit at once (see the module docstring)
-MIN_BURST_S = 1.0 / 64  # below one call's share anyway for all but the largest limits
+MIN_BURST_S = 1.0 / 16  # a burst this short already spaces calls evenly at all but the largest limits
+WIDEN_AFTER_S = 60.0  # a narrowed burst doubles back toward where it started after this long without a 429
 # a call larger than the burst is charged this many seconds of the limit more, which drain unused:
 # calls that fill a provider's window on their own are spaced by at least this much more than the
 # rate, or the smallest difference in when two of them reach the provider would trip it
@@ -264,7 +267,8 @@ class LaneLimiter:
         increase_per_success: added to the concurrency cap per successful call.
         default_pause_s: how long a 429 without Retry-After pauses the lane.
         burst_s: seconds of each per-minute limit that may go at once (60: a whole minute's);
-            halved on a 429 while the limits are known, down to `MIN_BURST_S`.
+            halved on a 429 while the limits are known, down to `MIN_BURST_S`, and doubled back
+            after `WIDEN_AFTER_S` without one.
     """
 
     def __init__(
@@ -299,13 +303,14 @@ class LaneLimiter:
         self._increase = increase_per_success
         self._default_pause = default_pause_s
         self._last_decrease = -math.inf
-        self.burst_s = burst_s
+        self.burst_s = self._widest_burst_s = burst_s
         self._last_narrowing = -math.inf
         self._paused_until = -math.inf
         self._in_flight = 0
         self._waiting = 0
         self._queue: deque[_Waiter] = deque()
         self._head_scope: anyio.CancelScope | None = None
+        self._head_waits_for: str | None = None
         self._admitted = self._n429 = self._n5xx = self._retries = 0
         self._requests_meter = RateMeter(60.0)
         self._tokens_meter = RateMeter(60.0)
@@ -328,10 +333,10 @@ class LaneLimiter:
                 if self._queue[0] is not waiter:
                     await waiter.event.wait()
                     continue
-                delay, _ = self._admit_delay(tokens)
+                delay, reason = self._admit_delay(tokens)
                 if delay == 0.0:
                     break
-                await self._sleep_as_head(delay)
+                await self._sleep_as_head(delay, reason)
         except BaseException:
             waiter.dead = True
             self._waiting -= 1
@@ -363,11 +368,14 @@ class LaneLimiter:
         self._decrease(self._clock.time())
 
     def on_success(self) -> None:
-        """A call succeeded: grow the concurrency cap back toward its maximum."""
+        """A call succeeded: grow the concurrency cap back toward its maximum (and a narrowed burst
+        back toward its width, once a while has passed without a 429)."""
+        if self.burst_s < self._widest_burst_s:
+            self._widen_burst(self._clock.time())
         before = int(self._cwnd)
         self._cwnd = min(float(self.max_concurrency), self._cwnd + self._increase)
         if int(self._cwnd) > before:
-            self._wake_head()
+            self._wake_head(WAIT_CONCURRENCY)
 
     def on_retry(self) -> None:
         """Count a retry for `stats` (the scheduler decides and waits; the lane only counts)."""
@@ -442,7 +450,7 @@ class LaneLimiter:
 
     def _release(self) -> None:
         self._in_flight -= 1
-        self._wake_head()
+        self._wake_head(WAIT_CONCURRENCY)
 
     def _unadmit(self, tokens: int) -> None:
         """Take back an admission whose call was never sent (its slot is released separately)."""
@@ -460,7 +468,7 @@ class LaneLimiter:
         self._tokens_meter.add(delta, now)
         self._tokens.level = max(0.0, self._tokens.level + delta)
         if delta < 0:
-            self._wake_head()
+            self._wake_head(WAIT_TOKENS)
 
     def _observe(self, reading: RateLimitReading, admitted_at: float | None) -> None:
         now = self._clock.time()
@@ -483,11 +491,18 @@ class LaneLimiter:
             self.burst_s = max(MIN_BURST_S, self.burst_s / 2)
             self._last_narrowing = now
 
+    def _widen_burst(self, now: float) -> None:
+        if now - self._last_narrowing >= WIDEN_AFTER_S:
+            self.burst_s = min(self._widest_burst_s, self.burst_s * 2)
+            self._last_narrowing = now  # the next doubling waits as long again
+            self._wake_head(WAIT_REQUESTS)
+            self._wake_head(WAIT_TOKENS)
+
     # -- waiting -----------------------------------------------------------------------------
 
-    async def _sleep_as_head(self, delay: float) -> None:
+    async def _sleep_as_head(self, delay: float, reason: str | None) -> None:
         with anyio.CancelScope() as scope:
-            self._head_scope = scope
+            self._head_scope, self._head_waits_for = scope, reason
             try:
                 if math.isinf(delay):
                     await anyio.sleep_forever()
@@ -496,8 +511,10 @@ class LaneLimiter:
             finally:
                 self._head_scope = None
 
-    def _wake_head(self) -> None:
-        if self._head_scope is not None:
+    def _wake_head(self, freed: str | None = None) -> None:
+        """Wake the head to look again: always, or only if it waits for what was ``freed`` (a
+        slot freed while the head waits for the rate cannot shorten its wait; waking it costs)."""
+        if self._head_scope is not None and freed in (None, self._head_waits_for):
             self._head_scope.cancel()
 
     def _pass_head(self) -> None:
@@ -517,6 +534,7 @@ __all__ = [
     "WAIT_REQUESTS",
     "WAIT_RETRY_AFTER",
     "WAIT_TOKENS",
+    "WIDEN_AFTER_S",
     "Clock",
     "LaneLimiter",
     "LaneStats",
