@@ -29,8 +29,8 @@ retries, one ledger record per attempt, here into a counting sink). (A ``--via d
 drove the adapter + `LaneLimiter` + `RetryPolicy` by hand was removed: its loop was a copy of the
 lane's, which a benchmark must not keep.)
 
-Usage: ``python bench/throughput.py [--calls 20000 --rpm 9000 --tpm 0 --max-tokens 32 --window 1]``
-(``--tpm 0`` picks the TPM at which tokens bind as hard as requests). The last line holds
+Usage: ``python bench/throughput.py [--calls 20000 --rpm 9000 --tpm 0 --max-tokens 32]
+[--window 1] [--burst-s 0.5]`` (``--tpm 0`` picks the TPM at which tokens bind as hard as requests). The last line holds
 ``wall_over_bound=``, ``n429=``, ``share429=``, ``wall_over_bound_learned=`` and friends as
 ``name=value`` pairs.
 """
@@ -56,7 +56,7 @@ import aiohttp  # noqa: E402
 import anyio  # noqa: E402
 import msgspec  # noqa: E402
 
-from runner.engine.limits import LaneLimiter  # noqa: E402
+from runner.engine.limits import DEFAULT_BURST_S, LaneLimiter  # noqa: E402
 from runner.engine.retry import RetryPolicy  # noqa: E402
 from runner.errors import ProviderError  # noqa: E402
 from runner.providers.openai_chat import OpenAIChatAdapter  # noqa: E402
@@ -160,7 +160,14 @@ class NullConsumer:
 
 
 async def run_lane(
-    base_url: str, key: str, calls: int, rpm: int | None, tpm: int | None, concurrency: int, max_tokens: int
+    base_url: str,
+    key: str,
+    calls: int,
+    rpm: int | None,
+    tpm: int | None,
+    concurrency: int,
+    max_tokens: int,
+    burst_s: float,
 ) -> tuple[float, int, int]:
     """Drive the scheduler's `Lane` from `concurrency` workers. Returns (wall, errors, retries)."""
     from runner.engine.lane import CallSpec, Lane
@@ -182,7 +189,7 @@ async def run_lane(
         lane = Lane(
             name="sim",
             adapter=OpenAIChatAdapter(f"{base_url}/v1", key, provider="sim"),
-            limiter=LaneLimiter(rpm=rpm, tpm=tpm, max_concurrency=concurrency),
+            limiter=LaneLimiter(rpm=rpm, tpm=tpm, max_concurrency=concurrency, burst_s=burst_s),
             policy=RetryPolicy(max_attempts=8, seed=0),
             session=session,
             ledger=MemorySink(keep=False),
@@ -220,6 +227,7 @@ async def one_run(label: str, args: argparse.Namespace, tpm: int, rpm_known: boo
             tpm if rpm_known else None,
             args.concurrency,
             args.max_tokens,
+            args.burst_s,
         )
         async with aiohttp.ClientSession() as session:
             stats = await sim_stats(session, sim.base_url)
@@ -258,6 +266,9 @@ def main() -> int:
     parser.add_argument(
         "--window", type=float, default=1.0, help="seconds the simulator enforces the limits over (1 or 60)"
     )
+    parser.add_argument(
+        "--burst-s", type=float, default=DEFAULT_BURST_S, help="the lane's burst_s (providers.<name>.burst_s)"
+    )
     parser.add_argument("--only", choices=("given", "learned"), default=None)
     args = parser.parse_args()
 
@@ -266,10 +277,17 @@ def main() -> int:
     tpm = args.tpm or args.rpm * per_call
     print(
         f"# {args.calls} calls, rpm={args.rpm} tpm={tpm}, ~{per_call} tokens/call, "
-        f"concurrency {args.concurrency}, limits enforced over {args.window:g} s windows, via the lane",
+        f"concurrency {args.concurrency}, limits enforced over {args.window:g} s windows, "
+        f"lane burst {args.burst_s:g} s",
         flush=True,
     )
-    fields: dict[str, object] = {"calls": args.calls, "rpm": args.rpm, "tpm": tpm, "window_s": args.window}
+    fields: dict[str, object] = {
+        "calls": args.calls,
+        "rpm": args.rpm,
+        "tpm": tpm,
+        "window_s": args.window,
+        "burst_s": args.burst_s,
+    }
     for label, known in (("given", True), ("learned", False)):
         if args.only and args.only != label:
             continue

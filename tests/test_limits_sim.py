@@ -9,8 +9,10 @@ enforces its per-minute limits over 1-second windows unless a test says otherwis
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -20,8 +22,10 @@ from test_limits import VirtualTimeLoop
 
 from anytime_sim import SimConfig, open_simulator
 from anytime_sim.faults import FaultRates
+from runner.config.manifest import LoadedManifest, parse_manifest
 from runner.engine.consumers import AnswerConsumer
 from runner.engine.lane import CallSpec, Lane
+from runner.engine.lanes import open_lanes
 from runner.engine.limits import DEFAULT_BURST_S, LaneLimiter, LaneStats
 from runner.engine.progress import lane_snapshot
 from runner.engine.retry import RetryPolicy
@@ -282,3 +286,34 @@ def test_without_limit_headers_the_lane_backs_off_on_429s_and_finishes() -> None
     served_input = sum(a.billed_input for a in attempts)
     assert served_input == stats.input_tokens  # the simulator's own count of prompts it served
     assert all(a.status in ("ok", "length") and a.usd > 0 for a in attempts if a.http_status == 200)
+
+
+@pytest.mark.parametrize(("line", "burst"), [("", DEFAULT_BURST_S), ("burst_s = 60", 60.0)])
+async def test_a_providers_burst_comes_from_its_manifest(tmp_path: Path, line: str, burst: float) -> None:
+    text = f"""
+[run]
+name = "t"
+[providers.p]
+kind = "openai"
+base_url = "http://127.0.0.1:9/v1"
+api_key_env = "P_KEY"
+{line}
+[models.a]
+provider = "p"
+model = "gpt-4.1"
+[datasets.d]
+kind = "aime"
+path = "aime.jsonl"
+"""
+    loaded = LoadedManifest(parse_manifest(text, "m.toml"), tmp_path / "m.toml", "0")
+    async with contextlib.AsyncExitStack() as stack:
+        lanes = await open_lanes(
+            loaded,
+            stack,
+            sim_url=None,
+            keys={"p": "k"},
+            ledger=MemorySink(),
+            spend=SpendGuard(None, {}),
+            on_tokens=lambda _i, _o: None,
+        )
+    assert lanes["p"].limiter.stats().burst_s == burst

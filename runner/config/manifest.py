@@ -95,6 +95,10 @@ class Provider(Base, frozen=True):
     max_concurrency: int = 64
     max_attempts: int = 6
     max_usd: float | None = None
+    # seconds of each per-minute limit the lane sends at once: half a second's share by default
+    # (providers may enforce a minute's limit over 1-second windows); 60 for one that allows a
+    # whole minute at once. A 429 halves it (runner.engine.limits).
+    burst_s: float = 0.5
     timeouts: Timeouts = msgspec.field(default_factory=Timeouts)
     # the OpenAI-compatible dialect's reasoning field, where the host differs
     reasoning_field: Literal["reasoning_content", "reasoning", "think_tags"] | None = None
@@ -108,6 +112,8 @@ class Provider(Base, frozen=True):
             raise ValueError(f"`max_concurrency` must be a positive integer, got {self.max_concurrency}")
         if self.max_attempts <= 0:
             raise ValueError(f"`max_attempts` must be a positive integer, got {self.max_attempts}")
+        if not 1 / 16 <= self.burst_s <= 60:
+            raise ValueError(f"`burst_s` must be in [0.0625, 60] seconds, got {self.burst_s}")
         if self.api_key_env is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", self.api_key_env):
             raise ValueError("`api_key_env` must be the NAME of an environment variable, not a key")
 
