@@ -30,9 +30,9 @@ drove the adapter + `LaneLimiter` + `RetryPolicy` by hand was removed: its loop 
 lane's, which a benchmark must not keep.)
 
 Usage: ``python bench/throughput.py [--calls 20000 --rpm 9000 --tpm 0 --max-tokens 32]
-[--window 1] [--burst-s 0.5]`` (``--tpm 0`` picks the TPM at which tokens bind as hard as requests). The last line holds
-``wall_over_bound=``, ``n429=``, ``share429=``, ``wall_over_bound_learned=`` and friends as
-``name=value`` pairs.
+[--window 1] [--burst-s 0.5]`` (``--tpm 0`` picks the TPM at which tokens bind as hard as
+requests). The last line holds ``wall_over_bound=``, ``n429=``, ``share429=``,
+``wall_over_bound_learned=`` and friends as ``name=value`` pairs.
 """
 
 from __future__ import annotations
