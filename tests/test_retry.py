@@ -88,13 +88,3 @@ def test_bad_configuration_is_named(kw: dict[str, float]) -> None:
 def test_attempt_counts_from_one() -> None:
     with pytest.raises(ValueError, match="attempt"):
         RetryPolicy().delay(0, ServerError("x"))
-
-
-def test_a_429_waits_whatever_the_attempts_and_a_quota_429_gives_up() -> None:
-    policy = RetryPolicy(max_attempts=2, jitter=0.0, seed=1, max_retry_after_s=120.0)
-    told = RateLimited("429", status=429, retry_after_s=3.5)
-    assert policy.rate_limit_delay(50, told) == 3.5  # the server's delay, however many 429s came before
-    untold = RateLimited("429", status=429)
-    assert [policy.rate_limit_delay(n, untold) for n in (1, 2, 3)] == [0.5, 1.0, 2.0]  # backoff by refusals
-    assert policy.rate_limit_delay(1, RateLimited("quota", status=429, retryable=False)) is None
-    assert policy.rate_limit_delay(1, RateLimited("429", status=429, retry_after_s=600.0)) is None

@@ -62,13 +62,19 @@ class RunProgress:
 
 
 def lane_snapshot(name: str, lane: Lane) -> LaneSnapshot:
-    """One lane's counters and its limiter's statistics."""
-    limiter = lane.limiter.stats()
+    """One lane's counters and its limiter's statistics.
+
+    In flight and allowed come from the same count (the limiter's slots), so the one is never
+    more than the other.
+    """
+    limiter = lane.stats()
     return LaneSnapshot(
         name=name,
-        in_flight=lane.counters.in_flight,
+        in_flight=limiter.in_flight,
         waiting=limiter.waiting,
         concurrency_limit=limiter.concurrency_limit,
+        concurrency_cap=limiter.concurrency_cap,
+        waiting_for=limiter.waiting_for,
         rpm_limit=limiter.rpm_limit,
         tpm_limit=limiter.tpm_limit,
         requests_last_min=limiter.requests_last_min,

@@ -19,9 +19,14 @@ class LaneSnapshot(msgspec.Struct, frozen=True, kw_only=True):
 
     Attributes:
         name: lane name (the provider key in the manifest).
-        in_flight: calls currently holding a concurrency slot.
+        in_flight: calls currently holding a concurrency slot (never more than ``concurrency_limit``).
         waiting: calls queued for the lane's capacity (concurrency, RPM, TPM or a pause).
-        concurrency_limit: the lane's concurrency cap (None: unlimited).
+        concurrency_limit: calls allowed in flight now (None: unlimited): the adaptive cap, or
+            more while calls started before AIMD lowered it finish (their slots are retired as
+            they end, and nothing starts until ``in_flight`` is under the cap).
+        concurrency_cap: the adaptive (AIMD) cap new calls are admitted under (None: unlimited).
+        waiting_for: why calls wait for the lane now: ``"retry-after"``, ``"concurrency"``,
+            ``"requests/min"``, ``"tokens/min"`` or ``"spend cap"``; None when nothing waits.
         rpm_limit: requests-per-minute limit in force (None: unlimited).
         tpm_limit: tokens-per-minute limit in force (None: unlimited).
         requests_last_min: requests started in the last 60 s.
@@ -36,6 +41,8 @@ class LaneSnapshot(msgspec.Struct, frozen=True, kw_only=True):
     in_flight: int = 0
     waiting: int = 0
     concurrency_limit: int | None = None
+    concurrency_cap: int | None = None
+    waiting_for: str | None = None
     rpm_limit: int | None = None
     tpm_limit: int | None = None
     requests_last_min: int = 0
