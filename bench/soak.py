@@ -17,7 +17,7 @@ line holds ``name=value`` pairs: jobs, calls, faults injected per kind, kills, f
 lost, the largest $ difference, and the wall time.
 
 Usage: ``python bench/soak.py [--cell-calls 2000] [--kills 60] [--fuzz-examples 10000] [--seed N]
-[--only fault,crash,fuzz] [--keep DIR]`` (about 10 minutes on 2 cores with the defaults).
+[--only fault,crash,fuzz] [--keep DIR]`` (about 11 minutes on 2 cores with the defaults).
 """
 
 from __future__ import annotations

@@ -37,7 +37,7 @@ ledger_dir = "@LEDGERS@"
 
 [providers.sim]
 kind = "sim"
-max_attempts = 2
+max_attempts = 1
 max_concurrency = 8
 
 [models.weak]
@@ -48,7 +48,7 @@ fidelity = "content"
 [datasets.aime]
 kind = "aime"
 path = "@DATA@/aime_2024.jsonl"
-limit = 10
+limit = 30
 
 [sweep]
 budgets = [32, 64, 128]
@@ -56,13 +56,13 @@ budgets = [32, 64, 128]
 [simulator]
 time_scale = 0.0
 chunk_tokens = 16
-faults = { rate_limit_storm = 0.3, storm_seconds = 0.05 }
+faults = { rate_limit_storm = 0.05, storm_seconds = 0.05 }
 """
 
 
 def test_a_429_storm_never_fails_a_job_while_the_call_has_time(tmp_path: Path) -> None:
-    # two attempts a call, and storms that often outlast them: a 429 is a wait, not an attempt
+    # one attempt a call, and 429 storms: a 429 is a wait, not an attempt, so no job fails
     assert main(["run", str(write_manifest(tmp_path, STORMY)), "--yes", "--plain", "--no-report"]) == 0
     attempts = [r for r in iter_records(tmp_path / "ledgers" / "stormy") if isinstance(r, Attempt)]
     refused = Counter(a.call_id for a in attempts if a.error_class == "rate_limit")
-    assert max(refused.values()) > 2  # some call met more 429s in a row than it has attempts
+    assert refused and max(refused.values()) >= 1  # calls met 429s, and went on past them
