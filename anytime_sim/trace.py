@@ -184,6 +184,19 @@ class TraceModel:
             tokens += (_FRAME, _ROLES["assistant"], _FRAME)
         return tokens
 
+    def block_tokens(self, turns: Sequence[tuple[str, Sequence[str]]]) -> tuple[list[int], list[int]]:
+        """A prompt of text blocks as tokens, each block encoded on its own (a provider that caches
+        at block boundaries must), and the token offset where each block ends."""
+        tokens: list[int] = []
+        ends: list[int] = []
+        for role, blocks in turns:
+            tokens += (_FRAME, _ROLES.get(role, _FRAME), _FRAME)
+            tokens += self.encoding.encode_ordinary(role)
+            for text in blocks:
+                tokens += self.encoding.encode_ordinary(text)
+                ends.append(len(tokens))
+        return tokens, ends
+
     def count_prompt(self, messages: Sequence[tuple[str, str]]) -> int:
         """Prompt tokens: roles and contents with OpenAI's 3-token framing, plus the reply primer."""
         return (
