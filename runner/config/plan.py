@@ -136,6 +136,8 @@ def expand_jobs(loaded: LoadedManifest, models: list[str] | None = None) -> Iter
                             "budgets": list(budgets),
                             "seed": m.run.seed,
                         }
+                        if m.run.answers != "at_cut":  # another answer prompt: other results
+                            definition["answers"] = m.run.answers
                         job_id = stable_hash(definition)
                         yield Job(
                             job_id=job_id,
