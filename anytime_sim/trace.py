@@ -252,11 +252,15 @@ class TraceModel:
             # a method may put the problem in the system turn and only the reasoning in the user turn
             problem = self.index.find("\n\n".join(text for _, text in req.messages))
         logic = TASKS[problem.task] if problem is not None and problem.task in TASKS else TASKS["aime"]
-        rng = random.Random(_hash_int(model.name, req.messages, req.seed))
         task = problem.task if problem is not None else ""
         if forced:
             block = prompt[opened + len(FORCED_OPEN) : closed]
+            # the answer depends on the problem and the reasoning shown, never on how the rest of
+            # the prompt is laid out: two layouts of the same cut get the same answer
+            identity = problem.statement if problem is not None else prompt[:opened]
+            rng = random.Random(_hash_int("forced", model.name, identity, block, req.seed))
             return self._forced(logic, problem is not None, block, rng, prompt, task)
+        rng = random.Random(_hash_int(model.name, req.messages, req.seed))
         gold = logic.gold(problem, prompt) if problem is not None else None
         thinking = model.reasoning and req.reasoning_on
         final_room = 48 if logic.kind in ("aime", "gpqa", "calendar") else 320

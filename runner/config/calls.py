@@ -376,7 +376,9 @@ def synthesis_calls(loaded: LoadedManifest, model: ModelPlan, dataset: str, meth
         shared = trace_shared_prefix(strategy, messages, rendered) if model.cache_aware else 0
         chat = trace_request(model, messages, (budget,), sample.seed, shared)
         calls.append(_planned(model, sample.job_id, "synthesis", None, chat))
-        calls.append(_planned(model, sample.job_id, "synthesis", budget, answer_request(model, task, rendered, "")))
+        answer = answer_request(model, task, rendered, "")
+        prefixes = _answer_prefixes(model, task, rendered, answer.messages, trace_is_lead(task, rendered, messages))
+        calls.append(replace(_planned(model, sample.job_id, "synthesis", budget, answer), prefix_tokens=prefixes))
     if loaded.manifest.methods[method].kind == "leap":
         messages = strategy.principle_messages(task, [])
         calls.append(_planned(model, principles_job_id(key), "synthesis", None, principles_request(model, messages)))

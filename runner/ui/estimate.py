@@ -30,9 +30,14 @@ def print_estimate_summary(estimate: Estimate, console: Console) -> None:
             f"{fmt.usd(estimate.usd_spent)} spent): a rerun only rebuilds the report"
         )
         return
+    interval = (
+        f"90% interval {fmt.usd(estimate.usd_interval[0])}–{fmt.usd(estimate.usd_interval[1])}, "
+        if estimate.usd_interval is not None
+        else ""
+    )
     console.print(
         f"[bold]Estimate[/]{done}: up to {estimate.calls_high:,} calls; expected {fmt.usd(estimate.usd_expected)} "
-        f"(low {fmt.usd(estimate.usd_low)}, high {fmt.usd(estimate.usd_high)}); "
+        f"({interval}low {fmt.usd(estimate.usd_low)}, high {fmt.usd(estimate.usd_high)}); "
         + (
             f"at least {_least_time(estimate.min_wall_s)} under the rate limits"
             if estimate.min_wall_s is not None
@@ -52,7 +57,7 @@ def print_estimate(estimate: Estimate, console: Console) -> None:
         "fidelity",
         "jobs",
         "calls",
-        "input tok exp / high",
+        "input tok exp (cached) / high",
         "output tok low / exp / high",
         "$ low",
         "$ expected",
@@ -69,7 +74,7 @@ def print_estimate(estimate: Estimate, console: Console) -> None:
             r.fidelity,
             str(r.jobs),
             f"{r.calls.low:,.0f}–{r.calls.high:,.0f}",
-            f"{fmt.count(r.input_tokens.expected)} / {fmt.count(r.input_tokens.high)}",
+            f"{fmt.count(r.input_tokens.expected)} ({fmt.count(r.cached_tokens)}) / {fmt.count(r.input_tokens.high)}",
             " / ".join(fmt.count(n) for n in (r.output_tokens.low, r.output_tokens.expected, r.output_tokens.high)),
             fmt.usd(r.usd.low),
             fmt.usd(r.usd.expected),
@@ -93,9 +98,17 @@ def print_estimate(estimate: Estimate, console: Console) -> None:
         "",
     )
     console.print(table)
+    if estimate.usd_interval is not None:
+        low, high = estimate.usd_interval
+        console.print(f"  expected {fmt.usd(estimate.usd_expected)}, 90% interval {fmt.usd(low)}–{fmt.usd(high)}")
+    if estimate.usd_uncached > estimate.usd_expected:
+        console.print(
+            f"  prompt caching: expected {fmt.usd(estimate.usd_expected)} instead of "
+            f"{fmt.usd(estimate.usd_uncached)} without it"
+        )
     for lane in estimate.lanes:
         console.print(
-            f"  {lane.provider}: {lane.calls:,.0f} calls, {fmt.count(lane.tokens)} tokens expected; rpm "
+            f"  {lane.provider}: at least {lane.calls:,.0f} calls, {fmt.count(lane.tokens)} tokens; rpm "
             f"{lane.rpm or '?'}, tpm {lane.tpm or '?'}: at least {_least_time(lane.min_wall_s)}"
         )
     for note in estimate.notes:
