@@ -14,6 +14,8 @@ from runner.ui import format as fmt
 def _least_time(s: float | None) -> str:
     if s is None:
         return "unknown (no limits stated; they are learned from headers at run time)"
+    if s <= 0:
+        return "0s (a run this size fits in the limits' first minute)"
     return fmt.duration(s)
 
 
@@ -98,6 +100,11 @@ def print_estimate(estimate: Estimate, console: Console) -> None:
         "",
     )
     console.print(table)
+    _print_footer(estimate, console)
+
+
+def _print_footer(estimate: Estimate, console: Console) -> None:
+    """Below the table: the interval, what caching saves, the lanes' least time, the assumptions."""
     if estimate.usd_interval is not None:
         low, high = estimate.usd_interval
         console.print(f"  expected {fmt.usd(estimate.usd_expected)}, 90% interval {fmt.usd(low)}–{fmt.usd(high)}")
