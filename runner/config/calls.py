@@ -334,7 +334,9 @@ def job_calls(loaded: LoadedManifest, model: ModelPlan, job: Job, preface: str |
     if model.fidelity == "hidden":
         hidden = [hidden_request(model, messages, b, job.seed) for b in job.budgets]
         return [_planned(model, job.job_id, "answer", b, r) for b, r in zip(job.budgets, hidden, strict=True)]
-    shared = trace_shared_prefix(strategy, messages, rendered) if model.cache_aware else 0
+    # what the trace shares is known either way (a provider caching on its own finds it); only a
+    # cache-aware run marks it in the request (`request` drops the points otherwise)
+    shared = trace_shared_prefix(strategy, messages, rendered)
     trace = _planned(model, job.job_id, "trace", None, trace_request(model, messages, job.budgets, job.seed, shared))
     if shared and strategy.needs_synthesis:
         trace = replace(trace, prefix_tokens=(prefix_tokens(model, messages, shared),))
