@@ -132,6 +132,8 @@ def test_pdp_adds_synthesis_once_per_group(tmp_path: Path) -> None:
     assert cot.synthesis_calls == 0
     assert pdp.synthesis_calls == 2 * 8 * 2  # a trace and an answer for each of pool (8) x k (2)
     assert pdp.calls.high == cot.calls.high + pdp.synthesis_calls
+    for span in (pdp.calls, pdp.input_tokens, pdp.output_tokens, pdp.usd):
+        assert 0 < span.low <= span.expected <= span.high
     # the preface (pairs of pool traces) makes every PDP trace prompt longer than CoT's
     assert pdp.input_tokens.high > cot.input_tokens.high + 4 * 2 * 512
     assert any("synthesis" in note for note in est.notes)

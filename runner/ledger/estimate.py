@@ -53,6 +53,7 @@ from runner.ledger.samples import ANSWER_FRACTION, LedgerSamples, prior_samples
 from runner.tasks.methods import PoolTrace, get_method
 
 LOW_ANSWER_TOKENS = 8
+LOW_POOL_TOKENS = 64  # the low case's pool traces (synthesis): they stop almost at once
 HISTORY_RUNS = 20  # most recent run folders read when looking for history
 Z90 = 1.645  # two-sided 90% interval of a normal
 
@@ -292,8 +293,15 @@ class Priced:
         self.spread += other.spread
 
 
-def price_shapes(shapes: Counter[JobShape], samples: list[TraceSample], setting: Setting, price: ModelPrice) -> Priced:
-    """Jobs (or pool samples) of one group, each priced over every sample."""
+def price_shapes(
+    shapes: Counter[JobShape],
+    samples: list[TraceSample],
+    setting: Setting,
+    price: ModelPrice,
+    low_length: int | None = None,
+) -> Priced:
+    """Jobs (or pool samples) of one group, each priced over every sample; the low case stops each
+    trace at ``low_length`` tokens (default: its first budget)."""
     out = Priced()
     for shape, count in shapes.items():
         uses = [job_use(shape, s, setting) for s in samples]
@@ -305,7 +313,8 @@ def price_shapes(shapes: Counter[JobShape], samples: list[TraceSample], setting:
         var = sum((d - mean) ** 2 for d in dollars) / max(len(dollars) - 1, 1)
         out.variance += count * var
         out.spread += count * math.sqrt(var)
-        low_sample = TraceSample(float(shape.budgets[0]), True, float(shape.budgets[0]), LOW_ANSWER_TOKENS)
+        short = float(min(shape.budgets[0], low_length or shape.budgets[0]))
+        low_sample = TraceSample(short, True, short, LOW_ANSWER_TOKENS)
         low = job_use(shape, low_sample, setting)
         out.low.add(low, count)
         out.usd_low += count * low.usd(price)
@@ -481,7 +490,7 @@ def _row(
     synthesis_calls_n = 0
     if group.synthesis:
         pool_shapes, principles = _synthesis_shapes(group)
-        priced.add(price_shapes(pool_shapes, samples, setting, price))
+        priced.add(price_shapes(pool_shapes, samples, setting, price, low_length=LOW_POOL_TOKENS))
         priced.add(_principles(principles, samples, group.synthesis_budget, price))
         synthesis_calls_n = len(group.synthesis)
     priced.samples = len(samples)
