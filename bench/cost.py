@@ -17,6 +17,7 @@ answer by answer), dollars, cached input tokens and wall time of each; the last 
 ``cache_saving=<fraction of today's dollars saved> same_quality=<1|0> …``.
 
     .venv/bin/python bench/cost.py [--problems 10] [--samples 3] [--time-scale 0.02]
+    .venv/bin/python bench/cost.py --manifest demo      # or sim-paper: a manifest already on the simulator
 """
 
 from __future__ import annotations
@@ -57,16 +58,26 @@ Key = tuple[str, str, str, str, int, int | None]  # model, dataset, problem, met
 def shrunk(folder: Path, schedule: str, problems: int, samples: int, time_scale: float) -> Path:
     """paper-aime.toml on the simulator, with the answer schedule ``schedule``."""
     text = (REPO / "manifests" / "paper-aime.toml").read_text()
-    text = text.replace('"../data', f'"{REPO}/data')
-    text = re.sub(r'ledger_dir = "[^"]*"', f'ledger_dir = "{folder}/ledgers"', text)
-    text = re.sub(r'name = "paper-aime"', f'name = "paper-aime-{schedule}"\nanswers = "{schedule}"', text)
     text = re.sub(r"(\[providers\.\w+\]\n)", r'\1base_url = "sim://"\n', text)
     for real, simulated in SIMULATED.items():
         text = text.replace(f"model = {real}", f"model = {simulated}")
     text = re.sub(r"^limit = \d+", f"limit = {problems}", text, flags=re.M)
     text = re.sub(r"^samples = \d+", f"samples = {samples}", text, flags=re.M)
     text += f"\n[simulator]\ntime_scale = {time_scale}\nchunk_tokens = 16\n"
-    path = folder / f"paper-aime-{schedule}.toml"
+    return placed(text, folder, "paper-aime", schedule)
+
+
+def as_is(name: str, folder: Path, schedule: str) -> Path:
+    """A manifest already on the simulator (demo, sim-paper), with the answer schedule ``schedule``."""
+    return placed((REPO / "manifests" / f"{name}.toml").read_text(), folder, name, schedule)
+
+
+def placed(text: str, folder: Path, name: str, schedule: str) -> Path:
+    """The manifest's text with absolute data paths, a private ledger folder and the schedule."""
+    text = text.replace('"../data', f'"{REPO}/data')
+    text = re.sub(r'ledger_dir = "[^"]*"', f'ledger_dir = "{folder}/ledgers"', text)
+    text = re.sub(r'^name = "[^"]*"', f'name = "{name}-{schedule}"\nanswers = "{schedule}"', text, count=1, flags=re.M)
+    path = folder / f"{name}-{schedule}.toml"
     path.write_text(text)
     return path
 
@@ -117,15 +128,32 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=3, help="samples per problem (paper: 3)")
     parser.add_argument("--time-scale", type=float, default=0.02, help="simulator speed (1 = realistic)")
     parser.add_argument("--keep", type=Path, help="keep the manifests and ledgers in this folder")
+    parser.add_argument(
+        "--manifest",
+        default="paper-aime",
+        choices=("paper-aime", "demo", "sim-paper"),
+        help="paper-aime shrunk to the simulator (default), or a manifest already on it, as it is",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-cost-") as tmp:
         folder = args.keep or Path(tmp)
         folder.mkdir(parents=True, exist_ok=True)
-        today = run(shrunk(folder, "after_trace", args.problems, args.samples, args.time_scale))
-        cached = run(shrunk(folder, "at_cut", args.problems, args.samples, args.time_scale))
+        arms = []
+        for schedule in ("after_trace", "at_cut"):
+            if args.manifest == "paper-aime":
+                path = shrunk(folder, schedule, args.problems, args.samples, args.time_scale)
+            else:
+                path = as_is(args.manifest, folder, schedule)
+            arms.append(run(path))
+        today, cached = arms
     budgets = sorted({k[5] for k in today.scores if k[5] is not None})
-    print(f"paper-aime on the simulator: {args.problems} problems x {args.samples} samples, 6 models x 3 methods")
-    print(f"{'schedule':12}" + "".join(f"{b:>8}" for b in budgets) + f"{'full':>8}{'$':>10}{'cached in':>11}{'wall':>8}")
+    if args.manifest == "paper-aime":
+        print(f"paper-aime on the simulator: {args.problems} problems x {args.samples} samples, 6 models x 3 methods")
+    else:
+        print(f"manifests/{args.manifest}.toml as it is")
+    print(
+        f"{'schedule':12}" + "".join(f"{b:>8}" for b in budgets) + f"{'full':>8}{'$':>10}{'cached in':>11}{'wall':>8}"
+    )
     for label, r in (("today", today), ("cached", cached)):
         q = "".join(f"{r.quality(b):8.1f}" for b in [*budgets, None])
         share = r.cached / r.input if r.input else 0.0
