@@ -102,7 +102,7 @@ async def test_each_wire_format_reports_its_own_fields(sim):
 async def test_a_prefix_is_readable_only_once_its_writer_has_started_answering(datasets):
     """A request sent while the first is still in its prefill misses (the provider has not written
     the prefix yet); once the first one's output has begun, the same prompt hits."""
-    async with open_simulator(SimConfig(time_scale=10, chunk_tokens=8), datasets) as slow:
+    async with open_simulator(SimConfig(time_scale=5, chunk_tokens=8), datasets) as slow:
         body = {"model": "sim-gpt-4.1", "messages": [{"role": "user", "content": LONG}], "max_tokens": 4}
         async with aiohttp.ClientSession(headers=KEY) as session:
             url = slow.base_url + "/v1/chat/completions"
