@@ -1,20 +1,22 @@
 """`anytime estimate MANIFEST`: calls, tokens, dollars and minimum wall time, before any call.
 
-With ``--pilot N`` it first runs the first N problems of every (model, dataset, method) cell on
-the manifest's providers (after the same confirmation as `anytime run`: this spends), in the run's
-own ledger folder, so the run that follows skips them; then it prices the rest from what the pilot
-saw, with a 90% interval.
+With ``--pilot N`` it first runs N problems of every (model, dataset, method) cell on the
+manifest's providers (after the same checks and confirmation as `anytime run`: this spends), in
+the run's own ledger folder, so the run that follows skips them; then it prices the rest from what
+the pilot saw, with a 90% interval.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import msgspec
 from rich.console import Console
 
 from runner.config.manifest import LoadedManifest, load_manifest
+from runner.engine.preflight import preflight
 from runner.ledger.estimate import estimate_manifest
 from runner.ui.estimate import print_estimate
 
@@ -51,6 +53,10 @@ def main(args: argparse.Namespace) -> int:
         code = _pilot(loaded, args, previous, Console(width=max(console.width, 150)))
         if code != 0:
             return code
+    else:
+        checked = preflight(loaded, keys=False)  # run's own checks; an estimate needs no keys
+        for warning in checked.warnings:
+            print(f"warning: {warning}", file=sys.stderr)
     estimate = estimate_manifest(loaded, previous=previous)
     if args.json:
         print(msgspec.json.format(msgspec.json.encode(estimate).decode()))
@@ -69,9 +75,12 @@ def _pilot(loaded: LoadedManifest, args: argparse.Namespace, previous: list[Path
 
     if args.pilot < 1:
         raise ConfigError(f"--pilot: expected a positive number of problems per cell, got {args.pilot}")
+    checked = preflight(loaded, run_dir=loaded.run_dir())  # the pilot spends: `run`'s checks, keys included
     only = pilot_jobs(loaded, args.pilot)
     cost = estimate_manifest(loaded, previous=previous, only=only)
-    sweep = Sweep(loaded, SweepOptions(usd_estimate=cost.usd_expected, only=only))
+    sweep = Sweep(loaded, SweepOptions(usd_estimate=cost.usd_expected, only=only), checked)
+    for warning in checked.warnings:
+        console.print(f"[yellow]warning:[/] {warning}")
     console.print(f"Pilot: {len(only):,} jobs ({args.pilot} per model, dataset and method), run as part of the run")
     print_estimate_summary(cost, console)
     if not confirmed(args, cost, loaded, console):

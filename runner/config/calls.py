@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 
 import tiktoken
 
-from runner.config.fidelity import default_fidelity
+from runner.config.fidelity import fidelity_for
 from runner.config.kinds import SIMULATOR_ENCODING, min_thinking_budget, served_by_simulator
 from runner.config.manifest import LoadedManifest, Model
 from runner.config.plan import (
@@ -35,6 +35,7 @@ from runner.config.plan import (
     synthesis_budget,
     synthesis_pool,
 )
+from runner.errors import EncodingUnavailable
 from runner.tasks.base import Problem, Rendered, Task
 from runner.tasks.methods import MethodStrategy, answer_prompt, base_prompt, get_method
 from runner.tokens.count import count_chat_tokens
@@ -61,6 +62,7 @@ class ModelPlan:
         encoding: the tiktoken encoding its tokens are counted with.
         approximate: counts are not the model's own tokenizer's.
         warning: an encoding fallback to show once (None: none happened).
+        fidelity_note: the fidelity was a guess for a model the table does not know (None: it was not).
         min_thinking_budget: the smallest thinking budget its protocol accepts.
         first_token_s: seconds allowed to the first bytes of a response.
         idle_s: seconds of silence allowed after them.
@@ -77,7 +79,13 @@ class ModelPlan:
     min_thinking_budget: int
     first_token_s: float
     idle_s: float
+    fidelity_note: str | None = None
     answers: str = "at_cut"
+
+    @property
+    def notes(self) -> list[str]:
+        """What the user should read once before the run: an encoding fallback, a guessed fidelity."""
+        return [f"models.{self.key}: {n}" for n in (self.warning, self.fidelity_note) if n]
 
     @property
     def cache_aware(self) -> bool:
@@ -97,16 +105,22 @@ def plan_model(loaded: LoadedManifest, key: str) -> ModelPlan:
     """Resolve a model's encoding and fidelity.
 
     Raises:
-        EncodingUnavailable: the encoding cannot be loaded offline and the run says ``stop``.
+        EncodingUnavailable: the encoding cannot be loaded offline and the run says ``stop``
+            (names the manifest and ``models.<key>.encoding``).
     """
     model = loaded.manifest.models[key]
     provider = loaded.manifest.providers[model.provider]
-    resolved = resolve_encoding(model.encoding, model.model, loaded.manifest.run.on_missing_encoding)
+    try:
+        resolved = resolve_encoding(model.encoding, model.model, loaded.manifest.run.on_missing_encoding)
+    except EncodingUnavailable as exc:
+        raise EncodingUnavailable(
+            f"{loaded.path.name}: models.{key}.encoding: {exc} (run.on_missing_encoding is 'stop')"
+        ) from None
     approximate = resolved.approximate
     if served_by_simulator(provider):
         # the simulator counts with this encoding: counting with it is exact there
         approximate = resolved.name != SIMULATOR_ENCODING
-    fidelity = model.fidelity or default_fidelity(model.model)
+    fidelity, fidelity_note = (model.fidelity, None) if model.fidelity else fidelity_for(model.model, provider.kind)
     first_token, idle = default_timeouts(fidelity, provider.timeouts.first_token, provider.timeouts.idle)
     return ModelPlan(
         key=key,
@@ -119,6 +133,7 @@ def plan_model(loaded: LoadedManifest, key: str) -> ModelPlan:
         min_thinking_budget=min_thinking_budget(provider.kind),
         first_token_s=first_token,
         idle_s=idle,
+        fidelity_note=fidelity_note,
         answers=loaded.manifest.run.answers,
     )
 

@@ -20,7 +20,9 @@ Per (provider, model, dataset, method):
 - **low**: every trace stops at the first budget and gets one short answer.
 
 Least wall time per provider: the stated limits are leaky buckets that start full, so no run can
-be faster than (calls - RPM) / RPM or (tokens - TPM) / TPM minutes at its low use.
+be faster than (calls - RPM) / RPM or (tokens - TPM) / TPM minutes at its low use. A call is one
+request a job decides to make; its attempts are what is sent for it, retries included (a
+provider's requests per minute count attempts; observed samples carry their retries).
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ from runner.ledger.job_cost import (
     high_use,
     job_use,
 )
-from runner.ledger.prices import ModelPrice, PriceTable
+from runner.ledger.prices import ModelPrice, PriceTable, manifest_prices
 from runner.ledger.reader import LedgerState
 from runner.ledger.recovery import state_after_recovery
 from runner.ledger.samples import ANSWER_FRACTION, LedgerSamples, prior_samples
@@ -88,6 +90,7 @@ class EstimateRow(msgspec.Struct, kw_only=True):
     output_tokens: Span
     usd: Span
     expected_from: str  # "this run (N jobs)", "history (N jobs)" or "prior"
+    attempts_expected: float = 0.0  # calls and their retries, as observed samples show them (else = calls)
     cached_tokens: float = 0.0
     usd_uncached: float = 0.0
     usd_interval: tuple[float, float] | None = None
@@ -100,6 +103,7 @@ class LaneTime(msgspec.Struct, kw_only=True):
     calls: float  # at the low use
     tokens: float  # at the low use
     min_wall_s: float | None  # None: no limit is known before the run
+    attempts: float = 0.0  # the requests the calls take at the low use (no retries: = calls)
 
 
 class Estimate(msgspec.Struct, kw_only=True):
@@ -393,10 +397,7 @@ def estimate_manifest(
     Raises:
         PriceError: a selected model has no price (names ``models.<key>.price``).
     """
-    m = loaded.manifest
-    prices = PriceTable.load()
-    for key in loaded.selected("models"):  # unknown prices fail before any counting
-        prices.price_for(key, m.models[key], m.providers[m.models[key].provider].kind)
+    prices = manifest_prices(loaded, PriceTable.load())  # unknown prices fail before any counting
     state = state_after_recovery(loaded.run_dir()) if remaining else None
     own = LedgerSamples()
     if state is not None and state.completed_jobs:
@@ -446,7 +447,7 @@ def _assemble(
 
 def _rows(
     loaded: LoadedManifest,
-    prices: PriceTable,
+    prices: dict[str, ModelPrice],
     own: LedgerSamples,
     history: LedgerSamples,
     groups: dict[tuple[str, str, str], Group],
@@ -456,7 +457,7 @@ def _rows(
     rows = []
     for (model_key, dataset, method), group in groups.items():
         model = m.models[model_key]
-        price = prices.price_for(model_key, model, m.providers[model.provider].kind)
+        price = prices[model_key]
         identity = (model.model, Path(m.datasets[dataset].path).name, m.methods[method].kind)
         samples, source = _samples(own, history, identity, group)
         row, priced = _row(loaded, (model_key, dataset, method), group, price, samples, source)
@@ -512,6 +513,7 @@ def _row(
         output_tokens=Span(low=lo.output, expected=e.output, high=hi.output),
         usd=Span(low=priced.usd_low, expected=priced.usd_expected, high=priced.usd_high),
         expected_from=source,
+        attempts_expected=e.attempts,
         cached_tokens=e.cached,
         usd_uncached=e.usd_uncached(price),
         usd_interval=interval,
@@ -572,7 +574,13 @@ def _lanes(m: Manifest, rows: list[tuple[EstimateRow, Priced]]) -> list[LaneTime
         bounds += [60.0 * max(tokens - tpm, 0.0) / tpm] if tpm else []
         lanes.append(
             LaneTime(
-                provider=name, rpm=rpm, tpm=tpm, calls=calls, tokens=tokens, min_wall_s=max(bounds) if bounds else None
+                provider=name,
+                rpm=rpm,
+                tpm=tpm,
+                calls=calls,
+                tokens=tokens,
+                min_wall_s=max(bounds) if bounds else None,
+                attempts=sum(p.low.attempts for p in mine),
             )
         )
     return lanes

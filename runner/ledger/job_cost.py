@@ -29,11 +29,12 @@ SEAM = 2
 class Use:
     """Calls and tokens of some work, split the way prices split them."""
 
-    calls: float = 0.0
+    calls: float = 0.0  # requests the jobs decide to make
     input: float = 0.0
     cached: float = 0.0  # input tokens read from a prompt cache
     written: float = 0.0  # input tokens written to a prompt cache (Anthropic bills them above input)
     output: float = 0.0
+    attempts: float = 0.0  # what is sent for the calls, retries included (what RPM counts)
 
     def add(self, other: Use, times: float = 1.0) -> None:
         self.calls += other.calls * times
@@ -41,6 +42,7 @@ class Use:
         self.cached += other.cached * times
         self.written += other.written * times
         self.output += other.output * times
+        self.attempts += other.attempts * times
 
     def usd(self, price: ModelPrice) -> float:
         cached_price = price.cached_input if price.cached_input is not None else price.input
@@ -89,12 +91,18 @@ class TraceSample(NamedTuple):
         ended: it ended by itself (else it was cut at its last budget).
         output: output tokens it billed (hidden thinking included), own answer included.
         answer_output: output tokens of each of its forced answers.
+        retries: attempts its job's calls took beyond one each (failed, broken or refused ones).
+        retry_input: input tokens those attempts were billed.
+        retry_output: output tokens those attempts were billed.
     """
 
     traced: float
     ended: bool
     output: float
     answer_output: float
+    retries: float = 0.0
+    retry_input: float = 0.0
+    retry_output: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -127,15 +135,17 @@ def cached_part(caching: PromptCaching | None, shared: float) -> float:
 
 
 def job_use(shape: JobShape, sample: TraceSample, setting: Setting) -> Use:
-    """One job's calls and tokens, given how its trace behaves."""
+    """One job's calls and tokens, given how its trace behaves (its retries included)."""
     if setting.fidelity == "hidden":
-        return hidden_use(shape, sample)
-    last = shape.budgets[-1]
-    ended = sample.ended and sample.traced <= last
-    length = sample.traced if ended else last
-    cuts = sorted({float(min(b, length)) for b in shape.budgets})
-    use = trace_use(shape, sample, setting, ended)
-    use.add(answers_use(shape, cuts, sample.answer_output, setting))
+        use = hidden_use(shape, sample)
+    else:
+        last = shape.budgets[-1]
+        ended = sample.ended and sample.traced <= last
+        length = sample.traced if ended else last
+        cuts = sorted({float(min(b, length)) for b in shape.budgets})
+        use = trace_use(shape, sample, setting, ended)
+        use.add(answers_use(shape, cuts, sample.answer_output, setting))
+    use.add(Use(input=sample.retry_input, output=sample.retry_output, attempts=use.calls + sample.retries))
     return use
 
 
@@ -202,12 +212,14 @@ def hidden_use(shape: JobShape, sample: TraceSample) -> Use:
 
 
 def high_use(shape: JobShape, setting: Setting) -> Use:
-    """The most a job can use: its trace to the cap, one answer per budget to the cap, no cache hit."""
+    """The most a job can use: its trace to the cap, one answer per budget to the cap, no cache hit
+    (retries aside: a refused attempt is not billed, and the spend cap holds a retried stream)."""
     k = len(shape.budgets)
     if setting.fidelity == "hidden":
-        return Use(calls=k, input=k * shape.trace_prompt, output=sum(shape.budgets))
+        return Use(calls=k, input=k * shape.trace_prompt, output=sum(shape.budgets), attempts=k)
     answers = k * (shape.answer_prompt + SEAM) + sum(shape.budgets)
-    return Use(calls=1 + k, input=shape.trace_prompt + answers, output=shape.trace_cap + k * shape.answer_cap)
+    output = shape.trace_cap + k * shape.answer_cap
+    return Use(calls=1 + k, input=shape.trace_prompt + answers, output=output, attempts=1 + k)
 
 
 def high_usd(use: Use, price: ModelPrice) -> float:

@@ -53,10 +53,18 @@ def prior_samples(fidelity: str, answer_cap: int) -> list[TraceSample]:
 
 @dataclass
 class _Job:
-    """One job's attempts so far in a ledger, for the execution that completed it."""
+    """One job's attempts in a ledger, for the execution that completed it."""
 
-    trace: Attempt | None = None
-    answers: list[Attempt] = field(default_factory=list)
+    attempts: list[Attempt] = field(default_factory=list)
+
+    def split(self) -> tuple[list[Attempt], list[Attempt]]:
+        """(each call's last attempt, the attempts before them: retries)."""
+        last: dict[str, Attempt] = {}
+        for a in self.attempts:
+            if a.call_id not in last or a.attempt > last[a.call_id].attempt:
+                last[a.call_id] = a
+        final = list(last.values())
+        return final, [a for a in self.attempts if a not in final]
 
 
 @dataclass
@@ -72,12 +80,8 @@ class LedgerSamples:
         attempts: dict[tuple[str, str], _Job] = defaultdict(_Job)
         done: list[JobDone] = []
         for rec in iter_records(run_dir):
-            if isinstance(rec, Attempt) and rec.instance is not None and rec.status != "error":
-                job = attempts[(rec.job_id, rec.instance)]
-                if rec.kind == "trace":
-                    job.trace = rec
-                elif rec.kind == "answer":
-                    job.answers.append(rec)
+            if isinstance(rec, Attempt) and rec.instance is not None:
+                attempts[(rec.job_id, rec.instance)].attempts.append(rec)
             elif isinstance(rec, JobDone):
                 done.append(rec)
             elif isinstance(rec, RunHeader):
@@ -97,22 +101,28 @@ class LedgerSamples:
 
 
 def job_sample(done: JobDone, job: _Job) -> TraceSample | None:
-    """What a finished job's trace (or hidden calls) did."""
-    answers = [a for a in job.answers if a.priced_from != "unbilled"]
+    """What a finished job's trace (or hidden calls) did, and what its retries cost."""
+    final, retried = job.split()
+    retries = {
+        "retries": float(len(retried)),
+        "retry_input": float(sum(a.billed_input for a in retried)),
+        "retry_output": float(sum(a.billed_output for a in retried)),
+    }
+    answers = [a for a in final if a.kind == "answer"]
     if done.fidelity == "hidden":
         if not answers:
             return None
-        longest = max(a.billed_output for a in answers)
-        return TraceSample(traced=float(longest), ended=True, output=float(longest), answer_output=0.0)
-    if job.trace is None:
+        longest = float(max(a.billed_output for a in answers))
+        return TraceSample(traced=longest, ended=True, output=longest, answer_output=0.0, **retries)
+    trace = next((a for a in final if a.kind == "trace"), None)
+    if trace is None:
         return None
-    answer_output = sum(a.billed_output for a in answers) / len(answers) if answers else 0.0
-    ended = done.trace_finish == "stop"
     return TraceSample(
         traced=float(done.trace_tokens),
-        ended=ended,
-        output=float(job.trace.billed_output),
-        answer_output=answer_output,
+        ended=done.trace_finish == "stop",
+        output=float(trace.billed_output),
+        answer_output=sum(a.billed_output for a in answers) / len(answers) if answers else 0.0,
+        **retries,
     )
 
 
