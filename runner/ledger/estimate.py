@@ -97,13 +97,15 @@ class EstimateRow(msgspec.Struct, kw_only=True):
 
 
 class LaneTime(msgspec.Struct, kw_only=True):
+    """One provider's expected use, and the least time its stated limits allow (at the low use)."""
+
     provider: str
     rpm: int | None
     tpm: int | None
-    calls: float  # at the low use
-    tokens: float  # at the low use
-    min_wall_s: float | None  # None: no limit is known before the run
-    attempts: float = 0.0  # the requests the calls take at the low use (no retries: = calls)
+    calls: float  # expected
+    tokens: float  # expected
+    min_wall_s: float | None  # at the low use, a true lower bound; None: no limit is known before the run
+    attempts: float = 0.0  # the requests the calls are expected to take, retries included: what RPM counts
 
 
 class Estimate(msgspec.Struct, kw_only=True):
@@ -404,7 +406,8 @@ def estimate_manifest(
         own.read(loaded.run_dir())
     history = LedgerSamples()
     for run_dir in _previous_dirs(loaded) if previous is None else previous:
-        if Path(run_dir).resolve() != loaded.run_dir().resolve() and (Path(run_dir) / "ledger.jsonl").exists():
+        own_read = own.sources and Path(run_dir).resolve() == loaded.run_dir().resolve()
+        if not own_read and (Path(run_dir) / "ledger.jsonl").exists():
             history.read(Path(run_dir))
     done = state.completed_jobs if state else set()
     built = state.synthesis if state else {}
@@ -568,19 +571,20 @@ def _lanes(m: Manifest, rows: list[tuple[EstimateRow, Priced]]) -> list[LaneTime
         if served_by_simulator(provider):  # the simulator enforces its own limits too
             rpm = min((x for x in (rpm, m.simulator.rpm) if x is not None), default=None)
             tpm = min((x for x in (tpm, m.simulator.tpm) if x is not None), default=None)
-        calls = sum(p.low.calls for p in mine)
-        tokens = sum(p.low.input + p.low.output for p in mine)
-        bounds = [60.0 * max(calls - rpm, 0.0) / rpm] if rpm else []
-        bounds += [60.0 * max(tokens - tpm, 0.0) / tpm] if tpm else []
+        # the least use: no run sends fewer requests (or tokens) than the low case, retries aside
+        least_calls = sum(p.low.calls for p in mine)
+        least_tokens = sum(p.low.input + p.low.output for p in mine)
+        bounds = [60.0 * max(least_calls - rpm, 0.0) / rpm] if rpm else []
+        bounds += [60.0 * max(least_tokens - tpm, 0.0) / tpm] if tpm else []
         lanes.append(
             LaneTime(
                 provider=name,
                 rpm=rpm,
                 tpm=tpm,
-                calls=calls,
-                tokens=tokens,
+                calls=sum(p.expected.calls for p in mine),
+                tokens=sum(p.expected.input + p.expected.output for p in mine),
                 min_wall_s=max(bounds) if bounds else None,
-                attempts=sum(p.low.attempts for p in mine),
+                attempts=sum(p.expected.attempts for p in mine),
             )
         )
     return lanes

@@ -119,12 +119,12 @@ def _print_footer(estimate: Estimate, console: Console) -> None:
 
 
 def _print_lanes(estimate: Estimate, console: Console) -> None:
-    """Per provider: the least use (calls, and their attempts when history shows retries) and the
-    least wall time its limits allow at it."""
+    """Per provider: the calls expected (and their attempts, when history shows retries) and the
+    least wall time its limits allow (at the least use a run can make)."""
     for lane in estimate.lanes:
         retries = lane.attempts - lane.calls
         requests = f" ({lane.attempts:,.0f} attempts with retries)" if retries >= 0.5 else ""
         console.print(
-            f"  {lane.provider}: at least {lane.calls:,.0f} calls{requests}, {fmt.count(lane.tokens)} tokens; rpm "
+            f"  {lane.provider}: {lane.calls:,.0f} calls{requests}, {fmt.count(lane.tokens)} tokens expected; rpm "
             f"{lane.rpm or '?'}, tpm {lane.tpm or '?'}: at least {_least_time(lane.min_wall_s)}"
         )
