@@ -141,16 +141,20 @@ def test_pdp_adds_synthesis_once_per_group(tmp_path: Path) -> None:
 
 def test_least_wall_time_is_what_full_buckets_leave(tmp_path: Path) -> None:
     """The limits are leaky buckets that start full: a run using less than a minute's worth waits for
-    nothing, so the least time is the excess over one minute's worth, at the tighter limit."""
+    nothing, so the least time is the excess over one minute's worth, at the tighter limit and at the
+    least use a run can make (the low case)."""
     est = estimate_manifest(load_manifest(manifest(tmp_path)), previous=[])
     (lane,) = est.lanes
     assert (lane.rpm, lane.tpm) == (600, 100000)
-    assert lane.min_wall_s == 0.0 and lane.calls < 600 and lane.tokens < 100000
+    assert lane.min_wall_s == 0.0
     tight = manifest(tmp_path, name="tight")
     tight.write_text(tight.read_text().replace("tpm = 100000", "tpm = 2000"))
-    (lane,) = estimate_manifest(load_manifest(tight), previous=[]).lanes
-    assert lane.tokens > 2000
-    assert lane.min_wall_s == pytest.approx(max(60 * (lane.calls - 600) / 600, 60 * (lane.tokens - 2000) / 2000))
+    est = estimate_manifest(load_manifest(tight), previous=[])
+    (lane,) = est.lanes
+    calls = sum(r.calls.low for r in est.rows)
+    tokens = sum(r.input_tokens.low + r.output_tokens.low for r in est.rows)
+    assert tokens > 2000 and lane.tokens > tokens  # the expected use is shown; the bound is at the low use
+    assert lane.min_wall_s == pytest.approx(max(60 * (calls - 600) / 600, 60 * (tokens - 2000) / 2000))
 
 
 def test_unknown_price_stops_with_the_field_to_set(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
