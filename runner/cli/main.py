@@ -23,8 +23,9 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     ),
     "estimate": (
         "runner.cli.estimate",
-        "price a manifest offline: calls, tokens, dollars and minimum wall time",
-        "anytime estimate manifests/paper-aime.toml\n  anytime estimate manifests/demo.toml --json",
+        "price a manifest offline (calls, tokens, dollars, least wall time), or after a paid pilot",
+        "anytime estimate manifests/paper-aime.toml\n  anytime estimate manifests/demo.toml --json\n"
+        "  anytime estimate manifests/paper-aime.toml --pilot 2",
     ),
     "report": (
         "runner.cli.report",

@@ -12,7 +12,7 @@ from rich.console import Console
 
 from runner.config.manifest import LoadedManifest, load_manifest
 from runner.engine.resume import manifest_of_run
-from runner.engine.sweep import SweepOutcome
+from runner.engine.sweep import Sweep, SweepOutcome
 from runner.errors import ConfigError
 from runner.ledger.estimate import Estimate
 from runner.ui import format as fmt
@@ -38,7 +38,6 @@ def main(args: argparse.Namespace) -> int:
     from runner.engine.preflight import preflight
     from runner.engine.sweep import Sweep, SweepOptions
     from runner.ledger.estimate import estimate_manifest
-    from runner.ui.dashboard import Display, SnapshotSource, open_display
     from runner.ui.estimate import print_estimate_summary
 
     # a pipe or CI log gets wide tables instead of 80 truncated columns
@@ -52,19 +51,10 @@ def main(args: argparse.Namespace) -> int:
     for warning in checked.warnings:
         console.print(f"[yellow]warning:[/] {warning}")
     print_estimate_summary(estimate, console)
-    if not _confirmed(args, estimate, loaded, console):
+    if not confirmed(args, estimate, loaded, console):
         console.print("Nothing was spent.")
         return 1
-
-    def display(get_snapshot: SnapshotSource) -> AbstractAsyncContextManager[Display]:
-        return open_display(console, get_snapshot, plain=True if args.plain else None)
-
-    outcome = anyio.run(sweep.run, display, backend="asyncio", backend_options=_backend_options())
-    console.print(
-        f"run {outcome.run_dir}: {outcome.jobs_run} jobs run, {outcome.jobs_skipped} resumed from the ledger, "
-        f"{outcome.jobs_failed} failed; spent {fmt.usd(outcome.usd_this_process)} now, "
-        f"{fmt.usd(outcome.usd_total)} in total"
-    )
+    outcome = drive_sweep(sweep, console, plain=args.plain)
     if not args.no_report:
         from runner.analysis.report import build_report
         from runner.ui.report_files import print_report, write_report
@@ -73,7 +63,23 @@ def main(args: argparse.Namespace) -> int:
         write_report(report, outcome.run_dir)
         print_report(report, console)
     resume_hint = f"anytime run {args.manifest}" if args.manifest else f"anytime run --resume {outcome.run_dir}"
-    return _exit_code(outcome, resume_hint, console)
+    return exit_code(outcome, resume_hint, console)
+
+
+def drive_sweep(sweep: Sweep, console: Console, *, plain: bool) -> SweepOutcome:
+    """Run a prepared sweep under the live display (plain lines with ``plain``), then say what it did."""
+    from runner.ui.dashboard import Display, SnapshotSource, open_display
+
+    def display(get_snapshot: SnapshotSource) -> AbstractAsyncContextManager[Display]:
+        return open_display(console, get_snapshot, plain=True if plain else None)
+
+    outcome = anyio.run(sweep.run, display, backend="asyncio", backend_options=_backend_options())
+    console.print(
+        f"run {outcome.run_dir}: {outcome.jobs_run} jobs run, {outcome.jobs_skipped} resumed from the ledger, "
+        f"{outcome.jobs_failed} failed; spent {fmt.usd(outcome.usd_this_process)} now, "
+        f"{fmt.usd(outcome.usd_total)} in total"
+    )
+    return outcome
 
 
 def _manifest(args: argparse.Namespace) -> LoadedManifest:
@@ -84,7 +90,7 @@ def _manifest(args: argparse.Namespace) -> LoadedManifest:
     raise ConfigError("give a manifest (anytime run manifests/demo.toml) or --resume RUN")
 
 
-def _confirmed(args: argparse.Namespace, estimate: Estimate, loaded: LoadedManifest, console: Console) -> bool:
+def confirmed(args: argparse.Namespace, estimate: Estimate, loaded: LoadedManifest, console: Console) -> bool:
     """Whether the run may start: under the confirmation threshold, ``--yes``, or a yes at the prompt."""
     from runner.ledger.estimate import confirm_needed
 
@@ -98,7 +104,7 @@ def _confirmed(args: argparse.Namespace, estimate: Estimate, loaded: LoadedManif
     return console.input("Run it? [y/N] ").strip().lower() in ("y", "yes")
 
 
-def _exit_code(outcome: SweepOutcome, resume_hint: str, console: Console) -> int:
+def exit_code(outcome: SweepOutcome, resume_hint: str, console: Console) -> int:
     """2 a lane's configuration is wrong, 130 interrupted, 3 the spend cap, 1 jobs failed, 0 done."""
     if outcome.lanes_stopped:
         for message in outcome.lanes_stopped.values():

@@ -229,6 +229,10 @@ class Run(Base, frozen=True):
     confirm_above_usd: float = 1.0
     on_missing_encoding: Literal["fallback", "stop"] = "fallback"
     anytime_mode: Literal["mean_then_max", "per_problem"] = "mean_then_max"
+    # when forced answers are sent (docs/caching.md): "at_cut" as each cut is final, in budget
+    # order, laid out to share the provider's prompt cache; "after_trace" all at once after the
+    # trace, in the standalone layout of earlier versions (to reproduce their runs)
+    answers: Literal["at_cut", "after_trace"] = "at_cut"
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", self.name):

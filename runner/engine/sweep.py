@@ -48,6 +48,8 @@ class SweepOptions:
     grace_s: float = 30.0
     new_run: bool = False
     usd_estimate: float | None = None
+    # run only these jobs of the manifest (a pilot, `anytime estimate --pilot`); None: all of them
+    only: frozenset[str] | None = None
 
 
 @dataclass
@@ -89,7 +91,7 @@ class Sweep:
         self.usd_at_start = self.spend.spent
         self.progress = RunProgress(
             run_id=self.run_dir.name,
-            jobs_total=count_jobs(loaded),
+            jobs_total=count_jobs(loaded) if options.only is None else len(options.only),
             usd_cap=loaded.manifest.run.max_usd,
             usd_estimate=options.usd_estimate,
         )
@@ -197,6 +199,8 @@ class Sweep:
     ) -> None:
         async with send:
             for job in expand_jobs(self.loaded, models):
+                if self.options.only is not None and job.job_id not in self.options.only:
+                    continue
                 if job.job_id in completed:
                     self.progress.jobs_done += 1
                     self.progress.jobs_skipped += 1

@@ -24,7 +24,9 @@ from runner.types import CallKind
 FORMAT_VERSION = 1
 
 AttemptStatus = Literal["ok", "length", "cancelled", "error", "truncated", "interrupted"]
-# "unbilled": refused before any stream (a 429 or 5xx answer, a failed connection): no provider bills it
+# "unbilled": refused before any stream (a 429 or 5xx answer, a failed connection): no provider bills it;
+# "mixed": the provider stated the prompt side (input, cache reads and writes) as the response began but
+# the stream was cut before its final usage: the prompt priced from that, the output from our count
 PricedFrom = Literal["reported", "counted", "billed", "mixed", "unbilled"]
 
 
