@@ -31,6 +31,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "quality per budget, Anytime Index and spend for one or more runs",
         "anytime report ledgers/demo\n  anytime report ledgers/a ledgers/b --compare",
     ),
+    "export": (
+        "runner.cli.export",
+        "one typed row per job and budget (answers, scores, calls, dollars) as CSV, JSON Lines, SQLite or Parquet",
+        "anytime export ledgers/demo --format parquet\n  anytime export ledgers/demo --format csv --out demo.csv",
+    ),
     "validate": (
         "runner.cli.validate",
         "check a manifest and its datasets without spending anything",
