@@ -17,8 +17,18 @@ from pathlib import Path
 
 import msgspec
 
-from runner.analysis.anytime import CurveSummary, Difference, Mode, ScoreTable, paired_difference, summarize
+from runner.analysis.anytime import (
+    CurveBands,
+    CurveSummary,
+    Difference,
+    Mode,
+    ScoreTable,
+    curve_bands,
+    paired_difference,
+    summarize,
+)
 from runner.analysis.compare import RunComparison, RunScores, compare_scores
+from runner.analysis.costs import usd_at_budgets
 from runner.errors import LedgerError
 from runner.ledger.records import Attempt, JobDone, Record, RunHeader, Snapshot, Synthesis
 
@@ -51,6 +61,10 @@ class Cell(msgspec.Struct, kw_only=True):
     fidelity: str
     counted_to_billed: float | None  # our token count over the provider's, where both exist
     approximate_tokens: bool
+    # the plots' bands: Q(b) and its running best with 95% bootstrap intervals over problems
+    bands: CurveBands | None = None
+    # mean dollars per trace to answer at each budget (prompt, output up to b, one forced answer)
+    usd_at_budget: tuple[float, ...] = ()
 
 
 class Paired(msgspec.Struct, kw_only=True):
@@ -257,6 +271,7 @@ def _build_run(run_dir: Path) -> RunReport:
                 attempts_by_key[key],
                 synthesis_by_key[key],
                 jobs,
+                run.header.prices if run.header else {},
             )
         )
     return RunReport(
@@ -283,6 +298,7 @@ def _cell(
     attempts: list[Attempt],
     synthesis: list[Attempt],
     jobs: list[JobDone],
+    prices: Mapping[str, Mapping[str, object]],
 ) -> Cell:
     summary = summarize(table, budgets, mode, seed)
     exact_summary = summarize(exact_table, budgets, mode, seed) if exact_table else None
@@ -315,7 +331,15 @@ def _cell(
         fidelity=", ".join(sorted({j.fidelity for j in jobs})) or "?",
         counted_to_billed=counted / billed if billed else None,
         approximate_tokens=any(j.approximate_tokens for j in jobs),
+        bands=curve_bands(table, budgets, seed),
+        usd_at_budget=usd_at_budgets(_completed(attempts, jobs), budgets, prices),
     )
+
+
+def _completed(attempts: list[Attempt], jobs: list[JobDone]) -> list[Attempt]:
+    """The attempts of the executions that completed their jobs (what one trace at a budget costs)."""
+    done = {j.job_id: j.instance for j in jobs}
+    return [a for a in attempts if a.job_id in done and a.instance in (done[a.job_id], None)]
 
 
 def _differences(
