@@ -230,7 +230,8 @@ def test_no_key_in_transcripts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
 
 
 def test_torn_tail_is_skipped_by_readers_and_cut_off_by_the_next_run(tmp_path: Path) -> None:
-    run_dir = sweep(tmp_path, limit=2, models='["raw"]', methods='["cot"]')
+    sweep(tmp_path, limit=1, models='["raw"]', methods='["cot"]')  # one process's members, closed
+    run_dir = sweep(tmp_path, limit=2, models='["raw"]', methods='["cot"]')  # and the next one's after them
     path = transcripts_path(run_dir)
     whole = list(iter_transcripts(run_dir))
     members = walk(path).members
