@@ -10,6 +10,8 @@ from pathlib import Path
 
 import msgspec
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from runner.analysis.transcripts import (
     JobTranscript,
@@ -21,9 +23,10 @@ from runner.cli import main
 from runner.errors import NoTranscripts, TranscriptError, TranscriptsCorrupt
 from runner.ledger.reader import iter_records
 from runner.ledger.records import Attempt, JobDone, Note, Snapshot, Synthesis
-from runner.ledger.transcripts import transcripts_path, walk
+from runner.ledger.transcripts import Splice, restore, store_message, transcripts_path, walk
 from runner.tasks.registry import get_task
 from runner.tokens.encodings import get_encoding
+from runner.types import Message
 from tests.conftest import DATA, write_manifest
 
 MANIFEST = """
@@ -74,6 +77,21 @@ methods = {methods}
 time_scale = 0.0
 chunk_tokens = 4
 """
+
+
+@given(
+    content=st.text(max_size=300),
+    cuts=st.lists(st.tuples(st.integers(0, 300), st.integers(0, 300)), max_size=3),
+    foreign=st.text(min_size=1, max_size=20),
+)
+def test_a_stored_message_comes_back_exactly(content: str, cuts: list[tuple[int, int]], foreign: str) -> None:
+    """Whatever stretches are cut out (overlapping, repeated, absent), restoring gives the message back."""
+    texts = [content[a:b] for a, b in cuts] + [foreign]
+    stretches = [(text, Splice(at=0, shared=f"s{i}")) for i, text in enumerate(texts)]
+    stored = store_message(Message("user", content), stretches)
+    assert sum(len(t) for t in texts) >= len(content) - len(stored.content)
+    by_id = {f"s{i}": text for i, text in enumerate(texts)}
+    assert restore(stored, lambda splice: by_id[splice.shared or ""]) == Message("user", content)
 
 
 def sweep(
