@@ -44,8 +44,9 @@ class WriterStats:
     members: int = 0
     raw_bytes: int = 0
     written_bytes: int = 0
-    busy_s: float = 0.0  # compressing, writing and fsyncing, in the worker thread (wall clock)
-    cpu_s: float = 0.0  # the worker thread's CPU time for the same
+    # compressing, writing and fsyncing, in the worker thread (wall clock: it includes waiting for the
+    # disk; no CPU clock here, since a thread's CPU clock can cost a millisecond a read on a loaded VM)
+    busy_s: float = 0.0
     torn_bytes_cut: int = 0  # cut off the end when the file was opened
 
 
@@ -120,7 +121,7 @@ class TranscriptWriter:
         return batch, count
 
     def _write(self, batch: bytearray, count: int) -> None:
-        started, cpu = time.perf_counter(), time.thread_time()
+        started = time.perf_counter()
         member = encode_member(batch, self._level)
         with memoryview(member) as view:  # one write in the usual case: a crash tears at most the last member
             while view:
@@ -128,7 +129,6 @@ class TranscriptWriter:
         os.fsync(self._fd)
         stats = self.stats
         stats.busy_s += time.perf_counter() - started
-        stats.cpu_s += time.thread_time() - cpu
         stats.records += count
         stats.members += 1
         stats.raw_bytes += len(batch)
