@@ -27,9 +27,11 @@ the worst case) and over the real run's least wall time, the estimate's for
 `manifests/paper-aime.toml` (``writing_pct_of_least_wall``: the rate limits bind; real providers
 also take minutes per trace).
 
-Usage: ``python bench/transcripts.py [--repeats 2 --scale 1.0]``. The last line holds
-``jobs=``, ``wall_off_s=``, ``wall_on_s=``, ``wall_overhead_pct=``, ``cpu_overhead_pct=``,
-``size_mb=``, ``realistic_gzip6_mb=``, ``zstd3_mb=`` and the CPU figures.
+Usage: ``python bench/transcripts.py [--repeats 2 --problems 30 --samples 3 --reasoning-tokens 12000
+--cot-tokens 2500]`` (about 40 minutes on 2 loaded cores). The last line holds ``jobs=``,
+``wall_off_s=``, ``wall_on_s=``, ``cpu_off_s=``, ``cpu_on_s=``, ``writing_cpu_s=``,
+``writing_cpu_pct=``, ``writing_pct_of_least_wall=``, ``size_mb=``, ``realistic_gzip6_mb=``,
+``zstd3_mb=`` and the other codecs' figures.
 """
 
 from __future__ import annotations
