@@ -32,6 +32,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="on Ctrl-C / SIGTERM, let in-flight calls finish for up to S seconds (default 30)",
     )
     parser.add_argument("--no-report", action="store_true", help="do not print the report at the end")
+    parser.add_argument(
+        "--no-transcripts",
+        action="store_true",
+        help="do not keep what each call sent and streamed (overrides run.transcripts = true)",
+    )
 
 
 def main(args: argparse.Namespace) -> int:
@@ -46,7 +51,12 @@ def main(args: argparse.Namespace) -> int:
     # the checks `validate` makes, before anything else (a fresh --new-run folder has no past)
     checked = preflight(loaded, run_dir=None if args.new_run else loaded.run_dir())
     estimate = estimate_manifest(loaded)
-    options = SweepOptions(grace_s=args.grace, new_run=args.new_run, usd_estimate=estimate.usd_expected)
+    options = SweepOptions(
+        grace_s=args.grace,
+        new_run=args.new_run,
+        usd_estimate=estimate.usd_expected,
+        transcripts=False if args.no_transcripts else None,
+    )
     sweep = Sweep(loaded, options, checked)
     for warning in checked.warnings:
         console.print(f"[yellow]warning:[/] {warning}")

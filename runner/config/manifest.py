@@ -233,6 +233,8 @@ class Run(Base, frozen=True):
     # order, laid out to share the provider's prompt cache; "after_trace" all at once after the
     # trace, in the standalone layout of earlier versions (to reproduce their runs)
     answers: Literal["at_cut", "after_trace"] = "at_cut"
+    # every call's messages, streamed text, cuts, answers and grades in <run>/transcripts.jsonl.gz
+    transcripts: bool = True
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", self.name):

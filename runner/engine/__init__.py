@@ -15,4 +15,5 @@ starts it for a run.
   a group's first trace warms its shared preface in the provider's cache.
 - `snapshots`: the facts displays render; `simulator`: starting the built-in simulator.
 - `preflight`: the one check of a manifest before anything is spent (run, validate, estimate, doctor).
+- `transcribe`: what each call sent and streamed, as transcript records (off: `NO_TRANSCRIPTS`).
 """

@@ -15,6 +15,7 @@ from runner.config import calls
 from runner.config.calls import ModelPlan
 from runner.engine.consumers import AnswerConsumer, TraceConsumer
 from runner.engine.lane import CallResult, CallSpec, Lane
+from runner.engine.transcribe import NO_TRANSCRIPTS, Transcriber
 from runner.ledger.prices import ModelPrice, worst_case_cost
 from runner.tasks.base import Grade, Rendered, Task
 from runner.tokens.budget import Cut
@@ -34,11 +35,12 @@ class Owner(NamedTuple):
 
 @dataclass
 class ModelContext:
-    """A model as the engine calls it: its plan, its lane and its price."""
+    """A model as the engine calls it: its plan, its lane, its price, and where its calls are transcribed."""
 
     plan: ModelPlan
     lane: Lane
     price: ModelPrice
+    transcripts: Transcriber = NO_TRANSCRIPTS
 
     @property
     def key(self) -> str:
@@ -112,6 +114,7 @@ async def stream_trace(
     consumer = result.consumer
     assert isinstance(consumer, TraceConsumer)
     consumer.output_tokens_counted()  # finalises the cuts
+    ctx.transcripts.trace(owner, call, result, consumer)
     reasoning = result.usage.reasoning_tokens if result.usage else None
     return TraceResult(consumer=consumer, finish=result.finish, provider_reasoning=reasoning)
 
@@ -123,12 +126,14 @@ async def ask(
     chat: ChatRequest,
     budget: int | None = None,
     on_output: Callable[[], None] | None = None,
+    cut: str = "",
 ) -> tuple[CallResult, AnswerConsumer]:
-    """One call whose whole output is the answer (``on_output``: called at its first text)."""
-    result = await ctx.lane.call(
-        spec(ctx, owner, kind, chat, budget), lambda: AnswerConsumer(ctx.plan.encoding, on_output=on_output)
-    )
+    """One call whose whole output is the answer (``on_output``: called at its first text; ``cut``:
+    the trace's cut its prompt holds, if any, for the transcript)."""
+    call = spec(ctx, owner, kind, chat, budget)
+    result = await ctx.lane.call(call, lambda: AnswerConsumer(ctx.plan.encoding, on_output=on_output))
     assert isinstance(result.consumer, AnswerConsumer)
+    ctx.transcripts.answer(owner, call, result, result.consumer, cut)
     return result, result.consumer
 
 
@@ -145,5 +150,7 @@ async def forced_answer(
 ) -> Grade:
     """Force an answer from the trace cut at ``budget`` and grade it."""
     chat = calls.answer_request(ctx.plan, task, rendered, partial, place)
-    _result, answer = await ask(ctx, owner, kind, chat, budget, on_output)
-    return task.grade(answer.text, rendered)
+    result, answer = await ask(ctx, owner, kind, chat, budget, on_output, cut=partial)
+    grade = task.grade(answer.text, rendered)
+    ctx.transcripts.grade(owner, result.call_id, budget, grade, rendered.gold)
+    return grade

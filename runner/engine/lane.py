@@ -81,6 +81,7 @@ class CallResult:
     finish: str  # stop | length | truncated | cancelled_at_budget | ...
     attempts: int
     usd: float
+    call_id: str = ""  # the ledger's call id (every attempt of the call carries it)
 
 
 @dataclass
@@ -182,7 +183,9 @@ class Lane:
             except ProviderError as exc:
                 await self._before_retry(exc, attempt, retries)
                 continue
-            return CallResult(consumer=consumer, usage=state.usage, finish=state.finish, attempts=attempt, usd=usd)
+            return CallResult(
+                consumer=consumer, usage=state.usage, finish=state.finish, attempts=attempt, usd=usd, call_id=call_id
+            )
 
     async def _before_retry(self, error: ProviderError, attempt: int, retries: _Retries) -> None:
         """Wait before the next attempt, or raise ``error`` when the call must give up.

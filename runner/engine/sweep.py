@@ -35,8 +35,11 @@ from runner.engine.shutdown import watch_signals
 from runner.engine.simulator import start_simulator
 from runner.engine.snapshots import RunSnapshot
 from runner.engine.spend import SpendGuard
+from runner.engine.transcribe import NO_TRANSCRIPTS, Transcriber
 from runner.errors import LaneStopped, ProviderError, RunStopped, SpendCapReached
 from runner.ledger.records import JobDone, Note, RunHeader
+from runner.ledger.transcript_writer import WriterStats, open_transcripts
+from runner.ledger.transcripts import TranscriptHeader, transcripts_path, walk
 from runner.ledger.writer import open_ledger
 
 # shows the run while the sweep is inside it; what it yields on entering is the display's own business
@@ -50,6 +53,7 @@ class SweepOptions:
     usd_estimate: float | None = None
     # run only these jobs of the manifest (a pilot, `anytime estimate --pilot`); None: all of them
     only: frozenset[str] | None = None
+    transcripts: bool | None = None  # None: the manifest's run.transcripts (on by default)
 
 
 @dataclass
@@ -65,6 +69,8 @@ class SweepOutcome:
     warnings: list[str] = field(default_factory=list)
     # lanes stopped by a configuration error: the message names the model, the URL and the fix
     lanes_stopped: dict[str, str] = field(default_factory=dict)
+    # what this process wrote to the transcripts (None: transcripts off)
+    transcripts: WriterStats | None = None
 
 
 class Sweep:
@@ -82,6 +88,9 @@ class Sweep:
         self.warnings = checked.warnings
         self.keys = checked.keys
         self.state = checked.state
+        self.transcripts = loaded.manifest.run.transcripts if options.transcripts is None else options.transcripts
+        if self.transcripts and transcripts_path(self.run_dir).exists():
+            walk(transcripts_path(self.run_dir))  # a damaged file stops the run here, before any call
         self.spend = SpendGuard(
             loaded.manifest.run.max_usd,
             {name: p.max_usd for name, p in loaded.manifest.providers.items()},
@@ -98,6 +107,7 @@ class Sweep:
         self.lanes: dict[str, Lane] = {}
         self._noted_stops: set[str] = set()
         self._ledger: RecordSink | None = None
+        self._transcript_stats: WriterStats | None = None
 
     def snapshot(self) -> RunSnapshot:
         return self.progress.snapshot(self.lanes, self.spend)
@@ -113,6 +123,7 @@ class Sweep:
                     ledger.append(Note(at=time.time(), kind="encoding_fallback", message=plan.warning))
                 if plan.fidelity_note:
                     ledger.append(Note(at=time.time(), kind="fidelity_guess", message=plan.fidelity_note))
+            transcriber = await self._open_transcripts(stack, ledger)
             self.lanes = await open_lanes(
                 self.loaded,
                 stack,
@@ -123,11 +134,15 @@ class Sweep:
                 on_tokens=self.progress.on_tokens,
             )
             contexts = {
-                key: ModelContext(plan=plan, lane=self.lanes[plan.config.provider], price=self.prices[key])
+                key: ModelContext(
+                    plan=plan, lane=self.lanes[plan.config.provider], price=self.prices[key], transcripts=transcriber
+                )
                 for key, plan in self.models.items()
             }
             synthesis = dict(self.state.synthesis) if self.state else {}
-            pipeline = Pipeline(self.loaded, contexts, ledger, synthesis, on_job_done=self._job_done)
+            pipeline = Pipeline(
+                self.loaded, contexts, ledger, synthesis, on_job_done=self._job_done, transcripts=transcriber
+            )
             self._ledger = ledger
             await stack.enter_async_context(display(self.snapshot))
             await self._drive(pipeline, ledger)
@@ -157,6 +172,7 @@ class Sweep:
             stopped=p.stopping,
             warnings=self.warnings,
             lanes_stopped={name: str(lane.stopped) for name, lane in self.lanes.items() if lane.stopped},
+            transcripts=self._transcript_stats,
         )
 
     def _header(self) -> RunHeader:
@@ -170,6 +186,18 @@ class Sweep:
             prices={key: self.table.describe(price) for key, price in self.prices.items()},
             resumed=self.state is not None,
         )
+
+    async def _open_transcripts(self, stack: contextlib.AsyncExitStack, ledger: RecordSink) -> Transcriber:
+        """The run's transcripts, unless they are off; a torn member a crash left is cut off and noted."""
+        if not self.transcripts:
+            return NO_TRANSCRIPTS
+        header = TranscriptHeader(run_id=self.run_dir.name, started_at=time.time(), tool_version=__version__)
+        writer = await stack.enter_async_context(open_transcripts(self.run_dir, header))
+        self._transcript_stats = writer.stats
+        if writer.stats.torn_bytes_cut:
+            message = f"cut {writer.stats.torn_bytes_cut} bytes of a transcripts member torn by a crash off the end"
+            ledger.append(Note(at=time.time(), kind="torn_transcripts", message=message))
+        return Transcriber(writer)
 
     def _job_done(self, _done: JobDone) -> None:
         self.progress.jobs_done += 1
