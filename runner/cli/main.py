@@ -47,6 +47,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "serve the built-in simulated provider on 127.0.0.1",
         "anytime sim --port 8900 --data data/aime_2024.jsonl:aime",
     ),
+    "view": (
+        "runner.cli.view",
+        "browse runs in a local web page: curves, problems, traces, comparisons",
+        "anytime view\n  anytime view ledgers/demo --port 8800 --no-browser",
+    ),
     "doctor": (
         "runner.cli.doctor",
         "check keys and limits with one tiny call per provider (needs --live)",
