@@ -5,4 +5,6 @@ reports read ledgers, not live state. Never the UI: `runner.ui` renders the repo
 
 - `anytime`: curves, the Anytime Index, bootstrap and paired intervals.
 - `report`: the report model built from run folders.
+- `transcripts`: the transcripts reader API (one job's calls joined with the ledger), which the
+  viewer and the export use.
 """

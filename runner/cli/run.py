@@ -32,6 +32,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="on Ctrl-C / SIGTERM, let in-flight calls finish for up to S seconds (default 30)",
     )
     parser.add_argument("--no-report", action="store_true", help="do not print the report at the end")
+    parser.add_argument(
+        "--no-transcripts",
+        action="store_true",
+        help="do not keep what each call sent and streamed (overrides run.transcripts = true)",
+    )
 
 
 def main(args: argparse.Namespace) -> int:
@@ -44,7 +49,13 @@ def main(args: argparse.Namespace) -> int:
     console = Console() if sys.stdout.isatty() else Console(width=160)
     loaded = _manifest(args)
     estimate = estimate_manifest(loaded)
-    sweep = Sweep(loaded, SweepOptions(grace_s=args.grace, new_run=args.new_run, usd_estimate=estimate.usd_expected))
+    options = SweepOptions(
+        grace_s=args.grace,
+        new_run=args.new_run,
+        usd_estimate=estimate.usd_expected,
+        transcripts=False if args.no_transcripts else None,
+    )
+    sweep = Sweep(loaded, options)
     print_estimate_summary(estimate, console)
     if not _confirmed(args, estimate, loaded, console):
         console.print("Nothing was spent.")

@@ -172,6 +172,8 @@ class Run(Base, frozen=True):
     confirm_above_usd: float = 1.0
     on_missing_encoding: Literal["fallback", "stop"] = "fallback"
     anytime_mode: Literal["mean_then_max", "per_problem"] = "mean_then_max"
+    # every call's messages, streamed text, cuts, answers and grades in <run>/transcripts.jsonl.gz
+    transcripts: bool = True
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", self.name):

@@ -14,6 +14,7 @@ from runner.config import calls
 from runner.config.calls import ModelPlan
 from runner.engine.consumers import AnswerConsumer, TraceConsumer
 from runner.engine.lane import CallResult, CallSpec, Lane
+from runner.engine.transcribe import NO_TRANSCRIPTS, Transcriber
 from runner.ledger.prices import ModelPrice, worst_case_cost
 from runner.tasks.base import Grade, Rendered, Task
 from runner.types import CallKind, ChatRequest
@@ -32,11 +33,12 @@ class Owner(NamedTuple):
 
 @dataclass
 class ModelContext:
-    """A model as the engine calls it: its plan, its lane and its price."""
+    """A model as the engine calls it: its plan, its lane, its price, and where its calls are transcribed."""
 
     plan: ModelPlan
     lane: Lane
     price: ModelPrice
+    transcripts: Transcriber = NO_TRANSCRIPTS
 
     @property
     def key(self) -> str:
@@ -91,16 +93,19 @@ async def stream_trace(
     consumer = result.consumer
     assert isinstance(consumer, TraceConsumer)
     consumer.output_tokens_counted()  # finalises the cuts
+    ctx.transcripts.trace(owner, call, result, consumer)
     reasoning = result.usage.reasoning_tokens if result.usage else None
     return TraceResult(consumer=consumer, finish=result.finish, provider_reasoning=reasoning)
 
 
 async def ask(
-    ctx: ModelContext, owner: Owner, kind: CallKind, chat: ChatRequest, budget: int | None = None
+    ctx: ModelContext, owner: Owner, kind: CallKind, chat: ChatRequest, budget: int | None = None, cut: str = ""
 ) -> tuple[CallResult, AnswerConsumer]:
-    """One call whose whole output is the answer."""
-    result = await ctx.lane.call(spec(ctx, owner, kind, chat, budget), lambda: AnswerConsumer(ctx.plan.encoding))
+    """One call whose whole output is the answer (``cut``: the trace's cut its prompt holds, if any)."""
+    call = spec(ctx, owner, kind, chat, budget)
+    result = await ctx.lane.call(call, lambda: AnswerConsumer(ctx.plan.encoding))
     assert isinstance(result.consumer, AnswerConsumer)
+    ctx.transcripts.answer(owner, call, result, result.consumer, cut)
     return result, result.consumer
 
 
@@ -109,5 +114,7 @@ async def forced_answer(
 ) -> Grade:
     """Force an answer from the trace cut at ``budget`` and grade it."""
     chat = calls.answer_request(ctx.plan, task, rendered, partial)
-    _result, answer = await ask(ctx, owner, kind, chat, budget)
-    return task.grade(answer.text, rendered)
+    result, answer = await ask(ctx, owner, kind, chat, budget, cut=partial)
+    grade = task.grade(answer.text, rendered)
+    ctx.transcripts.grade(owner, result.call_id, budget, grade, rendered.gold)
+    return grade

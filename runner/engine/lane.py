@@ -75,6 +75,7 @@ class CallResult:
     finish: str  # stop | length | truncated | cancelled_at_budget | ...
     attempts: int
     usd: float
+    call_id: str = ""  # the ledger's call id (every attempt of the call carries it)
 
 
 @dataclass
@@ -169,7 +170,9 @@ class Lane:
                 self._note(f"{self.name}: {exc.error_class} on attempt {attempt}, retrying in {delay:.1f}s")
                 await anyio.sleep(delay)
                 continue
-            return CallResult(consumer=consumer, usage=state.usage, finish=state.finish, attempts=attempt, usd=usd)
+            return CallResult(
+                consumer=consumer, usage=state.usage, finish=state.finish, attempts=attempt, usd=usd, call_id=call_id
+            )
 
     async def _attempt(
         self, spec: CallSpec, call_id: str, attempt: int, consumer: Consumer

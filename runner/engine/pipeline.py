@@ -20,6 +20,7 @@ from runner.config.plan import Job, get_task
 from runner.engine.calling import ModelContext, Owner, TraceResult, ask, forced_answer, stream_trace
 from runner.engine.lane import RecordSink
 from runner.engine.synthesis import SynthesisStage
+from runner.engine.transcribe import NO_TRANSCRIPTS, Transcriber
 from runner.ledger.records import JobDone, Snapshot, Synthesis
 from runner.tasks.base import Grade, Rendered, Task
 from runner.tasks.methods import get_method
@@ -56,8 +57,10 @@ class Pipeline:
         ledger: RecordSink,
         synthesis_cache: dict[str, Synthesis],
         on_job_done: Callable[[JobDone], None] = lambda _d: None,
+        transcripts: Transcriber = NO_TRANSCRIPTS,
     ) -> None:
         self.loaded = loaded
+        self.transcripts = transcripts
         self.models = models
         self.ledger = ledger
         self.synthesis = SynthesisStage(loaded, models, ledger, synthesis_cache)
@@ -72,10 +75,12 @@ class Pipeline:
         rendered = task.render(job.problem, job.seed)
         messages = method.trace_messages(task, rendered, preface)
         owner = Owner(job.job_id, uuid.uuid4().hex[:12])
+        self.transcripts.job(owner, job, ctx.plan.fidelity, rendered.gold, preface)
         if ctx.plan.fidelity == "hidden":
             graded = await _hidden_budgets(job, owner, ctx, task, rendered, messages)
         else:
             graded = await _traced(job, owner, ctx, task, rendered, messages)
+        await self.transcripts.settle(owner)  # the transcript is on disk before the ledger says done
         return self._record(job, owner.instance, ctx, graded)
 
     def _record(self, job: Job, instance: str, ctx: ModelContext, graded: _Graded) -> JobOutcome:
@@ -164,7 +169,9 @@ async def _hidden_budgets(
     async def one(budget: int) -> None:
         chat = calls.hidden_request(ctx.plan, messages, budget, job.seed)
         result, answer = await ask(ctx, owner, "answer", chat, budget)
-        grades[budget] = (task.grade(answer.text, rendered), False)
+        grade = task.grade(answer.text, rendered)
+        ctx.transcripts.grade(owner, result.call_id, budget, grade, rendered.gold)
+        grades[budget] = (grade, False)
         used = result.usage.output_tokens if result.usage else answer.output_tokens_counted()[0]
         tokens[budget] = min(used, budget)
 

@@ -35,9 +35,12 @@ from runner.engine.shutdown import watch_signals
 from runner.engine.simulator import start_simulator
 from runner.engine.snapshots import RunSnapshot
 from runner.engine.spend import SpendGuard
+from runner.engine.transcribe import NO_TRANSCRIPTS, Transcriber
 from runner.errors import LaneStopped, ProviderError, RunStopped, SpendCapReached
 from runner.ledger.prices import ModelPrice, PriceTable
 from runner.ledger.records import JobDone, Note, RunHeader
+from runner.ledger.transcript_writer import open_transcripts
+from runner.ledger.transcripts import TranscriptHeader, transcripts_path, walk
 from runner.ledger.writer import open_ledger
 
 # shows the run while the sweep is inside it; what it yields on entering is the display's own business
@@ -49,6 +52,7 @@ class SweepOptions:
     grace_s: float = 30.0
     new_run: bool = False
     usd_estimate: float | None = None
+    transcripts: bool | None = None  # None: the manifest's run.transcripts (on by default)
 
 
 @dataclass
@@ -93,6 +97,9 @@ class Sweep:
         check_plan(loaded)
         self.keys = {name: api_key_for(loaded, name) for name in loaded.lane_names()}
         self.state = previous_state(self.run_dir)
+        self.transcripts = loaded.manifest.run.transcripts if options.transcripts is None else options.transcripts
+        if self.transcripts and transcripts_path(self.run_dir).exists():
+            walk(transcripts_path(self.run_dir))  # a damaged file stops the run here, before any call
         if self.state is not None:
             check_manifest_change(loaded, self.state, self.run_dir)
         self.spend = SpendGuard(
@@ -123,6 +130,7 @@ class Sweep:
             ledger.append(self._header())
             for warning in self.warnings:
                 ledger.append(Note(at=time.time(), kind="encoding_fallback", message=warning))
+            transcriber = await self._open_transcripts(stack, ledger)
             self.lanes = await open_lanes(
                 self.loaded,
                 stack,
@@ -133,11 +141,15 @@ class Sweep:
                 on_tokens=self.progress.on_tokens,
             )
             contexts = {
-                key: ModelContext(plan=plan, lane=self.lanes[plan.config.provider], price=self.prices[key])
+                key: ModelContext(
+                    plan=plan, lane=self.lanes[plan.config.provider], price=self.prices[key], transcripts=transcriber
+                )
                 for key, plan in self.models.items()
             }
             synthesis = dict(self.state.synthesis) if self.state else {}
-            pipeline = Pipeline(self.loaded, contexts, ledger, synthesis, on_job_done=self._job_done)
+            pipeline = Pipeline(
+                self.loaded, contexts, ledger, synthesis, on_job_done=self._job_done, transcripts=transcriber
+            )
             self._ledger = ledger
             await stack.enter_async_context(display(self.snapshot))
             await self._drive(pipeline, ledger)
@@ -180,6 +192,17 @@ class Sweep:
             prices={key: self.table.describe(price) for key, price in self.prices.items()},
             resumed=self.state is not None,
         )
+
+    async def _open_transcripts(self, stack: contextlib.AsyncExitStack, ledger: RecordSink) -> Transcriber:
+        """The run's transcripts, unless they are off; a torn member a crash left is cut off and noted."""
+        if not self.transcripts:
+            return NO_TRANSCRIPTS
+        header = TranscriptHeader(run_id=self.run_dir.name, started_at=time.time(), tool_version=__version__)
+        writer = await stack.enter_async_context(open_transcripts(self.run_dir, header))
+        if writer.stats.torn_bytes_cut:
+            message = f"cut {writer.stats.torn_bytes_cut} bytes of a transcripts member torn by a crash off the end"
+            ledger.append(Note(at=time.time(), kind="torn_transcripts", message=message))
+        return Transcriber(writer)
 
     def _job_done(self, _done: JobDone) -> None:
         self.progress.jobs_done += 1

@@ -95,14 +95,16 @@ async def _pool_trace(
     messages = method.trace_messages(task, rendered, None)
     if ctx.plan.fidelity == "hidden":
         chat = calls.hidden_request(ctx.plan, messages, budget, one.seed)
-        _result, answer = await ask(ctx, owner, "synthesis", chat, budget)
+        result, answer = await ask(ctx, owner, "synthesis", chat, budget)
         text = answer.text
         grade = task.grade(text, rendered)
+        ctx.transcripts.grade(owner, result.call_id, budget, grade, rendered.gold)
     else:
         chat = calls.trace_request(ctx.plan, messages, (budget,), one.seed)
         trace = await stream_trace(ctx, owner, "synthesis", chat, (budget,), task)
         text = trace.consumer.cuts[budget].text
         grade = await forced_answer(ctx, owner, "synthesis", task, rendered, text, budget)
+    await ctx.transcripts.settle(owner)
     return PoolTrace(
         problem_id=one.problem.id,
         rendered_question=rendered.question,

@@ -5,6 +5,8 @@ Never the engine or the providers: the ledger and the estimate never drive a run
 
 - `records`: the tagged record Structs; `writer`: batched, fsynced appends; `recovery`: after a crash;
   `reader`: iterating records, and the summary a resume needs.
+- `transcripts`: the transcripts file (records, gzip members, torn-tail recovery);
+  `transcript_writer`: batched, compressed, fsynced appends to it.
 - `prices` (+ `prices.toml`): dated prices, the cost of an attempt, the worst case of a call.
 - `estimate`: calls, tokens, dollars and least wall time of a manifest, offline.
 - `audit`: per-problem summary, CSV export, and `verify` (every dollar recomputed).
