@@ -23,7 +23,7 @@ import msgspec
 from runner.analysis.report import _Run
 from runner.errors import LedgerError
 from runner.ledger.reader import ReadInfo, iter_records, ledger_path
-from runner.ledger.records import Note, Record, RunHeader
+from runner.ledger.records import Attempt, InFlight, Note, Record, RunHeader
 
 LIVE_WINDOW_S = 60.0
 STOP_KINDS = ("stopped", "interrupted")
@@ -38,7 +38,8 @@ class RunStatus(msgspec.Struct, frozen=True, kw_only=True):
     processes: int  # run headers: the first run and every resume
     jobs_done: int
     jobs_failed: int
-    usd_total: float
+    usd_total: float  # every attempt ledgered so far
+    usd_in_flight: float  # calls still streaming (their last in-flight record): not in usd_total yet
     torn_tail_bytes: int  # a final line still being written (or torn by a crash)
 
 
@@ -53,6 +54,7 @@ class RunRead:
     last_notes: list[Note] = field(default_factory=list)  # written since the last run header
     info: ReadInfo = field(default_factory=ReadInfo)
     modified_at: float = 0.0
+    in_flight: dict[tuple[str, int], float] = field(default_factory=dict)  # (call, attempt) -> spend so far
 
     @property
     def header(self) -> RunHeader | None:
@@ -70,6 +72,7 @@ class RunRead:
             jobs_done=len(self.run.done),
             jobs_failed=sum(1 for n in self.notes if n.kind == "job_failed"),
             usd_total=sum(a.usd for a in self.run.attempts),
+            usd_in_flight=sum(self.in_flight.values()) if state == "in_progress" else 0.0,
             torn_tail_bytes=self.info.torn_bytes,
         )
 
@@ -94,9 +97,14 @@ def read_run(run_dir: str | Path) -> RunRead:
         if isinstance(record, RunHeader):
             read.headers.append(record)
             read.last_notes = []
+            read.in_flight = {}  # a new process: the last one's streams are over
         elif isinstance(record, Note):
             read.notes.append(record)
             read.last_notes.append(record)
+        elif isinstance(record, InFlight):
+            read.in_flight[(record.attempt.call_id, record.attempt.attempt)] = record.attempt.usd
+        elif isinstance(record, Attempt):
+            read.in_flight.pop((record.call_id, record.attempt), None)
     return read
 
 

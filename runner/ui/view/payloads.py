@@ -25,6 +25,7 @@ from runner.ui.view.transcripts import transcript_of, transcripts_state
 
 Json = dict[str, Any]
 ROWS_SHOWN = 500
+_DESIGN = ("model", "dataset", "method")  # what a run's traces vary over, besides budget and sample
 
 
 def _plain(value: object) -> Any:
@@ -32,21 +33,31 @@ def _plain(value: object) -> Any:
 
 
 def _manifest_outline(model: RunModel) -> Json:
+    """The run's design: what its manifest selects (before any trace), with what the ledger holds."""
     header = model.read.header
     manifest = header.manifest if header else {}
-    sweep = manifest.get("sweep", {}) if isinstance(manifest, dict) else {}
+    sweep = _table(manifest, "sweep")
+    seen = {name: {getattr(r, name) for r in model.rows if getattr(r, name) != "?"} for name in _DESIGN}
+    budgets = {c.budget for r in model.rows for c in r.cuts if c.budget is not None}
+    budgets.update(sweep.get("budgets") or [])
+    for dataset in _table(manifest, "datasets").values():
+        budgets.update((dataset.get("budgets") or []) if isinstance(dataset, dict) else [])
     return {
-        "models": sorted({r.model for r in model.rows} | set(_keys(manifest, "models"))),
-        "datasets": sorted({r.dataset for r in model.rows if r.dataset != "?"} | set(_keys(manifest, "datasets"))),
-        "methods": sorted({r.method for r in model.rows if r.method != "?"} | set(_keys(manifest, "methods"))),
-        "budgets": sorted({c.budget for r in model.rows for c in r.cuts if c.budget is not None}),
-        "samples": sweep.get("samples") if isinstance(sweep, dict) else None,
+        **{f"{name}s": sorted(seen[name] | set(_selected(manifest, f"{name}s"))) for name in _DESIGN},
+        "budgets": sorted(budgets),
+        "samples": sweep.get("samples"),
     }
 
 
-def _keys(manifest: object, table: str) -> list[str]:
-    entries = manifest.get(table, {}) if isinstance(manifest, dict) else {}
-    return list(entries) if isinstance(entries, dict) else []
+def _table(manifest: object, name: str) -> dict[str, Any]:
+    table = manifest.get(name) if isinstance(manifest, dict) else None
+    return table if isinstance(table, dict) else {}
+
+
+def _selected(manifest: object, table: str) -> list[str]:
+    """The entries of a manifest table the sweep runs (its ``sweep.<table>`` list, else all)."""
+    chosen = _table(manifest, "sweep").get(table)
+    return [str(c) for c in chosen] if isinstance(chosen, list) else list(_table(manifest, table))
 
 
 def run_summary(run_id: str, model: RunModel) -> Json:

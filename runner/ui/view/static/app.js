@@ -170,9 +170,9 @@ async function livePage(serial, load, render, again, every, isLive) {
 // ---- the runs ---------------------------------------------------------------------------------
 
 function progress(done, planned) {
-  if (!planned) return h("span", {}, `${done} jobs`);
+  if (!planned) return h("span", { dataset: { done } }, `${done} jobs`);
   const pct = Math.min(100, (100 * done) / planned);
-  return h("span", {}, h("span", { class: "progress", title: `${pct.toFixed(0)}%` }, h("span", { style: `width:${pct}%` })), ` ${done} / ${planned}`);
+  return h("span", { dataset: { done } }, h("span", { class: "progress", title: `${pct.toFixed(0)}%` }, h("span", { style: `width:${pct}%` })), ` ${done} / ${planned}`);
 }
 
 function runsTable(runs) {
@@ -281,7 +281,7 @@ function curveCharts(run, dataset) {
       lo: p.quality.lo == null ? null : 100 * p.quality.lo,
       hi: p.quality.hi == null ? null : 100 * p.quality.hi,
       budget: p.budget,
-      tip: `${cellName(c)} at ${p.budget} tokens: ${fmt.q(p.quality.value)} [${fmt.ci(p.quality, 100) || "—"}]`,
+      tip: `${cellName(c)} at ${p.budget} tokens: ${fmt.q(p.quality.value)} ${fmt.ci(p.quality, 100)}`,
     })),
   }));
   const best = curves.map((c) => ({
@@ -340,7 +340,7 @@ function renderRun(run) {
       ["processes", `${s.processes}${s.processes > 1 ? ` (resumed ${s.processes - 1}×)` : ""}`],
       ["jobs done", progress(run.jobs_done, run.jobs_planned), "jobs-done"],
       ["failed jobs", String(s.jobs_failed)],
-      ["spend", fmt.usd(run.usd_total), "spend"],
+      ["spend", s.usd_in_flight ? `${fmt.usd(run.usd_total)} + ${fmt.usd(s.usd_in_flight)} streaming` : fmt.usd(run.usd_total), "spend"],
       ["models", run.outline.models.join(", ")],
       ["budgets", run.outline.budgets.map(fmt.budget).join(" · ")],
       ["samples", String(run.outline.samples ?? "—")],
@@ -364,7 +364,7 @@ function renderRun(run) {
 }
 
 function runPage(serial, runId) {
-  return livePage(serial, () => api(`/api/runs/${encodeURIComponent(runId)}`), renderRun, (r) => r.status.state === "in_progress", 2000);
+  return livePage(serial, () => api(`/api/runs/${encodeURIComponent(runId)}`), renderRun, (r) => r.status.state === "in_progress", 1500);
 }
 
 // ---- the problems table -----------------------------------------------------------------------
@@ -600,11 +600,11 @@ function renderJob(runId, d) {
     h("h2", {}, "Problem"),
     statement ? h("div", { class: "trace", id: "statement" }, statement) : h("div", { class: "note-box missing" }, `The problem's text is not available: ${d.problem_missing}.`),
     h("p", {}, "Gold answer: ", h("span", { class: "gold", id: "gold" }, (t && t.gold) || (d.problem && d.problem.gold) || "—")),
+    t && t.messages && t.messages.length ? [h("h2", {}, "Prompt"), messages(t.messages)] : null,
     h("h2", {}, "Answers at each budget"),
     answersTable(d),
     h("h2", {}, "Trace, cut at every budget"),
     t ? [t.reasoning ? [h("h3", {}, "Reasoning"), traceText(t.reasoning, t.cuts, "reasoning", grades)] : null, t.content ? [h("h3", {}, "Content"), traceText(t.content, t.cuts, "content", grades)] : null] : h("div", { class: "note-box missing", id: "transcript-missing" }, d.transcript_missing),
-    t && t.messages && t.messages.length ? [h("h2", {}, "Prompt"), messages(t.messages)] : null,
     h("h2", {}, "Calls and attempts"),
     callsTable(d.calls),
     d.siblings.length ? [h("h2", {}, "Other traces of this problem"), h("table", {}, h("tbody", {}, d.siblings.map((s) => h("tr", {}, h("td", {}, h("a", { href: `#/run/${id}/job/${s.job_id}` }, `${s.model} · ${s.method} · sample ${s.sample}`)), h("td", {}, s.cuts.map((c) => [mark(c.score, `${c.budget == null ? "full" : c.budget}`), " "]))))))] : null,
@@ -647,10 +647,13 @@ function pairSection(d, p, index) {
     facts([
       ["paired problems", String(p.problems), `paired-${index}`],
       ["only in A / only in B", `${p.only_a} / ${p.only_b}`],
-      ["Anytime Index A − B", p.anytime_index ? `${fmt.signed(p.anytime_index.value)} [${fmt.ci(p.anytime_index) || "—"}]` : "—"],
+      ["Anytime Index A − B", p.anytime_index ? `${fmt.signed(p.anytime_index.value)} ${fmt.ci(p.anytime_index)}` : "—", `ai-gap-${index}`],
       ["problems that changed", String(p.changed.length)],
     ]),
     h(
+      "div",
+      { class: "pair-grid" },
+      h(
       "table",
       { class: "gaps" },
       h("thead", {}, h("tr", {}, ["budget", "Q A", "Q B", "A − B", "95% paired CI"].map((x) => h("th", { class: "num" }, x)))),
@@ -677,9 +680,10 @@ function pairSection(d, p, index) {
       xTicks: p.budgets,
       xLabel: "reasoning budget (tokens, log scale)",
       yLabel: "difference ×100",
-      points: p.gaps.map((g) => ({ x: g.budget, y: 100 * g.difference.value, lo: g.difference.lo == null ? null : 100 * g.difference.lo, hi: g.difference.hi == null ? null : 100 * g.difference.hi, tip: `${g.budget}: ${fmt.signed(100 * g.difference.value)} [${fmt.ci(g.difference, 100)}]` })),
+      points: p.gaps.map((g) => ({ x: g.budget, y: 100 * g.difference.value, lo: g.difference.lo == null ? null : 100 * g.difference.lo, hi: g.difference.hi == null ? null : 100 * g.difference.hi, tip: `${g.budget}: ${fmt.signed(100 * g.difference.value)} ${fmt.ci(g.difference, 100)}` })),
       className: "chart-diff",
     }),
+    ),
     h("h3", {}, `Problems that changed (${p.changed.length})`),
     p.changed.length
       ? h(
@@ -752,6 +756,8 @@ async function route() {
   } catch (err) {
     if (serial === routeSerial) showError(err.message);
   }
+  // the page for this address is drawn (tests wait on it; a later live refresh redraws in place)
+  if (serial === routeSerial) view.dataset.loaded = location.hash;
 }
 
 window.addEventListener("hashchange", route);
