@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -177,6 +178,18 @@ def test_two_runs_are_compared_paired_by_problem(viewer: Viewer, ledgers: Path) 
         assert gap["difference"]["lo"] <= gap["difference"]["value"] <= gap["difference"]["hi"]
     changed = {p for p in problems if any(a[("reasoner", p)][x] != b[("reasoner", p)][x] for x in BUDGETS)}
     assert {c["problem_id"] for c in pair["changed"]} == changed
+
+
+def test_the_page_and_every_asset_it_loads_come_from_the_package(viewer: Viewer) -> None:
+    status, html = viewer.get("/")
+    assert status == 200 and "<title>anytime view</title>" in html
+    assets = re.findall(r'(?:src|href)="/static/([^"]+)"', html)
+    shipped = {p.name for p in (REPO / "runner" / "ui" / "view" / "static").iterdir()}
+    assert set(assets) == shipped - {"index.html"}
+    for name in assets:
+        assert viewer.get(f"/static/{name}")[0] == 200
+    assert "http" not in "".join(re.findall(r'(?:src|href)="([^"]+)"', html))  # nothing from elsewhere
+    assert viewer.get("/static/secret.txt")[0] == 404
 
 
 def test_bad_requests_get_one_clear_message_never_a_stack_trace(viewer: Viewer) -> None:

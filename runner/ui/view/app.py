@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from importlib import resources
-from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -31,9 +30,11 @@ from runner.ui.view.models import ModelCache, RunModel
 
 STATIC = {
     "index.html": "text/html",
-    "app.js": "text/javascript",
-    "charts.js": "text/javascript",
     "style.css": "text/css",
+    **{
+        f"{name}.js": "text/javascript"
+        for name in ("charts", "common", "page-runs", "page-run", "page-problems", "page-trace", "page-compare", "app")
+    },
 }
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 CATALOG = web.AppKey("catalog", RunCatalog)
@@ -156,8 +157,3 @@ def _once(log: Callable[[str], None]) -> Callable[[str], None]:
             log(message)
 
     return say
-
-
-def static_folder() -> Path:
-    """Where the page's files are (for the package-data check)."""
-    return Path(str(resources.files("runner.ui.view").joinpath("static")))
