@@ -30,6 +30,7 @@ import pytest
 from runner.analysis.run_state import read_run
 from runner.ledger.reader import iter_records
 from runner.ledger.records import Attempt, JobDone, Snapshot
+from runner.ui.view.models import ModelCache
 from tests.conftest import REPO
 from tests.view_support import (
     BUDGETS,
@@ -275,6 +276,21 @@ def test_a_run_without_an_end_record_is_in_progress_while_it_writes_then_interru
     gone = read.status(now=written + 3600)
     assert gone.state == "interrupted" and "no end record and no write for 1.0 h" in gone.detail
     assert read_run(ledgers / "alpha").status(now=written + 3600).state == "finished"
+
+
+def test_a_growing_ledger_is_read_again_but_not_more_often_than_its_build_takes(ledgers: Path) -> None:
+    growing = ledgers.parent / "growing"
+    shutil.copytree(ledgers / "alpha", growing)
+    now = [1000.0]
+    cache = ModelCache(clock=lambda: now[0])
+    first = cache.get(growing)
+    assert cache.get(growing) is first  # unchanged: never rebuilt
+    with (growing / "ledger.jsonl").open("ab") as ledger:
+        ledger.write(b'{"type":"note","at":0.0,"kind":"test","message":"grown"}\n')
+    assert cache.get(growing) is first  # changed, but the model is younger than MIN_AGE_S
+    now[0] += ModelCache.MIN_AGE_S
+    second = cache.get(growing)
+    assert second is not first and second.read.notes[-1].message == "grown"
 
 
 # ---- the pages in a real browser -------------------------------------------------------------------

@@ -9,13 +9,21 @@ report always agree on Q(b).
 from __future__ import annotations
 
 import math
+import random
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
 
 import msgspec
 
-from runner.analysis.anytime import Interval, ScoreTable, bootstrap, problem_means, running_best
+from runner.analysis.anytime import (
+    BOOTSTRAP_RESAMPLES,
+    Interval,
+    ScoreTable,
+    _percentile,
+    problem_means,
+    running_best,
+)
 from runner.analysis.traces import TraceRow
 
 
@@ -39,11 +47,38 @@ def _column_mean(rows: Sequence[Sequence[float]], column: int) -> float:
     return sum(values) / len(values) if values else math.nan
 
 
+Statistic = Callable[[Sequence[Sequence[float]]], float]
+
+
+def joint_bootstrap(rows: Sequence[Sequence[float]], statistics: Sequence[Statistic], seed: int = 0) -> list[Interval]:
+    """Each statistic over the problem rows with its 95% percentile interval, from one set of
+    resamples shared by all of them (a curve's band is drawn from whole resampled curves).
+
+    As `runner.analysis.anytime.bootstrap` for each statistic, at one draw of the rows instead of
+    one per statistic: a band over k budgets costs one bootstrap, not k.
+    """
+    values = [statistic(rows) for statistic in statistics]
+    if len(rows) < 2:
+        return [Interval(v) for v in values]
+    rng = random.Random(seed)
+    draws: list[list[float]] = [[] for _ in statistics]
+    for _ in range(BOOTSTRAP_RESAMPLES):
+        sample = rng.choices(rows, k=len(rows))
+        for statistic, drawn in zip(statistics, draws, strict=True):
+            drawn.append(statistic(sample))
+    intervals = []
+    for value, drawn in zip(values, draws, strict=True):
+        kept = sorted(d for d in drawn if not math.isnan(d))
+        lo, hi = (_percentile(kept, 0.025), _percentile(kept, 0.975)) if kept else (None, None)
+        intervals.append(Interval(value, lo, hi))
+    return intervals
+
+
 def quality_bands(table: ScoreTable, budgets: Sequence[int], seed: int = 0) -> list[Interval]:
     """Q(b) with its 95% percentile bootstrap interval at each budget (resampling problems)."""
     means = problem_means(table, budgets)
     rows = [means[p] for p in sorted(means)]  # sorted: the same ledger gives the same band
-    return [bootstrap(rows, partial(_column_mean, column=t), seed) for t in range(len(budgets))]
+    return joint_bootstrap(rows, [partial(_column_mean, column=t) for t in range(len(budgets))], seed)
 
 
 def usd_per_problem(rows: Sequence[TraceRow], budgets: Sequence[int]) -> list[float | None]:

@@ -15,7 +15,8 @@ from functools import partial
 
 import msgspec
 
-from runner.analysis.anytime import Interval, Mode, ScoreTable, bootstrap, paired_difference, problem_means
+from runner.analysis.anytime import Interval, Mode, ScoreTable, paired_difference, problem_means
+from runner.analysis.curves import joint_bootstrap
 
 
 class BudgetGap(msgspec.Struct, frozen=True, kw_only=True):
@@ -70,13 +71,9 @@ def compare_cells(
     ma, mb = problem_means(a, budgets), problem_means(b, budgets)
     rows = [ma[p] + mb[p] for p in common]  # one row per problem: A's curve then B's
     width = len(budgets)
+    differences = joint_bootstrap(rows, [partial(_gap, column=t, width=width) for t in range(width)], seed)
     gaps = [
-        BudgetGap(
-            budget=budget,
-            a=_col(rows, t),
-            b=_col(rows, width + t),
-            difference=bootstrap(rows, partial(_gap, column=t, width=width), seed),
-        )
+        BudgetGap(budget=budget, a=_col(rows, t), b=_col(rows, width + t), difference=differences[t])
         for t, budget in enumerate(budgets)
     ]
     index = paired_difference(a, b, budgets, mode, seed) if budgets else None

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,17 +80,29 @@ def build_model(run_dir: Path) -> RunModel:
 
 
 class ModelCache:
-    """The latest model of each run folder, rebuilt when its ledger changes."""
+    """The latest model of each run folder, rebuilt when its ledger changes.
 
-    def __init__(self) -> None:
-        self._models: dict[Path, RunModel] = {}
+    A run in progress changes all the time; a paper-scale ledger takes seconds to build (the
+    bootstraps). So a model younger than twice its own build time (and at least `MIN_AGE_S`) is
+    served as it is: live pages lag a little and the viewer spends at most about a third of a core.
+    """
+
+    MIN_AGE_S = 1.0
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._models: dict[Path, tuple[RunModel, float, float]] = {}  # model, built at, build seconds
         self._lock = threading.Lock()
+        self._clock = clock
 
     def get(self, run_dir: Path) -> RunModel:
         with self._lock:
             cached = self._models.get(run_dir)
-            if cached is not None and cached.version == ledger_version(run_dir):
-                return cached
+            if cached is not None:
+                model, built_at, took = cached
+                fresh = model.version == ledger_version(run_dir)
+                if fresh or self._clock() - built_at < max(self.MIN_AGE_S, 2 * took):
+                    return model
+            start = self._clock()
             model = build_model(run_dir)
-            self._models[run_dir] = model
+            self._models[run_dir] = (model, self._clock(), self._clock() - start)
             return model
