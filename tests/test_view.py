@@ -252,15 +252,24 @@ def test_the_command_refuses_a_folder_that_is_not_a_run_and_a_port_in_use(tmp_pa
     assert "Traceback" not in done.stderr
 
 
-def test_the_terminal_names_each_bad_request_once_and_ctrl_c_stops_cleanly(ledgers: Path) -> None:
-    with open_viewer([str(ledgers / "alpha"), str(ledgers / "missing")]) as running:
-        assert running.get("/api/runs/torn")[0] == 404
-        assert running.get("/api/runs/torn")[0] == 404
-        assert running.get("/api/runs")[1]["problems"] == [f"{ledgers / 'missing'}: no such run folder"]
+def test_the_terminal_names_each_bad_run_and_request_once_and_ctrl_c_stops_cleanly(ledgers: Path) -> None:
+    missing = ledgers / "missing"
+    with open_viewer([str(ledgers / "alpha"), str(ledgers / "torn"), str(missing)]) as running:
+        for _ in range(2):  # a page polls: the terminal still says each thing once
+            runs = running.get("/api/runs")[1]
+            assert running.get("/api/runs/beta")[0] == 404
+        assert runs["problems"] == [f"{missing}: no such run folder"]
+        assert [r.get("error", "")[:27] for r in runs["runs"]] == [
+            "",
+            "cannot read this run's ledg",
+            f"{missing}: no"[:27],
+        ]
         assert running.stop() == 0
-    assert running.stderr.count("viewer: /api/runs/torn: no run 'torn' among the runs given") == 1
-    assert f"warning: {ledgers / 'missing'}: no such run folder" in running.stderr
-    assert "Traceback" not in running.stderr
+    said = running.stderr.splitlines()
+    assert f"warning: {missing}: no such run folder" in said
+    assert sum("viewer: /api/runs/beta: no run 'beta' among the runs given" in line for line in said) == 1
+    assert sum("torn/ledger.jsonl:5: not a ledger record" in line for line in said) == 1
+    assert "viewer stopped" in said and "Traceback" not in running.stderr
 
 
 def test_a_run_without_an_end_record_is_in_progress_while_it_writes_then_interrupted(ledgers: Path) -> None:

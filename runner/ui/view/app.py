@@ -93,6 +93,7 @@ async def runs(request: web.Request) -> web.Response:
             model = await asyncio.to_thread(cache.get, path)
             shown.append(payloads.run_summary(run_id, model))
         except ViewError as exc:
+            request.app[LOG](exc.message)  # once per message: the list is polled
             shown.append(payloads.broken_run(run_id, path, exc.message))
     where = str(catalog.ledgers) if not catalog.runs else None
     return _json({"runs": shown, "ledgers": where, "problems": catalog.startup_problems()})
