@@ -31,6 +31,16 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "quality per budget, Anytime Index and spend for one or more runs",
         "anytime report ledgers/demo\n  anytime report ledgers/a ledgers/b --compare",
     ),
+    "export": (
+        "runner.cli.export",
+        "one typed row per job and budget (answers, scores, calls, dollars) as CSV, JSON Lines, SQLite or Parquet",
+        "anytime export ledgers/demo --format parquet\n  anytime export ledgers/demo --format csv --out demo.csv",
+    ),
+    "plot": (
+        "runner.cli.plot",
+        "figures per dataset: Q(b) with 95% bands, running best, quality vs dollars (PNG, SVG or PDF)",
+        "anytime plot ledgers/demo\n  anytime plot ledgers/demo --format pdf --out paper/figures",
+    ),
     "validate": (
         "runner.cli.validate",
         "check a manifest and its datasets without spending anything",

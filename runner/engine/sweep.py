@@ -39,7 +39,7 @@ from runner.engine.transcribe import NO_TRANSCRIPTS, Transcriber
 from runner.errors import LaneStopped, ProviderError, RunStopped, SpendCapReached
 from runner.ledger.prices import ModelPrice, PriceTable
 from runner.ledger.records import JobDone, Note, RunHeader
-from runner.ledger.transcript_writer import open_transcripts
+from runner.ledger.transcript_writer import WriterStats, open_transcripts
 from runner.ledger.transcripts import TranscriptHeader, transcripts_path, walk
 from runner.ledger.writer import open_ledger
 
@@ -68,6 +68,8 @@ class SweepOutcome:
     warnings: list[str] = field(default_factory=list)
     # lanes stopped by a configuration error: the message names the model, the URL and the fix
     lanes_stopped: dict[str, str] = field(default_factory=dict)
+    # what this process wrote to the transcripts (None: transcripts off)
+    transcripts: WriterStats | None = None
 
 
 def resolve_prices(loaded: LoadedManifest, table: PriceTable) -> dict[str, ModelPrice]:
@@ -118,6 +120,7 @@ class Sweep:
         self.lanes: dict[str, Lane] = {}
         self._noted_stops: set[str] = set()
         self._ledger: RecordSink | None = None
+        self._transcript_stats: WriterStats | None = None
 
     def snapshot(self) -> RunSnapshot:
         return self.progress.snapshot(self.lanes, self.spend)
@@ -179,6 +182,7 @@ class Sweep:
             stopped=p.stopping,
             warnings=self.warnings,
             lanes_stopped={name: str(lane.stopped) for name, lane in self.lanes.items() if lane.stopped},
+            transcripts=self._transcript_stats,
         )
 
     def _header(self) -> RunHeader:
@@ -199,6 +203,7 @@ class Sweep:
             return NO_TRANSCRIPTS
         header = TranscriptHeader(run_id=self.run_dir.name, started_at=time.time(), tool_version=__version__)
         writer = await stack.enter_async_context(open_transcripts(self.run_dir, header))
+        self._transcript_stats = writer.stats
         if writer.stats.torn_bytes_cut:
             message = f"cut {writer.stats.torn_bytes_cut} bytes of a transcripts member torn by a crash off the end"
             ledger.append(Note(at=time.time(), kind="torn_transcripts", message=message))

@@ -44,7 +44,8 @@ class WriterStats:
     members: int = 0
     raw_bytes: int = 0
     written_bytes: int = 0
-    busy_s: float = 0.0  # compressing, writing and fsyncing, in the worker thread
+    busy_s: float = 0.0  # compressing, writing and fsyncing, in the worker thread (wall clock)
+    cpu_s: float = 0.0  # the worker thread's CPU time for the same
     torn_bytes_cut: int = 0  # cut off the end when the file was opened
 
 
@@ -119,7 +120,7 @@ class TranscriptWriter:
         return batch, count
 
     def _write(self, batch: bytearray, count: int) -> None:
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.thread_time()
         member = encode_member(batch, self._level)
         with memoryview(member) as view:  # one write in the usual case: a crash tears at most the last member
             while view:
@@ -127,6 +128,7 @@ class TranscriptWriter:
         os.fsync(self._fd)
         stats = self.stats
         stats.busy_s += time.perf_counter() - started
+        stats.cpu_s += time.thread_time() - cpu
         stats.records += count
         stats.members += 1
         stats.raw_bytes += len(batch)

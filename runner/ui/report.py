@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from runner.analysis.anytime import Interval
+from runner.analysis.compare import RunComparison
 from runner.analysis.report import Cell, Report, RunReport
 from runner.ui import format as fmt
 
@@ -204,6 +205,72 @@ def compare_rows(runs: list[RunReport]) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
+def _signed(interval: Interval, scale: float) -> str:
+    """``+12.5 (+3.1 to +21.9)``: a difference with its 95% interval."""
+    text = f"{scale * interval.value:+.1f}"
+    if interval.lo is None or interval.hi is None:
+        return text
+    return f"{text} ({scale * interval.lo:+.1f} to {scale * interval.hi:+.1f})"
+
+
+def comparison_rows(comparison: RunComparison, dataset: str) -> tuple[list[str], list[list[str]]]:
+    """B − A per cell of one dataset: Q at each budget (points x100) and the Anytime Index, paired intervals."""
+    cells = [c for c in comparison.cells if c.dataset == dataset]
+    budgets = sorted({b for cell in cells for b in cell.budgets})
+    header = ["model", "method", "n", *(f"Δ {fmt.budget(b)}" for b in budgets), "Δ AI", "AI A → B"]
+    rows = []
+    for cell in cells:
+        at = {d.budget: d.difference for d in cell.quality}
+        rows.append(
+            [
+                cell.model,
+                cell.method,
+                str(cell.problems),
+                *(fmt.NONE if b not in at else _signed(at[b], 100.0) for b in budgets),
+                _signed(cell.anytime_index, 1.0),
+                f"{fmt.points(cell.anytime_index_a)} → {fmt.points(cell.anytime_index_b)}",
+            ]
+        )
+    return header, rows
+
+
+def comparison_notes(comparison: RunComparison) -> list[str]:
+    """What a comparison kept and left out, in words."""
+    notes = [
+        f"{comparison.b} − {comparison.a}: differences x100 with paired 95% bootstrap intervals over problems "
+        f"(Anytime Index mode {comparison.mode})."
+    ]
+    if comparison.intersect:
+        notes += [
+            f"{d.dataset}: kept the {d.kept} problems both runs have ({d.in_a} in {comparison.a}, "
+            f"{d.in_b} in {comparison.b})."
+            for d in comparison.datasets
+        ]
+    if comparison.only_in_a or comparison.only_in_b:
+        notes.append(
+            "not compared (in one run only): "
+            + ", ".join(
+                [
+                    *(f"{c} ({comparison.a})" for c in comparison.only_in_a),
+                    *(f"{c} ({comparison.b})" for c in comparison.only_in_b),
+                ]
+            )
+        )
+    return notes
+
+
+def _comparison_tables(comparison: RunComparison) -> Group:
+    from rich.console import Group
+    from rich.text import Text
+
+    parts: list[RenderableType] = []
+    for dataset in sorted({c.dataset for c in comparison.cells}):
+        title = f"{comparison.b} − {comparison.a} · {dataset}: paired differences (x100)"
+        parts.append(_table(title, *comparison_rows(comparison, dataset)))
+    parts += [Text(note, style="dim") for note in comparison_notes(comparison)]
+    return Group(*parts)
+
+
 def _markdown_table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
@@ -245,6 +312,11 @@ def render_markdown(report: Report) -> str:
         out += [_footer(run), ""]
     if report.compare and len(report.runs) > 1:
         out += ["# Runs side by side", "", _markdown_table(*compare_rows(report.runs)), ""]
+    for comparison in report.comparisons:
+        out += [f"# {comparison.b} − {comparison.a}", ""]
+        for dataset in sorted({c.dataset for c in comparison.cells}):
+            out += [f"## {dataset}", "", _markdown_table(*comparison_rows(comparison, dataset)), ""]
+        out += [*comparison_notes(comparison), ""]
     return "\n".join(out)
 
 
@@ -256,5 +328,6 @@ def rich_report(report: Report) -> Group:
     parts: list[RenderableType] = [_run_tables(run) for run in report.runs]
     if report.compare and len(report.runs) > 1:
         parts.append(_compare_table(report.runs))
+    parts += [_comparison_tables(comparison) for comparison in report.comparisons]
     parts += [Text(note, style="yellow") for note in report.notes]
     return Group(*parts)
