@@ -103,17 +103,19 @@ def test_the_runs_list_shows_state_spend_progress_and_the_anytime_index(viewer: 
 
 def test_the_curves_have_a_band_and_a_point_at_every_budget(viewer: Viewer, ledgers: Path) -> None:
     _, run = viewer.get("/api/runs/alpha")
-    quality = {c["model"]: c["summary"]["quality"] for c in run["report"]["cells"]}
+    report = {c["model"]: c for c in json.loads((ledgers / "alpha" / "report.json").read_text())["runs"][0]["cells"]}
     assert {c["model"] for c in run["curves"]} == {"reasoner", "cot"}
     for curve in run["curves"]:
-        points = curve["points"]
+        points, cell = curve["points"], report[curve["model"]]
         assert [p["budget"] for p in points] == BUDGETS
-        assert [p["quality"]["value"] for p in points] == pytest.approx(quality[curve["model"]])
+        assert [p["quality"]["value"] for p in points] == pytest.approx(cell["summary"]["quality"])
+        assert [p["usd"] for p in points] == pytest.approx(cell["usd_at_budget"])
         for p in points:
-            assert p["quality"]["lo"] <= p["quality"]["value"] <= p["quality"]["hi"]
-            assert p["running_best"] >= p["quality"]["value"]
-        best = [p["running_best"] for p in points]
-        dollars = [p["usd_per_problem"] for p in points]
+            for band in (p["quality"], p["running_best"]):
+                assert band["lo"] <= band["value"] <= band["hi"]
+            assert p["running_best"]["value"] >= p["quality"]["value"]
+        best = [p["running_best"]["value"] for p in points]
+        dollars = [p["usd"] for p in points]
         assert best == sorted(best) and dollars == sorted(dollars) and dollars[0] > 0
 
 
@@ -175,7 +177,7 @@ def test_two_runs_are_compared_paired_by_problem(viewer: Viewer, ledgers: Path) 
     for gap in pair["gaps"]:
         q_a = sum(a[("reasoner", p)][gap["budget"]] for p in problems) / len(problems)
         q_b = sum(b[("reasoner", p)][gap["budget"]] for p in problems) / len(problems)
-        assert gap["difference"]["value"] == pytest.approx(q_a - q_b)
+        assert gap["difference"]["value"] == pytest.approx(q_b - q_a)  # B − A, as `report --compare`
         assert gap["difference"]["lo"] <= gap["difference"]["value"] <= gap["difference"]["hi"]
     changed = {p for p in problems if any(a[("reasoner", p)][x] != b[("reasoner", p)][x] for x in BUDGETS)}
     assert {c["problem_id"] for c in pair["changed"]} == changed
@@ -380,6 +382,7 @@ def test_browser_the_run_page_draws_curves_with_bands_and_points(browser: Any, v
             str(b) for b in BUDGETS
         ]
         assert len(css(browser, f".chart-best .series[data-cell='{cell}'] circle.point")) == len(BUDGETS)
+        assert len(css(browser, f".chart-best .series[data-cell='{cell}'] path.band")) == 1
         assert len(css(browser, f".chart-dollars .series[data-cell='{cell}'] circle.point")) == len(BUDGETS)
     assert css(browser, "#status")[0].text == "finished"
     shoot(browser, shots, "run")

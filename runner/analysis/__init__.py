@@ -10,6 +10,4 @@ reports read ledgers, not live state. Never the UI: `runner.ui` renders the repo
 - `run_state`: one read of a ledger, and whether its run finished, is in progress or was interrupted.
 - `traces`, `trace_filter`: every trace as a row (grades per budget, tokens, dollars, failed calls),
   and choosing and ordering them (the viewer's problems table).
-- `curves`: Q(b) with a bootstrap band at every budget, the running best, dollars per budget.
-- `paired_budgets`: two cells compared per budget on their common problems, paired intervals.
 """

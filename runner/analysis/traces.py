@@ -5,10 +5,9 @@ are the snapshots of the execution its `JobDone` names, by the report's own rule
 attempts and no `JobDone` is a row too (``unfinished``, or ``failed`` when a ``job_failed`` note
 names it), so failed calls are never hidden.
 
-Dollars to reach a budget: what the job would have cost had it stopped at budget b. Every attempt
-of a call answering budget b' <= b counts whole, every trace attempt but the last counts whole
-(retries), and the last trace attempt counts its input whole and its output pro rata to the
-tokens of the cut (``cut tokens / trace tokens``), at the prices the run header recorded.
+Dollars at a budget: what answering this trace at budget b alone costs (its prompt, its output up
+to b, one forced answer at b), by `runner.analysis.costs`, the rule the report's quality-against-
+dollars curves use; the full trace's is everything the job paid.
 """
 
 from __future__ import annotations
@@ -19,6 +18,7 @@ from typing import Literal
 
 import msgspec
 
+from runner.analysis.costs import usd_at_budgets
 from runner.analysis.report import _Run
 from runner.ledger.records import Attempt, JobDone, Note, Snapshot
 
@@ -35,7 +35,7 @@ class Cut(msgspec.Struct, frozen=True, kw_only=True):
     score: float
     exact: float | None = None
     reused: bool = False
-    usd_to_here: float = 0.0
+    usd_at_budget: float = 0.0  # answering at this budget alone (see the module docstring)
 
 
 class TraceRow(msgspec.Struct, kw_only=True):
@@ -74,8 +74,8 @@ def trace_rows(
     """One row per job of the run that has a completion, a snapshot or a paid attempt.
 
     ``notes`` name the jobs that failed; ``prices`` are the run header's (model key -> USD per 1M
-    tokens); without them a trace's output share is taken as its whole cost. An unfinished job's
-    snapshots give its identity only: grades count from the execution a `JobDone` names.
+    tokens), which split an attempt's dollars into prompt and output. An unfinished job's snapshots
+    give its identity only: grades count from the execution a `JobDone` names.
     """
     attempts: defaultdict[str, list[Attempt]] = defaultdict(list)
     for attempt in run.attempts:
@@ -93,8 +93,7 @@ def trace_rows(
     for job_id in dict.fromkeys([*run.done, *latest, *attempts]):
         job_attempts = attempts.get(job_id, [])
         done = run.done.get(job_id)
-        price = (prices or {}).get(done.model if done else _model_of(job_attempts, latest.get(job_id)), {})
-        rows.append(_row(job_id, done, latest.get(job_id), counted.get(job_id, []), job_attempts, price, failed))
+        rows.append(_row(job_id, done, latest.get(job_id), counted.get(job_id, []), job_attempts, prices or {}, failed))
     return rows
 
 
@@ -115,7 +114,7 @@ def _row(
     identity: Snapshot | None,
     snaps: list[Snapshot],
     attempts: list[Attempt],
-    price: Mapping[str, object],
+    prices: Mapping[str, Mapping[str, object]],
     failed: set[str],
 ) -> TraceRow:
     who: JobDone | Snapshot | None = done or identity
@@ -128,7 +127,7 @@ def _row(
         problem_id=who.problem_id if who else "?",
         sample=who.sample if who else 0,
         state=state,
-        cuts=_cuts(snaps, attempts, done, price),
+        cuts=_cuts(snaps, attempts, prices),
         fidelity=done.fidelity if done else None,
         trace_tokens=done.trace_tokens if done else None,
         trace_finish=done.trace_finish if done else None,
@@ -148,11 +147,11 @@ def _add_spend(row: TraceRow, attempts: list[Attempt]) -> None:
     row.errors = sorted({a.error_class or a.status for a in attempts if a.status in FAILED_STATUSES})
 
 
-def _cuts(
-    snaps: list[Snapshot], attempts: list[Attempt], done: JobDone | None, price: Mapping[str, object]
-) -> list[Cut]:
+def _cuts(snaps: list[Snapshot], attempts: list[Attempt], price: Mapping[str, Mapping[str, object]]) -> list[Cut]:
     ordered = sorted(snaps, key=lambda s: (s.budget is None, s.budget or 0))
-    trace_tokens = done.trace_tokens if done else 0
+    budgets = [s.budget for s in ordered if s.budget is not None]
+    at_budget = dict(zip(budgets, usd_at_budgets(attempts, budgets, price), strict=True)) if budgets else {}
+    total = sum(a.usd for a in attempts)
     return [
         Cut(
             budget=s.budget,
@@ -161,34 +160,7 @@ def _cuts(
             score=s.score,
             exact=s.exact,
             reused=s.reused,
-            usd_to_here=usd_to_budget(attempts, s.budget, s.tokens, trace_tokens, price),
+            usd_at_budget=total if s.budget is None else at_budget[s.budget],
         )
         for s in ordered
     ]
-
-
-def usd_to_budget(
-    attempts: Sequence[Attempt], budget: int | None, cut_tokens: int, trace_tokens: int, price: Mapping[str, object]
-) -> float:
-    """Dollars the job would have cost had it stopped at ``budget`` (None: everything it cost)."""
-    if budget is None:
-        return sum(a.usd for a in attempts)
-    traces = [a for a in attempts if a.kind == "trace"]
-    total = sum(a.usd for a in attempts if a.kind != "trace" and a.budget is not None and a.budget <= budget)
-    total += sum(a.usd for a in traces[:-1])
-    if traces:
-        share = min(1.0, cut_tokens / trace_tokens) if trace_tokens > 0 else 1.0
-        total += traces[-1].usd * _output_fraction(traces[-1], price, share)
-    return total
-
-
-def _output_fraction(attempt: Attempt, price: Mapping[str, object], share: float) -> float:
-    """The part of the attempt's cost left when its output is cut to ``share`` of itself."""
-    unit_in, unit_out = price.get("input"), price.get("output")
-    if not isinstance(unit_in, int | float) or not isinstance(unit_out, int | float):
-        return share
-    cost_in = attempt.billed_input * float(unit_in)
-    cost_out = attempt.billed_output * float(unit_out)
-    if cost_in + cost_out <= 0:
-        return share
-    return (cost_in + cost_out * share) / (cost_in + cost_out)

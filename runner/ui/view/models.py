@@ -1,5 +1,5 @@
-"""One run folder as the viewer needs it: the report, every trace as a row, the curves, the score
-tables, all from one version of the ledger.
+"""One run folder as the viewer needs it: the report (its cells carry the curves' bands and dollars
+per budget), every trace as a row, and the score tables, all from one version of the ledger.
 
 Built once per ledger version (its size and modification time), so a finished run is read once
 and a run in progress is read again only when it has grown. Building is plain blocking work: the
@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runner.analysis.anytime import ScoreTable
-from runner.analysis.curves import CellCurve, cell_curve
 from runner.analysis.report import Key, RunReport, build_report
 from runner.analysis.run_state import RunRead, read_run
 from runner.analysis.traces import TraceRow, trace_rows
@@ -33,7 +32,6 @@ class RunModel:
     report: RunReport
     rows: list[TraceRow]
     tables: dict[Key, ScoreTable]
-    curves: list[CellCurve]
     seed: int
 
     def cell_rows(self, key: Key) -> list[TraceRow]:
@@ -70,13 +68,7 @@ def build_model(run_dir: Path) -> RunModel:
     seed = int(run_table.get("seed", 0)) if isinstance(run_table, dict) else 0
     rows = trace_rows(read.run, read.notes, header.prices if header else None)
     tables, _ = read.run.score_tables()
-    model = RunModel(
-        path=run_dir, version=version, read=read, report=report, rows=rows, tables=dict(tables), curves=[], seed=seed
-    )
-    for cell in report.cells:
-        key = (cell.model, cell.dataset, cell.method)
-        model.curves.append(cell_curve(key, tables[key], cell.summary.budgets, model.cell_rows(key), seed))
-    return model
+    return RunModel(path=run_dir, version=version, read=read, report=report, rows=rows, tables=dict(tables), seed=seed)
 
 
 class ModelCache:

@@ -7,14 +7,17 @@ Index in points, as the report model has them; the page scales them for display.
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
-from runner.analysis.paired_budgets import CellComparison, compare_cells
-from runner.analysis.report import Key
+from runner.analysis.anytime import problem_means
+from runner.analysis.compare import CellComparison, compare_cell
+from runner.analysis.report import Cell, Key
 from runner.analysis.trace_filter import TraceFilter, select
 from runner.analysis.traces import TraceRow
 from runner.ledger.records import Attempt
@@ -93,13 +96,35 @@ def run_detail(run_id: str, model: RunModel) -> Json:
     return {
         **run_summary(run_id, model),
         "report": _plain(model.report),
-        "curves": _plain(model.curves),
+        "curves": [_curve(c) for c in model.report.cells],
         "notes": [_plain(n) for n in model.read.notes[-200:]],
         "manifest": header.manifest if header else None,
         "manifest_path": header.manifest_path if header else None,
         "prices": header.prices if header else None,
         "started_at": header.started_at if header else None,
         "transcripts": transcripts_state(model.path),
+    }
+
+
+def _curve(cell: Cell) -> Json:
+    """A cell's chart points: Q(b) and its running best with their bands, and dollars at each budget."""
+    budgets = cell.summary.budgets
+    bands = cell.bands
+    dollars: Sequence[float | None] = cell.usd_at_budget or [None] * len(budgets)
+    return {
+        "model": cell.model,
+        "dataset": cell.dataset,
+        "method": cell.method,
+        "problems": cell.summary.problems,
+        "points": [
+            {
+                "budget": b,
+                "quality": _plain(bands.quality[t]) if bands else {"value": cell.summary.quality[t]},
+                "running_best": _plain(bands.running_best[t]) if bands else None,
+                "usd": dollars[t],
+            }
+            for t, b in enumerate(budgets)
+        ],
     }
 
 
@@ -190,7 +215,7 @@ def _budgets(model: RunModel, key: Key) -> list[int]:
 
 
 def comparison(a: tuple[str, RunModel], b: tuple[str, RunModel], cells: tuple[str | None, str | None]) -> Json:
-    """Two runs (or two cells of one run) paired by problem."""
+    """Two runs (or two cells of one run) paired by problem: B − A (`runner.analysis.compare`)."""
     (id_a, run_a), (id_b, run_b) = a, b
     keys_a = [(c.model, c.dataset, c.method) for c in run_a.report.cells]
     keys_b = [(c.model, c.dataset, c.method) for c in run_b.report.cells]
@@ -201,27 +226,43 @@ def comparison(a: tuple[str, RunModel], b: tuple[str, RunModel], cells: tuple[st
             raise ViewError(400, f"both runs need the cell: {'/'.join(pairs[0][0])} vs {'/'.join(pairs[0][1])}")
     else:
         pairs = default_pairs(keys_a, keys_b, run_a.path == run_b.path)
-    compared = []
-    for ka, kb in pairs:
-        budgets = sorted(set(_budgets(run_a, ka)) & set(_budgets(run_b, kb)))
-        result = compare_cells(run_a.tables[ka], run_b.tables[kb], budgets, (ka, kb), run_a.report.mode, run_a.seed)
-        compared.append(_with_jobs(result, run_a, run_b))
     return {
         "a": {"id": id_a, "name": run_a.report.name, "cells": ["/".join(k) for k in keys_a]},
         "b": {"id": id_b, "name": run_b.report.name, "cells": ["/".join(k) for k in keys_b]},
-        "pairs": compared,
+        "pairs": [_pair(run_a, run_b, ka, kb) for ka, kb in pairs],
     }
 
 
-def _with_jobs(result: CellComparison, run_a: RunModel, run_b: RunModel) -> Json:
-    """The comparison, each changed problem with the job ids of its traces in A and in B."""
-    out: Json = _plain(result)
-    jobs_a = _jobs_by_problem(run_a.cell_rows(result.a))
-    jobs_b = _jobs_by_problem(run_b.cell_rows(result.b))
-    for changed in out["changed"]:
-        changed["jobs_a"] = jobs_a.get(changed["problem_id"], [])
-        changed["jobs_b"] = jobs_b.get(changed["problem_id"], [])
-    return out
+def _pair(run_a: RunModel, run_b: RunModel, ka: Key, kb: Key) -> Json:
+    """One pair of cells compared, with each changed problem's grades at every budget and its traces."""
+    table_a, table_b = run_a.tables[ka], run_b.tables[kb]
+    budgets = sorted(set(_budgets(run_a, ka)) & set(_budgets(run_b, kb)))
+    result: CellComparison = compare_cell(table_a, table_b, budgets, ka, run_a.report.mode, run_a.seed)
+    means_a, means_b = problem_means(table_a, budgets), problem_means(table_b, budgets)
+    jobs_a, jobs_b = _jobs_by_problem(run_a.cell_rows(ka)), _jobs_by_problem(run_b.cell_rows(kb))
+    changed = sorted({c.problem_id for c in result.changed})
+    return {
+        "a": list(ka),
+        "b": list(kb),
+        "budgets": budgets,
+        "problems": result.problems,
+        "only_a": len(set(table_a) - set(table_b)),
+        "only_b": len(set(table_b) - set(table_a)),
+        "gaps": [_plain(q) for q in result.quality],
+        "anytime_index": _plain(result.anytime_index),
+        "anytime_index_a": result.anytime_index_a,
+        "anytime_index_b": result.anytime_index_b,
+        "changed": [
+            {
+                "problem_id": p,
+                "a": [None if math.isnan(v) else v for v in means_a[p]],
+                "b": [None if math.isnan(v) else v for v in means_b[p]],
+                "jobs_a": jobs_a.get(p, []),
+                "jobs_b": jobs_b.get(p, []),
+            }
+            for p in changed
+        ],
+    }
 
 
 def _jobs_by_problem(rows: list[TraceRow]) -> dict[str, list[str]]:

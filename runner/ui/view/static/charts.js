@@ -148,7 +148,7 @@ const Charts = (() => {
     return wrap(opts.title, f.svg, opts.series, opts.className);
   }
 
-  // differences A − B at each budget with their intervals, around a zero line
+  // differences B − A at each budget with their intervals, around a zero line
   // points: [{x (budget), y, lo, hi, tip}]
   function diffChart(opts) {
     const f = frame(opts);

@@ -33,7 +33,7 @@ function pairSection(d, p, index) {
     facts([
       ["paired problems", String(p.problems), `paired-${index}`],
       ["only in A / only in B", `${p.only_a} / ${p.only_b}`],
-      ["Anytime Index A − B", p.anytime_index ? `${fmt.signed(p.anytime_index.value)} ${fmt.ci(p.anytime_index)}` : "—", `ai-gap-${index}`],
+      ["Anytime Index B − A", p.anytime_index ? `${fmt.signed(p.anytime_index.value)} ${fmt.ci(p.anytime_index)}` : "—", `ai-gap-${index}`],
       ["problems that changed", String(p.changed.length)],
     ]),
     h(
@@ -42,7 +42,7 @@ function pairSection(d, p, index) {
       h(
       "table",
       { class: "gaps" },
-      h("thead", {}, h("tr", {}, ["budget", "Q A", "Q B", "A − B", "95% paired CI"].map((x) => h("th", { class: "num" }, x)))),
+      h("thead", {}, h("tr", {}, ["budget", "Q A", "Q B", "B − A", "95% paired CI"].map((x) => h("th", { class: "num" }, x)))),
       h(
         "tbody",
         {},
@@ -60,7 +60,7 @@ function pairSection(d, p, index) {
       ),
     ),
     Charts.diffChart({
-      title: "A − B at each budget (quality ×100), 95% paired bootstrap intervals",
+      title: "B − A at each budget (quality ×100), 95% paired bootstrap intervals",
       cell: `${p.a.join("/")}|${p.b.join("/")}`,
       xFormat: fmt.budget,
       xTicks: p.budgets,
@@ -112,7 +112,7 @@ async function comparePage(serial, params) {
   if (serial !== routeSerial) return;
   put(
     h("h1", {}, "Compare"),
-    h("p", { class: "muted" }, "Two runs, or two cells of one run, paired by problem: differences per budget (A − B, quality ×100) with 95% paired bootstrap intervals (bold: the interval leaves out 0), and the problems whose grade changed."),
+    h("p", { class: "muted" }, "Two runs, or two cells of one run, paired by problem: differences per budget (B − A, quality ×100) with 95% paired bootstrap intervals (bold: the interval leaves out 0), and the problems whose grade changed."),
     form,
     d.pairs.length ? d.pairs.map((p, i) => pairSection(d, p, i)) : h("div", { class: "note-box missing" }, "These runs have no cell in common: pick a cell in A and one in B."),
   );

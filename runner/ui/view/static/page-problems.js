@@ -59,7 +59,7 @@ function sortHeader(runId, params, key, label) {
 
 function traceRow(runId, r, budgets, manyDatasets) {
   const cut = Object.fromEntries(r.cuts.map((c) => [c.budget == null ? "full" : c.budget, c]));
-  const tip = (c) => (c ? `answer ${c.answer || "(none)"} · ${c.tokens} tokens in the cut · ${fmt.usd(c.usd_to_here)} to here` : null);
+  const tip = (c) => (c ? `answer ${c.answer || "(none)"} · ${c.tokens} tokens in the cut · ${fmt.usd(c.usd_at_budget)} to answer here` : null);
   return h(
     "tr",
     { dataset: { job: r.job_id } },

@@ -59,28 +59,36 @@ function curveCharts(run, dataset) {
     cell: cellKey(c),
     color: color(c),
     dashed: true,
-    points: c.points.map((p) => ({ x: p.budget, y: 100 * p.running_best, budget: p.budget, tip: `best up to ${p.budget}: ${fmt.q(p.running_best)}` })),
+    band: true,
+    points: c.points.map((p) => ({
+      x: p.budget,
+      y: p.running_best ? 100 * p.running_best.value : null,
+      lo: p.running_best && p.running_best.lo != null ? 100 * p.running_best.lo : null,
+      hi: p.running_best && p.running_best.hi != null ? 100 * p.running_best.hi : null,
+      budget: p.budget,
+      tip: p.running_best ? `best up to ${p.budget}: ${fmt.q(p.running_best.value)} ${fmt.ci(p.running_best, 100)}` : "",
+    })),
   }));
   const dollars = curves.map((c) => ({
     label: cellName(c),
     cell: cellKey(c),
     color: color(c),
-    points: c.points.map((p) => ({ x: p.usd_per_problem, y: 100 * p.quality.value, budget: p.budget, tip: `${p.budget} tokens: ${fmt.q(p.quality.value)} for ${fmt.usd(p.usd_per_problem)} per problem` })),
+    points: c.points.map((p) => ({ x: p.usd, y: 100 * p.quality.value, budget: p.budget, tip: `${p.budget} tokens: ${fmt.q(p.quality.value)} for ${fmt.usd(p.usd)} per trace` })),
   }));
   const common = { xLog: true, xTicks: budgets, xFormat: fmt.budget, yMin: 0, yMax: 100, xLabel: "reasoning budget (tokens, log scale)", yLabel: "quality ×100" };
   return h(
     "div",
     { class: "charts" },
     Charts.lineChart({ ...common, title: "Quality per budget, 95% bootstrap bands", series: quality, className: "chart-quality" }),
-    Charts.lineChart({ ...common, title: "Running best (its area is the Anytime Index)", series: best, className: "chart-best" }),
+    Charts.lineChart({ ...common, title: "Running best, 95% bands (its area is the Anytime Index)", series: best, className: "chart-best" }),
     Charts.lineChart({
-      title: "Quality against dollars per problem (to reach each budget)",
+      title: "Quality against dollars per trace answered at each budget",
       series: dollars,
       xLog: false,
       xFormat: (v) => fmt.usd(v),
       yMin: 0,
       yMax: 100,
-      xLabel: "dollars per problem",
+      xLabel: "dollars per trace (prompt, output up to b, one answer at b)",
       yLabel: "quality ×100",
       className: "chart-dollars",
     }),

@@ -35,7 +35,7 @@ function answersTable(d) {
   return h(
     "table",
     { id: "answers-table" },
-    h("thead", {}, h("tr", {}, ["budget", "tokens in the cut", "forced answer", "extracted answer", "grade", "gold", "$ to here"].map((x) => h("th", {}, x)))),
+    h("thead", {}, h("tr", {}, ["budget", "tokens in the cut", "forced answer", "extracted answer", "grade", "gold", "$ at this budget"].map((x) => h("th", {}, x)))),
     h(
       "tbody",
       {},
@@ -51,7 +51,7 @@ function answersTable(d) {
           h("td", {}, h("code", {}, c.answer || "(none)")),
           h("td", {}, mark(c.score), c.score > 0 && c.score < FULL ? ` ${(100 * c.score).toFixed(0)}` : ""),
           h("td", { class: "gold" }, (text && text.gold) || gold || "—"),
-          h("td", { class: "num" }, fmt.usd(c.usd_to_here)),
+          h("td", { class: "num" }, fmt.usd(c.usd_at_budget)),
         );
       }),
     ),
