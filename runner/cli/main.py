@@ -81,7 +81,7 @@ def build_parser(selected: str | None = None) -> argparse.ArgumentParser:
     for name, (module_name, summary, examples) in COMMANDS.items():
         cmd = sub.add_parser(
             name,
-            help=summary,
+            help=summary.replace("%", "%%"),  # argparse %-formats help strings ("95% bands")
             description=summary,
             epilog=f"examples:\n  {examples}",
             formatter_class=argparse.RawDescriptionHelpFormatter,
