@@ -348,9 +348,15 @@ def wait_for(browser: Any, css: str, timeout: float = 15) -> Any:
 
 
 def wait_until(browser: Any, script: str, timeout: float = 20) -> Any:
+    """Wait until ``script`` returns something true; on a timeout, say what the page shows instead."""
+    from selenium.common.exceptions import TimeoutException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(browser, timeout, poll_frequency=0.2).until(lambda d: d.execute_script(script))
+    try:
+        return WebDriverWait(browser, timeout, poll_frequency=0.2).until(lambda d: d.execute_script(script))
+    except TimeoutException:
+        shown = browser.execute_script("return document.getElementById('view').innerText.slice(0, 600)")
+        raise AssertionError(f"waited {timeout} s for `{script}`; the page shows:\n{shown}") from None
 
 
 def shoot(browser: Any, folder: Path, name: str) -> None:
@@ -466,11 +472,12 @@ def wait_for_file(path: Path, process: subprocess.Popen[str]) -> None:
 @needs_browser
 def test_browser_a_run_in_progress_refreshes_live_until_it_is_stopped(browser: Any, ledgers: Path, shots: Path) -> None:
     # its own ledger folder: `anytime run` calibrates its estimate from the runs beside it, and
-    # refuses to start next to the torn ledger of the other tests
+    # refuses to start next to the torn ledger of the other tests. At real speed the run would take
+    # about 10 s: it is stopped after its first jobs, so the page sees it running, growing, stopped
     folder = ledgers.parent / "live"
     (folder / "ledgers").mkdir(parents=True)
     manifest = write_run_manifest(
-        folder, "live", time_scale=0.2, concurrency=2, limit=8, models='models = ["reasoner"]'
+        folder, "live", time_scale=1.0, concurrency=2, limit=8, models='models = ["reasoner"]'
     )
     with open_viewer(["--ledgers", str(folder / "ledgers")]) as viewer:
         running = subprocess.Popen(
@@ -497,3 +504,4 @@ def test_browser_a_run_in_progress_refreshes_live_until_it_is_stopped(browser: A
         finally:
             _, err = running.communicate(timeout=60)
     assert running.returncode == 130, err
+    assert "Traceback" not in viewer.stderr and "viewer: /api/runs/live" not in viewer.stderr, viewer.stderr
