@@ -472,12 +472,13 @@ def wait_for_file(path: Path, process: subprocess.Popen[str]) -> None:
 @needs_browser
 def test_browser_a_run_in_progress_refreshes_live_until_it_is_stopped(browser: Any, ledgers: Path, shots: Path) -> None:
     # its own ledger folder: `anytime run` calibrates its estimate from the runs beside it, and
-    # refuses to start next to the torn ledger of the other tests. At real speed the run would take
-    # about 10 s: it is stopped after its first jobs, so the page sees it running, growing, stopped
+    # refuses to start next to the torn ledger of the other tests. At real speed (about 1 s a job, two
+    # at a time) the run would take 12 s: it is stopped after its first jobs, so the page sees it
+    # running, growing, then stopped
     folder = ledgers.parent / "live"
     (folder / "ledgers").mkdir(parents=True)
     manifest = write_run_manifest(
-        folder, "live", time_scale=1.0, concurrency=2, limit=8, models='models = ["reasoner"]'
+        folder, "live", time_scale=1.0, concurrency=2, limit=24, budgets=[128, 256], models='models = ["reasoner"]'
     )
     with open_viewer(["--ledgers", str(folder / "ledgers")]) as viewer:
         running = subprocess.Popen(

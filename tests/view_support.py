@@ -57,7 +57,7 @@ limit = {limit}
 kind = "cot"
 
 [sweep]
-budgets = [256, 512, 1024]
+budgets = {budgets}
 samples = 1
 {models}
 
@@ -70,7 +70,15 @@ BUDGETS = [256, 512, 1024]
 
 
 def write_run_manifest(folder: Path, name: str, **values: Any) -> Path:
-    fields = {"seed": 7, "limit": 12, "time_scale": 0.001, "error_5xx": 0.0, "concurrency": 16, "models": ""}
+    fields = {
+        "seed": 7,
+        "limit": 12,
+        "time_scale": 0.001,
+        "error_5xx": 0.0,
+        "concurrency": 16,
+        "models": "",
+        "budgets": BUDGETS,
+    }
     fields.update(values)
     path = folder / f"{name}.toml"
     path.write_text(RUN_MANIFEST.format(name=name, ledgers=folder / "ledgers", data=DATA, **fields))
