@@ -13,6 +13,7 @@ from runner.analysis.anytime import anytime_index, curve_bands
 from runner.analysis.compare import compare_cell
 from runner.analysis.report import compare_runs
 from runner.cli import main
+from runner.ui.report import comparison_notes
 from tests.conftest import write_manifest
 
 BUDGETS = (100, 200, 400)
@@ -118,8 +119,8 @@ def test_different_problem_sets_are_refused_without_intersect(
     (comparison,) = report["comparisons"]
     assert comparison["datasets"] == [{"dataset": "aime", "kept": 3, "in_a": 5, "in_b": 3}]
     assert comparison["cells"][0]["problems"] == 3
-    assert main(["report", str(runs["a"]), str(runs["fewer"]), "--compare", "--intersect"]) == 0
-    assert "kept the 3 problems both runs have (5 in a, 3 in fewer)" in capsys.readouterr().out
+    notes = comparison_notes(compare_runs(runs["a"], runs["fewer"], intersect=True))
+    assert "aime: kept the 3 problems both runs have (5 in a, 3 in fewer)." in notes
 
 
 def test_a_run_against_itself_changes_nothing(runs: dict[str, Path]) -> None:

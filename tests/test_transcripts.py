@@ -10,6 +10,8 @@ from pathlib import Path
 
 import msgspec
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from runner.analysis.transcripts import (
     JobTranscript,
@@ -21,9 +23,10 @@ from runner.cli import main
 from runner.errors import NoTranscripts, TranscriptError, TranscriptsCorrupt
 from runner.ledger.reader import iter_records
 from runner.ledger.records import Attempt, JobDone, Note, Snapshot, Synthesis
-from runner.ledger.transcripts import transcripts_path, walk
+from runner.ledger.transcripts import Splice, restore, store_message, transcripts_path, walk
 from runner.tasks.registry import get_task
 from runner.tokens.encodings import get_encoding
+from runner.types import Message
 from tests.conftest import DATA, write_manifest
 
 MANIFEST = """
@@ -74,6 +77,21 @@ methods = {methods}
 time_scale = 0.0
 chunk_tokens = 4
 """
+
+
+@given(
+    content=st.text(max_size=300),
+    cuts=st.lists(st.tuples(st.integers(0, 300), st.integers(0, 300)), max_size=3),
+    foreign=st.text(min_size=1, max_size=20),
+)
+def test_a_stored_message_comes_back_exactly(content: str, cuts: list[tuple[int, int]], foreign: str) -> None:
+    """Whatever stretches are cut out (overlapping, repeated, absent), restoring gives the message back."""
+    texts = [content[a:b] for a, b in cuts] + [foreign]
+    stretches = [(text, Splice(at=0, shared=f"s{i}")) for i, text in enumerate(texts)]
+    stored = store_message(Message("user", content), stretches)
+    assert sum(len(t) for t in texts) >= len(content) - len(stored.content)
+    by_id = {f"s{i}": text for i, text in enumerate(texts)}
+    assert restore(stored, lambda splice: by_id[splice.shared or ""]) == Message("user", content)
 
 
 def sweep(
@@ -230,7 +248,8 @@ def test_no_key_in_transcripts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
 
 
 def test_torn_tail_is_skipped_by_readers_and_cut_off_by_the_next_run(tmp_path: Path) -> None:
-    run_dir = sweep(tmp_path, limit=2, models='["raw"]', methods='["cot"]')
+    sweep(tmp_path, limit=1, models='["raw"]', methods='["cot"]')  # one process's members, closed
+    run_dir = sweep(tmp_path, limit=2, models='["raw"]', methods='["cot"]')  # and the next one's after them
     path = transcripts_path(run_dir)
     whole = list(iter_transcripts(run_dir))
     members = walk(path).members
@@ -255,15 +274,15 @@ def test_torn_tail_is_skipped_by_readers_and_cut_off_by_the_next_run(tmp_path: P
 def test_damaged_member_is_an_error_naming_the_file_and_byte(tmp_path: Path) -> None:
     run_dir = sweep(tmp_path, limit=2, models='["raw"]', methods='["cot"]')
     path = transcripts_path(run_dir)
-    second = walk(path).members[1]
+    member = walk(path).members[0]  # the header's member: a run this small may write only one
     data = bytearray(path.read_bytes())
-    data[second.offset + second.length // 2] ^= 0xFF  # a flipped byte inside the compressed body
+    data[member.offset + member.length // 2] ^= 0xFF  # a flipped byte inside the compressed body
     path.write_bytes(bytes(data))
-    with pytest.raises(TranscriptsCorrupt, match=rf"transcripts.jsonl.gz: member at byte {second.offset}"):
+    with pytest.raises(TranscriptsCorrupt, match=rf"transcripts.jsonl.gz: member at byte {member.offset}"):
         list(iter_transcripts(run_dir))
-    data[second.offset : second.offset + 2] = b"XX"  # and a header that is not ours
+    data[member.offset : member.offset + 2] = b"XX"  # and a header that is not ours
     path.write_bytes(bytes(data))
-    with pytest.raises(TranscriptsCorrupt, match=rf"byte {second.offset}: not a transcripts member"):
+    with pytest.raises(TranscriptsCorrupt, match=rf"byte {member.offset}: not a transcripts member"):
         transcript_file_info(run_dir)
     # a run refuses to append to it, before any call
     body = MANIFEST.format(limit=2, models='["raw"]', methods='["cot"]', run_extra="")

@@ -51,17 +51,17 @@ model = "sim-cot-small"
 [datasets.aime]
 kind = "aime"
 path = "@DATA@/aime_2024.jsonl"
-limit = 4
+limit = 3
 
 [sweep]
 budgets = [128, 256, 512, 1024]
 samples = 2
 
 [simulator]
-time_scale = 0.2
+time_scale = 0.05
 chunk_tokens = 8
 """
-JOBS = 2 * 4 * 2
+JOBS = 2 * 3 * 2
 
 
 def completed(run_dir: Path) -> dict[str, JobDone]:
@@ -103,7 +103,7 @@ def test_kill_9_loses_no_transcript_written(tmp_path: Path) -> None:
     manifest = write_manifest(tmp_path, MANIFEST)
     run_dir = tmp_path / "ledgers" / "crash"
     rng = random.Random(13)
-    for _ in range(3):
+    for _ in range(2):
         run_until_killed(manifest, run_dir, after_jobs=rng.randint(1, 4))
         check_complete_jobs_have_transcripts(run_dir)
     assert main(["run", str(manifest), "--yes", "--plain", "--no-report"]) == 0

@@ -44,9 +44,10 @@ from threading import Lock
 
 import msgspec
 
-from runner.errors import NoTranscripts
+from runner.errors import LedgerError, NoTranscripts
 from runner.ledger.reader import iter_records as iter_ledger
-from runner.ledger.records import Attempt, JobDone, Snapshot
+from runner.ledger.reader import ledger_path
+from runner.ledger.records import Attempt, JobDone, Record, Snapshot, decode_line
 from runner.ledger.transcripts import (
     CallText,
     GradeText,
@@ -368,14 +369,12 @@ class _LedgerJobs:
     @classmethod
     def read(cls, run_dir: Path, only: str | None = None) -> _LedgerJobs:
         jobs = cls()
-        for record in iter_ledger(run_dir):
+        for record in iter_ledger(run_dir) if only is None else _lines_of_job(run_dir, only):
             if isinstance(record, Attempt):
-                if only is None or record.job_id == only:
-                    jobs.attempts[record.job_id].append(record)
+                jobs.attempts[record.job_id].append(record)
             elif isinstance(record, Snapshot):
-                if only is None or record.job_id == only:
-                    jobs.snapshots[(record.job_id, record.instance)].append(record)
-            elif isinstance(record, JobDone) and (only is None or record.job_id == only):
+                jobs.snapshots[(record.job_id, record.instance)].append(record)
+            elif isinstance(record, JobDone):
                 jobs.done[record.job_id] = record
         return jobs
 
@@ -385,6 +384,27 @@ class _LedgerJobs:
         if done is not None and done.instance in started:
             return done.instance
         return started[-1] if started else None
+
+
+def _lines_of_job(run_dir: Path, job_id: str) -> Iterator[Record]:
+    """The whole ledger lines that name ``job_id``, decoded: a page of one job must not decode a
+    paper-scale ledger (tens of MB) line by line, so the bytes are searched first."""
+    path = ledger_path(Path(run_dir))
+    if not path.is_file():
+        raise LedgerError(f"{path}: no ledger here")
+    data = path.read_bytes()
+    needle = b'"job_id":' + msgspec.json.encode(job_id)
+    position = data.find(needle)
+    while position >= 0:
+        start, end = data.rfind(b"\n", 0, position) + 1, data.find(b"\n", position)
+        if end < 0:
+            return  # a torn last line
+        try:
+            yield decode_line(data[start : end + 1])
+        except msgspec.DecodeError as exc:
+            line = data.count(b"\n", 0, start) + 1
+            raise LedgerError(f"{path}:{line}: not a ledger record: {exc}") from None
+        position = data.find(needle, end)
 
 
 # ---- one job, assembled ------------------------------------------------------------------------------------
