@@ -58,6 +58,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "serve the built-in simulated provider on 127.0.0.1",
         "anytime sim --port 8900 --data data/aime_2024.jsonl:aime",
     ),
+    "view": (
+        "runner.cli.view",
+        "browse runs in a local web page: curves, problems, traces, comparisons",
+        "anytime view\n  anytime view ledgers/demo --port 8800 --no-browser",
+    ),
     "doctor": (
         "runner.cli.doctor",
         "check keys and limits with one tiny call per provider (needs --live)",
@@ -77,7 +82,7 @@ def build_parser(selected: str | None = None) -> argparse.ArgumentParser:
     for name, (module_name, summary, examples) in COMMANDS.items():
         cmd = sub.add_parser(
             name,
-            help=summary,
+            help=summary.replace("%", "%%"),  # argparse %-formats help strings ("95% bands")
             description=summary,
             epilog=f"examples:\n  {examples}",
             formatter_class=argparse.RawDescriptionHelpFormatter,
