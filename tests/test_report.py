@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import sys
 from pathlib import Path
@@ -172,9 +173,18 @@ def test_files_written(run_dir: Path) -> None:
     report = build_report([run_dir])
     written = write_report(report, run_dir)
     assert {p.name for p in written} >= {"report.json", "report.md", "report.csv"}
-    csv_lines = (run_dir / "report.csv").read_text().splitlines()
-    assert csv_lines[0].startswith("run,model,dataset,method,budget,quality,anytime_index")
-    assert len(csv_lines) == 1 + 2 * 4 and ",full," in csv_lines[4]
+    with (run_dir / "report.csv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 2 * 4
+    # typed: budgets are integers (the full trace has none), qualities and dollars are numbers
+    assert [(r["budget"], r["full_trace"]) for r in rows[:4]] == [
+        ("256", "false"),
+        ("512", "false"),
+        ("1024", "false"),
+        ("", "true"),
+    ]
+    for row in rows:
+        float(row["quality"]), float(row["anytime_index"]), float(row["usd_total"]), int(row["problems"])
     data = json.loads((run_dir / "report.json").read_text())
     assert data["runs"][0]["cells"][0]["summary"]["mode"] == "mean_then_max"
     markdown = (run_dir / "report.md").read_text()

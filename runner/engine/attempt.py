@@ -18,7 +18,7 @@ import anyio
 
 from runner.errors import CallTimeout, ProviderError
 from runner.ledger.prices import ModelPrice, attempt_cost
-from runner.ledger.records import Attempt, AttemptStatus, PricedFrom
+from runner.ledger.records import Attempt, AttemptStatus, InFlight, PricedFrom
 from runner.providers.base import Adapter, StreamResponse
 from runner.types import CallKind, ChatRequest, Content, Finish, RateLimitReading, Reasoning, StreamEvent, Usage
 
@@ -258,7 +258,7 @@ def attempt_record(
     )
 
 
-def in_flight_record(spec: CallSpec, provider: str, call_id: str, attempt: int, state: AttemptState) -> Attempt:
+def in_flight_record(spec: CallSpec, provider: str, call_id: str, attempt: int, state: AttemptState) -> InFlight:
     """A streaming attempt's spend so far, for the ledger to keep in case the process dies.
 
     Output tokens are estimated as characters / 4 while streaming; the final record replaces the
@@ -266,7 +266,7 @@ def in_flight_record(spec: CallSpec, provider: str, call_id: str, attempt: int, 
     """
     out = state.received_chars // 4
     usd, _ = attempt_cost(spec.price, None, spec.prompt_tokens, out)
-    return Attempt(
+    return InFlight(
         call_id=call_id,
         job_id=spec.job_id,
         kind=spec.kind,

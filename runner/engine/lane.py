@@ -41,7 +41,7 @@ from runner.errors import (
     SpendCapReached,
 )
 from runner.ledger.prices import worst_case_cost
-from runner.ledger.records import Attempt, InFlight, Record
+from runner.ledger.records import InFlight, Record
 from runner.providers.base import Adapter
 from runner.types import RateLimitReading, Usage
 
@@ -59,7 +59,7 @@ class RecordSink(Protocol):
         """Keep a record (never blocks)."""
         ...
 
-    def track(self, snapshot: Callable[[], Attempt], *, recorded_usd: float = 0.0) -> Tracking:
+    def track(self, snapshot: Callable[[], InFlight], *, recorded_usd: float = 0.0) -> Tracking:
         """Sample a streaming call's spend so far until the handle is closed (crash safety)."""
         ...
 
@@ -234,7 +234,7 @@ class Lane:
         try:
             # the intent is on disk before the first byte is sent: no request can go unrecorded
             intent = in_flight_record(spec, self.name, call_id, attempt, state)
-            await self.ledger.append_durable(InFlight(attempt=intent))
+            await self.ledger.append_durable(intent)
             tracking = self.ledger.track(
                 lambda: in_flight_record(spec, self.name, call_id, attempt, state), recorded_usd=intent.usd
             )
