@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import msgspec
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from runner.engine.eta import LanePlan, LaneWork, lane_time_left, run_time_left
 from runner.engine.meter import RateMeter
 from runner.engine.snapshots import LaneSnapshot, RunSnapshot
 
@@ -68,16 +71,53 @@ def test_meter_total_matches_a_plain_sum(adds: list[tuple[int, int]], now: int) 
     assert meter.total(now=float(now)) == expected
 
 
-def test_eta_unknown_until_a_job_ran_here() -> None:
-    assert run(jobs_done=0).eta_s() is None
-    # 30 jobs found done in the ledger took no time; they must not set the pace
-    assert run(jobs_done=30, jobs_skipped=30).eta_s() is None
+def work(**fields: object) -> LaneWork:
+    base: dict[str, object] = {
+        "jobs_total": 100,
+        "jobs_finished": 0,
+        "jobs_running": 0,
+        "calls": 0,
+        "input_tokens": 0.0,
+        "output_tokens": 0.0,
+        "tokens_per_s": 0.0,
+    }
+    return LaneWork(**(base | fields))  # type: ignore[arg-type]
 
 
-def test_eta_uses_this_process_pace() -> None:
-    # 100 s for 10 jobs run here, 60 jobs left -> 600 s
-    assert run(jobs_done=40, jobs_skipped=30).eta_s() == pytest.approx(600.0)
-    assert run(jobs_done=100).eta_s() == 0.0
+PLAN = LanePlan(jobs=100, calls=600.0, input_tokens=100_000.0, output_tokens=200_000.0)
+
+
+def test_time_left_is_unknown_until_tokens_flow_and_zero_when_done() -> None:
+    assert lane_time_left(work(jobs_running=32), PLAN) is None  # no pace yet: no number
+    assert lane_time_left(work(jobs_finished=100), PLAN) == 0.0
+    assert run_time_left([10.0, None]) is None and run_time_left([10.0, 30.0, 0.0]) == 30.0
+    assert run_time_left([]) == 0.0
+
+
+def test_time_left_starts_from_the_plan_not_from_jobs_done() -> None:
+    # 2 s in, no job finished yet: the planned 200k tokens at the pace seen, 1k tok/s
+    left = lane_time_left(work(jobs_running=32, output_tokens=2_000.0, tokens_per_s=1_000.0), PLAN)
+    assert left is not None
+    # the plan weighs 4 jobs' worth against 16 running jobs' worth observed (125 tokens each)
+    per_job = (16 / 20) * (2_000 / 16) + (4 / 20) * 2_000
+    assert left == pytest.approx((per_job * 100 - 2_000) / 1_000)
+
+
+def test_time_left_follows_the_jobs_as_they_finish() -> None:
+    # 50 jobs done on 100k tokens: each takes about 2k, as planned; then half as much as planned
+    halfway = work(jobs_finished=50, output_tokens=100_000.0, tokens_per_s=1_000.0)
+    assert lane_time_left(halfway, PLAN) == pytest.approx(100.0)
+    cheap = LanePlan(jobs=100, calls=600.0, input_tokens=100_000.0, output_tokens=400_000.0)
+    assert lane_time_left(halfway, cheap) == pytest.approx((50 / 54 * 2_000 + 4 / 54 * 4_000) * 100 / 1_000 - 100)
+    assert lane_time_left(halfway, None) == pytest.approx(100.0)  # no estimate: what was seen alone
+
+
+def test_time_left_respects_the_requests_per_minute_limit() -> None:
+    # the pace looks fast (a full bucket at the start), but 300 calls left at 60/min take 5 min
+    fast = work(jobs_finished=50, calls=300, output_tokens=100_000.0, tokens_per_s=100_000.0)
+    assert lane_time_left(fast, PLAN) == pytest.approx(1.0)
+    limited = dataclasses.replace(fast, rpm_limit=60, rpm_level=60.0)  # the bucket is full
+    assert lane_time_left(limited, PLAN) == pytest.approx(300.0)
 
 
 def test_fraction_and_lane_sums() -> None:

@@ -66,7 +66,7 @@ def test_offline_reports_presence_never_values(
     monkeypatch.delenv("DOCTOR_TEST_MISSING_KEY", raising=False)
     code = main(["doctor", str(write(tmp_path))])
     out = capsys.readouterr().out
-    assert code == 1  # one key is missing
+    assert code == 2  # one key variable is not set: bad input, as `anytime run` would say
     assert "$DOCTOR_TEST_KEY set" in out
     assert "$DOCTOR_TEST_MISSING_KEY NOT SET" in out
     assert "local (llamacpp): no key needed" in out

@@ -230,5 +230,5 @@ def test_compare_markdown_sets_runs_side_by_side(run_dir: Path, tmp_path: Path) 
 
 
 def test_a_folder_without_ledger_is_an_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli_main(["report", str(tmp_path)]) == 1
-    assert "no ledger here" in capsys.readouterr().err
+    assert cli_main(["report", str(tmp_path)]) == 2  # bad input: no run folder there
+    assert "no ledger.jsonl here; is this a run folder" in capsys.readouterr().err

@@ -15,6 +15,7 @@ import os
 import anyio
 import msgspec
 
+from runner.cli.conventions import ExitCode
 from runner.config.manifest import load_manifest
 from runner.engine.probe import Check, offline_checks, run_live
 from runner.types import RateLimitReading
@@ -80,6 +81,7 @@ def main(args: argparse.Namespace) -> int:
         rows = anyio.run(lambda: run_live(loaded, rows, env, max_tokens=args.max_tokens, time_limit=args.timeout))
     for row in rows:
         print(msgspec.json.encode(row).decode() if args.json else format_row(row, args.live))
-    missing = any(r.key_set is False for r in rows)
+    if any(r.key_set is False for r in rows):
+        return ExitCode.BAD_INPUT  # a key variable not set: what `anytime run` would refuse too
     failed = args.live and any(r.status != "ok" and not r.status.startswith("skipped") for r in rows)
-    return 1 if missing or failed else 0
+    return ExitCode.FAILED if failed else ExitCode.DONE

@@ -8,6 +8,7 @@ from pathlib import Path
 import msgspec
 from rich.console import Console
 
+from runner.cli.conventions import add_overrides, with_overrides
 from runner.config.manifest import load_manifest
 from runner.ledger.estimate import estimate_manifest
 from runner.ui.estimate import print_estimate
@@ -26,10 +27,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "folders under the manifest's ledger folder)",
     )
     parser.add_argument("--no-history", action="store_true", help="ignore earlier ledgers; use the stated defaults")
+    add_overrides(parser)
 
 
 def main(args: argparse.Namespace) -> int:
-    loaded = load_manifest(args.manifest)
+    loaded = with_overrides(load_manifest(args.manifest), args)
     previous = [] if args.no_history else [Path(p) for p in args.previous] if args.previous else None
     estimate = estimate_manifest(loaded, previous=previous)
     if args.json:

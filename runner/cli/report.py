@@ -8,6 +8,7 @@ from pathlib import Path
 import msgspec
 
 from runner.analysis.report import Report, build_report
+from runner.cli.conventions import run_folder
 from runner.ui.report_files import print_report, write_report
 
 
@@ -20,7 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    report = build_report(args.runs, compare=args.compare)
+    report = build_report([run_folder(run) for run in args.runs], compare=args.compare)
     written: list[Path] = []
     for run in report.runs:  # each run folder gets its own report files
         single = Report(runs=[run])

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import argparse
 
+from runner.cli.conventions import add_overrides, with_overrides
 from runner.config.manifest import load_manifest
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("manifest", help="path to the sweep manifest (TOML)")
+    add_overrides(parser)
 
 
 def main(args: argparse.Namespace) -> int:
-    loaded = load_manifest(args.manifest)
+    loaded = with_overrides(load_manifest(args.manifest), args)
     from runner.config.plan import load_problems
 
     m = loaded.manifest

@@ -66,7 +66,7 @@ class Timeouts:
     total: float
 
 
-@dataclass
+@dataclass(eq=False)  # one per attempt, hashed by identity (a lane keeps the set of those streaming)
 class AttemptState:
     """What one attempt has done so far; filled in as it goes, settled at the end."""
 

@@ -12,6 +12,7 @@ being cancelled: nothing in the ``finally`` awaits.
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -79,16 +80,28 @@ class CallResult:
 
 @dataclass
 class LaneCounters:
+    """What a lane has done, for displays (`runner.engine.progress` reads them)."""
+
     calls: int = 0
     attempts: int = 0
     retries: int = 0
-    errors: int = 0
+    errors: int = 0  # failed attempts, of any kind (429s included)
     n429: int = 0
     in_flight: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
     usd: float = 0.0
-    recent: list[str] = field(default_factory=list)
+    failed_calls: int = 0  # calls that failed for good (their last attempt failed)
+    errors_by_kind: Counter[str] = field(default_factory=Counter)  # failed attempts by error class
+    recent: list[str] = field(default_factory=list)  # notable events: retries, stops
+    failures: list[str] = field(default_factory=list)  # the last calls that failed for good, one line each
+    # the attempts streaming now: their text so far is progress a display can count before they end
+    streaming: set[AttemptState] = field(default_factory=set)
+
+    def streamed_tokens(self) -> int:
+        """Output tokens of the attempts still streaming, estimated as characters / 4 (as the
+        ledger's in-flight records do); each is counted exactly when it settles."""
+        return sum(state.received_chars for state in self.streaming) // 4
 
 
 class AnswersFirst:
@@ -164,6 +177,7 @@ class Lane:
             except ProviderError as exc:
                 delay = self.policy.delay(attempt, exc)
                 if delay is None:
+                    self._failed(spec, attempt, exc)
                     raise
                 self.counters.retries += 1
                 self._note(f"{self.name}: {exc.error_class} on attempt {attempt}, retrying in {delay:.1f}s")
@@ -225,6 +239,7 @@ class Lane:
         state = AttemptState()
         self.counters.in_flight += 1
         self.counters.attempts += 1
+        self.counters.streaming.add(state)
         timeouts = Timeouts(
             spec.first_token_timeout or self.first_token_timeout,
             spec.idle_timeout or self.idle_timeout,
@@ -303,6 +318,7 @@ class Lane:
     ) -> float:
         """Price the attempt, release what it held, react to its outcome, and write its record."""
         self.counters.in_flight -= 1
+        self.counters.streaming.discard(state)
         priced = price_attempt(spec, state, consumer)
         self.spend.settle(self.name, admission.reserved_usd, priced.usd)
         usage = state.usage
@@ -324,6 +340,7 @@ class Lane:
 
     def _on_error(self, error: ProviderError) -> None:
         self.counters.errors += 1
+        self.counters.errors_by_kind[error.error_class] += 1
         if error.limits is not None:
             self.limiter.observe(error.limits)
         if error.error_class == "rate_limit":
@@ -335,6 +352,13 @@ class Lane:
     def _note(self, message: str) -> None:
         self.counters.recent.append(message)
         del self.counters.recent[:-5]
+
+    def _failed(self, spec: CallSpec, attempts: int, error: ProviderError) -> None:
+        self.counters.failed_calls += 1
+        where = f"{spec.kind} of {spec.model}" + (f" at {spec.budget}" if spec.budget else "")
+        message = " ".join(str(error).split())  # one line, whatever the provider's body held
+        self.counters.failures.append(f"{self.name}: {where} failed after {attempts} attempt(s): {message}")
+        del self.counters.failures[:-5]
 
 
 __all__ = [

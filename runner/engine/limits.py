@@ -90,6 +90,9 @@ class LaneStats:
     retries: int
     requests_last_min: int = 0
     tokens_last_min: int = 0
+    # what the head of the queue waits for while calls wait: "requests/min", "tokens/min",
+    # "retry-after" or "concurrency" (the lane adds "spend cap"); None when nothing waits
+    waiting_for: str | None = None
 
 
 class _Bucket:
@@ -250,6 +253,7 @@ class LaneLimiter:
         self._admitted = self._n429 = self._n5xx = self._retries = 0
         self._requests_meter = RateMeter(60.0)
         self._tokens_meter = RateMeter(60.0)
+        self._blocked_by: str | None = None  # the constraint the last admission check waited on
 
     async def acquire(self, tokens: int) -> Reservation:
         """Wait for the pause to end, a concurrency slot, one request and ``tokens`` tokens.
@@ -336,6 +340,7 @@ class LaneLimiter:
             retries=self._retries,
             requests_last_min=round(self._requests_meter.total(now)),
             tokens_last_min=max(0, round(self._tokens_meter.total(now))),
+            waiting_for=self._blocked_by if self._waiting else None,
         )
 
     # -- decisions: synchronous, no awaits -------------------------------------------------
@@ -347,12 +352,18 @@ class LaneLimiter:
         """0.0 when a call of ``tokens`` may start now, else how long to wait (inf: until woken)."""
         now = self._clock.time()
         if self._paused_until > now:
+            self._blocked_by = "retry-after"
             return self._paused_until - now
         if self._in_flight >= self._limit():
+            self._blocked_by = "concurrency"
             return math.inf
         self._requests.leak(now)
         self._tokens.leak(now)
-        return max(self._requests.delay(1), self._tokens.delay(tokens))
+        requests, tokens_wait = self._requests.delay(1), self._tokens.delay(tokens)
+        self._blocked_by = (
+            None if not requests and not tokens_wait else "requests/min" if requests >= tokens_wait else "tokens/min"
+        )
+        return max(requests, tokens_wait)
 
     def _admit(self, tokens: int) -> Reservation:
         self._in_flight += 1

@@ -1,19 +1,45 @@
 """The run's progress counters, and the `RunSnapshot` a display asks for.
 
-The sweep updates the counters; a display calls `RunProgress.snapshot` (on the event loop, a few
-times a second), which reads the lanes' own statistics. Nothing here draws.
+The sweep updates the counters (jobs started, finished, skipped, per lane); a display calls
+`RunProgress.snapshot` (on the event loop, a few times a second), which reads the lanes' own
+counters and limiter statistics, samples each lane's output for its pace, and estimates the time
+left (`runner.engine.eta`). Nothing here draws.
 """
 
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from runner.engine.eta import LanePlan, LaneWork, lane_time_left, run_time_left
 from runner.engine.lane import Lane
-from runner.engine.meter import RateMeter
+from runner.engine.limits import LaneStats
 from runner.engine.snapshots import LaneSnapshot, RunSnapshot
 from runner.engine.spend import SpendGuard
+
+PACE_WINDOW_S = 10.0  # a lane's pace is its output over about this many seconds
+
+
+@dataclass
+class LaneJobs:
+    """One lane's jobs in this process."""
+
+    total: int = 0  # every job of the lane's models, resumed ones included
+    skipped: int = 0  # complete in the ledger already
+    running: int = 0
+    finished: int = 0  # done or failed for good
+    samples: deque[tuple[float, float]] = field(default_factory=deque)  # (time, output so far)
+
+    def pace(self, now: float, output: float) -> float:
+        """Output per second since the oldest sample kept (about `PACE_WINDOW_S` ago)."""
+        samples = self.samples
+        samples.append((now, output))
+        while len(samples) > 2 and samples[1][0] <= now - PACE_WINDOW_S:
+            samples.popleft()
+        then, before = samples[0]
+        return (output - before) / (now - then) if now - then > 0.2 else 0.0
 
 
 @dataclass
@@ -24,57 +50,133 @@ class RunProgress:
     jobs_total: int
     usd_cap: float | None
     usd_estimate: float | None
+    usd_earlier: float = 0.0
     jobs_done: int = 0  # skipped ones included
     jobs_skipped: int = 0
     jobs_failed: int = 0
     stopping: str | None = None
+    phase: str | None = None
     started: float = field(default_factory=time.time)
-    tokens_out: RateMeter = field(default_factory=lambda: RateMeter(window_s=10.0, buckets=20))
+    plans: dict[str, LanePlan] = field(default_factory=dict)  # the estimate's, per lane
+    lane_jobs: dict[str, LaneJobs] = field(default_factory=dict)
 
     def stop(self, reason: str) -> None:
         self.stopping = reason
 
-    def on_tokens(self, _input: int, output: int) -> None:
-        self.tokens_out.add(output, time.time())
+    def lanes_opened(self, totals: Mapping[str, int]) -> None:
+        """The lanes are open (``totals``: jobs per lane): their pace is counted from now."""
+        now = time.time()
+        for name, total in totals.items():
+            self.lane_jobs[name] = LaneJobs(total=total, samples=deque([(now, 0.0)]))
+        self.phase = None
+
+    def job_skipped(self, lane: str) -> None:
+        self.jobs_done += 1
+        self.jobs_skipped += 1
+        self.lane_jobs[lane].skipped += 1
+
+    def job_started(self, lane: str) -> None:
+        self.lane_jobs[lane].running += 1
+
+    def job_left(self, lane: str) -> None:
+        """A job stopped running: finished, failed, or cut short by a stop."""
+        self.lane_jobs[lane].running -= 1
+
+    def job_finished(self, lane: str, *, failed: bool = False) -> None:
+        self.lane_jobs[lane].finished += 1
+        if failed:
+            self.jobs_failed += 1
+        else:
+            self.jobs_done += 1
 
     def snapshot(self, lanes: Mapping[str, Lane], spend: SpendGuard) -> RunSnapshot:
         now = time.time()
-        recent = tuple(msg for lane in lanes.values() for msg in lane.counters.recent)[-5:]
+        snaps = tuple(self._lane(name, lane, spend, now) for name, lane in lanes.items())
+        counters = [lane.counters for lane in lanes.values()]
         return RunSnapshot(
             run_id=self.run_id,
             started_at=self.started,
             now=now,
+            phase=self.phase,
             jobs_total=self.jobs_total,
             jobs_done=self.jobs_done,
             jobs_skipped=self.jobs_skipped,
-            calls_done=sum(lane.counters.attempts - lane.counters.in_flight for lane in lanes.values()),
-            calls_in_flight=sum(lane.counters.in_flight for lane in lanes.values()),
-            tokens_in=sum(lane.counters.input_tokens for lane in lanes.values()),
-            tokens_out=sum(lane.counters.output_tokens for lane in lanes.values()),
-            tokens_per_s=self.tokens_out.rate(now),
+            jobs_failed=self.jobs_failed,
+            calls_done=sum(c.attempts - c.in_flight for c in counters),
+            calls_in_flight=sum(c.in_flight for c in counters),
+            tokens_in=sum(c.input_tokens for c in counters),
+            tokens_out=sum(c.output_tokens for c in counters),
+            tokens_per_s=sum(lane.tokens_per_s for lane in snaps),
             usd_spent=spend.spent,
+            usd_earlier=self.usd_earlier,
             usd_cap=self.usd_cap,
             usd_estimate=self.usd_estimate,
-            lanes=tuple(lane_snapshot(name, lane) for name, lane in lanes.items()),
+            eta_s=run_time_left([lane.time_left_s for lane in snaps]) if lanes else None,
+            lanes=snaps,
             stopping=self.stopping,
-            recent=recent,
+            recent=tuple(msg for c in counters for msg in c.recent)[-5:],
+            failures=tuple(msg for c in counters for msg in c.failures)[-5:],
         )
 
+    def _lane(self, name: str, lane: Lane, spend: SpendGuard, now: float) -> LaneSnapshot:
+        stats = lane.limiter.stats()
+        jobs = self.lane_jobs.setdefault(name, LaneJobs())
+        output = lane.counters.output_tokens + lane.counters.streamed_tokens()
+        pace = jobs.pace(now, output)
+        plan = self.plans.get(name)
+        work = LaneWork(
+            jobs_total=plan.jobs if plan is not None else jobs.total - jobs.skipped,
+            jobs_finished=jobs.finished,
+            jobs_running=jobs.running,
+            calls=lane.counters.attempts,
+            input_tokens=lane.counters.input_tokens,
+            output_tokens=output,
+            tokens_per_s=pace,
+            rpm_limit=stats.rpm_limit,
+            rpm_level=stats.rpm_level,
+            tpm_limit=stats.tpm_limit,
+            tpm_level=stats.tpm_level,
+        )
+        # a stopped lane runs nothing more: its jobs will not take any time
+        left = 0.0 if lane.stopped is not None else lane_time_left(work, plan)
+        return lane_snapshot(name, lane, stats, pace=pace, time_left_s=left, spend_stopped=spend.reached is not None)
 
-def lane_snapshot(name: str, lane: Lane) -> LaneSnapshot:
+
+def _share(level: float | None, limit: int | None) -> float | None:
+    return None if level is None or not limit else min(1.0, max(0.0, level / limit))
+
+
+def lane_snapshot(
+    name: str,
+    lane: Lane,
+    stats: LaneStats,
+    *,
+    pace: float = 0.0,
+    time_left_s: float | None = None,
+    spend_stopped: bool = False,
+) -> LaneSnapshot:
     """One lane's counters and its limiter's statistics."""
-    limiter = lane.limiter.stats()
+    waiting_for = stats.waiting_for
+    if spend_stopped and waiting_for is None:
+        waiting_for = "spend cap"  # no new work starts: the lane only finishes what it started
     return LaneSnapshot(
         name=name,
-        in_flight=lane.counters.in_flight,
-        waiting=limiter.waiting,
-        concurrency_limit=limiter.concurrency_limit,
-        rpm_limit=limiter.rpm_limit,
-        tpm_limit=limiter.tpm_limit,
-        requests_last_min=limiter.requests_last_min,
-        tokens_last_min=limiter.tokens_last_min,
-        paused_for_s=limiter.paused_for_s,
+        in_flight=stats.in_flight,
+        waiting=stats.waiting,
+        concurrency_limit=stats.concurrency_limit,
+        rpm_limit=stats.rpm_limit,
+        tpm_limit=stats.tpm_limit,
+        rpm_used=_share(stats.rpm_level, stats.rpm_limit),
+        tpm_used=_share(stats.tpm_level, stats.tpm_limit),
+        requests_last_min=stats.requests_last_min,
+        tokens_last_min=stats.tokens_last_min,
+        tokens_per_s=pace,
+        paused_for_s=stats.paused_for_s,
+        waiting_for=waiting_for,
         n429=lane.counters.n429,
         retries=lane.counters.retries,
         errors=lane.counters.errors,
+        errors_by_kind=tuple(sorted(lane.counters.errors_by_kind.items(), key=lambda kv: (-kv[1], kv[0]))),
+        failed_calls=lane.counters.failed_calls,
+        time_left_s=time_left_s,
     )

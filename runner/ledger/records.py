@@ -48,6 +48,9 @@ class RunHeader(msgspec.Struct, tag="run", kw_only=True):
     # USD per 1M tokens actually used for each model: {model_key: {input, cached_input, output, source}}
     prices: dict[str, dict[str, object]]
     resumed: bool = False
+    # manifest fields set on the command line (`anytime run m.toml --limit 3`), as `Overrides`;
+    # ``manifest`` above already has them applied. None: none given.
+    overrides: dict[str, object] | None = None
 
 
 class _AttemptFields(msgspec.Struct, kw_only=True):
