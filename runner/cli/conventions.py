@@ -100,7 +100,9 @@ def confirm(question: str, *, assume_yes: bool, console: Console, why: str = "")
         return True
     if not sys.stdin.isatty():
         raise ConfigError(f"{why or question}; pass --yes to go ahead without asking")
-    answer = console.input(f"{question} [y/N] ")
+    from rich.text import Text
+
+    answer = console.input(Text(f"{question} [y/N] "))  # plain: no markup, no highlighting
     return answer.strip().lower() in ("y", "yes")
 
 
