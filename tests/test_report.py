@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -232,3 +234,26 @@ def test_compare_markdown_sets_runs_side_by_side(run_dir: Path, tmp_path: Path) 
 def test_a_folder_without_ledger_is_an_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli_main(["report", str(tmp_path)]) == 2  # bad input: no run folder there
     assert "no ledger.jsonl here; is this a run folder" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("width", [60, 80, 120, 200])
+def test_terminal_tables_fit_the_width_by_leaving_columns_out(run_dir: Path, width: int) -> None:
+    from rich.console import Console
+
+    from runner.ui.report import rich_report
+
+    console = Console(file=io.StringIO(), width=width, color_system=None)
+    console.print(rich_report(build_report([run_dir])))
+    text = console.file.getvalue()  # type: ignore[attr-defined]
+    lines = text.splitlines()
+    assert all(len(line) <= width for line in lines)
+    # every row on one line: quality and cost (base, pdp), then the paired difference (pdp − base)
+    rows = [line for line in lines if line.startswith("m ")]
+    assert [re.match(r"m\s+(base|pdp)\b", row).group(1) for row in rows] == ["base", "pdp"] * 2 + ["pdp"]  # type: ignore[union-attr]
+    left_out = [line for line in lines if line.startswith("left out at this width")]
+    if width >= 200:
+        assert not left_out
+    else:
+        assert left_out and all("report.md has every column" in line or line.endswith("…") for line in left_out)
+    # what is never left out: names, the Anytime Index, the dollars
+    assert all(name in text for name in ("model", "method", " AI ", "$ total"))
