@@ -4,6 +4,7 @@ prompt, manifest overrides validated as the fields they set, and shell completio
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import pty
 import re
@@ -272,3 +273,36 @@ def test_zsh_and_fish_completion_scripts_name_every_subcommand(shell: str, capsy
     script = capsys.readouterr().out
     assert all(name in script for name in COMMANDS)
     assert "json-progress" in script
+
+
+# --- output modes for scripts ------------------------------------------------------------------------------
+
+
+def test_json_progress_is_the_only_thing_on_stdout(tmp_path: Path) -> None:
+    manifest = tiny(tmp_path)
+    argv = [
+        sys.executable,
+        "-m",
+        "runner.cli",
+        "run",
+        str(manifest),
+        "--yes",
+        "--json-progress",
+        "--progress-every",
+        "0.05",
+    ]
+    out = subprocess.run(argv, capture_output=True, text=True, check=False, cwd=REPO)
+    assert out.returncode == 0, out.stderr
+    events = [json.loads(line) for line in out.stdout.splitlines()]  # every line is one object
+    kinds = [e["event"] for e in events]
+    assert kinds[0] == "phase" and "estimate" in kinds and kinds[-1] == "done" and "progress" in kinds
+    last = [e for e in events if e["event"] == "progress"][-1]
+    assert last["jobs_done"] == last["jobs_total"] == 6 and last["eta_s"] == 0.0
+    assert last["lanes"][0]["name"] == "sim" and events[-1]["exit_code"] == 0
+    assert "0 failed; spent" in out.stderr  # what people read goes to stderr
+
+
+def test_quiet_prints_nothing_and_the_exit_code_tells(tmp_path: Path) -> None:
+    argv = [sys.executable, "-m", "runner.cli", "run", str(tiny(tmp_path)), "--yes", "--quiet", "--no-report"]
+    out = subprocess.run(argv, capture_output=True, text=True, check=False, cwd=REPO)
+    assert (out.returncode, out.stdout, out.stderr) == (0, "", "")

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import msgspec
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from runner.engine.eta import LanePlan, LaneWork, lane_time_left, run_time_left
+from runner.engine.eta import Group, Plan, duration, lane_time_left, run_time_left
+from runner.engine.eta import Lane as EtaLane
 from runner.engine.meter import RateMeter
 from runner.engine.snapshots import LaneSnapshot, RunSnapshot
 
@@ -71,53 +70,60 @@ def test_meter_total_matches_a_plain_sum(adds: list[tuple[int, int]], now: int) 
     assert meter.total(now=float(now)) == expected
 
 
-def work(**fields: object) -> LaneWork:
-    base: dict[str, object] = {
-        "jobs_total": 100,
-        "jobs_finished": 0,
-        "jobs_running": 0,
-        "calls": 0,
-        "input_tokens": 0.0,
-        "output_tokens": 0.0,
-        "tokens_per_s": 0.0,
-    }
-    return LaneWork(**(base | fields))  # type: ignore[arg-type]
+PLAN = Plan(jobs=100, calls=600.0, input_tokens=100_000.0, output_tokens=200_000.0)  # 2k tokens a job
+LANE = EtaLane(workers=10)
 
 
-PLAN = LanePlan(jobs=100, calls=600.0, input_tokens=100_000.0, output_tokens=200_000.0)
+def test_time_left_is_unknown_until_there_is_a_pace_and_zero_when_done() -> None:
+    starting = Group(jobs_total=100, jobs_finished=0, ages=[0.3] * 10, streamed=[0.0] * 10, plan=PLAN)
+    assert lane_time_left([starting], LANE) is None  # nothing streamed yet: no number
+    assert lane_time_left([Group(jobs_total=100, jobs_finished=100, plan=PLAN)], LANE) == 0.0
+    assert run_time_left([10.0, 30.0, 0.0]) == (30.0, True)
+    assert run_time_left([10.0, None]) == (10.0, False)  # a lower bound: a lane cannot tell yet
+    assert run_time_left([None]) == (None, False) and run_time_left([]) == (0.0, True)
 
 
-def test_time_left_is_unknown_until_tokens_flow_and_zero_when_done() -> None:
-    assert lane_time_left(work(jobs_running=32), PLAN) is None  # no pace yet: no number
-    assert lane_time_left(work(jobs_finished=100), PLAN) == 0.0
-    assert run_time_left([10.0, None]) is None and run_time_left([10.0, 30.0, 0.0]) == 30.0
-    assert run_time_left([]) == 0.0
+def test_before_any_job_finishes_the_plan_is_timed_at_the_streaming_pace() -> None:
+    # 10 jobs 2 s in, 200 tokens each: 100 tokens/s a job, so a planned 2k-token job takes 20 s
+    group = Group(jobs_total=100, jobs_finished=0, ages=[2.0] * 10, streamed=[200.0] * 10, plan=PLAN)
+    assert duration(group, 2.0 / 200.0) == pytest.approx(20.0)
+    # 10 workers: the running jobs' 18 s each, then 90 jobs of 20 s
+    assert lane_time_left([group], LANE) == pytest.approx((10 * 18.0 + 90 * 20.0) / 10)
 
 
-def test_time_left_starts_from_the_plan_not_from_jobs_done() -> None:
-    # 2 s in, no job finished yet: the planned 200k tokens at the pace seen, 1k tok/s
-    left = lane_time_left(work(jobs_running=32, output_tokens=2_000.0, tokens_per_s=1_000.0), PLAN)
-    assert left is not None
-    # the plan weighs 4 jobs' worth against 16 running jobs' worth observed (125 tokens each)
-    per_job = (16 / 20) * (2_000 / 16) + (4 / 20) * 2_000
-    assert left == pytest.approx((per_job * 100 - 2_000) / 1_000)
+def test_finished_jobs_take_over_from_the_plan() -> None:
+    # 20 jobs finished in 5 s each where the plan (at 10 ms a token) said 20 s
+    finished = Group(jobs_total=100, jobs_finished=20, durations=[5.0] * 20, ages=[1.0] * 10, plan=PLAN)
+    each = duration(finished, 5.0 / 2_000)  # the lane's own seconds per planned token: 2.5 ms
+    assert each == pytest.approx(5.0)
+    assert lane_time_left([finished], LANE) == pytest.approx((10 * 4.0 + 70 * 5.0) / 10)
+    # the second model of the lane has not started: its jobs are timed at the first one's rate
+    second = Group(
+        jobs_total=100, jobs_finished=0, plan=Plan(jobs=100, calls=600, input_tokens=0, output_tokens=400_000)
+    )
+    assert lane_time_left([finished, second], LANE) == pytest.approx((10 * 4.0 + 70 * 5.0 + 100 * 10.0) / 10)
 
 
-def test_time_left_follows_the_jobs_as_they_finish() -> None:
-    # 50 jobs done on 100k tokens: each takes about 2k, as planned; then half as much as planned
-    halfway = work(jobs_finished=50, output_tokens=100_000.0, tokens_per_s=1_000.0)
-    assert lane_time_left(halfway, PLAN) == pytest.approx(100.0)
-    cheap = LanePlan(jobs=100, calls=600.0, input_tokens=100_000.0, output_tokens=400_000.0)
-    assert lane_time_left(halfway, cheap) == pytest.approx((50 / 54 * 2_000 + 4 / 54 * 4_000) * 100 / 1_000 - 100)
-    assert lane_time_left(halfway, None) == pytest.approx(100.0)  # no estimate: what was seen alone
+def test_a_model_that_reasons_out_of_sight_waits_for_a_finished_job() -> None:
+    hidden = Plan(jobs=100, calls=600.0, input_tokens=0.0, output_tokens=200_000.0, streams=False)
+    group = Group(jobs_total=100, jobs_finished=0, ages=[5.0] * 10, streamed=[3.0] * 10, plan=hidden)
+    assert lane_time_left([group], LANE) is None  # a few answer tokens are no pace
+    done = Group(jobs_total=100, jobs_finished=4, durations=[30.0] * 4, ages=[5.0] * 10, plan=hidden)
+    assert lane_time_left([done], LANE) == pytest.approx((10 * 25.0 + 86 * 30.0) / 10)
+
+
+def test_the_longest_running_job_bounds_the_lane() -> None:
+    # three jobs left, all running, with plenty of workers: the lane ends with the longest one
+    group = Group(jobs_total=10, jobs_finished=7, durations=[10.0] * 7, ages=[1.0, 5.0, 9.0], plan=PLAN)
+    assert lane_time_left([group], EtaLane(workers=64)) == pytest.approx(9.0)  # 10 s a job, the youngest is 1 s in
 
 
 def test_time_left_respects_the_requests_per_minute_limit() -> None:
-    # the pace looks fast (a full bucket at the start), but 300 calls left at 60/min take 5 min
-    fast = work(jobs_finished=50, calls=300, output_tokens=100_000.0, tokens_per_s=100_000.0)
-    assert lane_time_left(fast, PLAN) == pytest.approx(1.0)
-    limited = dataclasses.replace(fast, rpm_limit=60, rpm_level=60.0)  # the bucket is full
-    assert lane_time_left(limited, PLAN) == pytest.approx(300.0)
+    # the jobs look quick (a full bucket at the start), but 300 calls left at 60/min take 5 min
+    group = Group(jobs_total=100, jobs_finished=50, durations=[0.1] * 50, plan=PLAN, calls=300)
+    assert lane_time_left([group], LANE) == pytest.approx(50 * 0.1 / 10)
+    limited = EtaLane(workers=10, rpm_limit=60, rpm_level=60.0)  # the bucket is full
+    assert lane_time_left([group], limited) == pytest.approx(300.0)
 
 
 def test_fraction_and_lane_sums() -> None:

@@ -22,7 +22,7 @@ from runner.ui import format as fmt
 from runner.ui.display import Display, Mode, make_display, open_display, shown
 
 if TYPE_CHECKING:
-    from runner.engine.eta import LanePlan
+    from runner.engine.eta import Plan
     from runner.engine.sweep import SweepOutcome
     from runner.ledger.estimate import Estimate
     from runner.ui.dashboard import SnapshotSource
@@ -49,6 +49,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="progress as one JSON object a line on stdout (other output goes to stderr)",
     )
+    parser.add_argument(
+        "--progress-every",
+        type=float,
+        metavar="S",
+        help="seconds between progress updates (default: 0.25 on the dashboard, 5 plain, 1 JSON)",
+    )
     add_overrides(parser)
 
 
@@ -72,6 +78,10 @@ def main(args: argparse.Namespace) -> int:
     console = _console(mode)
     title = Path(args.resume).name if args.resume else Path(args.manifest or "run").stem
     display = make_display(console, title, mode)
+    if args.progress_every is not None:
+        if not args.progress_every > 0:
+            raise ConfigError(f"--progress-every: must be a positive number of seconds, got {args.progress_every}")
+        display.interval = max(args.progress_every, 0.05)
     with shown(display):
         outcome = _run(args, display, console)
         if outcome is None:
@@ -107,18 +117,20 @@ def _run(args: argparse.Namespace, display: Display, console: Console) -> SweepO
     return anyio.run(sweep.run, attach, backend="asyncio", backend_options=_backend_options())
 
 
-def lane_plans(estimate: Estimate) -> dict[str, LanePlan]:
-    """The estimate's expected work per lane, which the ETA starts from."""
-    from runner.engine.eta import LanePlan
+def lane_plans(estimate: Estimate) -> dict[tuple[str, str], Plan]:
+    """The estimate's expected work per (lane, model), which the ETA starts from."""
+    from runner.engine.eta import Plan
 
-    plans: dict[str, LanePlan] = {}
+    plans: dict[tuple[str, str], Plan] = {}
     for row in estimate.rows:
-        before = plans.get(row.provider, LanePlan(jobs=0, calls=0.0, input_tokens=0.0, output_tokens=0.0))
-        plans[row.provider] = LanePlan(
+        key = (row.provider, row.model)
+        before = plans.get(key, Plan(jobs=0, calls=0.0, input_tokens=0.0, output_tokens=0.0))
+        plans[key] = Plan(
             jobs=before.jobs + row.jobs,
             calls=before.calls + row.calls.expected,
             input_tokens=before.input_tokens + row.input_tokens.expected,
             output_tokens=before.output_tokens + row.output_tokens.expected,
+            streams=row.fidelity in ("raw", "content"),
         )
     return plans
 

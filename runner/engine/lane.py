@@ -95,13 +95,44 @@ class LaneCounters:
     errors_by_kind: Counter[str] = field(default_factory=Counter)  # failed attempts by error class
     recent: list[str] = field(default_factory=list)  # notable events: retries, stops
     failures: list[str] = field(default_factory=list)  # the last calls that failed for good, one line each
-    # the attempts streaming now: their text so far is progress a display can count before they end
-    streaming: set[AttemptState] = field(default_factory=set)
+    # per model key: attempts, input and output tokens (settled), for the ETA's per-model work
+    by_model: dict[str, ModelTally] = field(default_factory=dict)
+    # per job still running: its output tokens so far (settled attempts); the sweep forgets a job
+    # when it ends (`forget_job`)
+    by_job: dict[str, int] = field(default_factory=dict)
+    # the attempts streaming now, with their call: their text so far is progress a display can
+    # count before they end
+    streaming: dict[AttemptState, CallSpec] = field(default_factory=dict)
 
-    def streamed_tokens(self) -> int:
-        """Output tokens of the attempts still streaming, estimated as characters / 4 (as the
-        ledger's in-flight records do); each is counted exactly when it settles."""
-        return sum(state.received_chars for state in self.streaming) // 4
+    def tally(self, model: str) -> ModelTally:
+        tally = self.by_model.get(model)
+        if tally is None:
+            tally = self.by_model[model] = ModelTally()
+        return tally
+
+    def streamed(self) -> tuple[dict[str, int], dict[str, int]]:
+        """Output tokens of the attempts still streaming, per model and per job, estimated as
+        characters / 4 (as the ledger's in-flight records do); each is counted exactly when it settles."""
+        by_model: Counter[str] = Counter()
+        by_job: Counter[str] = Counter()
+        for state, spec in self.streaming.items():
+            tokens = state.received_chars // 4
+            by_model[spec.model] += tokens
+            by_job[spec.job_id] += tokens
+        return by_model, by_job
+
+    def forget_job(self, job_id: str) -> None:
+        """A job ended: its tokens are no longer kept here."""
+        self.by_job.pop(job_id, None)
+
+
+@dataclass
+class ModelTally:
+    """One model's share of a lane's counters."""
+
+    attempts: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
 
 
 class AnswersFirst:
@@ -239,7 +270,8 @@ class Lane:
         state = AttemptState()
         self.counters.in_flight += 1
         self.counters.attempts += 1
-        self.counters.streaming.add(state)
+        self.counters.tally(spec.model).attempts += 1
+        self.counters.streaming[state] = spec
         timeouts = Timeouts(
             spec.first_token_timeout or self.first_token_timeout,
             spec.idle_timeout or self.idle_timeout,
@@ -318,7 +350,7 @@ class Lane:
     ) -> float:
         """Price the attempt, release what it held, react to its outcome, and write its record."""
         self.counters.in_flight -= 1
-        self.counters.streaming.discard(state)
+        self.counters.streaming.pop(state, None)
         priced = price_attempt(spec, state, consumer)
         self.spend.settle(self.name, admission.reserved_usd, priced.usd)
         usage = state.usage
@@ -330,6 +362,11 @@ class Lane:
         self.counters.usd += priced.usd
         self.counters.input_tokens += used_input
         self.counters.output_tokens += used_output
+        tally = self.counters.tally(spec.model)
+        tally.input_tokens += used_input
+        tally.output_tokens += used_output
+        if spec.kind != "synthesis":  # a synthesis stage is no job: the ETA sizes jobs
+            self.counters.by_job[spec.job_id] = self.counters.by_job.get(spec.job_id, 0) + used_output
         self.on_tokens(spec.prompt_tokens, priced.output_counted)
         if state.error is not None:
             self._on_error(state.error)

@@ -13,7 +13,8 @@ from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from runner.engine.eta import LanePlan, LaneWork, lane_time_left, run_time_left
+from runner.engine.eta import Group, Plan, lane_time_left, run_time_left
+from runner.engine.eta import Lane as EtaLane
 from runner.engine.lane import Lane
 from runner.engine.limits import LaneStats
 from runner.engine.snapshots import LaneSnapshot, RunSnapshot
@@ -22,14 +23,25 @@ from runner.engine.spend import SpendGuard
 PACE_WINDOW_S = 10.0  # a lane's pace is its output over about this many seconds
 
 
+FINISHED_SAMPLE = 2000  # the durations of this many recent finished jobs per model size the rest
+
+
+@dataclass
+class ModelJobs:
+    """One model's jobs on a lane, in this process."""
+
+    total: int = 0  # resumed ones included
+    skipped: int = 0  # complete in the ledger already
+    running: dict[str, float] = field(default_factory=dict)  # job id -> when it started (monotonic)
+    finished: int = 0  # done or failed for good
+    durations: deque[float] = field(default_factory=lambda: deque(maxlen=FINISHED_SAMPLE))  # seconds
+
+
 @dataclass
 class LaneJobs:
-    """One lane's jobs in this process."""
+    """One lane's jobs, per model, and samples of its output for its pace."""
 
-    total: int = 0  # every job of the lane's models, resumed ones included
-    skipped: int = 0  # complete in the ledger already
-    running: int = 0
-    finished: int = 0  # done or failed for good
+    models: dict[str, ModelJobs] = field(default_factory=dict)
     samples: deque[tuple[float, float]] = field(default_factory=deque)  # (time, output so far)
 
     def pace(self, now: float, output: float) -> float:
@@ -57,33 +69,41 @@ class RunProgress:
     stopping: str | None = None
     phase: str | None = None
     started: float = field(default_factory=time.time)
-    plans: dict[str, LanePlan] = field(default_factory=dict)  # the estimate's, per lane
+    plans: dict[tuple[str, str], Plan] = field(default_factory=dict)  # the estimate's, per (lane, model)
     lane_jobs: dict[str, LaneJobs] = field(default_factory=dict)
 
     def stop(self, reason: str) -> None:
         self.stopping = reason
 
-    def lanes_opened(self, totals: Mapping[str, int]) -> None:
-        """The lanes are open (``totals``: jobs per lane): their pace is counted from now."""
+    def lanes_opened(self, totals: Mapping[str, Mapping[str, int]]) -> None:
+        """The lanes are open (``totals``: jobs per lane and model): their pace is counted from now."""
         now = time.time()
-        for name, total in totals.items():
-            self.lane_jobs[name] = LaneJobs(total=total, samples=deque([(now, 0.0)]))
+        for name, models in totals.items():
+            jobs = {model: ModelJobs(total=total) for model, total in models.items()}
+            self.lane_jobs[name] = LaneJobs(models=jobs, samples=deque([(now, 0.0)]))
         self.phase = None
 
-    def job_skipped(self, lane: str) -> None:
+    def _jobs(self, lane: str, model: str) -> ModelJobs:
+        return self.lane_jobs.setdefault(lane, LaneJobs()).models.setdefault(model, ModelJobs())
+
+    def job_skipped(self, lane: str, model: str) -> None:
         self.jobs_done += 1
         self.jobs_skipped += 1
-        self.lane_jobs[lane].skipped += 1
+        self._jobs(lane, model).skipped += 1
 
-    def job_started(self, lane: str) -> None:
-        self.lane_jobs[lane].running += 1
+    def job_started(self, lane: str, model: str, job_id: str) -> None:
+        self._jobs(lane, model).running[job_id] = time.monotonic()
 
-    def job_left(self, lane: str) -> None:
+    def job_left(self, lane: str, model: str, job_id: str) -> None:
         """A job stopped running: finished, failed, or cut short by a stop."""
-        self.lane_jobs[lane].running -= 1
+        self._jobs(lane, model).running.pop(job_id, None)
 
-    def job_finished(self, lane: str, *, failed: bool = False) -> None:
-        self.lane_jobs[lane].finished += 1
+    def job_finished(self, lane: str, model: str, job_id: str, *, failed: bool = False) -> None:
+        jobs = self._jobs(lane, model)
+        jobs.finished += 1
+        started = jobs.running.get(job_id)
+        if started is not None:
+            jobs.durations.append(time.monotonic() - started)
         if failed:
             self.jobs_failed += 1
         else:
@@ -92,6 +112,7 @@ class RunProgress:
     def snapshot(self, lanes: Mapping[str, Lane], spend: SpendGuard) -> RunSnapshot:
         now = time.time()
         snaps = tuple(self._lane(name, lane, spend, now) for name, lane in lanes.items())
+        eta, complete = run_time_left([lane.time_left_s for lane in snaps]) if lanes else (None, False)
         counters = [lane.counters for lane in lanes.values()]
         return RunSnapshot(
             run_id=self.run_id,
@@ -111,7 +132,8 @@ class RunProgress:
             usd_earlier=self.usd_earlier,
             usd_cap=self.usd_cap,
             usd_estimate=self.usd_estimate,
-            eta_s=run_time_left([lane.time_left_s for lane in snaps]) if lanes else None,
+            eta_s=eta,
+            eta_complete=complete,
             lanes=snaps,
             stopping=self.stopping,
             recent=tuple(msg for c in counters for msg in c.recent)[-5:],
@@ -121,24 +143,29 @@ class RunProgress:
     def _lane(self, name: str, lane: Lane, spend: SpendGuard, now: float) -> LaneSnapshot:
         stats = lane.limiter.stats()
         jobs = self.lane_jobs.setdefault(name, LaneJobs())
-        output = lane.counters.output_tokens + lane.counters.streamed_tokens()
-        pace = jobs.pace(now, output)
-        plan = self.plans.get(name)
-        work = LaneWork(
-            jobs_total=plan.jobs if plan is not None else jobs.total - jobs.skipped,
-            jobs_finished=jobs.finished,
-            jobs_running=jobs.running,
-            calls=lane.counters.attempts,
-            input_tokens=lane.counters.input_tokens,
-            output_tokens=output,
-            tokens_per_s=pace,
-            rpm_limit=stats.rpm_limit,
-            rpm_level=stats.rpm_level,
-            tpm_limit=stats.tpm_limit,
-            tpm_level=stats.tpm_level,
-        )
+        by_model, by_job = lane.counters.streamed()
+        pace = jobs.pace(now, lane.counters.output_tokens + sum(by_model.values()))
+        clock = time.monotonic()
+        groups = []
+        for model, model_jobs in jobs.models.items():
+            tally = lane.counters.tally(model)
+            plan = self.plans.get((name, model))
+            running = model_jobs.running
+            groups.append(
+                Group(
+                    jobs_total=plan.jobs if plan is not None else model_jobs.total - model_jobs.skipped,
+                    jobs_finished=model_jobs.finished,
+                    durations=model_jobs.durations,
+                    ages=[clock - started for started in running.values()],
+                    streamed=[lane.counters.by_job.get(j, 0) + by_job.get(j, 0) for j in running],
+                    plan=plan,
+                    calls=tally.attempts,
+                    tokens=tally.input_tokens + tally.output_tokens,
+                )
+            )
+        limits = EtaLane(stats.max_concurrency, stats.rpm_limit, stats.rpm_level, stats.tpm_limit, stats.tpm_level)
         # a stopped lane runs nothing more: its jobs will not take any time
-        left = 0.0 if lane.stopped is not None else lane_time_left(work, plan)
+        left = 0.0 if lane.stopped is not None else lane_time_left(groups, limits)
         return lane_snapshot(name, lane, stats, pace=pace, time_left_s=left, spend_stopped=spend.reached is not None)
 
 

@@ -87,6 +87,8 @@ class RunSnapshot(msgspec.Struct, frozen=True, kw_only=True):
         usd_estimate: the expected cost of what this process set out to do (on a resume: of what
             was left), as the estimate priced it before the run (None: not estimated).
         eta_s: seconds until every job is done (`runner.engine.eta`); None until a pace is seen.
+        eta_complete: every lane could tell its time left; False: ``eta_s`` is a lower bound (a
+            lane whose models reason out of sight has no pace until a first job finishes).
         lanes: one snapshot per provider lane.
         stopping: why the run is winding down (e.g. "Ctrl-C: finishing in-flight calls"); None
             while running normally.
@@ -112,6 +114,7 @@ class RunSnapshot(msgspec.Struct, frozen=True, kw_only=True):
     usd_cap: float | None = None
     usd_estimate: float | None = None
     eta_s: float | None = None
+    eta_complete: bool = True
     lanes: tuple[LaneSnapshot, ...] = ()
     stopping: str | None = None
     recent: tuple[str, ...] = ()

@@ -26,7 +26,7 @@ from runner.config.keys import api_key_for
 from runner.config.manifest import LoadedManifest
 from runner.config.plan import Job, check_plan, count_jobs, expand_jobs
 from runner.engine.calling import ModelContext
-from runner.engine.eta import LanePlan
+from runner.engine.eta import Plan
 from runner.engine.lane import Lane, RecordSink
 from runner.engine.lanes import open_lanes
 from runner.engine.pipeline import Pipeline
@@ -50,8 +50,8 @@ class SweepOptions:
     grace_s: float = 30.0
     new_run: bool = False
     usd_estimate: float | None = None  # the expected cost of what is left to do
-    # the estimate's expected work per lane (what is left to do): the ETA starts from it
-    plans: dict[str, LanePlan] = field(default_factory=dict)
+    # the estimate's expected work per (lane, model), of what is left to do: the ETA starts from it
+    plans: dict[tuple[str, str], Plan] = field(default_factory=dict)
 
 
 @dataclass
@@ -147,7 +147,9 @@ class Sweep:
             synthesis = dict(self.state.synthesis) if self.state else {}
             pipeline = Pipeline(self.loaded, contexts, ledger, synthesis)
             self._ledger = ledger
-            self.progress.lanes_opened({name: count_jobs(self.loaded, self._models_of(name)) for name in self.lanes})
+            self.progress.lanes_opened(
+                {name: {m: count_jobs(self.loaded, [m]) for m in self._models_of(name)} for name in self.lanes}
+            )
             await self._drive(pipeline, ledger)
             if self.progress.stopping:
                 ledger.append(Note(at=time.time(), kind="stopped", message=self.progress.stopping))
@@ -215,7 +217,7 @@ class Sweep:
         async with send:
             for job in expand_jobs(self.loaded, models):
                 if job.job_id in completed:
-                    self.progress.job_skipped(name)
+                    self.progress.job_skipped(name, job.model)
                     continue
                 if self.progress.stopping or lane.stopped is not None:
                     return
@@ -228,16 +230,17 @@ class Sweep:
             async for job in receive:
                 if self.progress.stopping:
                     continue  # drain without starting anything new, so the feeder sees the stop
-                self.progress.job_started(name)
+                self.progress.job_started(name, job.model, job.job_id)
                 try:
                     await self._run_job(name, pipeline, ledger, job)
                 finally:
-                    self.progress.job_left(name)
+                    self.progress.job_left(name, job.model, job.job_id)
+                    self.lanes[name].counters.forget_job(job.job_id)
 
     async def _run_job(self, name: str, pipeline: Pipeline, ledger: RecordSink, job: Job) -> None:
         try:
             await pipeline.run_job(job)
-            self.progress.job_finished(name)
+            self.progress.job_finished(name, job.model, job.job_id)
         except* RunStopped:
             pass  # the job stays unfinished: a resume redoes it
         except* SpendCapReached as group:
@@ -245,7 +248,7 @@ class Sweep:
         except* LaneStopped as group:
             self._lane_stopped(ledger, group.exceptions[0])
         except* ProviderError as group:
-            self.progress.job_finished(name, failed=True)
+            self.progress.job_finished(name, job.model, job.job_id, failed=True)
             error = group.exceptions[0]
             ledger.append(Note(at=time.time(), kind="job_failed", message=f"job {job.job_id}: {error}"))
 

@@ -43,10 +43,13 @@ _KIND = {"server": "5xx", "stream_broken": "broken", "unreachable": "unreach.", 
 
 
 def _eta(snap: RunSnapshot) -> str:
-    # a run winding down will not finish its jobs: a time for them would mislead
+    """The time left, ``≥ 12s`` while a lane cannot tell yet, ``--`` while none can or the run winds down."""
     if snap.stopping and not snap.finished:
-        return "--"
-    return "0s" if snap.finished else fmt.duration(snap.eta_s)
+        return "--"  # a run winding down will not finish its jobs: a time for them would mislead
+    if snap.finished:
+        return "0s"
+    at_least = "≥ " if snap.eta_s is not None and not snap.eta_complete else ""
+    return at_least + fmt.duration(snap.eta_s)
 
 
 # --- the lanes table ---------------------------------------------------------------------------------

@@ -31,7 +31,9 @@ def _stamp(t: float) -> str:
 def _eta(snap: RunSnapshot) -> str:
     if snap.stopping and not snap.finished:
         return "--"
-    return "0s" if snap.finished else fmt.duration(snap.eta_s)
+    if snap.finished:
+        return "0s"
+    return (">=" if snap.eta_s is not None and not snap.eta_complete else "") + fmt.duration(snap.eta_s)
 
 
 def plain_line(snap: RunSnapshot) -> str:
