@@ -165,7 +165,6 @@ def test_anytime_run_reads_right_in_a_terminal_at_80_and_160_columns(tmp_path: P
                     check_panel(lines, screen.width)
                     waited[screen.width] |= any(reason in line for line in lines for reason in WAIT_REASONS)
         assert all(waited.values()), f"no wait reason shown while the simulator throttled: {waited}"
-        print(f"wait reasons seen after {time.monotonic() - deadline + 40:.1f} s")
         for screen in screens:
             assert any(panel(c) for c in screen.captures[:5]), "the dashboard was not drawn in the first captures"
             screen.tmux("send-keys", "-t", "t", "C-c")

@@ -23,9 +23,7 @@ from dataclasses import dataclass
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.panel import Panel
-from rich.progress_bar import ProgressBar
 from rich.spinner import Spinner
-from rich.table import Table
 from rich.text import Text
 
 from runner.engine.snapshots import LaneSnapshot, RunSnapshot
@@ -120,38 +118,54 @@ LANE_COLUMNS: tuple[LaneColumn, ...] = (
 _LANE_NAME_MAX = 16
 
 
-def lanes_table(lanes: tuple[LaneSnapshot, ...], width: int) -> Table:
-    """One row per lane, with the columns that fit ``width`` (see `LANE_COLUMNS` for their priority).
+def lanes_table(lanes: tuple[LaneSnapshot, ...], width: int) -> Text:
+    """One line per lane under a header, with the columns that fit ``width`` (see `LANE_COLUMNS`
+    for their priority), two spaces apart.
 
     ``req/min`` and ``tok/min`` are the share of each limit's current window in use (100% = the
     lane waits for it), never a count over the last 60 s that a draining window lets exceed the limit.
+    (Laid out by hand, not as a rich Table: it is redrawn four times a second.)
     """
     cells = [[column.cell(lane) for column in LANE_COLUMNS] for lane in lanes]
     widths = [
         max([text_width(column.header), *(row[i].cell_len for row in cells)]) for i, column in enumerate(LANE_COLUMNS)
     ]
     widths[0] = min(widths[0], _LANE_NAME_MAX)
-    # box=None, padding 1 each side, none at the edges: two spaces between columns
     shown = columns_that_fit(widths, [c.priority for c in LANE_COLUMNS], width, per_column=2, fixed=-2)
-    table = Table(box=None, padding=(0, 1), pad_edge=False, header_style="bold dim", expand=False)
-    for i in shown:
-        column = LANE_COLUMNS[i]
-        table.add_column(
-            column.header,
-            justify="left" if column.justify == "left" else "right",
-            no_wrap=True,
-            overflow="ellipsis",
-            max_width=_LANE_NAME_MAX if i == 0 else None,
-        )
-    for row in cells:
-        table.add_row(*(row[i] for i in shown))
+    header = [Text(LANE_COLUMNS[i].header, style="bold dim") for i in shown]
+    lines = [_row(header, shown, widths), *(_row([row[i] for i in shown], shown, widths) for row in cells)]
+    table = Text("\n").join(lines)
+    table.no_wrap = True
     return table
+
+
+def _row(cells: list[Text], shown: list[int], widths: list[int]) -> Text:
+    line = Text()
+    for n, (i, cell) in enumerate(zip(shown, cells, strict=True)):
+        if n:
+            line.append("  ")
+        cell = cell.copy()
+        cell.truncate(widths[i], overflow="ellipsis")
+        pad = " " * (widths[i] - cell.cell_len)
+        if LANE_COLUMNS[i].justify == "left":
+            line.append_text(cell)
+            line.append(pad)
+        else:
+            line.append(pad)
+            line.append_text(cell)
+    return line
 
 
 # --- the lines above and below it ------------------------------------------------------------------
 
 
-def _progress_line(snap: RunSnapshot, width: int, spinner: Text) -> Text | Table:
+def _bar(done: int, total: int, width: int) -> Text:
+    """A progress bar of ``width`` cells (drawn by hand, as cheap as a line of text)."""
+    filled = width if total <= 0 else min(width, round(width * done / total))
+    return Text.assemble(("━" * filled, "green"), ("━" * (width - filled), "bright_black"))
+
+
+def _progress_line(snap: RunSnapshot, width: int, spinner: Text) -> Text:
     done = f"{snap.jobs_done}/{snap.jobs_total} jobs ({snap.fraction_done:.0%})"
     segments: list[tuple[Text, int]] = [(Text(done, style="bold"), 0)]
     if snap.jobs_failed:
@@ -162,15 +176,14 @@ def _progress_line(snap: RunSnapshot, width: int, spinner: Text) -> Text | Table
     else:
         segments.append((Text.assemble(("eta ", "dim"), (_eta(snap), "bold magenta")), 0))
     text = fit_line(segments, max(10, width - 2))
-    bar_width = width - 2 - text.cell_len - 1
-    grid = Table.grid(padding=(0, 1))
-    grid.add_column(no_wrap=True)
-    if bar_width >= 10:
-        grid.add_column(no_wrap=True)
-    grid.add_column(no_wrap=True)
-    bar = ProgressBar(total=max(1, snap.jobs_total), completed=snap.jobs_done, width=bar_width)
-    grid.add_row(spinner, *([bar] if bar_width >= 10 else []), text)
-    return grid
+    bar_width = width - spinner.cell_len - text.cell_len - 2
+    line = Text.assemble(spinner, " ")
+    if bar_width >= 10:  # the bar gives way first, never the times
+        line.append_text(_bar(snap.jobs_done, snap.jobs_total, bar_width))
+        line.append(" ")
+    line.append_text(text)
+    line.no_wrap = True
+    return line
 
 
 def _spend_line(snap: RunSnapshot, width: int) -> Text:
