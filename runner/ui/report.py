@@ -162,7 +162,7 @@ def _priorities(header: list[str]) -> list[int]:
     return [(1 if i in ends else 2) if i in budgets else _PRIORITY.get(name, 0) for i, name in enumerate(header)]
 
 
-def _table(title: str, header: list[str], rows: list[list[str]]) -> FittedTable:
+def report_table(title: str, header: list[str], rows: list[list[str]]) -> FittedTable:
     """A report table that fits the terminal by leaving out columns of low priority (never by
     wrapping cells); report.md keeps every column."""
     from runner.ui.fit import FittedTable
@@ -178,21 +178,21 @@ def _run_tables(run: RunReport) -> Group:
     parts: list[RenderableType] = []
     for dataset in _datasets(run):
         parts.append(
-            _table(
+            report_table(
                 f"{run.name} · {dataset}: quality x100 per budget; AI = Anytime Index ({run.mode})",
                 *quality_rows(run, dataset),
             )
         )
-        parts.append(_table(f"{run.name} · {dataset}: cost", *cost_rows(run, dataset)))
+        parts.append(report_table(f"{run.name} · {dataset}: cost", *cost_rows(run, dataset)))
         if any(p.dataset == dataset for p in run.differences):
             parts.append(
-                _table(
+                report_table(
                     f"{run.name} · {dataset}: paired differences (points)",
                     *difference_rows(run, dataset),
                 )
             )
     if len(_datasets(run)) > 1:
-        parts.append(_table(f"{run.name}: overall (unweighted mean over datasets, x100)", *overall_rows(run)))
+        parts.append(report_table(f"{run.name}: overall (unweighted mean over datasets, x100)", *overall_rows(run)))
     parts.append(Text(_footer(run), style="dim"))
     return Group(*parts)
 
@@ -211,7 +211,7 @@ def _footer(run: RunReport) -> str:
 
 def _compare_table(runs: list[RunReport]) -> FittedTable:
     header, rows = compare_rows(runs)
-    return _table("runs side by side: Anytime Index / final quality (x100) / $ total", header, rows)
+    return report_table("runs side by side: Anytime Index / final quality (x100) / $ total", header, rows)
 
 
 def compare_rows(runs: list[RunReport]) -> tuple[list[str], list[list[str]]]:
