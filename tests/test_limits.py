@@ -539,3 +539,33 @@ def test_random_load_never_exceeds_a_provider_with_the_same_limits(seed: int) ->
         return over
 
     assert run(main) == 0, f"seed={seed}"
+
+
+def test_stats_say_what_queued_calls_wait_for() -> None:
+    async def main() -> list[str | None]:
+        lim = LaneLimiter(rpm=60, tpm=1_000, max_concurrency=2)
+        seen: list[str | None] = [lim.stats().waiting_for]  # nothing waits: no reason
+
+        async def call(tokens: int, hold: float) -> None:
+            with await lim.acquire(tokens):
+                await anyio.sleep(hold)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(call, 900, 0.1)  # most of the tokens window
+            await anyio.lowlevel.checkpoint()
+            tg.start_soon(call, 900, 0.1)  # must wait for the tokens/min window to drain
+            await anyio.sleep(0.05)
+            seen.append(lim.stats().waiting_for)
+        lim.on_rate_limited(3.0)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(call, 1, 0.0)
+            await anyio.sleep(0.5)
+            seen.append(lim.stats().waiting_for)
+        async with anyio.create_task_group() as tg:
+            for _ in range(3):  # two slots: the third call waits for one
+                tg.start_soon(call, 1, 1.0)
+            await anyio.sleep(0.5)
+            seen.append(lim.stats().waiting_for)
+        return seen
+
+    assert run(main) == [None, "tokens/min", "retry-after", "concurrency"]

@@ -340,8 +340,18 @@ class LaneLimiter:
             retries=self._retries,
             requests_last_min=round(self._requests_meter.total(now)),
             tokens_last_min=max(0, round(self._tokens_meter.total(now))),
-            waiting_for=self._blocked_by if self._waiting else None,
+            waiting_for=(self._blocked_by or self._binding(now)) if self._waiting else None,
         )
+
+    def _binding(self, now: float) -> str | None:
+        """What holds the queue back now, when its head has not said (it is being handed on)."""
+        if self._paused_until > now:
+            return "retry-after"
+        if self._in_flight >= self._limit():
+            return "concurrency"
+        if self._requests.delay(1) > 0:
+            return "requests/min"
+        return None
 
     # -- decisions: synchronous, no awaits -------------------------------------------------
 
