@@ -20,12 +20,15 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "run": (
         "runner.cli.run",
         "run a sweep manifest (resumes if its ledger exists)",
-        "anytime run manifests/demo.toml --yes\n  anytime run --resume ledgers/demo",
+        "anytime run manifests/demo.toml --yes\n  anytime run --resume ledgers/demo\n"
+        "  anytime run manifests/paper-aime.toml --limit 3 --model grok-3-mini --max-usd 1\n"
+        "  anytime run manifests/demo.toml --yes --json-progress | jq -c 'select(.event == \"progress\")'",
     ),
     "estimate": (
         "runner.cli.estimate",
         "price a manifest offline: calls, tokens, dollars and minimum wall time",
-        "anytime estimate manifests/paper-aime.toml\n  anytime estimate manifests/demo.toml --json",
+        "anytime estimate manifests/paper-aime.toml\n  anytime estimate manifests/demo.toml --json\n"
+        "  anytime estimate manifests/paper-aime.toml --limit 5 --samples 1",
     ),
     "report": (
         "runner.cli.report",
