@@ -13,11 +13,12 @@ from enum import IntEnum
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from runner.config.manifest import LoadedManifest, Overrides
 from runner.errors import AnytimeError, ConfigError, SpendCapReached
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the manifest (msgspec) loads where it is read: `anytime run` draws first
     from rich.console import Console
+
+    from runner.config.manifest import LoadedManifest, Overrides
 
 
 class ExitCode(IntEnum):
@@ -157,6 +158,7 @@ def with_overrides(
     loaded: LoadedManifest, args: argparse.Namespace, recorded: Overrides | None = None
 ) -> LoadedManifest:
     """``loaded`` with the overrides a run recorded (on resume), then the flags given now."""
+    from runner.config.manifest import Overrides
     from runner.config.overrides import apply_overrides, merged
 
     given = overrides_of(args, loaded.path.name)

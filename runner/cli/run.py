@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 
 from runner.cli.conventions import ExitCode, add_overrides, add_yes, confirm, with_overrides
-from runner.config.manifest import LoadedManifest, Overrides
 from runner.errors import ConfigError
 from runner.ui import format as fmt
 from runner.ui.display import Display, Mode, make_display, open_display, shown
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # imported where used, after the display has drawn its first frame
+    from runner.config.manifest import LoadedManifest
     from runner.engine.eta import Plan
     from runner.engine.sweep import SweepOutcome
     from runner.ledger.estimate import Estimate
@@ -188,7 +188,7 @@ def _outcome_fields(outcome: SweepOutcome) -> dict[str, object]:
 
 
 def _manifest(args: argparse.Namespace) -> LoadedManifest:
-    from runner.config.manifest import load_manifest
+    from runner.config.manifest import Overrides, load_manifest
 
     if args.resume:
         from runner.engine.resume import manifest_of_run

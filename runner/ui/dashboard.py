@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
@@ -26,11 +27,13 @@ from rich.panel import Panel
 from rich.spinner import Spinner
 from rich.text import Text
 
-from runner.engine.snapshots import LaneSnapshot, RunSnapshot
 from runner.ui import format as fmt
 from runner.ui.fit import columns_that_fit, fit_line, text_width
 
-SnapshotSource = Callable[[], RunSnapshot]
+if TYPE_CHECKING:  # the figures only: msgspec loads with the engine, after the first frame
+    from runner.engine.snapshots import LaneSnapshot, RunSnapshot
+
+SnapshotSource = Callable[[], "RunSnapshot"]
 
 MAX_WIDTH = 120  # wider than every lane column together; a wider panel only spreads the bar
 FAILURE_LINES = 3

@@ -13,7 +13,6 @@ import sys
 from collections.abc import AsyncIterator, Iterator
 from typing import Literal, Protocol
 
-import anyio
 from rich.console import Console, RenderableType
 
 from runner.ui.dashboard import LiveDashboard, SnapshotSource
@@ -70,6 +69,8 @@ async def open_display(display: Display, get_snapshot: SnapshotSource) -> AsyncI
         display: started by the caller, who also stops it (after the block).
         get_snapshot: called on the event loop each refresh; must be cheap and not block.
     """
+    import anyio  # the engine's loop: here only once the sweep runs
+
     display.attach(get_snapshot)
     try:
         async with anyio.create_task_group() as tg:
@@ -87,6 +88,8 @@ async def open_display(display: Display, get_snapshot: SnapshotSource) -> AsyncI
 
 
 async def _refresh_forever(display: Display) -> None:
+    import anyio
+
     failed = False
     while True:  # the first frame with the run's own figures at once, then every interval
         try:

@@ -13,14 +13,12 @@ from collections import Counter
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, TextIO
 
-import msgspec
-
-from runner.engine.snapshots import RunSnapshot
 from runner.ui import format as fmt
 
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
 
+    from runner.engine.snapshots import RunSnapshot
     from runner.ui.dashboard import SnapshotSource
 
 
@@ -147,6 +145,8 @@ class JsonLines:
 
     def emit(self, event: str, body: object) -> None:
         """Write one object: ``{"event": event, ...body}``."""
+        import msgspec
+
         fields = msgspec.to_builtins(body)
         assert isinstance(fields, dict)
         self.out.write(msgspec.json.encode({"event": event, **fields}).decode() + "\n")
