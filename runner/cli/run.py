@@ -93,14 +93,15 @@ def _run(args: argparse.Namespace, display: Display, console: Console) -> SweepO
     """Everything up to the end of the sweep, under the display; None when the user says no."""
     display.phase("reading the manifest")
     loaded = _manifest(args)
+    display.phase("checking the manifest")
+    from runner.engine.preflight import preflight
+
+    # the checks `validate` makes, before anything else (a fresh --new-run folder has no past)
+    checked = preflight(loaded, run_dir=None if args.new_run else loaded.run_dir())
     display.phase("estimating the cost")
     from runner.ledger.estimate import estimate_manifest
 
     estimate = estimate_manifest(loaded)
-    _show_estimate(estimate, display)
-    if not _confirmed(args, estimate, loaded, display, console):
-        display.print("Nothing was spent.")
-        return None
     display.phase("planning the jobs")
     import anyio
 
@@ -109,7 +110,13 @@ def _run(args: argparse.Namespace, display: Display, console: Console) -> SweepO
     options = SweepOptions(
         grace_s=args.grace, new_run=args.new_run, usd_estimate=estimate.usd_expected, plans=lane_plans(estimate)
     )
-    sweep = Sweep(loaded, options)
+    sweep = Sweep(loaded, options, checked)
+    for warning in checked.warnings:
+        display.print(f"[yellow]warning:[/] {warning}")
+    _show_estimate(estimate, display)
+    if not _confirmed(args, estimate, loaded, display, console):
+        display.print("Nothing was spent.")
+        return None
 
     def attach(get_snapshot: SnapshotSource) -> AbstractAsyncContextManager[Display]:
         return open_display(display, get_snapshot)
@@ -148,9 +155,6 @@ def _show_estimate(estimate: Estimate, display: Display) -> None:
 def _finish(args: argparse.Namespace, outcome: SweepOutcome, console: Console, mode: Mode) -> int:
     """Print the outcome and the report (files are written whatever the mode); the exit code."""
     quiet = mode == "quiet"
-    for warning in outcome.warnings:
-        if not quiet:
-            console.print(f"[yellow]warning:[/] {warning}")
     if not quiet:
         console.print(
             f"run {outcome.run_dir}: {outcome.jobs_run} jobs run, {outcome.jobs_skipped} resumed from the ledger, "

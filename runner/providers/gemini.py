@@ -13,6 +13,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 import msgspec
 
 from runner.providers.classify import ErrorDetail, classify_stream_error
+from runner.providers.counts import Tokens
 from runner.providers.headers import openai_limits
 from runner.providers.sse import SSEEvent, SSEParser
 from runner.providers.streaming import SSEAdapter
@@ -45,10 +46,10 @@ class _Candidate(msgspec.Struct):
 
 
 class _UsageMeta(msgspec.Struct):
-    promptTokenCount: int = 0
-    candidatesTokenCount: int = 0
-    thoughtsTokenCount: int | None = None
-    cachedContentTokenCount: int = 0
+    promptTokenCount: Tokens = 0
+    candidatesTokenCount: Tokens = 0
+    thoughtsTokenCount: Tokens | None = None
+    cachedContentTokenCount: Tokens = 0
 
 
 class _Feedback(msgspec.Struct):
