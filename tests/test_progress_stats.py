@@ -86,21 +86,20 @@ def test_time_left_is_unknown_until_there_is_a_pace_and_zero_when_done() -> None
 def test_before_any_job_finishes_the_plan_is_timed_at_the_streaming_pace() -> None:
     # 10 jobs 2 s in, 200 tokens each: 100 tokens/s a job, so a planned 2k-token job takes 20 s
     group = Group(jobs_total=100, jobs_finished=0, ages=[2.0] * 10, streamed=[200.0] * 10, plan=PLAN)
-    assert duration(group, 2.0 / 200.0) == pytest.approx(20.0)
+    assert duration(group, ("tokens", 2.0 / 200.0)) == pytest.approx(20.0)
     # 10 workers: the running jobs' 18 s each, then 90 jobs of 20 s
     assert lane_time_left([group], LANE) == pytest.approx((10 * 18.0 + 90 * 20.0) / 10)
 
 
 def test_finished_jobs_take_over_from_the_plan() -> None:
-    # 20 jobs finished in 5 s each where the plan (at 10 ms a token) said 20 s
+    # 20 jobs finished in 5 s each (6 planned calls each: 5/6 s a planned call)
     finished = Group(jobs_total=100, jobs_finished=20, durations=[5.0] * 20, ages=[1.0] * 10, plan=PLAN)
-    each = duration(finished, 5.0 / 2_000)  # the lane's own seconds per planned token: 2.5 ms
-    assert each == pytest.approx(5.0)
+    assert duration(finished, ("calls", 5.0 / 6)) == pytest.approx(5.0)
     assert lane_time_left([finished], LANE) == pytest.approx((10 * 4.0 + 70 * 5.0) / 10)
-    # the second model of the lane has not started: its jobs are timed at the first one's rate
-    second = Group(
-        jobs_total=100, jobs_finished=0, plan=Plan(jobs=100, calls=600, input_tokens=0, output_tokens=400_000)
-    )
+    # the lane's second model has not started: its jobs are timed at the first one's seconds per
+    # planned call (twice the calls: twice the time), whatever their tokens
+    twice = Plan(jobs=100, calls=1200, input_tokens=0, output_tokens=1)
+    second = Group(jobs_total=100, jobs_finished=0, plan=twice)
     assert lane_time_left([finished, second], LANE) == pytest.approx((10 * 4.0 + 70 * 5.0 + 100 * 10.0) / 10)
 
 

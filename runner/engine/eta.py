@@ -7,10 +7,11 @@ that each run one job at a time, and its time left is what its workers still hav
 
 - **a job's duration** (`Group`): the mean of the model's finished jobs, weighed against a prior
   until a few have finished (`PRIOR_JOBS`; the first to finish are the short ones). The prior is
-  the estimate's expected output tokens per job (`Plan`) at the seconds per planned token the
-  lane's finished jobs took; before any job has finished, at the pace the running jobs stream
-  (tokens still streaming count as they arrive, so it is known within a second of the first token).
-  Each model has its own (one model's jobs run before the next one's; their sizes differ).
+  the estimate's expected calls per job (`Plan`) at the seconds per planned call the lane's
+  finished jobs took (a call's latency sets a job's time more than its tokens do); before any job
+  has finished, the expected output tokens per job at the pace the running jobs stream (tokens
+  still streaming count as they arrive, so it is known within a second of the first token). Each
+  model has its own (one model's jobs run before the next one's; their sizes differ).
 - **the workers' time**: a running job has what a job takes less its age still to go (at least
   `LEAST_LEFT` of a job: its forced answers come last); the jobs not started need a whole one each.
   The lane is done after ``(running jobs' rest + unstarted x duration) / workers``, and not
@@ -74,6 +75,15 @@ class Group:
         return self.plan.per_job()[2] if self.plan is not None else None
 
     @property
+    def planned_calls(self) -> float | None:
+        """The estimate's expected calls per job."""
+        return self.plan.per_job()[0] if self.plan is not None else None
+
+    def planned(self, unit: str) -> float | None:
+        """The estimate's expected calls or output tokens per job."""
+        return self.planned_calls if unit == "calls" else self.planned_tokens
+
+    @property
     def unstarted(self) -> int:
         return max(0, self.jobs_total - self.jobs_finished - len(self.ages))
 
@@ -89,28 +99,33 @@ class Lane:
     tpm_level: float | None = None
 
 
-def _seconds_per_token(groups: Sequence[Group]) -> float | None:
-    """Seconds a job takes per planned output token: from finished jobs, else from the pace the
-    running jobs stream at (None: no job finished and too little has streamed to tell)."""
+Rate = tuple[str, float]  # seconds per planned "calls" or "tokens"
+
+
+def _prior_rate(groups: Sequence[Group]) -> Rate | None:
+    """How long a job takes per unit of its plan: seconds per planned call from the lane's finished
+    jobs (a call's latency, more than its tokens, sets a job's time: a model with short answers still
+    waits for each), else seconds per planned output token from the pace the running jobs stream at
+    (None: no job finished and too little has streamed to tell)."""
     seconds = planned = 0.0
     for group in groups:
-        if group.planned_tokens:
+        if group.planned_calls:
             seconds += sum(group.durations)
-            planned += group.planned_tokens * len(group.durations)
+            planned += group.planned_calls * len(group.durations)
     if planned > 0:
-        return seconds / planned
+        return "calls", seconds / planned
     streaming = [g for g in groups if g.plan is None or g.plan.streams]
     streamed, age = sum(sum(g.streamed) for g in streaming), sum(sum(g.ages) for g in streaming)
     expected = sum((g.planned_tokens or 0.0) * len(g.ages) for g in streaming)
     # the first tenths of a second are the time to the first token: no pace yet
-    return age / streamed if streamed > 0 and streamed >= MIN_STREAMED * expected else None
+    return ("tokens", age / streamed) if streamed > 0 and streamed >= MIN_STREAMED * expected else None
 
 
-def duration(group: Group, seconds_per_token: float | None) -> float | None:
+def duration(group: Group, rate: Rate | None) -> float | None:
     """What one of the group's jobs takes, in seconds (None: nothing to go on yet)."""
     mean = sum(group.durations) / len(group.durations) if group.durations else None
-    planned = group.planned_tokens
-    prior = planned * seconds_per_token if planned and seconds_per_token is not None else None
+    planned = group.planned(rate[0]) if rate is not None else None
+    prior = planned * rate[1] if planned and rate is not None else None
     if prior is None:
         return mean
     if mean is None:
@@ -144,12 +159,12 @@ def lane_time_left(groups: Sequence[Group], lane: Lane) -> float | None:
     """Seconds until a lane's jobs are done; 0.0 when none are left, None until there is a pace."""
     if all(g.jobs_finished >= g.jobs_total for g in groups):
         return 0.0
-    per_token = _seconds_per_token(groups)
+    rate = _prior_rate(groups)
     work = longest = 0.0
     for group in groups:
         if group.jobs_finished >= group.jobs_total:
             continue
-        each = duration(group, per_token)
+        each = duration(group, rate)
         if each is None:
             return None
         rests = [max(each - age, LEAST_LEFT * each) for age in group.ages]
