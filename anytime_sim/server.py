@@ -41,7 +41,7 @@ class Simulator:
         self.config = config
         self.index = index
         self.logic = TraceModel(index)
-        self.limiter = RateLimiter(config.rpm, config.tpm, clock)
+        self.limiter = RateLimiter(config.rpm, config.tpm, clock, config.limit_window_s)
         self.cache = PromptCache()
         self.base_url = ""
         self.in_flight = 0

@@ -63,13 +63,14 @@ limit = 12
 budgets = [64, 128, 256]
 
 [simulator]
-rpm = 12                # far fewer than the sweep's calls: the lane has to wait for the window
+rpm = 120               # fewer than the sweep's calls: the lane has to wait for the window
 time_scale = 0.05
 chunk_tokens = 8
 """
 
 WAIT_REASONS = ("requests/min", "tokens/min", "retry-after")
 FRACTION = re.compile(r"\b(\d+)/(\d+)\b")
+JOBS_DONE = re.compile(r"\b[1-9]\d*/\d+ jobs")
 
 
 @dataclass
@@ -156,14 +157,16 @@ def test_anytime_run_reads_right_in_a_terminal_at_80_and_160_columns(tmp_path: P
         for screen in screens:
             screen.start(command)
         waited = {screen.width: False for screen in screens}
+        done = {screen.width: False for screen in screens}  # a job done: the report has a row
         deadline = time.monotonic() + 40
-        while not all(waited.values()) and time.monotonic() < deadline:
+        while not (all(waited.values()) and all(done.values())) and time.monotonic() < deadline:
             time.sleep(0.4)
             for screen in screens:
                 lines = panel(screen.capture())
                 if lines:
                     check_panel(lines, screen.width)
                     waited[screen.width] |= any(reason in line for line in lines for reason in WAIT_REASONS)
+                    done[screen.width] |= any(JOBS_DONE.search(line) for line in lines)
         assert all(waited.values()), f"no wait reason shown while the simulator throttled: {waited}"
         for screen in screens:
             assert any(panel(c) for c in screen.captures[:5]), "the dashboard was not drawn in the first captures"

@@ -129,6 +129,10 @@ class Provider(Base, frozen=True):
     max_concurrency: int = 64
     max_attempts: int = 6
     max_usd: float | None = None
+    # seconds of each per-minute limit the lane sends at once: half a second's share by default
+    # (providers may enforce a minute's limit over 1-second windows); 60 for one that allows a
+    # whole minute at once. A 429 halves it (runner.engine.limits).
+    burst_s: float = 0.5
     timeouts: Timeouts = msgspec.field(default_factory=Timeouts)
     # the OpenAI-compatible dialect's reasoning field, where the host differs
     reasoning_field: Literal["reasoning_content", "reasoning", "think_tags"] | None = None
@@ -142,6 +146,8 @@ class Provider(Base, frozen=True):
             raise ValueError(f"`max_concurrency` must be a positive integer, got {self.max_concurrency}")
         if self.max_attempts <= 0:
             raise ValueError(f"`max_attempts` must be a positive integer, got {self.max_attempts}")
+        if not 1 / 16 <= self.burst_s <= 60:
+            raise ValueError(f"`burst_s` must be in [0.0625, 60] seconds, got {self.burst_s}")
         if self.api_key_env is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", self.api_key_env):
             raise ValueError("`api_key_env` must be the NAME of an environment variable, not a key")
         check_number("max_usd", self.max_usd, strict=True)
@@ -255,6 +261,8 @@ class Simulator(Base, frozen=True):
 
     rpm: int | None = None
     tpm: int | None = None
+    # the window the per-minute limits are enforced over (1: a second's share at most, as OpenAI may)
+    limit_window_s: float = 60.0
     time_scale: float = 1.0
     chunk_tokens: int = 4
     faults: SimFaults = msgspec.field(default_factory=SimFaults)
@@ -267,6 +275,8 @@ class Simulator(Base, frozen=True):
         check_number("time_scale", self.time_scale)
         if self.chunk_tokens <= 0:
             raise ValueError(f"`chunk_tokens` must be a positive integer, got {self.chunk_tokens}")
+        if not 0 < self.limit_window_s <= 60:
+            raise ValueError(f"`limit_window_s` must be in (0, 60] seconds, got {self.limit_window_s}")
 
 
 class Manifest(Base, frozen=True):

@@ -1,16 +1,22 @@
 """Lanes: one per provider key. A lane runs a call through every attempt it needs.
 
-Per attempt: admission (the spend guard reserves its worst case, then the limiter reserves a
-concurrency slot, a request and its tokens; answers to streamed traces go before new traces),
-then the attempt itself (`runner.engine.attempt`: send, stream), then settlement: whatever
-happened (success, provider error, timeout, cancellation) exactly one `Attempt` record is
-appended to the ledger and the reservations are settled. Appending is synchronous (the ledger
-writer batches and fsyncs on its own task), so the record is written even when the attempt is
-being cancelled: nothing in the ``finally`` awaits.
+Per attempt: admission (the limiter reserves a concurrency slot, a request and its tokens; answers
+to streamed traces go before new traces; at the moment the limiter admits it, the spend guard
+reserves its worst case, and when the cap can fit it only once calls in flight settle, the
+admission is given back and the attempt waits for them), then the attempt itself
+(`runner.engine.attempt`: send, stream), then settlement: whatever happened (success, provider
+error, timeout, cancellation) exactly one `Attempt` record is appended to the ledger and the
+reservations are settled. Appending is synchronous (the ledger writer batches and fsyncs on its
+own task), so the record is written even when the attempt is being cancelled: nothing in the
+``finally`` awaits.
+
+A 429 does not use up one of the call's attempts while the call has time (`RetryPolicy`): the
+next attempt re-enters the limiter, which holds the whole lane for the server's delay.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections import Counter
 from collections.abc import Callable
@@ -30,9 +36,9 @@ from runner.engine.attempt import (
     price_attempt,
     stream_attempt,
 )
-from runner.engine.limits import LaneLimiter, Reservation
+from runner.engine.limits import LaneLimiter, LaneStats, Reservation
 from runner.engine.retry import RetryPolicy
-from runner.engine.spend import SpendGuard
+from runner.engine.spend import WAIT_SPEND_CAP, SpendGuard, SpendNeed
 from runner.errors import (
     ConfigurationRejected,
     EndpointUnreachable,
@@ -164,6 +170,16 @@ class AnswersFirst:
 
 
 @dataclass
+class _Retries:
+    """A call's failed attempts so far: those that count against ``max_attempts`` and the 429s
+    waited out, which do not (``since``: when the call began, on the loop's clock)."""
+
+    since: float
+    counted: int = 0
+    rate_limited: int = 0
+
+
+@dataclass
 class Admission:
     """What an admitted attempt holds: its spend reservation and its limiter reservation."""
 
@@ -194,27 +210,49 @@ class Lane:
     _proven: anyio.Event = field(default_factory=anyio.Event)
     _probing: bool = False
     _probe_over: anyio.Event = field(default_factory=anyio.Event)
+    spend_waiting: int = 0  # attempts waiting for calls in flight to settle before they fit the cap
 
     async def call(self, spec: CallSpec, make_consumer: Callable[[], Consumer]) -> CallResult:
         """Run a call to success or to its last attempt; raise the last error if all fail."""
         call_id = uuid.uuid4().hex[:16]
         self.counters.calls += 1
         attempt = 0
+        retries = _Retries(since=anyio.current_time())
         while True:
             attempt += 1
             consumer = make_consumer()
             try:
                 state, usd = await self._attempt(spec, call_id, attempt, consumer)
             except ProviderError as exc:
-                delay = self.policy.delay(attempt, exc)
-                if delay is None:
-                    self._failed(spec, attempt, exc)
+                try:
+                    await self._before_retry(exc, attempt, retries)
+                except ProviderError:
+                    self._failed(spec, attempt, exc)  # the call gives up: one line for the display
                     raise
-                self.counters.retries += 1
-                self._note(f"{self.name}: {exc.error_class} on attempt {attempt}, retrying in {delay:.1f}s")
-                await anyio.sleep(delay)
                 continue
             return CallResult(consumer=consumer, usage=state.usage, finish=state.finish, attempts=attempt, usd=usd)
+
+    async def _before_retry(self, error: ProviderError, attempt: int, retries: _Retries) -> None:
+        """Wait before the next attempt, or raise ``error`` when the call must give up.
+
+        A 429 the policy lets the call wait out does not count against ``max_attempts``: the next
+        attempt re-enters the limiter, which holds the lane for the server's delay.
+        """
+        wait = self.policy.wait_out_rate_limit(retries.rate_limited + 1, error, anyio.current_time() - retries.since)
+        if wait is not None:
+            retries.rate_limited += 1
+            self.counters.retries += 1
+            self._note(f"{self.name}: 429 on attempt {attempt}, waiting for the lane's limits")
+            if wait:
+                await anyio.sleep(wait)
+            return
+        retries.counted += 1
+        delay = self.policy.delay(retries.counted, error)
+        if delay is None:
+            raise error
+        self.counters.retries += 1
+        self._note(f"{self.name}: {error.error_class} on attempt {attempt}, retrying in {delay:.1f}s")
+        await anyio.sleep(delay)
 
     async def _attempt(
         self, spec: CallSpec, call_id: str, attempt: int, consumer: Consumer
@@ -265,7 +303,7 @@ class Lane:
         admission = await self._admit(spec)
         if self.halted is not None:  # the run stopped while this attempt waited for capacity
             self.spend.settle(self.name, admission.reserved_usd, 0.0)
-            admission.reservation.settle(0)
+            admission.reservation.cancel()
             raise RunStopped(self.halted)
         state = AttemptState()
         self.counters.in_flight += 1
@@ -324,15 +362,37 @@ class Lane:
         return fixes.get(error.status or 0, f"fix providers.{self.name}.base_url")
 
     async def _admit(self, spec: CallSpec) -> Admission:
-        """Reserve the spend (raises SpendCapReached before any I/O), then the limiter's capacity."""
+        """The limiter's capacity, and the spend reserved at the moment the limiter admits the call.
+
+        Raises SpendCapReached (before any I/O) only when the cap cannot fit the call whatever the
+        calls in flight settle at; while it fits only if some of them cost less than their worst
+        case, the admission is given back and the call waits for them to settle.
+        """
         worst = worst_case_cost(spec.price, spec.prompt_tokens, spec.request.max_output_tokens)
-        reserved = self.spend.reserve(self.name, worst, commits_usd=spec.commits_usd, new_work=spec.kind != "answer")
-        try:
+        cost = SpendNeed(self.name, worst, spec.commits_usd, new_work=spec.kind != "answer")
+        while True:
+            self.spend.raise_if_never_fits(cost)  # before waiting for the limiter for nothing
             reservation = await self._acquire(spec)
-        except BaseException:
-            self.spend.settle(self.name, reserved, 0.0)
-            raise
-        return Admission(reserved, reservation)
+            try:
+                reserved = self.spend.try_reserve(cost)  # no await since the limiter admitted it
+            except BaseException:
+                reservation.cancel()
+                raise
+            if reserved is not None:
+                return Admission(reserved, reservation)
+            reservation.cancel()  # the call is not sent: its request, tokens and slot go back
+            self.spend_waiting += 1
+            try:
+                await self.spend.wait_settled()
+            finally:
+                self.spend_waiting -= 1
+
+    def stats(self) -> LaneStats:
+        """The limiter's snapshot, with the lane's own reason to wait: the spend cap."""
+        stats = self.limiter.stats()
+        if self.spend_waiting:
+            return dataclasses.replace(stats, waiting_for=WAIT_SPEND_CAP)
+        return stats
 
     async def _acquire(self, spec: CallSpec) -> Reservation:
         tokens = spec.prompt_tokens + spec.request.max_output_tokens

@@ -141,7 +141,7 @@ class RunProgress:
         )
 
     def _lane(self, name: str, lane: Lane, spend: SpendGuard, now: float) -> LaneSnapshot:
-        stats = lane.limiter.stats()
+        stats = lane.stats()
         jobs = self.lane_jobs.setdefault(name, LaneJobs())
         by_model, by_job = lane.counters.streamed()
         pace = jobs.pace(now, lane.counters.output_tokens + sum(by_model.values()))
@@ -176,13 +176,18 @@ def _share(level: float | None, limit: int | None) -> float | None:
 def lane_snapshot(
     name: str,
     lane: Lane,
-    stats: LaneStats,
+    stats: LaneStats | None = None,
     *,
     pace: float = 0.0,
     time_left_s: float | None = None,
     spend_stopped: bool = False,
 ) -> LaneSnapshot:
-    """One lane's counters and its limiter's statistics."""
+    """One lane's counters and its limiter's statistics (``stats``: the lane's, `Lane.stats`).
+
+    In flight and allowed come from the same count (the limiter's slots), so the one is never
+    more than the other.
+    """
+    stats = stats or lane.stats()
     waiting_for = stats.waiting_for
     if spend_stopped and waiting_for is None:
         waiting_for = "spend cap"  # no new work starts: the lane only finishes what it started
@@ -191,6 +196,7 @@ def lane_snapshot(
         in_flight=stats.in_flight,
         waiting=stats.waiting,
         concurrency_limit=stats.concurrency_limit,
+        concurrency_cap=stats.concurrency_cap,
         rpm_limit=stats.rpm_limit,
         tpm_limit=stats.tpm_limit,
         rpm_used=_share(stats.rpm_level, stats.rpm_limit),

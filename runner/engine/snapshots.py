@@ -19,9 +19,14 @@ class LaneSnapshot(msgspec.Struct, frozen=True, kw_only=True):
 
     Attributes:
         name: lane name (the provider key in the manifest).
-        in_flight: calls currently holding a concurrency slot.
+        in_flight: calls currently holding a concurrency slot (never more than ``concurrency_limit``).
         waiting: calls queued for the lane's capacity (concurrency, RPM, TPM or a pause).
-        concurrency_limit: the lane's concurrency cap now (adaptive; None: unlimited).
+        concurrency_limit: calls allowed in flight now (None: unlimited): the adaptive cap, or
+            more while calls started before AIMD lowered it finish (their slots are retired as
+            they end, and nothing starts until ``in_flight`` is under the cap).
+        concurrency_cap: the adaptive (AIMD) cap new calls are admitted under (None: unlimited).
+        waiting_for: why calls wait for the lane now: ``"retry-after"``, ``"concurrency"``,
+            ``"requests/min"``, ``"tokens/min"`` or ``"spend cap"``; None when nothing waits.
         rpm_limit: requests-per-minute limit in force (None: unknown, not configured nor learned).
         tpm_limit: tokens-per-minute limit in force (None: unknown).
         rpm_used: the share of the requests/min bucket in use now, in [0, 1] (None: no known limit).
@@ -32,8 +37,6 @@ class LaneSnapshot(msgspec.Struct, frozen=True, kw_only=True):
         tokens_last_min: tokens charged against TPM in the last 60 s.
         tokens_per_s: output tokens per second over the last seconds (streaming ones included).
         paused_for_s: seconds left before the lane sends again (after a 429's retry-after); 0 = live.
-        waiting_for: why calls wait, when they do: "requests/min", "tokens/min", "retry-after",
-            "concurrency" or "spend cap"; None while nothing waits.
         n429: 429 responses received so far.
         retries: attempts retried so far (any cause).
         errors: failed attempts so far, 429s included.
@@ -46,6 +49,8 @@ class LaneSnapshot(msgspec.Struct, frozen=True, kw_only=True):
     in_flight: int = 0
     waiting: int = 0
     concurrency_limit: int | None = None
+    concurrency_cap: int | None = None
+    waiting_for: str | None = None
     rpm_limit: int | None = None
     tpm_limit: int | None = None
     rpm_used: float | None = None
@@ -54,7 +59,6 @@ class LaneSnapshot(msgspec.Struct, frozen=True, kw_only=True):
     tokens_last_min: int = 0
     tokens_per_s: float = 0.0
     paused_for_s: float = 0.0
-    waiting_for: str | None = None
     n429: int = 0
     retries: int = 0
     errors: int = 0
