@@ -121,7 +121,7 @@ def test_time_left_respects_the_requests_per_minute_limit() -> None:
     # the jobs look quick (a full bucket at the start), but 300 calls left at 60/min take 5 min
     group = Group(jobs_total=100, jobs_finished=50, durations=[0.1] * 50, plan=PLAN, calls=300)
     assert lane_time_left([group], LANE) == pytest.approx(50 * 0.1 / 10)
-    limited = EtaLane(workers=10, rpm_limit=60, rpm_level=60.0)  # the bucket is full
+    limited = EtaLane(workers=10, rpm_limit=60, rpm_level=0.5, burst_s=0.5)  # the bucket (half a second's) is full
     assert lane_time_left([group], limited) == pytest.approx(300.0)
 
 

@@ -97,6 +97,7 @@ class Lane:
     rpm_level: float | None = None
     tpm_limit: int | None = None
     tpm_level: float | None = None
+    burst_s: float = 60.0  # seconds of each limit a bucket lets go at once (`LaneStats.burst_s`)
 
 
 Rate = tuple[str, float]  # seconds per planned "calls" or "tokens"
@@ -134,11 +135,12 @@ def duration(group: Group, rate: Rate | None) -> float | None:
     return weight * mean + (1.0 - weight) * prior
 
 
-def _limit_bound(left: float, limit: int | None, level: float | None) -> float:
-    """Seconds the limit needs for ``left`` more, after the room its bucket still has."""
+def _limit_bound(left: float, limit: int | None, level: float | None, burst_s: float) -> float:
+    """Seconds the limit needs for ``left`` more, after the room its bucket still has (a bucket
+    holds ``burst_s`` seconds of the limit)."""
     if not limit or left <= 0:
         return 0.0
-    room = limit - (level or 0.0)
+    room = max(0.0, limit * min(burst_s, 60.0) / 60.0 - (level or 0.0))
     return max(0.0, left - room) * 60.0 / limit
 
 
@@ -177,8 +179,8 @@ def lane_time_left(groups: Sequence[Group], lane: Lane) -> float | None:
     return max(
         work / max(1, lane.workers),
         longest,
-        _limit_bound(calls, lane.rpm_limit, lane.rpm_level),
-        _limit_bound(tokens, lane.tpm_limit, lane.tpm_level),
+        _limit_bound(calls, lane.rpm_limit, lane.rpm_level, lane.burst_s),
+        _limit_bound(tokens, lane.tpm_limit, lane.tpm_level, lane.burst_s),
     )
 
 

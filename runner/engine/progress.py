@@ -163,7 +163,9 @@ class RunProgress:
                     tokens=tally.input_tokens + tally.output_tokens,
                 )
             )
-        limits = EtaLane(stats.max_concurrency, stats.rpm_limit, stats.rpm_level, stats.tpm_limit, stats.tpm_level)
+        limits = EtaLane(
+            stats.max_concurrency, stats.rpm_limit, stats.rpm_level, stats.tpm_limit, stats.tpm_level, stats.burst_s
+        )
         # a stopped lane runs nothing more: its jobs will not take any time
         left = 0.0 if lane.stopped is not None else lane_time_left(groups, limits)
         return lane_snapshot(name, lane, stats, pace=pace, time_left_s=left, spend_stopped=spend.reached is not None)
