@@ -30,7 +30,7 @@ from runner.analysis.anytime import (
 from runner.analysis.compare import RunComparison, RunScores, compare_scores
 from runner.analysis.costs import usd_at_budgets
 from runner.errors import LedgerError
-from runner.ledger.records import Attempt, JobDone, Record, RunHeader, Snapshot, Synthesis
+from runner.ledger.records import Attempt, JobDone, Record, RunHeader, Snapshot, Synthesis, decode_line
 
 Key = tuple[str, str, str]  # (model, dataset, method) keys of the manifest
 # problem id -> sample -> budget (None: the full trace) -> score, as the run recorded it
@@ -188,7 +188,6 @@ def _read_records(run_dir: Path) -> Iterable[Record]:
 
 
 def _decode_lines(run_dir: Path) -> Iterable[Record]:
-    decoder = msgspec.json.Decoder(Record)
     path = run_dir / "ledger.jsonl" if run_dir.is_dir() else run_dir
     if not path.is_file():
         raise LedgerError(f"{path}: no ledger here")
@@ -196,7 +195,7 @@ def _decode_lines(run_dir: Path) -> Iterable[Record]:
         for number, line in enumerate(handle, 1):
             if line.strip() and line.endswith(b"\n"):
                 try:
-                    yield decoder.decode(line)
+                    yield decode_line(line)
                 except msgspec.DecodeError as exc:
                     raise LedgerError(f"{path}:{number}: not a ledger record: {exc}") from None
 

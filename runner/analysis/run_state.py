@@ -102,7 +102,7 @@ def read_run(run_dir: str | Path) -> RunRead:
             read.notes.append(record)
             read.last_notes.append(record)
         elif isinstance(record, InFlight):
-            read.in_flight[(record.attempt.call_id, record.attempt.attempt)] = record.attempt.usd
+            read.in_flight[(record.call_id, record.attempt)] = record.usd
         elif isinstance(record, Attempt):
             read.in_flight.pop((record.call_id, record.attempt), None)
     return read

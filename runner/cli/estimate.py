@@ -15,6 +15,7 @@ from pathlib import Path
 import msgspec
 from rich.console import Console
 
+from runner.cli.conventions import add_overrides, with_overrides
 from runner.config.manifest import LoadedManifest, load_manifest
 from runner.engine.preflight import preflight
 from runner.ledger.estimate import estimate_manifest
@@ -43,14 +44,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--yes", "-y", action="store_true", help="with --pilot: answer yes to the cost confirmation")
     parser.add_argument("--plain", action="store_true", help="with --pilot: plain progress lines even on a terminal")
+    add_overrides(parser)
 
 
 def main(args: argparse.Namespace) -> int:
-    loaded = load_manifest(args.manifest)
+    loaded = with_overrides(load_manifest(args.manifest), args)
     previous = [] if args.no_history else [Path(p) for p in args.previous] if args.previous else None
     console = Console()
     if args.pilot is not None:
-        code = _pilot(loaded, args, previous, Console(width=max(console.width, 150)))
+        code = _pilot(loaded, args, Console(width=max(console.width, 150)))
         if code != 0:
             return code
     else:
@@ -65,26 +67,21 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
-def _pilot(loaded: LoadedManifest, args: argparse.Namespace, previous: list[Path] | None, console: Console) -> int:
-    """Run the pilot's jobs as part of the run; the exit code of `anytime run` (0: done)."""
-    from runner.cli.run import confirmed, drive_sweep, exit_code
+def _pilot(loaded: LoadedManifest, args: argparse.Namespace, console: Console) -> int:
+    """Run the pilot's jobs as part of the run, as `anytime run` would; its exit code (0: done)."""
+    from runner.cli import run
     from runner.config.plan import pilot_jobs
-    from runner.engine.sweep import Sweep, SweepOptions
     from runner.errors import ConfigError
-    from runner.ui.estimate import print_estimate_summary
 
     if args.pilot < 1:
         raise ConfigError(f"--pilot: expected a positive number of problems per cell, got {args.pilot}")
-    checked = preflight(loaded, run_dir=loaded.run_dir())  # the pilot spends: `run`'s checks, keys included
     only = pilot_jobs(loaded, args.pilot)
-    cost = estimate_manifest(loaded, previous=previous, only=only)
-    sweep = Sweep(loaded, SweepOptions(usd_estimate=cost.usd_expected, only=only), checked)
-    for warning in checked.warnings:
-        console.print(f"[yellow]warning:[/] {warning}")
     console.print(f"Pilot: {len(only):,} jobs ({args.pilot} per model, dataset and method), run as part of the run")
-    print_estimate_summary(cost, console)
-    if not confirmed(args, cost, loaded, console):
-        console.print("Nothing was spent.")
-        return 1
-    outcome = drive_sweep(sweep, console, plain=args.plain)
-    return exit_code(outcome, f"anytime estimate {args.manifest} --pilot {args.pilot}", console)
+    parser = argparse.ArgumentParser(prog="anytime run")
+    run.add_arguments(parser)
+    flags = [args.manifest, "--no-report"] + ["--yes"] * args.yes + ["--plain"] * args.plain
+    run_args = parser.parse_args(flags)
+    for name, value in vars(args).items():  # the overrides, validated by the run as its own flags
+        if hasattr(run_args, name) and name not in ("manifest", "yes", "plain"):
+            setattr(run_args, name, value)
+    return run.main(run_args, only=only)

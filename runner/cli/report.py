@@ -8,6 +8,7 @@ from pathlib import Path
 import msgspec
 
 from runner.analysis.report import Report, build_report
+from runner.cli.conventions import run_folder
 from runner.errors import ConfigError
 from runner.ui.report_files import print_report, write_report
 
@@ -35,7 +36,7 @@ def main(args: argparse.Namespace) -> int:
         raise ConfigError("--intersect only applies with --compare")
     if args.compare and len(args.runs) < 2:
         raise ConfigError("--compare needs two or more run folders: anytime report RUN_A RUN_B --compare")
-    report = build_report(args.runs, compare=args.compare, intersect=args.intersect)
+    report = build_report([run_folder(run) for run in args.runs], compare=args.compare, intersect=args.intersect)
     written: list[Path] = []
     for run in report.runs:  # each run folder gets its own report files
         single = Report(runs=[run])

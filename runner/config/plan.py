@@ -178,13 +178,14 @@ def pilot_jobs(loaded: LoadedManifest, problems: int) -> frozenset[str]:
     )
 
 
-def count_jobs(loaded: LoadedManifest) -> int:
+def count_jobs(loaded: LoadedManifest, models: list[str] | None = None) -> int:
+    """Jobs in the sweep (of ``models`` only, when given), without expanding them."""
     m = loaded.manifest
     per_model = sum(
         len(load_problems(loaded, d)) * len(loaded.selected("methods")) * m.sweep.samples
         for d in loaded.selected("datasets")
     )
-    return per_model * len(loaded.selected("models"))
+    return per_model * len(loaded.selected("models") if models is None else models)
 
 
 def check_plan(loaded: LoadedManifest) -> None:

@@ -18,7 +18,7 @@ import anyio
 
 from runner.errors import CallTimeout, ProviderError
 from runner.ledger.prices import ModelPrice, attempt_cost
-from runner.ledger.records import Attempt, AttemptStatus, PricedFrom
+from runner.ledger.records import Attempt, AttemptStatus, InFlight, PricedFrom
 from runner.providers.base import Adapter, StreamResponse
 from runner.types import (
     CallKind,
@@ -76,7 +76,7 @@ class Timeouts:
     total: float
 
 
-@dataclass
+@dataclass(eq=False)  # one per attempt, hashed by identity (a lane keeps the set of those streaming)
 class AttemptState:
     """What one attempt has done so far; filled in as it goes, settled at the end."""
 
@@ -272,7 +272,7 @@ def attempt_record(
     )
 
 
-def in_flight_record(spec: CallSpec, provider: str, call_id: str, attempt: int, state: AttemptState) -> Attempt:
+def in_flight_record(spec: CallSpec, provider: str, call_id: str, attempt: int, state: AttemptState) -> InFlight:
     """A streaming attempt's spend so far, for the ledger to keep in case the process dies.
 
     Output tokens are estimated as characters / 4 while streaming; the final record replaces the
@@ -280,7 +280,7 @@ def in_flight_record(spec: CallSpec, provider: str, call_id: str, attempt: int, 
     """
     out = state.received_chars // 4
     usd, _ = attempt_cost(spec.price, None, spec.prompt_tokens, out)
-    return Attempt(
+    return InFlight(
         call_id=call_id,
         job_id=spec.job_id,
         kind=spec.kind,

@@ -21,23 +21,27 @@ def _least_time(s: float | None) -> str:
 
 def print_estimate_summary(estimate: Estimate, console: Console) -> None:
     """One line for `anytime run`: the dollar range, calls and the least wall time."""
+    console.print(estimate_summary(estimate))
+
+
+def estimate_summary(estimate: Estimate) -> str:
+    """The line `print_estimate_summary` prints (rich markup)."""
     done = (
         f" for what is left ({estimate.jobs_done:,} jobs already done, {fmt.usd(estimate.usd_spent)} spent)"
         if estimate.jobs_done
         else ""
     )
     if estimate.jobs_done and not estimate.calls_high:
-        console.print(
+        return (
             f"[bold]Estimate[/]: nothing left to run ({estimate.jobs_done:,} jobs done, "
             f"{fmt.usd(estimate.usd_spent)} spent): a rerun only rebuilds the report"
         )
-        return
     interval = (
         f"90% interval {fmt.usd(estimate.usd_interval[0])}–{fmt.usd(estimate.usd_interval[1])}, "
         if estimate.usd_interval is not None
         else ""
     )
-    console.print(
+    return (
         f"[bold]Estimate[/]{done}: up to {estimate.calls_high:,} calls; expected {fmt.usd(estimate.usd_expected)} "
         f"({interval}low {fmt.usd(estimate.usd_low)}, high {fmt.usd(estimate.usd_high)}); "
         + (

@@ -14,7 +14,8 @@ from runner.ui import format as fmt
 
 if TYPE_CHECKING:  # the types only: rich itself loads where a table is drawn
     from rich.console import Group, RenderableType
-    from rich.table import Table
+
+    from runner.ui.fit import FittedTable
 
 
 def _ci(interval: Interval, scale: float = 1.0) -> str:
@@ -133,15 +134,42 @@ def overall_rows(run: RunReport) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
-def _table(title: str, header: list[str], rows: list[list[str]]) -> Table:
-    from rich.table import Table
+# which columns give way first when a terminal is narrow (0: never); report.md keeps every one
+_PRIORITY = {
+    "$/problem": 1,
+    "fidelity": 1,
+    "final": 1,
+    "Δ AI 95% CI": 1,
+    "full": 2,
+    "$/AI pt": 2,
+    "Δ final": 2,
+    "AI 95% CI": 3,
+    "calls (retries)": 3,
+    "tokens in/out": 3,
+    "Δ final 95% CI": 3,
+    "n": 4,
+    "datasets": 4,
+    "counted/billed": 5,
+    "exact (last/full)": 5,
+    "synthesis $ (/problem)": 6,
+}
 
-    table = Table(title=title, title_justify="left")
-    for i, column in enumerate(header):
-        table.add_column(column, justify="left" if i < 2 or column == "fidelity" else "right", no_wrap=i < 2)
-    for row in rows:
-        table.add_row(*row)
-    return table
+
+def _priorities(header: list[str]) -> list[int]:
+    """Each column's priority: names first, the Anytime Index and dollars always; of the budgets,
+    the first and last (the ends of the curve) before the ones between."""
+    budgets = [i for i, name in enumerate(header) if name[:1].isdigit()]
+    ends = {budgets[0], budgets[-1]} if budgets else set()
+    return [(1 if i in ends else 2) if i in budgets else _PRIORITY.get(name, 0) for i, name in enumerate(header)]
+
+
+def report_table(title: str, header: list[str], rows: list[list[str]]) -> FittedTable:
+    """A report table that fits the terminal by leaving out columns of low priority (never by
+    wrapping cells); report.md keeps every column."""
+    from runner.ui.fit import FittedTable
+
+    left = 3 if header[:3] == ["model", "dataset", "method"] else 2
+    return FittedTable(title, header, rows, _priorities(header), left=left, where_all="report.md")
 
 
 def _run_tables(run: RunReport) -> Group:
@@ -151,21 +179,21 @@ def _run_tables(run: RunReport) -> Group:
     parts: list[RenderableType] = []
     for dataset in _datasets(run):
         parts.append(
-            _table(
+            report_table(
                 f"{run.name} · {dataset}: quality x100 per budget; AI = Anytime Index ({run.mode})",
                 *quality_rows(run, dataset),
             )
         )
-        parts.append(_table(f"{run.name} · {dataset}: cost", *cost_rows(run, dataset)))
+        parts.append(report_table(f"{run.name} · {dataset}: cost", *cost_rows(run, dataset)))
         if any(p.dataset == dataset for p in run.differences):
             parts.append(
-                _table(
+                report_table(
                     f"{run.name} · {dataset}: paired differences (points)",
                     *difference_rows(run, dataset),
                 )
             )
     if len(_datasets(run)) > 1:
-        parts.append(_table(f"{run.name}: overall (unweighted mean over datasets, x100)", *overall_rows(run)))
+        parts.append(report_table(f"{run.name}: overall (unweighted mean over datasets, x100)", *overall_rows(run)))
     parts.append(Text(_footer(run), style="dim"))
     return Group(*parts)
 
@@ -182,9 +210,9 @@ def _footer(run: RunReport) -> str:
     return text
 
 
-def _compare_table(runs: list[RunReport]) -> Table:
+def _compare_table(runs: list[RunReport]) -> FittedTable:
     header, rows = compare_rows(runs)
-    return _table("runs side by side: Anytime Index / final quality (x100) / $ total", header, rows)
+    return report_table("runs side by side: Anytime Index / final quality (x100) / $ total", header, rows)
 
 
 def compare_rows(runs: list[RunReport]) -> tuple[list[str], list[list[str]]]:
@@ -266,7 +294,7 @@ def _comparison_tables(comparison: RunComparison) -> Group:
     parts: list[RenderableType] = []
     for dataset in sorted({c.dataset for c in comparison.cells}):
         title = f"{comparison.b} − {comparison.a} · {dataset}: paired differences (x100)"
-        parts.append(_table(title, *comparison_rows(comparison, dataset)))
+        parts.append(report_table(title, *comparison_rows(comparison, dataset)))
     parts += [Text(note, style="dim") for note in comparison_notes(comparison)]
     return Group(*parts)
 
