@@ -20,7 +20,7 @@ from collections.abc import Callable
 import msgspec
 from aiohttp import web
 
-from anytime_sim.cache import PromptCache
+from anytime_sim.cache import AUTOMATIC, PendingWrites, PromptCache
 from anytime_sim.call import Call, ContextOverflow, ErrorFormat, Reject
 from anytime_sim.faults import BEFORE_STREAM, FaultPlan, parse_modes, plan_fault
 from anytime_sim.knowledge import ProblemIndex
@@ -29,8 +29,6 @@ from anytime_sim.ratelimit import Admission, RateLimiter, key_digest
 from anytime_sim.stats import ModelStats, SimStats, Tally, UsageReport
 from anytime_sim.trace import GenRequest, TraceModel
 
-# profiles whose provider caches prompt prefixes on its own and reports it in usage
-AUTO_CACHE_PROFILES = ("openai", "openai_hidden", "xai", "deepseek", "gemini")
 # the usage reports kept for `GET /sim/usage` (a test instrument's run is far shorter)
 USAGE_LOG_LIMIT = 1_000_000
 
@@ -81,6 +79,9 @@ class Simulator:
             self._idle.set()
         self._interruptible.get(call.model.name, set()).discard(call)
         self.limiter.refund(call.api_key, unused_tokens)
+
+    def commit_cache(self, pending: PendingWrites) -> None:
+        self.cache.commit(pending)
 
     async def wait_idle(self) -> None:
         """Wait until no call is in flight (every handler has accounted its tokens)."""
@@ -140,7 +141,8 @@ class Simulator:
     ) -> Call:
         """Everything before the first byte: model, modes, limits, faults, generation.
 
-        ``caching`` False turns automatic prompt caching off (Anthropic caches only on request).
+        ``caching`` False turns automatic prompt caching off (Anthropic caches only at breakpoints,
+        which its dialect reads itself). Prompt-cache rules per profile: `anytime_sim.cache`.
         """
         model = self._model(req.model, errors)
         modes = self._modes(request, errors)
@@ -165,9 +167,10 @@ class Simulator:
         cost = prompt_tokens + (cap if cap is not None else len(generation.reasoning) + len(generation.content))
         admission = await self._admission(request, key, cost, fault, tally, model.name, errors)
         tally.add("input_tokens", prompt_tokens)
-        cached = 0
-        if caching and model.profile in AUTO_CACHE_PROFILES:
-            cached = self.cache.automatic(f"{model.name}\0{key_digest(key)}", prompt_ids[:-3])
+        cached, pending = 0, PendingWrites()
+        rule = AUTOMATIC.get(model.profile)
+        if caching and rule is not None:
+            cached, pending = self.cache.automatic(cache_scope(model.name, key), prompt_ids[:-3], rule)
             tally.add("cached_input_tokens", cached)
         self.in_flight += 1
         self._idle.clear()
@@ -177,6 +180,7 @@ class Simulator:
         # unique per request (retries of one body share the body's id): clients log it per attempt
         call.request_id = f"req_{call.id}_{self._requests_seen}"
         call.cached_tokens = cached
+        call.cache_pending = pending
         for running in self._interruptible.pop(model.name, set()):
             running.interrupted = True
         if "interrupt" in modes:
@@ -272,6 +276,11 @@ def _reset_connection(request: web.Request) -> None:
     if sock is not None:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     transport.abort()
+
+
+def cache_scope(model: str, api_key: str) -> str:
+    """Whose cache a request reads and writes: one per model and key (an organisation's)."""
+    return f"{model}\0{key_digest(api_key)}"
 
 
 # hosts that serve without a key (a local vLLM or llama.cpp server); every API vendor wants one

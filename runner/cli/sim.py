@@ -11,6 +11,7 @@ from anytime_sim.faults import ALL_MODES, FaultRates
 from anytime_sim.knowledge import TASK_KINDS
 from anytime_sim.models import SimConfig
 from anytime_sim.stats import SimStats
+from runner.cli.conventions import ExitCode
 from runner.errors import ConfigError
 
 
@@ -152,4 +153,5 @@ def main(args: argparse.Namespace) -> int:
         asyncio.run(serve(args))
     except KeyboardInterrupt:
         print("simulator stopped", file=sys.stderr)
-    return 0
+        return ExitCode.INTERRUPTED  # its usual end, but the same code as every command's Ctrl-C
+    return ExitCode.DONE

@@ -15,6 +15,7 @@ import time
 import tomllib
 import types
 import typing
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
@@ -229,6 +230,12 @@ class Run(Base, frozen=True):
     confirm_above_usd: float = 1.0
     on_missing_encoding: Literal["fallback", "stop"] = "fallback"
     anytime_mode: Literal["mean_then_max", "per_problem"] = "mean_then_max"
+    # when forced answers are sent (docs/caching.md): "at_cut" as each cut is final, in budget
+    # order, laid out to share the provider's prompt cache; "after_trace" all at once after the
+    # trace, in the standalone layout of earlier versions (to reproduce their runs)
+    answers: Literal["at_cut", "after_trace"] = "at_cut"
+    # every call's messages, streamed text, cuts, answers and grades in <run>/transcripts.jsonl.gz
+    transcripts: bool = True
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", self.name):
@@ -303,12 +310,31 @@ class Manifest(Base, frozen=True):
     simulator: Simulator = msgspec.field(default_factory=Simulator)
 
 
+class Overrides(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """Manifest fields set on the command line (``anytime run m.toml --limit 3``); None: as the file says.
+
+    Applied and validated by `runner.config.overrides.apply_overrides`; recorded in the run
+    header, so a resume applies them again.
+    """
+
+    limit: int | None = None  # every selected dataset's `limit`
+    models: list[str] | None = None  # `sweep.models`
+    methods: list[str] | None = None  # `sweep.methods`
+    budgets: list[int] | None = None  # `sweep.budgets`, over any dataset's own
+    samples: int | None = None  # `sweep.samples`
+    max_usd: float | None = None  # `run.max_usd`
+
+    def is_empty(self) -> bool:
+        return self == Overrides()
+
+
 class LoadedManifest(msgspec.Struct, frozen=True):
-    """A validated manifest plus where it came from."""
+    """A validated manifest plus where it came from (and the command-line overrides applied to it)."""
 
     manifest: Manifest
     path: Path
-    sha256: str
+    sha256: str  # of the file, as it is on disk
+    overrides: Overrides = msgspec.field(default_factory=Overrides)
 
     @property
     def root(self) -> Path:
@@ -416,13 +442,19 @@ def parse_manifest(text: str, source: str) -> Manifest:
             continue
         for key, value in entries.items():
             _convert(value, kind, source, f"{table}.{key}")
-    manifest = _convert(doc, Manifest, source, "")
-    assert isinstance(manifest, Manifest)
-    _check_references(manifest, source)
+    manifest = convert_manifest(doc, source)
+    check_references(manifest, source)
     return manifest
 
 
-def _check_references(m: Manifest, source: str) -> None:
+def convert_manifest(doc: Mapping[str, object], source: str) -> Manifest:
+    """A manifest document (TOML decoded) as a validated `Manifest`; errors name the field path."""
+    manifest = _convert(doc, Manifest, source, "")
+    assert isinstance(manifest, Manifest)
+    return manifest
+
+
+def check_references(m: Manifest, source: str) -> None:
     if not m.providers:
         raise ManifestError(source, "providers", "at least one provider is required")
     if not m.models:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -47,7 +48,7 @@ from runner.errors import (
     SpendCapReached,
 )
 from runner.ledger.prices import worst_case_cost
-from runner.ledger.records import Attempt, InFlight, Record
+from runner.ledger.records import InFlight, Record
 from runner.providers.base import Adapter
 from runner.types import RateLimitReading, Usage
 
@@ -65,7 +66,7 @@ class RecordSink(Protocol):
         """Keep a record (never blocks)."""
         ...
 
-    def track(self, snapshot: Callable[[], Attempt], *, recorded_usd: float = 0.0) -> Tracking:
+    def track(self, snapshot: Callable[[], InFlight], *, recorded_usd: float = 0.0) -> Tracking:
         """Sample a streaming call's spend so far until the handle is closed (crash safety)."""
         ...
 
@@ -81,20 +82,64 @@ class CallResult:
     finish: str  # stop | length | truncated | cancelled_at_budget | ...
     attempts: int
     usd: float
+    call_id: str = ""  # the ledger's call id (every attempt of the call carries it)
 
 
 @dataclass
 class LaneCounters:
+    """What a lane has done, for displays (`runner.engine.progress` reads them)."""
+
     calls: int = 0
     attempts: int = 0
     retries: int = 0
-    errors: int = 0
+    errors: int = 0  # failed attempts, of any kind (429s included)
     n429: int = 0
     in_flight: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
     usd: float = 0.0
-    recent: list[str] = field(default_factory=list)
+    failed_calls: int = 0  # calls that failed for good (their last attempt failed)
+    errors_by_kind: Counter[str] = field(default_factory=Counter)  # failed attempts by error class
+    recent: list[str] = field(default_factory=list)  # notable events: retries, stops
+    failures: list[str] = field(default_factory=list)  # the last calls that failed for good, one line each
+    # per model key: attempts, input and output tokens (settled), for the ETA's per-model work
+    by_model: dict[str, ModelTally] = field(default_factory=dict)
+    # per job still running: its output tokens so far (settled attempts); the sweep forgets a job
+    # when it ends (`forget_job`)
+    by_job: dict[str, int] = field(default_factory=dict)
+    # the attempts streaming now, with their call: their text so far is progress a display can
+    # count before they end
+    streaming: dict[AttemptState, CallSpec] = field(default_factory=dict)
+
+    def tally(self, model: str) -> ModelTally:
+        tally = self.by_model.get(model)
+        if tally is None:
+            tally = self.by_model[model] = ModelTally()
+        return tally
+
+    def streamed(self) -> tuple[dict[str, int], dict[str, int]]:
+        """Output tokens of the attempts still streaming, per model and per job, estimated as
+        characters / 4 (as the ledger's in-flight records do); each is counted exactly when it settles."""
+        by_model: Counter[str] = Counter()
+        by_job: Counter[str] = Counter()
+        for state, spec in self.streaming.items():
+            tokens = state.received_chars // 4
+            by_model[spec.model] += tokens
+            by_job[spec.job_id] += tokens
+        return by_model, by_job
+
+    def forget_job(self, job_id: str) -> None:
+        """A job ended: its tokens are no longer kept here."""
+        self.by_job.pop(job_id, None)
+
+
+@dataclass
+class ModelTally:
+    """One model's share of a lane's counters."""
+
+    attempts: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
 
 
 class AnswersFirst:
@@ -180,9 +225,15 @@ class Lane:
             try:
                 state, usd = await self._attempt(spec, call_id, attempt, consumer)
             except ProviderError as exc:
-                await self._before_retry(exc, attempt, retries)
+                try:
+                    await self._before_retry(exc, attempt, retries)
+                except ProviderError:
+                    self._failed(spec, attempt, exc)  # the call gives up: one line for the display
+                    raise
                 continue
-            return CallResult(consumer=consumer, usage=state.usage, finish=state.finish, attempts=attempt, usd=usd)
+            return CallResult(
+                consumer=consumer, usage=state.usage, finish=state.finish, attempts=attempt, usd=usd, call_id=call_id
+            )
 
     async def _before_retry(self, error: ProviderError, attempt: int, retries: _Retries) -> None:
         """Wait before the next attempt, or raise ``error`` when the call must give up.
@@ -260,6 +311,8 @@ class Lane:
         state = AttemptState()
         self.counters.in_flight += 1
         self.counters.attempts += 1
+        self.counters.tally(spec.model).attempts += 1
+        self.counters.streaming[state] = spec
         timeouts = Timeouts(
             spec.first_token_timeout or self.first_token_timeout,
             spec.idle_timeout or self.idle_timeout,
@@ -269,7 +322,7 @@ class Lane:
         try:
             # the intent is on disk before the first byte is sent: no request can go unrecorded
             intent = in_flight_record(spec, self.name, call_id, attempt, state)
-            await self.ledger.append_durable(InFlight(attempt=intent))
+            await self.ledger.append_durable(intent)
             tracking = self.ledger.track(
                 lambda: in_flight_record(spec, self.name, call_id, attempt, state), recorded_usd=intent.usd
             )
@@ -360,6 +413,7 @@ class Lane:
     ) -> float:
         """Price the attempt, release what it held, react to its outcome, and write its record."""
         self.counters.in_flight -= 1
+        self.counters.streaming.pop(state, None)
         priced = price_attempt(spec, state, consumer)
         self.spend.settle(self.name, admission.reserved_usd, priced.usd)
         usage = state.usage
@@ -371,6 +425,11 @@ class Lane:
         self.counters.usd += priced.usd
         self.counters.input_tokens += used_input
         self.counters.output_tokens += used_output
+        tally = self.counters.tally(spec.model)
+        tally.input_tokens += used_input
+        tally.output_tokens += used_output
+        if spec.kind != "synthesis":  # a synthesis stage is no job: the ETA sizes jobs
+            self.counters.by_job[spec.job_id] = self.counters.by_job.get(spec.job_id, 0) + used_output
         self.on_tokens(spec.prompt_tokens, priced.output_counted)
         if state.error is not None:
             self._on_error(state.error)
@@ -381,6 +440,7 @@ class Lane:
 
     def _on_error(self, error: ProviderError) -> None:
         self.counters.errors += 1
+        self.counters.errors_by_kind[error.error_class] += 1
         if error.limits is not None:
             self.limiter.observe(error.limits)
         if error.error_class == "rate_limit":
@@ -392,6 +452,13 @@ class Lane:
     def _note(self, message: str) -> None:
         self.counters.recent.append(message)
         del self.counters.recent[:-5]
+
+    def _failed(self, spec: CallSpec, attempts: int, error: ProviderError) -> None:
+        self.counters.failed_calls += 1
+        where = f"{spec.kind} of {spec.model}" + (f" at {spec.budget}" if spec.budget else "")
+        message = " ".join(str(error).split())  # one line, whatever the provider's body held
+        self.counters.failures.append(f"{self.name}: {where} failed after {attempts} attempt(s): {message}")
+        del self.counters.failures[:-5]
 
 
 __all__ = [

@@ -36,7 +36,7 @@ async def open_lanes(
     keys: dict[str, str | None],
     ledger: RecordSink,
     spend: SpendGuard,
-    on_tokens: Callable[[int, int], None],
+    on_tokens: Callable[[int, int], None] = lambda _input, _output: None,
 ) -> dict[str, Lane]:
     """One lane per provider the selected models use; the sessions close with ``stack``."""
     lanes: dict[str, Lane] = {}
