@@ -265,10 +265,9 @@ class Sweep:
             self.progress.stop(f"spend cap reached: {group.exceptions[0]}")
         except* LaneStopped as group:
             self._lane_stopped(ledger, group.exceptions[0])
-        except* ProviderError as group:
+        except* ProviderError:
+            # the pipeline noted the failed execution (job_failed, with the execution's instance)
             self.progress.job_finished(name, job.model, job.job_id, failed=True)
-            error = group.exceptions[0]
-            ledger.append(Note(at=time.time(), kind="job_failed", message=f"job {job.job_id}: {error}"))
 
     def _interrupt(self, reason: str) -> None:
         """A signal: from this moment no attempt starts on any lane, and the ledger says when."""
