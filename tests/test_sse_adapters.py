@@ -1,4 +1,4 @@
-"""Each adapter's decoder yields the same events whatever the byte chunking and line endings.
+"""Each adapter's decoder gives the same events whatever the byte chunking and line endings.
 
 No sockets here: recorded wire bytes are cut at arbitrary points (hypothesis picks them, and
 prints the cuts on failure) and fed through the parser into each protocol's decoder.
@@ -6,9 +6,7 @@ prints the cuts on failure) and fed through the parser into each protocol's deco
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import AsyncIterator
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -17,8 +15,8 @@ from runner.providers.anthropic import AnthropicAdapter
 from runner.providers.gemini import GeminiAdapter
 from runner.providers.openai_chat import OpenAIChatAdapter
 from runner.providers.openai_responses import OpenAIResponsesAdapter
-from runner.providers.sse import SSEEvent, SSEParser
-from runner.providers.streaming import SSEAdapter
+from runner.providers.sse import SSEParser
+from runner.providers.streaming import SSEAdapter, decode_read
 from runner.providers.think import ThinkSplitter
 from runner.types import RateLimitReading, StreamEvent
 
@@ -82,20 +80,19 @@ STREAMS: list[tuple[SSEAdapter, bytes]] = [
 ]
 
 
-async def _pieces(parser: SSEParser, payload: bytes, cuts: list[int]) -> AsyncIterator[SSEEvent]:
+def decode(adapter: SSEAdapter, payload: bytes, cuts: list[int]) -> list[StreamEvent]:
+    """The payload's events through the adapter's decoder, read by read as the stream loop does."""
+    parser = SSEParser()
+    decoder = adapter.decoder(parser, RateLimitReading())
+    out: list[StreamEvent] = []
     prev = 0
     for cut in [*sorted(cuts), len(payload)]:
-        for event in parser.feed(payload[prev:cut]):
-            yield event
+        if decode_read(parser, decoder, payload[prev:cut], out):
+            return out
         prev = cut
-
-
-def decode(adapter: SSEAdapter, payload: bytes, cuts: list[int]) -> list[StreamEvent]:
-    async def run() -> list[StreamEvent]:
-        parser = SSEParser()
-        return [e async for e in adapter.decode(_pieces(parser, payload, cuts), parser, RateLimitReading())]
-
-    return asyncio.run(run())
+    error = decoder.ended(out)
+    assert error is None, error
+    return out
 
 
 WHOLE = [decode(a, p, []) for a, p in STREAMS]

@@ -166,16 +166,16 @@ def _opened(response: StreamResponse, state: AttemptState, on_limits: Callable[[
 
 
 async def _pump(response: StreamResponse, consumer: Consumer, state: AttemptState) -> None:
-    """The hot loop: one iteration per typed event."""
-    events = response.events.__aiter__()
+    """The hot loop: one iteration per socket read, whose events come as one batch."""
+    batches = response.batches.__aiter__()
     while True:
         try:
-            event = await events.__anext__()
+            batch = await batches.__anext__()
         except StopAsyncIteration:
             return
         if state.ttft is None:
             state.ttft = time.monotonic() - state.t0
-        if _feed(event, consumer, state):
+        if _feed(batch[0], consumer, state) if len(batch) == 1 else _feed_batch(batch, consumer, state):
             state.finish = "cancelled_at_budget"
             return
 
@@ -193,6 +193,35 @@ def _feed(event: StreamEvent, consumer: Consumer, state: AttemptState) -> bool:
     elif isinstance(event, Finish):
         state.finish = event.reason
     return False
+
+
+def _feed_batch(batch: list[StreamEvent], consumer: Consumer, state: AttemptState) -> bool:
+    """Hand on the events of one read, each run of text of one kind joined into one feed: the
+    tokenizer looks at text that arrived together once, whatever the chunking (its cuts are exact
+    for any chunking). True when the consumer has all it needs."""
+    run: list[str] = []
+    run_kind: type | None = None
+    for event in batch:
+        kind = type(event)
+        if kind is Reasoning or kind is Content:
+            if kind is not run_kind and run:
+                if _feed_text(run_kind, run, consumer, state):
+                    return True
+                run = []
+            run_kind = kind
+            run.append(event.text)  # type: ignore[union-attr]
+            continue
+        if run and _feed_text(run_kind, run, consumer, state):
+            return True
+        run = []
+        _feed(event, consumer, state)
+    return bool(run) and _feed_text(run_kind, run, consumer, state)
+
+
+def _feed_text(kind: type | None, run: list[str], consumer: Consumer, state: AttemptState) -> bool:
+    text = "".join(run)
+    state.received_chars += len(text)
+    return consumer.on_reasoning(text) if kind is Reasoning else consumer.on_content(text)
 
 
 @dataclass(frozen=True)
