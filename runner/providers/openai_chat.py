@@ -223,13 +223,8 @@ class _ChatDecoder(StreamDecoder):
 
     def feed(self, event: SSEEvent, out: list[StreamEvent]) -> bool:
         data = event.data
-        if data[:6] == b"[DONE]":
-            self._flush_think(out)
-            if not self.finished:
-                out.append(Finish("truncated"))
-            if self.usage is not None:
-                out.append(self.adapter.usage(self.usage))
-            return True
+        if data[:1] == b"[" and data.startswith(b"[DONE]"):  # a one-byte slice is never a new object
+            return self._done(out)
         try:
             chunk = _decoder.decode(data)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
@@ -241,29 +236,41 @@ class _ChatDecoder(StreamDecoder):
         if chunk.usage is not None:
             self.usage = chunk.usage  # some hosts restate usage in every chunk: keep the last
         for choice in chunk.choices or ():
-            if choice.index == 0:
-                self._choice(choice, out)
+            if choice.index:
+                continue
+            d = choice.delta
+            if d is not None:
+                # the field this host streams reasoning in; with none named, either (a host in
+                # transition may send both with the same text, so take one)
+                f = self.field
+                r = (
+                    d.reasoning_content
+                    if f == "reasoning_content"
+                    else d.reasoning
+                    if f == "reasoning"
+                    else d.reasoning_content or d.reasoning
+                )
+                if r:
+                    out.append(Reasoning(r))
+                if d.content:
+                    self._content(d.content, out)
+            if choice.finish_reason and not self.finished:
+                self._finish(choice.finish_reason, out)
         return False
 
-    def _choice(self, choice: _Choice, out: list[StreamEvent]) -> None:
-        d = choice.delta
-        if d is not None:
-            f = self.field
-            if f == "reasoning_content":
-                r = d.reasoning_content
-            elif f == "reasoning":
-                r = d.reasoning
-            else:
-                # either field; a host in transition may send both with the same text, so take one
-                r = d.reasoning_content or d.reasoning
-            if r:
-                out.append(Reasoning(r))
-            if d.content:
-                self._content(d.content, out)
-        if choice.finish_reason and not self.finished:
-            self.finished = True
-            self._flush_think(out)
-            out.append(Finish(FINISH_REASONS.get(choice.finish_reason, "other")))
+    def _done(self, out: list[StreamEvent]) -> bool:
+        """``[DONE]``: what the stream still owes, then the end."""
+        self._flush_think(out)
+        if not self.finished:
+            out.append(Finish("truncated"))
+        if self.usage is not None:
+            out.append(self.adapter.usage(self.usage))
+        return True
+
+    def _finish(self, reason: str, out: list[StreamEvent]) -> None:
+        self.finished = True
+        self._flush_think(out)
+        out.append(Finish(FINISH_REASONS.get(reason, "other")))
 
     def _content(self, text: str, out: list[StreamEvent]) -> None:
         if self.splitter is None:
