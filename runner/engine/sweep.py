@@ -3,7 +3,8 @@
 Flow: plan the models (encodings, fidelity), resolve prices and keys, check the plan (errors here
 spend nothing) → read the run folder's past (`resume`: completed jobs are skipped) → start the
 built-in simulator if a provider asks for it → open the ledger and the lanes → one feeder per lane
-pulls jobs lazily from the plan into a small memory stream, and the lane's workers run them →
+pulls jobs lazily from the plan into a small memory stream, the lane's groups taking turns
+(`runner.engine.feed`), and the lane's workers run them, every lane at once →
 SIGINT/SIGTERM stops feeding, lets in-flight calls finish for a grace period, then cancels; a
 second signal cancels at once (`shutdown`). Every attempt is ledgered either way.
 """
@@ -24,8 +25,9 @@ from runner import __version__
 from runner.config.calls import ModelPlan, plan_models
 from runner.config.keys import api_key_for
 from runner.config.manifest import LoadedManifest
-from runner.config.plan import Job, check_plan, count_jobs, expand_jobs
+from runner.config.plan import Job, check_plan, count_jobs
 from runner.engine.calling import ModelContext
+from runner.engine.feed import lane_jobs
 from runner.engine.lane import Lane, RecordSink
 from runner.engine.lanes import open_lanes
 from runner.engine.pipeline import Pipeline
@@ -208,7 +210,7 @@ class Sweep:
         self, lane: Lane, models: list[str], completed: set[str], send: MemoryObjectSendStream[Job]
     ) -> None:
         async with send:
-            for job in expand_jobs(self.loaded, models):
+            for job in lane_jobs(self.loaded, models):
                 if job.job_id in completed:
                     self.progress.jobs_done += 1
                     self.progress.jobs_skipped += 1
