@@ -55,7 +55,7 @@ class _Block(msgspec.Struct, gc=False):
     text: str | None = None
 
 
-class _Event(msgspec.Struct):
+class _Event(msgspec.Struct, gc=False):  # decoded data holds no cycles: none is tracked
     type: str = ""
     message: _Message | None = None
     content_block: _Block | None = None

@@ -36,11 +36,11 @@ class _Part(msgspec.Struct, gc=False):
     thought: bool = False
 
 
-class _Content(msgspec.Struct):
-    parts: list[_Part] | None = None
+class _Content(msgspec.Struct, gc=False):
+    parts: tuple[_Part, ...] | None = None
 
 
-class _Candidate(msgspec.Struct):
+class _Candidate(msgspec.Struct, gc=False):
     content: _Content | None = None
     finishReason: str | None = None
 
@@ -56,8 +56,8 @@ class _Feedback(msgspec.Struct, gc=False):
     blockReason: str | None = None
 
 
-class _Chunk(msgspec.Struct):
-    candidates: list[_Candidate] | None = None
+class _Chunk(msgspec.Struct, gc=False):  # decoded data holds no cycles: none is tracked
+    candidates: tuple[_Candidate, ...] | None = None
     usageMetadata: _UsageMeta | None = None
     promptFeedback: _Feedback | None = None
     error: ErrorDetail | None = None

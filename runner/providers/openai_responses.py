@@ -49,14 +49,14 @@ class _Error(msgspec.Struct, gc=False):
     message: str | None = None
 
 
-class _Response(msgspec.Struct):
+class _Response(msgspec.Struct, gc=False):
     status: str | None = None
     usage: _Usage | None = None
     incomplete_details: _Incomplete | None = None
     error: _Error | None = None
 
 
-class _Event(msgspec.Struct):
+class _Event(msgspec.Struct, gc=False):  # decoded data holds no cycles: none is tracked
     type: str = ""
     delta: str | None = None
     response: _Response | None = None
