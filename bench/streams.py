@@ -190,11 +190,14 @@ def run_client(which: str, base_url: str, n: int, tokens: int, loop: str, chunk_
         import anyio
 
         import runner.engine.lane  # noqa: F401  (the import's cost stays out of the measured phase)
+        from runner.engine.collector import tuned_collector
         from runner.tokens.encodings import get_encoding
 
         get_encoding("o200k_base")  # load the ranks before the measured phase
-        rss0, cpu0, t0 = rss_kb(), cpu_s(), time.perf_counter()
-        anyio.run(client_lane, base_url, n, tokens, chunk_tokens, m, backend_options={"use_uvloop": uv})
+        with tuned_collector():  # the collector as `anytime run` sets it while it streams
+            rss0, cpu0, t0 = rss_kb(), cpu_s(), time.perf_counter()
+            anyio.run(client_lane, base_url, n, tokens, chunk_tokens, m, backend_options={"use_uvloop": uv})
+            wall, cpu = time.perf_counter() - t0, cpu_s() - cpu0
     else:
         import openai  # noqa: F401  (the import's cost stays out of the measured phase)
 
@@ -206,7 +209,7 @@ def run_client(which: str, base_url: str, n: int, tokens: int, loop: str, chunk_
             factory = uvloop.new_event_loop
         with asyncio.Runner(loop_factory=factory) as aio:
             aio.run(client_openai(base_url, n, tokens, m))
-    wall, cpu = time.perf_counter() - t0, cpu_s() - cpu0
+        wall, cpu = time.perf_counter() - t0, cpu_s() - cpu0
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return {
         "client": which,

@@ -11,6 +11,7 @@ import anyio
 from rich.console import Console
 
 from runner.config.manifest import LoadedManifest, load_manifest
+from runner.engine.collector import tuned_collector
 from runner.engine.resume import manifest_of_run
 from runner.engine.sweep import SweepOutcome
 from runner.errors import ConfigError
@@ -53,7 +54,8 @@ def main(args: argparse.Namespace) -> int:
     def display(get_snapshot: SnapshotSource) -> AbstractAsyncContextManager[Display]:
         return open_display(console, get_snapshot, plain=True if args.plain else None)
 
-    outcome = anyio.run(sweep.run, display, backend="asyncio", backend_options=_backend_options())
+    with tuned_collector():
+        outcome = anyio.run(sweep.run, display, backend="asyncio", backend_options=_backend_options())
     for warning in outcome.warnings:
         console.print(f"[yellow]warning:[/] {warning}")
     console.print(
