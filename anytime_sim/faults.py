@@ -8,6 +8,8 @@ Modes come from ``SimConfig.modes`` and the test-only ``x-sim-mode`` request hea
   cut mid-stream), ``malformed`` (a chunk that is not JSON), ``stall`` (no bytes for
   ``stall_seconds`` mid-stream), ``stall_first`` (no bytes before the status line),
   ``error_in_stream`` (an error event after the 200);
+- key: ``bad_key`` (the key is refused with a 401 whose message quotes it back, as OpenAI's
+  "Incorrect API key provided: sk-…" once did and some compatible hosts still do);
 - transport: ``split`` (events cut across writes at arbitrary bytes), ``crlf`` (``\\r\\n`` line
   endings), ``comments`` (``: keep-alive`` / ``: ping - …`` comment lines), ``unknown_fields``,
   ``done_no_finish`` (``[DONE]`` with no finish chunk, as an interrupted llama.cpp stream),
@@ -32,8 +34,9 @@ FAULT_MODES = (
     "stall_first",
     "error_in_stream",
 )
+KEY_MODES = ("bad_key",)
 TRANSPORT_MODES = ("split", "crlf", "comments", "unknown_fields", "done_no_finish", "interrupt")
-ALL_MODES = FAULT_MODES + TRANSPORT_MODES
+ALL_MODES = FAULT_MODES + KEY_MODES + TRANSPORT_MODES
 BEFORE_STREAM = ("error_5xx", "error_5xx_noretry", "overloaded", "rate_limit", "stall_first")
 
 

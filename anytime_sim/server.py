@@ -113,7 +113,7 @@ class Simulator:
         req = _with_seed_header(request, req)
         stats = self.model_stats(model.name)
         stats.requests += 1
-        _require_key(model, api_key, errors)
+        _require_key(model, api_key, errors, refuse="bad_key" in modes)
         key = api_key or ""
         fingerprint = hashlib.blake2b(model.name.encode() + b"\0" + body, digest_size=16).hexdigest()
         fault = plan_fault(
@@ -198,11 +198,17 @@ class Simulator:
 KEYLESS_PROFILES = ("vllm", "llamacpp")
 
 
-def _require_key(model: SimModel, api_key: str | None, errors: ErrorFormat) -> None:
-    """A vendor's API answers 401 to a request without a key, before anything else is looked at."""
+def _require_key(model: SimModel, api_key: str | None, errors: ErrorFormat, *, refuse: bool = False) -> None:
+    """A vendor's API answers 401 to a request without a key, before anything else is looked at.
+
+    ``refuse`` (mode ``bad_key``): the key is wrong, and the answer quotes it back, as some hosts do.
+    """
     if model.profile not in KEYLESS_PROFILES and not api_key:
         message = "No API key provided. Send your key (the simulator accepts any non-empty one)."
         raise Reject(errors(401, "authentication", message, {}))
+    if refuse:
+        message = f"Incorrect API key provided: {api_key}. You can find your API key in your account settings."
+        raise Reject(errors(401, "invalid_api_key", message, {}))
 
 
 def _with_seed_header(request: web.Request, req: GenRequest) -> GenRequest:

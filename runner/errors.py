@@ -36,7 +36,21 @@ class AnytimeError(Exception):
 
 
 class ConfigError(AnytimeError):
-    """Bad input from the user. Raised before anything is spent."""
+    """Bad input from the user. Raised before anything is spent.
+
+    Its text is one printable line whatever the input held: a key with a newline in a manifest, a
+    control character in a dataset file are shown as escapes (``\\n``), not as line breaks.
+    """
+
+    def __str__(self) -> str:
+        return printable(super().__str__())
+
+
+def printable(text: str) -> str:
+    """``text`` on one line: characters that are not printable become their escapes."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 class ManifestError(ConfigError):

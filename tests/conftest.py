@@ -6,6 +6,9 @@ from pathlib import Path
 
 import pytest
 
+# the fuzz tests' case count on pytest's last lines (`bench/soak.py` reads it)
+from tests.fuzzing import pytest_terminal_summary  # noqa: F401
+
 REPO = Path(__file__).resolve().parent.parent
 DATA = REPO / "data"
 

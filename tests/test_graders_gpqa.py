@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from runner.errors import DatasetError
 from runner.tasks.gpqa import GpqaTask, extract_letter
@@ -90,3 +92,117 @@ def test_csv_missing_column_names_file_and_line(tmp_path: Path) -> None:
     with pytest.raises(DatasetError) as info:
         GpqaTask().load(path)
     assert info.value.line == 2 and "Incorrect Answer 3" in str(info.value) and "g.csv:2" in str(info.value)
+
+
+# ---- #12.10: the final choice the text settles on, in any letter case and phrasing -------------
+
+
+@pytest.mark.parametrize(
+    ("output", "expected"),
+    [
+        ("I'll go with D", "D"),
+        ("I'll go with d.", "D"),
+        ("Answer: (b)", "B"),
+        ("answer: c", "C"),
+        ("Final answer: d.", "D"),
+        ("the correct option is C", "C"),
+        ("The correct option is (c).", "C"),
+        ("Correct option: B", "B"),
+        ("The best choice is (A)", "A"),
+        ("My final choice: (d)", "D"),
+        ("The right answer is C", "C"),
+        ("It's not A, since the spin flips, so B.", "B"),
+        ("not A ... so B", "B"),
+        ("Not (a): the charge is conserved. Hence (c).", "C"),
+        ("Option A is incorrect. Option B is wrong. The correct answer is D.", "D"),
+        ("A is wrong and B is wrong, so the answer is C", "C"),
+        ("So A is wrong, B is right.", "B"),
+        ("Between A and C, I'd go with C.", "C"),
+        ("I choose (B).", "B"),
+        ("Let's go with b", "B"),
+        ("I'd pick option c", "C"),
+        ("We choose d", "D"),
+        ("I will select A.", "A"),
+        ("I'm going with option D", "D"),
+        ("Going with B.", "B"),
+        ("(D) is correct.", "D"),
+        ("D is the correct answer.", "D"),
+        ("\\boxed{\\text{(C)}}", "C"),
+        ("$\\boxed{b}$", "B"),
+        ("\\boxed{B: 4 times}", "B"),
+        ("\\textbf{Answer: C}", "C"),
+        ("**Answer:** $(C)$", "C"),
+        ("Answer: \\(B\\)", "B"),
+        ("The answer is $D$", "D"),
+        ("Answer: [C]", "C"),
+        ("Answer: B) It increases", "B"),
+        ("Therefore, the correct answer is: D.", "D"),
+        ("Thus the answer is (A).", "A"),
+        ("**C**", "C"),
+        ("c", "C"),
+        ("(c)", "C"),
+        ("So, B", "B"),
+        # mentions are not choices
+        ("The answer is a subtle one", ""),
+        ("So a larger value follows", ""),
+        ("the answer is not A", ""),
+        ("Answer: Carbon", ""),
+        ("Option A ignores the spin; option B ignores the field.", ""),
+    ],
+)
+def test_gpqa_phrasings(output: str, expected: str) -> None:
+    assert extract_letter(output) == expected
+
+
+STATEMENTS = [
+    "Answer: {}",
+    "answer: ({})",
+    "The answer is {}.",
+    "The correct answer is ({}).",
+    "the correct option is {}",
+    "The best choice is {}.",
+    "I'll go with {}",
+    "I'll go with option {}.",
+    "Let's go with ({})",
+    "I choose {}.",
+    "I'd pick {}.",
+    "so {}.",
+    "Hence ({}).",
+    "**Answer:** ({})",
+    "**Answer: {}**",
+    "Final answer: \\boxed{{{}}}",
+    "$\\boxed{{\\text{{({})}}}}$",
+    "({}) is correct.",
+]
+DISTRACTORS = [
+    "Option {} ignores the spin.",
+    "It is not {}.",
+    "{} is wrong because the charge is conserved.",
+    "First I considered ({}), but it fails.",
+    "Not {}: the units disagree.",
+    "Answer: {}? No, that misreads the question.",
+]
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    letter=st.sampled_from("ABCD"),
+    lower=st.booleans(),
+    statement=st.sampled_from(STATEMENTS),
+    distractors=st.lists(st.tuples(st.sampled_from(DISTRACTORS), st.sampled_from("ABCD")), max_size=3),
+)
+def test_the_final_choice_counts_not_the_letters_mentioned_before(
+    letter: str, lower: bool, statement: str, distractors: list[tuple[str, str]]
+) -> None:
+    written = letter.lower() if lower else letter
+    if statement[0] == "{" and lower:
+        written = letter  # "a is correct" opens like prose; a capital is how a choice opens a sentence
+    reasoning = " ".join(template.format(other) for template, other in distractors)
+    assert extract_letter(f"{reasoning}\n\n{statement.format(written)}") == letter
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=400))
+def test_any_text_grades_without_error(output: str) -> None:
+    letter = extract_letter(output, {"A": "one", "B": "two", "C": "three", "D": "four"})
+    assert letter in ("", "A", "B", "C", "D")

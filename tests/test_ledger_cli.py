@@ -166,7 +166,9 @@ async def test_summary_per_problem_and_totals(tmp_path: Path) -> None:
     assert set(by_problem) == {"p1", "p2", "synthesis (pdp)", "unfinished jobs", ""}
     assert by_problem["p1"].calls == {"trace": 1, "answer": 1, "synthesis": 0}
     assert by_problem["p1"].tokens["trace"] == 1500 and by_problem["p1"].tokens["answer"] == 416
-    assert by_problem["p2"].usd["trace"] == 0.5 and by_problem["p2"].calls["answer"] == 2
+    # one answer call, sent twice: "calls" counts calls, "attempts" what was sent (#12.11)
+    assert by_problem["p2"].usd["trace"] == 0.5 and by_problem["p2"].calls["answer"] == 1
+    assert by_problem["p2"].attempts["answer"] == 2
     total = rows[-1]
     assert total.model == "total" and total.jobs == 2
     assert total.total_usd == pytest.approx(sum(r.total_usd for r in rows[:-1]))
@@ -178,6 +180,8 @@ async def test_summary_cli_json(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert cli(["ledger", "summary", str(tmp_path), "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert rows[-1]["model"] == "total"
+    assert rows[-1]["calls"] == {"trace": 3, "answer": 2, "synthesis": 1}
+    assert rows[-1]["attempts"] == {"trace": 3, "answer": 3, "synthesis": 1}
     assert cli(["ledger", "summary", str(tmp_path), "--top", "1"]) == 0
     assert "p2" in capsys.readouterr().out  # the most expensive problem (billed $0.50)
 

@@ -37,14 +37,17 @@ base_url = "{url}"
 [models.a]
 provider = "host"
 model = "host-model"
+price = {{ input = 0, output = 0 }}
 
 [models.b]
 provider = "claude"
 model = "claude-sonnet-4"
+price = {{ input = 3, output = 15 }}
 
 [models.c]
 provider = "local"
 model = "smollm2"
+price = {{ input = 0, output = 0 }}
 
 [datasets.d]
 kind = "aime"
@@ -53,7 +56,7 @@ path = "d.jsonl"
 
 
 def write(tmp_path: Path, url: str = "http://127.0.0.1:9") -> Path:
-    (tmp_path / "d.jsonl").write_text("{}\n")
+    (tmp_path / "d.jsonl").write_text('{"id": "1", "problem": "What is 1+1?", "answer": 2}\n')
     path = tmp_path / "m.toml"
     path.write_text(MANIFEST.format(url=url))
     return path
@@ -66,7 +69,7 @@ def test_offline_reports_presence_never_values(
     monkeypatch.delenv("DOCTOR_TEST_MISSING_KEY", raising=False)
     code = main(["doctor", str(write(tmp_path))])
     out = capsys.readouterr().out
-    assert code == 1  # one key is missing
+    assert code == 2  # one key is missing: bad input, as `anytime run` says
     assert "$DOCTOR_TEST_KEY set" in out
     assert "$DOCTOR_TEST_MISSING_KEY NOT SET" in out
     assert "local (llamacpp): no key needed" in out

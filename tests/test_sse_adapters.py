@@ -6,7 +6,10 @@ prints the cuts on failure) and fed through the parser into each protocol's deco
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import json
+from collections.abc import Awaitable, Callable
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -15,8 +18,7 @@ from runner.providers.anthropic import AnthropicAdapter
 from runner.providers.gemini import GeminiAdapter
 from runner.providers.openai_chat import OpenAIChatAdapter
 from runner.providers.openai_responses import OpenAIResponsesAdapter
-from runner.providers.sse import SSEParser
-from runner.providers.streaming import SSEAdapter, decode_read
+from runner.providers.streaming import SSEAdapter
 from runner.providers.think import ThinkSplitter
 from runner.types import RateLimitReading, StreamEvent
 
@@ -80,19 +82,25 @@ STREAMS: list[tuple[SSEAdapter, bytes]] = [
 ]
 
 
+def reads(pieces: list[bytes]) -> Callable[[], Awaitable[bytes]]:
+    """A body that arrives in these reads, then ends (b"", as aiohttp's ``readany`` says so)."""
+    queue = list(pieces)
+
+    async def read() -> bytes:
+        return queue.pop(0) if queue else b""
+
+    return read
+
+
 def decode(adapter: SSEAdapter, payload: bytes, cuts: list[int]) -> list[StreamEvent]:
-    """The payload's events through the adapter's decoder, read by read as the stream loop does."""
-    parser = SSEParser()
-    decoder = adapter.decoder(parser, RateLimitReading())
-    out: list[StreamEvent] = []
-    prev = 0
-    for cut in [*sorted(cuts), len(payload)]:
-        if decode_read(parser, decoder, payload[prev:cut], out):
-            return out
-        prev = cut
-    error = decoder.ended(out)
-    assert error is None, error
-    return out
+    """The payload's events through the adapter's read loop, the body split at ``cuts``."""
+    bounds = [0, *sorted(cuts), len(payload)]
+    pieces = [payload[a:b] for a, b in itertools.pairwise(bounds) if b > a]  # b"" would be the end
+
+    async def run() -> list[StreamEvent]:
+        return [e async for batch in adapter.batches(reads(pieces), RateLimitReading()) for e in batch]
+
+    return asyncio.run(run())
 
 
 WHOLE = [decode(a, p, []) for a, p in STREAMS]

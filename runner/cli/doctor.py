@@ -1,7 +1,9 @@
 """`anytime doctor MANIFEST [--live]`: check keys and limits before a big sweep.
 
-Without ``--live`` nothing leaves the machine: each provider's key variable is checked for
-presence (its value is never printed). With ``--live`` each provider gets one tiny call (a few
+Without ``--live`` nothing leaves the machine: the manifest gets the checks every command shares
+(`runner.engine.preflight`: datasets, methods, encodings, prices), and the key variable of each
+provider the selected models use is checked for presence by the rule `anytime run` applies (its
+value is never printed). A missing key is bad input (exit 2). With ``--live`` each provider gets one tiny call (a few
 output tokens) with the first model the manifest assigns to it, and the answer's status,
 latency, model and rate-limit reading are printed. Simulated providers are checked against a
 simulator started on loopback for the occasion.
@@ -11,11 +13,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 
 import anyio
 import msgspec
 
+from runner.config.keys import missing_key_error
 from runner.config.manifest import load_manifest
+from runner.engine.preflight import preflight
 from runner.engine.probe import Check, offline_checks, run_live
 from runner.types import RateLimitReading
 
@@ -45,6 +50,8 @@ def _limits_text(r: RateLimitReading | None) -> str:
 
 
 def format_row(row: Check, live: bool) -> str:
+    if not row.used:
+        return f"{row.provider} ({row.kind}): not used by the selected models"
     if row.key_set is None:
         key = "no key needed"
     else:
@@ -75,11 +82,14 @@ def format_row(row: Check, live: bool) -> str:
 def main(args: argparse.Namespace) -> int:
     loaded = load_manifest(args.manifest)
     env = dict(os.environ)
+    preflight(loaded, keys=False)  # keys are listed below, every provider's, not only the first missing
     rows = offline_checks(loaded, env, args.provider)
     if args.live:
         rows = anyio.run(lambda: run_live(loaded, rows, env, max_tokens=args.max_tokens, time_limit=args.timeout))
     for row in rows:
         print(msgspec.json.encode(row).decode() if args.json else format_row(row, args.live))
-    missing = any(r.key_set is False for r in rows)
+    missing = [r for r in rows if r.key_set is False]
+    for row in missing:
+        print(f"error: {missing_key_error(loaded, row.provider)}", file=sys.stderr)
     failed = args.live and any(r.status != "ok" and not r.status.startswith("skipped") for r in rows)
-    return 1 if missing or failed else 0
+    return 2 if missing else 1 if failed else 0

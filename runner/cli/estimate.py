@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import msgspec
 from rich.console import Console
 
 from runner.config.manifest import load_manifest
+from runner.engine.preflight import preflight
 from runner.ledger.estimate import estimate_manifest
 from runner.ui.estimate import print_estimate
 
@@ -30,6 +32,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     loaded = load_manifest(args.manifest)
+    checked = preflight(loaded, keys=False)  # run's own checks; an estimate needs no keys
+    for warning in checked.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     previous = [] if args.no_history else [Path(p) for p in args.previous] if args.previous else None
     estimate = estimate_manifest(loaded, previous=previous)
     if args.json:

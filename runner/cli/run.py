@@ -36,6 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from runner.engine.preflight import preflight
     from runner.engine.sweep import Sweep, SweepOptions
     from runner.ledger.estimate import estimate_manifest
     from runner.ui.dashboard import Display, SnapshotSource, open_display
@@ -44,8 +45,13 @@ def main(args: argparse.Namespace) -> int:
     # a pipe or CI log gets wide tables instead of 80 truncated columns
     console = Console() if sys.stdout.isatty() else Console(width=160)
     loaded = _manifest(args)
+    # the checks `validate` makes, before anything else (a fresh --new-run folder has no past)
+    checked = preflight(loaded, run_dir=None if args.new_run else loaded.run_dir())
     estimate = estimate_manifest(loaded)
-    sweep = Sweep(loaded, SweepOptions(grace_s=args.grace, new_run=args.new_run, usd_estimate=estimate.usd_expected))
+    options = SweepOptions(grace_s=args.grace, new_run=args.new_run, usd_estimate=estimate.usd_expected)
+    sweep = Sweep(loaded, options, checked)
+    for warning in checked.warnings:
+        console.print(f"[yellow]warning:[/] {warning}")
     print_estimate_summary(estimate, console)
     if not _confirmed(args, estimate, loaded, console):
         console.print("Nothing was spent.")
@@ -56,8 +62,6 @@ def main(args: argparse.Namespace) -> int:
 
     with tuned_collector():
         outcome = anyio.run(sweep.run, display, backend="asyncio", backend_options=_backend_options())
-    for warning in outcome.warnings:
-        console.print(f"[yellow]warning:[/] {warning}")
     console.print(
         f"run {outcome.run_dir}: {outcome.jobs_run} jobs run, {outcome.jobs_skipped} resumed from the ledger, "
         f"{outcome.jobs_failed} failed; spent {fmt.usd(outcome.usd_this_process)} now, "

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import tiktoken
 
-from runner.config.fidelity import default_fidelity
+from runner.config.fidelity import fidelity_for
 from runner.config.kinds import SIMULATOR_ENCODING, min_thinking_budget, served_by_simulator
 from runner.config.manifest import LoadedManifest, Model
 from runner.config.plan import (
@@ -29,6 +29,7 @@ from runner.config.plan import (
     synthesis_budget,
     synthesis_pool,
 )
+from runner.errors import EncodingUnavailable
 from runner.tasks.base import Problem, Rendered, Task
 from runner.tasks.methods import MethodStrategy, answer_messages, get_method
 from runner.tokens.count import count_chat_tokens
@@ -55,6 +56,7 @@ class ModelPlan:
         encoding: the tiktoken encoding its tokens are counted with.
         approximate: counts are not the model's own tokenizer's.
         warning: an encoding fallback to show once (None: none happened).
+        fidelity_note: the fidelity was a guess for a model the table does not know (None: it was not).
         min_thinking_budget: the smallest thinking budget its protocol accepts.
         first_token_s: seconds allowed to the first bytes of a response.
         idle_s: seconds of silence allowed after them.
@@ -70,6 +72,12 @@ class ModelPlan:
     min_thinking_budget: int
     first_token_s: float
     idle_s: float
+    fidelity_note: str | None = None
+
+    @property
+    def notes(self) -> list[str]:
+        """What the user should read once before the run: an encoding fallback, a guessed fidelity."""
+        return [f"models.{self.key}: {n}" for n in (self.warning, self.fidelity_note) if n]
 
 
 def default_timeouts(fidelity: str, first_token: float | None, idle: float | None) -> tuple[float, float]:
@@ -84,16 +92,22 @@ def plan_model(loaded: LoadedManifest, key: str) -> ModelPlan:
     """Resolve a model's encoding and fidelity.
 
     Raises:
-        EncodingUnavailable: the encoding cannot be loaded offline and the run says ``stop``.
+        EncodingUnavailable: the encoding cannot be loaded offline and the run says ``stop``
+            (names the manifest and ``models.<key>.encoding``).
     """
     model = loaded.manifest.models[key]
     provider = loaded.manifest.providers[model.provider]
-    resolved = resolve_encoding(model.encoding, model.model, loaded.manifest.run.on_missing_encoding)
+    try:
+        resolved = resolve_encoding(model.encoding, model.model, loaded.manifest.run.on_missing_encoding)
+    except EncodingUnavailable as exc:
+        raise EncodingUnavailable(
+            f"{loaded.path.name}: models.{key}.encoding: {exc} (run.on_missing_encoding is 'stop')"
+        ) from None
     approximate = resolved.approximate
     if served_by_simulator(provider):
         # the simulator counts with this encoding: counting with it is exact there
         approximate = resolved.name != SIMULATOR_ENCODING
-    fidelity = model.fidelity or default_fidelity(model.model)
+    fidelity, fidelity_note = (model.fidelity, None) if model.fidelity else fidelity_for(model.model, provider.kind)
     first_token, idle = default_timeouts(fidelity, provider.timeouts.first_token, provider.timeouts.idle)
     return ModelPlan(
         key=key,
@@ -106,6 +120,7 @@ def plan_model(loaded: LoadedManifest, key: str) -> ModelPlan:
         min_thinking_budget=min_thinking_budget(provider.kind),
         first_token_s=first_token,
         idle_s=idle,
+        fidelity_note=fidelity_note,
     )
 
 

@@ -25,8 +25,13 @@ class Provider(Protocol):
 
 
 SIM_SCHEME = "sim://"
+# the schemes a `base_url` may have: a real host, or the built-in simulator
+URL_SCHEMES = ("http://", "https://", SIM_SCHEME)
 # the simulator, local llama.cpp servers and self-hosted OpenAI-compatible servers may have no key
 KEYLESS_KINDS = frozenset({"sim", "llamacpp", "openai_compatible"})
+# kinds with no public endpoint: the manifest must say where the server is (`sim` without a URL
+# is the simulator the run starts; `runner.providers.registry` holds every other kind's default)
+NO_DEFAULT_URL_KINDS = frozenset({"openai_compatible"})
 # the smallest thinking budget a protocol accepts (Anthropic rejects `budget_tokens` under 1024)
 MIN_THINKING_BUDGET: dict[str, int] = {"anthropic": 1024}
 # the encoding the built-in simulator counts tokens with: counting with it there is exact
@@ -52,6 +57,18 @@ def started_by_run(provider: Provider) -> bool:
     return (provider.kind == "sim" and not provider.base_url) or (provider.base_url or "").startswith(SIM_SCHEME)
 
 
+def key_optional(provider: Provider) -> bool:
+    """Whether the manifest may leave out ``api_key_env`` (the simulator, keyless local hosts)."""
+    return served_by_simulator(provider) or provider.kind in KEYLESS_KINDS
+
+
 def needs_key(provider: Provider) -> bool:
-    """Whether the provider must have an API key variable set."""
-    return not served_by_simulator(provider) and not (provider.kind in KEYLESS_KINDS and provider.api_key_env is None)
+    """Whether the provider's key variable must be set for a run (and for `doctor`).
+
+    The one rule `anytime run`, `validate` and `doctor` apply (`runner.config.keys`): a simulated
+    provider never needs one (the run sends a stand-in); a keyless kind needs one only when the
+    manifest names a variable; every other kind always needs one.
+    """
+    if served_by_simulator(provider):
+        return False
+    return provider.api_key_env is not None or not key_optional(provider)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import math
 import re
 import time
 import tomllib
@@ -16,10 +17,11 @@ import types
 import typing
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 import msgspec
 
-from runner.config.kinds import KEYLESS_KINDS, SIM_SCHEME, started_by_run
+from runner.config.kinds import NO_DEFAULT_URL_KINDS, SIM_SCHEME, URL_SCHEMES, key_optional, started_by_run
 from runner.errors import ManifestError
 
 ProviderKind = Literal[
@@ -57,6 +59,35 @@ class Base(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True
     """
 
 
+def check_number(name: str, value: float | None, *, least: float = 0.0, strict: bool = False) -> None:
+    """A finite number at or above ``least`` (above it when ``strict``); None passes.
+
+    TOML has ``nan`` and ``inf``: a spend cap of ``nan`` would never stop a run.
+    """
+    if value is None:
+        return
+    if not math.isfinite(value):
+        raise ValueError(f"`{name}` must be a finite number, got {value}")
+    if value < least or (strict and value == least):
+        relation = ">" if strict else ">="
+        raise ValueError(f"`{name}` must be {relation} {least:g}, got {value}")
+
+
+def check_base_url(url: str) -> None:
+    """``http(s)://host[:port][/path]`` or ``sim://[/path]``; what no HTTP client could send to fails here."""
+    if not url.startswith(URL_SCHEMES):
+        raise ValueError(f"`base_url` must start with http://, https:// or sim://, got {url!r}")
+    if url.startswith(SIM_SCHEME):
+        return
+    try:
+        parts = urlsplit(url)
+        host, _port = parts.hostname, parts.port  # .port raises on a port that is not a number
+    except ValueError as exc:
+        raise ValueError(f"`base_url` is not a valid URL ({exc}): {url!r}") from None
+    if not host or any(c.isspace() for c in url):
+        raise ValueError(f"`base_url` must name a host, as in http://127.0.0.1:8000/v1, got {url!r}")
+
+
 class Price(Base, frozen=True):
     """USD per 1M tokens. Reasoning tokens are billed as output."""
 
@@ -67,9 +98,7 @@ class Price(Base, frozen=True):
 
     def __post_init__(self) -> None:
         for name in ("input", "output", "cached_input", "cache_write_input"):
-            value = getattr(self, name)
-            if value is not None and value < 0:
-                raise ValueError(f"`{name}` must be >= 0, got {value}")
+            check_number(name, getattr(self, name))
 
 
 class Timeouts(Base, frozen=True):
@@ -82,6 +111,10 @@ class Timeouts(Base, frozen=True):
     first_token: float | None = None
     idle: float | None = None
     total: float = 1800.0
+
+    def __post_init__(self) -> None:
+        for name in ("connect", "first_token", "idle", "total"):
+            check_number(name, getattr(self, name), strict=True)
 
 
 class Provider(Base, frozen=True):
@@ -110,6 +143,9 @@ class Provider(Base, frozen=True):
             raise ValueError(f"`max_attempts` must be a positive integer, got {self.max_attempts}")
         if self.api_key_env is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", self.api_key_env):
             raise ValueError("`api_key_env` must be the NAME of an environment variable, not a key")
+        check_number("max_usd", self.max_usd, strict=True)
+        if self.base_url is not None:
+            check_base_url(self.base_url)
 
 
 class Model(Base, frozen=True):
@@ -126,6 +162,13 @@ class Model(Base, frozen=True):
     # room for the visible answer after the reasoning reaches the last budget (raw / summarised)
     trace_answer_tokens: int = 512
 
+    def __post_init__(self) -> None:
+        check_number("temperature", self.temperature)
+        if self.answer_max_tokens <= 0:
+            raise ValueError(f"`answer_max_tokens` must be a positive integer, got {self.answer_max_tokens}")
+        if self.trace_answer_tokens < 0:
+            raise ValueError(f"`trace_answer_tokens` must be >= 0, got {self.trace_answer_tokens}")
+
 
 class Dataset(Base, frozen=True):
     kind: DatasetKind
@@ -138,6 +181,8 @@ class Dataset(Base, frozen=True):
     def __post_init__(self) -> None:
         if self.limit is not None and self.limit <= 0:
             raise ValueError(f"`limit` must be a positive integer, got {self.limit}")
+        if self.pool < 0:
+            raise ValueError(f"`pool` must be >= 0, got {self.pool}")
         if self.budgets is not None:
             check_budgets(self.budgets)
 
@@ -148,6 +193,12 @@ class Method(Base, frozen=True):
     k: int = 4
     m: int = 3
     budget: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("k", "m", "budget"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ValueError(f"`{name}` must be a positive integer, got {value}")
 
 
 class Sweep(Base, frozen=True):
@@ -176,8 +227,8 @@ class Run(Base, frozen=True):
     def __post_init__(self) -> None:
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", self.name):
             raise ValueError("`name` may hold letters, digits, '_', '.', '-' and must not start with a symbol")
-        if self.max_usd is not None and self.max_usd <= 0:
-            raise ValueError(f"`max_usd` must be > 0, got {self.max_usd}")
+        check_number("max_usd", self.max_usd, strict=True)
+        check_number("confirm_above_usd", self.confirm_above_usd)
 
 
 class SimFaults(Base, frozen=True):
@@ -189,6 +240,14 @@ class SimFaults(Base, frozen=True):
     stall: float = 0.0
     stall_seconds: float = 30.0
 
+    def __post_init__(self) -> None:
+        for name in ("error_5xx", "drop_mid_stream", "malformed_chunk", "stall"):
+            value = getattr(self, name)
+            check_number(name, value)
+            if value > 1:
+                raise ValueError(f"`{name}` is a rate and must be in [0, 1], got {value}")
+        check_number("stall_seconds", self.stall_seconds)
+
 
 class Simulator(Base, frozen=True):
     """The built-in simulated provider, started on loopback when a provider has kind "sim"."""
@@ -198,6 +257,15 @@ class Simulator(Base, frozen=True):
     time_scale: float = 1.0
     chunk_tokens: int = 4
     faults: SimFaults = msgspec.field(default_factory=SimFaults)
+
+    def __post_init__(self) -> None:
+        for name in ("rpm", "tpm"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ValueError(f"`{name}` must be a positive integer, got {value}")
+        check_number("time_scale", self.time_scale)
+        if self.chunk_tokens <= 0:
+            raise ValueError(f"`chunk_tokens` must be a positive integer, got {self.chunk_tokens}")
 
 
 class Manifest(Base, frozen=True):
@@ -314,6 +382,8 @@ def parse_manifest(text: str, source: str) -> Manifest:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ManifestError(source, "", f"not valid TOML: {exc}") from None
+    except RecursionError:
+        raise ManifestError(source, "", "not valid TOML: arrays or tables nested too deeply") from None
     # named tables are converted entry by entry so errors name the entry (msgspec says `[...]`)
     for table, kind in _NAMED_TABLES.items():
         entries = doc.get(table)
@@ -349,13 +419,23 @@ def _check_references(m: Manifest, source: str) -> None:
             if item not in known_names:
                 known = ", ".join(sorted(known_names))
                 raise ManifestError(source, f"sweep.{table}[{i}]", f"unknown {table[:-1]} {item!r} (known: {known})")
+    _check_providers(m, source)
+
+
+def _check_providers(m: Manifest, source: str) -> None:
+    """What a provider needs beyond its own fields: a key variable, and a URL where it has no default."""
     for name, provider in m.providers.items():
-        keyless = provider.kind in KEYLESS_KINDS or (provider.base_url or "").startswith(SIM_SCHEME)
-        if not keyless and provider.api_key_env is None:
+        if not key_optional(provider) and provider.api_key_env is None:
             raise ManifestError(
                 source,
                 f"providers.{name}.api_key_env",
                 "required for a remote provider: the name of the environment variable holding the key",
+            )
+        if provider.kind in NO_DEFAULT_URL_KINDS and provider.base_url is None:
+            raise ManifestError(
+                source,
+                f"providers.{name}.base_url",
+                f"required for kind {provider.kind!r}: where the server listens, e.g. http://127.0.0.1:8000/v1",
             )
 
 

@@ -12,4 +12,5 @@ starts it for a run.
 - `attempt`: one HTTP attempt (send, stream, settle) and its ledger record; `lane`: a call through its attempts.
 - `consumers`: what a call's text goes into; `pipeline`: one job, start to finish; `sweep`: the run.
 - `snapshots`: the facts displays render; `simulator`: starting the built-in simulator.
+- `preflight`: the one check of a manifest before anything is spent (run, validate, estimate, doctor).
 """

@@ -14,7 +14,8 @@ import aiohttp
 import anyio
 import msgspec
 
-from runner.config.kinds import needs_key, started_by_run
+from runner.config.keys import key_is_set
+from runner.config.kinds import started_by_run
 from runner.config.manifest import LoadedManifest
 from runner.engine.simulator import sim_path
 from runner.errors import ProviderError
@@ -30,7 +31,8 @@ class Check(msgspec.Struct, kw_only=True):
     provider: str
     kind: str
     key_env: str | None
-    key_set: bool | None  # None: the provider needs no key
+    key_set: bool | None  # None: the provider needs no key (or no selected model uses it)
+    used: bool = True  # whether a selected model uses the provider (a run checks only those)
     status: str = "not called"  # ok | error class | skipped reason
     model: str | None = None
     http_status: int | None = None
@@ -44,21 +46,26 @@ class Check(msgspec.Struct, kw_only=True):
 
 
 def offline_checks(loaded: LoadedManifest, env: Mapping[str, str], only: list[str] | None = None) -> list[Check]:
-    """Key presence per provider; never reads more of a key than whether it is non-empty."""
+    """Key presence per provider, by the rule `anytime run` applies (`runner.config.keys`): only
+    the providers the selected models use are checked. Never reads more of a key than whether it
+    is non-empty."""
+    used = set(loaded.lane_names())
     rows = []
     for name, p in loaded.manifest.providers.items():
         if only and name not in only:
             continue
-        if not needs_key(p):
-            key_set = None  # the simulator accepts any key; a local server may need none
-        else:
-            key_set = bool(env.get(p.api_key_env or ""))
-        rows.append(Check(provider=name, kind=p.kind, key_env=p.api_key_env, key_set=key_set))
+        key_set = key_is_set(loaded, name, env) if name in used else None
+        row = Check(provider=name, kind=p.kind, key_env=p.api_key_env, key_set=key_set, used=name in used)
+        if not row.used:
+            row.status = "skipped: no selected model uses this provider"
+        rows.append(row)
     return rows
 
 
 def _first_model(loaded: LoadedManifest, provider: str) -> str | None:
-    return next((m.model for m in loaded.manifest.models.values() if m.provider == provider), None)
+    """The model id of the first selected model on ``provider`` (None: no selected model uses it)."""
+    models = loaded.manifest.models
+    return next((models[k].model for k in loaded.selected("models") if models[k].provider == provider), None)
 
 
 async def live_check(
@@ -74,8 +81,8 @@ async def live_check(
     """One tiny streamed call for one provider; fills in ``row`` and returns it."""
     p = loaded.manifest.providers[row.provider]
     picked = _first_model(loaded, row.provider)
-    if picked is None:
-        row.status = "skipped: no model uses this provider"
+    if picked is None or not row.used:
+        row.status = "skipped: no selected model uses this provider"
         return row
     if row.key_set is False:
         row.status = f"skipped: ${row.key_env} is not set"
@@ -122,7 +129,7 @@ async def live_check(
 @contextlib.asynccontextmanager
 async def _maybe_simulator(loaded: LoadedManifest, rows: list[Check]) -> AsyncIterator[str | None]:
     m = loaded.manifest
-    if not any(started_by_run(m.providers[r.provider]) for r in rows):
+    if not any(r.used and started_by_run(m.providers[r.provider]) for r in rows):
         yield None
         return
     from anytime_sim import SimConfig, open_simulator

@@ -1,7 +1,8 @@
 """Run a whole sweep: prepare everything that can fail for free, then drive the lanes.
 
-Flow: plan the models (encodings, fidelity), resolve prices and keys, check the plan (errors here
-spend nothing) → read the run folder's past (`resume`: completed jobs are skipped) → start the
+Flow: `preflight` checks the plan, the models (encodings, fidelity), prices, keys and the run
+folder's past, the same check `validate` and `estimate` make (errors here spend nothing; completed
+jobs are skipped on resume) → start the
 built-in simulator if a provider asks for it → open the ledger and the lanes → one feeder per lane
 pulls jobs lazily from the plan into a small memory stream, the lane's groups taking turns
 (`runner.engine.feed`), and the lane's workers run them, every lane at once →
@@ -22,23 +23,21 @@ import msgspec
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from runner import __version__
-from runner.config.calls import ModelPlan, plan_models
-from runner.config.keys import api_key_for
+from runner.config.calls import ModelPlan
 from runner.config.manifest import LoadedManifest
-from runner.config.plan import Job, check_plan, count_jobs
+from runner.config.plan import Job, count_jobs
 from runner.engine.calling import ModelContext
 from runner.engine.feed import lane_jobs
 from runner.engine.lane import Lane, RecordSink
 from runner.engine.lanes import open_lanes
 from runner.engine.pipeline import Pipeline
+from runner.engine.preflight import Preflight, preflight
 from runner.engine.progress import RunProgress
-from runner.engine.resume import check_manifest_change, previous_state
 from runner.engine.shutdown import watch_signals
 from runner.engine.simulator import start_simulator
 from runner.engine.snapshots import RunSnapshot
 from runner.engine.spend import SpendGuard
 from runner.errors import LaneStopped, ProviderError, RunStopped, SpendCapReached
-from runner.ledger.prices import ModelPrice, PriceTable
 from runner.ledger.records import JobDone, Note, RunHeader
 from runner.ledger.writer import open_ledger
 
@@ -68,35 +67,21 @@ class SweepOutcome:
     lanes_stopped: dict[str, str] = field(default_factory=dict)
 
 
-def resolve_prices(loaded: LoadedManifest, table: PriceTable) -> dict[str, ModelPrice]:
-    """Every selected model's price; an unknown one stops the run before any call.
-
-    Raises:
-        PriceError: names ``models.<key>.price`` and how to set it.
-    """
-    m = loaded.manifest
-    return {
-        key: table.price_for(key, m.models[key], m.providers[m.models[key].provider].kind)
-        for key in loaded.selected("models")
-    }
-
-
 class Sweep:
     """One process's run of a manifest. Everything that can fail for free fails in `__init__`."""
 
-    def __init__(self, loaded: LoadedManifest, options: SweepOptions) -> None:
+    def __init__(self, loaded: LoadedManifest, options: SweepOptions, checked: Preflight | None = None) -> None:
+        """Check the manifest (`preflight`), unless ``checked`` is its result for this run folder."""
         self.loaded = loaded
         self.options = options
         self.run_dir = loaded.run_dir(options.new_run)
-        self.table = PriceTable.load()
-        self.prices = resolve_prices(loaded, self.table)
-        self.models: dict[str, ModelPlan] = plan_models(loaded)
-        self.warnings = [plan.warning for plan in self.models.values() if plan.warning]
-        check_plan(loaded)
-        self.keys = {name: api_key_for(loaded, name) for name in loaded.lane_names()}
-        self.state = previous_state(self.run_dir)
-        if self.state is not None:
-            check_manifest_change(loaded, self.state, self.run_dir)
+        checked = checked or preflight(loaded, run_dir=self.run_dir)
+        self.table = checked.table
+        self.prices = checked.prices
+        self.models: dict[str, ModelPlan] = checked.models
+        self.warnings = checked.warnings
+        self.keys = checked.keys
+        self.state = checked.state
         self.spend = SpendGuard(
             loaded.manifest.run.max_usd,
             {name: p.max_usd for name, p in loaded.manifest.providers.items()},
@@ -123,8 +108,11 @@ class Sweep:
             sim_url = await start_simulator(self.loaded, stack)
             ledger = await stack.enter_async_context(open_ledger(self.run_dir))
             ledger.append(self._header())
-            for warning in self.warnings:
-                ledger.append(Note(at=time.time(), kind="encoding_fallback", message=warning))
+            for plan in self.models.values():
+                if plan.warning:
+                    ledger.append(Note(at=time.time(), kind="encoding_fallback", message=plan.warning))
+                if plan.fidelity_note:
+                    ledger.append(Note(at=time.time(), kind="fidelity_guess", message=plan.fidelity_note))
             self.lanes = await open_lanes(
                 self.loaded,
                 stack,

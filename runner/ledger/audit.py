@@ -1,6 +1,7 @@
 """`anytime ledger summary|export|verify RUN`: read a run's ledger without running anything.
 
-- ``summary``: dollars and tokens by call kind for each problem, and totals.
+- ``summary``: calls, attempts, tokens and dollars by call kind for each problem, and totals
+  (a call is one request a job decided to make; its attempts are what was sent, retries included).
 - ``export --csv``: attempts or snapshots as CSV (stdout or ``--out``), for spreadsheets.
 - ``verify``: recompute every dollar from its tokens and the run header's prices, re-add the
   totals, and check the records hold together (one header first, no duplicate call attempts, no
@@ -31,13 +32,18 @@ KINDS = ("trace", "answer", "synthesis")
 
 
 class SummaryRow(msgspec.Struct, kw_only=True):
-    """Spend of one problem (or of a synthesis stage, or of jobs that never finished)."""
+    """Spend of one problem (or of a synthesis stage, or of jobs that never finished), by call kind.
+
+    ``calls`` counts calls (one request a job decided to make); ``attempts`` counts what was sent
+    for them, retries included, as every other view of the ledger does.
+    """
 
     model: str
     dataset: str
     problem: str
     jobs: int = 0
     calls: dict[str, int] = msgspec.field(default_factory=lambda: dict.fromkeys(KINDS, 0))
+    attempts: dict[str, int] = msgspec.field(default_factory=lambda: dict.fromkeys(KINDS, 0))
     tokens: dict[str, int] = msgspec.field(default_factory=lambda: dict.fromkeys(KINDS, 0))
     usd: dict[str, float] = msgspec.field(default_factory=lambda: dict.fromkeys(KINDS, 0.0))
 
@@ -65,9 +71,13 @@ def summarise(records: Iterable[Record]) -> list[SummaryRow]:
         stage = ":".join(job_id.split(":", 2)[:2]) if job_id.startswith("synthesis:") else job_id
         key = where.get(stage) or ("?", "?", "synthesis (unfinished)" if stage != job_id else "unfinished jobs")
         row = rows.setdefault(key, SummaryRow(model=key[0], dataset=key[1], problem=key[2]))
+        seen: set[str] = set()  # the attempts of one call share its call_id
         for a in attempts:
+            first = a.call_id not in seen
+            seen.add(a.call_id)
             for target in (row, total):
-                target.calls[a.kind] += 1
+                target.calls[a.kind] += first
+                target.attempts[a.kind] += 1
                 target.tokens[a.kind] += a.billed_input + a.billed_output
                 target.usd[a.kind] += a.usd
     for key, ids in jobs.items():

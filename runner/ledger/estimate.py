@@ -11,12 +11,15 @@ Output tokens and dollars come as a range per (provider, model, dataset, method)
 - **high**: every trace runs to its output cap and gets one answer per budget, every answer
   reaches its cap, no prompt-cache hits. The bill cannot exceed it (the spend cap uses the same
   worst case per call).
-- **expected**: per-job means (calls, input, cached input, output; retries included) from earlier
+- **expected**: per-job means (calls, attempts, input, cached input, output; the tokens of retries
+  included) from earlier
   ledgers of the same model id, dataset file and method kind, priced at today's prices; else the
   stated defaults `DEFAULT_TRACE_FRACTION` and `DEFAULT_ANSWER_FRACTION`.
 - **low**: every trace stops at the first budget and gets one short answer.
 
-Minimum wall time per provider: max(calls / RPM, tokens / TPM) at the expected use.
+Minimum wall time per provider: max(attempts / RPM, tokens / TPM) at the expected use. A call is one
+request a job decides to make; its attempts are what is sent for it, retries included (a provider's
+requests per minute count attempts).
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ import msgspec
 from runner.config.calls import LEAP_PRINCIPLES_CAP, PlannedCall, job_calls, plan_models, synthesis_calls, synthesis_key
 from runner.config.manifest import LoadedManifest, Manifest
 from runner.config.plan import expand_jobs, get_task, synthesis_budget, synthesis_pool
-from runner.ledger.prices import PER, ModelPrice, PriceTable
+from runner.ledger.prices import PER, ModelPrice, PriceTable, manifest_prices
 from runner.ledger.reader import LedgerState, iter_records
 from runner.ledger.records import Attempt, JobDone, RunHeader, Synthesis
 from runner.ledger.recovery import state_after_recovery
@@ -69,6 +72,7 @@ class EstimateRow(msgspec.Struct, kw_only=True):
     output_tokens: Span
     usd: Span
     expected_from: str  # "history (N jobs)" or "default"
+    attempts_expected: float = 0.0  # calls and their retries, as history shows them (else = calls)
 
 
 class LaneTime(msgspec.Struct, kw_only=True):
@@ -78,6 +82,7 @@ class LaneTime(msgspec.Struct, kw_only=True):
     calls: float
     tokens: float
     min_wall_s: float | None  # None: no limit is known before the run
+    attempts: float = 0.0  # the requests the calls take, retries included: what RPM counts
 
 
 class Estimate(msgspec.Struct, kw_only=True):
@@ -99,21 +104,30 @@ class Estimate(msgspec.Struct, kw_only=True):
 
 @dataclass
 class Tally:
-    """Sums over the attempts of one group of work (a job, or one synthesis stage)."""
+    """Sums over the attempts of one group of work (a job, or one synthesis stage): its calls,
+    the attempts they took (retries included) and their tokens."""
 
     calls: float = 0.0
     input: float = 0.0
     cached: float = 0.0
     output: float = 0.0
+    attempts: float = 0.0
 
     def add(self, other: Tally) -> None:
         self.calls += other.calls
         self.input += other.input
         self.cached += other.cached
         self.output += other.output
+        self.attempts += other.attempts
 
     def scaled(self, factor: float) -> Tally:
-        return Tally(self.calls * factor, self.input * factor, self.cached * factor, self.output * factor)
+        return Tally(
+            self.calls * factor,
+            self.input * factor,
+            self.cached * factor,
+            self.output * factor,
+            self.attempts * factor,
+        )
 
 
 @dataclass
@@ -162,10 +176,11 @@ def _tally_run(
             tally = by_job[_stage_of(rec.job_id)]
             tally.add(
                 Tally(
-                    1,
-                    rec.billed_input,
-                    rec.cached_input_tokens or 0,
-                    rec.billed_output,
+                    calls=1 if rec.attempt == 1 else 0,  # a retry is another attempt of the same call
+                    input=rec.billed_input,
+                    cached=rec.cached_input_tokens or 0,
+                    output=rec.billed_output,
+                    attempts=1,
                 )
             )
         elif isinstance(rec, JobDone):
@@ -305,14 +320,18 @@ class Use:
     input: Span = field(default_factory=Span)
     cached: Span = field(default_factory=Span)
     output: Span = field(default_factory=Span)
+    # attempts beyond the calls (retries) as history shows them; without history none are assumed
+    retries_expected: float = 0.0
 
     def add(self, other: Use, times: float = 1.0) -> None:
         for part in ("calls", "input", "cached", "output"):
             getattr(self, part).add(getattr(other, part), times)
+        self.retries_expected += other.retries_expected * times
 
     def expect(self, tally: Tally, times: float) -> None:
         """Replace the expected values with history, never above the high bound."""
         self.calls.expected = min(tally.calls * times, self.calls.high)
+        self.retries_expected = max(tally.attempts - tally.calls, 0.0) * times
         self.input.expected = min(tally.input * times, self.input.high)
         self.cached.expected = min(tally.cached * times, self.input.expected)
         self.output.expected = min(tally.output * times, self.output.high)
@@ -405,12 +424,10 @@ def estimate_manifest(
             synthesis), as a rerun skips it; False prices the whole sweep.
 
     Raises:
-        PriceError: a selected model has no price (names ``models.<key>.price``).
+        PriceError: a selected model has no price (names the manifest and ``models.<key>.price``).
     """
     m = loaded.manifest
-    prices = PriceTable.load()
-    for key in loaded.selected("models"):  # unknown prices fail before any counting
-        prices.price_for(key, m.models[key], m.providers[m.models[key].provider].kind)
+    prices = manifest_prices(loaded, PriceTable.load())  # unknown prices fail before any counting
     history, sources = read_history(_previous_dirs(loaded) if previous is None else previous)
     state = _own_state(loaded) if remaining else None
     done = state.completed_jobs if state else set()
@@ -434,18 +451,15 @@ def estimate_manifest(
 
 def _rows(
     loaded: LoadedManifest,
-    prices: PriceTable,
+    prices: dict[str, ModelPrice],
     history: dict[tuple[str, str, str], Past],
     done: Collection[str],
     built: Collection[str],
 ) -> list[EstimateRow]:
     """One row per (model, dataset, method) group that still has calls to make."""
-    m = loaded.manifest
     rows = []
     for (model_key, dataset, method), group in count_prompts(loaded, done, built).items():
-        model = m.models[model_key]
-        price = prices.price_for(model_key, model, m.providers[model.provider].kind)
-        row = _row(loaded, model_key, dataset, method, group, price, history)
+        row = _row(loaded, model_key, dataset, method, group, prices[model_key], history)
         if row.calls.high:
             rows.append(row)
     return rows
@@ -523,11 +537,12 @@ def _row(
         output_tokens=total.output,
         usd=total.usd(price),
         expected_from=f"history ({past.jobs} jobs)" if past is not None and past.jobs else "default",
+        attempts_expected=total.calls.expected + total.retries_expected,
     )
 
 
 def _lanes(m: Manifest, rows: list[EstimateRow]) -> list[LaneTime]:
-    """Minimum wall time per provider: max(calls / RPM, tokens / TPM) at the expected use."""
+    """Minimum wall time per provider: max(attempts / RPM, tokens / TPM) at the expected use."""
     lanes = []
     for name, provider in m.providers.items():
         mine = [r for r in rows if r.provider == name]
@@ -538,12 +553,19 @@ def _lanes(m: Manifest, rows: list[EstimateRow]) -> list[LaneTime]:
             rpm = min((x for x in (rpm, m.simulator.rpm) if x is not None), default=None)
             tpm = min((x for x in (tpm, m.simulator.tpm) if x is not None), default=None)
         calls = sum(r.calls.expected for r in mine)
+        attempts = sum(max(r.attempts_expected, r.calls.expected) for r in mine)
         tokens = sum(r.input_tokens.expected + r.output_tokens.expected for r in mine)
-        bounds = [60.0 * calls / rpm] if rpm else []
+        bounds = [60.0 * attempts / rpm] if rpm else []
         bounds += [60.0 * tokens / tpm] if tpm else []
         lanes.append(
             LaneTime(
-                provider=name, rpm=rpm, tpm=tpm, calls=calls, tokens=tokens, min_wall_s=max(bounds) if bounds else None
+                provider=name,
+                rpm=rpm,
+                tpm=tpm,
+                calls=calls,
+                tokens=tokens,
+                min_wall_s=max(bounds) if bounds else None,
+                attempts=attempts,
             )
         )
     return lanes

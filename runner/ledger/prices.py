@@ -14,7 +14,7 @@ from importlib import resources
 
 import msgspec
 
-from runner.config.manifest import Model
+from runner.config.manifest import LoadedManifest, Model
 from runner.errors import PriceError
 from runner.ledger.records import PricedFrom
 from runner.types import Usage
@@ -64,8 +64,12 @@ class PriceTable:
                 return found
         return self.entries.get(f"*/{model_id}")
 
-    def price_for(self, model_key: str, model: Model, provider_kind: str) -> ModelPrice:
-        """The manifest's price, else the table's; unknown models stop the run before any call."""
+    def price_for(self, model_key: str, model: Model, provider_kind: str, source: str = "") -> ModelPrice:
+        """The manifest's price, else the table's; unknown models stop the run before any call.
+
+        Raises:
+            PriceError: no price is known; names ``source`` (the manifest file) and ``models.<key>.price``.
+        """
         if model.price is not None:
             p = model.price
             return ModelPrice(
@@ -77,8 +81,9 @@ class PriceTable:
             )
         found = self.lookup(provider_kind, model.model)
         if found is None:
+            where = f"{source}: " if source else ""
             raise PriceError(
-                f"models.{model_key}.price: no known price for {provider_kind}/{model.model}; set "
+                f"{where}models.{model_key}.price: no known price for {provider_kind}/{model.model}; set "
                 f"`price = {{ input = ..., output = ... }}` (USD per 1M tokens; 0 is allowed) in the manifest"
             )
         return found
@@ -88,6 +93,19 @@ class PriceTable:
         """Plain data for the run header (what `anytime ledger verify` recomputes with)."""
         described: dict[str, object] = msgspec.to_builtins(price)  # a Struct becomes a dict
         return described
+
+
+def manifest_prices(loaded: LoadedManifest, table: PriceTable) -> dict[str, ModelPrice]:
+    """Every selected model's price; an unknown one stops the command before any call.
+
+    Raises:
+        PriceError: names the manifest file, ``models.<key>.price`` and how to set it.
+    """
+    m = loaded.manifest
+    return {
+        key: table.price_for(key, m.models[key], m.providers[m.models[key].provider].kind, loaded.path.name)
+        for key in loaded.selected("models")
+    }
 
 
 def attempt_cost(

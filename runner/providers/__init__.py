@@ -7,7 +7,8 @@ nothing; the lane acts.
 - `base`: the Adapter contract (`StreamResponse`); `registry`: provider kinds → adapters.
 - `openai_chat`, `openai_responses`, `anthropic`, `gemini`: the protocols.
 - `sse`: the incremental SSE parser; `think`: inline ``<think>`` splitting.
-- `headers`: rate-limit and retry headers → `RateLimitReading`.
+- `headers`: rate-limit and retry headers → `RateLimitReading`; `counts`: the token counts and
+  charges a call is priced from, as types that refuse negative or absurd values.
 - `classify`: provider answers → `ProviderError` classes; `wire`: HTTP plumbing and the
   translation of aiohttp failures; `streaming`: the skeleton the SSE adapters share.
 """

@@ -15,6 +15,7 @@ import msgspec
 
 from runner.errors import ProviderError
 from runner.providers.classify import ErrorDetail, classify_stream_error
+from runner.providers.counts import Tokens
 from runner.providers.headers import anthropic_limits
 from runner.providers.sse import SSEEvent, SSEParser
 from runner.providers.streaming import SSEAdapter, StreamDecoder
@@ -32,10 +33,10 @@ STOP_REASONS = {
 
 
 class _Usage(msgspec.Struct, gc=False):
-    input_tokens: int | None = None
-    output_tokens: int | None = None
-    cache_creation_input_tokens: int | None = None
-    cache_read_input_tokens: int | None = None
+    input_tokens: Tokens | None = None
+    output_tokens: Tokens | None = None
+    cache_creation_input_tokens: Tokens | None = None
+    cache_read_input_tokens: Tokens | None = None
 
 
 class _Message(msgspec.Struct, gc=False):

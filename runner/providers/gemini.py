@@ -14,6 +14,7 @@ import msgspec
 
 from runner.errors import ProviderError
 from runner.providers.classify import ErrorDetail, classify_stream_error
+from runner.providers.counts import Tokens
 from runner.providers.headers import openai_limits
 from runner.providers.sse import SSEEvent, SSEParser
 from runner.providers.streaming import SSEAdapter, StreamDecoder
@@ -46,10 +47,10 @@ class _Candidate(msgspec.Struct, gc=False):
 
 
 class _UsageMeta(msgspec.Struct, gc=False):
-    promptTokenCount: int = 0
-    candidatesTokenCount: int = 0
-    thoughtsTokenCount: int | None = None
-    cachedContentTokenCount: int = 0
+    promptTokenCount: Tokens = 0
+    candidatesTokenCount: Tokens = 0
+    thoughtsTokenCount: Tokens | None = None
+    cachedContentTokenCount: Tokens = 0
 
 
 class _Feedback(msgspec.Struct, gc=False):

@@ -8,6 +8,7 @@ missing or unreadable stays None: a wrong limit is worse than an unknown one.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -29,9 +30,13 @@ def parse_go_duration(text: str) -> float:
     """
     s = text.strip()
     try:
-        return max(0.0, float(s))
+        bare = float(s)
     except ValueError:
-        pass
+        bare = None
+    if bare is not None:
+        if not math.isfinite(bare):
+            raise ValueError(f"not a duration: {text!r}")
+        return max(0.0, bare)
     total = 0.0
     pos = 0
     # the alternation lists `ms` before `m`, so `500ms` is never read as 500 minutes
@@ -53,19 +58,26 @@ def lower_keys(headers: Mapping[str, str]) -> Mapping[str, str]:
 
 
 def _int(value: str | None) -> int | None:
+    """A count (None: missing, or not a whole number >= 0: ``inf``, ``-1`` and the like are unreadable)."""
     if value is None:
         return None
     try:
-        return int(float(value.strip()))
+        number = float(value.strip())
     except ValueError:
         return None
+    return int(number) if math.isfinite(number) and number >= 0 else None
+
+
+def _seconds(value: float) -> float | None:
+    """A wait in seconds, or None when it is not a finite number (``inf`` would stall a lane for good)."""
+    return max(0.0, value) if math.isfinite(value) else None
 
 
 def _duration(value: str | None) -> float | None:
     if value is None:
         return None
     try:
-        return parse_go_duration(value)
+        return _seconds(parse_go_duration(value))
     except ValueError:
         return None
 
@@ -81,19 +93,19 @@ def parse_retry_after(headers: Mapping[str, str], now: datetime | None = None) -
     ms = h.get("retry-after-ms")
     if ms is not None:
         try:
-            return max(0.0, float(ms.strip()) / 1000.0)
+            return _seconds(float(ms.strip()) / 1000.0)
         except ValueError:
             pass
     value = h.get("retry-after")
     if value is None:
         return None
     try:
-        return max(0.0, float(value.strip()))
+        return _seconds(float(value.strip()))
     except ValueError:
         pass
     try:
         when = parsedate_to_datetime(value.strip())
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)

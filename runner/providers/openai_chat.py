@@ -26,6 +26,7 @@ import msgspec
 
 from runner.errors import ProviderError
 from runner.providers.classify import ErrorDetail, classify_stream_error
+from runner.providers.counts import TICKS_PER_USD, Dollars, Ticks, Tokens
 from runner.providers.headers import any_limits
 from runner.providers.sse import SSEEvent, SSEParser
 from runner.providers.streaming import SSEAdapter, StreamDecoder, bearer_headers, versioned
@@ -64,22 +65,22 @@ class _Choice(msgspec.Struct, gc=False):
 
 
 class _PromptDetails(msgspec.Struct, gc=False):
-    cached_tokens: int | None = None
+    cached_tokens: Tokens | None = None
 
 
 class _CompletionDetails(msgspec.Struct, gc=False):
-    reasoning_tokens: int | None = None
+    reasoning_tokens: Tokens | None = None
 
 
 class _Usage(msgspec.Struct, gc=False):
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    total_tokens: int | None = None
+    prompt_tokens: Tokens = 0
+    completion_tokens: Tokens = 0
+    total_tokens: Tokens | None = None
     prompt_tokens_details: _PromptDetails | None = None
     completion_tokens_details: _CompletionDetails | None = None
-    prompt_cache_hit_tokens: int | None = None  # DeepSeek
-    cost: float | None = None  # OpenRouter, USD
-    cost_in_usd_ticks: int | None = None  # xAI, 1e-10 USD
+    prompt_cache_hit_tokens: Tokens | None = None  # DeepSeek
+    cost: Dollars | None = None  # OpenRouter, USD
+    cost_in_usd_ticks: Ticks | None = None  # xAI, 1e-10 USD
 
 
 # decoded data holds no cycles, so none of these is tracked by the garbage collector (gc=False),
@@ -107,7 +108,7 @@ def map_usage(u: _Usage, *, quirk: str = "openai", cost_field: bool = False) -> 
     billed = None
     if cost_field:
         if u.cost_in_usd_ticks is not None:
-            billed = u.cost_in_usd_ticks / 1e10
+            billed = u.cost_in_usd_ticks / TICKS_PER_USD
         elif u.cost is not None:
             billed = float(u.cost)
     return Usage(

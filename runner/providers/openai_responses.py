@@ -15,6 +15,7 @@ import msgspec
 
 from runner.errors import ProviderError
 from runner.providers.classify import classify_stream_error
+from runner.providers.counts import TICKS_PER_USD, Ticks, Tokens
 from runner.providers.headers import openai_limits
 from runner.providers.sse import SSEEvent, SSEParser
 from runner.providers.streaming import SSEAdapter, StreamDecoder, bearer_headers, versioned
@@ -25,19 +26,19 @@ INCOMPLETE_REASONS = {"max_output_tokens": "length", "content_filter": "content_
 
 
 class _InputDetails(msgspec.Struct, gc=False):
-    cached_tokens: int | None = None
+    cached_tokens: Tokens | None = None
 
 
 class _OutputDetails(msgspec.Struct, gc=False):
-    reasoning_tokens: int | None = None
+    reasoning_tokens: Tokens | None = None
 
 
 class _Usage(msgspec.Struct, gc=False):
-    input_tokens: int = 0
-    output_tokens: int = 0
+    input_tokens: Tokens = 0
+    output_tokens: Tokens = 0
     input_tokens_details: _InputDetails | None = None
     output_tokens_details: _OutputDetails | None = None
-    cost_in_usd_ticks: int | None = None  # xAI serves this API too
+    cost_in_usd_ticks: Ticks | None = None  # xAI serves this API too
 
 
 class _Incomplete(msgspec.Struct, gc=False):
@@ -74,7 +75,7 @@ def map_usage(u: _Usage, *, cost_field: bool = False) -> Usage:
         output_tokens=u.output_tokens,
         cached_input_tokens=(u.input_tokens_details.cached_tokens or 0) if u.input_tokens_details else 0,
         reasoning_tokens=u.output_tokens_details.reasoning_tokens if u.output_tokens_details else None,
-        billed_usd=u.cost_in_usd_ticks / 1e10 if cost_field and u.cost_in_usd_ticks is not None else None,
+        billed_usd=u.cost_in_usd_ticks / TICKS_PER_USD if cost_field and u.cost_in_usd_ticks is not None else None,
     )
 
 

@@ -5,9 +5,9 @@ A subclass says where to POST (`url`), what to send (`headers`, `payload`) and h
 Opening, the read loop, error classification, the rate-limit reading, cancellation and closing
 are done once, here.
 
-The read loop is the client's hot path: one iteration per socket read, each read parsed and
-decoded with no await, so a stream costs one async generator (not three nested ones), and the
-events of one read leave together as one batch (`StreamResponse.batches`). A read holds one event
+The read loop (`SSEAdapter.batches`) is the client's hot path: one iteration per socket read, each
+read parsed and decoded with no await, so a stream costs one async generator (not three nested
+ones), and the events of one read leave together as one batch (`StreamResponse.batches`). A read holds one event
 when the client keeps up with the stream and many when it falls behind; then everything per
 read (the wake-up, the watchdog, handing text to the tokenizer) is paid once for many events.
 """
@@ -15,7 +15,7 @@ read (the wake-up, the watchdog, handing text to the tokenizer) is paid once for
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from urllib.parse import urlsplit
 
@@ -57,14 +57,6 @@ class StreamDecoder(ABC):
         return  # most protocols report usage only at the end: nothing is owed
 
 
-def decode_read(parser: SSEParser, decoder: StreamDecoder, chunk: bytes, out: list[StreamEvent]) -> bool:
-    """Decode one read of the body into ``out``; True once the terminal event is seen."""
-    for event in parser.feed(chunk):
-        if decoder.feed(event, out):
-            return True
-    return False
-
-
 class SSEAdapter(Adapter):
     """An adapter whose response is a ``text/event-stream``.
 
@@ -104,8 +96,7 @@ class SSEAdapter(Adapter):
             read_limits=self.read_limits,
             secret=self._api_key,
         ) as (resp, limits):
-            parser = SSEParser()
-            batches = self._batches(resp.content, parser, self.decoder(parser, limits), limits, on_bytes)
+            batches = self.batches(resp.content.readany, limits, on_bytes)
             events = _one_by_one(batches)
             try:
                 yield StreamResponse(resp.status, request_id(resp.headers), limits, events, batches)
@@ -114,25 +105,29 @@ class SSEAdapter(Adapter):
                 await events.aclose()
                 await batches.aclose()
 
-    async def _batches(
+    async def batches(
         self,
-        content: aiohttp.StreamReader,
-        parser: SSEParser,
-        decoder: StreamDecoder,
+        read: Callable[[], Awaitable[bytes]],
         limits: RateLimitReading,
-        on_bytes: Callable[[], None] | None,
+        on_bytes: Callable[[], None] | None = None,
     ) -> AsyncGenerator[list[StreamEvent], None]:
-        """The typed events of the body, one list per socket read (none for a read that completes
-        no event); ends at the terminal event or at the end of the body."""
+        """The typed events of a body, one list per read (none for a read that completes no
+        event); ends at the terminal event or at the end of the body (``read`` gives b"").
+
+        ``read`` is the response's ``readany``; a provider error (after the events before it) or a
+        foreign one translated (aiohttp's, the OS's) ends the iteration.
+        """
+        parser = SSEParser()
+        decoder = self.decoder(parser, limits)
         while True:
             out: list[StreamEvent] = []
             error: ProviderError | None = None
             try:
-                chunk = await content.readany()
+                chunk = await read()
                 if chunk:
                     if on_bytes is not None:
                         on_bytes()
-                    done = decode_read(parser, decoder, chunk, out)
+                    done = _decode_read(parser, decoder, chunk, out)
                 else:
                     done = True
                     error = decoder.ended(out)
@@ -179,6 +174,14 @@ class SSEAdapter(Adapter):
     def malformed(self, limits: RateLimitReading, data: bytes, exc: Exception) -> ProviderError:
         text = data[:120].decode("utf-8", "replace") + ("…" if len(data) > 120 else "")
         return stream_broken(self.provider, limits, f"malformed stream event ({exc}): {text!r}")
+
+
+def _decode_read(parser: SSEParser, decoder: StreamDecoder, chunk: bytes, out: list[StreamEvent]) -> bool:
+    """Decode one read of the body into ``out``; True once the terminal event is seen."""
+    for event in parser.feed(chunk):
+        if decoder.feed(event, out):
+            return True
+    return False
 
 
 async def _one_by_one(batches: AsyncIterator[list[StreamEvent]]) -> AsyncGenerator[StreamEvent, None]:

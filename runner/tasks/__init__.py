@@ -6,6 +6,7 @@ May import: `runner.types`, `runner.errors`. Never a provider module: methods bu
 
 - `base`: `Problem`, `Rendered`, `Grade`, `Task`; `registry`: dataset kind → task.
 - `files`: reading JSON Lines / CSV with errors that name file and line.
+- `latex`: taking the LaTeX / Markdown wrappers off an answer (`\\boxed`, `\\text`, `$…$`, `**…**`).
 - `aime`, `gpqa`, `trip`, `meeting`, `calendar`: one task each.
 - `methods`: cot, pdp, pdp_plus, leap, and the shared forced-answer prompt.
 """

@@ -28,6 +28,8 @@ def read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
             row = json.loads(line)
         except json.JSONDecodeError as exc:
             raise DatasetError(str(path), number, f"not valid JSON: {exc.msg} at column {exc.colno}") from None
+        except RecursionError:
+            raise DatasetError(str(path), number, "not valid JSON: nested too deeply") from None
         if not isinstance(row, dict):
             raise DatasetError(str(path), number, f"expected a JSON object, got {type(row).__name__}")
         yield number, row

@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from runner.errors import DatasetError
-from runner.tasks.aime import boxed_contents
 from runner.tasks.base import Grade, Problem, Rendered, Task
 from runner.tasks.files import read_csv, read_jsonl, require, take
+from runner.tasks.latex import boxed_contents, strip_wrappers, unwrap
 
 LETTERS = ("A", "B", "C", "D")
 _OPTION_FIELDS = (
@@ -28,14 +28,38 @@ _OPTION_FIELDS = (
     "Incorrect Answer 3",
 )
 
-# explicit statements of the choice: "Answer: (B)", "the correct answer is **C**", "final answer: D."
-_MARKED = re.compile(
-    r"\banswer\b(?:\s+(?:is|was|would be|should be))?\s*(?:\*\*)?\s*[:=]?\s*(?:\*\*|\$|\\text\{|\s)*"
-    r"\(?([A-D])\)?(?![A-Za-z])",
-    re.IGNORECASE,
+# a choice as it is written after a phrase that states it: "C", "(c)", "**D**", "[B]", "option B",
+# "\text{(A)}" (wrappers are removed first); a lowercase letter only when it cannot be the article
+# "a" or a word: parenthesised, or followed by punctuation or the end ("answer is a subtle one" is prose)
+_CHOICE = (
+    r"(?i:(?:option|choice|letter)\s+)?"
+    r"(?:\(([A-Da-d])\)|\[([A-Da-d])\]|([A-D])(?![\w'’-])|([a-d])(?=\s*(?:[.,;:!?)\]}*_$\\]|$)))"
+)
+# between a phrase and its choice: spaces, emphasis, math delimiters, a colon ("**Answer:** $(C)$");
+# possessive (``*+``), so that a long run of them cannot make the search backtrack without end
+_BETWEEN = r"(?:[\s*_$]|\\[(\[])*+[:=]?(?:[\s*_$]|\\[(\[])*+"
+# phrases that state the final choice; the choice follows them
+_STATED = re.compile(
+    r"(?i:"
+    r"\banswer\b(?:\s+(?:is|was|would be|should be|must be|will be))?"
+    r"|\b(?:correct|right|best|final)\s+(?:option|choice|letter|one)(?:\s+(?:is|would be|must be))?"
+    r"|\b(?:option|choice)\s+(?:is|would be|must be)"
+    r"|\b(?:go(?:ing)?|went|stick(?:ing)?)\s+with"
+    r"|\b(?:i|we)(?:'ll|’ll| will| would|'d|’d)?\s+(?:choose|chose|pick|select|opt for|settle on)"
+    r")" + _BETWEEN + _CHOICE
+)
+# a conclusion: "..., so B." / "Hence (c)"; the letter must end the clause ("so A is wrong" is not one)
+_CONCLUDED = re.compile(
+    r"(?i:\b(?:so|thus|hence|therefore)\b,?(?:\s+(?:it's|it is|it must be))?)"
+    + _BETWEEN
+    + r"(?:\(([A-Da-d])\)|\b([A-Da-d]))(?=\s*(?:[.,;:!?)\]}*_$\\]|$))"
+)
+# the choice before a phrase that confirms it: "(B) is correct", "D is the right answer"
+_CONFIRMED = re.compile(
+    r"(?:\(([A-Da-d])\)|\b([A-D]))\s+(?:is|must be|would be)\s+(?:the\s+)?(?:correct|right|best)\b",
 )
 _PAREN = re.compile(r"\(([A-D])\)")
-_ALONE = re.compile(r"^\W*([A-D])\W*$")
+_ALONE = re.compile(r"[(\[]?([A-Da-d])[)\].:]?")
 
 
 def shuffled_options(problem: Problem, seed: int) -> list[str]:
@@ -49,26 +73,37 @@ def shuffled_options(problem: Problem, seed: int) -> list[str]:
     return options
 
 
+def _letter(match: re.Match[str]) -> str:
+    """The choice a match of `_STATED` / `_CONFIRMED` found, as a capital letter."""
+    return next(g for g in match.groups() if g).upper()
+
+
+def _stated(output: str) -> list[tuple[int, str]]:
+    """(position, letter) of every statement of a choice: boxed, after a phrase, or confirmed."""
+    text = strip_wrappers(output, boxes=False)  # \text{(B)}, \textbf{C}: the letter inside counts
+    found = [(m.end(), _letter(m)) for pattern in (_STATED, _CONCLUDED, _CONFIRMED) for m in pattern.finditer(text)]
+    for end, content in boxed_contents(text):
+        words = unwrap(content).split(maxsplit=1)
+        alone = _ALONE.fullmatch(words[0]) if words else None  # "\boxed{B}", "\boxed{(b) 4 times}"
+        if alone:
+            found.append((end, alone.group(1).upper()))
+    return found
+
+
 def extract_letter(output: str, options: dict[str, str] | None = None) -> str:
     """The option letter the output settles on ("" when none can be read).
 
-    Order of evidence: the last explicitly stated answer (``\\boxed{C}``, ``Answer: C``, "the
-    answer is (C)"), a reply that is only a letter, the last parenthesised letter, and finally
-    the text of exactly one option quoted in the last lines.
+    Order of evidence: the last statement of a choice in any letter case (``\\boxed{C}``,
+    ``Answer: (b)``, "the correct option is C", "I'll go with D", "not A ... so B"), a reply that
+    is only a letter, the last parenthesised capital letter, and finally the text of exactly one
+    option quoted in the last lines. A letter that is only mentioned ("A is wrong") is not a choice.
     """
-    candidates: list[tuple[int, str]] = []
-    for end, content in boxed_contents(output):
-        m = re.search(r"\b([A-D])\b", re.sub(r"\\text\{([^}]*)\}", r"\1", content))
-        if m:
-            candidates.append((end, m.group(1)))
-    for m in _MARKED.finditer(output):
-        if m.group(1).isupper():  # "answer is a ..." is prose, not option A
-            candidates.append((m.end(), m.group(1)))
-    if candidates:
-        return max(candidates, key=lambda c: c[0])[1]
-    alone = _ALONE.match(output.strip())
+    stated = _stated(output)
+    if stated:
+        return max(stated, key=lambda c: c[0])[1]
+    alone = _ALONE.fullmatch(unwrap(output))
     if alone:
-        return alone.group(1)
+        return alone.group(1).upper()
     parens: list[str] = _PAREN.findall(output[-300:])  # one group: findall yields its text
     if parens:
         return parens[-1]

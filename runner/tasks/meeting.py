@@ -8,6 +8,7 @@ counts only at their place inside their window; the first step that fails ends t
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -19,6 +20,7 @@ from runner.tasks.files import read_jsonl, require, take
 
 # a friend's (place, opens, closes, minimum minutes)
 _Window = tuple[str, datetime, datetime, int]
+_DAY_MINUTES = 24 * 60
 
 
 class _StepFailed(Exception):
@@ -85,6 +87,50 @@ def _step(
     raise _StepFailed("unknown plan format")
 
 
+def check_record(row: Mapping[str, Any]) -> str | None:
+    """What is wrong with a record's constraints, distances or plan (None: nothing), naming the field.
+
+    Grading walks a model's plan against these; a record that passes cannot make grading fail.
+    """
+    constraints, dist, plan = row["constraints"], row["dist_matrix"], row["golden_plan"]
+    start = constraints[0] if constraints else None
+    if not (isinstance(start, list) and len(start) == 2 and all(isinstance(x, str) for x in start)):
+        return "field 'constraints[0]': expected [start place, 'H:MMAM']"
+    for i, friend in enumerate(constraints[1:], 1):
+        if not _is_friend(friend):
+            return f"field 'constraints[{i}]': expected [name, place, 'H:MMAM to H:MMPM', minutes]"
+    for origin, row_of in dist.items():
+        if not isinstance(row_of, dict) or not all(_is_minutes(v) for v in row_of.values()):
+            return f"field 'dist_matrix.{origin}': expected {{place: minutes}} with minutes from 0 to {_DAY_MINUTES}"
+    for i, step in enumerate(plan):
+        if not isinstance(step, str):
+            return f"field 'golden_plan[{i}]': expected a sentence, got {type(step).__name__}"
+    return None
+
+
+def _is_friend(friend: object) -> bool:
+    if not (isinstance(friend, list) and len(friend) == 4):
+        return False
+    name, place, span, minutes = friend
+    return (
+        isinstance(name, str)
+        and isinstance(place, str)
+        and isinstance(span, str)
+        and span.count("to") == 1
+        and _is_minutes(minutes)
+        and isinstance(minutes, int)
+    )
+
+
+def _is_minutes(value: object) -> bool:
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and 0 <= value <= _DAY_MINUTES
+    )
+
+
 class MeetingTask(Task):
     kind: ClassVar[str] = "meeting"
     answer_format: ClassVar[str] = (
@@ -100,6 +146,9 @@ class MeetingTask(Task):
             require(row, ("id", "prompt_0shot"), path, line)
             require(row, ("constraints", "golden_plan"), path, line, list)
             require(row, ("dist_matrix",), path, line, dict)
+            problem = check_record(row)
+            if problem:
+                raise DatasetError(str(path), line, problem)
             data = {
                 "constraints": row["constraints"],
                 "dist_matrix": row["dist_matrix"],

@@ -93,10 +93,18 @@ def print_estimate(estimate: Estimate, console: Console) -> None:
         "",
     )
     console.print(table)
-    for lane in estimate.lanes:
-        console.print(
-            f"  {lane.provider}: {lane.calls:,.0f} calls, {fmt.count(lane.tokens)} tokens expected; rpm "
-            f"{lane.rpm or '?'}, tpm {lane.tpm or '?'}: at least {_least_time(lane.min_wall_s)}"
-        )
+    _print_lanes(estimate, console)
     for note in estimate.notes:
         console.print(f"  note: {note}")
+
+
+def _print_lanes(estimate: Estimate, console: Console) -> None:
+    """Per provider: the calls expected (and their attempts, when history shows retries) and the
+    least wall time its limits allow."""
+    for lane in estimate.lanes:
+        retries = lane.attempts - lane.calls
+        requests = f" ({lane.attempts:,.0f} attempts with retries)" if retries >= 0.5 else ""
+        console.print(
+            f"  {lane.provider}: {lane.calls:,.0f} calls{requests}, {fmt.count(lane.tokens)} tokens expected; rpm "
+            f"{lane.rpm or '?'}, tpm {lane.tpm or '?'}: at least {_least_time(lane.min_wall_s)}"
+        )
