@@ -14,7 +14,7 @@ Two runs of ``anytime run`` per scenario shape, on the built-in simulator at rea
 
 Wall time is the sweep's span in its own ledger (first attempt admitted to last attempt settled),
 so the CLI's start-up, estimate and report stay out of it. Medians of ``--repeats``; each run
-writes a fresh ledger in a temporary folder. About 2 minutes.
+writes a fresh ledger in a temporary folder. About 2 minutes a round.
 
 Usage: ``python bench/lanes.py [--repeats 3]``. The last line holds ``wall_over_slower=``,
 ``wall_over_sum=`` and ``groups_ratio=`` (together / one after the other) as ``name=value`` pairs.

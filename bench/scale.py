@@ -8,10 +8,15 @@ run); the client runs in a process of its own too, so its CPU time and peak RSS 
 
 The client is `bench/streams.py`'s ``lane`` client: the scheduler's `runner.engine.lane.Lane`
 (spend guard, `LaneLimiter`, `OpenAIChatAdapter` on aiohttp, the watchdog, an `Attempt` record per
-call into a no-op sink), every reasoning chunk fed to a `TraceConsumer` (exact cuts at
-64/128/256/512 tokens); a stream counts as done only when all four cuts are final and it counted
-exactly 512 tokens. The baseline is the same file's ``openai`` client (the official SDK, no
-tokenizing), run at the smallest stream count only (it needs ~15x our CPU).
+call into a no-op sink), the reasoning fed to a `TraceConsumer` a socket read at a time (exact cuts
+at 64/128/256/512 tokens), under the collector setting `anytime run` streams with; a stream counts
+as done only when all four cuts are final and it counted exactly 512 tokens (our chunks are those
+tokens / ``--chunk-tokens``). The baseline is the same file's ``openai`` client (the official SDK,
+no tokenizing, counting its chunks), run at one stream count (``--sdk-streams``; it needs ~36x our
+CPU, minutes at 1,000 streams).
+
+The machine's speed drifts (a shared host): compare figures of one run, or each against the
+simulator's own CPU per chunk in the same run.
 
 Figures per stream count: client CPU (user + system) per streamed text chunk; peak RSS above the
 client's RSS before the phase, per stream at peak concurrency; throughput (chunks per wall
