@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 from aiohttp import web
 
+from anytime_sim.cache import EXPLICIT_MINIMUM, MAX_BREAKPOINTS
 from anytime_sim.call import Call, ErrorFormat, Reject, bearer_key, open_stream
-from anytime_sim.ratelimit import Admission, anthropic_headers, key_digest, retry_headers
-from anytime_sim.server import SIM_KEY
+from anytime_sim.ratelimit import Admission, anthropic_headers, retry_headers
+from anytime_sim.server import SIM_KEY, Simulator, cache_scope
 from anytime_sim.stream import EventWriter, Piece, call_pieces, drive
 from anytime_sim.trace import GenRequest
 
@@ -64,21 +65,43 @@ class AnthropicErrors(ErrorFormat):
         return self(429, "rate_limit", message, headers, admission)
 
 
-def _text(content: object) -> str:
+def _blocks(content: object) -> list[tuple[str, bool]]:
+    """A turn's text blocks, each with whether it carries a ``cache_control`` breakpoint."""
     if isinstance(content, str):
-        return content
+        return [(content, False)]
     if isinstance(content, list):
-        return "".join(b.get("text", "") for b in content if isinstance(b, dict) and b.get("type", "text") == "text")
-    return ""
+        return [
+            (str(b.get("text", "")), bool(b.get("cache_control")))
+            for b in content
+            if isinstance(b, dict) and b.get("type", "text") == "text"
+        ]
+    return []
 
 
-def _marked(content: object) -> bool:
-    """Whether a turn carries a ``cache_control`` breakpoint."""
-    return isinstance(content, list) and any(isinstance(b, dict) and b.get("cache_control") for b in content)
+class Prompt(NamedTuple):
+    """A request's prompt as turns of text blocks, and which blocks end at a breakpoint."""
+
+    turns: tuple[tuple[str, tuple[str, ...]], ...]  # (role, block texts)
+    breakpoints: tuple[int, ...]  # block numbers, counting blocks across turns
+
+    def messages(self) -> tuple[tuple[str, str], ...]:
+        return tuple((role, "".join(blocks)) for role, blocks in self.turns)
 
 
-def parse_request(body: dict[str, Any], errors: AnthropicErrors) -> tuple[GenRequest, int, int]:
-    """The request, its output cap, and how many leading turns a cache breakpoint covers (0: none)."""
+def parse_prompt(body: dict[str, Any], messages: list[Any]) -> Prompt:
+    turns: list[tuple[str, tuple[str, ...]]] = []
+    marks: list[bool] = []
+    sources = [("system", body["system"])] if body.get("system") else []
+    sources += [(str(m.get("role", "user")), m.get("content")) for m in messages if isinstance(m, dict)]
+    for role, content in sources:
+        blocks = _blocks(content)
+        turns.append((role, tuple(text for text, _ in blocks)))
+        marks += [marked for _, marked in blocks]
+    return Prompt(tuple(turns), tuple(i for i, marked in enumerate(marks) if marked))
+
+
+def parse_request(body: dict[str, Any], errors: AnthropicErrors) -> tuple[GenRequest, int, Prompt]:
+    """The request, its output cap, and its prompt as blocks with their cache breakpoints."""
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise Reject(errors(400, "invalid_request", "messages: field required (a non-empty list)", {}))
@@ -97,27 +120,35 @@ def parse_request(body: dict[str, Any], errors: AnthropicErrors) -> tuple[GenReq
                 {},
             )
         )
-    turns: list[tuple[str, str]] = []
-    marked: list[bool] = []
-    if body.get("system"):
-        turns.append(("system", _text(body["system"])))
-        marked.append(_marked(body["system"]))
-    for m in messages:
-        if isinstance(m, dict):
-            turns.append((str(m.get("role", "user")), _text(m.get("content"))))
-            marked.append(_marked(m.get("content")))
+    prompt = parse_prompt(body, messages)
+    if len(prompt.breakpoints) > MAX_BREAKPOINTS:
+        found = len(prompt.breakpoints)
+        message = f"A maximum of {MAX_BREAKPOINTS} blocks with cache_control may be provided. Found {found}."
+        raise Reject(errors(400, "invalid_request", message, {}))
     # the Messages API has no seed; the simulator takes one from a top-level "seed" or ``x-sim-seed``
     seed = body.get("seed")
     req = GenRequest(
         model=str(body.get("model", "")),
-        messages=tuple(turns),
+        messages=prompt.messages(),
         seed=seed if isinstance(seed, int) else None,
         max_output=cap,
         reasoning_budget=budget,
         reasoning_on=enabled,
     )
-    cached_turns = max((i + 1 for i, m in enumerate(marked) if m), default=0)
-    return req, cap, cached_turns
+    return req, cap, prompt
+
+
+def _explicit_cache(sim: Simulator, call: Call, prompt: Prompt, key: str) -> None:
+    """Reads and writes at the request's breakpoints (Anthropic caches nothing else)."""
+    if not prompt.breakpoints:
+        return
+    tokens, ends = sim.logic.block_tokens(prompt.turns)
+    use = sim.cache.explicit(cache_scope(call.model.name, key), tokens, ends, prompt.breakpoints, EXPLICIT_MINIMUM)
+    # the prompt's own count joins each turn's blocks before encoding: never report more than it
+    call.cached_tokens = min(use.read, call.prompt_tokens)
+    call.cache_write_tokens = min(use.written, call.prompt_tokens - call.cached_tokens)
+    call.cache_pending = use.pending
+    call.stats.cached_input_tokens += call.cached_tokens
 
 
 async def handle(request: web.Request) -> web.StreamResponse:
@@ -131,17 +162,12 @@ async def handle(request: web.Request) -> web.StreamResponse:
     except (msgspec.DecodeError, ValueError):
         return errors(400, "invalid_request", "The request body is not a valid JSON object.", {})
     try:
-        req, cap, cached_turns = parse_request(body, errors)
+        req, cap, prompt = parse_request(body, errors)
         key = request.headers.get("x-api-key") or bearer_key(request)  # newer SDKs send the key as a bearer token
         call = await sim.admit(request, req, cap, raw, errors, key, caching=False)
     except Reject as rejected:
         return rejected.response
-    if cached_turns:
-        prefix = sim.logic.prompt_tokens(req.messages[:cached_turns], primer=False)
-        call.cached_tokens, call.cache_write_tokens = sim.cache.explicit(
-            f"{req.model}\0{key_digest(key or '')}", prefix
-        )
-        call.stats.cached_input_tokens += call.cached_tokens
+    _explicit_cache(sim, call, prompt, key or "")
     try:
         if body.get("stream"):
             return await _stream(request, call)

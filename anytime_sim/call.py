@@ -15,6 +15,7 @@ from typing import Protocol
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from anytime_sim.cache import PendingWrites
 from anytime_sim.faults import FaultPlan
 from anytime_sim.models import SimConfig, SimModel
 from anytime_sim.pacing import Pacer, Plan, plan
@@ -38,6 +39,10 @@ class CallHost(Protocol):
 
     def call_ended(self, call: Call, unused_tokens: int) -> None:
         """The call is over: it leaves the in-flight count and its unused charge is refunded."""
+        ...
+
+    def commit_cache(self, pending: PendingWrites) -> None:
+        """A call's prompt has been processed: the prefixes it writes become readable."""
         ...
 
 
@@ -82,6 +87,8 @@ class Call:
         # prompt-cache facts for usage: automatic hits, and Anthropic's explicit reads / writes
         self.cached_tokens = 0
         self.cache_write_tokens = 0
+        # what this call adds to the prompt cache once its first output token leaves
+        self.cache_pending = PendingWrites()
         self.interrupted = False
         self.charged = prompt_tokens + (cap if cap is not None else self.plan.output_tokens)
         self.pacer = Pacer(model.ttft_s, model.tokens_per_s, sim.config.time_scale)
@@ -99,7 +106,15 @@ class Call:
     def stats(self) -> ModelStats:
         return self.sim.model_stats(self.model.name)
 
+    def output_started(self) -> None:
+        """The first output token leaves: the prompt has been processed, so its cache entries are
+        written now (a request that arrived during the prefill missed them)."""
+        if self.cache_pending.digests:
+            self.sim.commit_cache(self.cache_pending)
+            self.cache_pending = PendingWrites()
+
     def served(self, kind: str, tokens: int) -> None:
+        self.output_started()
         if kind == "content":
             self.served_content += tokens
         else:
@@ -110,6 +125,8 @@ class Call:
         if self._ended:
             return
         self._ended = True
+        if completed:
+            self.output_started()  # a response with no output at all was still processed
         stats = self.stats
         stats.output_tokens += self.served_reasoning + self.served_content
         stats.reasoning_tokens += self.served_reasoning

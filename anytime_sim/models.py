@@ -127,6 +127,9 @@ class SimConfig(msgspec.Struct, kw_only=True):
     Attributes:
         rpm / tpm: per-key limits (None: unlimited). TPM admission counts prompt tokens plus the
             request's output cap; the unused part of the cap is refunded when the call ends.
+        limit_window_s: the window over which the per-minute limits are enforced, in (0, 60]
+            seconds. 60 lets a whole minute's limit go at once; 1 admits at most a second's share
+            (``limit / 60``) at once, as OpenAI documents it may (`anytime_sim.ratelimit`).
         time_scale: 1.0 is real speed; 0 means no delays at all (tests).
         chunk_tokens: tokens per streamed chunk.
         faults: fault rates (manifest ``[simulator.faults]``).
@@ -140,6 +143,7 @@ class SimConfig(msgspec.Struct, kw_only=True):
 
     rpm: int | None = None
     tpm: int | None = None
+    limit_window_s: float = 60.0
     time_scale: float = 1.0
     chunk_tokens: int = 4
     faults: FaultRates = msgspec.field(default_factory=FaultRates)
@@ -156,6 +160,8 @@ class SimConfig(msgspec.Struct, kw_only=True):
             raise ValueError(f"SimConfig.chunk_tokens must be positive, got {self.chunk_tokens}")
         if self.time_scale < 0:
             raise ValueError(f"SimConfig.time_scale must be >= 0, got {self.time_scale}")
+        if not 0 < self.limit_window_s <= 60:
+            raise ValueError(f"SimConfig.limit_window_s must be in (0, 60] seconds, got {self.limit_window_s}")
 
     @classmethod
     def from_table(cls, table: Mapping[str, object]) -> SimConfig:
@@ -164,5 +170,5 @@ class SimConfig(msgspec.Struct, kw_only=True):
         Raises:
             msgspec.ValidationError: a field is unknown or has the wrong type.
         """
-        known = {"rpm", "tpm", "time_scale", "chunk_tokens", "faults"}
+        known = {"rpm", "tpm", "limit_window_s", "time_scale", "chunk_tokens", "faults"}
         return msgspec.convert({k: v for k, v in table.items() if k in known}, cls)

@@ -1,9 +1,19 @@
 """Per-key request and token buckets, and the rate-limit headers that describe them.
 
-Buckets refill linearly over a minute, like OpenAI's and Anthropic's. Token admission charges the
-prompt tokens plus the request's output cap (``providers.md`` §1.6); the unused part of the cap
-is given back when the call ends, so a client that reserves and refunds the same way never trips
-the limit. Keys are stored only as hashes.
+Buckets refill linearly at ``limit / 60`` per second, like OpenAI's and Anthropic's. Token
+admission charges the prompt tokens plus the request's output cap (``providers.md`` §1.6); the
+unused part of the cap is given back when the call ends, so a client that reserves and refunds the
+same way never trips the limit. Keys are stored only as hashes.
+
+The enforcement window (``window_s``) is how much of the per-minute limit a bucket holds: 60 s (the
+default) lets a whole minute's limit go at once; a shorter window enforces the same per-minute
+limit over shorter periods, as OpenAI documents it may ("60,000 requests/minute may be enforced as
+1,000 requests/second"): with ``window_s=1`` at most a second's share, ``limit / 60``, is admitted at
+once. A request larger than a window's share (but within the minute's limit) is admitted only into
+a full window, and what it takes beyond the share is refilled before anything else fits. The
+headers describe the per-minute limit whatever the window: ``limit`` is the per-minute limit and
+``remaining`` is that limit less what the bucket has not refilled yet, so a client cannot read the
+window from them; it learns it from 429s.
 """
 
 from __future__ import annotations
@@ -18,26 +28,36 @@ import msgspec
 
 
 class Bucket:
-    """A token bucket of ``limit`` per minute, full at start."""
+    """A token bucket of ``limit`` per minute enforced over ``window_s`` seconds, full at start.
 
-    def __init__(self, limit: int, now: float) -> None:
+    It holds ``capacity = limit × window_s / 60`` and refills at ``limit / 60`` per second.
+    """
+
+    def __init__(self, limit: int, now: float, window_s: float = 60.0) -> None:
         self.limit = limit
         self.rate = limit / 60.0
-        self.level = float(limit)
+        self.capacity = limit * min(window_s, 60.0) / 60.0
+        self.level = self.capacity
         self.updated = now
 
     def refill(self, now: float) -> None:
-        self.level = min(float(self.limit), self.level + (now - self.updated) * self.rate)
+        self.level = min(self.capacity, self.level + (now - self.updated) * self.rate)
         self.updated = now
 
     def wait_s(self, cost: float) -> float:
         """Seconds until ``cost`` fits (infinite if it never can)."""
         if cost > self.limit:
             return math.inf
-        return max(0.0, (cost - self.level) / self.rate)
+        # more than a window's share waits for a full window (and leaves the level below zero)
+        need = min(cost, self.capacity)
+        return max(0.0, (need - self.level) / self.rate)
+
+    def used(self) -> float:
+        """What the bucket has yet to refill: the provider's count against the per-minute limit."""
+        return self.capacity - self.level
 
     def reset_s(self) -> float:
-        return max(0.0, (self.limit - self.level) / self.rate)
+        return max(0.0, self.used() / self.rate)
 
 
 class LimitState(msgspec.Struct, frozen=True):
@@ -64,10 +84,17 @@ def key_digest(api_key: str) -> str:
 
 
 class RateLimiter:
-    """The simulator's limits: one pair of buckets per API key."""
+    """The simulator's limits: one pair of buckets per API key, enforced over ``window_s`` seconds."""
 
-    def __init__(self, rpm: int | None, tpm: int | None, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        rpm: int | None,
+        tpm: int | None,
+        clock: Callable[[], float] = time.monotonic,
+        window_s: float = 60.0,
+    ) -> None:
         self.rpm, self.tpm, self.clock = rpm, tpm, clock
+        self.window_s = window_s
         self._keys: dict[str, tuple[Bucket | None, Bucket | None]] = {}
 
     def _buckets(self, api_key: str) -> tuple[Bucket | None, Bucket | None]:
@@ -75,7 +102,10 @@ class RateLimiter:
         pair = self._keys.get(kid)
         if pair is None:
             now = self.clock()
-            pair = (Bucket(self.rpm, now) if self.rpm else None, Bucket(self.tpm, now) if self.tpm else None)
+            pair = (
+                Bucket(self.rpm, now, self.window_s) if self.rpm else None,
+                Bucket(self.tpm, now, self.window_s) if self.tpm else None,
+            )
             self._keys[kid] = pair
         now = self.clock()
         for bucket in pair:
@@ -108,18 +138,18 @@ class RateLimiter:
         """Give back the part of an admitted request's charge it did not use."""
         request_bucket, tokens = self._buckets(api_key)
         if tokens is not None and unused_tokens > 0:
-            tokens.level = min(float(tokens.limit), tokens.level + unused_tokens)
+            tokens.level = min(tokens.capacity, tokens.level + unused_tokens)
         if request_bucket is not None and requests > 0:
-            request_bucket.level = min(float(request_bucket.limit), request_bucket.level + requests)
+            request_bucket.level = min(request_bucket.capacity, request_bucket.level + requests)
 
     @staticmethod
     def _state(requests: Bucket | None, tokens: Bucket | None) -> LimitState:
         return LimitState(
             limit_requests=requests.limit if requests else None,
-            remaining_requests=max(0, math.floor(requests.level)) if requests else None,
+            remaining_requests=max(0, math.floor(requests.limit - requests.used())) if requests else None,
             reset_requests_s=requests.reset_s() if requests else None,
             limit_tokens=tokens.limit if tokens else None,
-            remaining_tokens=max(0, math.floor(tokens.level)) if tokens else None,
+            remaining_tokens=max(0, math.floor(tokens.limit - tokens.used())) if tokens else None,
             reset_tokens_s=tokens.reset_s() if tokens else None,
         )
 

@@ -17,7 +17,7 @@ from collections.abc import Callable
 import msgspec
 from aiohttp import web
 
-from anytime_sim.cache import PromptCache
+from anytime_sim.cache import AUTOMATIC, PendingWrites, PromptCache
 from anytime_sim.call import Call, ContextOverflow, ErrorFormat, Reject
 from anytime_sim.faults import BEFORE_STREAM, FaultPlan, parse_modes, plan_fault
 from anytime_sim.knowledge import ProblemIndex
@@ -25,9 +25,6 @@ from anytime_sim.models import SimConfig, SimModel
 from anytime_sim.ratelimit import Admission, RateLimiter, key_digest
 from anytime_sim.stats import ModelStats, SimStats
 from anytime_sim.trace import GenRequest, TraceModel
-
-# profiles whose provider caches prompt prefixes on its own and reports it in usage
-AUTO_CACHE_PROFILES = ("openai", "openai_hidden", "xai", "deepseek", "gemini")
 
 
 class Simulator:
@@ -41,7 +38,7 @@ class Simulator:
         self.config = config
         self.index = index
         self.logic = TraceModel(index)
-        self.limiter = RateLimiter(config.rpm, config.tpm, clock)
+        self.limiter = RateLimiter(config.rpm, config.tpm, clock, config.limit_window_s)
         self.cache = PromptCache()
         self.base_url = ""
         self.in_flight = 0
@@ -66,6 +63,9 @@ class Simulator:
             self._idle.set()
         self._interruptible.get(call.model.name, set()).discard(call)
         self.limiter.refund(call.api_key, unused_tokens)
+
+    def commit_cache(self, pending: PendingWrites) -> None:
+        self.cache.commit(pending)
 
     async def wait_idle(self) -> None:
         """Wait until no call is in flight (every handler has accounted its tokens)."""
@@ -106,7 +106,8 @@ class Simulator:
     ) -> Call:
         """Everything before the first byte: model, modes, limits, faults, generation.
 
-        ``caching`` False turns automatic prompt caching off (Anthropic caches only on request).
+        ``caching`` False turns automatic prompt caching off (Anthropic caches only at breakpoints,
+        which its dialect reads itself). Prompt-cache rules per profile: `anytime_sim.cache`.
         """
         model = self._model(req.model, errors)
         modes = self._modes(request, errors)
@@ -130,15 +131,17 @@ class Simulator:
         cost = prompt_tokens + (cap if cap is not None else len(generation.reasoning) + len(generation.content))
         admission = await self._admission(key, cost, fault, stats, model.name, errors)
         stats.input_tokens += prompt_tokens
-        cached = 0
-        if caching and model.profile in AUTO_CACHE_PROFILES:
-            cached = self.cache.automatic(f"{model.name}\0{key_digest(key)}", prompt_ids[:-3])
+        cached, pending = 0, PendingWrites()
+        rule = AUTOMATIC.get(model.profile)
+        if caching and rule is not None:
+            cached, pending = self.cache.automatic(cache_scope(model.name, key), prompt_ids[:-3], rule)
             stats.cached_input_tokens += cached
         self.in_flight += 1
         self._idle.clear()
         self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
         call = Call(self, model, req, generation, prompt_tokens, cap, key, modes, fault, admission, fingerprint)
         call.cached_tokens = cached
+        call.cache_pending = pending
         for running in self._interruptible.pop(model.name, set()):
             running.interrupted = True
         if "interrupt" in modes:
@@ -192,6 +195,11 @@ class Simulator:
         if fault.kind:
             stats.faults[fault.kind] = stats.faults.get(fault.kind, 0) + 1
         return admission
+
+
+def cache_scope(model: str, api_key: str) -> str:
+    """Whose cache a request reads and writes: one per model and key (an organisation's)."""
+    return f"{model}\0{key_digest(api_key)}"
 
 
 # hosts that serve without a key (a local vLLM or llama.cpp server); every API vendor wants one

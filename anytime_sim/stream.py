@@ -204,6 +204,7 @@ async def drive(
             await writer.flush()
             settle()
             await writer.pause(delay)
+        call.output_started()  # before the first piece leaves, so no client can see it first
         await emit(piece)
         owed.append(piece)
         if not writer.pending:

@@ -184,6 +184,19 @@ class TraceModel:
             tokens += (_FRAME, _ROLES["assistant"], _FRAME)
         return tokens
 
+    def block_tokens(self, turns: Sequence[tuple[str, Sequence[str]]]) -> tuple[list[int], list[int]]:
+        """A prompt of text blocks as tokens, each block encoded on its own (a provider that caches
+        at block boundaries must), and the token offset where each block ends."""
+        tokens: list[int] = []
+        ends: list[int] = []
+        for role, blocks in turns:
+            tokens += (_FRAME, _ROLES.get(role, _FRAME), _FRAME)
+            tokens += self.encoding.encode_ordinary(role)
+            for text in blocks:
+                tokens += self.encoding.encode_ordinary(text)
+                ends.append(len(tokens))
+        return tokens, ends
+
     def count_prompt(self, messages: Sequence[tuple[str, str]]) -> int:
         """Prompt tokens: roles and contents with OpenAI's 3-token framing, plus the reply primer."""
         return (
@@ -239,11 +252,15 @@ class TraceModel:
             # a method may put the problem in the system turn and only the reasoning in the user turn
             problem = self.index.find("\n\n".join(text for _, text in req.messages))
         logic = TASKS[problem.task] if problem is not None and problem.task in TASKS else TASKS["aime"]
-        rng = random.Random(_hash_int(model.name, req.messages, req.seed))
         task = problem.task if problem is not None else ""
         if forced:
             block = prompt[opened + len(FORCED_OPEN) : closed]
+            # the answer depends on the problem and the reasoning shown, never on how the rest of
+            # the prompt is laid out: two layouts of the same cut get the same answer
+            identity = problem.statement if problem is not None else prompt[:opened]
+            rng = random.Random(_hash_int("forced", model.name, identity, block, req.seed))
             return self._forced(logic, problem is not None, block, rng, prompt, task)
+        rng = random.Random(_hash_int(model.name, req.messages, req.seed))
         gold = logic.gold(problem, prompt) if problem is not None else None
         thinking = model.reasoning and req.reasoning_on
         final_room = 48 if logic.kind in ("aime", "gpqa", "calendar") else 320

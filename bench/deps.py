@@ -65,7 +65,6 @@ import orjson  # noqa: E402  (a baseline: in the bench extra, never imported by 
 from runner.engine.limits import LaneLimiter  # noqa: E402
 from runner.ledger.records import (  # noqa: E402
     Attempt,
-    InFlight,
     JobDone,
     Note,
     Record,
@@ -75,6 +74,7 @@ from runner.ledger.records import (  # noqa: E402
     decode_line,
     decode_lines,
     encode_line_into,
+    in_flight,
 )
 from runner.types import RateLimitReading  # noqa: E402
 
@@ -429,8 +429,8 @@ def record_mix(jobs: int) -> list[Record]:
             )
             out.append(Note(at=1.79e9 + job, kind="encoding_fallback", message="counting reasoner with o200k_base"))
         trace = _attempt(job * 8, job_id, "trace")
-        out.append(InFlight(attempt=msgspec.structs.replace(trace, status="ok", output_tokens=None, usd=trace.usd / 3)))
-        out.append(InFlight(attempt=msgspec.structs.replace(trace, output_tokens=None, usd=trace.usd * 2 / 3)))
+        out.append(in_flight(msgspec.structs.replace(trace, status="ok", output_tokens=None, usd=trace.usd / 3)))
+        out.append(in_flight(msgspec.structs.replace(trace, output_tokens=None, usd=trace.usd * 2 / 3)))
         out.append(trace)
         out += [_attempt(job * 8 + a, job_id, "answer") for a in range(1, 6)]
         out += [
@@ -528,7 +528,7 @@ _NL = orjson.OPT_APPEND_NEWLINE
 
 
 def _struct_to_dict(obj: object) -> dict[str, object]:
-    """orjson's ``default=`` hook: a record (or the Attempt inside an InFlight) as a tagged dict."""
+    """orjson's ``default=`` hook: a record as a tagged dict."""
     tag = _TAGS.get(type(obj))
     if tag is None:
         raise TypeError(f"not a ledger record: {type(obj).__name__}")
@@ -567,8 +567,6 @@ _BY_TAG = {tag: cls for cls, tag in _TAGS.items()}
 def _dict_to_struct(d: dict[str, typing.Any]) -> Record:
     """orjson's best chance at typed records: build the Struct from the dict, unvalidated."""
     cls = _BY_TAG[d.pop("type")]
-    if cls is InFlight:
-        return InFlight(attempt=_dict_to_struct(d["attempt"]))  # type: ignore[arg-type]
     return cls(**d)  # type: ignore[no-any-return]
 
 

@@ -16,6 +16,9 @@
     │       ├── ConfigurationRejected  401 / 403 / 404 / no quota / a bad URL: fix the manifest or key
     │       └── LaneStopped    a lane refused to go on after a configuration error (names the fix)
     ├── LedgerError            the ledger cannot be read or written
+    ├── TranscriptError        a run's transcripts cannot be read (the viewer catches this one)
+    │   ├── NoTranscripts      the run has none (--no-transcripts, or made before them): also a ConfigError
+    │   └── TranscriptsCorrupt a member before the file's end is damaged: also a LedgerError
     ├── SpendCapReached        the next call could push spend past a cap
     └── RunStopped             the run was told to stop (Ctrl-C): no new attempt starts
 
@@ -174,6 +177,20 @@ class LaneStopped(FatalProviderError):
 
 class LedgerError(AnytimeError):
     """The ledger cannot be read or written."""
+
+
+class TranscriptError(AnytimeError):
+    """A run's transcripts cannot be read; the message names the file and what is wrong."""
+
+
+class NoTranscripts(TranscriptError, ConfigError):
+    """The run folder has no transcripts: it ran with ``--no-transcripts`` (or ``run.transcripts =
+    false``), or before transcripts existed."""
+
+
+class TranscriptsCorrupt(TranscriptError, LedgerError):
+    """A transcripts member before the end of the file is damaged (a torn tail is not: it is skipped,
+    and cut off by the next run that opens the file)."""
 
 
 class SpendCapReached(AnytimeError):

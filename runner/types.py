@@ -25,6 +25,20 @@ class Message(msgspec.Struct, frozen=True):
     content: str
 
 
+class CachePoint(msgspec.Struct, frozen=True):
+    """Where a prefix of a request's prompt ends that another request of the run shares, so that
+    its prompt cache is worth writing or reading: after ``offset`` characters of message
+    ``message``.
+
+    Providers that cache only where a request marks it (Anthropic's ``cache_control``
+    breakpoints) mark these points; providers that cache every long prefix by themselves ignore
+    them.
+    """
+
+    message: int
+    offset: int
+
+
 class ChatRequest(msgspec.Struct, frozen=True, kw_only=True):
     """A provider-neutral chat request.
 
@@ -33,6 +47,7 @@ class ChatRequest(msgspec.Struct, frozen=True, kw_only=True):
         max_output_tokens: the cap on generated tokens, reasoning included.
         reasoning_budget: a thinking budget where the protocol has one (Anthropic
             ``budget_tokens``, Gemini ``thinkingBudget``, llama.cpp ``reasoning_budget_tokens``).
+        cache_points: prefixes shared with other requests, ascending (see `CachePoint`).
     """
 
     model: str
@@ -42,6 +57,7 @@ class ChatRequest(msgspec.Struct, frozen=True, kw_only=True):
     seed: int | None = None
     reasoning_effort: str | None = None
     reasoning_budget: int | None = None
+    cache_points: tuple[CachePoint, ...] = ()
 
 
 class Reasoning(msgspec.Struct, frozen=True, tag="reasoning", gc=False):
@@ -72,6 +88,19 @@ class Usage(msgspec.Struct, frozen=True, tag="usage", gc=False):
     billed_usd: float | None = None
 
 
+class PromptUsage(msgspec.Struct, frozen=True, tag="prompt_usage", gc=False):
+    """The prompt side of the bill, stated when a response starts (Anthropic's ``message_start``).
+
+    A stream cut at its last budget never gets its final `Usage`; this still prices its prompt
+    exactly (cache reads and writes included), while its output is priced from our count.
+    Normalised like `Usage`: ``input_tokens`` includes cache reads and writes.
+    """
+
+    input_tokens: int
+    cached_input_tokens: int = 0
+    cache_write_input_tokens: int = 0
+
+
 class Finish(msgspec.Struct, frozen=True, tag="finish", gc=False):
     """The end of generation as the provider states it.
 
@@ -85,7 +114,7 @@ class Finish(msgspec.Struct, frozen=True, tag="finish", gc=False):
 
 # one of these per streamed chunk: ``gc=False`` (they hold only strings and numbers, so no cycle)
 # keeps thousands of streams' events out of the garbage collector's passes
-StreamEvent = Reasoning | Content | Usage | Finish
+StreamEvent = Reasoning | Content | Usage | PromptUsage | Finish
 
 
 class RateLimitReading(msgspec.Struct, frozen=True):

@@ -31,6 +31,7 @@ PARTS = {
     "runner.ledger": "ledger",
     "runner.analysis": "analysis",
     "runner.ui": "ui",
+    "runner.ui.view": "viewer",
     "runner.cli": "cli",
     "anytime_sim": "sim",
 }
@@ -58,6 +59,16 @@ NEVER = [
     ("sim", "providers", "the simulator never shares the client's wire code"),
     ("sim", "ui", "the simulator never draws"),
     ("ui", "cli", "rendering never imports the command line"),
+    ("viewer", "engine", "the viewer reads ledgers and transcripts; it never drives a run"),
+    ("viewer", "providers", "the viewer never talks to a provider"),
+    ("viewer", "sim", "the viewer never starts the simulator"),
+    ("viewer", "cli", "the viewer is started by `runner.cli.view`, never the other way"),
+    ("ui", "viewer", "the terminal's tables and dashboard never start the web server"),
+]
+# nothing below the Face imports the viewer (the engine, the ledger, the analysis...): only the CLI starts it
+NEVER += [
+    (part, "viewer", "only `runner.cli.view` starts the viewer")
+    for part in ("config", "tasks", "tokens", "providers", "engine", "ledger", "analysis", "sim")
 ]
 NEVER += [("types", part, "the bottom of the house imports nothing of the package") for part in set(PARTS.values())]
 NEVER += [("errors", p, "errors carry data of `runner.types` only") for p in set(PARTS.values()) - {"types"}]
@@ -177,6 +188,17 @@ def test_the_product_imports_the_simulator_only_to_start_it() -> None:
         if module.startswith("runner") and module not in STARTS_THE_SIMULATOR
         for target, line in targets
         if part_of(target) == "sim"
+    ]
+    assert found == []
+
+
+def test_only_the_view_command_imports_the_viewer() -> None:
+    found = [
+        f"{MODULES[module].relative_to(REPO)}:{line}"
+        for module, targets in graph().items()
+        if part_of(module) not in ("viewer", None) and module != "runner.cli.view"
+        for target, line in targets
+        if part_of(target) == "viewer"
     ]
     assert found == []
 

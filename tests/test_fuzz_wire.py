@@ -31,7 +31,17 @@ from runner.providers.base import Adapter
 from runner.providers.classify import classify_http
 from runner.providers.registry import KINDS, make_adapter
 from runner.providers.sse import SSEParser
-from runner.types import ChatRequest, Content, Finish, Message, RateLimitReading, Reasoning, StreamEvent, Usage
+from runner.types import (
+    ChatRequest,
+    Content,
+    Finish,
+    Message,
+    PromptUsage,
+    RateLimitReading,
+    Reasoning,
+    StreamEvent,
+    Usage,
+)
 from tests.fuzzing import count, fuzz
 
 KEY = "sk-wire-fuzz-0123456789abcdef"
@@ -278,8 +288,12 @@ def check_outcome(kind: str, run: Callable[[list[StreamEvent]], object]) -> None
         assert KEY not in message
         assert "\n" not in message and len(message) < 1000, message
     for event in events:
-        assert isinstance(event, Reasoning | Content | Finish | Usage), event
-        if isinstance(event, Usage):
+        assert isinstance(event, Reasoning | Content | Finish | Usage | PromptUsage), event
+        if isinstance(event, PromptUsage):  # a stream's prompt side, stated as it starts (Anthropic)
+            for field in ("input_tokens", "cached_input_tokens", "cache_write_input_tokens"):
+                value = getattr(event, field)
+                assert isinstance(value, int) and value >= 0, (field, event)
+        elif isinstance(event, Usage):
             for field in ("input_tokens", "output_tokens", "cached_input_tokens", "cache_write_input_tokens"):
                 value = getattr(event, field)
                 assert isinstance(value, int) and value >= 0, (field, event)

@@ -16,7 +16,7 @@ import pytest
 
 from runner.errors import LedgerError
 from runner.ledger.reader import ReadInfo, iter_records, ledger_path, load_state
-from runner.ledger.records import Attempt, InFlight, JobDone, Note, RunHeader, Snapshot, Synthesis
+from runner.ledger.records import Attempt, InFlight, JobDone, Note, RunHeader, Snapshot, Synthesis, in_flight
 from runner.ledger.writer import open_ledger, recover
 
 
@@ -252,8 +252,8 @@ async def test_append_sync_is_durable_at_once_and_keeps_order(tmp_path: Path) ->
 async def test_in_flight_spend_is_sampled_and_superseded_by_the_attempt(tmp_path: Path) -> None:
     spent = [0.0]
 
-    def so_far() -> Attempt:
-        return msgspec.structs.replace(attempt(7), status="interrupted", usd=spent[0])
+    def so_far() -> InFlight:
+        return in_flight(msgspec.structs.replace(attempt(7), status="interrupted", usd=spent[0]))
 
     async with open_ledger(tmp_path) as writer:
         writer.append(header())
@@ -263,7 +263,7 @@ async def test_in_flight_spend_is_sampled_and_superseded_by_the_attempt(tmp_path
                 writer._sample_in_flight()  # what the flusher does before each batch
             await writer.flush()
         writer.append(msgspec.structs.replace(attempt(7), usd=0.005))
-    samples = [r.attempt.usd for r in iter_records(tmp_path) if isinstance(r, InFlight)]
+    samples = [r.usd for r in iter_records(tmp_path) if isinstance(r, InFlight)]
     # the first growth (the prompt) at once, then only growth of at least min_usd
     assert samples == [0.0005, 0.002, 0.004]
     async with open_ledger(tmp_path):
@@ -275,9 +275,9 @@ async def test_in_flight_spend_is_sampled_and_superseded_by_the_attempt(tmp_path
 async def test_a_crash_mid_call_is_ledgered_once_from_its_last_in_flight_record(tmp_path: Path) -> None:
     async with open_ledger(tmp_path) as writer:
         writer.append(header())
-        writer.append(InFlight(attempt=msgspec.structs.replace(attempt(1), usd=0.001)))
-        writer.append(InFlight(attempt=msgspec.structs.replace(attempt(1), usd=0.003)))
-        writer.append(InFlight(attempt=msgspec.structs.replace(attempt(2), usd=0.002)))
+        writer.append(in_flight(msgspec.structs.replace(attempt(1), usd=0.001)))
+        writer.append(in_flight(msgspec.structs.replace(attempt(1), usd=0.003)))
+        writer.append(in_flight(msgspec.structs.replace(attempt(2), usd=0.002)))
         writer.append(attempt(2, usd=0.004))  # call 2 finished; call 1 was cut by the crash
     async with open_ledger(tmp_path) as writer:
         writer.append(header("resumed"))
@@ -288,3 +288,48 @@ async def test_a_crash_mid_call_is_ledgered_once_from_its_last_in_flight_record(
     async with open_ledger(tmp_path):
         pass  # a second open finds nothing new to recover
     assert load_state(tmp_path).total_usd == pytest.approx(0.007)
+
+
+# ---- flat in-flight records, and format-1 ledgers that nested them ------------------------------
+
+
+async def test_an_in_flight_record_is_flat_and_names_its_attempt(tmp_path: Path) -> None:
+    async with open_ledger(tmp_path) as writer:
+        writer.append(header())
+        writer.append(in_flight(msgspec.structs.replace(attempt(1), usd=0.001)))
+        writer.append(attempt(1, usd=0.002))
+    lines = ledger_path(tmp_path).read_bytes().splitlines()
+    sample = msgspec.json.decode(lines[1])
+    assert sample["type"] == "inflight"
+    assert (sample["call_id"], sample["attempt"], sample["usd"]) == ("c1", 1, 0.001)
+    assert not any(isinstance(value, dict) for value in sample.values())  # nothing nested
+    # what `grep -c '"type":"attempt"'` or jq counts: one attempt, not two
+    assert sum(line.count(b'"type":"attempt"') for line in lines) == 1
+
+
+def format_1_in_flight(record: Attempt) -> bytes:
+    """An in-flight line as format 1 wrote it: the attempt nested as the record's only field."""
+    return b'{"type":"inflight","attempt":' + msgspec.json.encode(record) + b"}\n"
+
+
+async def test_a_format_1_ledger_with_nested_in_flight_records_is_read_and_recovered(tmp_path: Path) -> None:
+    old = [
+        msgspec.json.encode(msgspec.structs.replace(header(), format_version=1)) + b"\n",
+        format_1_in_flight(msgspec.structs.replace(attempt(1), status="interrupted", usd=0.001)),
+        format_1_in_flight(msgspec.structs.replace(attempt(1), status="interrupted", usd=0.003)),
+        format_1_in_flight(msgspec.structs.replace(attempt(2, job="j2"), status="interrupted", usd=0.001)),
+        msgspec.json.encode(attempt(2, job="j2", usd=0.002)) + b"\n",  # call 2 ended; call 1 was cut by a crash
+    ]
+    ledger_path(tmp_path).write_bytes(b"".join(old))
+    samples = [r for r in iter_records(tmp_path) if isinstance(r, InFlight)]
+    assert [(r.call_id, r.attempt, r.usd, r.job_id) for r in samples] == [
+        ("c1", 1, 0.001, "j1"),
+        ("c1", 1, 0.003, "j1"),
+        ("c2", 1, 0.001, "j2"),
+    ]
+    assert load_state(tmp_path).total_usd == pytest.approx(0.002)  # samples are not spend
+    async with open_ledger(tmp_path) as writer:  # recovery reads the nested samples too
+        writer.append(header("resumed"))
+    recovered = [r for r in iter_records(tmp_path) if isinstance(r, Attempt) and r.status == "interrupted"]
+    assert [(r.call_id, r.usd, r.error_class) for r in recovered] == [("c1", 0.003, "crash")]
+    assert load_state(tmp_path).total_usd == pytest.approx(0.005)

@@ -1,5 +1,8 @@
 """LaneLimiter on virtual time: buckets, refunds, header re-sync, pauses, AIMD, cancellation.
 
+The tests of a bucket's mechanics give the lane a whole minute's burst (``burst_s=MINUTE``), so
+their numbers stay those of a minute; pacing within the minute has tests of its own.
+
 Every test runs in an event loop whose clock jumps straight to the next timer when nothing is
 ready (trio's autojump MockClock, for asyncio), so an hour of waiting passes at once and the
 times asserted are virtual, never wall time.
@@ -19,10 +22,11 @@ import anyio
 import anyio.lowlevel
 import pytest
 
-from runner.engine.limits import LaneLimiter, LaneStats, Reservation
+from runner.engine.limits import GUARD_S, MIN_BURST_S, WIDEN_AFTER_S, LaneLimiter, LaneStats, Reservation
 from runner.types import RateLimitReading
 
 T = TypeVar("T")
+MINUTE = 60.0  # burst_s for a lane that lets a whole minute's limit go at once (bucket mechanics)
 
 
 class _JumpSelector(selectors.DefaultSelector):
@@ -65,7 +69,7 @@ def reading(**kw: Any) -> RateLimitReading:
 
 def test_request_bucket_allows_a_burst_then_paces_at_the_rate() -> None:
     async def main() -> list[float]:
-        lim = LaneLimiter(rpm=60, tpm=None, max_concurrency=1000)
+        lim = LaneLimiter(burst_s=MINUTE, rpm=60, tpm=None, max_concurrency=1000)
         times = []
         for _ in range(70):
             (await lim.acquire(0)).release()
@@ -80,7 +84,7 @@ def test_request_bucket_allows_a_burst_then_paces_at_the_rate() -> None:
 
 def test_token_bucket_waits_for_the_level_to_drain() -> None:
     async def main() -> float:
-        lim = LaneLimiter(rpm=None, tpm=600, max_concurrency=10)  # drains 10 tokens/s
+        lim = LaneLimiter(burst_s=MINUTE, rpm=None, tpm=600, max_concurrency=10)  # drains 10 tokens/s
         (await lim.acquire(400)).release()
         (await lim.acquire(400)).release()
         return anyio.current_time()
@@ -90,7 +94,7 @@ def test_token_bucket_waits_for_the_level_to_drain() -> None:
 
 def test_settle_refunds_the_unused_part_at_once() -> None:
     async def main() -> tuple[float, float | None]:
-        lim = LaneLimiter(rpm=None, tpm=600, max_concurrency=10)
+        lim = LaneLimiter(burst_s=MINUTE, rpm=None, tpm=600, max_concurrency=10)
         r = await lim.acquire(600)
         r.settle(100)
         await lim.acquire(500)
@@ -99,9 +103,31 @@ def test_settle_refunds_the_unused_part_at_once() -> None:
     assert run(main) == (0.0, 600.0)
 
 
+def test_a_refund_wakes_a_head_waiting_for_tokens() -> None:
+    async def main() -> float:
+        lim = LaneLimiter(burst_s=MINUTE, rpm=600, tpm=600, max_concurrency=10)
+        held = await lim.acquire(600)
+        at: list[float] = []
+
+        async def waiter() -> None:
+            (await lim.acquire(100)).release()
+            at.append(anyio.current_time())
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(waiter)  # 10 s until 100 tokens drain
+            await anyio.sleep(2.0)
+            held.release()  # a freed slot: no use to a call waiting for tokens
+            await anyio.sleep(1.0)
+            assert at == []
+            held.settle(100)  # 500 tokens come back
+        return at[0]
+
+    assert run(main) == pytest.approx(3.0)
+
+
 def test_settle_charges_more_when_usage_exceeds_the_reservation() -> None:
     async def main() -> float:
-        lim = LaneLimiter(rpm=None, tpm=600, max_concurrency=10)
+        lim = LaneLimiter(burst_s=MINUTE, rpm=None, tpm=600, max_concurrency=10)
         (await lim.acquire(100)).settle(900)  # level 900: 300 over the limit
         await lim.acquire(60)
         return anyio.current_time()
@@ -111,7 +137,7 @@ def test_settle_charges_more_when_usage_exceeds_the_reservation() -> None:
 
 def test_settle_is_idempotent_and_releases_the_slot_once() -> None:
     async def main() -> tuple[int, float | None]:
-        lim = LaneLimiter(rpm=None, tpm=1000, max_concurrency=2)
+        lim = LaneLimiter(burst_s=MINUTE, rpm=None, tpm=1000, max_concurrency=2)
         r = await lim.acquire(300)
         r.settle(100)
         r.settle(100)
@@ -125,7 +151,7 @@ def test_settle_is_idempotent_and_releases_the_slot_once() -> None:
 
 def test_a_request_larger_than_the_bucket_waits_for_an_empty_bucket() -> None:
     async def main() -> float:
-        lim = LaneLimiter(rpm=None, tpm=600, max_concurrency=10)
+        lim = LaneLimiter(burst_s=MINUTE, rpm=None, tpm=600, max_concurrency=10)
         (await lim.acquire(300)).release()
         (await lim.acquire(5000)).release()
         return anyio.current_time()
@@ -309,7 +335,7 @@ def test_limits_are_learned_from_headers() -> None:
 
 def test_learned_limit_paces_what_follows() -> None:
     async def main() -> float:
-        lim = LaneLimiter(rpm=None, tpm=None, max_concurrency=100)
+        lim = LaneLimiter(burst_s=MINUTE, rpm=None, tpm=None, max_concurrency=100)
         r = await lim.acquire(0)
         r.observe(reading(limit_requests=60, remaining_requests=59))
         r.release()
@@ -351,7 +377,7 @@ def test_learning_late_charges_at_most_one_full_bucket() -> None:
 
 def test_a_raised_limit_wakes_the_waiting_head_at_once() -> None:
     async def main() -> float:
-        lim = LaneLimiter(rpm=None, tpm=None, max_concurrency=100)
+        lim = LaneLimiter(burst_s=MINUTE, rpm=None, tpm=None, max_concurrency=100)
         lim.observe(reading(limit_requests=60, remaining_requests=60))
         for _ in range(60):
             (await lim.acquire(0)).release()
@@ -372,7 +398,7 @@ def test_a_raised_limit_wakes_the_waiting_head_at_once() -> None:
 
 def test_readings_only_raise_the_level_and_never_double_count() -> None:
     async def main() -> list[float | None]:
-        lim = LaneLimiter(rpm=None, tpm=1000, max_concurrency=10)
+        lim = LaneLimiter(burst_s=MINUTE, rpm=None, tpm=1000, max_concurrency=10)
         a = await lim.acquire(100)
         await lim.acquire(100)
         levels = []
@@ -391,7 +417,7 @@ def test_readings_only_raise_the_level_and_never_double_count() -> None:
 
 def test_calls_reaching_the_provider_out_of_order_are_not_counted_twice() -> None:
     async def main() -> float | None:
-        lim = LaneLimiter(rpm=600, tpm=None, max_concurrency=100)
+        lim = LaneLimiter(burst_s=MINUTE, rpm=600, tpm=None, max_concurrency=100)
         held = [await lim.acquire(0) for _ in range(50)]
         # the first call admitted arrived last: the provider had counted all 50 before it
         held[0].observe(reading(limit_requests=600, remaining_requests=550))
@@ -402,7 +428,7 @@ def test_calls_reaching_the_provider_out_of_order_are_not_counted_twice() -> Non
 
 def test_a_reservation_reading_is_drained_for_its_age() -> None:
     async def main() -> list[float | None]:
-        lim = LaneLimiter(rpm=None, tpm=600, max_concurrency=10)  # drains 10 tokens/s
+        lim = LaneLimiter(burst_s=MINUTE, rpm=None, tpm=600, max_concurrency=10)  # drains 10 tokens/s
         a = await lim.acquire(100)
         await anyio.sleep(5.0)  # our level: 100 - 50
         a.observe(reading(limit_tokens=600, remaining_tokens=300))  # at most 300 - 50 by now
@@ -446,7 +472,7 @@ def test_injected_clock_is_the_one_waited_on() -> None:
 
     async def main() -> list[float]:
         clock = RecordingClock()
-        lim = LaneLimiter(rpm=60, tpm=None, max_concurrency=10, clock=clock)
+        lim = LaneLimiter(burst_s=MINUTE, rpm=60, tpm=None, max_concurrency=10, clock=clock)
         for _ in range(62):
             (await lim.acquire(0)).release()
         return clock.sleeps
@@ -456,7 +482,7 @@ def test_injected_clock_is_the_one_waited_on() -> None:
 
 def test_stats_is_a_frozen_snapshot() -> None:
     async def main() -> LaneStats:
-        lim = LaneLimiter(rpm=10, tpm=100, max_concurrency=3)
+        lim = LaneLimiter(rpm=10, tpm=100, max_concurrency=3, burst_s=MINUTE)
         await lim.acquire(7)
         lim.on_retry()
         return lim.stats()
@@ -493,7 +519,174 @@ def test_last_minute_counts_follow_admissions_and_settlements() -> None:
     assert run(main) == [(2, 300), (1, 100)]
 
 
-@pytest.mark.parametrize("bad", [{"rpm": 0}, {"tpm": -5}, {"max_concurrency": 0}])
+def test_a_lane_paces_within_the_minute_by_default() -> None:
+    async def main() -> list[float]:
+        lim = LaneLimiter(rpm=600, tpm=None, max_concurrency=1000)  # 10 a second
+        times = []
+        for _ in range(25):
+            (await lim.acquire(0)).release()
+            times.append(anyio.current_time())
+        return times
+
+    times = run(main)
+    # half a second's share goes at once, never a minute's: then one every 0.1 s
+    assert times[:5] == [0.0] * 5
+    assert times[5] == pytest.approx(0.1) and times[24] == pytest.approx(2.0)
+
+
+def test_tokens_pace_within_the_minute_and_large_calls_wait_for_an_empty_bucket() -> None:
+    async def main() -> list[float]:
+        lim = LaneLimiter(rpm=None, tpm=6000, max_concurrency=100)  # 100 tokens/s, burst 50
+        times = []
+        for tokens in (50, 10, 400, 400):
+            (await lim.acquire(tokens)).release()
+            times.append(anyio.current_time())
+        return times
+
+    # 50 fill the burst; 10 wait for 10 to drain; 400 (larger than the burst) wait for an empty
+    # bucket, and the next 400 for those and the guard (2 tokens, 0.02 s) to drain
+    assert run(main) == [0.0, pytest.approx(0.1), pytest.approx(0.6), pytest.approx(4.6 + GUARD_S)]
+
+
+def test_a_429_narrows_the_burst_once_per_burst_of_429s_while_the_limits_are_known() -> None:
+    async def main() -> list[float]:
+        lim = LaneLimiter(rpm=600, tpm=None, max_concurrency=10, decrease_cooldown_s=1.0)
+        seen = [lim.stats().burst_s]
+        lim.on_rate_limited(0.1)
+        lim.on_rate_limited(0.1)  # the same burst of 429s
+        seen.append(lim.stats().burst_s)
+        for _ in range(20):
+            await anyio.sleep(1.0)
+            lim.on_rate_limited(0.1)
+        seen.append(lim.stats().burst_s)
+        unknown = LaneLimiter(rpm=None, tpm=None, max_concurrency=10)
+        unknown.on_rate_limited(0.1)  # no bucket to narrow: the pause and AIMD are all there is
+        seen.append(unknown.stats().burst_s)
+        return seen
+
+    assert run(main) == [0.5, 0.25, MIN_BURST_S, 0.5]
+
+
+def test_a_narrowed_burst_widens_back_after_a_quiet_minute() -> None:
+    async def main() -> list[float]:
+        lim = LaneLimiter(rpm=600, tpm=None, max_concurrency=10)
+        lim.on_rate_limited(0.1)
+        lim.on_rate_limited(0.1)  # one burst of 429s: 0.25
+        await anyio.sleep(1.0)
+        lim.on_rate_limited(0.1)  # another: 0.125
+        seen = [lim.stats().burst_s]
+        await anyio.sleep(WIDEN_AFTER_S - 1.0)
+        lim.on_success()  # not yet a minute since the last 429
+        seen.append(lim.stats().burst_s)
+        await anyio.sleep(1.0)
+        lim.on_success()
+        lim.on_success()  # the next doubling waits another minute
+        seen.append(lim.stats().burst_s)
+        await anyio.sleep(WIDEN_AFTER_S)
+        lim.on_success()
+        await anyio.sleep(WIDEN_AFTER_S)
+        lim.on_success()  # never wider than it started
+        seen.append(lim.stats().burst_s)
+        return seen
+
+    assert run(main) == [0.125, 0.125, 0.25, 0.5]
+
+
+def test_a_narrowed_burst_paces_what_follows() -> None:
+    async def main() -> list[float]:
+        lim = LaneLimiter(rpm=600, tpm=None, max_concurrency=1000)
+        lim.on_rate_limited(None)  # a 429 (1 s pause): the provider's window is tighter
+        times = []
+        for _ in range(4):
+            (await lim.acquire(0)).release()
+            times.append(anyio.current_time())
+        return times
+
+    # after the pause, a quarter of a second's share (2.5 requests) at once, then one every 0.1 s
+    assert run(main) == [1.0, 1.0, pytest.approx(1.05), pytest.approx(1.15)]
+
+
+def test_in_flight_never_shows_more_than_allowed_when_aimd_lowers_the_cap() -> None:
+    async def main() -> list[tuple[int, int, int, str | None]]:
+        lim = LaneLimiter(rpm=None, tpm=None, max_concurrency=4)
+        held = [await lim.acquire(0) for _ in range(4)]
+        seen = []
+
+        def look() -> None:
+            s = lim.stats()
+            seen.append((s.in_flight, s.concurrency_limit, s.concurrency_cap, s.waiting_for))
+
+        async def late() -> None:
+            held.append(await lim.acquire(0))
+
+        lim.on_server_error()  # the cap halves to 2 while 4 run
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(late)
+            await anyio.sleep(0.1)
+            look()
+            for reservation in held[:3]:
+                reservation.release()  # slots are retired as their calls end
+                look()
+            await anyio.sleep(0.1)
+            look()
+        return seen
+
+    seen = run(main)
+    assert all(in_flight <= allowed for in_flight, allowed, _, _ in seen)
+    assert seen == [
+        (4, 4, 2, "concurrency"),
+        (3, 3, 2, "concurrency"),
+        (2, 2, 2, "concurrency"),
+        (1, 2, 2, None),  # the waiter may go: woken, it has not run yet
+        (2, 2, 2, None),
+    ]
+
+
+def test_waiting_for_names_what_the_head_of_the_queue_waits_for() -> None:
+    async def waits_for(lim: LaneLimiter, tokens: int) -> str | None:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(lim.acquire, tokens)
+            await anyio.sleep(0.01)
+            reason = lim.stats().waiting_for
+            tg.cancel_scope.cancel()
+        return reason
+
+    async def main() -> list[str | None]:
+        requests = LaneLimiter(rpm=60, tpm=6000, max_concurrency=10)
+        seen = [requests.stats().waiting_for]  # nothing waits
+        await requests.acquire(0)  # one request fills a burst of half a request for a second
+        seen.append(await waits_for(requests, 10))
+        tokens = LaneLimiter(rpm=60_000, tpm=6000, max_concurrency=10)
+        await tokens.acquire(50)  # a burst of 50 tokens, full for half a second
+        seen.append(await waits_for(tokens, 10))
+        slots = LaneLimiter(rpm=None, tpm=None, max_concurrency=1)
+        await slots.acquire(0)
+        seen.append(await waits_for(slots, 0))
+        paused = LaneLimiter(rpm=None, tpm=None, max_concurrency=1)
+        paused.on_rate_limited(30.0)
+        seen.append(await waits_for(paused, 0))
+        seen.append(paused.stats().waiting_for)  # the waiter gave up: nothing waits
+        return seen
+
+    assert run(main) == [None, "requests/min", "tokens/min", "concurrency", "retry-after", None]
+
+
+def test_a_cancelled_reservation_gives_everything_back() -> None:
+    async def main() -> tuple[LaneStats, LaneStats]:
+        lim = LaneLimiter(rpm=60, tpm=6000, max_concurrency=1, burst_s=MINUTE)
+        reservation = await lim.acquire(500)
+        before = lim.stats()
+        reservation.cancel()
+        reservation.cancel()
+        return before, lim.stats()
+
+    before, after = run(main)
+    assert (before.in_flight, before.rpm_level, before.tpm_level, before.admitted) == (1, 1.0, 500.0, 1)
+    assert (after.in_flight, after.rpm_level, after.tpm_level, after.admitted) == (0, 0.0, 0.0, 0)
+    assert (after.requests_last_min, after.tokens_last_min) == (0, 0)
+
+
+@pytest.mark.parametrize("bad", [{"rpm": 0}, {"tpm": -5}, {"max_concurrency": 0}, {"burst_s": 0.0}])
 def test_bad_configuration_names_the_field(bad: dict[str, int]) -> None:
     kw: dict[str, Any] = {"rpm": None, "tpm": None, "max_concurrency": 4} | bad
     with pytest.raises(ValueError, match=next(iter(bad))):

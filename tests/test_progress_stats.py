@@ -7,6 +7,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from runner.engine.eta import Group, Plan, duration, lane_time_left, run_time_left
+from runner.engine.eta import Lane as EtaLane
 from runner.engine.meter import RateMeter
 from runner.engine.snapshots import LaneSnapshot, RunSnapshot
 
@@ -68,16 +70,59 @@ def test_meter_total_matches_a_plain_sum(adds: list[tuple[int, int]], now: int) 
     assert meter.total(now=float(now)) == expected
 
 
-def test_eta_unknown_until_a_job_ran_here() -> None:
-    assert run(jobs_done=0).eta_s() is None
-    # 30 jobs found done in the ledger took no time; they must not set the pace
-    assert run(jobs_done=30, jobs_skipped=30).eta_s() is None
+PLAN = Plan(jobs=100, calls=600.0, input_tokens=100_000.0, output_tokens=200_000.0)  # 2k tokens a job
+LANE = EtaLane(workers=10)
 
 
-def test_eta_uses_this_process_pace() -> None:
-    # 100 s for 10 jobs run here, 60 jobs left -> 600 s
-    assert run(jobs_done=40, jobs_skipped=30).eta_s() == pytest.approx(600.0)
-    assert run(jobs_done=100).eta_s() == 0.0
+def test_time_left_is_unknown_until_there_is_a_pace_and_zero_when_done() -> None:
+    starting = Group(jobs_total=100, jobs_finished=0, ages=[0.3] * 10, streamed=[0.0] * 10, plan=PLAN)
+    assert lane_time_left([starting], LANE) is None  # nothing streamed yet: no number
+    assert lane_time_left([Group(jobs_total=100, jobs_finished=100, plan=PLAN)], LANE) == 0.0
+    assert run_time_left([10.0, 30.0, 0.0]) == (30.0, True)
+    assert run_time_left([10.0, None]) == (10.0, False)  # a lower bound: a lane cannot tell yet
+    assert run_time_left([None]) == (None, False) and run_time_left([]) == (0.0, True)
+
+
+def test_before_any_job_finishes_the_plan_is_timed_at_the_streaming_pace() -> None:
+    # 10 jobs 2 s in, 200 tokens each: 100 tokens/s a job, so a planned 2k-token job takes 20 s
+    group = Group(jobs_total=100, jobs_finished=0, ages=[2.0] * 10, streamed=[200.0] * 10, plan=PLAN)
+    assert duration(group, ("tokens", 2.0 / 200.0)) == pytest.approx(20.0)
+    # 10 workers: the running jobs' 18 s each, then 90 jobs of 20 s
+    assert lane_time_left([group], LANE) == pytest.approx((10 * 18.0 + 90 * 20.0) / 10)
+
+
+def test_finished_jobs_take_over_from_the_plan() -> None:
+    # 20 jobs finished in 5 s each (6 planned calls each: 5/6 s a planned call)
+    finished = Group(jobs_total=100, jobs_finished=20, durations=[5.0] * 20, ages=[1.0] * 10, plan=PLAN)
+    assert duration(finished, ("calls", 5.0 / 6)) == pytest.approx(5.0)
+    assert lane_time_left([finished], LANE) == pytest.approx((10 * 4.0 + 70 * 5.0) / 10)
+    # the lane's second model has not started: its jobs are timed at the first one's seconds per
+    # planned call (twice the calls: twice the time), whatever their tokens
+    twice = Plan(jobs=100, calls=1200, input_tokens=0, output_tokens=1)
+    second = Group(jobs_total=100, jobs_finished=0, plan=twice)
+    assert lane_time_left([finished, second], LANE) == pytest.approx((10 * 4.0 + 70 * 5.0 + 100 * 10.0) / 10)
+
+
+def test_a_model_that_reasons_out_of_sight_waits_for_a_finished_job() -> None:
+    hidden = Plan(jobs=100, calls=600.0, input_tokens=0.0, output_tokens=200_000.0, streams=False)
+    group = Group(jobs_total=100, jobs_finished=0, ages=[5.0] * 10, streamed=[3.0] * 10, plan=hidden)
+    assert lane_time_left([group], LANE) is None  # a few answer tokens are no pace
+    done = Group(jobs_total=100, jobs_finished=4, durations=[30.0] * 4, ages=[5.0] * 10, plan=hidden)
+    assert lane_time_left([done], LANE) == pytest.approx((10 * 25.0 + 86 * 30.0) / 10)
+
+
+def test_the_longest_running_job_bounds_the_lane() -> None:
+    # three jobs left, all running, with plenty of workers: the lane ends with the longest one
+    group = Group(jobs_total=10, jobs_finished=7, durations=[10.0] * 7, ages=[1.0, 5.0, 9.0], plan=PLAN)
+    assert lane_time_left([group], EtaLane(workers=64)) == pytest.approx(9.0)  # 10 s a job, the youngest is 1 s in
+
+
+def test_time_left_respects_the_requests_per_minute_limit() -> None:
+    # the jobs look quick (a full bucket at the start), but 300 calls left at 60/min take 5 min
+    group = Group(jobs_total=100, jobs_finished=50, durations=[0.1] * 50, plan=PLAN, calls=300)
+    assert lane_time_left([group], LANE) == pytest.approx(50 * 0.1 / 10)
+    limited = EtaLane(workers=10, rpm_limit=60, rpm_level=0.5, burst_s=0.5)  # the bucket (half a second's) is full
+    assert lane_time_left([group], limited) == pytest.approx(300.0)
 
 
 def test_fraction_and_lane_sums() -> None:

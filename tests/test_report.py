@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -172,9 +175,18 @@ def test_files_written(run_dir: Path) -> None:
     report = build_report([run_dir])
     written = write_report(report, run_dir)
     assert {p.name for p in written} >= {"report.json", "report.md", "report.csv"}
-    csv_lines = (run_dir / "report.csv").read_text().splitlines()
-    assert csv_lines[0].startswith("run,model,dataset,method,budget,quality,anytime_index")
-    assert len(csv_lines) == 1 + 2 * 4 and ",full," in csv_lines[4]
+    with (run_dir / "report.csv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 2 * 4
+    # typed: budgets are integers (the full trace has none), qualities and dollars are numbers
+    assert [(r["budget"], r["full_trace"]) for r in rows[:4]] == [
+        ("256", "false"),
+        ("512", "false"),
+        ("1024", "false"),
+        ("", "true"),
+    ]
+    for row in rows:
+        float(row["quality"]), float(row["anytime_index"]), float(row["usd_total"]), int(row["problems"])
     data = json.loads((run_dir / "report.json").read_text())
     assert data["runs"][0]["cells"][0]["summary"]["mode"] == "mean_then_max"
     markdown = (run_dir / "report.md").read_text()
@@ -220,5 +232,28 @@ def test_compare_markdown_sets_runs_side_by_side(run_dir: Path, tmp_path: Path) 
 
 
 def test_a_folder_without_ledger_is_an_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli_main(["report", str(tmp_path)]) == 1
-    assert "no ledger here" in capsys.readouterr().err
+    assert cli_main(["report", str(tmp_path)]) == 2  # bad input: no run folder there
+    assert "no ledger.jsonl here; is this a run folder" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("width", [60, 80, 120, 200])
+def test_terminal_tables_fit_the_width_by_leaving_columns_out(run_dir: Path, width: int) -> None:
+    from rich.console import Console
+
+    from runner.ui.report import rich_report
+
+    console = Console(file=io.StringIO(), width=width, color_system=None)
+    console.print(rich_report(build_report([run_dir])))
+    text = console.file.getvalue()  # type: ignore[attr-defined]
+    lines = text.splitlines()
+    assert all(len(line) <= width for line in lines)
+    # every row on one line: quality and cost (base, pdp), then the paired difference (pdp − base)
+    rows = [line for line in lines if line.startswith("m ")]
+    assert [re.match(r"m\s+(base|pdp)\b", row).group(1) for row in rows] == ["base", "pdp"] * 2 + ["pdp"]  # type: ignore[union-attr]
+    left_out = [line for line in lines if line.startswith("left out at this width")]
+    if width >= 200:
+        assert not left_out
+    else:
+        assert left_out and all("report.md has every column" in line or line.endswith("…") for line in left_out)
+    # what is never left out: names, the Anytime Index, the dollars
+    assert all(name in text for name in ("model", "method", " AI ", "$ total"))

@@ -54,11 +54,12 @@ def start(tmp_path: Path, time_scale: float) -> tuple[subprocess.Popen[str], Pat
 
 
 def wait_for_attempt(ledger: Path, proc: subprocess.Popen[str], deadline_s: float = 60.0) -> None:
-    """Poll (bounded) until the run has ledgered at least one attempt."""
+    """Poll (bounded) until the run has sent a request: its in-flight record (the intent, on disk
+    before the request goes out) is in the ledger."""
     end = time.monotonic() + deadline_s
     while time.monotonic() < end:
         assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
-        if ledger.exists() and b'"type":"attempt"' in ledger.read_bytes():
+        if ledger.exists() and b'"type":"inflight"' in ledger.read_bytes():
             return
         time.sleep(0.05)
     pytest.fail("the run never recorded an attempt")
@@ -86,7 +87,7 @@ def test_signal_finishes_in_flight_and_resumes(tmp_path: Path, signum: signal.Si
     assert late == [], f"{len(late)} attempts started after the first signal"
     # every attempt that started is settled: its final record is on file, none left in flight
     finals = {(r.call_id, r.attempt) for r in records if isinstance(r, Attempt)}
-    assert all((r.attempt.call_id, r.attempt.attempt) in finals for r in records if isinstance(r, InFlight))
+    assert all((r.call_id, r.attempt) in finals for r in records if isinstance(r, InFlight))
     # resume: the rest is done, nothing twice
     proc2 = subprocess.run(
         [sys.executable, "-m", "runner.cli", "run", str(tmp_path / "m.toml"), "--yes", "--plain"],

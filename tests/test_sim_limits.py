@@ -83,6 +83,42 @@ def test_admission_charges_prompt_plus_cap_and_refunds() -> None:
     assert limiter.admit("k", 5000).reason == "too_large"
 
 
+def test_a_one_second_window_admits_a_seconds_share_at_once() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(rpm=600, tpm=None, clock=clock, window_s=1.0)
+    assert all(limiter.admit("k", 0).ok for _ in range(10))  # 600/min is 10 a second
+    refused = limiter.admit("k", 0)
+    assert not refused.ok and refused.reason == "requests" and refused.retry_after_s == pytest.approx(0.1)
+    # the headers speak of the minute, as a provider's do: they cannot tell the window
+    assert refused.state.limit_requests == 600 and refused.state.remaining_requests == 590
+    assert refused.state.reset_requests_s == pytest.approx(1.0)
+    clock.now += 0.1  # the per-minute rate refills one request
+    assert limiter.admit("k", 0).ok and not limiter.admit("k", 0).ok
+    clock.now += 60.0  # a quiet minute refills one window, not one minute
+    assert sum(limiter.admit("k", 0).ok for _ in range(20)) == 10
+
+
+def test_a_request_larger_than_a_windows_share_waits_for_a_full_window() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(rpm=None, tpm=6000, clock=clock, window_s=1.0)  # 100 tokens a second
+    assert limiter.admit("k", 250).ok  # a full window takes it, and owes 150 beyond its share
+    refused = limiter.admit("k", 1)
+    assert not refused.ok and refused.retry_after_s == pytest.approx(1.51)
+    assert refused.state.remaining_tokens == 5750
+    clock.now += 1.49
+    assert not limiter.admit("k", 250).ok  # not full yet
+    clock.now += 1.01
+    assert limiter.admit("k", 250).ok
+    assert limiter.admit("other", 6001).reason == "too_large"  # over the minute's limit: never
+
+
+def test_the_window_is_an_option_of_the_simulator_and_its_manifest_table() -> None:
+    assert SimConfig.from_table({"rpm": 60, "limit_window_s": 1.0}).limit_window_s == 1.0
+    assert SimConfig().limit_window_s == 60.0  # by default a whole minute's limit may go at once
+    with pytest.raises(ValueError, match="limit_window_s"):
+        SimConfig(limit_window_s=0.0)
+
+
 async def test_rpm_429_with_openai_headers_and_body(datasets) -> None:
     clock = FakeClock()
     async with open_simulator(SimConfig(time_scale=0, rpm=2, tpm=100_000), datasets, clock=clock) as sim:

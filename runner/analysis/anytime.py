@@ -103,10 +103,20 @@ def _curve(rows: Sequence[Sequence[float]], width: int) -> list[float]:
     return [_mean([row[t] for row in rows]) for t in range(width)]
 
 
+def quality_curve(rows: Sequence[Sequence[float]], width: int) -> list[float]:
+    """Q at each of ``width`` budgets: the mean over problem rows (rows from `problem_means`)."""
+    return _curve(rows, width)
+
+
 @lru_cache(maxsize=1 << 16)
 def _row_index(budgets: tuple[int, ...], row: tuple[float, ...]) -> float:
     # the bootstrap redraws the same problem rows many times: each row's index is computed once
     return anytime_index(budgets, [0.0 if math.isnan(v) else v for v in row])
+
+
+def rows_index(rows: Sequence[Sequence[float]], budgets: Sequence[int], mode: Mode) -> float:
+    """The Anytime Index x100 of problem rows (from `problem_means`) in ``mode``."""
+    return _index(rows, budgets, mode)
 
 
 def _index(rows: Sequence[Sequence[float]], budgets: Sequence[int], mode: Mode) -> float:
@@ -133,6 +143,55 @@ def bootstrap(
     if not draws:
         return Interval(value)
     return Interval(value, _percentile(draws, 0.025), _percentile(draws, 0.975))
+
+
+def bootstrap_many(
+    rows: Sequence[Sequence[float]],
+    statistic: Callable[[Sequence[Sequence[float]]], Sequence[float]],
+    seed: int = 0,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+) -> tuple[Interval, ...]:
+    """Several statistics over the same resamples (one per budget, say), each with its 95% interval.
+
+    The same draws serve every statistic, so a curve's band is as one resampling saw it.
+    """
+    values = list(statistic(rows))
+    if len(rows) < 2:
+        return tuple(Interval(v) for v in values)
+    rng = random.Random(seed)
+    n = len(rows)
+    draws = [statistic([rows[rng.randrange(n)] for _ in range(n)]) for _ in range(resamples)]
+    intervals = []
+    for i, value in enumerate(values):
+        column = sorted(d[i] for d in draws if not math.isnan(d[i]))
+        if not column:
+            intervals.append(Interval(value))
+        else:
+            intervals.append(Interval(value, _percentile(column, 0.025), _percentile(column, 0.975)))
+    return tuple(intervals)
+
+
+class CurveBands(msgspec.Struct, frozen=True, kw_only=True):
+    """Q(b) and its running best at every budget, each with a 95% bootstrap interval over problems."""
+
+    budgets: tuple[int, ...]
+    quality: tuple[Interval, ...]
+    running_best: tuple[Interval, ...]
+
+
+def curve_bands(table: ScoreTable, budgets: Sequence[int], seed: int = 0) -> CurveBands:
+    """The bands a plot draws around a cell's Q(b) and running-best curves."""
+    budgets = tuple(budgets)
+    means = problem_means(table, budgets)
+    rows = [means[p] for p in sorted(means)]
+    width = len(budgets)
+
+    def both(r: Sequence[Sequence[float]]) -> list[float]:
+        curve = _curve(r, width)
+        return [*curve, *running_best([0.0 if math.isnan(v) else v for v in curve])]
+
+    intervals = bootstrap_many(rows, both, seed)
+    return CurveBands(budgets=budgets, quality=intervals[:width], running_best=intervals[width:])
 
 
 def _percentile(sorted_values: Sequence[float], q: float) -> float:

@@ -17,9 +17,20 @@ from pathlib import Path
 
 import msgspec
 
-from runner.analysis.anytime import CurveSummary, Difference, Mode, ScoreTable, paired_difference, summarize
+from runner.analysis.anytime import (
+    CurveBands,
+    CurveSummary,
+    Difference,
+    Mode,
+    ScoreTable,
+    curve_bands,
+    paired_difference,
+    summarize,
+)
+from runner.analysis.compare import RunComparison, RunScores, compare_scores
+from runner.analysis.costs import usd_at_budgets
 from runner.errors import LedgerError
-from runner.ledger.records import Attempt, JobDone, Record, RunHeader, Snapshot, Synthesis
+from runner.ledger.records import Attempt, JobDone, Record, RunHeader, Snapshot, Synthesis, decode_line
 
 Key = tuple[str, str, str]  # (model, dataset, method) keys of the manifest
 # problem id -> sample -> budget (None: the full trace) -> score, as the run recorded it
@@ -50,6 +61,10 @@ class Cell(msgspec.Struct, kw_only=True):
     fidelity: str
     counted_to_billed: float | None  # our token count over the provider's, where both exist
     approximate_tokens: bool
+    # the plots' bands: Q(b) and its running best with 95% bootstrap intervals over problems
+    bands: CurveBands | None = None
+    # mean dollars per trace to answer at each budget (prompt, output up to b, one forced answer)
+    usd_at_budget: tuple[float, ...] = ()
 
 
 class Paired(msgspec.Struct, kw_only=True):
@@ -81,6 +96,8 @@ class Report(msgspec.Struct, kw_only=True):
     runs: list[RunReport]
     compare: bool = False
     notes: list[str] = msgspec.field(default_factory=list)  # e.g. why the plot was skipped
+    # with compare: every later run against the first, paired by problem
+    comparisons: list[RunComparison] = msgspec.field(default_factory=list)
 
 
 # --- reading a ledger -------------------------------------------------------------------------
@@ -171,7 +188,6 @@ def _read_records(run_dir: Path) -> Iterable[Record]:
 
 
 def _decode_lines(run_dir: Path) -> Iterable[Record]:
-    decoder = msgspec.json.Decoder(Record)
     path = run_dir / "ledger.jsonl" if run_dir.is_dir() else run_dir
     if not path.is_file():
         raise LedgerError(f"{path}: no ledger here")
@@ -179,7 +195,7 @@ def _decode_lines(run_dir: Path) -> Iterable[Record]:
         for number, line in enumerate(handle, 1):
             if line.strip() and line.endswith(b"\n"):
                 try:
-                    yield decoder.decode(line)
+                    yield decode_line(line)
                 except msgspec.DecodeError as exc:
                     raise LedgerError(f"{path}:{number}: not a ledger record: {exc}") from None
 
@@ -187,21 +203,53 @@ def _decode_lines(run_dir: Path) -> Iterable[Record]:
 # --- building the report ----------------------------------------------------------------------
 
 
-def build_report(run_dirs: Sequence[str | Path], compare: bool = False) -> Report:
-    """Read each run folder's ledger and compute every cell of the report.
+def build_report(run_dirs: Sequence[str | Path], compare: bool = False, intersect: bool = False) -> Report:
+    """Read each run folder's ledger and compute every cell of the report; with ``compare``, every
+    later run against the first, paired by problem (``intersect``: on the problems both have).
 
     Raises:
         LedgerError: a folder has no ledger or a line is not a ledger record.
+        ProblemSetsDiffer: compared runs evaluated different problems and ``intersect`` is off.
     """
-    return Report(runs=[_build_run(Path(d)) for d in run_dirs], compare=compare)
+    comparisons = [compare_runs(run_dirs[0], other, intersect) for other in run_dirs[1:]] if compare else []
+    return Report(runs=[_build_run(Path(d)) for d in run_dirs], compare=compare, comparisons=comparisons)
+
+
+def run_scores(run_dir: str | Path) -> RunScores:
+    """The scores a run's report is computed from (its comparison with another run pairs these).
+
+    Raises:
+        LedgerError: the folder has no ledger or a line is not a ledger record.
+    """
+    run_dir = Path(run_dir)
+    run = _Run(_read_records(run_dir))
+    _manifest, name, mode, seed = _settings(run, run_dir)
+    return RunScores(run_dir=str(run_dir), name=name, mode=mode, seed=seed, tables=dict(run.score_tables()[0]))
+
+
+def compare_runs(run_a: str | Path, run_b: str | Path, intersect: bool = False) -> RunComparison:
+    """Run B against run A, every cell both have, paired by problem (see `runner.analysis.compare`).
+
+    Raises:
+        ProblemSetsDiffer: a dataset's problems differ between the runs and ``intersect`` is off.
+        LedgerError: a folder has no ledger or a line is not a ledger record.
+    """
+    return compare_scores(run_scores(run_a), run_scores(run_b), intersect)
+
+
+def _settings(run: _Run, run_dir: Path) -> tuple[dict[str, object], str, Mode, int]:
+    """The run's manifest, name, Anytime Index mode and seed, from its header."""
+    manifest = run.header.manifest if run.header else {}
+    run_table = manifest.get("run", {}) if isinstance(manifest, dict) else {}
+    if not isinstance(run_table, dict):
+        return manifest, run_dir.name, "mean_then_max", 0
+    mode: Mode = run_table.get("anytime_mode", "mean_then_max")
+    return manifest, str(run_table.get("name", run_dir.name)), mode, int(run_table.get("seed", 0))
 
 
 def _build_run(run_dir: Path) -> RunReport:
     run = _Run(_read_records(run_dir))
-    manifest = run.header.manifest if run.header else {}
-    run_table = manifest.get("run", {}) if isinstance(manifest, dict) else {}
-    mode: Mode = run_table.get("anytime_mode", "mean_then_max") if isinstance(run_table, dict) else "mean_then_max"
-    seed = int(run_table.get("seed", 0)) if isinstance(run_table, dict) else 0
+    manifest, name, mode, seed = _settings(run, run_dir)
 
     scores, exact = run.score_tables()
     attempts_by_key, synthesis_by_key, unattributed = run.attempts_by_key()
@@ -222,12 +270,13 @@ def _build_run(run_dir: Path) -> RunReport:
                 attempts_by_key[key],
                 synthesis_by_key[key],
                 jobs,
+                run.header.prices if run.header else {},
             )
         )
     return RunReport(
         run_dir=str(run_dir),
         run_id=run.header.run_id if run.header else run_dir.name,
-        name=str(run_table.get("name", run_dir.name)) if isinstance(run_table, dict) else run_dir.name,
+        name=name,
         mode=mode,
         cells=cells,
         differences=_differences(scores, cells, manifest, mode, seed),
@@ -248,6 +297,7 @@ def _cell(
     attempts: list[Attempt],
     synthesis: list[Attempt],
     jobs: list[JobDone],
+    prices: Mapping[str, Mapping[str, object]],
 ) -> Cell:
     summary = summarize(table, budgets, mode, seed)
     exact_summary = summarize(exact_table, budgets, mode, seed) if exact_table else None
@@ -280,7 +330,15 @@ def _cell(
         fidelity=", ".join(sorted({j.fidelity for j in jobs})) or "?",
         counted_to_billed=counted / billed if billed else None,
         approximate_tokens=any(j.approximate_tokens for j in jobs),
+        bands=curve_bands(table, budgets, seed),
+        usd_at_budget=usd_at_budgets(_completed(attempts, jobs), budgets, prices),
     )
+
+
+def _completed(attempts: list[Attempt], jobs: list[JobDone]) -> list[Attempt]:
+    """The attempts of the executions that completed their jobs (what one trace at a budget costs)."""
+    done = {j.job_id: j.instance for j in jobs}
+    return [a for a in attempts if a.job_id in done and a.instance in (done[a.job_id], None)]
 
 
 def _differences(

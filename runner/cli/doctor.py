@@ -18,6 +18,7 @@ import sys
 import anyio
 import msgspec
 
+from runner.cli.conventions import ExitCode
 from runner.config.keys import missing_key_error
 from runner.config.manifest import load_manifest
 from runner.engine.preflight import preflight
@@ -92,4 +93,5 @@ def main(args: argparse.Namespace) -> int:
     for row in missing:
         print(f"error: {missing_key_error(loaded, row.provider)}", file=sys.stderr)
     failed = args.live and any(r.status != "ok" and not r.status.startswith("skipped") for r in rows)
-    return 2 if missing else 1 if failed else 0
+    # a key variable not set is bad input, as `anytime run` says too; a failed live check fails
+    return ExitCode.BAD_INPUT if missing else ExitCode.FAILED if failed else ExitCode.DONE

@@ -4,36 +4,50 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 import msgspec
 from rich.console import Console
 
-from runner.errors import ConfigError
+from runner.cli.conventions import ExitCode, add_subcommand, run_folder
 from runner.ledger.audit import export_csv, summarise, verify
-from runner.ledger.reader import iter_records, ledger_path
+from runner.ledger.reader import iter_records
 from runner.ui.ledger import print_summary
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="ledger_command", metavar="ACTION", required=True)
-    summary = sub.add_parser("summary", help="dollars and tokens per problem and call kind, with totals")
+    summary = add_subcommand(
+        sub,
+        "summary",
+        "dollars and tokens per problem and call kind, with totals",
+        "anytime ledger summary ledgers/demo\n  anytime ledger summary ledgers/demo --top 5\n"
+        "  anytime ledger summary ledgers/demo --json | jq '.[-1].total_usd'",
+    )
     summary.add_argument("run", help="run folder (ledgers/<run name>)")
     summary.add_argument("--json", action="store_true", help="print the summary as JSON")
     summary.add_argument("--top", type=int, metavar="N", help="only the N most expensive problems (totals stay whole)")
-    export = sub.add_parser("export", help="attempts or snapshots as CSV")
+    export = add_subcommand(
+        sub,
+        "export",
+        "attempts or snapshots as CSV",
+        "anytime ledger export ledgers/demo --csv > attempts.csv\n"
+        "  anytime ledger export ledgers/demo --csv --snapshots --out snapshots.csv",
+    )
     export.add_argument("run", help="run folder (ledgers/<run name>)")
     export.add_argument("--csv", action="store_true", required=True, help="CSV output (the only format)")
     export.add_argument("--snapshots", action="store_true", help="export graded snapshots instead of attempts")
     export.add_argument("--out", metavar="FILE", help="write to FILE instead of stdout")
-    verify = sub.add_parser("verify", help="recompute every dollar and check the ledger's integrity")
+    verify = add_subcommand(
+        sub,
+        "verify",
+        "recompute every dollar and check the ledger's integrity (exit 1 on a problem)",
+        "anytime ledger verify ledgers/demo",
+    )
     verify.add_argument("run", help="run folder (ledgers/<run name>)")
 
 
 def main(args: argparse.Namespace) -> int:
-    run_dir = Path(args.run)
-    if not ledger_path(run_dir).exists():
-        raise ConfigError(f"{run_dir}: no ledger.jsonl here; is this a run folder (ledgers/<run name>)?")
+    run_dir = run_folder(args.run)
     if args.ledger_command == "summary":
         rows = summarise(iter_records(run_dir))
         if args.top is not None:
@@ -54,4 +68,4 @@ def main(args: argparse.Namespace) -> int:
         return 0
     report = verify(run_dir)
     print(report.render())
-    return 0 if report.ok else 1
+    return ExitCode.DONE if report.ok else ExitCode.FAILED

@@ -1,4 +1,9 @@
-"""`anytime run MANIFEST`: estimate, confirm, sweep with a live display, then report."""
+"""`anytime run MANIFEST`: estimate, confirm, sweep with a live display, then report.
+
+The display starts before anything slow (imports included: the engine is imported after it), so
+a terminal shows the run within a second of the command; the estimate and the plan are made
+while it says so.
+"""
 
 from __future__ import annotations
 
@@ -6,25 +11,28 @@ import argparse
 import sys
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import anyio
 from rich.console import Console
 
-from runner.config.manifest import LoadedManifest, load_manifest
-from runner.engine.collector import tuned_collector
-from runner.engine.resume import manifest_of_run
-from runner.engine.sweep import SweepOutcome
+from runner.cli.conventions import ExitCode, add_overrides, add_yes, confirm, with_overrides
 from runner.errors import ConfigError
-from runner.ledger.estimate import Estimate
 from runner.ui import format as fmt
+from runner.ui.display import Display, Mode, make_display, open_display, shown
+
+if TYPE_CHECKING:  # imported where used, after the display has drawn its first frame
+    from runner.config.manifest import LoadedManifest
+    from runner.engine.eta import Plan
+    from runner.engine.sweep import SweepOutcome
+    from runner.ledger.estimate import Estimate
+    from runner.ui.dashboard import SnapshotSource
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("manifest", nargs="?", help="sweep manifest (TOML); rerunning it resumes its run")
-    parser.add_argument("--yes", "-y", action="store_true", help="answer yes to the cost confirmation (scripts, CI)")
+    add_yes(parser, "the cost confirmation")
     parser.add_argument("--resume", metavar="RUN", help="resume the run in this ledger folder (uses its manifest)")
     parser.add_argument("--new-run", action="store_true", help="start a fresh run folder instead of resuming")
-    parser.add_argument("--plain", action="store_true", help="plain progress lines even on a terminal")
     parser.add_argument(
         "--grace",
         type=float,
@@ -33,91 +41,222 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="on Ctrl-C / SIGTERM, let in-flight calls finish for up to S seconds (default 30)",
     )
     parser.add_argument("--no-report", action="store_true", help="do not print the report at the end")
+    parser.add_argument(
+        "--no-transcripts",
+        action="store_true",
+        help="do not keep what each call sent and streamed (overrides run.transcripts = true)",
+    )
+    output = parser.add_mutually_exclusive_group()
+    output.add_argument("--plain", action="store_true", help="plain progress lines even on a terminal")
+    output.add_argument("--quiet", "-q", action="store_true", help="print nothing but errors (the exit code tells)")
+    output.add_argument(
+        "--json-progress",
+        action="store_true",
+        help="progress as one JSON object a line on stdout (other output goes to stderr)",
+    )
+    parser.add_argument(
+        "--progress-every",
+        type=float,
+        metavar="S",
+        help="seconds between progress updates (default: 0.25 on the dashboard, 5 plain, 1 JSON)",
+    )
+    add_overrides(parser)
 
 
-def main(args: argparse.Namespace) -> int:
-    from runner.engine.preflight import preflight
-    from runner.engine.sweep import Sweep, SweepOptions
-    from runner.ledger.estimate import estimate_manifest
-    from runner.ui.dashboard import Display, SnapshotSource, open_display
-    from runner.ui.estimate import print_estimate_summary
+def _mode(args: argparse.Namespace) -> Mode:
+    if args.quiet:
+        return "quiet"
+    if args.json_progress:
+        return "json"
+    return "plain" if args.plain else "auto"
 
+
+def _console(mode: Mode) -> Console:
+    if mode == "json":  # stdout carries JSON only
+        return Console(stderr=True)
     # a pipe or CI log gets wide tables instead of 80 truncated columns
-    console = Console() if sys.stdout.isatty() else Console(width=160)
+    return Console() if sys.stdout.isatty() else Console(width=160)
+
+
+def main(args: argparse.Namespace, only: frozenset[str] | None = None) -> int:
+    """`anytime run`; with ``only``, just those jobs of the run (a pilot: `anytime estimate --pilot`)."""
+    mode = _mode(args)
+    console = _console(mode)
+    title = Path(args.resume).name if args.resume else Path(args.manifest or "run").stem
+    display = make_display(console, title, mode)
+    if args.progress_every is not None:
+        if not args.progress_every > 0:
+            raise ConfigError(f"--progress-every: must be a positive number of seconds, got {args.progress_every}")
+        display.interval = max(args.progress_every, 0.05)
+    with shown(display):
+        outcome = _run(args, display, console, only)
+        if outcome is None:
+            return ExitCode.INTERRUPTED
+    return _finish(args, outcome, console, mode)
+
+
+def _run(
+    args: argparse.Namespace, display: Display, console: Console, only: frozenset[str] | None
+) -> SweepOutcome | None:
+    """Everything up to the end of the sweep, under the display; None when the user says no."""
+    display.phase("reading the manifest")
     loaded = _manifest(args)
+    display.phase("checking the manifest")
+    from runner.engine.preflight import preflight
+
     # the checks `validate` makes, before anything else (a fresh --new-run folder has no past)
     checked = preflight(loaded, run_dir=None if args.new_run else loaded.run_dir())
-    estimate = estimate_manifest(loaded)
-    options = SweepOptions(grace_s=args.grace, new_run=args.new_run, usd_estimate=estimate.usd_expected)
+    display.phase("estimating the cost")
+    from runner.ledger.estimate import estimate_manifest
+
+    estimate = estimate_manifest(loaded, only=only)
+    display.phase("planning the jobs")
+    import anyio
+
+    from runner.engine.sweep import Sweep, SweepOptions
+
+    options = SweepOptions(
+        grace_s=args.grace,
+        new_run=args.new_run,
+        usd_estimate=estimate.usd_expected,
+        plans=lane_plans(estimate),
+        only=only,
+        transcripts=False if args.no_transcripts else None,
+    )
     sweep = Sweep(loaded, options, checked)
     for warning in checked.warnings:
-        console.print(f"[yellow]warning:[/] {warning}")
-    print_estimate_summary(estimate, console)
-    if not _confirmed(args, estimate, loaded, console):
-        console.print("Nothing was spent.")
-        return 1
+        display.print(f"[yellow]warning:[/] {warning}")
+    _show_estimate(estimate, display)
+    if not _confirmed(args, estimate, loaded, display, console):
+        display.print("Nothing was spent.")
+        return None
 
-    def display(get_snapshot: SnapshotSource) -> AbstractAsyncContextManager[Display]:
-        return open_display(console, get_snapshot, plain=True if args.plain else None)
+    def attach(get_snapshot: SnapshotSource) -> AbstractAsyncContextManager[Display]:
+        return open_display(display, get_snapshot)
 
-    with tuned_collector():
-        outcome = anyio.run(sweep.run, display, backend="asyncio", backend_options=_backend_options())
-    console.print(
-        f"run {outcome.run_dir}: {outcome.jobs_run} jobs run, {outcome.jobs_skipped} resumed from the ledger, "
-        f"{outcome.jobs_failed} failed; spent {fmt.usd(outcome.usd_this_process)} now, "
-        f"{fmt.usd(outcome.usd_total)} in total"
-    )
+    from runner.engine.collector import tuned_collector
+
+    with tuned_collector():  # thousands of streams open: see runner.engine.collector
+        return anyio.run(sweep.run, attach, backend="asyncio", backend_options=_backend_options())
+
+
+def lane_plans(estimate: Estimate) -> dict[tuple[str, str], Plan]:
+    """The estimate's expected work per (lane, model), which the ETA starts from."""
+    from runner.engine.eta import Plan
+
+    plans: dict[tuple[str, str], Plan] = {}
+    for row in estimate.rows:
+        key = (row.provider, row.model)
+        before = plans.get(key, Plan(jobs=0, calls=0.0, input_tokens=0.0, output_tokens=0.0))
+        plans[key] = Plan(
+            jobs=before.jobs + row.jobs,
+            calls=before.calls + row.calls.expected,
+            input_tokens=before.input_tokens + row.input_tokens.expected,
+            output_tokens=before.output_tokens + row.output_tokens.expected,
+            streams=row.fidelity in ("raw", "content"),
+        )
+    return plans
+
+
+def _show_estimate(estimate: Estimate, display: Display) -> None:
+    from runner.ui.estimate import estimate_summary
+    from runner.ui.progress_log import JsonLines
+
+    if isinstance(display, JsonLines):
+        display.emit("estimate", estimate)
+    else:
+        display.print(estimate_summary(estimate))
+
+
+def _finish(args: argparse.Namespace, outcome: SweepOutcome, console: Console, mode: Mode) -> int:
+    """Print the outcome and the report (files are written whatever the mode); the exit code."""
+    quiet = mode == "quiet"
+    if not quiet:
+        console.print(
+            f"run {outcome.run_dir}: {outcome.jobs_run} jobs run, {outcome.jobs_skipped} resumed from the ledger, "
+            f"{outcome.jobs_failed} failed; spent {fmt.usd(outcome.usd_this_process)} now, "
+            f"{fmt.usd(outcome.usd_total)} in total"
+        )
     if not args.no_report:
         from runner.analysis.report import build_report
         from runner.ui.report_files import print_report, write_report
 
         report = build_report([outcome.run_dir])
         write_report(report, outcome.run_dir)
-        print_report(report, console)
+        if not quiet:
+            print_report(report, console)
     resume_hint = f"anytime run {args.manifest}" if args.manifest else f"anytime run --resume {outcome.run_dir}"
-    return _exit_code(outcome, resume_hint, console)
+    code = _exit_code(outcome, resume_hint, console, quiet)
+    if mode == "json":
+        from runner.ui.progress_log import JsonLines
+
+        JsonLines().emit("done", {"exit_code": int(code), **_outcome_fields(outcome)})
+    return code
+
+
+def _outcome_fields(outcome: SweepOutcome) -> dict[str, object]:
+    return {
+        "run_dir": str(outcome.run_dir),
+        "jobs_total": outcome.jobs_total,
+        "jobs_run": outcome.jobs_run,
+        "jobs_skipped": outcome.jobs_skipped,
+        "jobs_failed": outcome.jobs_failed,
+        "usd_this_process": outcome.usd_this_process,
+        "usd_total": outcome.usd_total,
+        "stopped": outcome.stopped,
+    }
 
 
 def _manifest(args: argparse.Namespace) -> LoadedManifest:
+    from runner.config.manifest import Overrides, load_manifest
+
     if args.resume:
-        return manifest_of_run(Path(args.resume))
+        from runner.engine.resume import manifest_of_run
+
+        recorded = manifest_of_run(Path(args.resume))
+        return with_overrides(recorded, args, recorded.overrides)
     if args.manifest:
-        return load_manifest(args.manifest)
+        return with_overrides(load_manifest(args.manifest), args, Overrides())
     raise ConfigError("give a manifest (anytime run manifests/demo.toml) or --resume RUN")
 
 
-def _confirmed(args: argparse.Namespace, estimate: Estimate, loaded: LoadedManifest, console: Console) -> bool:
+def _confirmed(
+    args: argparse.Namespace, estimate: Estimate, loaded: LoadedManifest, display: Display, console: Console
+) -> bool:
     """Whether the run may start: under the confirmation threshold, ``--yes``, or a yes at the prompt."""
     from runner.ledger.estimate import confirm_needed
 
-    if not confirm_needed(estimate, loaded.manifest) or args.yes:
+    if args.yes or not confirm_needed(estimate, loaded.manifest):
         return True
-    if not sys.stdin.isatty():
-        raise ConfigError(
-            f"estimated cost up to {fmt.usd(estimate.usd_high)} is above run.confirm_above_usd "
-            f"({fmt.usd(loaded.manifest.run.confirm_above_usd)}); pass --yes to run without asking"
-        )
-    return console.input("Run it? [y/N] ").strip().lower() in ("y", "yes")
+    why = (
+        f"estimated cost up to {fmt.usd(estimate.usd_high)} is above run.confirm_above_usd "
+        f"({fmt.usd(loaded.manifest.run.confirm_above_usd)})"
+    )
+    with display.paused():
+        return confirm(f"{why[0].upper()}{why[1:]}. Run it?", assume_yes=args.yes, console=console, why=why)
 
 
-def _exit_code(outcome: SweepOutcome, resume_hint: str, console: Console) -> int:
+def _exit_code(outcome: SweepOutcome, resume_hint: str, console: Console, quiet: bool) -> ExitCode:
     """2 a lane's configuration is wrong, 130 interrupted, 3 the spend cap, 1 jobs failed, 0 done."""
+
+    def say(text: str) -> None:
+        if not quiet:
+            console.print(text)
+
     if outcome.lanes_stopped:
         for message in outcome.lanes_stopped.values():
             print(f"error: {message}", file=sys.stderr)
         left = outcome.jobs_total - outcome.jobs_run - outcome.jobs_skipped
-        console.print(f"{left} job(s) not run; fix the configuration and rerun: {resume_hint}")
-        return 2
+        say(f"{left} job(s) not run; fix the configuration and rerun: {resume_hint}")
+        return ExitCode.BAD_INPUT
     if outcome.stopped:
-        console.print(f"[yellow]stopped:[/] {outcome.stopped}")
-        console.print(f"Resume with: {resume_hint}")
-        return 130 if outcome.stopped.startswith("interrupted") else 3
+        say(f"[yellow]stopped:[/] {outcome.stopped}")
+        say(f"Resume with: {resume_hint}")
+        return ExitCode.INTERRUPTED if outcome.stopped.startswith("interrupted") else ExitCode.SPEND_CAP
     if outcome.jobs_failed:
-        console.print(
-            f"[red]{outcome.jobs_failed} job(s) failed after all retries;[/] rerun to retry them: {resume_hint}"
-        )
-        return 1
-    return 0
+        say(f"[red]{outcome.jobs_failed} job(s) failed after all retries;[/] rerun to retry them: {resume_hint}")
+        return ExitCode.FAILED
+    return ExitCode.DONE
 
 
 def _backend_options() -> dict[str, bool]:

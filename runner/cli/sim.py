@@ -11,6 +11,7 @@ from anytime_sim.faults import ALL_MODES, FaultRates
 from anytime_sim.knowledge import TASK_KINDS
 from anytime_sim.models import SimConfig
 from anytime_sim.stats import SimStats
+from runner.cli.conventions import ExitCode
 from runner.errors import ConfigError
 
 
@@ -28,6 +29,16 @@ def _rate(value: str) -> float:
     return rate
 
 
+def _window(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds in (0, 60], got {value!r}") from None
+    if not 0.0 < seconds <= 60.0:
+        raise argparse.ArgumentTypeError(f"expected seconds in (0, 60], got {value}")
+    return seconds
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8900, help="port (0 picks a free one; default 8900)")
@@ -41,6 +52,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--rpm", type=int, default=None, help="requests per minute per key (default unlimited)")
     parser.add_argument("--tpm", type=int, default=None, help="tokens per minute per key (default unlimited)")
+    parser.add_argument(
+        "--limit-window",
+        type=_window,
+        default=60.0,
+        metavar="SECONDS",
+        help="enforce the per-minute limits over windows this long (1: a second's share at most, as "
+        "OpenAI may; default 60: a whole minute's limit at once)",
+    )
     parser.add_argument("--time-scale", type=float, default=1.0, help="1 = real speed, 0 = no delays (default 1)")
     parser.add_argument("--chunk-tokens", type=int, default=4, help="tokens per streamed chunk (default 4)")
     parser.add_argument("--error-5xx", type=_rate, default=0.0, help="rate of 5xx answers before the stream")
@@ -71,6 +90,7 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
         return SimConfig(
             rpm=args.rpm,
             tpm=args.tpm,
+            limit_window_s=args.limit_window,
             time_scale=args.time_scale,
             chunk_tokens=args.chunk_tokens,
             faults=faults,
@@ -119,4 +139,5 @@ def main(args: argparse.Namespace) -> int:
         asyncio.run(serve(args))
     except KeyboardInterrupt:
         print("simulator stopped", file=sys.stderr)
-    return 0
+        return ExitCode.INTERRUPTED  # its usual end, but the same code as every command's Ctrl-C
+    return ExitCode.DONE

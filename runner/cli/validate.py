@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 
+from runner.cli.conventions import add_overrides, with_overrides
 from runner.config.manifest import load_manifest
 from runner.config.plan import load_problems
 from runner.engine.preflight import preflight
@@ -16,10 +17,11 @@ from runner.engine.preflight import preflight
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("manifest", help="path to the sweep manifest (TOML)")
+    add_overrides(parser)
 
 
 def main(args: argparse.Namespace) -> int:
-    loaded = load_manifest(args.manifest)
+    loaded = with_overrides(load_manifest(args.manifest), args)
     checked = preflight(loaded, run_dir=loaded.run_dir())
     m = loaded.manifest
     counts = {name: len(load_problems(loaded, name)) for name in loaded.selected("datasets")}

@@ -7,12 +7,18 @@ LEAP synthesis calls (pool x k traces at the synthesis budget, their answers, LE
 call) and the key synthesis is filed under. The pipeline builds its requests with these
 functions; the estimate prices the same requests. A test runs a manifest on the simulator and
 checks that every call in the ledger is one of `planned_calls` of its job.
+
+It also decides what a request shares with others (docs/caching.md): with ``run.answers =
+"at_cut"`` a forced answer opens with the Base trace prompt and, one budget after the other,
+repeats the previous answer's prompt up to its cut; a trace of a method with a preface shares
+everything before its problem with the group's other traces. Those prefixes are the request's
+`CachePoint`s, which a provider that caches only where told (Anthropic) marks.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import tiktoken
 
@@ -31,10 +37,10 @@ from runner.config.plan import (
 )
 from runner.errors import EncodingUnavailable
 from runner.tasks.base import Problem, Rendered, Task
-from runner.tasks.methods import MethodStrategy, answer_messages, get_method
+from runner.tasks.methods import MethodStrategy, answer_prompt, base_prompt, get_method
 from runner.tokens.count import count_chat_tokens
 from runner.tokens.encodings import resolve_encoding
-from runner.types import CallKind, ChatRequest, Message
+from runner.types import CachePoint, CallKind, ChatRequest, Message
 
 # the output cap of LEAP's one principle-writing call
 LEAP_PRINCIPLES_CAP = 1024
@@ -60,6 +66,7 @@ class ModelPlan:
         min_thinking_budget: the smallest thinking budget its protocol accepts.
         first_token_s: seconds allowed to the first bytes of a response.
         idle_s: seconds of silence allowed after them.
+        answers: when its forced answers are sent: "at_cut" (cache-aware) or "after_trace".
     """
 
     key: str
@@ -73,11 +80,17 @@ class ModelPlan:
     first_token_s: float
     idle_s: float
     fidelity_note: str | None = None
+    answers: str = "at_cut"
 
     @property
     def notes(self) -> list[str]:
         """What the user should read once before the run: an encoding fallback, a guessed fidelity."""
         return [f"models.{self.key}: {n}" for n in (self.warning, self.fidelity_note) if n]
+
+    @property
+    def cache_aware(self) -> bool:
+        """Whether its requests are laid out and ordered for the provider's prompt cache."""
+        return self.answers == "at_cut"
 
 
 def default_timeouts(fidelity: str, first_token: float | None, idle: float | None) -> tuple[float, float]:
@@ -121,6 +134,7 @@ def plan_model(loaded: LoadedManifest, key: str) -> ModelPlan:
         first_token_s=first_token,
         idle_s=idle,
         fidelity_note=fidelity_note,
+        answers=loaded.manifest.run.answers,
     )
 
 
@@ -133,7 +147,12 @@ def plan_models(loaded: LoadedManifest) -> dict[str, ModelPlan]:
 
 
 def request(
-    model: ModelPlan, messages: tuple[Message, ...], cap: int, seed: int | None, thinking: int | None = None
+    model: ModelPlan,
+    messages: tuple[Message, ...],
+    cap: int,
+    seed: int | None,
+    thinking: int | None = None,
+    cache_points: tuple[CachePoint, ...] = (),
 ) -> ChatRequest:
     """A request with the model's sampling settings."""
     return ChatRequest(
@@ -144,6 +163,7 @@ def request(
         seed=seed,
         reasoning_effort=model.config.reasoning_effort,
         reasoning_budget=thinking,
+        cache_points=cache_points if model.cache_aware else (),
     )
 
 
@@ -152,17 +172,38 @@ def traced_channel(model: ModelPlan) -> str:
     return "content" if model.fidelity == "content" else "reasoning"
 
 
-def trace_request(model: ModelPlan, messages: tuple[Message, ...], budgets: tuple[int, ...], seed: int) -> ChatRequest:
+def trace_request(
+    model: ModelPlan, messages: tuple[Message, ...], budgets: tuple[int, ...], seed: int, shared: int = 0
+) -> ChatRequest:
     """The one streamed trace of a job, long enough for its last budget.
 
     A reasoning model gets a thinking budget (protocols with one need it switched on) sized to the
     last budget, no smaller than the protocol accepts; its cap leaves room for the visible answer
-    after the thinking.
+    after the thinking. ``shared``: characters at the start of the prompt that other calls
+    repeat (see `trace_shared_prefix`).
     """
+    points = (CachePoint(0, shared),) if shared else ()
     if traced_channel(model) == "content":
-        return request(model, messages, budgets[-1], seed)
+        return request(model, messages, budgets[-1], seed, cache_points=points)
     thinking = max(budgets[-1], model.min_thinking_budget)
-    return request(model, messages, thinking + model.config.trace_answer_tokens, seed, thinking)
+    return request(model, messages, thinking + model.config.trace_answer_tokens, seed, thinking, points)
+
+
+def trace_is_lead(task: Task, rendered: Rendered, messages: tuple[Message, ...]) -> bool:
+    """Whether a trace prompt is word for word the lead of its forced answers (the Base prompt, no
+    preface): the trace call then caches what its answers open with."""
+    return len(messages) == 1 and messages[0].content == base_prompt(task, rendered)
+
+
+def trace_shared_prefix(strategy: MethodStrategy, messages: tuple[Message, ...], rendered: Rendered) -> int:
+    """Characters at the start of a trace prompt that other calls repeat: for a method with a
+    preface, everything before the test problem (every trace of the group sends it alike); else
+    the whole prompt (the lead of the job's forced answers). 0: none."""
+    if len(messages) != 1:
+        return 0
+    if strategy.needs_synthesis:
+        return max(messages[0].content.rfind(rendered.question), 0)
+    return len(messages[0].content)
 
 
 def answer_cap(model: ModelPlan, task: Task) -> int:
@@ -170,9 +211,43 @@ def answer_cap(model: ModelPlan, task: Task) -> int:
     return max(model.config.answer_max_tokens, task.answer_max_tokens)
 
 
-def answer_request(model: ModelPlan, task: Task, rendered: Rendered, partial_trace: str) -> ChatRequest:
+@dataclass(frozen=True)
+class AnswerPlace:
+    """Where a forced answer stands among the calls of its trace: what it shares with them.
+
+    Attributes:
+        lead_cached: the trace call's prompt is this prompt's lead (Base, no preface), so the
+            provider has cached it.
+        previous_cut: the cut of the answer sent before it (which cached everything up to that
+            cut); None for the first.
+        followed: an answer with a longer cut follows, so this one's prefix is worth caching.
+    """
+
+    lead_cached: bool = False
+    previous_cut: str | None = None
+    followed: bool = False
+
+
+def answer_request(
+    model: ModelPlan, task: Task, rendered: Rendered, partial_trace: str, place: AnswerPlace = AnswerPlace()
+) -> ChatRequest:
     """The forced answer at one budget: the problem and the trace cut at the budget."""
-    return request(model, answer_messages(task, rendered, partial_trace), answer_cap(model, task), None)
+    prompt = answer_prompt(task, rendered, partial_trace, shared=model.cache_aware)
+    points: list[int] = []
+    if place.lead_cached and prompt.lead:
+        points.append(prompt.lead)
+    if place.previous_cut:
+        points.append(prompt.cut_start + len(place.previous_cut))
+    if place.followed and partial_trace:
+        points.append(prompt.cut_start + len(partial_trace))
+    messages = (Message("user", prompt.text),)
+    cache_points = tuple(CachePoint(0, offset) for offset in sorted(set(points)))
+    return request(model, messages, answer_cap(model, task), None, cache_points=cache_points)
+
+
+def answer_prompt_tokens(model: ModelPlan, task: Task, rendered: Rendered) -> int:
+    """A forced answer's prompt tokens before its cut is added (what the spend cap sizes answers by)."""
+    return prompt_tokens(model, answer_request(model, task, rendered, ""))
 
 
 def hidden_request(model: ModelPlan, messages: tuple[Message, ...], budget: int, seed: int) -> ChatRequest:
@@ -188,6 +263,13 @@ def principles_request(model: ModelPlan, messages: tuple[Message, ...]) -> ChatR
 def prompt_tokens(model: ModelPlan, chat: ChatRequest) -> int:
     """A request's prompt tokens, counted with the model's encoding."""
     return count_chat_tokens(model.encoding, chat.messages)
+
+
+def prefix_tokens(model: ModelPlan, messages: tuple[Message, ...], offset: int) -> int:
+    """Tokens of a prompt up to ``offset`` characters into its last message, framing included
+    (the reply primer is not part of any cached prefix)."""
+    *before, last = messages
+    return count_chat_tokens(model.encoding, (*before, Message(last.role, last.content[:offset]))) - 3
 
 
 # ---- synthesis --------------------------------------------------------------------------------
@@ -244,6 +326,10 @@ class PlannedCall:
     ``request`` of a forced answer holds an empty cut: the run's prompt adds the cut's text (at
     most ``budget`` tokens). A trace that ends before a budget makes that budget's answer a reuse
     of the previous one, so the run makes at most these calls.
+
+    ``prefix_tokens`` are what the estimate needs to price prompt caching: for a trace, the tokens
+    every trace of its group shares (its method's preface; empty without one); for a forced
+    answer, (the tokens of its lead that its trace call cached, the tokens before its cut).
     """
 
     job_id: str
@@ -252,6 +338,7 @@ class PlannedCall:
     budget: int | None
     request: ChatRequest
     prompt_tokens: int
+    prefix_tokens: tuple[int, ...] = ()
 
 
 def job_calls(loaded: LoadedManifest, model: ModelPlan, job: Job, preface: str | None) -> list[PlannedCall]:
@@ -262,10 +349,27 @@ def job_calls(loaded: LoadedManifest, model: ModelPlan, job: Job, preface: str |
     if model.fidelity == "hidden":
         hidden = [hidden_request(model, messages, b, job.seed) for b in job.budgets]
         return [_planned(model, job.job_id, "answer", b, r) for b, r in zip(job.budgets, hidden, strict=True)]
-    calls = [_planned(model, job.job_id, "trace", None, trace_request(model, messages, job.budgets, job.seed))]
+    # what the trace shares is known either way (a provider caching on its own finds it); only a
+    # cache-aware run marks it in the request (`request` drops the points otherwise)
+    shared = trace_shared_prefix(strategy, messages, rendered)
+    trace = _planned(model, job.job_id, "trace", None, trace_request(model, messages, job.budgets, job.seed, shared))
+    if shared and strategy.needs_synthesis:
+        trace = replace(trace, prefix_tokens=(prefix_tokens(model, messages, shared),))
     answer = answer_request(model, task, rendered, "")
-    calls += [_planned(model, job.job_id, "answer", b, answer) for b in job.budgets]
-    return calls
+    prefixes = _answer_prefixes(model, task, rendered, answer.messages, trace_is_lead(task, rendered, messages))
+    return [
+        trace,
+        *(replace(_planned(model, job.job_id, "answer", b, answer), prefix_tokens=prefixes) for b in job.budgets),
+    ]
+
+
+def _answer_prefixes(
+    model: ModelPlan, task: Task, rendered: Rendered, messages: tuple[Message, ...], lead_cached: bool
+) -> tuple[int, int]:
+    """(tokens of the lead its trace call cached, tokens before the cut) of a forced-answer prompt."""
+    prompt = answer_prompt(task, rendered, "", shared=model.cache_aware)
+    lead = prefix_tokens(model, messages, prompt.lead) if lead_cached and prompt.lead else 0
+    return lead, prefix_tokens(model, messages, prompt.cut_start)
 
 
 def synthesis_calls(loaded: LoadedManifest, model: ModelPlan, dataset: str, method: str) -> list[PlannedCall]:
@@ -286,10 +390,12 @@ def synthesis_calls(loaded: LoadedManifest, model: ModelPlan, dataset: str, meth
                 )
             )
             continue
-        calls.append(
-            _planned(model, sample.job_id, "synthesis", None, trace_request(model, messages, (budget,), sample.seed))
-        )
-        calls.append(_planned(model, sample.job_id, "synthesis", budget, answer_request(model, task, rendered, "")))
+        shared = trace_shared_prefix(strategy, messages, rendered) if model.cache_aware else 0
+        chat = trace_request(model, messages, (budget,), sample.seed, shared)
+        calls.append(_planned(model, sample.job_id, "synthesis", None, chat))
+        answer = answer_request(model, task, rendered, "")
+        prefixes = _answer_prefixes(model, task, rendered, answer.messages, trace_is_lead(task, rendered, messages))
+        calls.append(replace(_planned(model, sample.job_id, "synthesis", budget, answer), prefix_tokens=prefixes))
     if loaded.manifest.methods[method].kind == "leap":
         messages = strategy.principle_messages(task, [])
         calls.append(_planned(model, principles_job_id(key), "synthesis", None, principles_request(model, messages)))

@@ -2,13 +2,13 @@
 
 The adapters in `runner.providers` speak the protocols; what a plan must know before any call
 (whether a key is needed, the smallest thinking budget the API accepts, whether the built-in
-simulator serves the lane) lives here, so that `anytime run`, `anytime estimate`, `validate` and
-`doctor` cannot disagree about it.
+simulator serves the lane, how the provider caches prompts) lives here, so that `anytime run`,
+`anytime estimate`, `validate` and `doctor` cannot disagree about it.
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 
 class Provider(Protocol):
@@ -72,3 +72,41 @@ def needs_key(provider: Provider) -> bool:
     if served_by_simulator(provider):
         return False
     return provider.api_key_env is not None or not key_optional(provider)
+
+
+class PromptCaching(NamedTuple):
+    """How a provider kind caches prompts, as its documentation states (providers.md §10).
+
+    Attributes:
+        explicit: only prefixes ending at a ``cache_control`` breakpoint are cached (Anthropic);
+            else every long enough prefix is cached automatically.
+        minimum: the shortest prefix cached.
+        step: hits are counted in whole blocks of this many tokens.
+    """
+
+    explicit: bool
+    minimum: int
+    step: int
+
+
+# kinds not listed cache nothing we can count (OpenAI-compatible hosts, Together, OpenRouter, llama.cpp)
+PROMPT_CACHING: dict[str, PromptCaching] = {
+    "openai": PromptCaching(False, 1024, 128),  # >= 1024 tokens, in 128-token increments
+    "openai_responses": PromptCaching(False, 1024, 128),
+    "sim": PromptCaching(False, 1024, 128),  # the built-in simulator speaks OpenAI's protocol
+    "xai": PromptCaching(False, 128, 128),  # automatic; no minimum documented, 128-token blocks
+    "deepseek": PromptCaching(False, 64, 64),  # on-disk cache in 64-token units
+    "gemini": PromptCaching(False, 1024, 64),  # implicit: >= 1024 tokens on Flash (2048 on Pro)
+    "anthropic": PromptCaching(True, 1024, 1),  # breakpoints only; >= 1024 (2048 on Haiku)
+}
+
+
+def prompt_caching(kind: str, model_id: str) -> PromptCaching | None:
+    """How prompts of a model on a provider kind are cached (None: not at all, as far as we know)."""
+    rule = PROMPT_CACHING.get(kind)
+    if rule is None:
+        return None
+    name = model_id.lower()
+    if (kind == "gemini" and "pro" in name) or (kind == "anthropic" and "haiku" in name):
+        return rule._replace(minimum=2048)
+    return rule

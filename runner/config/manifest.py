@@ -15,6 +15,7 @@ import time
 import tomllib
 import types
 import typing
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
@@ -128,6 +129,10 @@ class Provider(Base, frozen=True):
     max_concurrency: int = 64
     max_attempts: int = 6
     max_usd: float | None = None
+    # seconds of each per-minute limit the lane sends at once: half a second's share by default
+    # (providers may enforce a minute's limit over 1-second windows); 60 for one that allows a
+    # whole minute at once. A 429 halves it (runner.engine.limits).
+    burst_s: float = 0.5
     timeouts: Timeouts = msgspec.field(default_factory=Timeouts)
     # the OpenAI-compatible dialect's reasoning field, where the host differs
     reasoning_field: Literal["reasoning_content", "reasoning", "think_tags"] | None = None
@@ -141,6 +146,8 @@ class Provider(Base, frozen=True):
             raise ValueError(f"`max_concurrency` must be a positive integer, got {self.max_concurrency}")
         if self.max_attempts <= 0:
             raise ValueError(f"`max_attempts` must be a positive integer, got {self.max_attempts}")
+        if not 1 / 16 <= self.burst_s <= 60:
+            raise ValueError(f"`burst_s` must be in [0.0625, 60] seconds, got {self.burst_s}")
         if self.api_key_env is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", self.api_key_env):
             raise ValueError("`api_key_env` must be the NAME of an environment variable, not a key")
         check_number("max_usd", self.max_usd, strict=True)
@@ -223,6 +230,12 @@ class Run(Base, frozen=True):
     confirm_above_usd: float = 1.0
     on_missing_encoding: Literal["fallback", "stop"] = "fallback"
     anytime_mode: Literal["mean_then_max", "per_problem"] = "mean_then_max"
+    # when forced answers are sent (docs/caching.md): "at_cut" as each cut is final, in budget
+    # order, laid out to share the provider's prompt cache; "after_trace" all at once after the
+    # trace, in the standalone layout of earlier versions (to reproduce their runs)
+    answers: Literal["at_cut", "after_trace"] = "at_cut"
+    # every call's messages, streamed text, cuts, answers and grades in <run>/transcripts.jsonl.gz
+    transcripts: bool = True
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", self.name):
@@ -254,6 +267,8 @@ class Simulator(Base, frozen=True):
 
     rpm: int | None = None
     tpm: int | None = None
+    # the window the per-minute limits are enforced over (1: a second's share at most, as OpenAI may)
+    limit_window_s: float = 60.0
     time_scale: float = 1.0
     chunk_tokens: int = 4
     faults: SimFaults = msgspec.field(default_factory=SimFaults)
@@ -266,6 +281,8 @@ class Simulator(Base, frozen=True):
         check_number("time_scale", self.time_scale)
         if self.chunk_tokens <= 0:
             raise ValueError(f"`chunk_tokens` must be a positive integer, got {self.chunk_tokens}")
+        if not 0 < self.limit_window_s <= 60:
+            raise ValueError(f"`limit_window_s` must be in (0, 60] seconds, got {self.limit_window_s}")
 
 
 class Manifest(Base, frozen=True):
@@ -278,12 +295,31 @@ class Manifest(Base, frozen=True):
     simulator: Simulator = msgspec.field(default_factory=Simulator)
 
 
+class Overrides(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """Manifest fields set on the command line (``anytime run m.toml --limit 3``); None: as the file says.
+
+    Applied and validated by `runner.config.overrides.apply_overrides`; recorded in the run
+    header, so a resume applies them again.
+    """
+
+    limit: int | None = None  # every selected dataset's `limit`
+    models: list[str] | None = None  # `sweep.models`
+    methods: list[str] | None = None  # `sweep.methods`
+    budgets: list[int] | None = None  # `sweep.budgets`, over any dataset's own
+    samples: int | None = None  # `sweep.samples`
+    max_usd: float | None = None  # `run.max_usd`
+
+    def is_empty(self) -> bool:
+        return self == Overrides()
+
+
 class LoadedManifest(msgspec.Struct, frozen=True):
-    """A validated manifest plus where it came from."""
+    """A validated manifest plus where it came from (and the command-line overrides applied to it)."""
 
     manifest: Manifest
     path: Path
-    sha256: str
+    sha256: str  # of the file, as it is on disk
+    overrides: Overrides = msgspec.field(default_factory=Overrides)
 
     @property
     def root(self) -> Path:
@@ -391,13 +427,19 @@ def parse_manifest(text: str, source: str) -> Manifest:
             continue
         for key, value in entries.items():
             _convert(value, kind, source, f"{table}.{key}")
-    manifest = _convert(doc, Manifest, source, "")
-    assert isinstance(manifest, Manifest)
-    _check_references(manifest, source)
+    manifest = convert_manifest(doc, source)
+    check_references(manifest, source)
     return manifest
 
 
-def _check_references(m: Manifest, source: str) -> None:
+def convert_manifest(doc: Mapping[str, object], source: str) -> Manifest:
+    """A manifest document (TOML decoded) as a validated `Manifest`; errors name the field path."""
+    manifest = _convert(doc, Manifest, source, "")
+    assert isinstance(manifest, Manifest)
+    return manifest
+
+
+def check_references(m: Manifest, source: str) -> None:
     if not m.providers:
         raise ManifestError(source, "providers", "at least one provider is required")
     if not m.models:

@@ -188,6 +188,8 @@ def _job(
         "budgets": list(loaded.budgets_for(ref.dataset)),
         "seed": m.run.seed,
     }
+    if m.run.answers != "at_cut":  # another answer prompt: other results
+        definition["answers"] = m.run.answers
     return Job(
         job_id=stable_hash(definition),
         model=ref.model,
@@ -210,13 +212,32 @@ def sample_seed(model_def: object, problem_def: object, sample: int, run_seed: i
     return int(stable_hash({"model": model_def, "problem": problem_def, "sample": sample, "seed": run_seed})[:7], 16)
 
 
-def count_jobs(loaded: LoadedManifest) -> int:
+def pilot_problems(problems: list[Problem], n: int) -> set[str]:
+    """``n`` problems spread evenly over a dataset's evaluated problems (files are often ordered
+    by difficulty, as AIME's are: the first few would be the easiest)."""
+    if n >= len(problems):
+        return {p.id for p in problems}
+    return {problems[int((i + 0.5) * len(problems) / n)].id for i in range(n)}
+
+
+def pilot_jobs(loaded: LoadedManifest, problems: int) -> frozenset[str]:
+    """The jobs of a pilot (`anytime estimate --pilot N`): in every (model, dataset, method) cell,
+    the first sample of ``problems`` problems spread over the dataset. They are jobs of the run
+    itself: the run that follows skips them."""
+    chosen = {d: pilot_problems(load_problems(loaded, d), problems) for d in loaded.selected("datasets")}
+    return frozenset(
+        job.job_id for job in expand_jobs(loaded) if job.sample == 0 and job.problem.id in chosen[job.dataset]
+    )
+
+
+def count_jobs(loaded: LoadedManifest, models: list[str] | None = None) -> int:
+    """Jobs in the sweep (of ``models`` only, when given), without expanding them."""
     m = loaded.manifest
     per_model = sum(
         len(load_problems(loaded, d)) * len(loaded.selected("methods")) * m.sweep.samples
         for d in loaded.selected("datasets")
     )
-    return per_model * len(loaded.selected("models"))
+    return per_model * len(loaded.selected("models") if models is None else models)
 
 
 def check_plan(loaded: LoadedManifest) -> None:

@@ -11,6 +11,9 @@ starts it for a run.
 - `retry`: when and after how long to try again; `spend`: the spend cap.
 - `attempt`: one HTTP attempt (send, stream, settle) and its ledger record; `lane`: a call through its attempts.
 - `consumers`: what a call's text goes into; `pipeline`: one job, start to finish; `sweep`: the run.
+- `answers`: when a trace's forced answers are sent (at each cut, or after the trace); `prefixes`:
+  a group's first trace warms its shared preface in the provider's cache.
 - `snapshots`: the facts displays render; `simulator`: starting the built-in simulator.
 - `preflight`: the one check of a manifest before anything is spent (run, validate, estimate, doctor).
+- `transcribe`: what each call sent and streamed, as transcript records (off: `NO_TRANSCRIPTS`).
 """

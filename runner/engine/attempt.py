@@ -18,9 +18,19 @@ import anyio
 
 from runner.errors import CallTimeout, ProviderError
 from runner.ledger.prices import ModelPrice, attempt_cost
-from runner.ledger.records import Attempt, AttemptStatus, PricedFrom
+from runner.ledger.records import Attempt, AttemptStatus, InFlight, PricedFrom
 from runner.providers.base import Adapter, StreamResponse
-from runner.types import CallKind, ChatRequest, Content, Finish, RateLimitReading, Reasoning, StreamEvent, Usage
+from runner.types import (
+    CallKind,
+    ChatRequest,
+    Content,
+    Finish,
+    PromptUsage,
+    RateLimitReading,
+    Reasoning,
+    StreamEvent,
+    Usage,
+)
 
 # a finish reason, as the consumer or the provider ended the stream, to the attempt's status
 _STATUS: dict[str, AttemptStatus] = {"cancelled_at_budget": "cancelled", "length": "length", "truncated": "truncated"}
@@ -66,7 +76,7 @@ class Timeouts:
     total: float
 
 
-@dataclass
+@dataclass(eq=False)  # one per attempt, hashed by identity (a lane keeps the set of those streaming)
 class AttemptState:
     """What one attempt has done so far; filled in as it goes, settled at the end."""
 
@@ -74,6 +84,7 @@ class AttemptState:
     t0: float = field(default_factory=time.monotonic)
     ttft: float | None = None
     usage: Usage | None = None
+    prompt_usage: PromptUsage | None = None  # the prompt side, stated as the response began
     finish: str = "truncated"  # stop | length | truncated | cancelled_at_budget | ...
     http_status: int | None = None
     request_id: str | None = None
@@ -200,6 +211,8 @@ def _feed(event: StreamEvent, consumer: Consumer, state: AttemptState) -> bool:
         return consumer.on_content(event.text)
     if isinstance(event, Usage):
         state.usage = event
+    elif isinstance(event, PromptUsage):
+        state.prompt_usage = event
     elif isinstance(event, Finish):
         state.finish = event.reason
     return False
@@ -252,7 +265,7 @@ def price_attempt(spec: CallSpec, state: AttemptState, consumer: Consumer) -> Pr
     refused = state.error is not None and not state.interrupted
     if not state.opened and (refused or not state.sent):
         return Priced(out, reasoning, 0.0, "unbilled")
-    usd, priced_from = attempt_cost(spec.price, state.usage, spec.prompt_tokens, out)
+    usd, priced_from = attempt_cost(spec.price, state.usage, spec.prompt_tokens, out, state.prompt_usage)
     return Priced(out, reasoning, usd, priced_from)
 
 
@@ -261,6 +274,7 @@ def attempt_record(
 ) -> Attempt:
     """The ledger record of a settled attempt."""
     usage, error = state.usage, state.error
+    prompt = usage or state.prompt_usage  # a cut stream may still have stated its prompt
     if error is None and state.interrupted and not state.sent:
         error_text: str | None = "cancelled before the request was sent"
     else:
@@ -278,11 +292,11 @@ def attempt_record(
         http_status=state.http_status,
         error_class=error.error_class if error else None,
         error=error_text,
-        input_tokens=usage.input_tokens if usage else None,
-        cached_input_tokens=usage.cached_input_tokens if usage else None,
+        input_tokens=prompt.input_tokens if prompt else None,
+        cached_input_tokens=prompt.cached_input_tokens if prompt else None,
         output_tokens=usage.output_tokens if usage else None,
         reasoning_tokens=usage.reasoning_tokens if usage else None,
-        cache_write_input_tokens=usage.cache_write_input_tokens if usage else None,
+        cache_write_input_tokens=prompt.cache_write_input_tokens if prompt else None,
         input_tokens_counted=spec.prompt_tokens,
         output_tokens_counted=priced.output_counted,
         reasoning_tokens_counted=priced.reasoning_counted,
@@ -297,7 +311,7 @@ def attempt_record(
     )
 
 
-def in_flight_record(spec: CallSpec, provider: str, call_id: str, attempt: int, state: AttemptState) -> Attempt:
+def in_flight_record(spec: CallSpec, provider: str, call_id: str, attempt: int, state: AttemptState) -> InFlight:
     """A streaming attempt's spend so far, for the ledger to keep in case the process dies.
 
     Output tokens are estimated as characters / 4 while streaming; the final record replaces the
@@ -305,7 +319,7 @@ def in_flight_record(spec: CallSpec, provider: str, call_id: str, attempt: int, 
     """
     out = state.received_chars // 4
     usd, _ = attempt_cost(spec.price, None, spec.prompt_tokens, out)
-    return Attempt(
+    return InFlight(
         call_id=call_id,
         job_id=spec.job_id,
         kind=spec.kind,

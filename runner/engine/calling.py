@@ -7,6 +7,7 @@ hands back what the consumers collected.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -14,12 +15,14 @@ from runner.config import calls
 from runner.config.calls import ModelPlan
 from runner.engine.consumers import AnswerConsumer, TraceConsumer
 from runner.engine.lane import CallResult, CallSpec, Lane
+from runner.engine.transcribe import NO_TRANSCRIPTS, Transcriber
 from runner.ledger.prices import ModelPrice, worst_case_cost
 from runner.tasks.base import Grade, Rendered, Task
+from runner.tokens.budget import Cut
 from runner.types import CallKind, ChatRequest
 
-# room for the markers and instructions around a cut in a forced-answer prompt (spend-cap sizing)
-ANSWER_PROMPT_SLACK = 64
+# tokens a cut may gain where it meets the text around it in a forced-answer prompt (spend-cap sizing)
+ANSWER_PROMPT_SLACK = 8
 
 
 class Owner(NamedTuple):
@@ -32,11 +35,12 @@ class Owner(NamedTuple):
 
 @dataclass
 class ModelContext:
-    """A model as the engine calls it: its plan, its lane and its price."""
+    """A model as the engine calls it: its plan, its lane, its price, and where its calls are transcribed."""
 
     plan: ModelPlan
     lane: Lane
     price: ModelPrice
+    transcripts: Transcriber = NO_TRANSCRIPTS
 
     @property
     def key(self) -> str:
@@ -74,40 +78,79 @@ def spec(
     )
 
 
+class TraceHooks(NamedTuple):
+    """What a trace tells the job while it streams (each attempt gets its own ``on_cut``)."""
+
+    new_attempt: Callable[[], Callable[[Cut], None]] | None = None  # a final cut, as soon as it is
+    on_output: Callable[[], None] | None = None  # the provider started producing output
+
+
 async def stream_trace(
-    ctx: ModelContext, owner: Owner, kind: CallKind, chat: ChatRequest, budgets: tuple[int, ...], task: Task
+    ctx: ModelContext,
+    owner: Owner,
+    kind: CallKind,
+    chat: ChatRequest,
+    budgets: tuple[int, ...],
+    task: Task,
+    answer_prompt: int,
+    hooks: TraceHooks = TraceHooks(),
 ) -> TraceResult:
     """Stream one trace until its last budget's cut is final (or it ends by itself).
 
     Admitting it commits the job to one forced answer per budget: the spend cap must hold those
-    too, so their worst case travels with the trace's.
+    too, so their worst case (``answer_prompt``: the planned answer prompt's tokens with an empty
+    cut) travels with the trace's.
     """
-    prompt = calls.prompt_tokens(ctx.plan, chat)
     cap = calls.answer_cap(ctx.plan, task)
-    commits = sum(worst_case_cost(ctx.price, prompt + b + ANSWER_PROMPT_SLACK, cap) for b in budgets)
+    commits = sum(worst_case_cost(ctx.price, answer_prompt + b + ANSWER_PROMPT_SLACK, cap) for b in budgets)
     call = spec(ctx, owner, kind, chat, commits_usd=commits)
     traced = calls.traced_channel(ctx.plan)
-    result = await ctx.lane.call(call, lambda: TraceConsumer(ctx.plan.encoding, budgets, traced))
+
+    def make_consumer() -> TraceConsumer:
+        on_cut = hooks.new_attempt() if hooks.new_attempt is not None else None
+        return TraceConsumer(ctx.plan.encoding, budgets, traced, on_cut=on_cut, on_output=hooks.on_output)
+
+    result = await ctx.lane.call(call, make_consumer)
     consumer = result.consumer
     assert isinstance(consumer, TraceConsumer)
     consumer.output_tokens_counted()  # finalises the cuts
+    ctx.transcripts.trace(owner, call, result, consumer)
     reasoning = result.usage.reasoning_tokens if result.usage else None
     return TraceResult(consumer=consumer, finish=result.finish, provider_reasoning=reasoning)
 
 
 async def ask(
-    ctx: ModelContext, owner: Owner, kind: CallKind, chat: ChatRequest, budget: int | None = None
+    ctx: ModelContext,
+    owner: Owner,
+    kind: CallKind,
+    chat: ChatRequest,
+    budget: int | None = None,
+    on_output: Callable[[], None] | None = None,
+    cut: str = "",
 ) -> tuple[CallResult, AnswerConsumer]:
-    """One call whose whole output is the answer."""
-    result = await ctx.lane.call(spec(ctx, owner, kind, chat, budget), lambda: AnswerConsumer(ctx.plan.encoding))
+    """One call whose whole output is the answer (``on_output``: called at its first text; ``cut``:
+    the trace's cut its prompt holds, if any, for the transcript)."""
+    call = spec(ctx, owner, kind, chat, budget)
+    result = await ctx.lane.call(call, lambda: AnswerConsumer(ctx.plan.encoding, on_output=on_output))
     assert isinstance(result.consumer, AnswerConsumer)
+    ctx.transcripts.answer(owner, call, result, result.consumer, cut)
     return result, result.consumer
 
 
 async def forced_answer(
-    ctx: ModelContext, owner: Owner, kind: CallKind, task: Task, rendered: Rendered, partial: str, budget: int
+    ctx: ModelContext,
+    owner: Owner,
+    kind: CallKind,
+    task: Task,
+    rendered: Rendered,
+    partial: str,
+    budget: int,
+    place: calls.AnswerPlace = calls.AnswerPlace(),
+    on_output: Callable[[], None] | None = None,
 ) -> Grade:
     """Force an answer from the trace cut at ``budget`` and grade it."""
-    chat = calls.answer_request(ctx.plan, task, rendered, partial)
-    _result, answer = await ask(ctx, owner, kind, chat, budget)
-    return task.grade(answer.text, rendered)
+    chat = calls.answer_request(ctx.plan, task, rendered, partial, place)
+    result, answer = await ask(ctx, owner, kind, chat, budget, on_output, cut=partial)
+    grade = task.grade(answer.text, rendered)
+    ctx.transcripts.grade(owner, result.call_id, budget, grade, rendered.gold)
+    return grade

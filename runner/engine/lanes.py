@@ -36,7 +36,7 @@ async def open_lanes(
     keys: dict[str, str | None],
     ledger: RecordSink,
     spend: SpendGuard,
-    on_tokens: Callable[[int, int], None],
+    on_tokens: Callable[[int, int], None] = lambda _input, _output: None,
 ) -> dict[str, Lane]:
     """One lane per provider the selected models use; the sessions close with ``stack``."""
     lanes: dict[str, Lane] = {}
@@ -53,8 +53,11 @@ async def open_lanes(
         lanes[name] = Lane(
             name=name,
             adapter=make_adapter(name, provider, lane_base_url(loaded, name, sim_url), keys[name], options=options),
-            limiter=LaneLimiter(rpm=provider.rpm, tpm=provider.tpm, max_concurrency=provider.max_concurrency),
-            policy=RetryPolicy(max_attempts=provider.max_attempts),
+            limiter=LaneLimiter(
+                rpm=provider.rpm, tpm=provider.tpm, max_concurrency=provider.max_concurrency, burst_s=provider.burst_s
+            ),
+            # a call waits out 429s for as long as one attempt may last, without using up attempts
+            policy=RetryPolicy(max_attempts=provider.max_attempts, rate_limit_patience_s=provider.timeouts.total),
             session=session,
             ledger=ledger,
             spend=spend,

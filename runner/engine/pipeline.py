@@ -3,7 +3,10 @@ grade, and ledger the snapshots.
 
 Answers are only requested for distinct cuts: when a trace ends before a budget, that budget's
 cut equals the previous one, and its answer is reused (marked ``reused``) instead of paid again.
-A method that needs a preface gets it from the group's synthesis stage (`runner.engine.synthesis`).
+When they are sent is the answer step's business (`runner.engine.answers`: at each cut, or after
+the trace). A method that needs a preface gets it from the group's synthesis stage
+(`runner.engine.synthesis`), and its group's first trace warms that preface in the provider's
+cache (`runner.engine.prefixes`).
 """
 
 from __future__ import annotations
@@ -17,16 +20,16 @@ import anyio
 from runner.config import calls
 from runner.config.manifest import LoadedManifest
 from runner.config.plan import Job, get_task
-from runner.engine.calling import ModelContext, Owner, TraceResult, ask, forced_answer, stream_trace
+from runner.engine.answers import SCHEDULES, Grades, TracedJob
+from runner.engine.calling import ModelContext, Owner, TraceResult, ask
 from runner.engine.lane import RecordSink
+from runner.engine.prefixes import PrefixWarmup
 from runner.engine.synthesis import SynthesisStage
+from runner.engine.transcribe import NO_TRANSCRIPTS, Transcriber
 from runner.ledger.records import JobDone, Snapshot, Synthesis
 from runner.tasks.base import Grade, Rendered, Task
-from runner.tasks.methods import get_method
+from runner.tasks.methods import MethodStrategy, get_method
 from runner.types import Message
-
-# per budget: its grade and whether that grade was reused from an earlier identical cut
-Grades = dict[int, tuple[Grade, bool]]
 
 
 @dataclass
@@ -56,11 +59,14 @@ class Pipeline:
         ledger: RecordSink,
         synthesis_cache: dict[str, Synthesis],
         on_job_done: Callable[[JobDone], None] = lambda _d: None,
+        transcripts: Transcriber = NO_TRANSCRIPTS,
     ) -> None:
         self.loaded = loaded
+        self.transcripts = transcripts
         self.models = models
         self.ledger = ledger
         self.synthesis = SynthesisStage(loaded, models, ledger, synthesis_cache)
+        self.warmup = PrefixWarmup()
         self.on_job_done = on_job_done
 
     async def run_job(self, job: Job) -> JobOutcome:
@@ -72,11 +78,37 @@ class Pipeline:
         rendered = task.render(job.problem, job.seed)
         messages = method.trace_messages(task, rendered, preface)
         owner = Owner(job.job_id, uuid.uuid4().hex[:12])
+        self.transcripts.job(owner, job, ctx.plan.fidelity, rendered.gold, preface)
         if ctx.plan.fidelity == "hidden":
             graded = await _hidden_budgets(job, owner, ctx, task, rendered, messages)
         else:
-            graded = await _traced(job, owner, ctx, task, rendered, messages)
+            lead = calls.trace_is_lead(task, rendered, messages)
+            traced = TracedJob(ctx, owner, task, rendered, job.budgets, lead_cached=lead)
+            graded = await self._traced(job, traced, method, messages)
+        await self.transcripts.settle(owner)  # the transcript is on disk before the ledger says done
         return self._record(job, owner.instance, ctx, graded)
+
+    async def _traced(
+        self, job: Job, traced: TracedJob, strategy: MethodStrategy, messages: tuple[Message, ...]
+    ) -> _Graded:
+        """Stream the trace and answer its cuts on the model's answer schedule (`runner.engine.answers`).
+
+        With a cache-aware schedule the trace marks the prefix it shares (the group's preface, or its
+        whole prompt as its answers' lead), and a group's first trace warms its preface (`prefixes`).
+        """
+        plan = traced.ctx.plan
+        shared = calls.trace_shared_prefix(strategy, messages, traced.rendered) if plan.cache_aware else 0
+        chat = calls.trace_request(plan, messages, job.budgets, job.seed, shared)
+        group = self.synthesis.key(job.model, job.dataset, job.method) if shared and strategy.needs_synthesis else None
+        async with self.warmup.turn(group) as on_output:
+            trace, grades = await SCHEDULES[plan.answers](traced, chat, on_output)
+        return _Graded(
+            grades=grades,
+            tokens={b: trace.consumer.cuts[b].tokens for b in job.budgets},
+            finish=trace.finish,
+            full=_full_trace_grade(traced.task, traced.rendered, trace, grades, job.budgets),
+            provider_reasoning=trace.provider_reasoning,
+        )
 
     def _record(self, job: Job, instance: str, ctx: ModelContext, graded: _Graded) -> JobOutcome:
         cuts = [(b, grade, graded.tokens[b], reused) for b, (grade, reused) in graded.grades.items()]
@@ -106,41 +138,6 @@ class Pipeline:
         return JobOutcome(snapshots=snapshots, done=done)
 
 
-async def _traced(
-    job: Job, owner: Owner, ctx: ModelContext, task: Task, rendered: Rendered, messages: tuple[Message, ...]
-) -> _Graded:
-    chat = calls.trace_request(ctx.plan, messages, job.budgets, job.seed)
-    trace = await stream_trace(ctx, owner, "trace", chat, job.budgets, task)
-    grades, tokens = await _answer_cuts(owner, ctx, task, rendered, trace, job.budgets)
-    return _Graded(
-        grades=grades,
-        tokens=tokens,
-        finish=trace.finish,
-        full=_full_trace_grade(task, rendered, trace, grades, job.budgets),
-        provider_reasoning=trace.provider_reasoning,
-    )
-
-
-async def _answer_cuts(
-    owner: Owner, ctx: ModelContext, task: Task, rendered: Rendered, trace: TraceResult, budgets: tuple[int, ...]
-) -> tuple[Grades, dict[int, int]]:
-    cuts = trace.consumer.cuts
-    tokens = {b: cuts[b].tokens for b in budgets}
-    distinct: dict[str, int] = {}  # cut text -> first budget with it
-    for b in budgets:
-        distinct.setdefault(cuts[b].text, b)
-    answered: dict[int, Grade] = {}
-
-    async def answer(budget: int) -> None:
-        answered[budget] = await forced_answer(ctx, owner, "answer", task, rendered, cuts[budget].text, budget)
-
-    async with anyio.create_task_group() as tg:
-        for budget in distinct.values():
-            tg.start_soon(answer, budget)
-    grades = {b: (answered[distinct[cuts[b].text]], distinct[cuts[b].text] != b) for b in budgets}
-    return grades, tokens
-
-
 def _full_trace_grade(
     task: Task, rendered: Rendered, trace: TraceResult, grades: Grades, budgets: tuple[int, ...]
 ) -> tuple[Grade, int, bool]:
@@ -164,7 +161,9 @@ async def _hidden_budgets(
     async def one(budget: int) -> None:
         chat = calls.hidden_request(ctx.plan, messages, budget, job.seed)
         result, answer = await ask(ctx, owner, "answer", chat, budget)
-        grades[budget] = (task.grade(answer.text, rendered), False)
+        grade = task.grade(answer.text, rendered)
+        ctx.transcripts.grade(owner, result.call_id, budget, grade, rendered.gold)
+        grades[budget] = (grade, False)
         used = result.usage.output_tokens if result.usage else answer.output_tokens_counted()[0]
         tokens[budget] = min(used, budget)
 

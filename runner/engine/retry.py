@@ -7,6 +7,13 @@ random so that calls failing together do not come back together. Unlike the SDKs
 over 60 s is waited out rather than replaced by a short backoff: the provider said when it will
 serve us again, and a sweep has time. Fatal errors are never retried.
 
+A 429 is not a failure of the call but of our pacing: it never uses up one of ``max_attempts``
+while the call is younger than ``rate_limit_patience_s`` (the lane passes its total timeout,
+1800 s by default). The call re-enters the lane's limiter, which holds the whole lane for the
+server's ``retry-after`` and re-syncs its buckets from the 429's headers; from the second 429 in
+a row the call also waits a backoff of its own first, so a server whose hints do not hold is not
+hammered. Past the patience, a 429 counts as an attempt like any other retryable error.
+
 The policy only decides; the scheduler sleeps.
 """
 
@@ -30,6 +37,7 @@ class RetryPolicy:
         seed: seeds the jitter, for reproducible tests; ignored when ``rng`` is given.
         rng: the random source for the jitter.
         max_retry_after_s: give up when the server asks for a longer wait than this (None: never).
+        rate_limit_patience_s: how long a call may wait out 429s without using up attempts.
     """
 
     def __init__(
@@ -42,6 +50,7 @@ class RetryPolicy:
         seed: int | None = None,
         rng: random.Random | None = None,
         max_retry_after_s: float | None = None,
+        rate_limit_patience_s: float = 1800.0,
     ) -> None:
         if max_attempts < 1:
             raise ValueError(f"RetryPolicy: max_attempts must be >= 1, got {max_attempts}")
@@ -54,6 +63,7 @@ class RetryPolicy:
         self.cap = cap
         self.jitter = jitter
         self.max_retry_after_s = max_retry_after_s
+        self.rate_limit_patience_s = rate_limit_patience_s
         self._rng = rng if rng is not None else random.Random(seed)
 
     def delay(self, attempt: int, error: ProviderError) -> float | None:
@@ -73,6 +83,24 @@ class RetryPolicy:
                 return None
             return server
         return self.backoff(attempt)
+
+    def wait_out_rate_limit(self, in_a_row: int, error: ProviderError, call_age_s: float) -> float | None:
+        """Seconds the call waits on its own before it re-enters the limiter after a 429 that does
+        not count as an attempt, or None when this error must count (not a retryable 429, or the
+        call has waited out 429s for longer than the patience).
+
+        Args:
+            in_a_row: how many 429s the call has waited out so far, this one included.
+            error: how the attempt failed.
+            call_age_s: seconds since the call's first attempt started.
+        """
+        if error.error_class != "rate_limit" or not error.retryable or call_age_s >= self.rate_limit_patience_s:
+            return None
+        if self.max_retry_after_s is not None and (error.retry_after_s or 0.0) > self.max_retry_after_s:
+            return None
+        # the limiter holds the lane for the server's delay; a second 429 in a row says that was
+        # not enough, so the call backs off on its own as well
+        return 0.0 if in_a_row <= 1 else self.backoff(in_a_row - 1)
 
     def backoff(self, attempt: int) -> float:
         """The jittered exponential delay after failed attempt number ``attempt``."""

@@ -1,17 +1,54 @@
-"""The spend cap: dollars spent plus the worst case of every call in flight stays under the cap."""
+"""The spend cap: dollars spent plus the worst case of every call in flight stays under the cap.
+
+A call's worst case is reserved at the moment the lane's limiter admits it (`try_reserve`, with no
+await between the two), never while it waits for capacity, so calls queued behind a rate limit
+hold no money. A call that does not fit is told one of two things. If it cannot fit whatever the
+calls in flight settle at (``spent + need > cap``: spending only grows), the cap is reached:
+`SpendCapReached` is raised and, for new work, the guard stays closed. If it fits only once some
+calls in flight settle for less than their worst case, it waits for them (`wait_settled`) and
+asks again: the run never stops while it still has the budget for its next call.
+"""
 
 from __future__ import annotations
 
 from collections import defaultdict
+from typing import NamedTuple
+
+import anyio
 
 from runner.errors import SpendCapReached
+
+# why a lane waits, as `LaneStats.waiting_for` reports it
+WAIT_SPEND_CAP = "spend cap"
+
+
+class SpendNeed(NamedTuple):
+    """What a call asks of the caps.
+
+    Attributes:
+        provider: the lane (its own cap may apply).
+        worst_usd: the call's worst case, reserved while it runs.
+        commits_usd: the worst case of calls this one commits its job to (a trace's forced
+            answers): checked now, reserved when they start, so a started job can finish.
+        new_work: False for calls that finish work already paid for (answers to a streamed
+            trace): they may still run after the cap stopped new work, if they fit.
+    """
+
+    provider: str
+    worst_usd: float
+    commits_usd: float = 0.0
+    new_work: bool = True
+
+    @property
+    def usd(self) -> float:
+        return self.worst_usd + (self.commits_usd if self.new_work else 0.0)
 
 
 class SpendGuard:
     """Admits a call only if spent + in-flight worst cases + its own worst case fit every cap.
 
-    Checked synchronously before each call (no await between check and reservation), so
-    concurrent workers can never jointly overshoot.
+    Checked synchronously (no await between check and reservation), so concurrent workers can
+    never jointly overshoot.
     """
 
     def __init__(
@@ -27,40 +64,65 @@ class SpendGuard:
         self.spent_by_provider: dict[str, float] = defaultdict(float, spent_by_provider or {})
         self.in_flight = 0.0
         self.in_flight_by_provider: dict[str, float] = defaultdict(float)
+        self.calls_in_flight = 0  # counted, not read off the float sum, which may drift off zero
         self.reached: str | None = None
+        self._settled: anyio.Event | None = None  # made on first wait: the guard is built off the loop
 
-    def reserve(self, provider: str, worst_usd: float, *, commits_usd: float = 0.0, new_work: bool = True) -> float:
-        """Reserve a call's worst case; raise SpendCapReached if it does not fit.
-
-        Args:
-            commits_usd: the worst case of calls this one commits its job to (a trace's forced
-                answers): checked now, reserved when they start, so a started job can finish.
-            new_work: False for calls that finish work already paid for (answers to a streamed
-                trace): they may still run after the cap stopped new work, if they fit.
-        """
-        if self.reached is not None and new_work:
+    def raise_if_never_fits(self, need: SpendNeed) -> None:
+        """Raise SpendCapReached when ``need`` cannot fit whatever the calls in flight settle at
+        (new work also closes the guard then); return when it fits, or may once they settle."""
+        if self.reached is not None and need.new_work:
             raise SpendCapReached(self.reached)
-        need = worst_usd + (commits_usd if new_work else 0.0)
-        if self.max_usd is not None and self.spent + self.in_flight + need > self.max_usd:
-            reason = (
-                f"run.max_usd ${self.max_usd:.4f}: spent ${self.spent:.4f} + in flight ${self.in_flight:.4f} "
-                f"+ next call up to ${need:.4f} would exceed it"
-            )
-            if new_work:
+        reason = self._refusal(need, in_flight=False)
+        if reason is not None:
+            if need.new_work:
                 self.reached = reason
             raise SpendCapReached(reason)
-        cap = self.provider_caps.get(provider)
-        if cap is not None and (self.spent_by_provider[provider] + self.in_flight_by_provider[provider] + need > cap):
-            reason = f"providers.{provider}.max_usd ${cap:.4f} would be exceeded"
-            if new_work:
-                self.reached = reason
-            raise SpendCapReached(reason)
-        self.in_flight += worst_usd
-        self.in_flight_by_provider[provider] += worst_usd
-        return worst_usd
+
+    def try_reserve(self, need: SpendNeed) -> float | None:
+        """Reserve the call's worst case and return it; None when it fits only once calls in flight
+        settle (then `wait_settled` and ask again); raise SpendCapReached when it can never fit."""
+        self.raise_if_never_fits(need)
+        if self._refusal(need, in_flight=True) is not None:
+            return None
+        self.in_flight += need.worst_usd
+        self.in_flight_by_provider[need.provider] += need.worst_usd
+        self.calls_in_flight += 1
+        return need.worst_usd
+
+    async def wait_settled(self) -> None:
+        """Wait until some call in flight settles (returns at once if none is in flight)."""
+        if not self.calls_in_flight:
+            return
+        if self._settled is None:
+            self._settled = anyio.Event()
+        await self._settled.wait()
 
     def settle(self, provider: str, reserved: float, actual_usd: float) -> None:
         self.in_flight -= reserved
         self.in_flight_by_provider[provider] -= reserved
+        self.calls_in_flight -= 1
         self.spent += actual_usd
         self.spent_by_provider[provider] += actual_usd
+        if self._settled is not None:
+            self._settled.set()
+            self._settled = None
+
+    def _refusal(self, need: SpendNeed, *, in_flight: bool) -> str | None:
+        """Why ``need`` does not fit (counting the calls in flight at their worst, or not), or None."""
+        in_flight = in_flight and self.calls_in_flight > 0
+        held = self.in_flight if in_flight else 0.0
+        if self.max_usd is not None and self.spent + held + need.usd > self.max_usd:
+            flight = f" + in flight ${held:.4f}" if in_flight else ""
+            return (
+                f"run.max_usd ${self.max_usd:.4f}: spent ${self.spent:.4f}{flight} "
+                f"+ next call up to ${need.usd:.4f} would exceed it"
+            )
+        cap = self.provider_caps.get(need.provider)
+        held_here = self.in_flight_by_provider[need.provider] if in_flight else 0.0
+        if cap is not None and self.spent_by_provider[need.provider] + held_here + need.usd > cap:
+            return f"providers.{need.provider}.max_usd ${cap:.4f} would be exceeded"
+        return None
+
+
+__all__ = ["WAIT_SPEND_CAP", "SpendGuard", "SpendNeed"]

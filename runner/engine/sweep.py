@@ -27,6 +27,7 @@ from runner.config.calls import ModelPlan
 from runner.config.manifest import LoadedManifest
 from runner.config.plan import Job, count_jobs
 from runner.engine.calling import ModelContext
+from runner.engine.eta import Plan
 from runner.engine.feed import lane_jobs
 from runner.engine.lane import Lane, RecordSink
 from runner.engine.lanes import open_lanes
@@ -37,8 +38,11 @@ from runner.engine.shutdown import watch_signals
 from runner.engine.simulator import start_simulator
 from runner.engine.snapshots import RunSnapshot
 from runner.engine.spend import SpendGuard
+from runner.engine.transcribe import NO_TRANSCRIPTS, Transcriber
 from runner.errors import LaneStopped, ProviderError, RunStopped, SpendCapReached
-from runner.ledger.records import JobDone, Note, RunHeader
+from runner.ledger.records import Note, RunHeader
+from runner.ledger.transcript_writer import WriterStats, open_transcripts
+from runner.ledger.transcripts import TranscriptHeader, transcripts_path, walk
 from runner.ledger.writer import open_ledger
 
 # shows the run while the sweep is inside it; what it yields on entering is the display's own business
@@ -49,7 +53,12 @@ Display = Callable[[Callable[[], RunSnapshot]], contextlib.AbstractAsyncContextM
 class SweepOptions:
     grace_s: float = 30.0
     new_run: bool = False
-    usd_estimate: float | None = None
+    usd_estimate: float | None = None  # the expected cost of what is left to do
+    # the estimate's expected work per (lane, model), of what is left to do: the ETA starts from it
+    plans: dict[tuple[str, str], Plan] = field(default_factory=dict)
+    # run only these jobs of the manifest (a pilot, `anytime estimate --pilot`); None: all of them
+    only: frozenset[str] | None = None
+    transcripts: bool | None = None  # None: the manifest's run.transcripts (on by default)
 
 
 @dataclass
@@ -65,6 +74,8 @@ class SweepOutcome:
     warnings: list[str] = field(default_factory=list)
     # lanes stopped by a configuration error: the message names the model, the URL and the fix
     lanes_stopped: dict[str, str] = field(default_factory=dict)
+    # what this process wrote to the transcripts (None: transcripts off)
+    transcripts: WriterStats | None = None
 
 
 class Sweep:
@@ -82,6 +93,9 @@ class Sweep:
         self.warnings = checked.warnings
         self.keys = checked.keys
         self.state = checked.state
+        self.transcripts = loaded.manifest.run.transcripts if options.transcripts is None else options.transcripts
+        if self.transcripts and transcripts_path(self.run_dir).exists():
+            walk(transcripts_path(self.run_dir))  # a damaged file stops the run here, before any call
         self.spend = SpendGuard(
             loaded.manifest.run.max_usd,
             {name: p.max_usd for name, p in loaded.manifest.providers.items()},
@@ -91,13 +105,16 @@ class Sweep:
         self.usd_at_start = self.spend.spent
         self.progress = RunProgress(
             run_id=self.run_dir.name,
-            jobs_total=count_jobs(loaded),
+            jobs_total=count_jobs(loaded) if options.only is None else len(options.only),
             usd_cap=loaded.manifest.run.max_usd,
             usd_estimate=options.usd_estimate,
+            usd_earlier=self.usd_at_start,
+            plans=dict(options.plans),
         )
         self.lanes: dict[str, Lane] = {}
         self._noted_stops: set[str] = set()
         self._ledger: RecordSink | None = None
+        self._transcript_stats: WriterStats | None = None
 
     def snapshot(self) -> RunSnapshot:
         return self.progress.snapshot(self.lanes, self.spend)
@@ -105,7 +122,11 @@ class Sweep:
     async def run(self, display: Display) -> SweepOutcome:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         async with contextlib.AsyncExitStack() as stack:
+            # the display comes first: starting the simulator and opening the ledger show on it
+            self.progress.phase = "starting the simulator" if self.loaded.uses_simulator() else "opening the ledger"
+            await stack.enter_async_context(display(self.snapshot))
             sim_url = await start_simulator(self.loaded, stack)
+            self.progress.phase = "opening the ledger"
             ledger = await stack.enter_async_context(open_ledger(self.run_dir))
             ledger.append(self._header())
             for plan in self.models.values():
@@ -113,6 +134,7 @@ class Sweep:
                     ledger.append(Note(at=time.time(), kind="encoding_fallback", message=plan.warning))
                 if plan.fidelity_note:
                     ledger.append(Note(at=time.time(), kind="fidelity_guess", message=plan.fidelity_note))
+            transcriber = await self._open_transcripts(stack, ledger)
             self.lanes = await open_lanes(
                 self.loaded,
                 stack,
@@ -120,16 +142,19 @@ class Sweep:
                 keys=self.keys,
                 ledger=ledger,
                 spend=self.spend,
-                on_tokens=self.progress.on_tokens,
             )
             contexts = {
-                key: ModelContext(plan=plan, lane=self.lanes[plan.config.provider], price=self.prices[key])
+                key: ModelContext(
+                    plan=plan, lane=self.lanes[plan.config.provider], price=self.prices[key], transcripts=transcriber
+                )
                 for key, plan in self.models.items()
             }
             synthesis = dict(self.state.synthesis) if self.state else {}
-            pipeline = Pipeline(self.loaded, contexts, ledger, synthesis, on_job_done=self._job_done)
+            pipeline = Pipeline(self.loaded, contexts, ledger, synthesis, transcripts=transcriber)
             self._ledger = ledger
-            await stack.enter_async_context(display(self.snapshot))
+            self.progress.lanes_opened(
+                {name: {m: count_jobs(self.loaded, [m]) for m in self._models_of(name)} for name in self.lanes}
+            )
             await self._drive(pipeline, ledger)
             if self.progress.stopping:
                 ledger.append(Note(at=time.time(), kind="stopped", message=self.progress.stopping))
@@ -157,6 +182,7 @@ class Sweep:
             stopped=p.stopping,
             warnings=self.warnings,
             lanes_stopped={name: str(lane.stopped) for name, lane in self.lanes.items() if lane.stopped},
+            transcripts=self._transcript_stats,
         )
 
     def _header(self) -> RunHeader:
@@ -169,10 +195,23 @@ class Sweep:
             manifest=msgspec.to_builtins(self.loaded.manifest),
             prices={key: self.table.describe(price) for key, price in self.prices.items()},
             resumed=self.state is not None,
+            overrides=None if self.loaded.overrides.is_empty() else msgspec.to_builtins(self.loaded.overrides),
         )
 
-    def _job_done(self, _done: JobDone) -> None:
-        self.progress.jobs_done += 1
+    async def _open_transcripts(self, stack: contextlib.AsyncExitStack, ledger: RecordSink) -> Transcriber:
+        """The run's transcripts, unless they are off; a torn member a crash left is cut off and noted."""
+        if not self.transcripts:
+            return NO_TRANSCRIPTS
+        header = TranscriptHeader(run_id=self.run_dir.name, started_at=time.time(), tool_version=__version__)
+        writer = await stack.enter_async_context(open_transcripts(self.run_dir, header))
+        self._transcript_stats = writer.stats
+        if writer.stats.torn_bytes_cut:
+            message = f"cut {writer.stats.torn_bytes_cut} bytes of a transcripts member torn by a crash off the end"
+            ledger.append(Note(at=time.time(), kind="torn_transcripts", message=message))
+        return Transcriber(writer)
+
+    def _models_of(self, lane: str) -> list[str]:
+        return [m for m in self.loaded.selected("models") if self.loaded.manifest.models[m].provider == lane]
 
     async def _drive(self, pipeline: Pipeline, ledger: RecordSink) -> None:
         completed = self.state.completed_jobs if self.state else set()
@@ -182,48 +221,56 @@ class Sweep:
             )
             async with anyio.create_task_group() as work:
                 for name in self.lanes:
-                    models = [
-                        m for m in self.loaded.selected("models") if self.loaded.manifest.models[m].provider == name
-                    ]
                     workers = self.loaded.manifest.providers[name].max_concurrency
                     # a small buffer keeps the plan lazy: jobs are expanded only as workers free up
                     send, receive = anyio.create_memory_object_stream[Job](max_buffer_size=min(workers, 64))
-                    work.start_soon(self._feed, self.lanes[name], models, completed, send)
+                    work.start_soon(self._feed, name, self._models_of(name), completed, send)
                     for _ in range(workers):
-                        work.start_soon(self._work, pipeline, ledger, receive.clone())
+                        work.start_soon(self._work, name, pipeline, ledger, receive.clone())
                     receive.close()
             tg.cancel_scope.cancel()  # all work done: stop the signal watcher
 
-    async def _feed(
-        self, lane: Lane, models: list[str], completed: set[str], send: MemoryObjectSendStream[Job]
-    ) -> None:
+    async def _feed(self, name: str, models: list[str], completed: set[str], send: MemoryObjectSendStream[Job]) -> None:
+        lane = self.lanes[name]
         async with send:
             for job in lane_jobs(self.loaded, models):
+                if self.options.only is not None and job.job_id not in self.options.only:
+                    continue
                 if job.job_id in completed:
-                    self.progress.jobs_done += 1
-                    self.progress.jobs_skipped += 1
+                    self.progress.job_skipped(name, job.model)
                     continue
                 if self.progress.stopping or lane.stopped is not None:
                     return
                 await send.send(job)
 
-    async def _work(self, pipeline: Pipeline, ledger: RecordSink, receive: MemoryObjectReceiveStream[Job]) -> None:
+    async def _work(
+        self, name: str, pipeline: Pipeline, ledger: RecordSink, receive: MemoryObjectReceiveStream[Job]
+    ) -> None:
         async with receive:
             async for job in receive:
                 if self.progress.stopping:
                     continue  # drain without starting anything new, so the feeder sees the stop
+                self.progress.job_started(name, job.model, job.job_id)
                 try:
-                    await pipeline.run_job(job)
-                except* RunStopped:
-                    pass  # the job stays unfinished: a resume redoes it
-                except* SpendCapReached as group:
-                    self.progress.stop(f"spend cap reached: {group.exceptions[0]}")
-                except* LaneStopped as group:
-                    self._lane_stopped(ledger, group.exceptions[0])
-                except* ProviderError as group:
-                    self.progress.jobs_failed += 1
-                    error = group.exceptions[0]
-                    ledger.append(Note(at=time.time(), kind="job_failed", message=f"job {job.job_id}: {error}"))
+                    await self._run_job(name, pipeline, ledger, job)
+                finally:
+                    self.progress.job_left(name, job.model, job.job_id)
+                    self.lanes[name].counters.forget_job(job.job_id)
+
+    async def _run_job(self, name: str, pipeline: Pipeline, ledger: RecordSink, job: Job) -> None:
+        try:
+            await pipeline.run_job(job)
+            self.progress.job_finished(name, job.model, job.job_id)
+        except* RunStopped:
+            pass  # the job stays unfinished: a resume redoes it
+        except* SpendCapReached as group:
+            self.progress.stop(f"spend cap reached: {group.exceptions[0]}")
+        except* LaneStopped as group:
+            self._lane_stopped(ledger, group.exceptions[0])
+        except* ProviderError as group:
+            self.progress.job_finished(name, job.model, job.job_id, failed=True)
+            error = group.exceptions[0]
+            ledger.append(Note(at=time.time(), kind="job_failed", message=f"job {job.job_id}: {error}"))
 
     def _interrupt(self, reason: str) -> None:
         """A signal: from this moment no attempt starts on any lane, and the ledger says when."""

@@ -95,14 +95,19 @@ async def _pool_trace(
     messages = method.trace_messages(task, rendered, None)
     if ctx.plan.fidelity == "hidden":
         chat = calls.hidden_request(ctx.plan, messages, budget, one.seed)
-        _result, answer = await ask(ctx, owner, "synthesis", chat, budget)
+        result, answer = await ask(ctx, owner, "synthesis", chat, budget)
         text = answer.text
         grade = task.grade(text, rendered)
+        ctx.transcripts.grade(owner, result.call_id, budget, grade, rendered.gold)
     else:
-        chat = calls.trace_request(ctx.plan, messages, (budget,), one.seed)
-        trace = await stream_trace(ctx, owner, "synthesis", chat, (budget,), task)
+        shared = calls.trace_shared_prefix(method, messages, rendered) if ctx.plan.cache_aware else 0
+        chat = calls.trace_request(ctx.plan, messages, (budget,), one.seed, shared)
+        answer_prompt = calls.answer_prompt_tokens(ctx.plan, task, rendered)
+        trace = await stream_trace(ctx, owner, "synthesis", chat, (budget,), task, answer_prompt)
         text = trace.consumer.cuts[budget].text
-        grade = await forced_answer(ctx, owner, "synthesis", task, rendered, text, budget)
+        place = calls.AnswerPlace(lead_cached=calls.trace_is_lead(task, rendered, messages))
+        grade = await forced_answer(ctx, owner, "synthesis", task, rendered, text, budget, place)
+    await ctx.transcripts.settle(owner)
     return PoolTrace(
         problem_id=one.problem.id,
         rendered_question=rendered.question,

@@ -20,10 +20,10 @@ from typing import IO
 
 import msgspec
 
-from runner.ledger.prices import ModelPrice, usage_cost
+from runner.ledger.prices import ModelPrice, mixed_cost, usage_cost
 from runner.ledger.reader import ledger_path
 from runner.ledger.records import Attempt, JobDone, Record, RunHeader, Snapshot, Synthesis
-from runner.types import Usage
+from runner.types import PromptUsage, Usage
 
 KINDS = ("trace", "answer", "synthesis")
 
@@ -162,6 +162,15 @@ def recompute(a: Attempt, price: ModelPrice) -> float:
             cache_write_input_tokens=a.cache_write_input_tokens or 0,
         )
         return usage_cost(price, usage)
+    if a.priced_from == "mixed":
+        if a.input_tokens is None:
+            return math.nan
+        prompt = PromptUsage(
+            input_tokens=a.input_tokens,
+            cached_input_tokens=a.cached_input_tokens or 0,
+            cache_write_input_tokens=a.cache_write_input_tokens or 0,
+        )
+        return mixed_cost(price, prompt, a.output_tokens_counted)
     return (a.input_tokens_counted * price.input + a.output_tokens_counted * price.output) / 1_000_000
 
 

@@ -1,49 +1,63 @@
-"""`anytime estimate MANIFEST`: calls, tokens, dollars and minimum wall time, before any call.
+"""`anytime estimate MANIFEST`: calls, tokens, dollars and the least wall time, before any call.
 
 Nothing here touches the network. Every prompt is rendered as the run renders it (same jobs, same
-seeds, same method prompts) and counted with the model's tiktoken encoding. Only two parts of an
-input cannot be known in advance: the partial trace inside a forced-answer prompt (at most its
-budget) and a PDP / LEAP preface that synthesis has not built yet (sized from the pool at the
-synthesis budget).
+seeds, same method prompts) and counted with the model's tiktoken encoding (`runner.config.calls`
+plans every request; `JobShape` holds a job's counts). Only how each trace behaves is unknown:
+how long it runs, what it bills, how long its answers are. That comes as samples
+(`runner.ledger.samples`): the run's own finished jobs (a pilot, or a resumed run), else earlier
+runs of the same model id, dataset file and method kind, else a stated prior. Each remaining job
+is priced over the samples by `runner.ledger.job_cost`, which knows the answer schedule and the
+provider's documented prompt caching, so the expected bill includes the cache reads the run will
+get.
 
-Output tokens and dollars come as a range per (provider, model, dataset, method):
+Per (provider, model, dataset, method):
 
 - **high**: every trace runs to its output cap and gets one answer per budget, every answer
-  reaches its cap, no prompt-cache hits. The bill cannot exceed it (the spend cap uses the same
-  worst case per call).
-- **expected**: per-job means (calls, attempts, input, cached input, output; the tokens of retries
-  included) from earlier
-  ledgers of the same model id, dataset file and method kind, priced at today's prices; else the
-  stated defaults `DEFAULT_TRACE_FRACTION` and `DEFAULT_ANSWER_FRACTION`.
+  reaches its cap, no prompt-cache hit, every prompt token at the dearer of the input and
+  cache-write prices. The bill cannot exceed it (the spend cap uses the same worst case per call).
+- **expected**: the mean over the samples; with observed samples also a 90% interval for what
+  is left (the spread of one job's cost over the samples, and the uncertainty of their mean).
 - **low**: every trace stops at the first budget and gets one short answer.
 
-Minimum wall time per provider: max(attempts / RPM, tokens / TPM) at the expected use. A call is one
-request a job decides to make; its attempts are what is sent for it, retries included (a provider's
-requests per minute count attempts).
+Least wall time per provider: the stated limits are leaky buckets that start full, so no run can
+be faster than (calls - RPM) / RPM or (tokens - TPM) / TPM minutes at its low use. A call is one
+request a job decides to make; its attempts are what is sent for it, retries included (a
+provider's requests per minute count attempts; observed samples carry their retries).
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
+import math
+from collections import Counter
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import msgspec
 
-from runner.config.calls import LEAP_PRINCIPLES_CAP, PlannedCall, job_calls, plan_models, synthesis_calls, synthesis_key
+from runner.config.calls import PlannedCall, job_calls, plan_models, synthesis_calls, synthesis_key
+from runner.config.kinds import prompt_caching, served_by_simulator
 from runner.config.manifest import LoadedManifest, Manifest
 from runner.config.plan import expand_jobs, get_task, synthesis_budget, synthesis_pool
-from runner.ledger.prices import PER, ModelPrice, PriceTable, manifest_prices
-from runner.ledger.reader import LedgerState, iter_records
-from runner.ledger.records import Attempt, JobDone, RunHeader, Synthesis
+from runner.ledger.job_cost import (
+    JobShape,
+    Setting,
+    TraceSample,
+    Use,
+    high_usd,
+    high_use,
+    job_use,
+)
+from runner.ledger.prices import ModelPrice, PriceTable, manifest_prices
+from runner.ledger.reader import LedgerState
 from runner.ledger.recovery import state_after_recovery
+from runner.ledger.samples import ANSWER_FRACTION, LedgerSamples, prior_samples
 from runner.tasks.methods import PoolTrace, get_method
 
-DEFAULT_TRACE_FRACTION = 1.0  # without history: a trace reaches its last budget (budgets sit below natural lengths)
-DEFAULT_ANSWER_FRACTION = 0.25  # without history: a forced answer uses a quarter of its cap
 LOW_ANSWER_TOKENS = 8
+LOW_POOL_TOKENS = 64  # the low case's pool traces (synthesis): they stop almost at once
 HISTORY_RUNS = 20  # most recent run folders read when looking for history
+Z90 = 1.645  # two-sided 90% interval of a normal
 
 
 class Span(msgspec.Struct, kw_only=True):
@@ -58,7 +72,11 @@ class Span(msgspec.Struct, kw_only=True):
 
 
 class EstimateRow(msgspec.Struct, kw_only=True):
-    """One (provider, model, dataset, method) group; synthesis calls are included."""
+    """One (provider, model, dataset, method) group; its synthesis calls are included.
+
+    ``usd_interval`` (observed samples only): 90% interval of the expected dollars.
+    ``usd_uncached``: the expected tokens priced without any prompt-cache read or write.
+    """
 
     provider: str
     model: str
@@ -71,18 +89,23 @@ class EstimateRow(msgspec.Struct, kw_only=True):
     input_tokens: Span
     output_tokens: Span
     usd: Span
-    expected_from: str  # "history (N jobs)" or "default"
-    attempts_expected: float = 0.0  # calls and their retries, as history shows them (else = calls)
+    expected_from: str  # "this run (N jobs)", "history (N jobs)" or "prior"
+    attempts_expected: float = 0.0  # calls and their retries, as observed samples show them (else = calls)
+    cached_tokens: float = 0.0
+    usd_uncached: float = 0.0
+    usd_interval: tuple[float, float] | None = None
 
 
 class LaneTime(msgspec.Struct, kw_only=True):
+    """One provider's expected use, and the least time its stated limits allow (at the low use)."""
+
     provider: str
     rpm: int | None
     tpm: int | None
-    calls: float
-    tokens: float
-    min_wall_s: float | None  # None: no limit is known before the run
-    attempts: float = 0.0  # the requests the calls take, retries included: what RPM counts
+    calls: float  # expected
+    tokens: float  # expected
+    min_wall_s: float | None  # at the low use, a true lower bound; None: no limit is known before the run
+    attempts: float = 0.0  # the requests the calls are expected to take, retries included: what RPM counts
 
 
 class Estimate(msgspec.Struct, kw_only=True):
@@ -97,150 +120,48 @@ class Estimate(msgspec.Struct, kw_only=True):
     notes: list[str]
     jobs_done: int = 0  # finished in the run's own ledger: not in the rows (a rerun skips them)
     usd_spent: float = 0.0  # what the run's own ledger has spent so far
+    usd_interval: tuple[float, float] | None = None  # 90%, when every row has observed samples
+    usd_uncached: float = 0.0  # the expected tokens without prompt caching
 
 
-# ---- history: per-job means from earlier ledgers --------------------------------------------
-
-
-@dataclass
-class Tally:
-    """Sums over the attempts of one group of work (a job, or one synthesis stage): its calls,
-    the attempts they took (retries included) and their tokens."""
-
-    calls: float = 0.0
-    input: float = 0.0
-    cached: float = 0.0
-    output: float = 0.0
-    attempts: float = 0.0
-
-    def add(self, other: Tally) -> None:
-        self.calls += other.calls
-        self.input += other.input
-        self.cached += other.cached
-        self.output += other.output
-        self.attempts += other.attempts
-
-    def scaled(self, factor: float) -> Tally:
-        return Tally(
-            self.calls * factor,
-            self.input * factor,
-            self.cached * factor,
-            self.output * factor,
-            self.attempts * factor,
-        )
-
-
-@dataclass
-class Past:
-    """Means per evaluated job and per synthesis stage for one (model id, dataset file, method kind)."""
-
-    jobs: int = 0
-    per_job: Tally = field(default_factory=Tally)
-    stages: int = 0
-    per_stage: Tally = field(default_factory=Tally)
-
-
-def read_history(run_dirs: list[Path]) -> tuple[dict[tuple[str, str, str], Past], list[str]]:
-    """Per (model id, dataset file name, method kind): mean tokens per job from these ledgers."""
-    jobs: dict[tuple[str, str, str], list[Tally]] = defaultdict(list)
-    stages: dict[tuple[str, str, str], list[Tally]] = defaultdict(list)
-    used: list[str] = []
-    for run_dir in run_dirs:
-        if not (Path(run_dir) / "ledger.jsonl").exists():
-            continue
-        finished = _tally_run(run_dir, jobs, stages)
-        if finished:
-            used.append(f"expected from {finished} finished jobs in {run_dir}")
-    past: dict[tuple[str, str, str], Past] = defaultdict(Past)
-    for key, tallies in jobs.items():
-        past[key].jobs, past[key].per_job = len(tallies), _mean(tallies)
-    for key, tallies in stages.items():
-        past[key].stages, past[key].per_stage = len(tallies), _mean(tallies)
-    return dict(past), used
-
-
-def _tally_run(
-    run_dir: Path, jobs: dict[tuple[str, str, str], list[Tally]], stages: dict[tuple[str, str, str], list[Tally]]
-) -> int:
-    """Append one ledger's finished jobs to ``jobs`` and its built synthesis stages to ``stages``.
-
-    Returns how many jobs finished there. Unfinished work is left out: its tokens say nothing
-    about what a whole job uses.
-    """
-    names: dict[tuple[str, str], str] = {}
-    by_job: dict[str, Tally] = defaultdict(Tally)
-    done: dict[str, tuple[str, str, str]] = {}
-    built: dict[str, tuple[str, str, str]] = {}
-    for rec in iter_records(run_dir):
-        if isinstance(rec, Attempt):
-            tally = by_job[_stage_of(rec.job_id)]
-            tally.add(
-                Tally(
-                    calls=1 if rec.attempt == 1 else 0,  # a retry is another attempt of the same call
-                    input=rec.billed_input,
-                    cached=rec.cached_input_tokens or 0,
-                    output=rec.billed_output,
-                    attempts=1,
-                )
-            )
-        elif isinstance(rec, JobDone):
-            done[rec.job_id] = (rec.model, rec.dataset, rec.method)
-        elif isinstance(rec, Synthesis):
-            built[f"synthesis:{rec.key}"] = (rec.model, rec.dataset, rec.method)
-        elif isinstance(rec, RunHeader):
-            names.update(_names(rec.manifest))
-    for sink, finished in ((jobs, done), (stages, built)):
-        for job_id, (model, dataset, method) in finished.items():
-            key = (
-                names.get(("models", model), model),
-                names.get(("datasets", dataset), dataset),
-                names.get(("methods", method), method),
-            )
-            sink[key].append(by_job[job_id])
-    return len(done)
-
-
-def _stage_of(job_id: str) -> str:
-    # synthesis attempts are named "synthesis:<key>:<problem>:<k>": one stage per key
-    return ":".join(job_id.split(":", 2)[:2]) if job_id.startswith("synthesis:") else job_id
-
-
-def _names(manifest: dict[str, object]) -> dict[tuple[str, str], str]:
-    """(table, key) -> what identifies it across runs: model id, dataset file name, method kind."""
-    out: dict[tuple[str, str], str] = {}
-    for table, attr in (("models", "model"), ("datasets", "path"), ("methods", "kind")):
-        entries = manifest.get(table)
-        for key, value in entries.items() if isinstance(entries, dict) else ():
-            if isinstance(value, dict) and isinstance(value.get(attr), str):
-                out[(table, key)] = Path(value[attr]).name if attr == "path" else value[attr]
-    return out
-
-
-def _mean(tallies: list[Tally]) -> Tally:
-    total = Tally()
-    for t in tallies:
-        total.add(t)
-    return total.scaled(1 / len(tallies))
-
-
-# ---- prompts --------------------------------------------------------------------------------
+# ---- the planned calls, counted ----------------------------------------------------------------
 
 
 @dataclass
 class Group:
-    """The planned calls of one (model, dataset, method), counted: sums over its jobs and its pool.
+    """The planned calls of one (model, dataset, method), counted per job and per pool sample.
 
     Every number comes from `runner.config.calls`, the planner the run builds its requests with.
     """
 
     fidelity: str
     jobs: int = 0
+    shapes: Counter[JobShape] = field(default_factory=Counter)  # remaining jobs, by shape
     trace_input: int = 0  # the trace prompts, exact (preface: estimated); hidden: one per-budget prompt
     answer_input: int = 0  # the forced-answer prompts with an empty cut, exact
     trace_cap: int = 0  # a trace call's output cap
     answer_cap: int = 0  # a forced answer's output cap
     synthesis: list[PlannedCall] = field(default_factory=list)
     synthesis_budget: int = 0
+
+
+def shape_of(planned: list[PlannedCall], budgets: tuple[int, ...]) -> JobShape:
+    """A job's (or a pool sample's) planned calls as the counts its cost depends on."""
+    first = planned[0]
+    if len(planned) < 2 or first.kind == planned[1].kind or first.budget is not None:  # hidden reasoning
+        return JobShape(budgets=budgets, trace_prompt=first.prompt_tokens, trace_cap=first.request.max_output_tokens)
+    answer = planned[1]
+    lead, head = answer.prefix_tokens or (0, 0)
+    return JobShape(
+        budgets=budgets,
+        trace_prompt=first.prompt_tokens,
+        trace_cap=first.request.max_output_tokens,
+        group_prefix=first.prefix_tokens[0] if first.prefix_tokens else 0,
+        answer_prompt=answer.prompt_tokens,
+        answer_head=head,
+        answer_lead=lead,
+        answer_cap=answer.request.max_output_tokens,
+    )
 
 
 def _filler(tokens: int) -> str:
@@ -254,7 +175,7 @@ def _preface(loaded: LoadedManifest, method_key: str, dataset: str) -> str | Non
     if not strategy.needs_synthesis:
         return None
     if params.kind == "leap":
-        return _filler(LEAP_PRINCIPLES_CAP)
+        return _filler(1024)
     task = get_task(loaded.manifest.datasets[dataset].kind)
     sb = synthesis_budget(loaded, method_key, dataset)
     pool = [task.render(p, 0) for p in synthesis_pool(loaded, dataset)]
@@ -274,31 +195,38 @@ def _preface(loaded: LoadedManifest, method_key: str, dataset: str) -> str | Non
 
 
 def count_prompts(
-    loaded: LoadedManifest, done: Collection[str] = (), built: Collection[str] = ()
+    loaded: LoadedManifest,
+    done: Collection[str] = (),
+    built: Collection[str] = (),
+    prefaces: dict[str, str] | None = None,
+    only: Collection[str] | None = None,
 ) -> dict[tuple[str, str, str], Group]:
     """Count the planned calls of every job not in ``done``, grouped by (model, dataset, method).
 
-    Synthesis is left out for groups whose key is in ``built`` (its record is in the ledger).
+    Synthesis is left out for groups whose key is in ``built`` (its record is in the ledger);
+    ``prefaces`` (by synthesis key) are the prefaces already built, used as they are; ``only``
+    (job ids) restricts the count to those jobs (a pilot).
     """
     models = plan_models(loaded)
     groups: dict[tuple[str, str, str], Group] = {}
-    prefaces: dict[tuple[str, str, str], str | None] = {}
+    stand_ins: dict[tuple[str, str, str], str | None] = {}
     for job in expand_jobs(loaded):
         key = (job.model, job.dataset, job.method)
         plan = models[job.model]
         if key not in groups:
-            groups[key] = Group(fidelity=plan.fidelity)
-            prefaces[key] = _preface(loaded, job.method, job.dataset)
-            if prefaces[key] is not None and synthesis_key(loaded, *key) not in built:
-                groups[key].synthesis = synthesis_calls(loaded, plan, job.dataset, job.method)
-                groups[key].synthesis_budget = synthesis_budget(loaded, job.method, job.dataset)
-        if job.job_id in done:
+            groups[key] = group = Group(fidelity=plan.fidelity)
+            skey = synthesis_key(loaded, *key)
+            stand_ins[key] = (prefaces or {}).get(skey) or _preface(loaded, job.method, job.dataset)
+            if stand_ins[key] is not None and skey not in built:
+                group.synthesis = synthesis_calls(loaded, plan, job.dataset, job.method)
+                group.synthesis_budget = synthesis_budget(loaded, job.method, job.dataset)
+        if job.job_id in done or (only is not None and job.job_id not in only):
             continue
-        _count_job(groups[key], job_calls(loaded, plan, job, prefaces[key]))
+        _count_job(groups[key], job_calls(loaded, plan, job, stand_ins[key]), job.budgets)
     return groups
 
 
-def _count_job(group: Group, planned: list[PlannedCall]) -> None:
+def _count_job(group: Group, planned: list[PlannedCall], budgets: tuple[int, ...]) -> None:
     group.jobs += 1
     first = planned[0]
     group.trace_input += first.prompt_tokens
@@ -307,162 +235,293 @@ def _count_job(group: Group, planned: list[PlannedCall]) -> None:
     if answers:
         group.answer_input += answers[0].prompt_tokens
         group.answer_cap = answers[0].request.max_output_tokens
+    group.shapes[shape_of(planned, budgets)] += 1
 
 
-# ---- the estimate ---------------------------------------------------------------------------
+# ---- pricing a group ---------------------------------------------------------------------------
+
+
+# Student's t, two-sided 90% (the 0.95 quantile), by degrees of freedom
+_T90 = {
+    1: 6.314,
+    2: 2.920,
+    3: 2.353,
+    4: 2.132,
+    5: 2.015,
+    6: 1.943,
+    7: 1.895,
+    8: 1.860,
+    9: 1.833,
+    10: 1.812,
+    12: 1.782,
+    15: 1.753,
+    20: 1.725,
+    30: 1.697,
+    60: 1.671,
+}
+
+
+def t90(df: int) -> float:
+    """The 0.95 quantile of Student's t with ``df`` degrees of freedom (the next smaller tabled df)."""
+    if df < 1:
+        return _T90[1]
+    return next((_T90[d] for d in sorted(_T90, reverse=True) if d <= df), Z90) if df <= 60 else Z90
 
 
 @dataclass
-class Use:
-    """Calls and tokens of some work as a range, split the way prices split them."""
+class Priced:
+    """A group's use and dollars: low, expected (with its variance, if observed) and high."""
 
-    calls: Span = field(default_factory=Span)
-    input: Span = field(default_factory=Span)
-    cached: Span = field(default_factory=Span)
-    output: Span = field(default_factory=Span)
-    # attempts beyond the calls (retries) as history shows them; without history none are assumed
-    retries_expected: float = 0.0
+    low: Use = field(default_factory=Use)
+    expected: Use = field(default_factory=Use)
+    high: Use = field(default_factory=Use)
+    usd_low: float = 0.0
+    usd_expected: float = 0.0
+    usd_high: float = 0.0
+    variance: float = 0.0  # of the expected dollars (observed samples)
+    spread: float = 0.0  # sum of per-job standard deviations (for the mean's uncertainty)
+    samples: int = 0  # how many samples the group was priced over
 
-    def add(self, other: Use, times: float = 1.0) -> None:
-        for part in ("calls", "input", "cached", "output"):
-            getattr(self, part).add(getattr(other, part), times)
-        self.retries_expected += other.retries_expected * times
-
-    def expect(self, tally: Tally, times: float) -> None:
-        """Replace the expected values with history, never above the high bound."""
-        self.calls.expected = min(tally.calls * times, self.calls.high)
-        self.retries_expected = max(tally.attempts - tally.calls, 0.0) * times
-        self.input.expected = min(tally.input * times, self.input.high)
-        self.cached.expected = min(tally.cached * times, self.input.expected)
-        self.output.expected = min(tally.output * times, self.output.high)
-
-    def usd(self, price: ModelPrice) -> Span:
-        cached_price = price.cached_input if price.cached_input is not None else price.input
-
-        def one(inp: float, cached: float, out: float) -> float:
-            return ((inp - cached) * price.input + cached * cached_price + out * price.output) / PER
-
-        i, c, o = self.input, self.cached, self.output
-        # high never assumes a cache hit, and pays a cache write where that is dearer than input
-        prompt_high = max(price.input, price.cache_write_input or 0.0)
-        return Span(
-            low=one(i.low, c.low, o.low),
-            expected=one(i.expected, c.expected, o.expected),
-            high=(i.high * prompt_high + o.high * price.output) / PER,
+    def half_interval(self) -> float:
+        """Half the 90% interval: each job's own spread, and the uncertainty of the samples' mean
+        (Student's t: a pilot has few samples)."""
+        return math.hypot(
+            Z90 * math.sqrt(self.variance), t90(self.samples - 1) * self.spread / math.sqrt(max(self.samples, 1))
         )
 
+    def add(self, other: Priced) -> None:
+        for part in ("low", "expected", "high"):
+            getattr(self, part).add(getattr(other, part))
+        self.usd_low += other.usd_low
+        self.usd_expected += other.usd_expected
+        self.usd_high += other.usd_high
+        self.variance += other.variance
+        self.spread += other.spread
 
-def _jobs_use(g: Group, budgets: tuple[int, ...]) -> Use:
-    """Every evaluated job of a group (without history)."""
-    n, k, first, last = g.jobs, len(budgets), budgets[0], budgets[-1]
-    answer_cap = g.answer_cap
-    length = DEFAULT_TRACE_FRACTION * last
-    if g.fidelity == "hidden":  # one call per budget with its cap set to the budget
-        return Use(
-            calls=Span(low=n * k, expected=n * k, high=n * k),
-            input=Span(low=k * g.trace_input, expected=k * g.trace_input, high=k * g.trace_input),
-            output=Span(
-                low=n * sum(min(b, first) for b in budgets),
-                expected=n * sum(min(b, length) for b in budgets),
-                high=n * sum(budgets),
-            ),
+
+def price_shapes(
+    shapes: Counter[JobShape],
+    samples: list[TraceSample],
+    setting: Setting,
+    price: ModelPrice,
+    low_length: int | None = None,
+) -> Priced:
+    """Jobs (or pool samples) of one group, each priced over every sample; the low case stops each
+    trace at ``low_length`` tokens (default: its first budget)."""
+    out = Priced()
+    for shape, count in shapes.items():
+        uses = [job_use(shape, s, setting) for s in samples]
+        dollars = [u.usd(price) for u in uses]
+        mean = sum(dollars) / len(dollars)
+        for u in uses:
+            out.expected.add(u, count / len(uses))
+        out.usd_expected += count * mean
+        var = sum((d - mean) ** 2 for d in dollars) / max(len(dollars) - 1, 1)
+        out.variance += count * var
+        out.spread += count * math.sqrt(var)
+        short = float(min(shape.budgets[0], low_length or shape.budgets[0]))
+        low_sample = TraceSample(short, True, short, LOW_ANSWER_TOKENS)
+        low = job_use(shape, low_sample, setting)
+        out.low.add(low, count)
+        out.usd_low += count * low.usd(price)
+        high = high_use(shape, setting)
+        out.high.add(high, count)
+        out.usd_high += count * high_usd(high, price)
+    return out
+
+
+def _principles(calls: list[PlannedCall], samples: list[TraceSample], sb: int, price: ModelPrice) -> Priced:
+    """LEAP's one principles call: its prompt quotes the pool's mistakes (at most six, cut at the budget)."""
+    out = Priced()
+    for call in calls:
+        cut = sum(min(s.traced, sb) for s in samples) / len(samples)
+        low = Use(calls=1, input=call.prompt_tokens, output=LOW_ANSWER_TOKENS)
+        expected = Use(
+            calls=1, input=call.prompt_tokens + 3 * cut, output=ANSWER_FRACTION * 4 * call.request.max_output_tokens
         )
-    # a trace of `length` tokens gives distinct cuts below it, and one more at its end
-    below = [b for b in budgets if b < length]
-    distinct = len(below) + (1 if len(below) < k else 0)
-    cut_tokens = sum(below) + (length if len(below) < k else 0)
-    return Use(
-        calls=Span(low=2 * n, expected=n * (1 + distinct), high=n * (1 + k)),
-        input=Span(
-            low=g.trace_input + g.answer_input + n * first,
-            expected=g.trace_input + distinct * g.answer_input + n * cut_tokens,
-            high=g.trace_input + k * g.answer_input + n * sum(budgets),
-        ),
-        output=Span(
-            low=n * (first + LOW_ANSWER_TOKENS),
-            expected=n * (length + distinct * DEFAULT_ANSWER_FRACTION * answer_cap),
-            high=n * (g.trace_cap + k * answer_cap),
-        ),
+        high = Use(calls=1, input=call.prompt_tokens + 6 * sb, output=call.request.max_output_tokens)
+        out.add(Priced(low, expected, high, low.usd(price), expected.usd(price), high_usd(high, price)))
+    return out
+
+
+def _synthesis_shapes(group: Group) -> tuple[Counter[JobShape], list[PlannedCall]]:
+    """The pool samples' shapes (a trace and its answer, or a hidden call each) and LEAP's principles call."""
+    principles = [c for c in group.synthesis if c.job_id.endswith(":principles")]
+    by_sample: dict[str, list[PlannedCall]] = {}
+    for call in group.synthesis:
+        if call not in principles:
+            by_sample.setdefault(call.job_id, []).append(call)
+    shapes: Counter[JobShape] = Counter(shape_of(calls, (group.synthesis_budget,)) for calls in by_sample.values())
+    return shapes, principles
+
+
+def _setting(loaded: LoadedManifest, model_key: str, fidelity: str, jobs: int) -> Setting:
+    m = loaded.manifest
+    model = m.models[model_key]
+    provider = m.providers[model.provider]
+    aware = m.run.answers == "at_cut"
+    if aware:  # the group's first trace warms its shared prefix; the others read it
+        hit, write = (max(jobs - 1, 0) / jobs, 1 / jobs) if jobs else (0.0, 0.0)
+    else:  # all at once: only the traces started after the first wave was processed read it
+        hit, write = (max(jobs - provider.max_concurrency, 0) / jobs if jobs else 0.0), 0.0
+    return Setting(
+        fidelity=fidelity,
+        caching=prompt_caching(provider.kind, model.model),
+        cache_aware=aware,
+        prompt_stated=provider.kind == "anthropic",
+        group_hit=hit,
+        group_write=write,
     )
 
 
-def _synthesis_use(g: Group) -> Use:
-    """PDP / LEAP: the group's planned synthesis calls (pool x k traces and their answers, LEAP's
-    principles call), once per group."""
-    if not g.synthesis:
-        return Use()
-    sb = g.synthesis_budget
-    principles = [c for c in g.synthesis if c.job_id.endswith(":principles")]
-    samples = [c for c in g.synthesis if not c.job_id.endswith(":principles")]
-    # an answer call carries a cut of up to the synthesis budget (hidden reasoning has none)
-    answers = [c for c in samples if c.budget is not None] if g.fidelity != "hidden" else []
-    traces = len(samples) - len(answers)
-    low_in = float(sum(c.prompt_tokens for c in g.synthesis))
-    # the principles prompt quotes the pool's mistakes: at most every trace, cut at the budget
-    high_in = low_in + len(answers) * sb + len(principles) * traces * sb
-    high_out = float(sum(c.request.max_output_tokens for c in g.synthesis))
-    calls = float(len(g.synthesis))
-    return Use(
-        calls=Span(low=calls, expected=calls, high=calls),
-        input=Span(low=low_in, expected=(low_in + high_in) / 2, high=high_in),
-        output=Span(
-            low=traces * min(sb, LOW_ANSWER_TOKENS * 8), expected=high_out * DEFAULT_TRACE_FRACTION, high=high_out
-        ),
-    )
+# ---- the estimate ------------------------------------------------------------------------------
 
 
 def estimate_manifest(
-    loaded: LoadedManifest, *, previous: list[Path] | None = None, remaining: bool = True
+    loaded: LoadedManifest,
+    *,
+    previous: list[Path] | None = None,
+    remaining: bool = True,
+    only: Collection[str] | None = None,
 ) -> Estimate:
     """Price a manifest without any network call.
 
     Args:
         loaded: the validated manifest.
-        previous: run folders whose ledgers calibrate "expected"; None reads the run folders
-            under the manifest's ledger folder, [] uses the stated defaults only.
+        previous: run folders whose finished jobs serve as samples; None reads the run folders
+            under the manifest's ledger folder, [] uses the prior only (the run's own ledger
+            counts still, unless ``remaining`` is False).
         remaining: leave out what the run's own ledger already holds (finished jobs, built
-            synthesis), as a rerun skips it; False prices the whole sweep.
+            synthesis), as a rerun skips it, and calibrate on its finished jobs first; False
+            prices the whole sweep.
+        only: price only these jobs (a pilot's, `runner.config.plan.pilot_jobs`).
 
     Raises:
-        PriceError: a selected model has no price (names the manifest and ``models.<key>.price``).
+        PriceError: a selected model has no price (names ``models.<key>.price``).
     """
-    m = loaded.manifest
     prices = manifest_prices(loaded, PriceTable.load())  # unknown prices fail before any counting
-    history, sources = read_history(_previous_dirs(loaded) if previous is None else previous)
-    state = _own_state(loaded) if remaining else None
+    state = state_after_recovery(loaded.run_dir()) if remaining else None
+    own = LedgerSamples()
+    if state is not None and state.completed_jobs:
+        own.read(loaded.run_dir())
+    history = LedgerSamples()
+    for run_dir in _previous_dirs(loaded) if previous is None else previous:
+        own_read = own.sources and Path(run_dir).resolve() == loaded.run_dir().resolve()
+        if not own_read and (Path(run_dir) / "ledger.jsonl").exists():
+            history.read(Path(run_dir))
     done = state.completed_jobs if state else set()
-    rows = _rows(loaded, prices, history, done, state.synthesis if state else ())
-    lanes = _lanes(m, rows)
+    built = state.synthesis if state else {}
+    prefaces = {key: rec.text for key, rec in built.items()}
+    rows = _rows(loaded, prices, own, history, count_prompts(loaded, done, built, prefaces, only))
+    return _assemble(loaded, rows, own, history, state)
+
+
+def _assemble(
+    loaded: LoadedManifest,
+    rows: list[tuple[EstimateRow, Priced]],
+    own: LedgerSamples,
+    history: LedgerSamples,
+    state: LedgerState | None,
+) -> Estimate:
+    lanes = _lanes(loaded.manifest, rows)
     walls = [lane.min_wall_s for lane in lanes if lane.min_wall_s is not None]
+    interval = None
+    if rows and all(r.usd_interval is not None for r, _ in rows):
+        half = math.sqrt(sum(p.half_interval() ** 2 for _, p in rows))  # groups vary independently
+        expected = sum(r.usd.expected for r, _ in rows)
+        interval = (max(expected - half, 0.0), expected + half)
+    plain = [r for r, _ in rows]
     return Estimate(
         manifest=str(loaded.path),
-        rows=rows,
+        rows=plain,
         lanes=lanes,
-        usd_low=sum(r.usd.low for r in rows),
-        usd_expected=sum(r.usd.expected for r in rows),
-        usd_high=sum(r.usd.high for r in rows),
-        calls_high=int(sum(r.calls.high for r in rows)),
+        usd_low=sum(r.usd.low for r in plain),
+        usd_expected=sum(r.usd.expected for r in plain),
+        usd_high=sum(r.usd.high for r in plain),
+        calls_high=int(sum(r.calls.high for r in plain)),
         min_wall_s=max(walls) if walls else None,
-        notes=_notes(rows, sources, state),
-        jobs_done=len(done),
+        notes=_notes(plain, own.sources + history.sources, state),
+        jobs_done=len(state.completed_jobs) if state else 0,
         usd_spent=state.total_usd if state else 0.0,
+        usd_interval=interval,
+        usd_uncached=sum(r.usd_uncached for r in plain),
     )
 
 
 def _rows(
     loaded: LoadedManifest,
     prices: dict[str, ModelPrice],
-    history: dict[tuple[str, str, str], Past],
-    done: Collection[str],
-    built: Collection[str],
-) -> list[EstimateRow]:
+    own: LedgerSamples,
+    history: LedgerSamples,
+    groups: dict[tuple[str, str, str], Group],
+) -> list[tuple[EstimateRow, Priced]]:
     """One row per (model, dataset, method) group that still has calls to make."""
+    m = loaded.manifest
     rows = []
-    for (model_key, dataset, method), group in count_prompts(loaded, done, built).items():
-        row = _row(loaded, model_key, dataset, method, group, prices[model_key], history)
+    for (model_key, dataset, method), group in groups.items():
+        model = m.models[model_key]
+        price = prices[model_key]
+        identity = (model.model, Path(m.datasets[dataset].path).name, m.methods[method].kind)
+        samples, source = _samples(own, history, identity, group)
+        row, priced = _row(loaded, (model_key, dataset, method), group, price, samples, source)
         if row.calls.high:
-            rows.append(row)
+            rows.append((row, priced))
     return rows
+
+
+def _samples(
+    own: LedgerSamples, history: LedgerSamples, identity: tuple[str, str, str], group: Group
+) -> tuple[list[TraceSample], str]:
+    """The samples a group is priced over, and where they came from."""
+    if mine := own.by_identity.get(identity):
+        return mine, f"this run ({len(mine)} jobs)"
+    if theirs := history.by_identity.get(identity):
+        return theirs, f"history ({len(theirs)} jobs)"
+    return prior_samples(group.fidelity, group.answer_cap or 256), "prior"
+
+
+def _row(
+    loaded: LoadedManifest,
+    key: tuple[str, str, str],
+    group: Group,
+    price: ModelPrice,
+    samples: list[TraceSample],
+    source: str,
+) -> tuple[EstimateRow, Priced]:
+    model_key, dataset, method = key
+    setting = _setting(loaded, model_key, group.fidelity, group.jobs)
+    priced = price_shapes(group.shapes, samples, setting, price)
+    synthesis_calls_n = 0
+    if group.synthesis:
+        pool_shapes, principles = _synthesis_shapes(group)
+        priced.add(price_shapes(pool_shapes, samples, setting, price, low_length=LOW_POOL_TOKENS))
+        priced.add(_principles(principles, samples, group.synthesis_budget, price))
+        synthesis_calls_n = len(group.synthesis)
+    priced.samples = len(samples)
+    interval = None
+    if source != "prior":
+        half = priced.half_interval()
+        interval = (max(priced.usd_expected - half, 0.0), priced.usd_expected + half)
+    e, lo, hi = priced.expected, priced.low, priced.high
+    row = EstimateRow(
+        provider=loaded.manifest.models[model_key].provider,
+        model=model_key,
+        dataset=dataset,
+        method=method,
+        fidelity=group.fidelity,
+        jobs=group.jobs,
+        synthesis_calls=synthesis_calls_n,
+        calls=Span(low=lo.calls, expected=e.calls, high=hi.calls),
+        input_tokens=Span(low=lo.input, expected=e.input, high=hi.input),
+        output_tokens=Span(low=lo.output, expected=e.output, high=hi.output),
+        usd=Span(low=priced.usd_low, expected=priced.usd_expected, high=priced.usd_high),
+        expected_from=source,
+        attempts_expected=e.attempts,
+        cached_tokens=e.cached,
+        usd_uncached=e.usd_uncached(price),
+        usd_interval=interval,
+    )
+    return row, priced
 
 
 def _notes(rows: list[EstimateRow], sources: list[str], state: LedgerState | None) -> list[str]:
@@ -471,12 +530,13 @@ def _notes(rows: list[EstimateRow], sources: list[str], state: LedgerState | Non
         "input: prompts counted exactly with each model's encoding, plus each forced answer's partial trace "
         "(at most its budget)",
         "high: every trace reaches its output cap, one answer per budget, every answer its cap, no cache hits",
-        *sources,
+        "expected: prompt-cache reads as each provider documents them, under the run's answer schedule",
+        *[f"expected from {source}" for source in sources],
     ]
-    if any(r.expected_from == "default" for r in rows):
+    if any(r.expected_from == "prior" for r in rows):
         notes.append(
-            f"expected without history: traces end at {DEFAULT_TRACE_FRACTION:.0%} of the last budget, "
-            f"answers use {DEFAULT_ANSWER_FRACTION:.0%} of their cap (pass --from RUN to calibrate)"
+            "prior (no run of these models seen): traces log-normal around 1,000 tokens (chain of thought) or "
+            f"4,000 (reasoning), answers {ANSWER_FRACTION:.0%} of their cap; `--pilot N` measures them first"
         )
     if state is not None and state.completed_jobs:
         notes.append(
@@ -491,10 +551,6 @@ def _notes(rows: list[EstimateRow], sources: list[str], state: LedgerState | Non
     return notes
 
 
-def _own_state(loaded: LoadedManifest) -> LedgerState | None:
-    return state_after_recovery(loaded.run_dir())
-
-
 def _previous_dirs(loaded: LoadedManifest) -> list[Path]:
     root = loaded.resolve(loaded.manifest.run.ledger_dir)
     if not root.is_dir():
@@ -503,69 +559,32 @@ def _previous_dirs(loaded: LoadedManifest) -> list[Path]:
     return [p.parent for p in found[:HISTORY_RUNS]]
 
 
-def _row(
-    loaded: LoadedManifest,
-    model_key: str,
-    dataset: str,
-    method: str,
-    group: Group,
-    price: ModelPrice,
-    history: dict[tuple[str, str, str], Past],
-) -> EstimateRow:
-    m = loaded.manifest
-    model, kind = m.models[model_key], m.methods[method].kind
-    jobs = _jobs_use(group, loaded.budgets_for(dataset))
-    synth = _synthesis_use(group)
-    past = history.get((model.model, Path(m.datasets[dataset].path).name, kind))
-    if past is not None and past.jobs:
-        jobs.expect(past.per_job, group.jobs)
-    if past is not None and past.stages and synth.calls.high:
-        synth.expect(past.per_stage, 1)
-    total = Use()
-    total.add(jobs)
-    total.add(synth)
-    return EstimateRow(
-        provider=model.provider,
-        model=model_key,
-        dataset=dataset,
-        method=method,
-        fidelity=group.fidelity,
-        jobs=group.jobs,
-        synthesis_calls=int(synth.calls.high),
-        calls=total.calls,
-        input_tokens=total.input,
-        output_tokens=total.output,
-        usd=total.usd(price),
-        expected_from=f"history ({past.jobs} jobs)" if past is not None and past.jobs else "default",
-        attempts_expected=total.calls.expected + total.retries_expected,
-    )
-
-
-def _lanes(m: Manifest, rows: list[EstimateRow]) -> list[LaneTime]:
-    """Minimum wall time per provider: max(attempts / RPM, tokens / TPM) at the expected use."""
+def _lanes(m: Manifest, rows: list[tuple[EstimateRow, Priced]]) -> list[LaneTime]:
+    """Least wall time per provider: the stated limits are leaky buckets that start full, so at
+    least (use - limit) / limit minutes pass, at the low use."""
     lanes = []
     for name, provider in m.providers.items():
-        mine = [r for r in rows if r.provider == name]
+        mine = [p for r, p in rows if r.provider == name]
         if not mine:
             continue
         rpm, tpm = provider.rpm, provider.tpm
-        if provider.kind == "sim":  # the simulator enforces its own limits too
+        if served_by_simulator(provider):  # the simulator enforces its own limits too
             rpm = min((x for x in (rpm, m.simulator.rpm) if x is not None), default=None)
             tpm = min((x for x in (tpm, m.simulator.tpm) if x is not None), default=None)
-        calls = sum(r.calls.expected for r in mine)
-        attempts = sum(max(r.attempts_expected, r.calls.expected) for r in mine)
-        tokens = sum(r.input_tokens.expected + r.output_tokens.expected for r in mine)
-        bounds = [60.0 * attempts / rpm] if rpm else []
-        bounds += [60.0 * tokens / tpm] if tpm else []
+        # the least use: no run sends fewer requests (or tokens) than the low case, retries aside
+        least_calls = sum(p.low.calls for p in mine)
+        least_tokens = sum(p.low.input + p.low.output for p in mine)
+        bounds = [60.0 * max(least_calls - rpm, 0.0) / rpm] if rpm else []
+        bounds += [60.0 * max(least_tokens - tpm, 0.0) / tpm] if tpm else []
         lanes.append(
             LaneTime(
                 provider=name,
                 rpm=rpm,
                 tpm=tpm,
-                calls=calls,
-                tokens=tokens,
+                calls=sum(p.expected.calls for p in mine),
+                tokens=sum(p.expected.input + p.expected.output for p in mine),
                 min_wall_s=max(bounds) if bounds else None,
-                attempts=attempts,
+                attempts=sum(p.expected.attempts for p in mine),
             )
         )
     return lanes

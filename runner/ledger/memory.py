@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from runner.ledger.records import Attempt, Record
+from runner.ledger.records import Attempt, InFlight, Record
 
 
 class _NoTracking:
@@ -29,7 +29,7 @@ class MemorySink:
         if self.keep:
             self.records.append(record)
 
-    def track(self, snapshot: Callable[[], Attempt], *, recorded_usd: float = 0.0) -> _NoTracking:
+    def track(self, snapshot: Callable[[], InFlight], *, recorded_usd: float = 0.0) -> _NoTracking:
         return _NoTracking()
 
     async def append_durable(self, record: Record) -> None:

@@ -17,7 +17,7 @@ import msgspec
 from runner.config.manifest import LoadedManifest, Model
 from runner.errors import PriceError
 from runner.ledger.records import PricedFrom
-from runner.types import Usage
+from runner.types import PromptUsage, Usage
 
 PER = 1_000_000
 # host kinds billed by the same price list as another kind (one vendor, two protocols)
@@ -109,14 +109,33 @@ def manifest_prices(loaded: LoadedManifest, table: PriceTable) -> dict[str, Mode
 
 
 def attempt_cost(
-    price: ModelPrice, reported: Usage | None, counted_input: int, counted_output: int
+    price: ModelPrice,
+    reported: Usage | None,
+    counted_input: int,
+    counted_output: int,
+    prompt: PromptUsage | None = None,
 ) -> tuple[float, PricedFrom]:
-    """Dollars for one attempt and which numbers priced it ("billed", "reported", "counted")."""
+    """Dollars for one attempt and which numbers priced it ("billed", "reported", "mixed",
+    "counted"). "mixed": the provider stated the prompt side (``prompt``, cache reads and writes
+    included) but the stream was cut before its final usage: output from our count."""
     if reported is not None and reported.billed_usd is not None:
         return reported.billed_usd, "billed"
     if reported is not None:
         return usage_cost(price, reported), "reported"
+    if prompt is not None:
+        return mixed_cost(price, prompt, counted_output), "mixed"
     return (counted_input * price.input + counted_output * price.output) / PER, "counted"
+
+
+def mixed_cost(price: ModelPrice, prompt: PromptUsage, counted_output: int) -> float:
+    """Dollars for a prompt the provider stated and an output we counted."""
+    usage = Usage(
+        input_tokens=prompt.input_tokens,
+        output_tokens=counted_output,
+        cached_input_tokens=prompt.cached_input_tokens,
+        cache_write_input_tokens=prompt.cache_write_input_tokens,
+    )
+    return usage_cost(price, usage)
 
 
 def usage_cost(price: ModelPrice, usage: Usage) -> float:

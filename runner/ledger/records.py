@@ -10,21 +10,31 @@ Record kinds:
 - ``job``      a job is complete; names the execution (``instance``) whose snapshots count
 - ``synthesis`` PDP/LEAP preference data built once per (model, dataset, method)
 - ``note``     something a reader should know (torn line cut, spend cap reached, interrupted)
-- ``inflight`` the spend so far of a call still streaming (crash recovery; see `InFlight`)
+- ``inflight`` the spend so far of an attempt still streaming (crash recovery; see `InFlight`)
+
+Every record is flat where a tool counts it: an ``inflight`` record carries the fields of the
+attempt it samples side by side (``call_id`` and ``attempt`` name that attempt), never a nested
+``attempt`` record, so ``jq 'select(.type == "attempt")'``, pandas and DuckDB count each attempt
+once. Format 1 ledgers nested it (``{"type":"inflight","attempt":{"type":"attempt",...}}``);
+`decode_line` and `decode_lines` flatten such lines as they read them (`flatten_legacy`).
 """
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 import msgspec
 
 from runner.types import CallKind
 
-FORMAT_VERSION = 1
+# 2: `InFlight` is flat (format 1 nested its `Attempt`; readers flatten it, see `flatten_legacy`)
+FORMAT_VERSION = 2
 
 AttemptStatus = Literal["ok", "length", "cancelled", "error", "truncated", "interrupted"]
-# "unbilled": refused before any stream (a 429 or 5xx answer, a failed connection): no provider bills it
+# "unbilled": refused before any stream (a 429 or 5xx answer, a failed connection): no provider bills it;
+# "mixed": the provider stated the prompt side (input, cache reads and writes) as the response began but
+# the stream was cut before its final usage: the prompt priced from that, the output from our count
 PricedFrom = Literal["reported", "counted", "billed", "mixed", "unbilled"]
 
 
@@ -40,10 +50,13 @@ class RunHeader(msgspec.Struct, tag="run", kw_only=True):
     # USD per 1M tokens actually used for each model: {model_key: {input, cached_input, output, source}}
     prices: dict[str, dict[str, object]]
     resumed: bool = False
+    # manifest fields set on the command line (`anytime run m.toml --limit 3`), as `Overrides`;
+    # ``manifest`` above already has them applied. None: none given.
+    overrides: dict[str, object] | None = None
 
 
-class Attempt(msgspec.Struct, tag="attempt", kw_only=True):
-    """One HTTP call attempt. Tokens both as the provider reported them and as we counted them."""
+class _AttemptFields(msgspec.Struct, kw_only=True):
+    """What an attempt is and costs: the fields of `Attempt` and of the `InFlight` samples of it."""
 
     call_id: str
     job_id: str
@@ -91,6 +104,10 @@ class Attempt(msgspec.Struct, tag="attempt", kw_only=True):
         if self.priced_from == "unbilled":
             return 0
         return self.output_tokens if self.output_tokens is not None else self.output_tokens_counted
+
+
+class Attempt(_AttemptFields, tag="attempt", kw_only=True):
+    """One HTTP call attempt. Tokens both as the provider reported them and as we counted them."""
 
 
 class Snapshot(msgspec.Struct, tag="snapshot", kw_only=True):
@@ -147,16 +164,24 @@ class Note(msgspec.Struct, tag="note", kw_only=True):
     usd_total: float | None = None
 
 
-class InFlight(msgspec.Struct, tag="inflight", kw_only=True):
+class InFlight(_AttemptFields, tag="inflight", kw_only=True):
     """An attempt still streaming when a ledger batch was written: what it had cost so far.
 
-    Written by `LedgerWriter.track` as the call's spend grows. A call that ends writes its
-    `Attempt`, which supersedes these; after a crash the next open turns the last `InFlight` of
-    each unfinished attempt into its `Attempt` (status "interrupted"), so the spend is counted.
+    It has the fields of an `Attempt`, flat; ``call_id`` and ``attempt`` name the attempt it
+    samples. Written by `LedgerWriter.track` as the call's spend grows. A call that ends writes
+    its `Attempt`, which supersedes these; after a crash the next open turns the last `InFlight`
+    of each unfinished attempt into its `Attempt` (status "interrupted"), so the spend is counted.
     Readers that only want spend ignore this kind.
     """
 
-    attempt: Attempt
+    def as_attempt(self) -> Attempt:
+        """The attempt as this sample saw it (the same fields, tagged ``attempt``)."""
+        return Attempt(**{name: getattr(self, name) for name in self.__struct_fields__})
+
+
+def in_flight(attempt: Attempt) -> InFlight:
+    """A sample of ``attempt`` as the ledger keeps it while the attempt streams."""
+    return InFlight(**{name: getattr(attempt, name) for name in attempt.__struct_fields__})
 
 
 Record = RunHeader | Attempt | Snapshot | JobDone | Synthesis | Note | InFlight
@@ -174,19 +199,40 @@ def encode_line_into(record: Record, buffer: bytearray) -> None:
     buffer.append(10)  # b"\n"
 
 
+# a format-1 `InFlight` line: the tag, then the nested attempt as its only field, then "}"
+LEGACY_IN_FLIGHT = b'{"type":"inflight","attempt":{"type":"attempt",'
+_LEGACY_LINE = re.compile(rb'^\{"type":"inflight","attempt":\{"type":"attempt",(.*)\}$', re.MULTILINE)
+
+
+def flatten_legacy(data: bytes) -> bytes:
+    """Format-1 ledger lines with a nested in-flight attempt, rewritten flat as format 2 writes them.
+
+    The nested attempt was the record's only field, so dropping the wrapper leaves exactly the
+    flat record. Lines of any other kind pass through unchanged. (A JSON line holds no raw
+    newline, so a line is one record.)
+    """
+    return _LEGACY_LINE.sub(rb'{"type":"inflight",\1', data)
+
+
+def _readable(data: bytes | memoryview) -> bytes | memoryview:
+    # the common case (a format-2 ledger) costs one search of the bytes
+    raw = data if isinstance(data, bytes) else data.tobytes()
+    return flatten_legacy(raw) if LEGACY_IN_FLIGHT in raw else data
+
+
 def decode_line(line: bytes | memoryview) -> Record:
-    """One ledger line as its record (a trailing newline is allowed).
+    """One ledger line as its record (a trailing newline is allowed; a format-1 line is flattened).
 
     Raises:
         msgspec.DecodeError: the line is not a ledger record.
     """
-    return _decoder.decode(line)
+    return _decoder.decode(_readable(line))
 
 
 def decode_lines(data: bytes | memoryview) -> list[Record]:
-    """Every record of a run of whole JSON lines, in one call.
+    """Every record of a run of whole JSON lines, in one call (format-1 lines are flattened).
 
     Raises:
         msgspec.DecodeError: a line is not a ledger record.
     """
-    return _decoder.decode_lines(data)
+    return _decoder.decode_lines(_readable(data))

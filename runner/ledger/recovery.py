@@ -15,7 +15,7 @@ from pathlib import Path
 import msgspec
 
 from runner.ledger.reader import LedgerState, ledger_path, load_state
-from runner.ledger.records import Attempt, InFlight
+from runner.ledger.records import LEGACY_IN_FLIGHT, Attempt, InFlight, flatten_legacy
 
 
 def recover(path: Path) -> int:
@@ -99,11 +99,13 @@ def interrupted_in_flight(path: Path) -> list[Attempt]:
         start = mm.rfind(b'\n{"type":"run"') + 1
         end = mm.rfind(b"\n") + 1
         tail = mm[start:end]
+    if LEGACY_IN_FLIGHT in tail:  # a format-1 ledger: its in-flight records nest their attempt
+        tail = flatten_legacy(tail)
     last: dict[tuple[str, int], Attempt] = {}
     finished: set[tuple[str, int]] = set()
     for rec in _tail_decoder.decode_lines(tail):
         if isinstance(rec, InFlight):
-            last[(rec.attempt.call_id, rec.attempt.attempt)] = rec.attempt
+            last[(rec.call_id, rec.attempt)] = rec.as_attempt()
         elif isinstance(rec, _TailAttempt):
             finished.add((rec.call_id, rec.attempt))
     return [

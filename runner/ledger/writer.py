@@ -25,7 +25,7 @@ import anyio
 
 from runner.errors import LedgerError
 from runner.ledger.reader import ledger_path
-from runner.ledger.records import Attempt, InFlight, Note, Record, encode_line_into
+from runner.ledger.records import InFlight, Note, Record, encode_line_into
 from runner.ledger.recovery import interrupted_in_flight, recover
 
 
@@ -62,7 +62,7 @@ class LedgerWriter:
 
     def track(
         self,
-        snapshot: Callable[[], Attempt],
+        snapshot: Callable[[], InFlight],
         *,
         recorded_usd: float = 0.0,
         min_usd: float = 0.0002,
@@ -98,7 +98,7 @@ class LedgerWriter:
             grown = record.usd - handle.last_usd
             if grown > 0 and (grown >= handle.min_usd or now - handle.last_at >= handle.every_s):
                 handle.last_usd, handle.last_at = record.usd, now
-                self.append(InFlight(attempt=record))
+                self.append(record)
 
     async def flush(self) -> None:
         """Wait until every record appended so far is on disk.
@@ -175,7 +175,7 @@ class LedgerWriter:
 class Tracked:
     """A call whose spend the writer samples (see `LedgerWriter.track`); close it when the call ends."""
 
-    def __init__(self, writer: LedgerWriter, snapshot: Callable[[], Attempt], min_usd: float, every_s: float) -> None:
+    def __init__(self, writer: LedgerWriter, snapshot: Callable[[], InFlight], min_usd: float, every_s: float) -> None:
         self.writer = writer
         self.snapshot = snapshot
         self.min_usd = min_usd

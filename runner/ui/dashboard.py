@@ -1,412 +1,356 @@
-"""Watching a run: a live rich dashboard on a terminal, plain periodic lines elsewhere.
+"""The live dashboard: one rich panel, redrawn a few times a second, that fits any terminal width.
 
-Both displays implement the small `Display` protocol and only read `RunSnapshot`s through a
-``get_snapshot`` callback; the runner never draws. `open_display` picks one and refreshes it
-from a task on the event loop (not rich's refresh thread), so snapshots are always taken on the
-loop that mutates the runner's counters.
+It is on screen from the first moments of `anytime run` (a frame saying what is being prepared:
+the estimate, the plan, the simulator) and then shows the run from `RunSnapshot`s: jobs and
+the time left, dollars against the estimate and the cap (a resume's earlier spend apart), the
+pace, one row per lane (in flight against the concurrency allowed, the share of the
+requests/min and tokens/min windows in use, 429s, errors by kind, and what calls wait for), and
+the last failures, one line each. Every line and every row is one terminal line: at narrow
+widths parts are left out by priority (`runner.ui.fit`), never wrapped.
+
+Refreshing is driven from outside (`refresh`): by a small thread while the CLI prepares, then by
+a task on the event loop, so snapshots are always taken on the loop that changes the counters.
 """
 
 from __future__ import annotations
 
 import contextlib
-import sys
+import threading
 import time
-from collections import Counter
-from collections.abc import AsyncIterator, Callable
-from typing import Protocol
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import anyio
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.panel import Panel
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    ProgressColumn,
-    SpinnerColumn,
-    Task,
-    TaskProgressColumn,
-)
-from rich.table import Column, Table
+from rich.spinner import Spinner
 from rich.text import Text
 
-from runner.engine.snapshots import LaneSnapshot, RunSnapshot
 from runner.ui import format as fmt
+from runner.ui.fit import columns_that_fit, fit_line, text_width
 
-SnapshotSource = Callable[[], RunSnapshot]
+if TYPE_CHECKING:  # the figures only: msgspec loads with the engine, after the first frame
+    from runner.engine.snapshots import LaneSnapshot, RunSnapshot
+
+SnapshotSource = Callable[[], "RunSnapshot"]
+
+MAX_WIDTH = 120  # wider than every lane column together; a wider panel only spreads the bar
+FAILURE_LINES = 3
+EVENT_LINES = 2
+
+# error classes as a lane cell names them (the ledger's own labels otherwise)
+_KIND = {"server": "5xx", "stream_broken": "broken", "unreachable": "unreach.", "configuration": "config"}
 
 
 def _eta(snap: RunSnapshot) -> str:
-    # a run winding down will not finish its jobs: a time for them would mislead
-    return "--" if snap.stopping and snap.jobs_done < snap.jobs_total else fmt.duration(snap.eta_s())
+    """The time left, ``≥ 12s`` while a lane cannot tell yet, ``--`` while none can or the run winds down."""
+    if snap.stopping and not snap.finished:
+        return "--"  # a run winding down will not finish its jobs: a time for them would mislead
+    if snap.finished:
+        return "0s"
+    at_least = "≥ " if snap.eta_s is not None and not snap.eta_complete else ""
+    return at_least + fmt.duration(snap.eta_s)
 
 
-def plain_line(snap: RunSnapshot) -> str:
-    """One log line: ``[12:01:07] jobs 40/120 (33%) calls 312 in-flight 18 tok/s 8.2k $0.0412 ...``."""
-    stamp = time.strftime("%H:%M:%S", time.localtime(snap.now))
-    spend = fmt.usd(snap.usd_spent) + (f"/{fmt.usd(snap.usd_cap)}" if snap.usd_cap is not None else "")
-    line = (
-        f"[{stamp}] jobs {snap.jobs_done}/{snap.jobs_total} ({snap.fraction_done:.0%}) "
-        f"calls {snap.calls_done} in-flight {snap.calls_in_flight} tok/s {fmt.count(snap.tokens_per_s)} "
-        f"{spend} 429s {snap.n429} eta {_eta(snap)}"
-    )
-    if snap.jobs_skipped:
-        line += f" resumed {snap.jobs_skipped}"
-    if snap.stopping:
-        line += f" | {snap.stopping}"
-    return line
+# --- the lanes table ---------------------------------------------------------------------------------
 
 
-# --- the display protocol ------------------------------------------------------------------------
+def _share(used: float | None) -> Text:
+    if used is None:
+        return Text("-", style="dim")  # no limit known: no window to be a share of
+    style = "bold red" if used >= 0.9 else "yellow" if used >= 0.7 else "green"
+    return Text(f"{used:.0%}", style=style)
 
 
-class Display(Protocol):
-    """What `open_display` drives: start once, refresh every ``interval`` seconds, stop once."""
-
-    interval: float
-
-    def start(self) -> None:
-        """Begin displaying (may draw nothing yet)."""
-
-    def refresh(self) -> None:
-        """Take a snapshot and show it."""
-
-    def stop(self) -> None:
-        """Show the final state and release the terminal."""
+def _waiting(lane: LaneSnapshot) -> Text:
+    if lane.waiting_for is None:
+        return Text("-", style="dim")
+    text = lane.waiting_for
+    if lane.waiting_for == "retry-after" and lane.paused_for_s > 0:
+        text += f" {lane.paused_for_s:.1f}s"
+    return Text(text, style="bold yellow")
 
 
-class LineLog:
-    """Plain progress lines for logs and pipes: one every ``interval`` seconds, and one at the end.
+def _errors(lane: LaneSnapshot) -> Text:
+    kinds = [(kind, n) for kind, n in lane.errors_by_kind if kind != "rate_limit"]  # 429s have their column
+    if not kinds:
+        return Text("-", style="dim")
+    return Text(" ".join(f"{n} {_KIND.get(kind, kind)}" for kind, n in kinds), style="red")
 
-    Notable events (``RunSnapshot.recent``) are printed on lines of their own as they are first
-    seen, so a log keeps the retries and 429s the runner reported (all of them, unless more than
-    ``recent`` holds happen within one interval).
+
+def _limits(lane: LaneSnapshot) -> Text:
+    parts = [f"{fmt.count(lane.rpm_limit)} req" if lane.rpm_limit else "", ""]
+    parts[1] = f"{fmt.count(lane.tpm_limit)} tok" if lane.tpm_limit else ""
+    text = " · ".join(p for p in parts if p)
+    return Text(f"{text}/min" if text else "learning", style="dim")
+
+
+def _in_flight(lane: LaneSnapshot) -> Text:
+    """Calls in flight against the concurrency allowed now (adaptive: it drops after 429 bursts)."""
+    if lane.concurrency_limit is None:
+        return Text(str(lane.in_flight))
+    return Text(f"{lane.in_flight}/{lane.concurrency_limit}")
+
+
+def _count(n: int, style: str) -> Text:
+    return Text(str(n), style=style if n else "dim")
+
+
+@dataclass(frozen=True)
+class LaneColumn:
+    header: str
+    priority: int  # 0: always shown; higher numbers give way first at narrow widths
+    cell: Callable[[LaneSnapshot], Text]
+    justify: str = "right"
+
+
+LANE_COLUMNS: tuple[LaneColumn, ...] = (
+    LaneColumn("lane", 0, lambda lane: Text(lane.name, style="bold"), "left"),
+    LaneColumn("in flight", 1, lambda lane: _in_flight(lane)),
+    LaneColumn("req/min", 2, lambda lane: _share(lane.rpm_used)),
+    LaneColumn("tok/min", 2, lambda lane: _share(lane.tpm_used)),
+    LaneColumn("waiting for", 1, _waiting, "left"),
+    LaneColumn("429s", 3, lambda lane: _count(lane.n429, "red")),
+    LaneColumn("errors", 4, _errors, "left"),
+    LaneColumn("tok/s", 5, lambda lane: Text(fmt.count(lane.tokens_per_s), style="cyan")),
+    LaneColumn("retries", 6, lambda lane: _count(lane.retries, "yellow")),
+    LaneColumn("queued", 7, lambda lane: _count(lane.waiting, "yellow")),
+    LaneColumn("limits", 8, _limits, "left"),
+)
+_LANE_NAME_MAX = 16
+
+
+def lanes_table(lanes: tuple[LaneSnapshot, ...], width: int) -> Text:
+    """One line per lane under a header, with the columns that fit ``width`` (see `LANE_COLUMNS`
+    for their priority), two spaces apart.
+
+    ``req/min`` and ``tok/min`` are the share of each limit's current window in use (100% = the
+    lane waits for it), never a count over the last 60 s that a draining window lets exceed the limit.
+    (Laid out by hand, not as a rich Table: it is redrawn four times a second.)
     """
-
-    def __init__(self, console: Console, get_snapshot: SnapshotSource, *, interval: float = 5.0) -> None:
-        self.console = console
-        self.get_snapshot = get_snapshot
-        self.interval = interval
-        self._seen_recent: tuple[str, ...] = ()
-
-    def start(self) -> None:
-        """Print nothing: the first line comes after one interval, when there is news."""
-
-    def refresh(self) -> None:
-        """Print the events seen since the last line, then the progress line."""
-        snap = self.get_snapshot()
-        stamp = time.strftime("%H:%M:%S", time.localtime(snap.now))
-        for event in _new_events(self._seen_recent, snap.recent):
-            self._print(f"[{stamp}] ! {event}")
-        self._seen_recent = snap.recent
-        self._print(plain_line(snap))
-
-    def stop(self) -> None:
-        """Print the final line."""
-        self.refresh()
-
-    def _print(self, line: str) -> None:
-        # soft_wrap: a log line must never be cut or wrapped at the console's guessed width
-        self.console.print(line, markup=False, highlight=False, soft_wrap=True)
-
-
-def _new_events(before: tuple[str, ...], after: tuple[str, ...]) -> tuple[str, ...]:
-    """The events of ``after`` not already shown from ``before``.
-
-    When both are windows of one event log, that is the tail past their overlap. When they are
-    not (e.g. several lanes' windows joined), fall back to a multiset difference: an identical
-    repeat may go unprinted, but nothing is printed twice.
-    """
-    for overlap in range(min(len(before), len(after)), 0, -1):
-        if before[-overlap:] == after[:overlap]:
-            return after[overlap:]
-    unseen = Counter(before)
-    fresh = []
-    for event in after:
-        if unseen[event] > 0:
-            unseen[event] -= 1
-        else:
-            fresh.append(event)
-    return tuple(fresh)
-
-
-# --- the live dashboard --------------------------------------------------------------------------
-
-
-def _snap(task: Task) -> RunSnapshot:
-    snap: RunSnapshot = task.fields["snapshot"]  # set by `LiveDashboard.render` before any column runs
-    return snap
-
-
-class EtaColumn(ProgressColumn):
-    """Elapsed time and time left, from the snapshot's own pace (resumed jobs excluded)."""
-
-    def render(self, task: Task) -> Text:
-        snap = _snap(task)
-        return Text.assemble(
-            (fmt.duration(snap.elapsed_s), "progress.elapsed"),
-            (" elapsed · eta ", "dim"),
-            (_eta(snap), "progress.remaining"),
-        )
-
-
-class SpendColumn(ProgressColumn):
-    """Dollars spent so far, against the cap and the estimate; red past 90 % of the cap."""
-
-    def render(self, task: Task) -> Text:
-        snap = _snap(task)
-        text = Text("spent ", style="dim")
-        style = _usage_style(snap.usd_spent, snap.usd_cap, base="bold green")
-        text.append(fmt.usd(snap.usd_spent), style=style)
-        if snap.usd_cap is not None:
-            text.append(f" of {fmt.usd(snap.usd_cap)} cap", style="dim")
-        if snap.usd_estimate is not None:
-            text.append(f", est. {fmt.usd(snap.usd_estimate)}", style="dim")
-        return text
-
-
-class TokenRateColumn(ProgressColumn):
-    """Output tokens per second over the runner's recent window; the run's average once done."""
-
-    def render(self, task: Task) -> Text:
-        snap = _snap(task)
-        if snap.jobs_done >= snap.jobs_total and snap.elapsed_s > 0:
-            # a recent window decays after the last call: the average says more about a finished run
-            return Text.assemble((fmt.count(snap.tokens_out / snap.elapsed_s), "cyan"), (" tok/s avg", "dim"))
-        return Text.assemble((fmt.count(snap.tokens_per_s), "cyan"), (" tok/s", "dim"))
-
-
-class RateLimitColumn(ProgressColumn):
-    """429 responses so far, over all lanes."""
-
-    def render(self, task: Task) -> Text:
-        n429 = _snap(task).n429
-        return Text.assemble((str(n429), "bold red" if n429 else "green"), (" × 429", "dim"))
-
-
-def _usage_style(used: float, limit: float | None, *, base: str = "") -> str:
-    if not limit:
-        return base
-    share = used / limit
-    return "bold red" if share >= 0.9 else "yellow" if share >= 0.7 else base or "green"
-
-
-def _use_cell(used: float, limit: float | None) -> Text:
-    text = Text(fmt.count(used), style=_usage_style(used, limit))
-    text.append(f"/{fmt.count(limit)}" if limit else "", style="dim")
-    return text
-
-
-def _paused_cell(seconds: float) -> Text:
-    return Text(f"{seconds:.1f}s", style="bold yellow") if seconds > 0 else Text("-", style="dim")
-
-
-def _lane_cells(lane: LaneSnapshot) -> dict[str, Text]:
-    return {
-        "active": _use_cell(lane.in_flight, lane.concurrency_limit),
-        "queued": Text(str(lane.waiting), style="yellow" if lane.waiting else "dim"),
-        "req/min": _use_cell(lane.requests_last_min, lane.rpm_limit),
-        "tok/min": _use_cell(lane.tokens_last_min, lane.tpm_limit),
-        "paused": _paused_cell(lane.paused_for_s),
-        "429s": Text(str(lane.n429), style="red" if lane.n429 else "dim"),
-        "retries": Text(str(lane.retries), style="yellow" if lane.retries else "dim"),
-        "errors": Text(str(lane.errors), style="bold red" if lane.errors else "dim"),
-    }
-
-
-COLUMNS = ("active", "queued", "req/min", "tok/min", "paused", "429s", "retries", "errors")
-COMPACT_COLUMNS = ("active", "req/min", "tok/min", "429s")
-
-
-def lanes_table(lanes: tuple[LaneSnapshot, ...], *, compact: bool = False) -> Table:
-    """One row per lane: calls active and queued, RPM and TPM use against limits, pause, 429s, retries.
-
-    Args:
-        lanes: the lanes to show, in order.
-        compact: only the columns in `COMPACT_COLUMNS`, for terminals under 80 columns.
-    """
-    # short headers and no edge padding: the full table fits 80 columns; when it cannot (long
-    # lane names), only the lane column gives way, never a number
-    table = Table(box=None, padding=(0, 1), pad_edge=False, header_style="bold dim", expand=False)
-    table.add_column("lane", style="bold", overflow="ellipsis")
-    rows = [_lane_cells(lane) for lane in lanes]
-    names = COMPACT_COLUMNS if compact else COLUMNS
-    for name in names:
-        table.add_column(name, justify="right", no_wrap=True)
-    for lane, cells in zip(lanes, rows, strict=True):
-        table.add_row(lane.name, *(cells[name] for name in names))
+    cells = [[column.cell(lane) for column in LANE_COLUMNS] for lane in lanes]
+    widths = [
+        max([text_width(column.header), *(row[i].cell_len for row in cells)]) for i, column in enumerate(LANE_COLUMNS)
+    ]
+    widths[0] = min(widths[0], _LANE_NAME_MAX)
+    shown = columns_that_fit(widths, [c.priority for c in LANE_COLUMNS], width, per_column=2, fixed=-2)
+    header = [Text(LANE_COLUMNS[i].header, style="bold dim") for i in shown]
+    lines = [_row(header, shown, widths), *(_row([row[i] for i in shown], shown, widths) for row in cells)]
+    table = Text("\n").join(lines)
+    table.no_wrap = True
     return table
 
 
-class LiveDashboard:
-    """A rich live panel: the jobs bar with ETA, spend, tokens/s and 429s, then a table of lanes.
+def _row(cells: list[Text], shown: list[int], widths: list[int]) -> Text:
+    line = Text()
+    for n, (i, cell) in enumerate(zip(shown, cells, strict=True)):
+        if n:
+            line.append("  ")
+        cell = cell.copy()
+        cell.truncate(widths[i], overflow="ellipsis")
+        pad = " " * (widths[i] - cell.cell_len)
+        if LANE_COLUMNS[i].justify == "left":
+            line.append_text(cell)
+            line.append(pad)
+        else:
+            line.append(pad)
+            line.append_text(cell)
+    return line
 
-    Rendering is driven from outside (`refresh`), so tests render frames into a ``StringIO``
-    console without waiting on a clock.
+
+# --- the lines above and below it ------------------------------------------------------------------
+
+
+def _bar(done: int, total: int, width: int) -> Text:
+    """A progress bar of ``width`` cells (drawn by hand, as cheap as a line of text)."""
+    filled = width if total <= 0 else min(width, round(width * done / total))
+    return Text.assemble(("━" * filled, "green"), ("━" * (width - filled), "bright_black"))
+
+
+def _progress_line(snap: RunSnapshot, width: int, spinner: Text) -> Text:
+    done = f"{snap.jobs_done}/{snap.jobs_total} jobs ({snap.fraction_done:.0%})"
+    segments: list[tuple[Text, int]] = [(Text(done, style="bold"), 0)]
+    if snap.jobs_failed:
+        segments.append((Text(f"{snap.jobs_failed} failed", style="bold red"), 0))
+    segments.append((Text(f"{fmt.duration(snap.elapsed_s)} elapsed", style="dim"), 2))
+    if snap.phase:
+        segments.append((Text(f"{snap.phase}…", style="yellow"), 0))
+    else:
+        segments.append((Text.assemble(("eta ", "dim"), (_eta(snap), "bold magenta")), 0))
+    text = fit_line(segments, max(10, width - 2))
+    bar_width = width - spinner.cell_len - text.cell_len - 2
+    line = Text.assemble(spinner, " ")
+    if bar_width >= 10:  # the bar gives way first, never the times
+        line.append_text(_bar(snap.jobs_done, snap.jobs_total, bar_width))
+        line.append(" ")
+    line.append_text(text)
+    line.no_wrap = True
+    return line
+
+
+def _spend_line(snap: RunSnapshot, width: int) -> Text:
+    cap_style = _cap_style(snap.usd_spent, snap.usd_cap)
+    if snap.usd_earlier > 0:  # a resume: what this process spends, apart from what earlier ones did
+        segments = [
+            (Text.assemble(("spent ", "dim"), (fmt.usd(snap.usd_now), "bold green"), (" now", "dim")), 0),
+            (Text(f"est. {fmt.usd(snap.usd_estimate)} for the rest", style="dim"), 1),
+            (Text(f"earlier runs {fmt.usd(snap.usd_earlier)}", style="dim"), 1),
+            (Text(f"{fmt.usd(snap.usd_spent)} in all", style=cap_style), 2),
+        ]
+    else:
+        segments = [
+            (Text.assemble(("spent ", "dim"), (fmt.usd(snap.usd_spent), cap_style or "bold green")), 0),
+            (Text(f"est. {fmt.usd(snap.usd_estimate)}", style="dim"), 1),
+        ]
+    if snap.usd_cap is not None:
+        segments.append((Text(f"cap {fmt.usd(snap.usd_cap)}", style=cap_style or "dim"), 1))
+    return fit_line(segments, width)
+
+
+def _cap_style(spent: float, cap: float | None) -> str:
+    if not cap:
+        return ""
+    return "bold red" if spent >= 0.9 * cap else "yellow" if spent >= 0.7 * cap else ""
+
+
+def _calls_line(snap: RunSnapshot, width: int) -> Text:
+    average = snap.finished and snap.elapsed_s > 0
+    rate = snap.tokens_out / snap.elapsed_s if average else snap.tokens_per_s
+    segments = [
+        (Text.assemble((fmt.count(rate), "cyan"), (" tok/s avg" if average else " tok/s", "dim")), 0),
+        (Text(f"{snap.calls_done} calls done", style="dim"), 1),
+        (Text(f"{snap.calls_in_flight} in flight", style="dim"), 2),
+        (Text(f"{snap.n429} × 429", style="red" if snap.n429 else "dim"), 1),
+        (Text(f"tokens {fmt.count(snap.tokens_in)} in / {fmt.count(snap.tokens_out)} out", style="dim"), 3),
+    ]
+    if snap.jobs_skipped:
+        segments.append((Text(f"{snap.jobs_skipped} jobs resumed from the ledger", style="dim"), 2))
+    return fit_line(segments, width)
+
+
+def _one_line(text: str, width: int, style: str) -> Text:
+    line = Text(" ".join(text.split()), style=style, no_wrap=True, overflow="ellipsis")
+    line.truncate(width, overflow="ellipsis")
+    return line
+
+
+def render_frame(snap: RunSnapshot, width: int, *, spinner: Text | None = None) -> Panel:
+    """The dashboard for one snapshot, ``width`` columns wide at most."""
+    width = max(30, min(width, MAX_WIDTH))
+    inner = width - 4  # borders and padding
+    mark = Text("✓", style="bold green") if snap.finished else spinner or Text("·")
+    parts: list[RenderableType] = [
+        _progress_line(snap, inner, mark),
+        _spend_line(snap, inner),
+        _calls_line(snap, inner),
+    ]
+    if snap.lanes:
+        parts += [Text(""), lanes_table(snap.lanes, inner)]
+    notes = [_one_line(f"✗ {f}", inner, "red") for f in snap.failures[-FAILURE_LINES:]]
+    notes += [_one_line(f"· {e}", inner, "dim") for e in snap.recent[-EVENT_LINES:]]
+    if snap.stopping:
+        notes.append(_one_line(f"⏹ {snap.stopping}", inner, "bold yellow"))
+    parts += [Text(""), *notes] if notes else []
+    title = Text.assemble(("anytime ", "bold"), (snap.run_id, "bold cyan"))
+    return Panel(Group(*parts), title=title, title_align="left", border_style="blue", width=width)
+
+
+def render_preparing(title: str, phase: str, width: int, spinner: Text) -> Panel:
+    """The frame shown before the run has a snapshot: what is being prepared."""
+    width = max(30, min(width, MAX_WIDTH))
+    line = fit_line([(Text.assemble(spinner, " ", (f"{phase}…", "yellow")), 0)], width - 4)
+    heading = Text.assemble(("anytime ", "bold"), (title, "bold cyan"))
+    return Panel(line, title=heading, title_align="left", border_style="blue", width=width)
+
+
+# --- the live display ----------------------------------------------------------------------------------
+
+
+class LiveDashboard:
+    """The panel on a terminal, drawn at once (`start`) and redrawn at most every ``interval`` seconds.
+
+    Two columns of the terminal stay free: the terminal's "^C" echo would otherwise wrap the last
+    line and leave a stale copy of the frame's top border behind on every later refresh.
     """
 
-    def __init__(self, console: Console, get_snapshot: SnapshotSource, *, interval: float = 0.25) -> None:
+    def __init__(self, console: Console, title: str, *, interval: float = 0.25) -> None:
         self.console = console
-        self.get_snapshot = get_snapshot
+        self.title = title
         self.interval = interval
-        self._last: RunSnapshot | None = None
-        # the bars' clock is the snapshot's, so the spinner and columns agree with the numbers
-        clock = lambda: self._last.now if self._last else 0.0  # noqa: E731
-        self._bar = Progress(
-            SpinnerColumn(finished_text="[bold green]✓"),
-            BarColumn(bar_width=None, complete_style="green", finished_style="bold green"),
-            MofNCompleteColumn(),
-            "[dim]jobs",
-            TaskProgressColumn(),
-            # the bar gives way on narrow terminals, never the times
-            EtaColumn(table_column=Column(no_wrap=True)),
-            console=console,
-            auto_refresh=False,
-            get_time=clock,
-            expand=True,
-        )
-        self._meters = Progress(
-            SpendColumn(),
-            "[dim]·",
-            TokenRateColumn(),
-            "[dim]·",
-            RateLimitColumn(),
-            console=console,
-            auto_refresh=False,
-            get_time=clock,
-        )
-        self._tasks = (self._bar.add_task("jobs"), self._meters.add_task("meters"))
-        self._started = False
+        self._phase = "starting"
+        self._get: SnapshotSource | None = None
+        self._spinner = Spinner("dots", style="cyan")
         self._live = Live(console=console, auto_refresh=False, get_renderable=self._frame, transient=False)
+        self._ticker: threading.Thread | None = None
+        self._halt = threading.Event()
+
+    # the CLI's side: before the sweep has a snapshot
 
     def start(self) -> None:
-        """Take over the bottom of the terminal."""
-        self._started = True
-        self._live.start(refresh=False)
+        """Draw the first frame now and keep it moving while the CLI prepares."""
+        self._live.start(refresh=True)
+        self._tick_in_background()
+
+    def phase(self, text: str) -> None:
+        self._phase = text
+
+    def print(self, renderable: RenderableType) -> None:
+        """Print above the panel (the estimate, a warning)."""
+        self.console.print(renderable)
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """Take the panel off the screen for a prompt, and bring it back."""
+        self._stop_ticking()
+        self._live.transient = True
+        self._live.stop()
+        try:
+            yield
+        finally:
+            self._live.transient = False
+            self._live.start(refresh=True)
+            if self._get is None:
+                self._tick_in_background()
+
+    # the sweep's side
+
+    def attach(self, get_snapshot: SnapshotSource) -> None:
+        """From now on frames show ``get_snapshot()``, refreshed by the caller (on its event loop)."""
+        self._stop_ticking()
+        self._get = get_snapshot
 
     def refresh(self) -> None:
         """Take a snapshot and redraw."""
         self._live.refresh()
 
     def stop(self) -> None:
-        """Draw the final frame and leave it on screen."""
+        """Draw the last frame and leave it (a frame of preparation only is wiped)."""
+        self._stop_ticking()
+        if self._get is None:
+            self._live.transient = True
         self._live.stop()
 
     def _frame(self) -> RenderableType:
-        # Live asks for a frame as soon as it is built: take no snapshot before `start`
-        return self.render() if self._started else Text("")
+        # two columns spare, see the class docstring
+        width = self.console.width - 2
+        spinner = self._spinner.render(time.monotonic())
+        assert isinstance(spinner, Text)
+        if self._get is None:
+            return render_preparing(self.title, self._phase, width, spinner)
+        return render_frame(self._get(), width, spinner=spinner)
 
-    def render(self) -> RenderableType:
-        """The current frame, from a fresh snapshot."""
-        snap = self._last = self.get_snapshot()
-        for progress, task in zip((self._bar, self._meters), self._tasks, strict=True):
-            progress.update(task, total=snap.jobs_total, completed=snap.jobs_done, snapshot=snap)
-        blank = Text("")
-        lanes = lanes_table(snap.lanes, compact=self.console.width < 80)
-        parts: list[RenderableType] = [self._bar, self._meters, blank, lanes]
-        parts += [blank, _totals(snap)]
-        if snap.recent:
-            parts.append(Text("\n".join(f"· {event}" for event in snap.recent[-3:]), style="dim"))
-        if snap.stopping:
-            parts.append(Text(f"⏹ {snap.stopping}", style="bold yellow"))
-        title = Text.assemble(("anytime ", "bold"), (snap.run_id, "bold cyan"))
-        # a full-width bar is pleasant up to ~100 columns and silly beyond; two columns spare
-        # leave room for the terminal's "^C" echo, which would otherwise wrap the last line and
-        # leave a stale copy of the frame's top border behind on every later refresh
-        width = max(20, min(self.console.width - 2, 100))
-        return Panel(Group(*parts), title=title, title_align="left", border_style="blue", width=width)
+    def _tick_in_background(self) -> None:
+        self._halt.clear()
+        self._ticker = threading.Thread(target=self._tick, name="anytime-dashboard", daemon=True)
+        self._ticker.start()
 
+    def _tick(self) -> None:
+        while not self._halt.wait(self.interval):
+            self._live.refresh()
 
-def _totals(snap: RunSnapshot) -> Text:
-    text = Text.assemble(
-        ("calls ", "dim"),
-        (f"{snap.calls_done}", "bold"),
-        (" done, ", "dim"),
-        (f"{snap.calls_in_flight}", "bold"),
-        (" in flight  tokens ", "dim"),
-        (fmt.count(snap.tokens_in), "bold"),
-        (" in / ", "dim"),
-        (fmt.count(snap.tokens_out), "bold"),
-        (" out", "dim"),
-    )
-    if snap.jobs_skipped:
-        text.append(f"  {snap.jobs_skipped} resumed", style="dim")
-    return text
-
-
-# --- choosing and driving a display ----------------------------------------------------------------
-
-
-def make_display(
-    console: Console,
-    get_snapshot: SnapshotSource,
-    *,
-    plain: bool | None = None,
-    interval: float | None = None,
-) -> LiveDashboard | LineLog:
-    """The dashboard on a terminal, the line log otherwise or when ``plain`` is True."""
-    if plain is None:
-        plain = not console.is_terminal or console.is_dumb_terminal
-    if plain:
-        return LineLog(console, get_snapshot, interval=5.0 if interval is None else interval)
-    return LiveDashboard(console, get_snapshot, interval=0.25 if interval is None else interval)
-
-
-@contextlib.asynccontextmanager
-async def open_display(
-    console: Console,
-    get_snapshot: SnapshotSource,
-    *,
-    plain: bool | None = None,
-    interval: float | None = None,
-) -> AsyncIterator[Display]:
-    """Show the run while the block runs; the final state is drawn on exit, even on cancellation.
-
-    Args:
-        console: where to draw.
-        get_snapshot: called on the event loop each refresh; must be cheap and not block.
-        plain: force the line log (True) or the dashboard (False); None picks by ``console``.
-        interval: seconds between refreshes (default 0.25 for the dashboard, 5 for the line log).
-    """
-    display = make_display(console, get_snapshot, plain=plain, interval=interval)
-    display.start()
-    try:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(_refresh_forever, display)
-            try:
-                yield display
-            finally:
-                tg.cancel_scope.cancel()
-    except BaseExceptionGroup as group:
-        # the refresh task never raises, so a group holds only the block's own error: hand that
-        # back unwrapped, so callers' `except ConfigError` keep working under a display
-        if len(group.exceptions) == 1:
-            raise group.exceptions[0] from None
-        raise
-    finally:
-        try:
-            display.stop()
-        except Exception as exc:  # the block's own outcome (or error) matters more than a last frame
-            _warn(display, exc)
-
-
-async def _refresh_forever(display: Display) -> None:
-    failed = False
-    while True:
-        await anyio.sleep(display.interval)
-        try:
-            display.refresh()
-        except Exception as exc:  # a display bug must never stop a sweep that is spending money
-            if not failed:
-                failed = True
-                _warn(display, exc)
-
-
-def _warn(display: Display, exc: Exception) -> None:
-    # stderr, not the console: the console may be the very thing that failed
-    message = f"{type(exc).__name__}: {exc}"
-    print(
-        f"anytime: progress display ({type(display).__name__}) failed, run continues: {message}",
-        file=sys.stderr,
-    )
+    def _stop_ticking(self) -> None:
+        if self._ticker is not None:
+            self._halt.set()
+            self._ticker.join()
+            self._ticker = None

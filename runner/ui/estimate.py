@@ -14,25 +14,36 @@ from runner.ui import format as fmt
 def _least_time(s: float | None) -> str:
     if s is None:
         return "unknown (no limits stated; they are learned from headers at run time)"
+    if s <= 0:
+        return "0s (a run this size fits in the limits' first minute)"
     return fmt.duration(s)
 
 
 def print_estimate_summary(estimate: Estimate, console: Console) -> None:
     """One line for `anytime run`: the dollar range, calls and the least wall time."""
+    console.print(estimate_summary(estimate))
+
+
+def estimate_summary(estimate: Estimate) -> str:
+    """The line `print_estimate_summary` prints (rich markup)."""
     done = (
         f" for what is left ({estimate.jobs_done:,} jobs already done, {fmt.usd(estimate.usd_spent)} spent)"
         if estimate.jobs_done
         else ""
     )
     if estimate.jobs_done and not estimate.calls_high:
-        console.print(
+        return (
             f"[bold]Estimate[/]: nothing left to run ({estimate.jobs_done:,} jobs done, "
             f"{fmt.usd(estimate.usd_spent)} spent): a rerun only rebuilds the report"
         )
-        return
-    console.print(
+    interval = (
+        f"90% interval {fmt.usd(estimate.usd_interval[0])}–{fmt.usd(estimate.usd_interval[1])}, "
+        if estimate.usd_interval is not None
+        else ""
+    )
+    return (
         f"[bold]Estimate[/]{done}: up to {estimate.calls_high:,} calls; expected {fmt.usd(estimate.usd_expected)} "
-        f"(low {fmt.usd(estimate.usd_low)}, high {fmt.usd(estimate.usd_high)}); "
+        f"({interval}low {fmt.usd(estimate.usd_low)}, high {fmt.usd(estimate.usd_high)}); "
         + (
             f"at least {_least_time(estimate.min_wall_s)} under the rate limits"
             if estimate.min_wall_s is not None
@@ -52,7 +63,7 @@ def print_estimate(estimate: Estimate, console: Console) -> None:
         "fidelity",
         "jobs",
         "calls",
-        "input tok exp / high",
+        "input tok exp (cached) / high",
         "output tok low / exp / high",
         "$ low",
         "$ expected",
@@ -69,7 +80,7 @@ def print_estimate(estimate: Estimate, console: Console) -> None:
             r.fidelity,
             str(r.jobs),
             f"{r.calls.low:,.0f}–{r.calls.high:,.0f}",
-            f"{fmt.count(r.input_tokens.expected)} / {fmt.count(r.input_tokens.high)}",
+            f"{fmt.count(r.input_tokens.expected)} ({fmt.count(r.cached_tokens)}) / {fmt.count(r.input_tokens.high)}",
             " / ".join(fmt.count(n) for n in (r.output_tokens.low, r.output_tokens.expected, r.output_tokens.high)),
             fmt.usd(r.usd.low),
             fmt.usd(r.usd.expected),
@@ -93,6 +104,19 @@ def print_estimate(estimate: Estimate, console: Console) -> None:
         "",
     )
     console.print(table)
+    _print_footer(estimate, console)
+
+
+def _print_footer(estimate: Estimate, console: Console) -> None:
+    """Below the table: the interval, what caching saves, the lanes' least time, the assumptions."""
+    if estimate.usd_interval is not None:
+        low, high = estimate.usd_interval
+        console.print(f"  expected {fmt.usd(estimate.usd_expected)}, 90% interval {fmt.usd(low)}–{fmt.usd(high)}")
+    if estimate.usd_uncached > estimate.usd_expected:
+        console.print(
+            f"  prompt caching: expected {fmt.usd(estimate.usd_expected)} instead of "
+            f"{fmt.usd(estimate.usd_uncached)} without it"
+        )
     _print_lanes(estimate, console)
     for note in estimate.notes:
         console.print(f"  note: {note}")
@@ -100,7 +124,7 @@ def print_estimate(estimate: Estimate, console: Console) -> None:
 
 def _print_lanes(estimate: Estimate, console: Console) -> None:
     """Per provider: the calls expected (and their attempts, when history shows retries) and the
-    least wall time its limits allow."""
+    least wall time its limits allow (at the least use a run can make)."""
     for lane in estimate.lanes:
         retries = lane.attempts - lane.calls
         requests = f" ({lane.attempts:,.0f} attempts with retries)" if retries >= 0.5 else ""

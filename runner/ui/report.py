@@ -8,12 +8,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from runner.analysis.anytime import Interval
+from runner.analysis.compare import RunComparison
 from runner.analysis.report import Cell, Report, RunReport
 from runner.ui import format as fmt
 
 if TYPE_CHECKING:  # the types only: rich itself loads where a table is drawn
     from rich.console import Group, RenderableType
-    from rich.table import Table
+
+    from runner.ui.fit import FittedTable
 
 
 def _ci(interval: Interval, scale: float = 1.0) -> str:
@@ -132,15 +134,42 @@ def overall_rows(run: RunReport) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
-def _table(title: str, header: list[str], rows: list[list[str]]) -> Table:
-    from rich.table import Table
+# which columns give way first when a terminal is narrow (0: never); report.md keeps every one
+_PRIORITY = {
+    "$/problem": 1,
+    "fidelity": 1,
+    "final": 1,
+    "Δ AI 95% CI": 1,
+    "full": 2,
+    "$/AI pt": 2,
+    "Δ final": 2,
+    "AI 95% CI": 3,
+    "calls (retries)": 3,
+    "tokens in/out": 3,
+    "Δ final 95% CI": 3,
+    "n": 4,
+    "datasets": 4,
+    "counted/billed": 5,
+    "exact (last/full)": 5,
+    "synthesis $ (/problem)": 6,
+}
 
-    table = Table(title=title, title_justify="left")
-    for i, column in enumerate(header):
-        table.add_column(column, justify="left" if i < 2 or column == "fidelity" else "right", no_wrap=i < 2)
-    for row in rows:
-        table.add_row(*row)
-    return table
+
+def _priorities(header: list[str]) -> list[int]:
+    """Each column's priority: names first, the Anytime Index and dollars always; of the budgets,
+    the first and last (the ends of the curve) before the ones between."""
+    budgets = [i for i, name in enumerate(header) if name[:1].isdigit()]
+    ends = {budgets[0], budgets[-1]} if budgets else set()
+    return [(1 if i in ends else 2) if i in budgets else _PRIORITY.get(name, 0) for i, name in enumerate(header)]
+
+
+def report_table(title: str, header: list[str], rows: list[list[str]]) -> FittedTable:
+    """A report table that fits the terminal by leaving out columns of low priority (never by
+    wrapping cells); report.md keeps every column."""
+    from runner.ui.fit import FittedTable
+
+    left = 3 if header[:3] == ["model", "dataset", "method"] else 2
+    return FittedTable(title, header, rows, _priorities(header), left=left, where_all="report.md")
 
 
 def _run_tables(run: RunReport) -> Group:
@@ -150,21 +179,21 @@ def _run_tables(run: RunReport) -> Group:
     parts: list[RenderableType] = []
     for dataset in _datasets(run):
         parts.append(
-            _table(
+            report_table(
                 f"{run.name} · {dataset}: quality x100 per budget; AI = Anytime Index ({run.mode})",
                 *quality_rows(run, dataset),
             )
         )
-        parts.append(_table(f"{run.name} · {dataset}: cost", *cost_rows(run, dataset)))
+        parts.append(report_table(f"{run.name} · {dataset}: cost", *cost_rows(run, dataset)))
         if any(p.dataset == dataset for p in run.differences):
             parts.append(
-                _table(
+                report_table(
                     f"{run.name} · {dataset}: paired differences (points)",
                     *difference_rows(run, dataset),
                 )
             )
     if len(_datasets(run)) > 1:
-        parts.append(_table(f"{run.name}: overall (unweighted mean over datasets, x100)", *overall_rows(run)))
+        parts.append(report_table(f"{run.name}: overall (unweighted mean over datasets, x100)", *overall_rows(run)))
     parts.append(Text(_footer(run), style="dim"))
     return Group(*parts)
 
@@ -181,9 +210,9 @@ def _footer(run: RunReport) -> str:
     return text
 
 
-def _compare_table(runs: list[RunReport]) -> Table:
+def _compare_table(runs: list[RunReport]) -> FittedTable:
     header, rows = compare_rows(runs)
-    return _table("runs side by side: Anytime Index / final quality (x100) / $ total", header, rows)
+    return report_table("runs side by side: Anytime Index / final quality (x100) / $ total", header, rows)
 
 
 def compare_rows(runs: list[RunReport]) -> tuple[list[str], list[list[str]]]:
@@ -202,6 +231,72 @@ def compare_rows(runs: list[RunReport]) -> tuple[list[str], list[list[str]]]:
             )
         rows.append(row)
     return header, rows
+
+
+def _signed(interval: Interval, scale: float) -> str:
+    """``+12.5 (+3.1 to +21.9)``: a difference with its 95% interval."""
+    text = f"{scale * interval.value:+.1f}"
+    if interval.lo is None or interval.hi is None:
+        return text
+    return f"{text} ({scale * interval.lo:+.1f} to {scale * interval.hi:+.1f})"
+
+
+def comparison_rows(comparison: RunComparison, dataset: str) -> tuple[list[str], list[list[str]]]:
+    """B − A per cell of one dataset: Q at each budget (points x100) and the Anytime Index, paired intervals."""
+    cells = [c for c in comparison.cells if c.dataset == dataset]
+    budgets = sorted({b for cell in cells for b in cell.budgets})
+    header = ["model", "method", "n", *(f"Δ {fmt.budget(b)}" for b in budgets), "Δ AI", "AI A → B"]
+    rows = []
+    for cell in cells:
+        at = {d.budget: d.difference for d in cell.quality}
+        rows.append(
+            [
+                cell.model,
+                cell.method,
+                str(cell.problems),
+                *(fmt.NONE if b not in at else _signed(at[b], 100.0) for b in budgets),
+                _signed(cell.anytime_index, 1.0),
+                f"{fmt.points(cell.anytime_index_a)} → {fmt.points(cell.anytime_index_b)}",
+            ]
+        )
+    return header, rows
+
+
+def comparison_notes(comparison: RunComparison) -> list[str]:
+    """What a comparison kept and left out, in words."""
+    notes = [
+        f"{comparison.b} − {comparison.a}: differences x100 with paired 95% bootstrap intervals over problems "
+        f"(Anytime Index mode {comparison.mode})."
+    ]
+    if comparison.intersect:
+        notes += [
+            f"{d.dataset}: kept the {d.kept} problems both runs have ({d.in_a} in {comparison.a}, "
+            f"{d.in_b} in {comparison.b})."
+            for d in comparison.datasets
+        ]
+    if comparison.only_in_a or comparison.only_in_b:
+        notes.append(
+            "not compared (in one run only): "
+            + ", ".join(
+                [
+                    *(f"{c} ({comparison.a})" for c in comparison.only_in_a),
+                    *(f"{c} ({comparison.b})" for c in comparison.only_in_b),
+                ]
+            )
+        )
+    return notes
+
+
+def _comparison_tables(comparison: RunComparison) -> Group:
+    from rich.console import Group
+    from rich.text import Text
+
+    parts: list[RenderableType] = []
+    for dataset in sorted({c.dataset for c in comparison.cells}):
+        title = f"{comparison.b} − {comparison.a} · {dataset}: paired differences (x100)"
+        parts.append(report_table(title, *comparison_rows(comparison, dataset)))
+    parts += [Text(note, style="dim") for note in comparison_notes(comparison)]
+    return Group(*parts)
 
 
 def _markdown_table(header: list[str], rows: list[list[str]]) -> str:
@@ -245,6 +340,11 @@ def render_markdown(report: Report) -> str:
         out += [_footer(run), ""]
     if report.compare and len(report.runs) > 1:
         out += ["# Runs side by side", "", _markdown_table(*compare_rows(report.runs)), ""]
+    for comparison in report.comparisons:
+        out += [f"# {comparison.b} − {comparison.a}", ""]
+        for dataset in sorted({c.dataset for c in comparison.cells}):
+            out += [f"## {dataset}", "", _markdown_table(*comparison_rows(comparison, dataset)), ""]
+        out += [*comparison_notes(comparison), ""]
     return "\n".join(out)
 
 
@@ -256,5 +356,6 @@ def rich_report(report: Report) -> Group:
     parts: list[RenderableType] = [_run_tables(run) for run in report.runs]
     if report.compare and len(report.runs) > 1:
         parts.append(_compare_table(report.runs))
+    parts += [_comparison_tables(comparison) for comparison in report.comparisons]
     parts += [Text(note, style="yellow") for note in report.notes]
     return Group(*parts)

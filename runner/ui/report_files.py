@@ -55,6 +55,7 @@ CSV_COLUMNS = (
     "dataset",
     "method",
     "budget",
+    "full_trace",
     "quality",
     "anytime_index",
     "mode",
@@ -66,16 +67,21 @@ CSV_COLUMNS = (
 
 
 def write_csv(report: Report, path: Path) -> None:
-    """One row per (run, model, dataset, method, budget); budget "full" is the untruncated trace."""
+    """One row per (run, model, dataset, method, budget), typed: numbers are written as numbers.
+
+    ``budget`` is the token budget (an integer); the row of the untruncated trace has no budget
+    and ``full_trace`` true. A quality that does not exist is left empty (not zero), so pandas,
+    DuckDB and spreadsheets read ``budget`` and ``quality`` as numeric columns.
+    """
     with path.open("w", encoding="utf-8", newline="") as handle:
         out = csv.writer(handle)
         out.writerow(CSV_COLUMNS)
         for run in report.runs:
             for cell in run.cells:
-                points: list[tuple[str, float | None]] = [
-                    (str(b), q) for b, q in zip(cell.summary.budgets, cell.summary.quality, strict=True)
-                ]
-                points.append(("full", cell.summary.full.value if cell.summary.full else None))
+                points: list[tuple[int | None, float | None]] = list(
+                    zip(cell.summary.budgets, cell.summary.quality, strict=True)
+                )
+                points.append((None, cell.summary.full.value if cell.summary.full else None))
                 for budget, quality in points:
                     out.writerow(
                         [
@@ -83,13 +89,14 @@ def write_csv(report: Report, path: Path) -> None:
                             cell.model,
                             cell.dataset,
                             cell.method,
-                            budget,
-                            "" if quality is None else f"{quality:.6f}",
-                            f"{cell.summary.anytime_index.value:.4f}",
+                            "" if budget is None else budget,
+                            "true" if budget is None else "false",
+                            "" if quality is None else round(quality, 6),
+                            round(cell.summary.anytime_index.value, 4),
                             run.mode,
                             cell.summary.problems,
-                            f"{cell.usd_total:.6f}",
-                            f"{cell.usd_synthesis:.6f}",
+                            round(cell.usd_total, 6),
+                            round(cell.usd_synthesis, 6),
                             cell.fidelity,
                         ]
                     )

@@ -9,11 +9,14 @@ from __future__ import annotations
 from runner.tasks.methods.base import (
     REASONING_CLOSE,
     REASONING_OPEN,
+    AnswerPrompt,
     MethodOptions,
     MethodParams,
     MethodStrategy,
     PoolTrace,
     answer_messages,
+    answer_prompt,
+    base_prompt,
 )
 from runner.tasks.methods.cot import CotMethod
 from runner.tasks.methods.leap import LeapMethod
@@ -45,11 +48,14 @@ __all__ = [
     "METHODS",
     "REASONING_CLOSE",
     "REASONING_OPEN",
+    "AnswerPrompt",
     "MethodOptions",
     "MethodParams",
     "MethodStrategy",
     "PoolTrace",
     "answer_messages",
+    "answer_prompt",
+    "base_prompt",
     "get_method",
     "preference_pairs",
     "select_pool",

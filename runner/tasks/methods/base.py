@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from abc import ABC
 from collections.abc import Sequence
-from typing import ClassVar, Protocol
+from typing import ClassVar, NamedTuple, Protocol
 
 import msgspec
 
@@ -74,12 +74,9 @@ class MethodStrategy(ABC):
         self.params = params
 
     def trace_messages(self, task: Task, rendered: Rendered, preface: str | None) -> tuple[Message, ...]:
-        """The messages of the trace call: the preface (if any), then the test problem, then how to answer."""
+        """The messages of the trace call: the preface (if any), then how to answer, then the test problem."""
         parts = [preface.strip()] if preface and preface.strip() else []
-        parts.append(
-            "Solve the following problem. Think step by step, and end with your final answer, "
-            f"given as {task.answer_format}.\n\nProblem:\n{rendered.question}"
-        )
+        parts.append(base_prompt(task, rendered))
         return (Message("user", "\n\n".join(parts)),)
 
     def build_preface(self, task: Task, pool: Sequence[PoolTrace]) -> tuple[list[dict[str, object]], str]:
@@ -91,19 +88,54 @@ class MethodStrategy(ABC):
         raise NotImplementedError(f"method {self.kind!r} does not learn principles")
 
 
-def answer_messages(task: Task, rendered: Rendered, partial_trace: str) -> tuple[Message, ...]:
-    """The forced-answer call at one budget, the same for every method (paper.md §8).
+def base_prompt(task: Task, rendered: Rendered) -> str:
+    """The trace prompt of a method without a preface (Base): how to answer, then the problem."""
+    return (
+        "Solve the following problem. Think step by step, and end with your final answer, "
+        f"given as {task.answer_format}.\n\nProblem:\n{rendered.question}"
+    )
+
+
+class AnswerPrompt(NamedTuple):
+    """A forced-answer prompt (one user turn) and where its parts end, in characters.
+
+    Attributes:
+        text: the prompt.
+        lead: how much of it is the Base trace prompt, word for word (0 in the standalone layout).
+        cut_start: where the cut reasoning begins (everything before it is the same at every budget).
+    """
+
+    text: str
+    lead: int
+    cut_start: int
+
+
+def answer_prompt(task: Task, rendered: Rendered, partial_trace: str, *, shared: bool = True) -> AnswerPrompt:
+    """The forced-answer prompt at one budget, the same for every method (paper.md §8).
 
     The problem, the reasoning cut off at the budget between the exact markers, and an instruction
     to stop reasoning and give the best final answer now in the task's format.
+
+    ``shared`` (the default, docs/caching.md): the prompt opens with the Base trace prompt word
+    for word (its "Problem:" block is the standalone layout's opening), so that a provider's prompt
+    cache serves the trace call's prompt and, from one budget to the next, everything up to the
+    previous cut. ``shared=False``: the standalone layout used before, which opens with the problem.
     """
-    text = (
-        f"Problem:\n{rendered.question}\n\n"
+    opening = base_prompt(task, rendered) if shared else f"Problem:\n{rendered.question}"
+    head = (
+        f"{opening}\n\n"
         "Below is your reasoning on this problem so far. It was cut off at a token budget and may "
-        "stop mid-sentence.\n\n"
-        f"{REASONING_OPEN}\n{partial_trace}\n{REASONING_CLOSE}\n\n"
+        f"stop mid-sentence.\n\n{REASONING_OPEN}\n"
+    )
+    text = (
+        f"{head}{partial_trace}\n{REASONING_CLOSE}\n\n"
         "Stop reasoning now. Do not continue the reasoning or check it again. Based on the reasoning "
         "so far, give your best final answer immediately, even if the reasoning is incomplete, "
         f"as {task.answer_format}."
     )
-    return (Message("user", text),)
+    return AnswerPrompt(text=text, lead=len(opening) if shared else 0, cut_start=len(head))
+
+
+def answer_messages(task: Task, rendered: Rendered, partial_trace: str, *, shared: bool = True) -> tuple[Message, ...]:
+    """The forced-answer call's messages (see `answer_prompt`)."""
+    return (Message("user", answer_prompt(task, rendered, partial_trace, shared=shared).text),)
