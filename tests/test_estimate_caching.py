@@ -92,7 +92,9 @@ def test_given_how_traces_behave_the_estimate_predicts_the_bill(tmp_path: Path, 
     assert all(r.expected_from.startswith("history") for r in estimate.rows)
     assert main(["run", str(second), "--yes", "--plain", "--no-report"]) == 0
     usd, cached = spent(second)
-    assert estimate.usd_expected == pytest.approx(usd, rel=0.05)
+    # after the trace, answers find a cache by luck (when their calls start against one another's
+    # first output, which the lane's pacing moves): the bill moves by a few percent with timing
+    assert estimate.usd_expected == pytest.approx(usd, rel=0.05 if answers == "at_cut" else 0.10)
     assert estimate.usd_high >= usd
     if answers == "at_cut":  # (after the trace, the simulator's methods share traces: answers hit by luck)
         assert sum(r.cached_tokens for r in estimate.rows) == pytest.approx(cached, rel=0.25)

@@ -372,7 +372,10 @@ class Lane:
         case, the admission is given back and the call waits for them to settle.
         """
         worst = worst_case_cost(spec.price, spec.prompt_tokens, spec.request.max_output_tokens)
-        cost = SpendNeed(self.name, worst, spec.commits_usd, new_work=spec.kind != "answer")
+        owner = (spec.job_id, spec.instance) if spec.instance is not None else None
+        # a forced answer (a call with a budget) draws on its trace's commitment, if its job has one
+        new_work, draws = spec.kind != "answer", spec.budget is not None
+        cost = SpendNeed(self.name, worst, spec.commits_usd, new_work=new_work, owner=owner, draws=draws)
         while True:
             self.spend.raise_if_never_fits(cost)  # before waiting for the limiter for nothing
             reservation = await self._acquire(spec)
@@ -389,6 +392,10 @@ class Lane:
                 await self.spend.wait_settled()
             finally:
                 self.spend_waiting -= 1
+
+    def release_commitment(self, job_id: str, instance: str) -> None:
+        """A job's execution ended: the spend its forced answers did not draw goes back to the cap."""
+        self.spend.release((job_id, instance))
 
     def stats(self) -> LaneStats:
         """The limiter's snapshot, with the lane's own reason to wait: the spend cap."""

@@ -84,7 +84,10 @@ class Pipeline:
         else:
             lead = calls.trace_is_lead(task, rendered, messages)
             traced = TracedJob(ctx, owner, task, rendered, job.budgets, lead_cached=lead)
-            graded = await self._traced(job, traced, method, messages)
+            try:
+                graded = await self._traced(job, traced, method, messages)
+            finally:  # what the trace reserved for answers it never asked goes back to the cap
+                ctx.lane.release_commitment(*owner)
         await self.transcripts.settle(owner)  # the transcript is on disk before the ledger says done
         return self._record(job, owner.instance, ctx, graded)
 

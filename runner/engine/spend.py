@@ -7,6 +7,12 @@ calls in flight settle at (``spent + need > cap``: spending only grows), the cap
 `SpendCapReached` is raised and, for new work, the guard stays closed. If it fits only once some
 calls in flight settle for less than their worst case, it waits for them (`wait_settled`) and
 asks again: the run never stops while it still has the budget for its next call.
+
+A trace commits its job to its forced answers. Their worst case is reserved with the trace, as the
+job's commitment, and each answer draws on it when it starts: answers sent while the trace still
+streams (`run.answers = "at_cut"`) never find the money their trace was admitted with taken by
+traces admitted after it. What the answers did not draw is given back when the job's execution
+ends (`release`).
 """
 
 from __future__ import annotations
@@ -38,10 +44,8 @@ class SpendNeed(NamedTuple):
     worst_usd: float
     commits_usd: float = 0.0
     new_work: bool = True
-
-    @property
-    def usd(self) -> float:
-        return self.worst_usd + (self.commits_usd if self.new_work else 0.0)
+    owner: tuple[str, str] | None = None  # (job id, execution): whose commitment it holds or draws on
+    draws: bool = False  # a forced answer: its worst case comes out of its trace's commitment first
 
 
 class SpendGuard:
@@ -66,6 +70,8 @@ class SpendGuard:
         self.in_flight_by_provider: dict[str, float] = defaultdict(float)
         self.calls_in_flight = 0  # counted, not read off the float sum, which may drift off zero
         self.reached: str | None = None
+        # per job execution: (provider, dollars) reserved for its forced answers and not yet drawn
+        self.committed: dict[tuple[str, str], tuple[str, float]] = {}
         self._settled: anyio.Event | None = None  # made on first wait: the guard is built off the loop
 
     def raise_if_never_fits(self, need: SpendNeed) -> None:
@@ -85,10 +91,42 @@ class SpendGuard:
         self.raise_if_never_fits(need)
         if self._refusal(need, in_flight=True) is not None:
             return None
-        self.in_flight += need.worst_usd
-        self.in_flight_by_provider[need.provider] += need.worst_usd
+        drawn, commits = self._drawable(need), self._commits(need)
+        if need.owner is not None and drawn:  # the answer's reservation moves out of the commitment
+            provider, left = self.committed[need.owner]
+            self.committed[need.owner] = (provider, left - drawn)
+            self._hold(provider, -drawn)
+        if need.owner is not None and commits:
+            self.committed[need.owner] = (need.provider, need.commits_usd)
+        self._hold(need.provider, need.worst_usd + (need.commits_usd if commits else 0.0))
         self.calls_in_flight += 1
         return need.worst_usd
+
+    def release(self, owner: tuple[str, str]) -> None:
+        """A job's execution ended: what its forced answers did not draw of its commitment goes back."""
+        provider, left = self.committed.pop(owner, ("", 0.0))
+        if left:
+            self._hold(provider, -left)
+            self._wake()
+
+    def _hold(self, provider: str, usd: float) -> None:
+        self.in_flight += usd
+        self.in_flight_by_provider[provider] += usd
+
+    def _drawable(self, need: SpendNeed) -> float:
+        """How much of ``need``'s worst case its job's commitment covers."""
+        if not need.draws or need.owner not in self.committed:
+            return 0.0
+        return min(need.worst_usd, self.committed[need.owner][1])
+
+    def _commits(self, need: SpendNeed) -> bool:
+        """Whether admitting ``need`` reserves a new commitment (a retried trace keeps the first)."""
+        return need.new_work and need.commits_usd > 0 and need.owner is not None and need.owner not in self.committed
+
+    def _fresh_usd(self, need: SpendNeed) -> float:
+        """The money ``need`` asks of the caps beyond what is already reserved for it."""
+        commits = need.commits_usd if self._commits(need) or (need.new_work and need.owner is None) else 0.0
+        return need.worst_usd - self._drawable(need) + commits
 
     async def wait_settled(self) -> None:
         """Wait until some call in flight settles (returns at once if none is in flight)."""
@@ -104,6 +142,9 @@ class SpendGuard:
         self.calls_in_flight -= 1
         self.spent += actual_usd
         self.spent_by_provider[provider] += actual_usd
+        self._wake()
+
+    def _wake(self) -> None:
         if self._settled is not None:
             self._settled.set()
             self._settled = None
@@ -112,15 +153,16 @@ class SpendGuard:
         """Why ``need`` does not fit (counting the calls in flight at their worst, or not), or None."""
         in_flight = in_flight and self.calls_in_flight > 0
         held = self.in_flight if in_flight else 0.0
-        if self.max_usd is not None and self.spent + held + need.usd > self.max_usd:
+        usd = self._fresh_usd(need)
+        if self.max_usd is not None and self.spent + held + usd > self.max_usd:
             flight = f" + in flight ${held:.4f}" if in_flight else ""
             return (
                 f"run.max_usd ${self.max_usd:.4f}: spent ${self.spent:.4f}{flight} "
-                f"+ next call up to ${need.usd:.4f} would exceed it"
+                f"+ next call up to ${usd:.4f} would exceed it"
             )
         cap = self.provider_caps.get(need.provider)
         held_here = self.in_flight_by_provider[need.provider] if in_flight else 0.0
-        if cap is not None and self.spent_by_provider[need.provider] + held_here + need.usd > cap:
+        if cap is not None and self.spent_by_provider[need.provider] + held_here + usd > cap:
             return f"providers.{need.provider}.max_usd ${cap:.4f} would be exceeded"
         return None
 

@@ -103,10 +103,13 @@ async def _pool_trace(
         shared = calls.trace_shared_prefix(method, messages, rendered) if ctx.plan.cache_aware else 0
         chat = calls.trace_request(ctx.plan, messages, (budget,), one.seed, shared)
         answer_prompt = calls.answer_prompt_tokens(ctx.plan, task, rendered)
-        trace = await stream_trace(ctx, owner, "synthesis", chat, (budget,), task, answer_prompt)
-        text = trace.consumer.cuts[budget].text
-        place = calls.AnswerPlace(lead_cached=calls.trace_is_lead(task, rendered, messages))
-        grade = await forced_answer(ctx, owner, "synthesis", task, rendered, text, budget, place)
+        try:
+            trace = await stream_trace(ctx, owner, "synthesis", chat, (budget,), task, answer_prompt)
+            text = trace.consumer.cuts[budget].text
+            place = calls.AnswerPlace(lead_cached=calls.trace_is_lead(task, rendered, messages))
+            grade = await forced_answer(ctx, owner, "synthesis", task, rendered, text, budget, place)
+        finally:  # what the trace reserved for its answer and did not draw goes back to the cap
+            ctx.lane.release_commitment(*owner)
     await ctx.transcripts.settle(owner)
     return PoolTrace(
         problem_id=one.problem.id,
