@@ -76,6 +76,32 @@ class Clock(Protocol):
     async def sleep(self, seconds: float) -> None: ...
 
 
+class Capacity(Protocol):
+    """What an admitted call holds of its lane's limits until it settles: a `Reservation` of this
+    process's limiter, or in a worker process a lease from the coordinator's (`runner.cluster`)."""
+
+    def settle(self, actual_tokens: int) -> None: ...
+
+    def cancel(self) -> None: ...
+
+
+class Limiter(Protocol):
+    """What a lane asks of its limits: this process's `LaneLimiter`, or in a worker process a proxy
+    that leases capacity from the coordinator's limiter for the key (`runner.cluster.remote`)."""
+
+    async def acquire(self, tokens: int) -> Capacity: ...
+
+    def observe(self, reading: RateLimitReading) -> None: ...
+
+    def on_rate_limited(self, retry_after_s: float | None) -> None: ...
+
+    def on_server_error(self) -> None: ...
+
+    def on_success(self) -> None: ...
+
+    def stats(self) -> LaneStats: ...
+
+
 class LoopClock:
     """The event loop's own clock (what `anyio.sleep` and `anyio.fail_after` use)."""
 
@@ -535,9 +561,11 @@ __all__ = [
     "WAIT_RETRY_AFTER",
     "WAIT_TOKENS",
     "WIDEN_AFTER_S",
+    "Capacity",
     "Clock",
     "LaneLimiter",
     "LaneStats",
+    "Limiter",
     "LoopClock",
     "Reservation",
 ]
