@@ -165,6 +165,11 @@ class SpendGuard:
         self.spent_by_provider[provider] += actual_usd
         self._wake()
 
+    def charge(self, provider: str, usd: float) -> None:
+        """Count spend known only after the fact: a lost worker's call, as its ledger record says."""
+        self.spent += usd
+        self.spent_by_provider[provider] += usd
+
     def _wake(self) -> None:
         if self._settled is not None:
             self._settled.set()

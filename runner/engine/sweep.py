@@ -41,7 +41,8 @@ from runner.engine.snapshots import RunSnapshot
 from runner.engine.spend import SpendGuard
 from runner.engine.transcribe import NO_TRANSCRIPTS, Transcriber
 from runner.errors import LaneStopped, ProviderError, RunStopped, SpendCapReached
-from runner.ledger.records import Note, RunHeader
+from runner.ledger.prices import ModelPrice
+from runner.ledger.records import Note, RunHeader, Synthesis
 from runner.ledger.transcript_writer import TranscriptWriter, WriterStats, open_transcripts
 from runner.ledger.transcripts import TranscriptHeader, transcripts_path, walk
 from runner.ledger.writer import LedgerWriter, open_ledger
@@ -164,14 +165,8 @@ class Sweep:
                 ledger=ledger,
                 spend=self.spend,
             )
-            contexts = {
-                key: ModelContext(
-                    plan=plan, lane=self.lanes[plan.config.provider], price=self.prices[key], transcripts=transcriber
-                )
-                for key, plan in self.models.items()
-            }
             synthesis = dict(self.state.synthesis) if self.state else {}
-            pipeline = Pipeline(self.loaded, contexts, ledger, synthesis, transcripts=transcriber)
+            pipeline = build_pipeline(self.loaded, self.models, self.prices, self.lanes, ledger, synthesis, transcriber)
             self._ledger = ledger
             self.progress.lanes_opened(
                 {name: {m: count_jobs(self.loaded, [m]) for m in self.models_of(name)} for name in self.lanes}
@@ -314,6 +309,23 @@ class Sweep:
         if provider not in self._noted_stops and self._ledger is not None:
             self._noted_stops.add(provider)
             self._ledger.append(Note(at=time.time(), kind="lane_stopped", message=message))
+
+
+def build_pipeline(
+    loaded: LoadedManifest,
+    models: dict[str, ModelPlan],
+    prices: dict[str, ModelPrice],
+    lanes: dict[str, Lane],
+    ledger: RecordSink,
+    synthesis: dict[str, Synthesis],
+    transcriber: Transcriber,
+) -> Pipeline:
+    """The pipeline that runs this process's jobs on its lanes (the run's, or a worker's)."""
+    contexts = {
+        key: ModelContext(plan=plan, lane=lanes[plan.config.provider], price=prices[key], transcripts=transcriber)
+        for key, plan in models.items()
+    }
+    return Pipeline(loaded, contexts, ledger, synthesis, transcripts=transcriber)
 
 
 async def run_one(pipeline: Pipeline, job: Job) -> tuple[JobEnd, str]:

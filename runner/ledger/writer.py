@@ -17,7 +17,7 @@ import contextlib
 import math
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import TypedDict, Unpack
 
@@ -31,8 +31,8 @@ from runner.ledger.recovery import interrupted_in_flight, recover
 
 class BatchWriter:
     """Batches appended records and hands each batch on, in order: to the file (`LedgerWriter`) or,
-    in a worker process, to the coordinator that writes the run's one ledger (`ForwardingWriter`).
-    A record is durable once its batch is."""
+    in a worker process, to the coordinator that writes the run's one ledger
+    (`runner.cluster.remote.WorkerLedger`). A record is durable once its batch is."""
 
     def __init__(self, name: str, *, batch_records: int = 512, max_delay_s: float = 0.05) -> None:
         self.name = name
@@ -212,32 +212,6 @@ class LedgerWriter(BatchWriter):
         os.close(self._fd)
 
 
-class ForwardingWriter(BatchWriter):
-    """A worker process's ledger: batches go to the coordinator, which writes them into the run's
-    one ledger and answers once they are fsynced there (``send``); ``send_now`` hands a last batch
-    on without waiting (closing). Raising `LedgerError` from ``send`` stops the worker's run."""
-
-    def __init__(
-        self,
-        name: str,
-        send: Callable[[bytes, int], Awaitable[None]],
-        send_now: Callable[[bytes, int], None],
-        *,
-        max_delay_s: float = 0.02,
-    ) -> None:
-        super().__init__(name, max_delay_s=max_delay_s)
-        self._send = send
-        self._send_now = send_now
-
-    async def _write_batch(self, batch: bytearray, count: int) -> None:
-        await self._send(bytes(batch), count)
-        self.records_written += count
-
-    def _write_sync(self, batch: bytearray, count: int) -> None:
-        self._send_now(bytes(batch), count)
-        self.records_written += count
-
-
 class Tracked:
     """A call whose spend the writer samples (see `BatchWriter.track`); close it when the call ends."""
 
@@ -306,4 +280,4 @@ async def open_ledger(run_dir: Path, **options: Unpack[WriterOptions]) -> AsyncI
         writer.close_sync()  # no await: runs even when the surrounding scope is cancelled
 
 
-__all__ = ["BatchWriter", "ForwardingWriter", "LedgerWriter", "Tracked", "open_ledger"]
+__all__ = ["BatchWriter", "LedgerWriter", "Tracked", "open_ledger"]
