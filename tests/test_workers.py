@@ -1,0 +1,203 @@
+"""`anytime run --workers N`: worker processes share one run's jobs, limits, spend cap and ledger.
+
+Real processes on the built-in simulator: a run in two workers gives the same scores as one
+process, never more than the key's limit at once (no 429), and survives a worker killed with
+`kill -9` (its jobs run elsewhere, nothing is counted twice, `ledger verify` agrees).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from runner.cli import main
+from runner.config.manifest import load_manifest
+from runner.config.plan import expand_jobs
+from runner.ledger.audit import verify
+from runner.ledger.records import Attempt, JobDone, Note, Record, Snapshot, decode_lines
+from tests.conftest import write_manifest
+
+RPM = 480  # the key's limit, known to the lane and enforced by the simulator over half-second windows
+BURST_S = 0.25
+
+# short traces, many at once, against a requests limit that binds
+LIMITED = f"""
+[run]
+name = "t"
+seed = 5
+ledger_dir = "@LEDGERS@"
+confirm_above_usd = 100.0
+
+[providers.sim]
+kind = "sim"
+max_concurrency = 16
+rpm = {RPM}
+burst_s = {BURST_S}
+
+[models.r]
+provider = "sim"
+model = "sim-reasoner-large"
+
+[datasets.aime]
+kind = "aime"
+path = "@DATA@/aime_2024.jsonl"
+limit = 4
+
+[methods.cot]
+kind = "cot"
+
+[sweep]
+budgets = [32, 256]
+samples = 1
+
+[simulator]
+time_scale = 0.05
+chunk_tokens = 4
+rpm = {RPM}
+limit_window_s = 0.5
+"""
+
+# longer traces, so that a worker is killed while its calls stream
+LONG = """
+[run]
+name = "k"
+seed = 3
+ledger_dir = "@LEDGERS@"
+confirm_above_usd = 100.0
+
+[providers.sim]
+kind = "sim"
+max_concurrency = 6
+
+[models.r]
+provider = "sim"
+model = "sim-reasoner-large"
+
+[datasets.aime]
+kind = "aime"
+path = "@DATA@/aime_2024.jsonl"
+limit = 8
+
+[methods.cot]
+kind = "cot"
+
+[sweep]
+budgets = [256, 1024]
+samples = 1
+
+[simulator]
+time_scale = 0.25
+chunk_tokens = 4
+"""
+
+
+def records(run_dir: Path) -> list[Record]:
+    return decode_lines((run_dir / "ledger.jsonl").read_bytes())
+
+
+def scores(run_dir: Path) -> dict[tuple[str, int | None], tuple[float, str, int]]:
+    """Each job's graded cuts: (job id, budget) -> (score, answer, tokens)."""
+    done = {r.job_id: r.instance for r in records(run_dir) if isinstance(r, JobDone)}
+    return {
+        (r.job_id, r.budget): (r.score, r.answer, r.tokens)
+        for r in records(run_dir)
+        if isinstance(r, Snapshot) and done.get(r.job_id) == r.instance
+    }
+
+
+def most_started_within(attempts: list[Attempt], window_s: float) -> int:
+    """The most attempts that started within any ``window_s`` seconds of each other."""
+    starts = sorted(a.started_at for a in attempts)
+    return max(sum(1 for t in starts[i:] if t < start + window_s) for i, start in enumerate(starts))
+
+
+def test_two_workers_score_as_one_process_within_the_keys_limit(tmp_path: Path) -> None:
+    one = write_manifest(tmp_path, LIMITED)
+    two = write_manifest(tmp_path, LIMITED.replace('name = "t"', 'name = "w"'), "w.toml")
+    assert main(["run", str(one), "--yes", "-q", "--workers", "1"]) == 0
+    assert main(["run", str(two), "--yes", "-q", "--workers", "2"]) == 0
+    single, sharded = tmp_path / "ledgers" / "t", tmp_path / "ledgers" / "w"
+    planned = {j.job_id for j in expand_jobs(load_manifest(one))}
+    assert {job for job, _ in scores(sharded)} == planned
+    assert scores(sharded) == scores(single)
+    assert verify(sharded).ok, verify(sharded).render()
+    attempts = [r for r in records(sharded) if isinstance(r, Attempt)]
+    assert [a for a in attempts if a.error_class == "rate_limit"] == []
+    # the two workers' calls together kept to the key's one limit: a second's share and a burst
+    assert most_started_within(attempts, 1.0) <= RPM / 60 + RPM * BURST_S / 60 + 1
+
+
+def worker_pids(parent: int) -> list[int]:
+    """The worker processes `anytime run` (``parent``) spawned."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid == parent and b"spawn_main" in cmdline:
+            pids.append(int(entry.name))
+    return pids
+
+
+def test_a_worker_killed_mid_run_loses_nothing_and_counts_nothing_twice(tmp_path: Path) -> None:
+    path = write_manifest(tmp_path, LONG)
+    run_dir = tmp_path / "ledgers" / "k"
+    ledger = run_dir / "ledger.jsonl"
+    log = (tmp_path / "run.log").open("w")
+    command = [sys.executable, "-m", "runner.cli", "run", str(path), "--yes", "--plain", "--no-report", "--workers", "2"]
+    run = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        # kill a worker once jobs are done and calls are streaming (intents without their attempt)
+        while b'"type":"job"' not in (ledger.read_bytes() if ledger.exists() else b""):
+            assert run.poll() is None and time.monotonic() < deadline, (tmp_path / "run.log").read_text()
+            time.sleep(0.05)
+        victim = worker_pids(run.pid)[0]
+        os.kill(victim, signal.SIGKILL)
+        assert run.wait(timeout=60) == 0, (tmp_path / "run.log").read_text()
+    finally:
+        if run.poll() is None:
+            run.kill()
+        log.close()
+    kept = records(run_dir)
+    lost = [r for r in kept if isinstance(r, Note) and r.kind == "worker_lost"]
+    assert len(lost) == 1, (tmp_path / "run.log").read_text()
+    planned = {j.job_id for j in expand_jobs(load_manifest(path))}
+    done = Counter(r.job_id for r in kept if isinstance(r, JobDone))
+    assert set(done) == planned and set(done.values()) == {1}  # every job finished, once
+    attempts = Counter((r.call_id, r.attempt) for r in kept if isinstance(r, Attempt))
+    assert set(attempts.values()) == {1}  # every attempt recorded once, the killed worker's too
+    interrupted = [r for r in kept if isinstance(r, Attempt) and r.error_class == "crash"]
+    assert f"{len(interrupted)} call(s) ledgered as interrupted" in lost[0].message
+    result = verify(run_dir)
+    assert result.ok, result.render()
+    # the run's total (its last note) is the ledger's, as verify recomputes it
+    end = [r for r in kept if isinstance(r, Note) and r.kind == "run_end"][-1]
+    assert end.usd_total == pytest.approx(sum(r.usd for r in kept if isinstance(r, Attempt)), abs=1e-9)
+
+
+def test_workers_below_one_and_ray_without_ray_are_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write_manifest(tmp_path, LIMITED)
+    assert main(["run", str(path), "--yes", "-q", "--workers", "0"]) == 2
+    assert "--workers: must be a whole number of at least 1, got 0" in capsys.readouterr().err
+    body = LIMITED.replace('confirm_above_usd = 100.0', 'confirm_above_usd = 100.0\nworkers = 0')
+    assert main(["run", str(write_manifest(tmp_path, body, "z.toml")), "--yes", "-q"]) == 2
+    assert "z.toml: run: `workers` must be >= 1, got 0" in capsys.readouterr().err
+    monkeypatch.setitem(sys.modules, "ray", None)  # as on a machine without Ray: importing it fails
+    assert main(["run", str(path), "--yes", "-q", "--ray"]) == 2
+    assert "pip install 'anytime-runner[ray]'" in capsys.readouterr().err
+    assert not (tmp_path / "ledgers").exists()  # nothing was spent, nothing was written
