@@ -156,7 +156,8 @@ def test_a_worker_killed_mid_run_loses_nothing_and_counts_nothing_twice(tmp_path
     run_dir = tmp_path / "ledgers" / "k"
     ledger = run_dir / "ledger.jsonl"
     log = (tmp_path / "run.log").open("w")
-    command = [sys.executable, "-m", "runner.cli", "run", str(path), "--yes", "--plain", "--no-report", "--workers", "2"]
+    command = [sys.executable, "-m", "runner.cli", "run", str(path), "--yes", "--plain", "--no-report"]
+    command += ["--workers", "2"]
     run = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 60

@@ -151,6 +151,11 @@ def _run(
     def attach(get_snapshot: SnapshotSource) -> AbstractAsyncContextManager[Display]:
         return open_display(display, get_snapshot)
 
+    if args.ray is not None:
+        from runner.cluster.ray_backend import run_on_ray
+
+        display.phase(f"running on Ray ({args.ray})")
+        return run_on_ray(args.ray, loaded, options, args.workers or loaded.manifest.run.workers)
     from runner.engine.collector import tuned_collector
 
     with tuned_collector():  # thousands of streams open: see runner.engine.collector
@@ -158,15 +163,16 @@ def _run(
 
 
 def _driver(args: argparse.Namespace, loaded: LoadedManifest) -> Driver | None:
-    """Who runs the jobs: Ray actors (``--ray``), worker processes, or this process (None)."""
+    """Who runs the jobs: worker processes, or this process (None). With ``--ray`` the run goes
+    to the cluster instead (`_sweep_on_ray`); this only checks that Ray is there."""
     from runner.cluster.sizing import run_workers
 
     workers = run_workers(loaded, args.workers)
     if args.ray is not None:
-        from runner.cluster.ray_backend import ray_driver, require_ray
+        from runner.cluster.ray_backend import require_ray
 
         require_ray()
-        return ray_driver(args.ray, args.workers or loaded.manifest.run.workers)
+        return None
     if workers == 1:
         return None
     from runner.cluster.processes import process_driver

@@ -125,6 +125,9 @@ class Coordinator:
             return self._spend_settled()
         if isinstance(body, TranscriptsFlush):
             return self._transcripts_flushed()
+        if isinstance(body, Bye):
+            state.said_bye = True
+            return _ready(Done())
         self._told(worker, state, body)
         return None
 
@@ -233,8 +236,6 @@ class Coordinator:
             self._job_ended(state, body)
         elif isinstance(body, Transcripts) and self.wiring.transcripts is not None:
             self.wiring.transcripts.append_encoded(body.lines, body.count)
-        elif isinstance(body, Bye):
-            state.said_bye = True
 
     def _lane_event(self, body: LaneEvent) -> None:
         limiter = self.sweep.lanes[body.lane].limiter

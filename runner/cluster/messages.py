@@ -5,9 +5,9 @@ A worker *asks* (a `Frame` with a non-zero id, answered by a `Frame` with the sa
 one machine (`runner.cluster.channel`), an actor call on Ray (`runner.cluster.ray_backend`).
 
 Asks: `Hello` → `Welcome`; `NextJob` → `JobGiven`; `Acquire` → `Leased`; `SpendReserve` →
-`Reserved`; `SpendWait`, `Records`, `TranscriptsFlush` → `Done`.
+`Reserved`; `SpendWait`, `Records`, `TranscriptsFlush`, `Bye` → `Done`.
 Tells: `JobStarted`, `JobEnded`, `LeaseSettle`, `LeaseCancel`, `LaneEvent`, `Observe`,
-`SpendRelease`, `Transcripts`, `Bye`.
+`SpendRelease`, `Transcripts`.
 """
 
 from __future__ import annotations

@@ -62,7 +62,7 @@ async def run_worker(channel: Channel, worker: int, loaded: LoadedManifest) -> N
         await ledger.flush()
         flushing.cancel_scope.cancel()
     ledger.close_sync()
-    channel.tell(Bye())
+    await channel.ask(Bye())  # answered once everything told before it has been taken
 
 
 async def _work(channel: Channel, loaded: LoadedManifest, lane: Lane, pipeline: Pipeline, ledger: WorkerLedger) -> None:

@@ -80,6 +80,8 @@ class SweepOptions:
     transcripts: bool | None = None  # None: the manifest's run.transcripts (on by default)
     # None: this process's lanes run the jobs; else who does (worker processes, `runner.cluster`)
     driver: Driver | None = None
+    # SIGINT / SIGTERM stop the run gracefully; off where signals are not this thread's (a Ray actor)
+    signals: bool = True
 
 
 @dataclass
@@ -232,9 +234,10 @@ class Sweep:
 
     async def _drive(self, pipeline: Pipeline, wiring: RunWiring) -> None:
         async with anyio.create_task_group() as tg:
-            tg.start_soon(
-                watch_signals, tg.cancel_scope, self.options.grace_s, lambda: self.progress.stopping, self._interrupt
-            )
+            if self.options.signals:
+                tg.start_soon(
+                    watch_signals, tg.cancel_scope, self.options.grace_s, lambda: self.progress.stopping, self.interrupt
+                )
             if self.options.driver is not None:
                 await self.options.driver(self, wiring)
             else:
@@ -296,7 +299,7 @@ class Sweep:
             self._lane_stopped(name, message)
         # "stopped": the job stays unfinished, and a resume redoes it
 
-    def _interrupt(self, reason: str) -> None:
+    def interrupt(self, reason: str) -> None:
         """A signal: from this moment no attempt starts on any lane, and the ledger says when."""
         self.progress.stop(reason)
         for lane in self.lanes.values():
