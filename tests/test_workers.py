@@ -74,7 +74,7 @@ confirm_above_usd = 100.0
 
 [providers.sim]
 kind = "sim"
-max_concurrency = 6
+max_concurrency = 4
 
 [models.r]
 provider = "sim"
@@ -83,7 +83,7 @@ model = "sim-reasoner-large"
 [datasets.aime]
 kind = "aime"
 path = "@DATA@/aime_2024.jsonl"
-limit = 8
+limit = 6
 
 [methods.cot]
 kind = "cot"
@@ -93,7 +93,7 @@ budgets = [256, 1024]
 samples = 1
 
 [simulator]
-time_scale = 0.25
+time_scale = 0.15
 chunk_tokens = 4
 """
 
@@ -102,7 +102,10 @@ def records(run_dir: Path) -> list[Record]:
     return decode_lines((run_dir / "ledger.jsonl").read_bytes())
 
 
-def scores(run_dir: Path) -> dict[tuple[str, int | None], tuple[float, str, int]]:
+Scores = dict[tuple[str, int | None], tuple[float, str, int]]
+
+
+def scores(run_dir: Path) -> Scores:
     """Each job's graded cuts: (job id, budget) -> (score, answer, tokens)."""
     done = {r.job_id: r.instance for r in records(run_dir) if isinstance(r, JobDone)}
     return {
@@ -118,20 +121,43 @@ def most_started_within(attempts: list[Attempt], window_s: float) -> int:
     return max(sum(1 for t in starts[i:] if t < start + window_s) for i, start in enumerate(starts))
 
 
-def test_two_workers_score_as_one_process_within_the_keys_limit(tmp_path: Path) -> None:
-    one = write_manifest(tmp_path, LIMITED)
-    two = write_manifest(tmp_path, LIMITED.replace('name = "t"', 'name = "w"'), "w.toml")
-    assert main(["run", str(one), "--yes", "-q", "--workers", "1"]) == 0
-    assert main(["run", str(two), "--yes", "-q", "--workers", "2"]) == 0
-    single, sharded = tmp_path / "ledgers" / "t", tmp_path / "ledgers" / "w"
-    planned = {j.job_id for j in expand_jobs(load_manifest(one))}
+@pytest.fixture(scope="module")
+def single(tmp_path_factory: pytest.TempPathFactory) -> tuple[set[str], Scores]:
+    """The limited manifest run in one process: its planned jobs and its scores."""
+    folder = tmp_path_factory.mktemp("single")
+    path = write_manifest(folder, LIMITED)
+    assert main(["run", str(path), "--yes", "-q", "--workers", "1"]) == 0
+    return {j.job_id for j in expand_jobs(load_manifest(path))}, scores(folder / "ledgers" / "t")
+
+
+def assert_sharded_as_single(tmp_path: Path, single: tuple[set[str], Scores], *flags: str) -> None:
+    """The limited manifest run with ``flags``: the single run's scores, within the key's limit."""
+    path = write_manifest(tmp_path, LIMITED)
+    assert main(["run", str(path), "--yes", "-q", *flags]) == 0
+    sharded = tmp_path / "ledgers" / "t"
+    planned, expected = single
     assert {job for job, _ in scores(sharded)} == planned
-    assert scores(sharded) == scores(single)
+    assert scores(sharded) == expected
     assert verify(sharded).ok, verify(sharded).render()
     attempts = [r for r in records(sharded) if isinstance(r, Attempt)]
     assert [a for a in attempts if a.error_class == "rate_limit"] == []
-    # the two workers' calls together kept to the key's one limit: a second's share and a burst
+    # the workers' calls together kept to the key's one limit: a second's share and a burst
     assert most_started_within(attempts, 1.0) <= RPM / 60 + RPM * BURST_S / 60 + 1
+
+
+def test_two_workers_score_as_one_process_within_the_keys_limit(
+    tmp_path: Path, single: tuple[set[str], Scores]
+) -> None:
+    assert_sharded_as_single(tmp_path, single, "--workers", "2")
+
+
+def test_ray_actors_on_a_local_cluster_score_as_one_process(tmp_path: Path, single: tuple[set[str], Scores]) -> None:
+    ray = pytest.importorskip("ray", reason="Ray cannot be imported here: pip install 'anytime-runner[ray]'")
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        assert_sharded_as_single(tmp_path, single, "--ray", "auto", "--workers", "2")
+    finally:
+        ray.shutdown()
 
 
 def worker_pids(parent: int) -> list[int]:
@@ -195,7 +221,7 @@ def test_workers_below_one_and_ray_without_ray_are_refused(
     path = write_manifest(tmp_path, LIMITED)
     assert main(["run", str(path), "--yes", "-q", "--workers", "0"]) == 2
     assert "--workers: must be a whole number of at least 1, got 0" in capsys.readouterr().err
-    body = LIMITED.replace('confirm_above_usd = 100.0', 'confirm_above_usd = 100.0\nworkers = 0')
+    body = LIMITED.replace("confirm_above_usd = 100.0", "confirm_above_usd = 100.0\nworkers = 0")
     assert main(["run", str(write_manifest(tmp_path, body, "z.toml")), "--yes", "-q"]) == 2
     assert "z.toml: run: `workers` must be >= 1, got 0" in capsys.readouterr().err
     monkeypatch.setitem(sys.modules, "ray", None)  # as on a machine without Ray: importing it fails
