@@ -21,7 +21,7 @@ from runner.cli import main
 from runner.config.manifest import load_manifest
 from runner.config.plan import expand_jobs
 from runner.ledger.audit import verify
-from runner.ledger.records import Attempt, JobDone, Note, Record, Snapshot, decode_lines
+from runner.ledger.records import Attempt, JobDone, Note, Record, Snapshot, Synthesis, decode_lines
 from tests.conftest import write_manifest
 
 RPM = 480  # the key's limit, known to the lane and enforced by the simulator over half-second windows
@@ -64,7 +64,7 @@ rpm = {RPM}
 limit_window_s = 0.5
 """
 
-# longer traces, so that a worker is killed while its calls stream
+# longer traces, so that a worker is killed while its calls stream; a PDP group's synthesis stage
 LONG = """
 [run]
 name = "k"
@@ -84,9 +84,15 @@ model = "sim-reasoner-large"
 kind = "aime"
 path = "@DATA@/aime_2024.jsonl"
 limit = 6
+pool = 2
 
 [methods.cot]
 kind = "cot"
+
+[methods.pdp]
+kind = "pdp"
+k = 1
+m = 1
 
 [sweep]
 budgets = [256, 1024]
@@ -206,6 +212,8 @@ def test_a_worker_killed_mid_run_loses_nothing_and_counts_nothing_twice(tmp_path
     assert set(done) == planned and set(done.values()) == {1}  # every job finished, once
     attempts = Counter((r.call_id, r.attempt) for r in kept if isinstance(r, Attempt))
     assert set(attempts.values()) == {1}  # every attempt recorded once, the killed worker's too
+    # the PDP group's preface was built once, by one worker, and the other used it
+    assert len([r for r in kept if isinstance(r, Synthesis)]) == 1
     interrupted = [r for r in kept if isinstance(r, Attempt) and r.error_class == "crash"]
     assert f"{len(interrupted)} call(s) ledgered as interrupted" in lost[0].message
     result = verify(run_dir)

@@ -55,6 +55,9 @@ from runner.cluster.messages import (
     SpendRelease,
     SpendReserve,
     SpendWait,
+    SynthesisClaim,
+    SynthesisDropped,
+    SynthesisGiven,
     Transcripts,
     TranscriptsFlush,
     Welcome,
@@ -63,7 +66,7 @@ from runner.config.plan import Job
 from runner.engine.limits import LaneLimiter, Reservation
 from runner.engine.sweep import RunWiring, Sweep
 from runner.errors import SpendCapReached
-from runner.ledger.records import Attempt, InFlight, JobDone, Note, decode_lines
+from runner.ledger.records import Attempt, InFlight, JobDone, Note, Synthesis, decode_lines
 
 
 @dataclass
@@ -75,6 +78,7 @@ class _Worker:
     holds: Counter[tuple[str, float]] = field(default_factory=Counter)  # spend reserved: (provider, usd)
     commitments: set[tuple[str, str]] = field(default_factory=set)
     in_flight: dict[tuple[str, int], InFlight] = field(default_factory=dict)  # its last sample per attempt
+    building: set[str] = field(default_factory=set)  # synthesis stages it claimed and has not written yet
     said_bye: bool = False
 
 
@@ -97,6 +101,9 @@ class Coordinator:
         self._leases: dict[int, Reservation] = {}
         self._next_lease = 1
         self._workers: dict[int, _Worker] = {}
+        # every group's synthesis, once written (the ledger's on a resume), and who builds the others
+        self._synthesis: dict[str, Synthesis] = dict(sweep.state.synthesis) if sweep.state else {}
+        self._building: dict[str, int] = {}
         self._limiters: dict[str, LaneLimiter] = {}
         for name, lane in sweep.lanes.items():
             assert isinstance(lane.limiter, LaneLimiter), "the coordinator's lanes hold the run's own limiters"
@@ -128,6 +135,8 @@ class Coordinator:
         if isinstance(body, Bye):
             state.said_bye = True
             return _ready(Done())
+        if isinstance(body, SynthesisClaim):
+            return self._claim(worker, body.key)
         self._told(worker, state, body)
         return None
 
@@ -200,6 +209,20 @@ class Coordinator:
                 state.commitments.add(need.owner)
         return Reserved(usd)
 
+    async def _claim(self, worker: int, key: str) -> Reply:
+        """The group's synthesis once another worker wrote it; None to the first to ask (it builds)."""
+        while key not in self._synthesis:
+            state = self._workers.get(worker)
+            if state is None:
+                return SynthesisGiven(None)
+            if key not in self._building:
+                self._building[key] = worker
+                state.building.add(key)
+                return SynthesisGiven(None)
+            changed = self._changed
+            await changed.wait()
+        return SynthesisGiven(self._synthesis[key])
+
     async def _spend_settled(self) -> Reply:
         await self.sweep.spend.wait_settled()
         return Done()
@@ -234,6 +257,8 @@ class Coordinator:
             self.sweep.progress.job_started(body.lane, body.model, body.job_id)
         elif isinstance(body, JobEnded):
             self._job_ended(state, body)
+        elif isinstance(body, SynthesisDropped):
+            self._drop_build(state, body.key)
         elif isinstance(body, Transcripts) and self.wiring.transcripts is not None:
             self.wiring.transcripts.append_encoded(body.lines, body.count)
 
@@ -264,11 +289,20 @@ class Coordinator:
                 self._count(record)
             elif isinstance(record, JobDone):
                 self._done.add(record.job_id)
+            elif isinstance(record, Synthesis):
+                self._synthesis[record.key] = record
+                self._drop_build(state, record.key)
         spend = self.sweep.spend
         for settle in body.settles:
             state.holds[(settle.provider, settle.reserved)] -= 1
             spend.settle(settle.provider, settle.reserved, settle.actual)
         state.holds = +state.holds  # drop the settled
+
+    def _drop_build(self, state: _Worker, key: str) -> None:
+        """The worker's build of ``key`` is over (written, or failed): waiters look again."""
+        state.building.discard(key)
+        self._building.pop(key, None)
+        self._wake()
 
     def _count(self, attempt: Attempt) -> None:
         """The attempt in the display's counters of its lane (the worker's own lane did the rest)."""
@@ -302,6 +336,8 @@ class Coordinator:
                 spend.settle(provider, usd, 0.0)
         for owner in state.commitments:
             spend.release(owner)
+        for key in list(state.building):
+            self._drop_build(state, key)
 
     def _recover_in_flight(self, worker: int, state: _Worker) -> None:
         """Its calls still streaming, ledgered as interrupted with their last recorded spend."""

@@ -5,9 +5,9 @@ A worker *asks* (a `Frame` with a non-zero id, answered by a `Frame` with the sa
 one machine (`runner.cluster.channel`), an actor call on Ray (`runner.cluster.ray_backend`).
 
 Asks: `Hello` → `Welcome`; `NextJob` → `JobGiven`; `Acquire` → `Leased`; `SpendReserve` →
-`Reserved`; `SpendWait`, `Records`, `TranscriptsFlush`, `Bye` → `Done`.
-Tells: `JobStarted`, `JobEnded`, `LeaseSettle`, `LeaseCancel`, `LaneEvent`, `Observe`,
-`SpendRelease`, `Transcripts`.
+`Reserved`; `SynthesisClaim` → `SynthesisGiven`; `SpendWait`, `Records`, `TranscriptsFlush`,
+`Bye` → `Done`. Tells: `JobStarted`, `JobEnded`, `LeaseSettle`, `LeaseCancel`, `LaneEvent`,
+`Observe`, `SpendRelease`, `SynthesisDropped`, `Transcripts`.
 """
 
 from __future__ import annotations
@@ -91,6 +91,14 @@ class TranscriptsFlush(_Message, tag="transcripts_flush"):
     pass
 
 
+class SynthesisClaim(_Message, tag="synthesis_claim"):
+    key: str
+
+
+class SynthesisGiven(_Message, tag="synthesis_given"):
+    synthesis: Synthesis | None  # None: the asker builds it
+
+
 class Done(_Message, tag="done"):
     pass
 
@@ -137,6 +145,10 @@ class SpendRelease(_Message, tag="spend_release"):
     instance: str
 
 
+class SynthesisDropped(_Message, tag="synthesis_dropped"):
+    key: str
+
+
 class Transcripts(_Message, tag="transcripts"):
     lines: bytes
     count: int
@@ -154,6 +166,8 @@ Request = (
     | SpendWait
     | Records
     | TranscriptsFlush
+    | SynthesisClaim
+    | SynthesisDropped
     | JobStarted
     | JobEnded
     | LeaseSettle
@@ -164,7 +178,7 @@ Request = (
     | Transcripts
     | Bye
 )
-Reply = Welcome | JobGiven | Leased | Reserved | Done
+Reply = Welcome | JobGiven | Leased | Reserved | SynthesisGiven | Done
 Message = Request | Reply
 
 
@@ -209,6 +223,9 @@ __all__ = [
     "SpendReserve",
     "SpendSettle",
     "SpendWait",
+    "SynthesisClaim",
+    "SynthesisDropped",
+    "SynthesisGiven",
     "Transcripts",
     "TranscriptsFlush",
     "Welcome",

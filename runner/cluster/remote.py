@@ -11,6 +11,8 @@ are the single-process ones unchanged:
   has fsynced them in the run's one ledger (`append_durable` waits for that, so a call's intent is
   on disk before its request is sent, as in one process).
 - `ForwardedTranscripts` (a transcripts sink): encoded lines go to the coordinator's writer.
+- `ClaimedSynthesis` (`SynthesisClaims`): a group's preface is built by the first worker to claim
+  it; the others get its record from the coordinator.
 """
 
 from __future__ import annotations
@@ -30,12 +32,17 @@ from runner.cluster.messages import (
     SpendReserve,
     SpendSettle,
     SpendWait,
+    SynthesisClaim,
+    SynthesisDropped,
+    SynthesisGiven,
     Transcripts,
     TranscriptsFlush,
 )
 from runner.engine.limits import LaneStats
 from runner.engine.spend import SpendNeed
+from runner.engine.synthesis import SynthesisClaims
 from runner.errors import RunStopped, SpendCapReached
+from runner.ledger.records import Synthesis
 from runner.ledger.transcripts import TranscriptRecord, encode_line_into
 from runner.ledger.writer import BatchWriter
 from runner.types import RateLimitReading
@@ -206,4 +213,19 @@ class ForwardedTranscripts:
             self._lines, self._count = bytearray(), 0
 
 
-__all__ = ["ForwardedTranscripts", "Lease", "LeasedLimiter", "RemoteSpend", "WorkerLedger"]
+class ClaimedSynthesis(SynthesisClaims):
+    """A worker's `SynthesisClaims`: the coordinator knows who builds what, and what was built."""
+
+    def __init__(self, channel: Channel) -> None:
+        self._channel = channel
+
+    async def claim(self, key: str) -> Synthesis | None:
+        reply = await self._channel.ask(SynthesisClaim(key))
+        assert isinstance(reply, SynthesisGiven)
+        return reply.synthesis
+
+    def dropped(self, key: str) -> None:
+        self._channel.tell(SynthesisDropped(key))
+
+
+__all__ = ["ClaimedSynthesis", "ForwardedTranscripts", "Lease", "LeasedLimiter", "RemoteSpend", "WorkerLedger"]

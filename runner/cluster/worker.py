@@ -18,7 +18,7 @@ import anyio
 
 from runner.cluster.channel import Channel
 from runner.cluster.messages import Bye, Hello, JobEnded, JobGiven, JobStarted, NextJob, Welcome
-from runner.cluster.remote import ForwardedTranscripts, LeasedLimiter, RemoteSpend, WorkerLedger
+from runner.cluster.remote import ClaimedSynthesis, ForwardedTranscripts, LeasedLimiter, RemoteSpend, WorkerLedger
 from runner.config.manifest import LoadedManifest
 from runner.config.plan import job_at
 from runner.engine.lane import Lane
@@ -49,9 +49,8 @@ async def run_worker(channel: Channel, worker: int, loaded: LoadedManifest) -> N
             limiter_of=lambda name: LeasedLimiter(channel, name),
         )
         transcriber = Transcriber(transcripts) if transcripts is not None else NO_TRANSCRIPTS
-        pipeline = build_pipeline(
-            loaded, checked.models, checked.prices, lanes, ledger, dict(welcome.synthesis), transcriber
-        )
+        synthesis, claims = dict(welcome.synthesis), ClaimedSynthesis(channel)
+        pipeline = build_pipeline(loaded, checked.models, checked.prices, lanes, ledger, synthesis, transcriber, claims)
         async with anyio.create_task_group() as work:
             for name, lane in lanes.items():
                 share = math.ceil(loaded.manifest.providers[name].max_concurrency / welcome.workers)

@@ -39,6 +39,7 @@ from runner.engine.shutdown import watch_signals
 from runner.engine.simulator import start_simulator
 from runner.engine.snapshots import RunSnapshot
 from runner.engine.spend import SpendGuard
+from runner.engine.synthesis import SynthesisClaims
 from runner.engine.transcribe import NO_TRANSCRIPTS, Transcriber
 from runner.errors import LaneStopped, ProviderError, RunStopped, SpendCapReached
 from runner.ledger.prices import ModelPrice
@@ -322,13 +323,14 @@ def build_pipeline(
     ledger: RecordSink,
     synthesis: dict[str, Synthesis],
     transcriber: Transcriber,
+    claims: SynthesisClaims | None = None,
 ) -> Pipeline:
     """The pipeline that runs this process's jobs on its lanes (the run's, or a worker's)."""
     contexts = {
         key: ModelContext(plan=plan, lane=lanes[plan.config.provider], price=prices[key], transcripts=transcriber)
         for key, plan in models.items()
     }
-    return Pipeline(loaded, contexts, ledger, synthesis, transcripts=transcriber)
+    return Pipeline(loaded, contexts, ledger, synthesis, transcripts=transcriber, claims=claims)
 
 
 async def run_one(pipeline: Pipeline, job: Job) -> tuple[JobEnd, str]:
