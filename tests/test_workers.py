@@ -91,7 +91,7 @@ kind = "cot"
 
 [methods.pdp]
 kind = "pdp"
-k = 1
+k = 2
 m = 1
 
 [sweep]
