@@ -27,9 +27,11 @@ chunk. Medians of ``--repeats`` runs, each on a fresh simulator.
 Workers (``--worker-jobs``, 0: none): the whole product, ``anytime run --workers 1`` and then
 ``--workers 2`` on one manifest of that many jobs (`sim-reasoner-large`, one cut at 512 tokens, every
 job at once: ``max_concurrency`` = the jobs) against the same kind of simulator, in its own process.
-Throughput is the chunks streamed (output tokens: one a chunk) over the span from the first attempt's
-start to the last one's end, read from the run's ledger, so start-up is left out; client CPU is the
-run's own and its workers' (``RUSAGE_CHILDREN``), per chunk; 429s are the ledger's. ``worker_ratio``
+Throughput is the chunks the run needed (each trace up to its last cut, and the answers: output
+tokens, one a chunk) over the span from the first attempt's start to the last one's end, read from
+the run's ledger, so start-up is left out; client CPU is the run's own and its workers'
+(``RUSAGE_CHILDREN``, start-up included: each worker loads the tokenizer), per chunk; 429s are the
+ledger's. ``worker_ratio``
 is the 2-worker throughput over the 1-worker one (medians of ``--repeats``, the two taking turns).
 
 Usage: ``python bench/scale.py [--streams 1000,3000 --repeats 3 --sdk-streams 1000 --worker-jobs
@@ -158,7 +160,7 @@ samples = {samples}
 def workers_run(workers: int, args: argparse.Namespace) -> dict[str, float]:
     """`anytime run --workers N` of ``--worker-jobs`` jobs; throughput, CPU and 429s from its ledger."""
     from runner.ledger.reader import iter_records
-    from runner.ledger.records import Attempt
+    from runner.ledger.records import Attempt, JobDone
 
     sim_args = ("--chunk-tokens", str(args.chunk_tokens), "--time-scale", str(args.time_scale))
     data = Path(_HERE).parent / "data"
@@ -177,8 +179,13 @@ def workers_run(workers: int, args: argparse.Namespace) -> dict[str, float]:
         subprocess.run([*command, "--workers", str(workers)], check=True)
         wall = time.perf_counter() - started
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        attempts = [r for r in iter_records(Path(folder) / "scale") if isinstance(r, Attempt)]
-    chunks = sum(a.output_tokens if a.output_tokens is not None else a.output_tokens_counted for a in attempts)
+        kept = list(iter_records(Path(folder) / "scale"))
+    attempts = [r for r in kept if isinstance(r, Attempt)]
+    # the chunks the run needed: each trace up to its last cut, and the answers; a trace streams on for
+    # a moment after its cut (more when the client is behind), which would flatter a slow run
+    traced = sum(r.trace_tokens for r in kept if isinstance(r, JobDone))
+    answers = [a for a in attempts if a.kind == "answer"]
+    chunks = traced + sum(a.output_tokens if a.output_tokens is not None else a.output_tokens_counted for a in answers)
     span = max(a.started_at + (a.latency_s or 0.0) for a in attempts) - min(a.started_at for a in attempts)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return {
