@@ -95,7 +95,7 @@ k = 2
 m = 1
 
 [sweep]
-budgets = [256, 1024]
+budgets = [128, 512]
 samples = 1
 
 [simulator]
@@ -166,21 +166,24 @@ def test_ray_actors_on_a_local_cluster_score_as_one_process(tmp_path: Path, sing
         ray.shutdown()
 
 
-def worker_pids(parent: int) -> list[int]:
-    """The worker processes `anytime run` (``parent``) spawned."""
-    pids = []
+def children(parent: int) -> list[tuple[int, bytes]]:
+    """(pid, command line) of each process whose parent is ``parent``."""
+    found = []
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
         try:
             stat = (entry / "stat").read_text()
             cmdline = (entry / "cmdline").read_bytes()
-        except OSError:
+        except (OSError, ValueError):
             continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        if ppid == parent and b"spawn_main" in cmdline:
-            pids.append(int(entry.name))
-    return pids
+        if int(stat.rsplit(")", 1)[1].split()[1]) == parent:
+            found.append((int(entry.name), cmdline))
+    return found
+
+
+def worker_pids(run: int) -> list[int]:
+    """The worker processes of `anytime run` (``run``): the children of its fork server."""
+    servers = [pid for pid, cmdline in children(run) if b"forkserver" in cmdline]
+    return [pid for server in servers for pid, _ in children(server)]
 
 
 def test_a_worker_killed_mid_run_loses_nothing_and_counts_nothing_twice(tmp_path: Path) -> None:
@@ -216,6 +219,9 @@ def test_a_worker_killed_mid_run_loses_nothing_and_counts_nothing_twice(tmp_path
     assert len([r for r in kept if isinstance(r, Synthesis)]) == 1
     interrupted = [r for r in kept if isinstance(r, Attempt) and r.error_class == "crash"]
     assert f"{len(interrupted)} call(s) ledgered as interrupted" in lost[0].message
+    # the killed worker held jobs it had not finished, and another worker ran them
+    handed = int(lost[0].message.split(", ")[1].split()[0])
+    assert handed >= 1, lost[0].message
     result = verify(run_dir)
     assert result.ok, result.render()
     # the run's total (its last note) is the ledger's, as verify recomputes it

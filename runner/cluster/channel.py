@@ -19,12 +19,12 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import anyio
-from anyio.abc import ByteStream
-from anyio.streams.buffered import BufferedByteReceiveStream
+from anyio.abc import ByteReceiveStream, ByteStream
 
 from runner.cluster.messages import Frame, Hello, Reply, Request, decode, encode
 
 _LENGTH = struct.Struct(">I")
+READ_BYTES = 1 << 16
 
 
 class CoordinatorLost(RuntimeError):
@@ -45,8 +45,8 @@ class Channel(Protocol):
 class Handler(Protocol):
     """The coordinator's end: each message in the order a worker sent it."""
 
-    def receive(self, worker: int, body: Request) -> Awaitable[Reply] | None:
-        """Act on a message now; for an ask, the awaitable that gives its answer."""
+    def receive(self, worker: int, body: Request) -> Reply | Awaitable[Reply] | None:
+        """Act on a message now; for an ask, its answer, or an awaitable that gives it."""
         ...
 
     def worker_gone(self, worker: int) -> None:
@@ -59,13 +59,38 @@ def frame_bytes(frame: Frame) -> bytes:
     return _LENGTH.pack(len(body)) + body
 
 
-async def read_frame(stream: BufferedByteReceiveStream) -> Frame | None:
-    """The next whole frame, or None when the connection ended (mid-frame or between frames)."""
-    try:
-        (length,) = _LENGTH.unpack(await stream.receive_exactly(4))
-        return decode(await stream.receive_exactly(length))
-    except (anyio.EndOfStream, anyio.IncompleteRead, anyio.BrokenResourceError, anyio.ClosedResourceError):
-        return None
+class FrameReader:
+    """Whole frames off a stream, as many as each read holds (one read of up to `READ_BYTES`)."""
+
+    def __init__(self, stream: ByteReceiveStream) -> None:
+        self._stream = stream
+        self._buffer = bytearray()
+
+    async def frames(self) -> list[Frame] | None:
+        """The whole frames of the next read(s); None once the connection ended (a frame cut off
+        mid-way by the end is dropped)."""
+        while True:
+            frames = self._whole_frames()
+            if frames:
+                return frames
+            try:
+                self._buffer += await self._stream.receive(READ_BYTES)
+            except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError):
+                return None
+
+    def _whole_frames(self) -> list[Frame]:
+        frames: list[Frame] = []
+        position, size = 0, len(self._buffer)
+        with memoryview(self._buffer) as view:
+            while size - position >= _LENGTH.size:
+                (length,) = _LENGTH.unpack_from(view, position)
+                end = position + _LENGTH.size + length
+                if end > size:
+                    break
+                frames.append(decode(view[position + _LENGTH.size : end]))
+                position = end
+        del self._buffer[:position]
+        return frames
 
 
 class _Sender:
@@ -109,7 +134,7 @@ class SocketChannel:
 
     def __init__(self, stream: ByteStream) -> None:
         self._sender = _Sender(stream)
-        self._receive = BufferedByteReceiveStream(stream)
+        self._reader = FrameReader(stream)
         self._pending: dict[int, _Pending] = {}
         self._next_id = 1
         self._lost = False
@@ -136,20 +161,24 @@ class SocketChannel:
         """Send and receive until the coordinator closes the connection (then raise CoordinatorLost)."""
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._sender.run)
-            while (frame := await read_frame(self._receive)) is not None:
-                pending = self._pending.pop(frame.id, None)
-                if pending is None or not isinstance(frame.body, Reply):
-                    continue
-                if pending.abandoned:
-                    if pending.orphan is not None:
-                        pending.orphan(frame.body)
-                    continue
-                pending.reply = frame.body
-                pending.event.set()
+            while (frames := await self._reader.frames()) is not None:
+                for frame in frames:
+                    self._answered(frame)
             self._lost = True
             for pending in self._pending.values():
                 pending.event.set()
             raise CoordinatorLost("the coordinator closed the connection")
+
+    def _answered(self, frame: Frame) -> None:
+        pending = self._pending.pop(frame.id, None)
+        if pending is None or not isinstance(frame.body, Reply):
+            return
+        if pending.abandoned:
+            if pending.orphan is not None:
+                pending.orphan(frame.body)
+            return
+        pending.reply = frame.body
+        pending.event.set()
 
     async def drain(self) -> None:
         """Wait until every frame told or asked so far has been written to the socket."""
@@ -159,12 +188,12 @@ class SocketChannel:
 async def serve_connection(handler: Handler, stream: ByteStream) -> None:
     """The coordinator's side of one worker's connection, from its `Hello` until it closes."""
     sender = _Sender(stream)
-    receive = BufferedByteReceiveStream(stream)
-    first = await read_frame(receive)
-    if first is None or not isinstance(first.body, Hello):
+    reader = FrameReader(stream)
+    frames = await reader.frames()
+    if not frames or not isinstance(frames[0].body, Hello):
         await stream.aclose()
         return
-    worker = first.body.worker
+    worker = frames[0].body.worker
 
     async def answer(ask_id: int, pending: Awaitable[Reply]) -> None:
         sender.put(Frame(ask_id, await pending))
@@ -172,13 +201,18 @@ async def serve_connection(handler: Handler, stream: ByteStream) -> None:
     try:
         async with anyio.create_task_group() as tg:
             tg.start_soon(sender.run)
-            frame: Frame | None = first
-            while frame is not None:
-                if isinstance(frame.body, Request):
+            while frames is not None:
+                for frame in frames:
+                    if not isinstance(frame.body, Request):
+                        continue
                     pending = handler.receive(worker, frame.body)
-                    if pending is not None and frame.id:
+                    if not frame.id or pending is None:
+                        continue
+                    if isinstance(pending, Reply):  # answered at once: no task for it
+                        sender.put(Frame(frame.id, pending))
+                    else:
                         tg.start_soon(answer, frame.id, pending)
-                frame = await read_frame(receive)
+                frames = await reader.frames()
             tg.cancel_scope.cancel()
     finally:
         handler.worker_gone(worker)
@@ -186,4 +220,4 @@ async def serve_connection(handler: Handler, stream: ByteStream) -> None:
             await stream.aclose()
 
 
-__all__ = ["Channel", "CoordinatorLost", "Handler", "SocketChannel", "frame_bytes", "read_frame", "serve_connection"]
+__all__ = ["Channel", "CoordinatorLost", "FrameReader", "Handler", "SocketChannel", "frame_bytes", "serve_connection"]

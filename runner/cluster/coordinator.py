@@ -82,10 +82,6 @@ class _Worker:
     said_bye: bool = False
 
 
-async def _ready(reply: Reply) -> Reply:
-    return reply
-
-
 class Coordinator:
     """Hands out jobs, leases and spend to workers, and writes what they record (see the module)."""
 
@@ -113,12 +109,12 @@ class Coordinator:
 
     # -- the transport's entry points ---------------------------------------------------------
 
-    def receive(self, worker: int, body: Request) -> Awaitable[Reply] | None:
+    def receive(self, worker: int, body: Request) -> Reply | Awaitable[Reply] | None:
         if isinstance(body, Hello):
-            return _ready(self._hello(worker))
+            return self._hello(worker)
         state = self._workers.get(worker)
         if state is None:  # a worker already given up for lost: nothing it says counts any more
-            return _ready(JobGiven(None, None)) if isinstance(body, NextJob) else None
+            return JobGiven(None, None) if isinstance(body, NextJob) else None
         if isinstance(body, Records):
             self._records(state, body)
             return self._flushed()
@@ -127,14 +123,14 @@ class Coordinator:
         if isinstance(body, Acquire):
             return self._acquire(worker, body)
         if isinstance(body, SpendReserve):
-            return _ready(self._reserve(state, body))
+            return self._reserve(state, body)
         if isinstance(body, SpendWait):
             return self._spend_settled()
         if isinstance(body, TranscriptsFlush):
             return self._transcripts_flushed()
         if isinstance(body, Bye):
             state.said_bye = True
-            return _ready(Done())
+            return Done()
         if isinstance(body, SynthesisClaim):
             return self._claim(worker, body.key)
         self._told(worker, state, body)

@@ -1,8 +1,9 @@
 """`anytime run --workers N`: N worker processes on this machine, the coordinator in this one.
 
-The coordinator listens on a Unix socket in a private temporary folder; each worker is a fresh
-process (`spawn`: nothing of this process's event loop, threads or sockets is inherited) that
-connects, runs its share of the jobs (`runner.cluster.worker`) and leaves. Ctrl-C belongs to this
+The coordinator listens on a Unix socket in a private temporary folder; each worker is forked from
+a fork server (`forkserver`: nothing of this process's event loop, threads or sockets is inherited;
+the engine and the default encoding are loaded once, by `runner.cluster.forkserver`) and connects,
+runs its share of the jobs (`runner.cluster.worker`) and leaves. Ctrl-C belongs to this
 process: the workers ignore SIGINT, and the sweep's stop reaches them through the coordinator (no
 new jobs, no new leases), so the grace period works as in one process. A worker killed by anything
 else is given up for lost when its socket closes (`Coordinator.worker_gone`) and the others take
@@ -67,7 +68,8 @@ def process_driver(workers: int) -> Driver:
         coordinator = Coordinator(sweep, wiring, workers)
         with tempfile.TemporaryDirectory(prefix="anytime-workers-") as folder:
             address = os.path.join(folder, "coordinator.sock")
-            context = multiprocessing.get_context("spawn")
+            context = multiprocessing.get_context("forkserver")
+            context.set_forkserver_preload(["runner.cluster.forkserver"])
             processes = [
                 context.Process(
                     target=worker_process, args=(address, i, sweep.loaded), name=f"anytime-worker-{i}", daemon=True

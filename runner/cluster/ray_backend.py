@@ -114,7 +114,12 @@ class RunActor:
         frame = decode(data)
         assert isinstance(frame.body, Request)
         pending = self.coordinator.receive(worker, frame.body)
-        reply = await pending if pending is not None else Done()
+        if pending is None:
+            reply: Reply = Done()
+        elif isinstance(pending, Reply):
+            reply = pending
+        else:
+            reply = await pending
         return encode(Frame(frame.id, reply))
 
     async def tell(self, worker: int, data: bytes) -> None:
