@@ -141,9 +141,13 @@ async def with_workers(sweep: Sweep, n: int, concurrency: int, folder: Path) -> 
             tg.start_soon(channel.run)
             await channel.ask(Hello(0))
             ledger = WorkerLedger(channel, 0)
-            tg.start_soon(ledger.run_flusher)
-            limiter, spend = LeasedLimiter(channel, "sim"), RemoteSpend(channel, ledger)
-            cpu = await calls(n, concurrency, lambda i: one_call(i, limiter, spend, ledger))
+            async with anyio.create_task_group() as flushing:  # as a worker does: flushed, then stopped
+                flushing.start_soon(ledger.run_flusher)
+                limiter, spend = LeasedLimiter(channel, "sim"), RemoteSpend(channel, ledger)
+                cpu = await calls(n, concurrency, lambda i: one_call(i, limiter, spend, ledger))
+                await ledger.flush()
+                flushing.cancel_scope.cancel()
+            await channel.drain()
             tg.cancel_scope.cancel()
         return cpu, frames - 1
 

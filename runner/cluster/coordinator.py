@@ -121,7 +121,7 @@ class Coordinator:
         if isinstance(body, NextJob):
             return self._next_job(worker, body.lane)
         if isinstance(body, Acquire):
-            return self._acquire(worker, body)
+            return self._lease(worker, body)
         if isinstance(body, SpendReserve):
             return self._reserve(state, body)
         if isinstance(body, SpendWait):
@@ -178,18 +178,31 @@ class Coordinator:
             changed = self._changed
             await changed.wait()
 
+    def _lease(self, worker: int, body: Acquire) -> Reply | Awaitable[Reply]:
+        """A lease now when the key's limiter admits the call at once (the common case: no task to
+        wait in), else once it does."""
+        halted = self.sweep.lanes[body.lane].halted
+        if halted is not None:
+            return Leased(0, refused=halted)
+        reservation = self._limiters[body.lane].try_acquire(body.tokens)
+        if reservation is None:
+            return self._acquire(worker, body)
+        return self._leased(worker, body.lane, reservation)
+
     async def _acquire(self, worker: int, body: Acquire) -> Reply:
-        lane = self.sweep.lanes[body.lane]
-        if lane.halted is None:
-            reservation = await self._limiters[body.lane].acquire(body.tokens)
-            state = self._workers.get(worker)
-            if lane.halted is None and state is not None:
-                lease, self._next_lease = self._next_lease, self._next_lease + 1
-                self._leases[lease] = reservation
-                state.leases.add(lease)
-                return Leased(lease)
+        reservation = await self._limiters[body.lane].acquire(body.tokens)
+        return self._leased(worker, body.lane, reservation)
+
+    def _leased(self, worker: int, lane: str, reservation: Reservation) -> Reply:
+        halted = self.sweep.lanes[lane].halted
+        state = self._workers.get(worker)
+        if halted is not None or state is None:
             reservation.cancel()
-        return Leased(0, refused=lane.halted or "the worker is gone")
+            return Leased(0, refused=halted or "the worker is gone")
+        lease, self._next_lease = self._next_lease, self._next_lease + 1
+        self._leases[lease] = reservation
+        state.leases.add(lease)
+        return Leased(lease)
 
     def _reserve(self, state: _Worker, body: SpendReserve) -> Reply:
         need = body.need

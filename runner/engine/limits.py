@@ -374,6 +374,15 @@ class LaneLimiter:
         self._pass_head()
         return reservation
 
+    def try_acquire(self, tokens: int) -> Reservation | None:
+        """`acquire` without waiting: the reservation when the call may start now (nobody queued
+        ahead of it), else None. The coordinator of worker processes answers most leases so."""
+        if tokens < 0:
+            raise ValueError(f"LaneLimiter.try_acquire: tokens must be >= 0, got {tokens}")
+        if not self._queue and self._admit_delay(tokens)[0] == 0.0:
+            return self._admit(tokens)
+        return None
+
     def observe(self, reading: RateLimitReading) -> None:
         """Re-sync from any response's headers. Prefer `Reservation.observe` for the call's own."""
         self._observe(reading, None)
