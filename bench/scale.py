@@ -29,9 +29,8 @@ Workers (``--worker-jobs``, 0: none): the whole product, ``anytime run --workers
 job at once: ``max_concurrency`` = the jobs) against the same kind of simulator, in its own process.
 Throughput is the chunks the run needed (each trace up to its last cut, and the answers: output
 tokens, one a chunk) over the span from the first attempt's start to the last one's end, read from
-the run's ledger, so start-up is left out; client CPU is the run's own and its workers'
-(``RUSAGE_CHILDREN``, start-up included: each worker loads the tokenizer), per chunk; 429s are the
-ledger's. ``worker_ratio``
+the run's ledger, so start-up is left out; client CPU is the run's own and its workers' (from
+``/proc``, sampled every 0.1 s; start-up included), per chunk; 429s are the ledger's. ``worker_ratio``
 is the 2-worker throughput over the 1-worker one (medians of ``--repeats``, the two taking turns).
 
 Usage: ``python bench/scale.py [--streams 1000,3000 --repeats 3 --sdk-streams 1000 --worker-jobs
@@ -52,7 +51,6 @@ sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE] 
 
 import argparse  # noqa: E402
 import json  # noqa: E402
-import resource  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
@@ -173,12 +171,13 @@ def workers_run(workers: int, args: argparse.Namespace) -> dict[str, float]:
             )
         )
         load0 = load_average()
-        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         command = [sys.executable, "-m", "runner.cli", "run", str(manifest), "--yes", "-q", "--no-report"]
         started = time.perf_counter()
-        subprocess.run([*command, "--workers", str(workers)], check=True)
+        run = subprocess.Popen([*command, "--workers", str(workers)])
+        cpu = tree_cpu_s(run)
         wall = time.perf_counter() - started
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        if run.returncode != 0:
+            raise RuntimeError(f"anytime run --workers {workers} exited {run.returncode}")
         kept = list(iter_records(Path(folder) / "scale"))
     attempts = [r for r in kept if isinstance(r, Attempt)]
     # the chunks the run needed: each trace up to its last cut, and the answers; a trace streams on for
@@ -187,7 +186,6 @@ def workers_run(workers: int, args: argparse.Namespace) -> dict[str, float]:
     answers = [a for a in attempts if a.kind == "answer"]
     chunks = traced + sum(a.output_tokens if a.output_tokens is not None else a.output_tokens_counted for a in answers)
     span = max(a.started_at + (a.latency_s or 0.0) for a in attempts) - min(a.started_at for a in attempts)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return {
         "workers": workers,
         "jobs": 30 * samples,
@@ -199,6 +197,37 @@ def workers_run(workers: int, args: argparse.Namespace) -> dict[str, float]:
         "n429": sum(1 for a in attempts if a.error_class == "rate_limit"),
         "load": round((load0 + load_average()) / 2, 1),
     }
+
+
+def descendants(root: int) -> list[int]:
+    """``root`` and every process below it (worker processes are the fork server's children)."""
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                parents[int(entry)] = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError):
+            continue
+    found, frontier = [root], [root]
+    while frontier:
+        frontier = [pid for pid, parent in parents.items() if parent in frontier]
+        found += frontier
+    return found
+
+
+def tree_cpu_s(run: subprocess.Popen[bytes]) -> float:
+    """CPU seconds of a process and all its descendants until it exits, sampled every 0.1 s (a
+    worker's last tenth of a second may be missed; a fork server's children are not waited for by
+    the run, so ``RUSAGE_CHILDREN`` would miss them all)."""
+    last: dict[int, float] = {}
+    while run.poll() is None:
+        for pid in descendants(run.pid):
+            try:
+                last[pid] = process_cpu_s(pid)
+            except (OSError, ValueError, IndexError):
+                pass
+        time.sleep(0.1)
+    return sum(last.values())
 
 
 def show_workers(r: dict[str, float]) -> None:
