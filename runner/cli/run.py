@@ -23,7 +23,8 @@ from runner.ui.display import Display, Mode, make_display, open_display, shown
 if TYPE_CHECKING:  # imported where used, after the display has drawn its first frame
     from runner.config.manifest import LoadedManifest
     from runner.engine.eta import Plan
-    from runner.engine.sweep import Driver, SweepOutcome
+    from runner.engine.snapshots import RunSnapshot
+    from runner.engine.sweep import Driver, SweepOptions, SweepOutcome
     from runner.ledger.estimate import Estimate
     from runner.ui.dashboard import SnapshotSource
 
@@ -152,14 +153,30 @@ def _run(
         return open_display(display, get_snapshot)
 
     if args.ray is not None:
-        from runner.cluster.ray_backend import run_on_ray
-
-        display.phase(f"running on Ray ({args.ray})")
-        return run_on_ray(args.ray, loaded, options, args.workers or loaded.manifest.run.workers)
+        return _sweep_on_ray(args, loaded, options, display)
     from runner.engine.collector import tuned_collector
 
     with tuned_collector():  # thousands of streams open: see runner.engine.collector
         return anyio.run(sweep.run, attach, backend="asyncio", backend_options=_backend_options())
+
+
+def _sweep_on_ray(
+    args: argparse.Namespace, loaded: LoadedManifest, options: SweepOptions, display: Display
+) -> SweepOutcome:
+    """The sweep with its coordinator and workers as Ray actors, shown here from their snapshots."""
+    from runner.cluster.ray_backend import run_on_ray
+
+    display.phase(f"starting on Ray ({args.ray})")
+    shown_last: list[RunSnapshot] = []
+
+    def watch(snapshot: RunSnapshot) -> None:  # the run actor's snapshots, shown as this process's
+        if not shown_last:
+            display.attach(lambda: shown_last[-1])
+        shown_last[:] = [snapshot]
+        display.refresh()
+
+    workers = args.workers or loaded.manifest.run.workers
+    return run_on_ray(args.ray, loaded, options, workers, watch, every_s=display.interval)
 
 
 def _driver(args: argparse.Namespace, loaded: LoadedManifest) -> Driver | None:

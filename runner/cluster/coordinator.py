@@ -248,12 +248,13 @@ class Coordinator:
     # -- tells ------------------------------------------------------------------------------------
 
     def _told(self, worker: int, state: _Worker, body: Request) -> None:
-        if isinstance(body, LeaseSettle):
+        if isinstance(body, LeaseSettle | LeaseCancel):
             state.leases.discard(body.lease)
-            self._leases.pop(body.lease).settle(body.tokens)
-        elif isinstance(body, LeaseCancel):
-            state.leases.discard(body.lease)
-            self._leases.pop(body.lease).cancel()
+            reservation = self._leases.pop(body.lease, None)
+            if reservation is not None and isinstance(body, LeaseSettle):
+                reservation.settle(body.tokens)
+            elif reservation is not None:
+                reservation.cancel()
         elif isinstance(body, LaneEvent):
             self._lane_event(body)
         elif isinstance(body, Observe):

@@ -172,8 +172,16 @@ def connect(address: str) -> None:
         ray.init(include_dashboard=False, log_to_driver=False)
 
 
-def run_on_ray(address: str, loaded: LoadedManifest, options: SweepOptions, workers: int | None) -> SweepOutcome:
-    """The run, with its coordinator and ``workers`` workers (default: the cluster's CPUs) as actors.
+def run_on_ray(
+    address: str,
+    loaded: LoadedManifest,
+    options: SweepOptions,
+    workers: int | None,
+    watch: Callable[[RunSnapshot], None] = lambda _snapshot: None,
+    every_s: float = 1.0,
+) -> SweepOutcome:
+    """The run, with its coordinator and ``workers`` workers (default: the cluster's CPUs) as actors;
+    ``watch`` gets the run's snapshot every ``every_s`` seconds (a display shows it).
 
     A first Ctrl-C stops it as in one process (calls in flight finish), a second one kills it.
     """
@@ -186,14 +194,23 @@ def run_on_ray(address: str, loaded: LoadedManifest, options: SweepOptions, work
     result = actor.run.remote(loaded, dataclasses.replace(options, driver=None), count)
     try:
         try:
-            outcome: SweepOutcome = ray.get(result)
+            _watch_until_done(ray, actor, result, watch, every_s)
         except KeyboardInterrupt:
             actor.interrupt.remote("interrupted (SIGINT)")
-            outcome = ray.get(result)
+        outcome: SweepOutcome = ray.get(result)
     finally:
         with contextlib.suppress(Exception):
             ray.kill(actor)
     return outcome
+
+
+def _watch_until_done(
+    ray: Any, actor: ActorHandle, result: Any, watch: Callable[[RunSnapshot], None], every_s: float
+) -> None:
+    while not ray.wait([result], timeout=every_s)[0]:
+        snapshot = ray.get(actor.snapshot.remote())
+        if snapshot is not None:
+            watch(snapshot)
 
 
 __all__ = ["RayChannel", "RunActor", "WorkerActor", "connect", "require_ray", "run_on_ray"]
