@@ -90,6 +90,8 @@ class Call:
         # what this call adds to the prompt cache once its first output token leaves
         self.cache_pending = PendingWrites()
         self.interrupted = False
+        # a request inside a batch: no connection, no rate limit (batches have their own queue)
+        self.batch = False
         self.charged = prompt_tokens + (cap if cap is not None else self.plan.output_tokens)
         self.pacer = Pacer(model.ttft_s, model.tokens_per_s, sim.config.time_scale)
         self._ended = False
@@ -132,6 +134,9 @@ class Call:
         stats.reasoning_tokens += self.served_reasoning
         stats.completed += int(completed)
         stats.disconnected += int(not completed)
+        if self.batch:
+            stats.batch_output_tokens += self.served_reasoning + self.served_content
+            return  # it held no connection and no rate-limit charge
         used = self.prompt_tokens + self.served_reasoning + self.served_content
         self.sim.call_ended(self, self.charged - used)
 

@@ -17,12 +17,13 @@ from collections.abc import Callable
 import msgspec
 from aiohttp import web
 
+from anytime_sim.batches import BatchStore
 from anytime_sim.cache import AUTOMATIC, PendingWrites, PromptCache
 from anytime_sim.call import Call, ContextOverflow, ErrorFormat, Reject
 from anytime_sim.faults import BEFORE_STREAM, FaultPlan, parse_modes, plan_fault
 from anytime_sim.knowledge import ProblemIndex
 from anytime_sim.models import SimConfig, SimModel
-from anytime_sim.ratelimit import Admission, RateLimiter, key_digest
+from anytime_sim.ratelimit import Admission, LimitState, RateLimiter, key_digest
 from anytime_sim.stats import ModelStats, SimStats
 from anytime_sim.trace import GenRequest, TraceModel
 
@@ -40,6 +41,7 @@ class Simulator:
         self.logic = TraceModel(index)
         self.limiter = RateLimiter(config.rpm, config.tpm, clock, config.limit_window_s)
         self.cache = PromptCache()
+        self.batches = BatchStore(config)
         self.base_url = ""
         self.in_flight = 0
         self.peak_in_flight = 0
@@ -58,6 +60,8 @@ class Simulator:
         return web.Response(body=msgspec.json.encode(self.stats()), content_type="application/json")
 
     def call_ended(self, call: Call, unused_tokens: int) -> None:
+        if call.batch:
+            return  # it held no connection and no rate-limit charge
         self.in_flight -= 1
         if self.in_flight == 0:
             self._idle.set()
@@ -80,7 +84,8 @@ class Simulator:
     def stats(self) -> SimStats:
         """A snapshot of the counters, per model."""
         models = {name: msgspec.structs.replace(s, faults=dict(s.faults)) for name, s in self._stats.items()}
-        return SimStats(models=models, in_flight=self.in_flight, peak_in_flight=self.peak_in_flight)
+        keys = {k: msgspec.structs.replace(v, models=dict(v.models)) for k, v in self.batches.keys.items()}
+        return SimStats(models=models, in_flight=self.in_flight, peak_in_flight=self.peak_in_flight, batch_keys=keys)
 
     def _attempt(self, request: web.Request, fingerprint: str) -> int:
         for header in ("x-sim-attempt", "x-stainless-retry-count"):
@@ -146,6 +151,39 @@ class Simulator:
             running.interrupted = True
         if "interrupt" in modes:
             self._interruptible.setdefault(model.name, set()).add(call)
+        return call
+
+    def admit_batch(
+        self, req: GenRequest, cap: int | None, body: bytes, errors: ErrorFormat, api_key: str, caching: bool = True
+    ) -> Call:
+        """A request inside a batch: what `admit` does, less the rate limits (a batch has its own
+        queue and limits) and the stream's faults (a batch request errors or expires as a whole,
+        `anytime_sim.batches` decides that). Its prompt cache works as the protocol's streams do.
+
+        Raises:
+            Reject: an unknown model, a missing key, a prompt over the context window.
+        """
+        model = self._model(req.model, errors)
+        stats = self.model_stats(model.name)
+        stats.requests += 1
+        stats.batch_requests += 1
+        _require_key(model, api_key, errors)
+        fingerprint = hashlib.blake2b(model.name.encode() + b"\0" + body, digest_size=16).hexdigest()
+        generation = self.logic.generate(model, req)
+        prompt_ids = self.logic.prompt_tokens(req.messages)
+        _refuse_overflow(model, len(prompt_ids), cap, errors)
+        stats.input_tokens += len(prompt_ids)
+        stats.batch_input_tokens += len(prompt_ids)
+        admission = Admission(ok=True, state=LimitState())
+        call = Call(self, model, req, generation, len(prompt_ids), cap, api_key, frozenset(), FaultPlan(), admission, fingerprint)
+        call.batch = True
+        rule = AUTOMATIC.get(model.profile)
+        if caching and rule is not None:
+            call.cached_tokens, call.cache_pending = self.cache.automatic(
+                cache_scope(model.name, api_key), prompt_ids[:-3], rule
+            )
+            stats.cached_input_tokens += call.cached_tokens
+            stats.batch_cached_input_tokens += call.cached_tokens
         return call
 
     def _model(self, name: str, errors: ErrorFormat) -> SimModel:

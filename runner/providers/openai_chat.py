@@ -92,6 +92,26 @@ class _Chunk(msgspec.Struct):
 _decoder = msgspec.json.Decoder(_Chunk)
 
 
+class _Message(msgspec.Struct):
+    content: str | None = None
+    reasoning_content: str | None = None
+    reasoning: str | None = None
+
+
+class _WholeChoice(msgspec.Struct):
+    index: int = 0
+    message: _Message | None = None
+    finish_reason: str | None = None
+
+
+class _Completion(msgspec.Struct):
+    choices: list[_WholeChoice] = []
+    usage: _Usage | None = None
+
+
+_completion_decoder = msgspec.json.Decoder(_Completion)
+
+
 def map_usage(u: _Usage, *, quirk: str = "openai", cost_field: bool = False) -> Usage:
     """Normalise a Chat Completions usage object (see `runner.events` for the conventions)."""
     reasoning = u.completion_tokens_details.reasoning_tokens if u.completion_tokens_details else None
@@ -241,6 +261,29 @@ class OpenAIChatAdapter(SSEAdapter):
             # the host reported what it billed before the cut: pass that on, then the failure
             yield self._usage(state.usage)
         raise broken or self.ended_early(parser, limits, "[DONE]")
+
+    def decode_unstreamed(self, data: bytes) -> list[StreamEvent]:
+        """A ``chat.completion`` body as the events its stream would have given."""
+        try:
+            completion = _completion_decoder.decode(data)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise self.broken_body(data, exc) from None
+        state = _State(ThinkSplitter() if self.think_tags else None)
+        out: list[StreamEvent] = []
+        choice = next((c for c in completion.choices if c.index == 0), None)
+        if choice is not None and choice.message is not None:
+            m = choice.message
+            reasoning = self._reasoning_text(_Delta(reasoning_content=m.reasoning_content, reasoning=m.reasoning))
+            if reasoning:
+                out.append(Reasoning(reasoning))
+            if m.content:
+                out.extend(state.content(m.content))
+        out.extend(state.flush_think())
+        reason = choice.finish_reason if choice is not None else None
+        out.append(Finish(FINISH_REASONS.get(reason, "other") if reason else "truncated"))
+        if completion.usage is not None:
+            out.append(self._usage(completion.usage))
+        return out
 
     def _usage(self, u: _Usage) -> Usage:
         return map_usage(u, quirk=self.usage_quirk, cost_field=self.cost_field)
