@@ -84,7 +84,10 @@ class Simulator:
     def stats(self) -> SimStats:
         """A snapshot of the counters, per model."""
         models = {name: msgspec.structs.replace(s, faults=dict(s.faults)) for name, s in self._stats.items()}
-        keys = {k: msgspec.structs.replace(v, models=dict(v.models)) for k, v in self.batches.keys.items()}
+        keys = {
+            k: msgspec.structs.replace(v, models={m: msgspec.structs.replace(t) for m, t in v.models.items()})
+            for k, v in self.batches.keys.items()
+        }
         return SimStats(models=models, in_flight=self.in_flight, peak_in_flight=self.peak_in_flight, batch_keys=keys)
 
     def _attempt(self, request: web.Request, fingerprint: str) -> int:

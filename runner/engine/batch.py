@@ -185,7 +185,8 @@ def open_batch_engine(
         interfaces[name] = interface
     rates = {key: ModelRates(batch_rates(ctx.price) or ctx.price, ctx.plan.encoding) for key, ctx in models.items()}
     max_attempts = {name: m.providers[name].max_attempts for name in lanes}
-    return BatchEngine(batch_lanes, rates, ledger, spend, batch_history(run_dir), max_attempts, interfaces)
+    history = batch_history(run_dir)
+    return BatchEngine(batch_lanes, rates, ledger, spend, history, max_attempts, interfaces, run_id=run_dir.name)
 
 
 __all__ = ["BatchPipeline", "open_batch_engine"]

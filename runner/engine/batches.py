@@ -84,9 +84,10 @@ class BatchCall:
         return f"{self.call_id}-{self.attempt}"
 
 
-def call_id_of(spec: CallSpec) -> str:
-    """A call's id: the same for the same request of the same job in every process."""
-    identity = msgspec.json.encode([spec.job_id, spec.kind, spec.budget, spec.request])
+def call_id_of(spec: CallSpec, run: str) -> str:
+    """A call's id: the same for the same request of the same job in every process of a run
+    (``run``: its folder's name), and another in another run of the same manifest."""
+    identity = msgspec.json.encode([run, spec.job_id, spec.kind, spec.budget, spec.request])
     return hashlib.blake2b(identity, digest_size=8).hexdigest()
 
 
@@ -138,12 +139,14 @@ class BatchEngine:
         history: BatchHistory,
         max_attempts: dict[str, int],
         interfaces: dict[str, str],
+        run_id: str = "",
         on_attempt: Callable[[Attempt], None] = lambda _attempt: None,
     ) -> None:
         self.lanes, self.rates, self.spend, self.history = lanes, rates, spend, history
         self.ledger = ledger
         self.max_attempts, self.interfaces = max_attempts, interfaces
         self.on_attempt = on_attempt  # each attempt ledgered (the display's counters)
+        self.run_id = run_id
         self.active = 0  # job coroutines not waiting on the engine
         self.pending: list[BatchCall] = []
         self.deferred: list[BatchCall] = []  # fit the spend cap only once a batch settles
@@ -207,7 +210,7 @@ class BatchEngine:
         """
         if self.halted is not None:
             raise RunStopped(self.halted)
-        call = BatchCall(lane, spec, call_id_of(spec))
+        call = BatchCall(lane, spec, call_id_of(spec, self.run_id))
         if not self._attach(call):
             return self._answer_of(call)
         await call.done.wait()
