@@ -1,0 +1,241 @@
+"""Batch mode (`run.mode = "batch"`, `--batch`) against the simulator's batch interfaces.
+
+The same sweep run streamed and batched must grade every cut alike (the simulator answers a
+request the same way in both, and the batch trace is cut from its whole text by the same
+tokenizer), at about half the price; errored and expired requests are retried in later batches
+with every attempt ledgered; the spend cap holds; a provider with no batch interface is refused
+before anything is spent; the estimate prices both modes; the progress shows the batches.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from anytime_sim import SimConfig, open_simulator
+from runner.cli import main
+from runner.ledger.audit import verify
+from runner.ledger.reader import iter_records
+from runner.ledger.records import Attempt, BatchEvent, JobDone, Snapshot
+from runner.providers.batch import LineRequest
+from runner.providers.openai_batch import OpenAIBatchClient
+from runner.providers.openai_chat import OpenAIChatAdapter
+from runner.types import ChatRequest, Message
+from tests.conftest import DATA, write_manifest
+
+# every batch interface: OpenAI-style (the sim kind: raw and chain-of-thought models; xAI with its
+# billed cost; o-series hidden reasoning; the Responses API), Anthropic and Gemini
+MANIFEST = """
+[run]
+name = "{name}"
+seed = 3
+ledger_dir = "@LEDGERS@"
+confirm_above_usd = 100.0
+batch_poll_s = 1.0
+{extra}
+
+[providers.sim]
+kind = "sim"
+[providers.xai]
+kind = "xai"
+base_url = "sim://"
+[providers.openai]
+kind = "openai"
+base_url = "sim://"
+[providers.anthropic]
+kind = "anthropic"
+base_url = "sim://"
+[providers.gemini]
+kind = "gemini"
+base_url = "sim://"
+[providers.responses]
+kind = "openai_responses"
+base_url = "sim://"
+
+[models.reasoner]
+provider = "sim"
+model = "sim-reasoner-large"
+temperature = 0.7
+[models.cot]
+provider = "sim"
+model = "sim-cot-small"
+[models.grok]
+provider = "xai"
+model = "sim-grok-3-mini"
+[models.o4]
+provider = "openai"
+model = "sim-o4-mini"
+[models.claude]
+provider = "anthropic"
+model = "sim-claude-sonnet-4"
+[models.gemini]
+provider = "gemini"
+model = "sim-gemini-2.5-flash"
+[models.resp]
+provider = "responses"
+model = "sim-o4-mini"
+reasoning_effort = "low"
+price = {{ input = 1.1, output = 4.4 }}
+
+[datasets.aime]
+kind = "aime"
+path = "@DATA@/aime_2024.jsonl"
+limit = 2
+pool = 2
+
+[methods.cot]
+kind = "cot"
+[methods.pdp]
+kind = "pdp"
+k = 2
+m = 1
+
+[sweep]
+budgets = [256, 1024]
+samples = 1
+methods = ["pdp"]  # its synthesis goes through batches first: pool traces, their answers, then the jobs
+{sweep}
+
+[simulator]
+time_scale = 0.001
+{simulator}
+"""
+
+
+def _manifest(tmp_path: Path, name: str, extra: str = "", sweep: str = "", simulator: str = "") -> Path:
+    body = MANIFEST.format(name=name, extra=extra, sweep=sweep, simulator=simulator)
+    return write_manifest(tmp_path, body, f"{name}.toml")
+
+
+def _graded(run_dir: Path) -> dict[tuple[object, ...], tuple[float, int, str]]:
+    """Every completed job's snapshots: (score, cut tokens, answer) per (model, method, problem, budget)."""
+    records = list(iter_records(run_dir))
+    done = {r.job_id: r.instance for r in records if isinstance(r, JobDone)}
+    return {
+        (s.model, s.method, s.problem_id, s.budget): (s.score, s.tokens, s.answer)
+        for s in records
+        if isinstance(s, Snapshot) and done.get(s.job_id) == s.instance
+    }
+
+
+def _usd_by_model(run_dir: Path) -> dict[str, float]:
+    usd: dict[str, float] = defaultdict(float)
+    for r in iter_records(run_dir):
+        if isinstance(r, Attempt):
+            usd[r.model] += r.usd
+    return usd
+
+
+@pytest.fixture(scope="module")
+def streamed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The sweep streamed: what batch mode must grade alike."""
+    tmp_path = tmp_path_factory.mktemp("streamed")
+    assert main(["run", str(_manifest(tmp_path, "streamed")), "--yes", "--quiet"]) == 0
+    return tmp_path / "ledgers" / "streamed"
+
+
+def test_batch_grades_every_cut_as_streaming_at_half_the_price(tmp_path: Path, streamed: Path) -> None:
+    assert main(["run", str(_manifest(tmp_path, "batched")), "--batch", "--yes", "--quiet"]) == 0
+    run_dir = tmp_path / "ledgers" / "batched"
+    batched = _graded(run_dir)
+    assert batched == _graded(streamed) and len(batched) == 7 * 2 * 3  # models x problems x (2 cuts + full)
+    result = verify(run_dir)
+    assert result.ok, result.render()
+    attempts = [r for r in iter_records(run_dir) if isinstance(r, Attempt)]
+    assert all(a.batch_key and a.batch_id for a in attempts)  # every request went in a batch
+    ours, theirs = _usd_by_model(run_dir), _usd_by_model(streamed)
+    for model, usd in ours.items():  # the same calls at batch rates (caps and cache hits aside)
+        assert 0.4 <= usd / theirs[model] <= 0.55, (model, usd, theirs[model])
+
+
+def test_errored_and_expired_requests_are_retried_and_ledgered(
+    tmp_path: Path, streamed: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    faults = "faults = { batch_error = 0.25, batch_expire = 0.15 }"
+    path = _manifest(tmp_path, "faulty", sweep='models = ["reasoner", "claude", "gemini"]', simulator=faults)
+    code = main(["run", str(path), "--batch", "--yes", "--json-progress", "--progress-every", "0.05"])
+    assert code == 0, capsys.readouterr().err
+    run_dir = tmp_path / "ledgers" / "faulty"
+    expected = {k: v for k, v in _graded(streamed).items() if k[0] in ("reasoner", "claude", "gemini")}
+    assert _graded(run_dir) == expected
+    attempts = [r for r in iter_records(run_dir) if isinstance(r, Attempt)]
+    failed = [a for a in attempts if a.status == "error"]
+    assert {a.error_class for a in failed} == {"server", "batch_expired"}
+    assert all(a.priced_from == "unbilled" and a.usd == 0 for a in failed)
+    retried = {a.call_id for a in failed}
+    assert all(any(b.call_id == c and b.status != "error" for b in attempts) for c in retried)  # each came back
+    assert len({(a.call_id, a.attempt) for a in attempts}) == len(attempts)
+    assert verify(run_dir).ok
+    # the progress showed the batches, and an expired one among them
+    progress = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    states = {b["state"] for p in progress if p["event"] == "progress" for b in p["batches"]}
+    assert {"ended", "expired"} <= states and states & {"submitted", "in progress"}
+
+
+def test_the_spend_cap_holds_batches_back(tmp_path: Path) -> None:
+    path = _manifest(tmp_path, "capped", extra="max_usd = 0.03", sweep='models = ["claude", "reasoner"]')
+    assert main(["run", str(path), "--batch", "--yes", "--quiet"]) == 3
+    run_dir = tmp_path / "ledgers" / "capped"
+    result = verify(run_dir)
+    assert result.ok and result.usd_recorded <= 0.03
+    intents = [r for r in iter_records(run_dir) if isinstance(r, BatchEvent) and r.event == "intent"]
+    assert intents and all(r.reserved_usd > 0 for r in intents)  # each reserved its worst case first
+
+
+@pytest.mark.parametrize("kind", ["llamacpp", "openai_compatible"])
+def test_a_provider_without_a_batch_interface_is_refused(
+    tmp_path: Path, kind: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    body = MANIFEST.format(name="none", extra="", sweep='models = ["local"]', simulator="").replace(
+        "[models.reasoner]",
+        f'[providers.local]\nkind = "{kind}"\nbase_url = "sim://"\n\n[models.local]\n'
+        'provider = "local"\nmodel = "sim-gpt-oss-20b"\n\n[models.reasoner]',
+    )
+    path = write_manifest(tmp_path, body, "none.toml")
+    assert main(["validate", str(path)]) == 0
+    assert main(["validate", str(path), "--batch"]) == 2
+    assert main(["run", str(path), "--batch", "--yes"]) == 2
+    err = capsys.readouterr().err
+    assert f"providers.local (kind '{kind}') has no batch interface" in err and "run.mode" in err
+    assert not (tmp_path / "ledgers").exists()  # nothing was spent
+
+
+def test_the_estimate_prices_both_modes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = _manifest(tmp_path, "priced")
+    assert main(["estimate", str(path), "--json", "--no-history"]) == 0
+    streamed = json.loads(capsys.readouterr().out)
+    assert main(["estimate", str(path), "--json", "--no-history", "--batch"]) == 0
+    batched = json.loads(capsys.readouterr().out)
+    assert streamed["mode"] == "stream" and batched["mode"] == "batch"
+    assert batched["usd_expected"] == pytest.approx(streamed["usd_batch"]["expected"])
+    assert streamed["usd_expected"] == pytest.approx(batched["usd_stream"]["expected"])
+    assert batched["usd_expected"] == pytest.approx(0.5 * streamed["usd_expected"], rel=0.05)
+    assert batched["batch_waves"] == 4  # PDP's pool traces and answers, then the jobs' traces and answers
+    assert main(["estimate", str(path), "--no-history", "--batch"]) == 0
+    shown = " ".join(capsys.readouterr().out.split())
+    assert "4 batches one after another, each up to 24 h" in shown and "streamed: expected" in shown
+
+
+async def test_a_batch_past_its_window_expires_what_it_did_not_process() -> None:
+    config = SimConfig(time_scale=1.0, batch_queue_s=0.0, batch_window_s=0.05, batch_concurrency=1)
+    async with open_simulator(config, [("aime", DATA / "aime_2024.jsonl")]) as sim, aiohttp.ClientSession() as s:
+        client = OpenAIBatchClient(OpenAIChatAdapter(sim.base_url, "key", provider="sim"))
+        request = ChatRequest(model="sim-cot-small", messages=(Message("user", "hello"),), max_output_tokens=400)
+        lines = [LineRequest(f"r-{i}", request) for i in range(3)]
+
+        async def nothing(_file_id: str) -> None:
+            return None
+
+        state = await client.submit(s, "anytime-window", lines, nothing)
+        while state.phase != "ended":
+            state = await client.poll(s, state.batch_id)
+        assert state.status == "expired" and state.expired
+        results = {r.custom_id: r.outcome for r in await client.results(s, state)}
+        assert results["r-0"] == "succeeded" and set(results.values()) == {"succeeded", "expired"}
+        found = await client.find(s, "anytime-window", 0.0, 3)
+        assert found is not None and found.state is not None and found.state.batch_id == state.batch_id
+        assert await client.find(s, "anytime-elsewhere", 0.0, 3) is None
