@@ -148,9 +148,9 @@ def explicit_cache(sim: Simulator, call: Call, prompt: Prompt, key: str) -> None
     call.cached_tokens = min(use.read, call.prompt_tokens)
     call.cache_write_tokens = min(use.written, call.prompt_tokens - call.cached_tokens)
     call.cache_pending = use.pending
-    call.stats.cached_input_tokens += call.cached_tokens
+    call.tally.add("cached_input_tokens", call.cached_tokens)
     if call.batch:
-        call.stats.batch_cached_input_tokens += call.cached_tokens
+        call.tally.add("batch_cached_input_tokens", call.cached_tokens)
 
 
 async def handle(request: web.Request) -> web.StreamResponse:
@@ -192,7 +192,7 @@ def _view(call: Call) -> str:
 
 
 def _headers(call: Call) -> dict[str, str]:
-    return {"request-id": f"req_{call.id}", **anthropic_headers(call.admission.state)}
+    return {"request-id": call.request_id, **anthropic_headers(call.admission.state)}
 
 
 def _stop_reason(call: Call) -> str:
@@ -294,6 +294,7 @@ async def _stream(request: web.Request, call: Call) -> web.StreamResponse:
     await blocks.send(
         "message_delta", {"delta": {"stop_reason": _stop_reason(call), "stop_sequence": None}, "usage": usage}
     )
+    call.usage_reported()
     await blocks.send("message_stop", {})
     await response.write_eof()
     return response
@@ -318,7 +319,7 @@ def complete_body(call: Call) -> dict[str, object]:
     content.append({"type": "text", "text": decode(call.generation.content[: p.content_tokens])})
     call.served("reasoning", p.reasoning_tokens)
     call.served("content", p.content_tokens)
-    return {
+    body: dict[str, object] = {
         "id": f"msg_{call.id}",
         "type": "message",
         "role": "assistant",
@@ -328,3 +329,5 @@ def complete_body(call: Call) -> dict[str, object]:
         "stop_sequence": None,
         "usage": {**_input_usage(call), "output_tokens": p.output_tokens},
     }
+    call.usage_reported()
+    return body

@@ -34,6 +34,7 @@ def build_app(sim: Simulator) -> web.Application:
     batch_gemini.add_routes(app)
     app.router.add_get("/v1/models", sim.list_models)
     app.router.add_get("/sim/stats", sim.stats_handler)
+    app.router.add_get("/sim/usage", sim.usage_handler)
     return app
 
 

@@ -149,10 +149,21 @@ def _inlined(key: str, kind: str, status: int, body: dict[str, Any] | None) -> d
     if kind == "succeeded":
         return {"response": body, "metadata": meta}
     if kind == "expired":
-        error = {"code": 4, "message": "The batch expired before this request was processed.", "status": "DEADLINE_EXCEEDED"}
+        error = {
+            "code": 4,
+            "message": "The batch expired before this request was processed.",
+            "status": "DEADLINE_EXCEEDED",
+        }
         return {"error": error, "metadata": meta}
     inner = (body or {}).get("error") or {"code": 500, "message": "Internal error", "status": "INTERNAL"}
-    return {"error": {"code": inner.get("code", status), "message": inner.get("message", ""), "status": inner.get("status", "INTERNAL")}, "metadata": meta}
+    return {
+        "error": {
+            "code": inner.get("code", status),
+            "message": inner.get("message", ""),
+            "status": inner.get("status", "INTERNAL"),
+        },
+        "metadata": meta,
+    }
 
 
 def add_routes(app: web.Application) -> None:

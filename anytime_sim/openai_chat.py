@@ -84,6 +84,12 @@ class OpenAIErrors(ErrorFormat):
                 f"Please try again in {admission.retry_after_s:.3g}s."
             )
             headers = retry_headers(admission.retry_after_s)
+        elif admission.reason == "storm":
+            message = (
+                f"Rate limit reached for {model} in organization org-sim: the organization's capacity is "
+                f"in use. Please try again in {admission.retry_after_s:.3g}s."
+            )
+            headers = retry_headers(admission.retry_after_s)
         else:
             wait = max(admission.retry_after_s, 0.001)
             message = (
@@ -94,7 +100,7 @@ class OpenAIErrors(ErrorFormat):
         body = {
             "error": {
                 "message": message,
-                "type": "requests" if admission.reason == "requests" else "tokens",
+                "type": "requests" if admission.reason in ("requests", "storm") else "tokens",
                 "param": None,
                 "code": "rate_limit_exceeded",
             }
@@ -308,7 +314,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
 
 
 def _headers(call: Call, errors: OpenAIErrors) -> dict[str, str]:
-    return {"x-request-id": f"req_{call.id}", "openai-processing-ms": "1", **errors._headers(call.admission)}
+    return {"x-request-id": call.request_id, "openai-processing-ms": "1", **errors._headers(call.admission)}
 
 
 async def _stream(request: web.Request, call: Call, errors: OpenAIErrors, include_usage: bool) -> web.StreamResponse:
@@ -354,6 +360,7 @@ async def _stream(request: web.Request, call: Call, errors: OpenAIErrors, includ
         await writer.event(chunks.chunk({}, call.plan.finish))
         if chunks.include_usage:
             await writer.event(chunks.usage_chunk())
+            call.usage_reported()
     await writer.event(b"[DONE]")
     await response.write_eof()
     return response
@@ -382,7 +389,7 @@ def complete_body(call: Call) -> dict[str, object]:
     call.served("reasoning", p.reasoning_tokens)
     call.served("content", p.content_tokens)
     chunks = _Chunks(call, include_usage=False)
-    return {
+    body: dict[str, object] = {
         "id": f"chatcmpl-{call.id}",
         "object": "chat.completion",
         "created": call.created,
@@ -391,3 +398,5 @@ def complete_body(call: Call) -> dict[str, object]:
         "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": p.finish}],
         "usage": chunks.usage(),
     }
+    call.usage_reported()
+    return body

@@ -311,10 +311,11 @@ class _Events:
             await self.close_message()
         status = "completed" if self.call.plan.finish == "stop" else "incomplete"
         await self.send({"type": f"response.{status}", "response": self.response(status)})
+        self.call.usage_reported()
 
 
 def _headers(call: Call, errors: OpenAIErrors) -> dict[str, str]:
-    return {"x-request-id": f"req_{call.id}", **errors._headers(call.admission)}
+    return {"x-request-id": call.request_id, **errors._headers(call.admission)}
 
 
 async def _stream(request: web.Request, call: Call, errors: OpenAIErrors, view: str) -> web.StreamResponse:
@@ -365,7 +366,9 @@ def complete_body(call: Call, view: str) -> dict[str, object]:
     if p.content_tokens:
         events.output.append(events._message_item("completed" if p.finish == "stop" else "incomplete"))
     status = "completed" if p.finish == "stop" else "incomplete"
-    return {**events.response(status), "output_text": "".join(events.text)}
+    body = {**events.response(status), "output_text": "".join(events.text)}
+    call.usage_reported()
+    return body
 
 
 def view_of(call: Call, summary: bool) -> str:
