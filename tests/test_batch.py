@@ -9,22 +9,31 @@ before anything is spent; the estimate prices both modes; the progress shows the
 
 from __future__ import annotations
 
+import io
 import json
 from collections import defaultdict
 from pathlib import Path
 
 import aiohttp
+import msgspec
 import pytest
+from rich.console import Console
 
 from anytime_sim import SimConfig, open_simulator
+from runner.analysis.export import export_rows
+from runner.analysis.transcripts import iter_transcripts
 from runner.cli import main
+from runner.engine.snapshots import RunSnapshot
 from runner.ledger.audit import verify
 from runner.ledger.reader import iter_records
 from runner.ledger.records import Attempt, BatchEvent, JobDone, Snapshot
 from runner.providers.batch import LineRequest
 from runner.providers.openai_batch import OpenAIBatchClient
 from runner.providers.openai_chat import OpenAIChatAdapter
+from runner.tokens.encodings import get_encoding
 from runner.types import ChatRequest, Message
+from runner.ui.dashboard import render_frame
+from runner.ui.progress_log import plain_line
 from tests.conftest import DATA, write_manifest
 
 # every batch interface: OpenAI-style (the sim kind: raw and chain-of-thought models; xAI with its
@@ -139,9 +148,16 @@ def streamed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path / "ledgers" / "streamed"
 
 
-def test_batch_grades_every_cut_as_streaming_at_half_the_price(tmp_path: Path, streamed: Path) -> None:
+@pytest.fixture(scope="module")
+def batched(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same sweep in batch mode."""
+    tmp_path = tmp_path_factory.mktemp("batched")
     assert main(["run", str(_manifest(tmp_path, "batched")), "--batch", "--yes", "--quiet"]) == 0
-    run_dir = tmp_path / "ledgers" / "batched"
+    return tmp_path / "ledgers" / "batched"
+
+
+def test_batch_grades_every_cut_as_streaming_at_half_the_price(batched: Path, streamed: Path) -> None:
+    run_dir = batched
     batched = _graded(run_dir)
     assert batched == _graded(streamed) and len(batched) == 7 * 2 * 3  # models x problems x (2 cuts + full)
     result = verify(run_dir)
@@ -157,6 +173,37 @@ def test_batch_grades_every_cut_as_streaming_at_half_the_price(tmp_path: Path, s
     ours, theirs = _usd_by_model(run_dir), _usd_by_model(streamed)
     for model, usd in ours.items():
         assert usd <= 0.55 * theirs[model], (model, usd, theirs[model])
+
+
+def test_batch_calls_are_transcribed_as_streamed_ones(batched: Path, streamed: Path) -> None:
+    """Every job's transcript holds its batch calls: the trace cut exactly where streaming cut it,
+    each answer sent that prefix, the ledger's attempts and dollars; `anytime export` reads them."""
+    done = {r.job_id: r.instance for r in iter_records(batched) if isinstance(r, JobDone)}
+    ours = {t.job_id: t for t in iter_transcripts(batched)}
+    theirs = {(t.model, t.problem_id, t.method): t for t in iter_transcripts(streamed)}
+    assert set(ours) == set(done) and len(done) == 7 * 2
+    attempts = [r for r in iter_records(batched) if isinstance(r, Attempt)]
+    encoding = get_encoding("o200k_base")
+    for t in ours.values():
+        assert t.complete and t.instance == done[t.job_id]
+        mine = [a for a in attempts if a.job_id == t.job_id and a.instance == t.instance]
+        assert {c.call_id for c in t.calls} == {a.call_id for a in mine} and all(c.transcribed for c in t.calls)
+        assert t.usd == pytest.approx(sum(a.usd for a in mine))
+        assert [a.answer for a in t.answers] == [a.answer for a in theirs[(t.model, t.problem_id, t.method)].answers]
+        if t.traced is None:
+            continue  # hidden reasoning: one answer call per budget
+        text = t.reasoning if t.traced == "reasoning" else t.content
+        same = theirs[(t.model, t.problem_id, t.method)]
+        streamed_text = same.reasoning if same.traced == "reasoning" else same.content
+        for cut, other in zip(t.cuts, same.cuts, strict=True):
+            chars = cut.reasoning_chars if t.traced == "reasoning" else cut.content_chars
+            assert chars is not None and text[:chars] == streamed_text[: other.reasoning_chars or other.content_chars]
+            if t.model != "claude":  # the simulated Claude's tokenizer is not o200k
+                assert len(encoding.encode_ordinary(text[:chars])) == cut.tokens <= cut.budget
+            answer = next(a for a in t.answers if a.budget == cut.budget)
+            assert text[:chars] in "".join(m.content for m in answer.messages)
+    rows = list(export_rows(batched))
+    assert len(rows) == 7 * 2 * 3 and all(r.answer_text is not None for r in rows if r.budget is not None)
 
 
 def test_errored_and_expired_requests_are_retried_and_ledgered(
@@ -181,6 +228,17 @@ def test_errored_and_expired_requests_are_retried_and_ledgered(
     progress = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     states = {b["state"] for p in progress if p["event"] == "progress" for b in p["batches"]}
     assert {"ended", "expired"} <= states and states & {"submitted", "in progress"}
+    # the dashboard and the line log show them: a row per batch with its state, and a summary
+    live = next(
+        p for p in progress if p["event"] == "progress" and any(b["state"] == "in progress" for b in p["batches"])
+    )
+    snap = msgspec.convert({k: v for k, v in live.items() if k != "event"}, RunSnapshot)
+    console = Console(file=io.StringIO(), width=120, color_system=None)
+    console.print(render_frame(snap, 120))
+    frame = console.file.getvalue()  # type: ignore[attr-defined]
+    assert "batches:" in frame and "in progress" in frame and "a batch may take up to 24 h" in frame
+    assert all((b.batch_id or b.key)[:20] in frame for b in snap.batches[-8:])
+    assert "batches: " in plain_line(snap) and "requests done" in plain_line(snap)
 
 
 def test_the_spend_cap_holds_batches_back(tmp_path: Path) -> None:
