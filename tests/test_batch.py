@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 from collections import defaultdict
 from pathlib import Path
 
@@ -27,7 +28,11 @@ from runner.engine.snapshots import RunSnapshot
 from runner.ledger.audit import verify
 from runner.ledger.reader import iter_records
 from runner.ledger.records import Attempt, BatchEvent, JobDone, Snapshot
-from runner.providers.batch import LineRequest
+from runner.providers.anthropic import AnthropicAdapter
+from runner.providers.anthropic_batch import AnthropicBatchClient
+from runner.providers.batch import BatchClient, LineRequest
+from runner.providers.gemini import GeminiAdapter
+from runner.providers.gemini_batch import GeminiBatchClient
 from runner.providers.openai_batch import OpenAIBatchClient
 from runner.providers.openai_chat import OpenAIChatAdapter
 from runner.tokens.encodings import get_encoding
@@ -158,8 +163,8 @@ def batched(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_batch_grades_every_cut_as_streaming_at_half_the_price(batched: Path, streamed: Path) -> None:
     run_dir = batched
-    batched = _graded(run_dir)
-    assert batched == _graded(streamed) and len(batched) == 7 * 2 * 3  # models x problems x (2 cuts + full)
+    graded = _graded(run_dir)
+    assert graded == _graded(streamed) and len(graded) == 7 * 2 * 3  # models x problems x (2 cuts + full)
     result = verify(run_dir)
     assert result.ok, result.render()
     attempts = [r for r in iter_records(run_dir) if isinstance(r, Attempt)]
@@ -304,3 +309,37 @@ async def test_a_batch_past_its_window_expires_what_it_did_not_process() -> None
         found = await client.find(s, "anytime-window", 0.0, 3)
         assert found is not None and found.state is not None and found.state.batch_id == state.batch_id
         assert await client.find(s, "anytime-elsewhere", 0.0, 3) is None
+
+
+@pytest.mark.parametrize("interface", ["anthropic", "gemini"])
+async def test_a_submission_whose_id_was_lost_is_found_again(interface: str) -> None:
+    """After a crash between submitting and recording the id, the resume looks the batch up: a
+    Message Batch by when it was made and its size, a Gemini batch by its display name (our key)."""
+    config = SimConfig(time_scale=0.001)
+    async with open_simulator(config, [("aime", DATA / "aime_2024.jsonl")]) as sim, aiohttp.ClientSession() as s:
+        client: BatchClient
+        if interface == "anthropic":
+            client = AnthropicBatchClient(AnthropicAdapter(sim.base_url + "/v1", "key", provider="anthropic"))
+            model = "sim-claude-sonnet-4"
+        else:
+            client = GeminiBatchClient(GeminiAdapter(sim.base_url + "/v1beta", "key", provider="gemini"))
+            model = "sim-gemini-2.5-flash"
+        request = ChatRequest(model=model, messages=(Message("user", "hello"),), max_output_tokens=64)
+        lines = [LineRequest(f"r-{i}", request) for i in range(3)]
+
+        async def nothing(_file_id: str) -> None:
+            return None
+
+        since = time.time()
+        await client.submit(s, "anytime-lost", [LineRequest("other-0", request)], nothing)  # another, smaller
+        state = await client.submit(s, "anytime-lost", lines, nothing)
+        found = await client.find(s, "anytime-lost", since, 3)
+        assert found is not None and found.state is not None and found.state.batch_id == state.batch_id
+        if interface == "anthropic":  # a batch made before the intent is not it
+            assert await client.find(s, "anytime-lost", time.time() + 3600, 3) is None
+        else:  # a key the provider never saw: the submission never arrived
+            assert await client.find(s, "anytime-elsewhere", since, 3) is None
+        while state.phase != "ended":
+            state = await client.poll(s, state.batch_id)
+        results = {r.custom_id: r.outcome for r in await client.results(s, state)}
+        assert results == {f"r-{i}": "succeeded" for i in range(3)}
