@@ -27,7 +27,7 @@ from runner.cli import main
 from runner.engine.snapshots import RunSnapshot
 from runner.ledger.audit import verify
 from runner.ledger.reader import iter_records
-from runner.ledger.records import Attempt, BatchEvent, JobDone, Snapshot
+from runner.ledger.records import Attempt, BatchEvent, JobDone, Note, Snapshot
 from runner.providers.anthropic import AnthropicAdapter
 from runner.providers.anthropic_batch import AnthropicBatchClient
 from runner.providers.batch import BatchClient, LineRequest
@@ -244,6 +244,28 @@ def test_errored_and_expired_requests_are_retried_and_ledgered(
     assert "batches:" in frame and "in progress" in frame and "a batch may take up to 24 h" in frame
     assert all((b.batch_id or b.key)[:20] in frame for b in snap.batches[-8:])
     assert "batches: " in plain_line(snap) and "requests done" in plain_line(snap)
+
+
+def test_a_job_whose_batch_requests_fail_for_good_is_noted_failed(tmp_path: Path) -> None:
+    """With one attempt a request, a request that errors in its batch fails its job: the execution
+    is noted ``job_failed`` with its instance, as a streamed one is (the report counts its spend as
+    failed, not interrupted, once another execution completes the job)."""
+    path = _manifest(
+        tmp_path,
+        "failing",
+        sweep='models = ["reasoner"]',
+        simulator="faults = { batch_error = 0.4 }",
+    )
+    text = path.read_text().replace('kind = "sim"\n', 'kind = "sim"\nmax_attempts = 1\n', 1)
+    path.write_text(text.replace('methods = ["pdp"]', 'methods = ["cot"]'))
+    assert main(["run", str(path), "--batch", "--yes", "--quiet"]) == 1
+    run_dir = tmp_path / "ledgers" / "failing"
+    records = list(iter_records(run_dir))
+    failed = {(r.job_id, r.instance) for r in records if isinstance(r, Note) and r.kind == "job_failed"}
+    errored = {(a.job_id, a.instance) for a in records if isinstance(a, Attempt) and a.status == "error"}
+    assert failed and failed == errored
+    assert not failed & {(r.job_id, r.instance) for r in records if isinstance(r, JobDone)}
+    assert verify(run_dir).ok
 
 
 def test_the_spend_cap_holds_batches_back(tmp_path: Path) -> None:

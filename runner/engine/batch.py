@@ -17,7 +17,6 @@ as `runner.engine.pipeline` does for streamed jobs.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -60,7 +59,8 @@ class BatchPipeline(Pipeline):
         self.engine = engine
         self.batch_synthesis = BatchSynthesis(loaded, models, ledger, synthesis_cache, engine)
 
-    async def run_job(self, job: Job) -> JobOutcome:
+    async def _execute(self, job: Job, owner: Owner) -> JobOutcome:
+        """One execution of ``job`` through the batches (`Pipeline.run_job` notes it if it fails)."""
         ctx = self.models[job.model]
         task = get_task(self.loaded.manifest.datasets[job.dataset].kind)
         params = self.loaded.manifest.methods[job.method]
@@ -70,7 +70,6 @@ class BatchPipeline(Pipeline):
             preface = await self.batch_synthesis.preface(job.model, job.dataset, job.method)
         rendered = task.render(job.problem, job.seed)
         messages = method.trace_messages(task, rendered, preface)
-        owner = Owner(job.job_id, uuid.uuid4().hex[:12])
         self.transcripts.job(owner, job, ctx.plan.fidelity, rendered.gold, preface)
         try:
             if ctx.plan.fidelity == "hidden":

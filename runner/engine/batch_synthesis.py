@@ -20,7 +20,7 @@ from runner.config.calls import PoolSample
 from runner.config.manifest import LoadedManifest
 from runner.config.plan import get_task, synthesis_budget, synthesis_pool
 from runner.engine.batches import BatchAnswer, BatchEngine, Gate
-from runner.engine.calling import ANSWER_PROMPT_SLACK, ModelContext, Owner, TraceResult, spec
+from runner.engine.calling import ANSWER_PROMPT_SLACK, ModelContext, Owner, TraceResult, note_failure, spec
 from runner.engine.consumers import AnswerConsumer, TraceConsumer
 from runner.engine.lane import CallResult, RecordSink
 from runner.engine.synthesis import pool_order
@@ -139,10 +139,12 @@ class BatchSynthesis:
                 return self.cache[key].text
             raise self._failed[key]
         gate = self._gates[key] = self.engine.gate()
+        stage = Owner(f"synthesis:{key}", uuid.uuid4().hex[:12])
         try:
-            built = await self._build(key, model, dataset, method)
+            built = await self._build(key, stage.instance, model, dataset, method)
         except BaseException as exc:
             self._failed[key] = exc
+            note_failure(self.ledger, "synthesis_failed", stage, exc)
             raise
         finally:
             gate.open()
@@ -150,14 +152,13 @@ class BatchSynthesis:
         self.ledger.append(built)
         return built.text
 
-    async def _build(self, key: str, model: str, dataset: str, method_key: str) -> Synthesis:
+    async def _build(self, key: str, instance: str, model: str, dataset: str, method_key: str) -> Synthesis:
         ctx = self.models[model]
         task = get_task(self.loaded.manifest.datasets[dataset].kind)
         params = self.loaded.manifest.methods[method_key]
         method = get_method(params.kind, params)
         budget = synthesis_budget(self.loaded, method_key, dataset)
         pool = synthesis_pool(self.loaded, dataset)
-        instance = uuid.uuid4().hex[:12]
         traces: list[PoolTrace] = []
 
         def sample(one: PoolSample) -> Callable[[], Awaitable[None]]:
