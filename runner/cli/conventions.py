@@ -131,6 +131,11 @@ def add_overrides(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--budgets", metavar="B1,B2,...", help="these token budgets (sweep.budgets, over datasets')")
     group.add_argument("--samples", metavar="N", help="samples per problem (sweep.samples)")
     group.add_argument("--max-usd", metavar="USD", help="the run's spend cap in dollars (run.max_usd)")
+    group.add_argument(
+        "--batch",
+        action="store_true",
+        help="through each provider's batch interface, at batch prices, up to 24 h a batch (run.mode = 'batch')",
+    )
 
 
 def overrides_of(args: argparse.Namespace, source: str) -> Overrides:
@@ -150,6 +155,7 @@ def overrides_of(args: argparse.Namespace, source: str) -> Overrides:
         "budgets": None if args.budgets is None else [parse_scalar(b) for b in _words(args.budgets)],
         "samples": one(args.samples),
         "max_usd": one(args.max_usd),
+        "mode": "batch" if getattr(args, "batch", False) else None,
     }
     return overrides_from_flags(raw, source)
 

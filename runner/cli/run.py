@@ -89,9 +89,10 @@ def _mode(args: argparse.Namespace) -> Mode:
 
 def _console(mode: Mode) -> Console:
     if mode == "json":  # stdout carries JSON only
-        return Console(stderr=True)
-    # a pipe or CI log gets wide tables instead of 80 truncated columns
-    return Console() if sys.stdout.isatty() else Console(width=160)
+        return Console(stderr=True, soft_wrap=not sys.stderr.isatty())
+    # a pipe or CI log gets wide tables instead of 80 truncated columns, and a line stays one line
+    # (a long run folder must not split "spent $X now, $Y in total" for grep and scripts)
+    return Console() if sys.stdout.isatty() else Console(width=160, soft_wrap=True)
 
 
 def main(args: argparse.Namespace, only: frozenset[str] | None = None) -> int:
@@ -187,6 +188,9 @@ def _driver(args: argparse.Namespace, loaded: LoadedManifest) -> Driver | None:
     workers = run_workers(loaded, args.workers)
     if args.ray is not None:
         from runner.cluster.ray_backend import require_ray
+
+        if loaded.manifest.run.mode == "batch":
+            raise ConfigError('--ray: batch mode (run.mode = "batch") runs in one process')
 
         require_ray()
         return None

@@ -22,7 +22,15 @@ from urllib.parse import urlsplit
 
 import msgspec
 
-from runner.config.kinds import NO_DEFAULT_URL_KINDS, SIM_SCHEME, URL_SCHEMES, key_optional, started_by_run
+from runner.config.kinds import (
+    BATCH_INTERFACES,
+    NO_DEFAULT_URL_KINDS,
+    SIM_SCHEME,
+    URL_SCHEMES,
+    batch_interface,
+    key_optional,
+    started_by_run,
+)
 from runner.errors import ManifestError
 
 ProviderKind = Literal[
@@ -96,9 +104,14 @@ class Price(Base, frozen=True):
     output: float
     cached_input: float | None = None
     cache_write_input: float | None = None
+    # a request sent in a batch (run.mode = "batch"); left out: the provider's batch discount
+    batch_input: float | None = None
+    batch_output: float | None = None
+    batch_cached_input: float | None = None
+    batch_cache_write_input: float | None = None
 
     def __post_init__(self) -> None:
-        for name in ("input", "output", "cached_input", "cache_write_input"):
+        for name in self.__struct_fields__:
             check_number(name, getattr(self, name))
 
 
@@ -239,6 +252,12 @@ class Run(Base, frozen=True):
     # worker processes sharing the run (`--workers`); None: one per core when the lanes may hold
     # more streams at once than one process carries well (runner.cluster.sizing), else 1
     workers: int | None = None
+    # "stream": calls stream through the lanes; "batch": through each provider's batch interface,
+    # at batch prices, traces then answers as batches (docs/batch.md)
+    mode: Literal["stream", "batch"] = "stream"
+    # seconds between two polls of a submitted batch (a simulated provider is polled faster,
+    # at its time_scale)
+    batch_poll_s: float = 30.0
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", self.name):
@@ -246,6 +265,7 @@ class Run(Base, frozen=True):
         check_number("workers", self.workers, least=1)
         check_number("max_usd", self.max_usd, strict=True)
         check_number("confirm_above_usd", self.confirm_above_usd)
+        check_number("batch_poll_s", self.batch_poll_s, strict=True)
 
 
 class SimFaults(Base, frozen=True):
@@ -262,6 +282,9 @@ class SimFaults(Base, frozen=True):
     trickle: float = 0.0
     trickle_seconds: float = 0.5
     reset: float = 0.0
+    # batch interfaces (run.mode = "batch"): a request in a batch that errors, or that expires
+    batch_error: float = 0.0
+    batch_expire: float = 0.0
 
     def __post_init__(self) -> None:
         for name in (
@@ -272,6 +295,8 @@ class SimFaults(Base, frozen=True):
             "rate_limit_storm",
             "trickle",
             "reset",
+            "batch_error",
+            "batch_expire",
         ):
             value = getattr(self, name)
             check_number(name, value)
@@ -327,6 +352,7 @@ class Overrides(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     budgets: list[int] | None = None  # `sweep.budgets`, over any dataset's own
     samples: int | None = None  # `sweep.samples`
     max_usd: float | None = None  # `run.max_usd`
+    mode: Literal["stream", "batch"] | None = None  # `run.mode` (``--batch``)
 
     def is_empty(self) -> bool:
         return self == Overrides()
@@ -481,6 +507,25 @@ def check_references(m: Manifest, source: str) -> None:
                 known = ", ".join(sorted(known_names))
                 raise ManifestError(source, f"sweep.{table}[{i}]", f"unknown {table[:-1]} {item!r} (known: {known})")
     _check_providers(m, source)
+    if m.run.mode == "batch":
+        _check_batch(m, source)
+
+
+def _check_batch(m: Manifest, source: str) -> None:
+    """Batch mode needs a batch interface on every provider the selected models use."""
+    models = m.sweep.models if m.sweep.models is not None else list(m.models)
+    for key in models:
+        name = m.models[key].provider
+        kind = m.providers[name].kind
+        if batch_interface(kind) is None:
+            have = ", ".join(sorted(BATCH_INTERFACES))
+            raise ManifestError(
+                source,
+                f"providers.{name}.kind",
+                f"providers.{name} (kind {kind!r}) has no batch interface, which run.mode = 'batch' "
+                f"(--batch) needs for models.{key}; kinds with one: {have}. Leave models on this provider "
+                "out (--model) or run with run.mode = 'stream'",
+            )
 
 
 def _check_providers(m: Manifest, source: str) -> None:

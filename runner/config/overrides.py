@@ -1,5 +1,5 @@
 """Command-line overrides of a manifest: ``--limit``, ``--model``, ``--method``, ``--budgets``,
-``--samples`` and ``--max-usd``, each validated exactly as the manifest field it sets.
+``--samples``, ``--max-usd`` and ``--batch``, each validated exactly as the manifest field it sets.
 
 An override is written into the manifest's document and the document is validated again, so a bad
 value fails with the manifest's own rule and error style, naming the field and the flag, e.g.
@@ -46,6 +46,7 @@ _RULES: dict[str, tuple[str, str, Callable[[Document, object], None]]] = {
     "budgets": ("--budgets", "sweep.budgets", _set_budgets),
     "samples": ("--samples", "sweep.samples", _setter("sweep", "samples")),
     "max_usd": ("--max-usd", "run.max_usd", _setter("run", "max_usd")),
+    "mode": ("--batch", "run.mode", _setter("run", "mode")),
 }
 
 
@@ -61,7 +62,9 @@ def describe(overrides: Overrides) -> str:
         if value is None:
             continue
         flag = flag_of(name)
-        if name == "budgets":
+        if name == "mode":
+            parts += [flag] if value == "batch" else []
+        elif name == "budgets":
             parts.append(f"{flag} {','.join(map(str, value))}")
         elif isinstance(value, list):
             parts += [f"{flag} {item}" for item in value]
