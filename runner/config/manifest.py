@@ -236,12 +236,18 @@ class Run(Base, frozen=True):
     answers: Literal["at_cut", "after_trace"] = "at_cut"
     # every call's messages, streamed text, cuts, answers and grades in <run>/transcripts.jsonl.gz
     transcripts: bool = True
+    # earlier run folders whose traces (and answers) this run reuses instead of paying again
+    # (docs/reuse.md): relative to `ledger_dir` ("demo" is <ledger_dir>/demo); the run's own
+    # transcripts are always reused
+    reuse: list[str] = msgspec.field(default_factory=list)
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", self.name):
             raise ValueError("`name` may hold letters, digits, '_', '.', '-' and must not start with a symbol")
         check_number("max_usd", self.max_usd, strict=True)
         check_number("confirm_above_usd", self.confirm_above_usd)
+        if any(not entry.strip() for entry in self.reuse):
+            raise ValueError("`reuse` lists run folders: an entry is empty")
 
 
 class SimFaults(Base, frozen=True):
@@ -308,6 +314,7 @@ class Overrides(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     budgets: list[int] | None = None  # `sweep.budgets`, over any dataset's own
     samples: int | None = None  # `sweep.samples`
     max_usd: float | None = None  # `run.max_usd`
+    reuse: list[str] | None = None  # `run.reuse`, as absolute paths (`--reuse` names folders from here)
 
     def is_empty(self) -> bool:
         return self == Overrides()
@@ -340,6 +347,11 @@ class LoadedManifest(msgspec.Struct, frozen=True):
     def selected(self, table: str) -> list[str]:
         chosen = getattr(self.manifest.sweep, table)
         return list(chosen) if chosen is not None else list(getattr(self.manifest, table))
+
+    def reuse_dirs(self) -> list[Path]:
+        """The run folders ``run.reuse`` names, in order (relative entries under ``run.ledger_dir``)."""
+        root = self.resolve(self.manifest.run.ledger_dir)
+        return [root / Path(entry).expanduser() for entry in self.manifest.run.reuse]
 
     def run_dir(self, new_run: bool = False) -> Path:
         """The run folder: ``<ledger_dir>/<run.name>``, or a new timestamped sibling for ``new_run``."""

@@ -1,5 +1,5 @@
 """Command-line overrides of a manifest: ``--limit``, ``--model``, ``--method``, ``--budgets``,
-``--samples`` and ``--max-usd``, each validated exactly as the manifest field it sets.
+``--samples``, ``--max-usd`` and ``--reuse``, each validated exactly as the manifest field it sets.
 
 An override is written into the manifest's document and the document is validated again, so a bad
 value fails with the manifest's own rule and error style, naming the field and the flag, e.g.
@@ -46,6 +46,7 @@ _RULES: dict[str, tuple[str, str, Callable[[Document, object], None]]] = {
     "budgets": ("--budgets", "sweep.budgets", _set_budgets),
     "samples": ("--samples", "sweep.samples", _setter("sweep", "samples")),
     "max_usd": ("--max-usd", "run.max_usd", _setter("run", "max_usd")),
+    "reuse": ("--reuse", "run.reuse", _setter("run", "reuse")),
 }
 
 

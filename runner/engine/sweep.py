@@ -32,6 +32,7 @@ from runner.engine.lanes import open_lanes
 from runner.engine.pipeline import Pipeline
 from runner.engine.preflight import Preflight, preflight
 from runner.engine.progress import RunProgress
+from runner.engine.reuse import Reuser, open_store
 from runner.engine.shutdown import watch_signals
 from runner.engine.simulator import start_simulator
 from runner.engine.snapshots import RunSnapshot
@@ -94,6 +95,8 @@ class Sweep:
         self.transcripts = loaded.manifest.run.transcripts if options.transcripts is None else options.transcripts
         if self.transcripts and transcripts_path(self.run_dir).exists():
             walk(transcripts_path(self.run_dir))  # a damaged file stops the run here, before any call
+        # calls already paid for (this run's earlier processes, `run.reuse`): read before any call
+        self.reuse_store = open_store(loaded, self.run_dir)
         self.spend = SpendGuard(
             loaded.manifest.run.max_usd,
             {name: p.max_usd for name, p in loaded.manifest.providers.items()},
@@ -133,6 +136,7 @@ class Sweep:
                 if plan.fidelity_note:
                     ledger.append(Note(at=time.time(), kind="fidelity_guess", message=plan.fidelity_note))
             transcriber = await self._open_transcripts(stack, ledger)
+            reuser = Reuser(self.reuse_store, ledger, keys=self.transcripts)
             self.lanes = await open_lanes(
                 self.loaded,
                 stack,
@@ -143,7 +147,11 @@ class Sweep:
             )
             contexts = {
                 key: ModelContext(
-                    plan=plan, lane=self.lanes[plan.config.provider], price=self.prices[key], transcripts=transcriber
+                    plan=plan,
+                    lane=self.lanes[plan.config.provider],
+                    price=self.prices[key],
+                    transcripts=transcriber,
+                    reuse=reuser,
                 )
                 for key, plan in self.models.items()
             }

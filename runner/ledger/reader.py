@@ -106,9 +106,13 @@ class _LightInFlight(_Light, tag="inflight"):
     pass
 
 
+class _LightReuse(_Light, tag="reuse"):
+    pass
+
+
 # rare kinds decode in full; the frequent ones skip every field a resume does not need
 _resume_decoder = msgspec.json.Decoder(
-    _LightAttempt | _LightJob | _LightSnapshot | _LightInFlight | RunHeader | Synthesis | Note
+    _LightAttempt | _LightJob | _LightSnapshot | _LightInFlight | _LightReuse | RunHeader | Synthesis | Note
 )
 _CHUNK = 1 << 23
 
