@@ -85,7 +85,7 @@ class ReuseSummary(msgspec.Struct, kw_only=True):
     traces: int = 0  # traces served whole from a stored one
     continued: int = 0  # stored traces continued past their end (the continuation was paid)
     requested: int = 0  # stored traces that could not serve: requested again
-    answers: int = 0  # other calls served (forced answers, hidden budgets, principles)
+    answers: int = 0  # other calls served (forced answers, hidden budgets, LEAP's principles)
     usd_not_spent: float = 0.0
     sources: list[str] = msgspec.field(default_factory=list)  # the run folders they came from
 
@@ -94,14 +94,14 @@ class ReuseSummary(msgspec.Struct, kw_only=True):
         out = cls()
         for r in records:
             if r.mode == "requested":
-                out.requested += r.kind != "answer"
+                out.requested += 1
                 continue
             if r.mode == "continued":
                 out.continued += 1
-            elif r.kind == "answer" or r.budget is not None:
-                out.answers += 1
-            else:
+            elif r.key.startswith("t"):  # a trace key (a call key starts with "c")
                 out.traces += 1
+            else:
+                out.answers += 1
             out.usd_not_spent += r.usd
             if r.source_run not in out.sources:
                 out.sources.append(r.source_run)

@@ -71,7 +71,6 @@ class Reuser:
         self.ledger = ledger
         self.keys = keys or self.store is not None
         self._traces: OrderedDict[tuple[str, str], str] = OrderedDict()
-        self.served = 0  # calls served, this process
 
     async def stream(
         self,
@@ -208,7 +207,6 @@ class Reuser:
         call_id: str = "",
         reason: str | None = None,
     ) -> None:
-        self.served += mode == "served"
         if self.ledger is None:
             return
         saved = (

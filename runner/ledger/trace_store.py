@@ -188,24 +188,32 @@ class _Paid:
 
 
 def _read_paid(run_dir: Path) -> _Paid:
+    """The ledger's calls, in one decode of its whole lines (a line this index cannot read is
+    skipped: `ledger verify` names broken lines; a torn last line is left out)."""
     paid = _Paid()
-    with open(ledger_path(run_dir), "rb") as handle:
-        for line in handle:
-            if not line.endswith(b"\n"):
-                break  # a torn last line
-            try:
-                record = _ledger_decoder.decode(line)
-            except msgspec.DecodeError:
-                continue  # a line this index has no use for (`ledger verify` names broken ones)
-            if isinstance(record, _LedgerAttempt):
-                paid.usd[record.call_id] = paid.usd.get(record.call_id, 0.0) + record.usd
-                if record.attempt >= paid.last.get(record.call_id, (0, ""))[0]:
-                    paid.last[record.call_id] = (record.attempt, record.status)
-            elif isinstance(record, _LedgerReuse) and record.mode != "requested":
-                paid.reused_usd[record.call_id] = record.source_usd
-            elif isinstance(record, _LedgerSynthesis):
-                paid.prefaces.setdefault(record.key, record.text)
+    data = ledger_path(run_dir).read_bytes()
+    whole = data[: data.rfind(b"\n") + 1]
+    try:
+        records = _ledger_decoder.decode_lines(whole)
+    except msgspec.DecodeError:
+        records = [r for r in map(_decoded, whole.splitlines()) if r is not None]
+    for record in records:
+        if isinstance(record, _LedgerAttempt):
+            paid.usd[record.call_id] = paid.usd.get(record.call_id, 0.0) + record.usd
+            if record.attempt >= paid.last.get(record.call_id, (0, ""))[0]:
+                paid.last[record.call_id] = (record.attempt, record.status)
+        elif isinstance(record, _LedgerReuse) and record.mode != "requested":
+            paid.reused_usd[record.call_id] = record.source_usd
+        elif isinstance(record, _LedgerSynthesis):
+            paid.prefaces.setdefault(record.key, record.text)
     return paid
+
+
+def _decoded(line: bytes) -> _LedgerOther | _LedgerAttempt | _LedgerReuse | None:
+    try:
+        return _ledger_decoder.decode(line) if line.strip() else None
+    except msgspec.DecodeError:
+        return None
 
 
 def reach_of(call: _LightCall | CallText) -> tuple[int | None, int]:
