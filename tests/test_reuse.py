@@ -179,9 +179,15 @@ def test_a_trace_shorter_than_a_new_budget_is_continued_or_requested_again(base:
     ones a fresh run gets (the simulator is deterministic)."""
     wider = "--budgets", "64,128,256,512"
     run(manifest(tmp_path, "fresh"), *wider)
-    run(manifest(tmp_path), *wider, "--reuse", str(base))
+    path = manifest(tmp_path)
+    overrides = Overrides(budgets=[64, 128, 256, 512], reuse=[str(base)])
+    estimate = estimate_manifest(apply_overrides(load_manifest(path), overrides), previous=[])
+    run(path, *wider, "--reuse", str(base))
     run_dir = tmp_path / "ledgers" / "t"
     attempts, reused, _ = records_of(run_dir)
+    spent = sum(a.usd for a in attempts)
+    # priced with its trace call and only the answers past the stored reach (as a whole job: +122%)
+    assert estimate.usd_low <= spent <= estimate.usd_high and abs(estimate.usd_expected / spent - 1) < 0.5
     traces = {r.model: r.mode for r in reused if r.kind == "trace"}
     assert traces == {"plain": "continued", "cot": "requested", "raw": "requested"}
     requested = next(r for r in reused if r.mode == "requested")

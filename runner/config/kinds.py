@@ -44,6 +44,9 @@ THINKING_BUDGET_SENT = frozenset({"anthropic", "gemini", "llamacpp"})
 # states it (docs/reuse.md, "Continuing a trace"): Anthropic's Messages API continues a final
 # assistant turn that does not end in whitespace, but not with extended thinking on
 CONTINUES_FROM_PREFILL = frozenset({"anthropic"})
+# kinds whose protocol has no seed (the Messages and Responses APIs): a trace requested again there
+# is a new draw, where a seeded host reproduces the stored one (as far as the host is deterministic)
+SEEDLESS_KINDS = frozenset({"anthropic", "openai_responses"})
 
 
 def min_thinking_budget(kind: str) -> int:

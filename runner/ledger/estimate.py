@@ -159,6 +159,9 @@ class Group:
     # each answer they still pay for, how many answers are served, and what the stored calls cost
     served_jobs: int = 0
     new_answers: list[tuple[int, int]] = field(default_factory=list)
+    # jobs whose stored trace falls short of the last budget: (the shape priced as expected, with
+    # only the answers past the stored trace's reach; the whole job's shape, for the high bound)
+    short_shapes: Counter[tuple[JobShape, JobShape]] = field(default_factory=Counter)
     answers_reused: int = 0
     usd_not_spent: float = 0.0
 
@@ -248,7 +251,8 @@ def count_prompts(
         if found is not None:
             served.append((job, planned, found))
         else:
-            _count_job(groups[key], planned, job.budgets)
+            paid = reuse.short_of(plan, planned[0], job.budgets) if reuse is not None else job.budgets
+            _count_job(groups[key], planned, job.budgets, paid)
     if reuse is not None:  # in the stored files' order: each member is decoded once
         served.sort(key=lambda item: (str(item[2].stored.run_dir), item[2].stored.member))
         for job, planned, found in served:
@@ -259,7 +263,11 @@ def count_prompts(
     return groups
 
 
-def _count_job(group: Group, planned: list[PlannedCall], budgets: tuple[int, ...]) -> None:
+def _count_job(
+    group: Group, planned: list[PlannedCall], budgets: tuple[int, ...], paid: tuple[int, ...] | None = None
+) -> None:
+    """A job's planned calls; ``paid``: the budgets whose answers it is expected to pay for (a
+    stored trace that falls short serves the others), its high bound still counting all of them."""
     group.jobs += 1
     first = planned[0]
     group.trace_input += first.prompt_tokens
@@ -268,7 +276,10 @@ def _count_job(group: Group, planned: list[PlannedCall], budgets: tuple[int, ...
     if answers:
         group.answer_input += answers[0].prompt_tokens
         group.answer_cap = answers[0].request.max_output_tokens
-    group.shapes[shape_of(planned, budgets)] += 1
+    if paid is None or paid == budgets:
+        group.shapes[shape_of(planned, budgets)] += 1
+    else:
+        group.short_shapes[(shape_of(planned, paid), shape_of(planned, budgets))] += 1
 
 
 def _count_served(group: Group, planned: list[PlannedCall], served: ServedJob) -> None:
@@ -558,6 +569,12 @@ def _row(
     model_key, dataset, method = key
     setting = _setting(loaded, model_key, group.fidelity, group.jobs)
     priced = price_shapes(group.shapes, samples, setting, price)
+    for (expected, whole), count in group.short_shapes.items():
+        # low: a continuation may add next to nothing to the stored trace before it ends
+        short = price_shapes(Counter({expected: count}), samples, setting, price, low_length=1)
+        full = price_shapes(Counter({whole: count}), samples, setting, price)
+        short.high, short.usd_high = full.high, full.usd_high
+        priced.add(short)
     if group.new_answers:
         priced.add(_served_answers(group, samples, price))
     synthesis_calls_n = 0

@@ -7,15 +7,21 @@ trace call; each distinct cut of its budgets needs a forced answer unless the st
 that same cut of that same trace (the answer's call key is found). A cut's tokens are known
 without tokenizing again: the stored trace's cut marks give them at the budgets it was cut at, and
 at any other budget the cut holds that many tokens (or, past the end of a trace that ended, the
-whole trace). A job whose stored trace falls short of its last budget is priced as a whole job
-(continued or requested again: the estimate does not count on it).
+whole trace).
+
+A job whose stored trace falls short of its last budget makes its trace call (`short_of`): a
+continuation, or the trace requested again, priced as a whole trace. Its answers up to the stored
+trace's reach are taken as served where the cuts there come out the same: a continuation starts
+from the stored text, and a seeded host reproduces the stored trace (on a seedless protocol the
+trace is a new draw, and every answer is priced).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from runner.config.calls import ModelPlan, PlannedCall, answer_request
+from runner.config.calls import ModelPlan, PlannedCall, answer_request, traced_channel
+from runner.config.kinds import SEEDLESS_KINDS, continues_trace
 from runner.config.plan import Job
 from runner.config.reuse_keys import call_key, trace_key
 from runner.ledger.trace_store import StoredCall, TraceStore
@@ -59,6 +65,20 @@ class ReuseLookup:
         key = trace_key(plan, trace.request)
         stored = self.store.trace(key)
         return Candidate(key, stored) if stored is not None and stored.serves(budgets[-1]) else None
+
+    def short_of(self, plan: ModelPlan, trace: PlannedCall, budgets: tuple[int, ...]) -> tuple[int, ...]:
+        """The budgets whose answers a job must pay for when its stored trace falls short of the
+        last one (see the module docstring); all of them when nothing of it can serve."""
+        if trace.kind != "trace" or plan.fidelity == "hidden":
+            return budgets
+        stored = self.store.trace(trace_key(plan, trace.request))
+        if stored is None or stored.reach is None:
+            return budgets
+        traced = traced_channel(plan)
+        continued = continues_trace(plan.provider_kind, traced, thinking=traced == "reasoning")
+        if not continued and plan.provider_kind in SEEDLESS_KINDS:
+            return budgets
+        return tuple(b for b in budgets if b > stored.reach)
 
     def serve(self, plan: ModelPlan, job: Job, task: Task, found: Candidate) -> ServedJob:
         """The answers a served job still pays for (decodes the stored trace's record)."""
