@@ -165,7 +165,7 @@ def _explicit_cache(sim: Simulator, call: Call, prompt: Prompt, key: str) -> Non
     call.cached_tokens = min(use.read, call.prompt_tokens)
     call.cache_write_tokens = min(use.written, call.prompt_tokens - call.cached_tokens)
     call.cache_pending = use.pending
-    call.stats.cached_input_tokens += call.cached_tokens
+    call.tally.add("cached_input_tokens", call.cached_tokens)
 
 
 async def handle(request: web.Request) -> web.StreamResponse:
@@ -207,7 +207,7 @@ def _view(call: Call) -> str:
 
 
 def _headers(call: Call) -> dict[str, str]:
-    return {"request-id": f"req_{call.id}", **anthropic_headers(call.admission.state)}
+    return {"request-id": call.request_id, **anthropic_headers(call.admission.state)}
 
 
 def _stop_reason(call: Call) -> str:
@@ -309,6 +309,7 @@ async def _stream(request: web.Request, call: Call) -> web.StreamResponse:
     await blocks.send(
         "message_delta", {"delta": {"stop_reason": _stop_reason(call), "stop_sequence": None}, "usage": usage}
     )
+    call.usage_reported()
     await blocks.send("message_stop", {})
     await response.write_eof()
     return response
@@ -337,4 +338,5 @@ async def _complete(call: Call) -> web.Response:
         "stop_sequence": None,
         "usage": {**_input_usage(call), "output_tokens": p.output_tokens},
     }
+    call.usage_reported()
     return web.Response(body=msgspec.json.encode(body), content_type="application/json", headers=_headers(call))

@@ -31,6 +31,7 @@ def build_app(sim: Simulator) -> web.Application:
     app.router.add_post("/v1beta/models/{target}", gemini.handle)
     app.router.add_get("/v1/models", sim.list_models)
     app.router.add_get("/sim/stats", sim.stats_handler)
+    app.router.add_get("/sim/usage", sim.usage_handler)
     return app
 
 

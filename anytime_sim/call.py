@@ -19,8 +19,8 @@ from anytime_sim.cache import PendingWrites
 from anytime_sim.faults import FaultPlan
 from anytime_sim.models import SimConfig, SimModel
 from anytime_sim.pacing import Pacer, Plan, plan
-from anytime_sim.ratelimit import Admission
-from anytime_sim.stats import ModelStats
+from anytime_sim.ratelimit import Admission, key_digest
+from anytime_sim.stats import Tally, UsageReport
 from anytime_sim.trace import Generation, GenRequest, TraceModel
 
 # hosts that write keep-alives into a silent stream (providers.md: DeepSeek R19, Anthropic pings)
@@ -33,8 +33,8 @@ class CallHost(Protocol):
     config: SimConfig
     logic: TraceModel
 
-    def model_stats(self, name: str) -> ModelStats:
-        """The counters of one model."""
+    def usage_sent(self, report: UsageReport) -> None:
+        """A response sent its final usage."""
         ...
 
     def call_ended(self, call: Call, unused_tokens: int) -> None:
@@ -90,6 +90,10 @@ class Call:
         # what this call adds to the prompt cache once its first output token leaves
         self.cache_pending = PendingWrites()
         self.interrupted = False
+        # the counters this call adds to (its model's and its key's) and its unique request id:
+        # the server that admits it sets both
+        self.tally = Tally()
+        self.request_id = f"req_{self.id}"
         self.charged = prompt_tokens + (cap if cap is not None else self.plan.output_tokens)
         self.pacer = Pacer(model.ttft_s, model.tokens_per_s, sim.config.time_scale)
         self._ended = False
@@ -101,10 +105,6 @@ class Call:
         if self.model.profile in KEEPALIVE_PROFILES or "comments" in self.modes:
             return self.sim.config.keepalive_s
         return None
-
-    @property
-    def stats(self) -> ModelStats:
-        return self.sim.model_stats(self.model.name)
 
     def output_started(self) -> None:
         """The first output token leaves: the prompt has been processed, so its cache entries are
@@ -120,6 +120,22 @@ class Call:
         else:
             self.served_reasoning += tokens
 
+    def usage_reported(self) -> None:
+        """The response has just sent its final usage: what was served so far, counted and logged."""
+        self.tally.add("usage_reports")
+        self.sim.usage_sent(
+            UsageReport(
+                request_id=self.request_id,
+                key=key_digest(self.api_key),
+                model=self.model.name,
+                input_tokens=self.prompt_tokens,
+                cached_input_tokens=self.cached_tokens,
+                cache_write_input_tokens=self.cache_write_tokens,
+                output_tokens=self.served_reasoning + self.served_content,
+                reasoning_tokens=self.served_reasoning,
+            )
+        )
+
     def end(self, completed: bool) -> None:
         """Account the call once: served tokens, refund of the unused cap, completion."""
         if self._ended:
@@ -127,11 +143,11 @@ class Call:
         self._ended = True
         if completed:
             self.output_started()  # a response with no output at all was still processed
-        stats = self.stats
-        stats.output_tokens += self.served_reasoning + self.served_content
-        stats.reasoning_tokens += self.served_reasoning
-        stats.completed += int(completed)
-        stats.disconnected += int(not completed)
+        tally = self.tally
+        tally.add("output_tokens", self.served_reasoning + self.served_content)
+        tally.add("reasoning_tokens", self.served_reasoning)
+        tally.add("completed", int(completed))
+        tally.add("disconnected", int(not completed))
         used = self.prompt_tokens + self.served_reasoning + self.served_content
         self.sim.call_ended(self, self.charged - used)
 
@@ -146,16 +162,20 @@ async def open_stream(request: web.Request, response: web.StreamResponse) -> Non
     request[_STREAM] = response
 
 
+# nginx's "client closed request": what a handler answers a client that has already left
+CLIENT_GONE = 499
+
+
 @web.middleware
 async def client_gone(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """A client that leaves mid-stream (cancelling at its last budget) is normal, not a server error."""
+    """A client that leaves is normal, not a server error: mid-stream (cancelling at its last
+    budget), or before the stream's first byte (a client killed while its request was admitted)."""
     try:
         return await handler(request)
     except ConnectionResetError:
         stream: web.StreamResponse | None = request.get(_STREAM)
-        if stream is None:
-            raise
-        return stream
+        # aiohttp drops a response to a closed connection quietly
+        return stream if stream is not None else web.Response(status=CLIENT_GONE)
 
 
 class ErrorFormat:

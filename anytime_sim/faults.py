@@ -7,7 +7,18 @@ Modes come from ``SimConfig.modes`` and the test-only ``x-sim-mode`` request hea
   (503 / Anthropic 529), ``rate_limit`` (a 429 whatever the buckets say), ``drop`` (connection
   cut mid-stream), ``malformed`` (a chunk that is not JSON), ``stall`` (no bytes for
   ``stall_seconds`` mid-stream), ``stall_first`` (no bytes before the status line),
-  ``error_in_stream`` (an error event after the 200);
+  ``error_in_stream`` (an error event after the 200), and three that model how providers fail
+  under load:
+
+  - ``rate_limit_storm``: the key's shared capacity is taken (another client of the same
+    organisation, or the provider shedding load), so for ``storm_seconds`` every request of the
+    key gets a 429 with ``retry-after`` set to the time left in the storm; the request that
+    sets it off is the first of them. Nothing in a storm is served or billed.
+  - ``trickle``: part-way through, the model slows to one chunk every ``trickle_seconds`` (an
+    overloaded replica): the bytes keep coming, far below the model's speed, to the end.
+  - ``reset``: the connection is reset (TCP RST) after the request arrived and before any byte
+    of the response, as a load balancer or a crashed replica does; the client sees
+    "connection reset by peer". Nothing is served or billed.
 - key: ``bad_key`` (the key is refused with a 401 whose message quotes it back, as OpenAI's
   "Incorrect API key provided: sk-…" once did and some compatible hosts still do);
 - transport: ``split`` (events cut across writes at arbitrary bytes), ``crlf`` (``\\r\\n`` line
@@ -33,17 +44,29 @@ FAULT_MODES = (
     "stall",
     "stall_first",
     "error_in_stream",
+    "rate_limit_storm",
+    "trickle",
+    "reset",
 )
 KEY_MODES = ("bad_key",)
 TRANSPORT_MODES = ("split", "crlf", "comments", "unknown_fields", "done_no_finish", "interrupt")
 ALL_MODES = FAULT_MODES + KEY_MODES + TRANSPORT_MODES
-BEFORE_STREAM = ("error_5xx", "error_5xx_noretry", "overloaded", "rate_limit", "stall_first")
+BEFORE_STREAM = (
+    "error_5xx",
+    "error_5xx_noretry",
+    "overloaded",
+    "rate_limit",
+    "stall_first",
+    "rate_limit_storm",
+    "reset",
+)
 
 
 class FaultRates(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Fault injection rates in [0, 1], applied per request, deterministic per request fingerprint.
 
-    The same fields as a manifest's ``[simulator.faults]`` table.
+    The same fields as a manifest's ``[simulator.faults]`` table. Seconds are real seconds (not
+    scaled by ``time_scale``).
     """
 
     error_5xx: float = 0.0
@@ -51,6 +74,11 @@ class FaultRates(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     malformed_chunk: float = 0.0
     stall: float = 0.0
     stall_seconds: float = 30.0
+    rate_limit_storm: float = 0.0
+    storm_seconds: float = 2.0
+    trickle: float = 0.0
+    trickle_seconds: float = 0.5
+    reset: float = 0.0
 
 
 class FaultPlan(msgspec.Struct, frozen=True):
@@ -61,7 +89,7 @@ class FaultPlan(msgspec.Struct, frozen=True):
         at: where in the stream a mid-stream fault strikes, as a fraction of the pieces.
         status: the HTTP status of a before-stream error.
         should_retry: the ``x-should-retry`` header to send (None: no header).
-        stall_s: how long a stall lasts.
+        stall_s: how long a stall lasts, or the gap between a trickle's chunks.
     """
 
     kind: str = ""
@@ -100,6 +128,10 @@ def plan_fault(
         ("malformed", rates.malformed_chunk),
         ("stall", rates.stall),
         ("error_in_stream", error_in_stream),
+        # after the older kinds, so that adding these left every earlier draw as it was
+        ("reset", rates.reset),
+        ("trickle", rates.trickle),
+        ("rate_limit_storm", rates.rate_limit_storm),
     ):
         if roll < rate:
             return _plan(kind, at, rates, fingerprint, attempt)
@@ -117,6 +149,8 @@ def _plan(kind: str, at: float, rates: FaultRates, fingerprint: str, attempt: in
         return FaultPlan(kind=kind, at=at, status=500, should_retry=False)
     if kind == "overloaded":
         return FaultPlan(kind=kind, at=at, status=503)
-    if kind == "rate_limit":
+    if kind in ("rate_limit", "rate_limit_storm"):
         return FaultPlan(kind=kind, at=at, status=429)
+    if kind == "trickle":
+        return FaultPlan(kind=kind, at=at, stall_s=rates.trickle_seconds)
     return FaultPlan(kind=kind, at=at, stall_s=rates.stall_seconds)

@@ -174,6 +174,7 @@ async def _stream(request: web.Request, call: Call, view: str) -> web.StreamResp
     items = list(call_pieces(call, view))
     if await drive(call, request, writer, items, emit, emit_error, emit_malformed):
         await writer.event(msgspec.json.encode(_response(call, [{"text": ""}], final=True)))
+        call.usage_reported()
         await response.write_eof()
     return response
 
@@ -190,4 +191,5 @@ async def _complete(call: Call, view: str) -> web.Response:
     parts: list[dict[str, object]] = ([{"text": "".join(thought), "thought": True}] if "".join(thought) else []) + [
         {"text": "".join(text)}
     ]
+    call.usage_reported()
     return web.json_response(_response(call, parts, final=True))

@@ -83,6 +83,12 @@ class OpenAIErrors(ErrorFormat):
                 f"Please try again in {admission.retry_after_s:.3g}s."
             )
             headers = retry_headers(admission.retry_after_s)
+        elif admission.reason == "storm":
+            message = (
+                f"Rate limit reached for {model} in organization org-sim: the organization's capacity is "
+                f"in use. Please try again in {admission.retry_after_s:.3g}s."
+            )
+            headers = retry_headers(admission.retry_after_s)
         else:
             wait = max(admission.retry_after_s, 0.001)
             message = (
@@ -93,7 +99,7 @@ class OpenAIErrors(ErrorFormat):
         body = {
             "error": {
                 "message": message,
-                "type": "requests" if admission.reason == "requests" else "tokens",
+                "type": "requests" if admission.reason in ("requests", "storm") else "tokens",
                 "param": None,
                 "code": "rate_limit_exceeded",
             }
@@ -300,7 +306,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
 
 
 def _headers(call: Call, errors: OpenAIErrors) -> dict[str, str]:
-    return {"x-request-id": f"req_{call.id}", "openai-processing-ms": "1", **errors._headers(call.admission)}
+    return {"x-request-id": call.request_id, "openai-processing-ms": "1", **errors._headers(call.admission)}
 
 
 async def _stream(request: web.Request, call: Call, errors: OpenAIErrors, include_usage: bool) -> web.StreamResponse:
@@ -346,6 +352,7 @@ async def _stream(request: web.Request, call: Call, errors: OpenAIErrors, includ
         await writer.event(chunks.chunk({}, call.plan.finish))
         if chunks.include_usage:
             await writer.event(chunks.usage_chunk())
+            call.usage_reported()
     await writer.event(b"[DONE]")
     await response.write_eof()
     return response
@@ -377,4 +384,5 @@ async def _complete(call: Call, errors: OpenAIErrors) -> web.Response:
         "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": p.finish}],
         "usage": chunks.usage(),
     }
+    call.usage_reported()
     return web.Response(body=msgspec.json.encode(body), content_type="application/json", headers=_headers(call, errors))

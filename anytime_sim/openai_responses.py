@@ -311,10 +311,11 @@ class _Events:
             await self.close_message()
         status = "completed" if self.call.plan.finish == "stop" else "incomplete"
         await self.send({"type": f"response.{status}", "response": self.response(status)})
+        self.call.usage_reported()
 
 
 def _headers(call: Call, errors: OpenAIErrors) -> dict[str, str]:
-    return {"x-request-id": f"req_{call.id}", **errors._headers(call.admission)}
+    return {"x-request-id": call.request_id, **errors._headers(call.admission)}
 
 
 async def _stream(request: web.Request, call: Call, errors: OpenAIErrors, view: str) -> web.StreamResponse:
@@ -360,4 +361,5 @@ async def _complete(call: Call, errors: OpenAIErrors, view: str) -> web.Response
         events.output.append(events._message_item("completed" if p.finish == "stop" else "incomplete"))
     status = "completed" if p.finish == "stop" else "incomplete"
     body = {**events.response(status), "output_text": "".join(events.text)}
+    call.usage_reported()
     return web.Response(body=msgspec.json.encode(body), content_type="application/json", headers=_headers(call, errors))

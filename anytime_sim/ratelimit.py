@@ -75,7 +75,7 @@ class Admission(msgspec.Struct, frozen=True):
     ok: bool
     state: LimitState
     retry_after_s: float = 0.0
-    reason: str = ""  # "requests" | "tokens" | "too_large"
+    reason: str = ""  # "requests" | "tokens" | "too_large" | "storm" (every request of the key refused)
 
 
 def key_digest(api_key: str) -> str:
@@ -133,6 +133,10 @@ class RateLimiter:
         if tokens:
             tokens.level -= token_cost
         return Admission(ok=True, state=self._state(requests, tokens))
+
+    def state(self, api_key: str) -> LimitState:
+        """The key's limits at this moment, as its headers would show them."""
+        return self._state(*self._buckets(api_key))
 
     def refund(self, api_key: str, unused_tokens: int, requests: int = 0) -> None:
         """Give back the part of an admitted request's charge it did not use."""

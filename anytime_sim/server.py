@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import socket
+import struct
 import time
+from collections import deque
 from collections.abc import Callable
 
 import msgspec
@@ -23,8 +26,11 @@ from anytime_sim.faults import BEFORE_STREAM, FaultPlan, parse_modes, plan_fault
 from anytime_sim.knowledge import ProblemIndex
 from anytime_sim.models import SimConfig, SimModel
 from anytime_sim.ratelimit import Admission, RateLimiter, key_digest
-from anytime_sim.stats import ModelStats, SimStats
+from anytime_sim.stats import ModelStats, SimStats, Tally, UsageReport
 from anytime_sim.trace import GenRequest, TraceModel
+
+# the usage reports kept for `GET /sim/usage` (a test instrument's run is far shorter)
+USAGE_LOG_LIMIT = 1_000_000
 
 
 class Simulator:
@@ -44,7 +50,13 @@ class Simulator:
         self.in_flight = 0
         self.peak_in_flight = 0
         self._stats: dict[str, ModelStats] = {}
+        self._key_stats: dict[str, ModelStats] = {}
         self._attempts: dict[str, int] = {}
+        self._requests_seen = 0
+        # per key digest: when the 429 storm it is in ends (the simulator's clock)
+        self._storms: dict[str, float] = {}
+        self._clock = clock
+        self.usage_log: deque[UsageReport] = deque(maxlen=USAGE_LOG_LIMIT)
         # per model, the streams that the next request for the model stops (mode "interrupt")
         self._interruptible: dict[str, set[Call]] = {}
         self._idle = asyncio.Event()
@@ -56,6 +68,10 @@ class Simulator:
 
     async def stats_handler(self, request: web.Request) -> web.Response:
         return web.Response(body=msgspec.json.encode(self.stats()), content_type="application/json")
+
+    async def usage_handler(self, request: web.Request) -> web.Response:
+        """``GET /sim/usage``: every final usage sent, oldest first (`UsageReport` list)."""
+        return web.Response(body=msgspec.json.encode(list(self.usage_log)), content_type="application/json")
 
     def call_ended(self, call: Call, unused_tokens: int) -> None:
         self.in_flight -= 1
@@ -77,10 +93,29 @@ class Simulator:
             stats = self._stats[name] = ModelStats()
         return stats
 
+    def tally(self, model_name: str, api_key: str) -> Tally:
+        """The counters a request of this model and key adds to."""
+        digest = key_digest(api_key)
+        by_key = self._key_stats.get(digest)
+        if by_key is None:
+            by_key = self._key_stats[digest] = ModelStats()
+        return Tally(self.model_stats(model_name), by_key)
+
+    def usage_sent(self, report: UsageReport) -> None:
+        self.usage_log.append(report)
+
     def stats(self) -> SimStats:
-        """A snapshot of the counters, per model."""
-        models = {name: msgspec.structs.replace(s, faults=dict(s.faults)) for name, s in self._stats.items()}
-        return SimStats(models=models, in_flight=self.in_flight, peak_in_flight=self.peak_in_flight)
+        """A snapshot of the counters, per model and per key digest."""
+
+        def copy(table: dict[str, ModelStats]) -> dict[str, ModelStats]:
+            return {name: msgspec.structs.replace(s, faults=dict(s.faults)) for name, s in table.items()}
+
+        return SimStats(
+            models=copy(self._stats),
+            keys=copy(self._key_stats),
+            in_flight=self.in_flight,
+            peak_in_flight=self.peak_in_flight,
+        )
 
     def _attempt(self, request: web.Request, fingerprint: str) -> int:
         for header in ("x-sim-attempt", "x-stainless-retry-count"):
@@ -112,10 +147,11 @@ class Simulator:
         model = self._model(req.model, errors)
         modes = self._modes(request, errors)
         req = _with_seed_header(request, req)
-        stats = self.model_stats(model.name)
-        stats.requests += 1
-        _require_key(model, api_key, errors, refuse="bad_key" in modes)
         key = api_key or ""
+        tally = self.tally(model.name, key)
+        tally.add("requests")
+        self._requests_seen += 1
+        _require_key(model, api_key, errors, refuse="bad_key" in modes)
         fingerprint = hashlib.blake2b(model.name.encode() + b"\0" + body, digest_size=16).hexdigest()
         fault = plan_fault(
             self.config.faults,
@@ -129,17 +165,20 @@ class Simulator:
         prompt_tokens = len(prompt_ids)
         _refuse_overflow(model, prompt_tokens, cap, errors)
         cost = prompt_tokens + (cap if cap is not None else len(generation.reasoning) + len(generation.content))
-        admission = await self._admission(key, cost, fault, stats, model.name, errors)
-        stats.input_tokens += prompt_tokens
+        admission = await self._admission(request, key, cost, fault, tally, model.name, errors)
+        tally.add("input_tokens", prompt_tokens)
         cached, pending = 0, PendingWrites()
         rule = AUTOMATIC.get(model.profile)
         if caching and rule is not None:
             cached, pending = self.cache.automatic(cache_scope(model.name, key), prompt_ids[:-3], rule)
-            stats.cached_input_tokens += cached
+            tally.add("cached_input_tokens", cached)
         self.in_flight += 1
         self._idle.clear()
         self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
         call = Call(self, model, req, generation, prompt_tokens, cap, key, modes, fault, admission, fingerprint)
+        call.tally = tally
+        # unique per request (retries of one body share the body's id): clients log it per attempt
+        call.request_id = f"req_{call.id}_{self._requests_seen}"
         call.cached_tokens = cached
         call.cache_pending = pending
         for running in self._interruptible.pop(model.name, set()):
@@ -162,24 +201,42 @@ class Simulator:
             raise Reject(errors(400, "invalid_request", str(exc), {})) from None
 
     async def _admission(
-        self, key: str, cost: int, fault: FaultPlan, stats: ModelStats, model_name: str, errors: ErrorFormat
+        self,
+        request: web.Request,
+        key: str,
+        cost: int,
+        fault: FaultPlan,
+        tally: Tally,
+        model_name: str,
+        errors: ErrorFormat,
     ) -> Admission:
         """The rate limiter's admission, unless it refuses or a fault planned before the stream strikes.
 
         Raises:
-            Reject: a 429 (real or injected) or an injected server error, the charge refunded.
+            Reject: a 429 (real, injected or in a storm) or an injected server error, the charge
+                refunded; for a reset, after the connection is gone.
         """
+        storm_left = self._storm_left(key, fault, tally)
+        if storm_left is not None:
+            tally.add("rate_limited")
+            storm = Admission(ok=False, state=self.limiter.state(key), retry_after_s=storm_left, reason="storm")
+            raise Reject(errors.rate_limited(model_name, storm, cost))
         admission = self.limiter.admit(key, cost)
         if fault.kind == "stall_first":
-            stats.faults["stall_first"] = stats.faults.get("stall_first", 0) + 1
+            tally.fault("stall_first")
             await asyncio.sleep(fault.stall_s)
         if not admission.ok or fault.kind == "rate_limit":
-            stats.rate_limited += 1
+            tally.add("rate_limited")
             if admission.ok:  # an injected 429: the request was never served, so it costs nothing
                 self.limiter.refund(key, cost, requests=1)
             raise Reject(errors.rate_limited(model_name, admission, cost))
+        if fault.kind == "reset":
+            tally.fault("reset")
+            self.limiter.refund(key, cost, requests=1)  # never served: it costs nothing
+            _reset_connection(request)
+            raise Reject(web.Response(status=502))  # never sent: the connection is gone
         if fault.kind in BEFORE_STREAM and fault.kind != "stall_first":
-            stats.faults[fault.kind] = stats.faults.get(fault.kind, 0) + 1
+            tally.fault(fault.kind)
             # the request was admitted but failed: its charge goes back, as real providers do
             self.limiter.refund(key, cost)
             headers = {} if fault.should_retry is None else {"x-should-retry": str(fault.should_retry).lower()}
@@ -192,9 +249,33 @@ class Simulator:
                     admission,
                 )
             )
-        if fault.kind:
-            stats.faults[fault.kind] = stats.faults.get(fault.kind, 0) + 1
         return admission
+
+    def _storm_left(self, key: str, fault: FaultPlan, tally: Tally) -> float | None:
+        """Seconds left in the 429 storm this request meets (None: no storm): one already raging
+        on its key, or one it sets off itself (the fault it drew)."""
+        digest = key_digest(key)
+        now = self._clock()
+        until = self._storms.get(digest, 0.0)
+        if until > now:
+            return until - now
+        if fault.kind != "rate_limit_storm":
+            return None
+        tally.fault("rate_limit_storm")
+        seconds = self.config.faults.storm_seconds
+        self._storms[digest] = now + seconds
+        return seconds
+
+
+def _reset_connection(request: web.Request) -> None:
+    """Reset the request's TCP connection: SO_LINGER 0, then close, so the kernel sends an RST."""
+    transport = request.transport
+    if transport is None:
+        return
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport.abort()
 
 
 def cache_scope(model: str, api_key: str) -> str:

@@ -158,7 +158,7 @@ class EventWriter:
         await asyncio.sleep(max(0.0, left))
 
 
-MID_STREAM = ("drop", "malformed", "stall", "error_in_stream")
+MID_STREAM = ("drop", "malformed", "stall", "error_in_stream", "trickle")
 
 
 async def drive(
@@ -176,6 +176,7 @@ async def drive(
     """
     strike = int(len(items) * call.fault.at) if call.fault.kind in MID_STREAM else -1
     done = 0
+    gap = 0.0  # once a trickle has begun: the wait before each chunk
     owed: list[Piece] = []  # written into the batch, not yet onto the socket
 
     def settle() -> None:
@@ -185,21 +186,17 @@ async def drive(
 
     writer.batch = True
     for i, piece in enumerate(items):
-        if call.interrupted:
-            # another request took the model (llama.cpp's default): the stream just stops here
+        if call.interrupted or i == strike:
             await writer.flush()
             settle()
             writer.batch = False
-            return False
-        if i == strike:
-            await writer.flush()
-            settle()
-            writer.batch = False
-            if not await _strike(call, request, emit_error, emit_malformed):
+            # interrupted: another request took the model (llama.cpp's default); the stream just stops
+            if call.interrupted or not await _strike(call, request, emit_error, emit_malformed):
                 return False
-            writer.batch = True
+            gap = call.fault.stall_s if call.fault.kind == "trickle" else 0.0
+            writer.batch = not gap
         done += piece.billed
-        delay = call.pacer.delay(done)
+        delay = gap or call.pacer.delay(done)
         if delay > 0.001:
             await writer.flush()
             settle()
@@ -221,8 +218,10 @@ async def _strike(
     emit_error: Callable[[], Awaitable[None]],
     emit_malformed: Callable[[], Awaitable[None]],
 ) -> bool:
-    """Inject the call's mid-stream fault; returns whether the stream goes on (after a stall it does)."""
+    """Inject the call's mid-stream fault; returns whether the stream goes on (after a stall, and
+    through a trickle, it does)."""
     kind = call.fault.kind
+    call.tally.fault(kind)
     if kind == "drop":
         # cut the connection with the body unfinished: the client sees a broken stream
         if request.transport is not None:
@@ -234,5 +233,6 @@ async def _strike(
     if kind == "error_in_stream":
         await emit_error()
         return False
-    await asyncio.sleep(call.fault.stall_s)
+    if kind == "stall":
+        await asyncio.sleep(call.fault.stall_s)
     return True

@@ -5,9 +5,9 @@ rate limits; each client runs in its own process too, so its CPU time and peak R
 
 - ``lane`` (ours, the default): the scheduler's `runner.engine.lane.Lane` (spend guard, `LaneLimiter`
   admission, `OpenAIChatAdapter` on aiohttp with bytes-level SSE and msgspec, timeouts, an
-  `Attempt` record per call into a no-op sink) with every reasoning chunk fed to a
-  `TraceConsumer` (budget snapshots at 64/128/256/512 tokens through
-  `runner.tokens.BudgetTokenizer`);
+  `Attempt` record per call into a no-op sink) with the reasoning fed to a `TraceConsumer`
+  (budget snapshots at 64/128/256/512 tokens through `runner.tokens.BudgetTokenizer`), as the
+  lane hands it on: the text of one socket read at once;
 - ``openai`` (the baseline): the official SDK: `AsyncOpenAI` + `asyncio.Semaphore`, connection pool opened to the
   same concurrency, no tokenizing.
 
@@ -15,7 +15,8 @@ rate limits; each client runs in its own process too, so its CPU time and peak R
 a copy of the lane's, which a benchmark must not keep.)
 
 Each of N streams generates 512 reasoning tokens in 4-token chunks. Figures: client CPU seconds
-(user + system, the streaming phase only) per streamed text chunk; peak RSS above the client's
+(user + system, the streaming phase only) per streamed text chunk (ours: counted tokens / chunk
+size, since the lane feeds a read's text at once; the SDK client counts its chunks); peak RSS above the client's
 RSS before the phase, per stream at peak concurrency; errors; the simulator's peak in flight.
 
 Usage: ``python bench/streams.py [--streams 5000 --time-scale 10]``. The last line holds
@@ -74,7 +75,7 @@ class Meter:
         self.first_error = self.first_error or f"{type(exc).__name__}: {exc}"[:200]
 
 
-async def client_lane(base_url: str, n: int, tokens: int, m: Meter) -> None:
+async def client_lane(base_url: str, n: int, tokens: int, chunk_tokens: int, m: Meter) -> None:
     """The scheduler's `Lane`: spend guard, limiter, adapter, timeouts, one ledger record per call."""
     import aiohttp
     import anyio
@@ -95,16 +96,6 @@ async def client_lane(base_url: str, n: int, tokens: int, m: Meter) -> None:
     enc = get_encoding("o200k_base")
     price = ModelPrice(input=2.0, output=8.0)
 
-    class Counting(TraceConsumer):
-        # every text chunk counts, reasoning or content, as the SDK client counts them
-        def on_reasoning(self, text: str) -> bool:
-            m.chunks += 1
-            return super().on_reasoning(text)
-
-        def on_content(self, text: str) -> bool:
-            m.chunks += 1
-            return super().on_content(text)
-
     async def one(lane: Lane, i: int) -> None:
         text = PROMPT.format(i=i, n=1000 + i)
         request = ChatRequest(model=MODEL, messages=(Message("user", text),), max_output_tokens=tokens)
@@ -118,12 +109,15 @@ async def client_lane(base_url: str, n: int, tokens: int, m: Meter) -> None:
         )
         m.enter()
         try:
-            result = await lane.call(spec, lambda: Counting(enc, BUDGETS, "reasoning"))
+            result = await lane.call(spec, lambda: TraceConsumer(enc, BUDGETS, "reasoning"))
             consumer = result.consumer
-            assert isinstance(consumer, Counting)
+            assert isinstance(consumer, TraceConsumer)
             counted = consumer.output_tokens_counted()[0]
             if len(consumer.cuts) != len(BUDGETS) or counted != tokens:
                 raise RuntimeError(f"stream {i}: {counted} tokens, cuts at {sorted(consumer.cuts)}")
+            # the lane hands the tokenizer each read's text at once, so the consumer cannot count
+            # chunks: the simulator sent one per `chunk_tokens` tokens of this ASCII trace
+            m.chunks += -(-counted // chunk_tokens)
             m.done += 1
         except (ProviderError, RuntimeError) as exc:
             m.fail(exc)
@@ -188,7 +182,7 @@ async def client_openai(base_url: str, n: int, tokens: int, m: Meter) -> None:
     await client.close()
 
 
-def run_client(which: str, base_url: str, n: int, tokens: int, loop: str) -> dict[str, object]:
+def run_client(which: str, base_url: str, n: int, tokens: int, loop: str, chunk_tokens: int = 4) -> dict[str, object]:
     """Run one client in this process on the given event loop; return its own figures."""
     m = Meter()
     uv = loop == "uvloop"
@@ -196,11 +190,14 @@ def run_client(which: str, base_url: str, n: int, tokens: int, loop: str) -> dic
         import anyio
 
         import runner.engine.lane  # noqa: F401  (the import's cost stays out of the measured phase)
+        from runner.engine.collector import tuned_collector
         from runner.tokens.encodings import get_encoding
 
         get_encoding("o200k_base")  # load the ranks before the measured phase
-        rss0, cpu0, t0 = rss_kb(), cpu_s(), time.perf_counter()
-        anyio.run(client_lane, base_url, n, tokens, m, backend_options={"use_uvloop": uv})
+        with tuned_collector():  # the collector as `anytime run` sets it while it streams
+            rss0, cpu0, t0 = rss_kb(), cpu_s(), time.perf_counter()
+            anyio.run(client_lane, base_url, n, tokens, chunk_tokens, m, backend_options={"use_uvloop": uv})
+            wall, cpu = time.perf_counter() - t0, cpu_s() - cpu0
     else:
         import openai  # noqa: F401  (the import's cost stays out of the measured phase)
 
@@ -212,7 +209,7 @@ def run_client(which: str, base_url: str, n: int, tokens: int, loop: str) -> dic
             factory = uvloop.new_event_loop
         with asyncio.Runner(loop_factory=factory) as aio:
             aio.run(client_openai(base_url, n, tokens, m))
-    wall, cpu = time.perf_counter() - t0, cpu_s() - cpu0
+        wall, cpu = time.perf_counter() - t0, cpu_s() - cpu0
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return {
         "client": which,

@@ -60,19 +60,19 @@ class ChatRequest(msgspec.Struct, frozen=True, kw_only=True):
     cache_points: tuple[CachePoint, ...] = ()
 
 
-class Reasoning(msgspec.Struct, frozen=True, tag="reasoning"):
+class Reasoning(msgspec.Struct, frozen=True, tag="reasoning", gc=False):
     """A fragment of reasoning text (raw thinking, or a thinking summary)."""
 
     text: str
 
 
-class Content(msgspec.Struct, frozen=True, tag="content"):
+class Content(msgspec.Struct, frozen=True, tag="content", gc=False):
     """A fragment of the visible answer text."""
 
     text: str
 
 
-class Usage(msgspec.Struct, frozen=True, tag="usage"):
+class Usage(msgspec.Struct, frozen=True, tag="usage", gc=False):
     """Token usage as the provider reported it, normalised (see module docstring).
 
     Attributes:
@@ -88,7 +88,7 @@ class Usage(msgspec.Struct, frozen=True, tag="usage"):
     billed_usd: float | None = None
 
 
-class PromptUsage(msgspec.Struct, frozen=True, tag="prompt_usage"):
+class PromptUsage(msgspec.Struct, frozen=True, tag="prompt_usage", gc=False):
     """The prompt side of the bill, stated when a response starts (Anthropic's ``message_start``).
 
     A stream cut at its last budget never gets its final `Usage`; this still prices its prompt
@@ -101,7 +101,7 @@ class PromptUsage(msgspec.Struct, frozen=True, tag="prompt_usage"):
     cache_write_input_tokens: int = 0
 
 
-class Finish(msgspec.Struct, frozen=True, tag="finish"):
+class Finish(msgspec.Struct, frozen=True, tag="finish", gc=False):
     """The end of generation as the provider states it.
 
     ``reason`` is one of ``stop``, ``length`` (the output cap was hit: expected, it is how a
@@ -112,6 +112,8 @@ class Finish(msgspec.Struct, frozen=True, tag="finish"):
     reason: str
 
 
+# one of these per streamed chunk: ``gc=False`` (they hold only strings and numbers, so no cycle)
+# keeps thousands of streams' events out of the garbage collector's passes
 StreamEvent = Reasoning | Content | Usage | PromptUsage | Finish
 
 

@@ -10,6 +10,7 @@ import pytest
 from runner.cli import main as cli
 from runner.config.manifest import load_manifest
 from runner.config.plan import expand_jobs, get_task
+from runner.errors import LedgerError
 from runner.ledger.estimate import confirm_needed, count_prompts, estimate_manifest
 from runner.ledger.job_cost import SEAM
 from runner.ledger.reader import load_state
@@ -189,8 +190,10 @@ def test_json_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
 def test_history_makes_expected_close_and_high_holds(tmp_path: Path) -> None:
     """Run one sweep, estimate a different one (other seed, more problems) from its ledger, run it."""
     first = manifest(tmp_path, name="first", seed=3, limit=3)
-    assert cli(["run", str(first), "--yes", "--plain", "--no-report"]) == 0
     second = manifest(tmp_path, name="second", seed=11, limit=6)
+    for path in (first, second):  # lanes pace within the minute: at 100k tokens/min the runs would crawl
+        path.write_text(path.read_text().replace("tpm = 100000", "tpm = 4000000"))
+    assert cli(["run", str(first), "--yes", "--plain", "--no-report"]) == 0
     loaded = load_manifest(second)
     est = estimate_manifest(loaded, previous=[tmp_path / "ledgers" / "first"])
     assert all(r.expected_from == "history (3 jobs)" for r in est.rows)
@@ -214,3 +217,16 @@ def test_synthesis_already_built_is_left_out(tmp_path: Path) -> None:
     key = synthesis_key(loaded, "strong", "aime", "pdp")
     groups = count_prompts(loaded, built={key})
     assert groups[("strong", "aime", "pdp")].synthesis == [] and groups[("weak", "aime", "pdp")].synthesis
+
+
+def test_an_unreadable_ledger_in_the_folder_is_skipped_and_named(tmp_path: Path) -> None:
+    """The history is the newest ledgers in the run's ledger folder: another run's damage (a line
+    broken in the middle, a foreign file) must not stop this estimate, nor the run that makes it."""
+    broken = tmp_path / "ledgers" / "broken"
+    broken.mkdir(parents=True)
+    (broken / "ledger.jsonl").write_text('{"type": "attempt", "oops"\n{"type": "note"}\n')
+    est = estimate_manifest(load_manifest(manifest(tmp_path)))
+    assert any("skipped" in note and "broken" in note for note in est.notes)
+    assert all(r.expected_from == "prior" for r in est.rows)
+    with pytest.raises(LedgerError):  # a ledger the user names is read, or the estimate says why not
+        estimate_manifest(load_manifest(manifest(tmp_path)), previous=[broken])

@@ -16,7 +16,6 @@ from runner.providers.gemini import GeminiAdapter
 from runner.providers.headers import anthropic_limits, openai_limits, parse_retry_after
 from runner.providers.openai_chat import OpenAIChatAdapter
 from runner.providers.openai_responses import OpenAIResponsesAdapter
-from runner.providers.sse import SSEParser
 from runner.tasks.meeting import MeetingTask
 from runner.tasks.registry import get_task
 from runner.types import RateLimitReading
@@ -122,15 +121,14 @@ async def test_a_negative_or_absurd_usage_is_a_broken_stream_naming_the_field(
     adapter: type, events: list[dict[str, object]], field: str
 ) -> None:
     a = adapter("http://127.0.0.1:9/v1", "k", provider="p")
-    parser = SSEParser()
+    body = [
+        b"data: " + (event if isinstance(event, str) else json.dumps(event)).encode() + b"\n\n"
+        for event in [*events, "[DONE]"]
+    ]
 
-    async def feed():  # type: ignore[no-untyped-def]
-        for event in [*events, "[DONE]"]:
-            for ev in parser.feed(
-                b"data: " + (event if isinstance(event, str) else json.dumps(event)).encode() + b"\n\n"
-            ):
-                yield ev
+    async def read() -> bytes:
+        return body.pop(0) if body else b""
 
     with pytest.raises(StreamBroken, match=field):
-        async for _ in a.decode(feed(), parser, RateLimitReading()):
+        async for _ in a.batches(read, RateLimitReading()):
             pass

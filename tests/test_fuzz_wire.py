@@ -16,7 +16,7 @@ import asyncio
 import copy
 import json
 import math
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,7 +30,7 @@ from runner.errors import ProviderError
 from runner.providers.base import Adapter
 from runner.providers.classify import classify_http
 from runner.providers.registry import KINDS, make_adapter
-from runner.providers.sse import SSEEvent, SSEParser
+from runner.providers.sse import SSEParser
 from runner.types import (
     ChatRequest,
     Content,
@@ -264,15 +264,14 @@ def split(data: bytes, cuts: list[int]) -> Iterator[bytes]:
 
 
 async def decode_bytes(a: Adapter, chunks: list[bytes], out: list[StreamEvent]) -> None:
-    parser = SSEParser()
+    """The adapter's own read loop over a body that arrives in these reads, then ends."""
+    queue = list(chunks)
 
-    async def events() -> AsyncIterator[SSEEvent]:
-        for chunk in chunks:
-            for event in parser.feed(chunk):
-                yield event
+    async def read() -> bytes:
+        return queue.pop(0) if queue else b""
 
-    async for event in a.decode(events(), parser, RateLimitReading()):  # type: ignore[attr-defined]
-        out.append(event)
+    async for batch in a.batches(read, RateLimitReading()):  # type: ignore[attr-defined]
+        out.extend(batch)
 
 
 def check_outcome(kind: str, run: Callable[[list[StreamEvent]], object]) -> None:

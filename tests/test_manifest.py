@@ -49,6 +49,8 @@ def with_line(section: str, line: str, text: str = GOOD) -> str:
         (with_line("models.a", "price = { input = -1.0, output = 2.0 }"), "models.a.price", "`input` must be >= 0"),
         (GOOD.replace('name = "t"', 'name = "../escape"'), "run", "`name` may hold"),
         (GOOD.replace('[run]\nname = "t"\n', ""), "", "missing required field `run`"),
+        (GOOD + "[simulator.faults]\nreset = 2.0\n", "simulator.faults", "`reset` is a rate and must be in [0, 1]"),
+        (GOOD + "[simulator.faults]\nstorm_seconds = -1.0\n", "simulator.faults", "storm_seconds"),
         (GOOD + "[simulator]\nlimit_window_s = 0\n", "simulator", "`limit_window_s` must be in (0, 60]"),
         (with_line("providers.p", "burst_s = 120"), "providers.p", "`burst_s` must be in [0.0625, 60] seconds"),
     ],

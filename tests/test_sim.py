@@ -488,6 +488,12 @@ def test_cli_arguments_build_the_config(datasets):
             "0",
             "--drop",
             "0.1",
+            "--storm",
+            "0.01",
+            "--trickle",
+            "0.2",
+            "--reset",
+            "0.05",
             "--mode",
             "crlf",
             "--port",
@@ -497,6 +503,8 @@ def test_cli_arguments_build_the_config(datasets):
     config = config_from_args(args)
     assert args.data == [("aime", Path(path))] and config.rpm == 60 and config.time_scale == 0
     assert config.faults.drop_mid_stream == 0.1 and config.modes == ("crlf",)
+    faults = config.faults
+    assert (faults.rate_limit_storm, faults.trickle, faults.reset) == (0.01, 0.2, 0.05)
     with pytest.raises(SystemExit):
         parser.parse_args(["--data", f"{path}:nope"])
 

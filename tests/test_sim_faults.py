@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from pathlib import Path
 
 import aiohttp
@@ -14,6 +15,7 @@ from test_sim_support import aime_statement, sse_events, write_datasets
 
 from anytime_sim import SimConfig, open_simulator
 from anytime_sim.faults import FaultRates, parse_modes, plan_fault
+from anytime_sim.ratelimit import key_digest
 
 KEY_HEADER = {"Authorization": "Bearer test-key"}  # every vendor API wants a key (the simulator: any)
 
@@ -238,3 +240,122 @@ async def test_interrupt_mode_and_llamacpp_validation_errors(datasets) -> None:
         async with session.post(url, json={"model": "sim-smollm2", "messages": "bad"}) as r:
             error = (await r.json())["error"]
             assert r.status == 500 and error["type"] == "internal_server_error"
+
+
+class FakeClock:
+    """The simulator's clock, moved by hand: a storm's length is tested without sleeping."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_a_429_storm_refuses_every_request_of_its_key_until_it_passes(datasets) -> None:
+    clock = FakeClock()
+    config = SimConfig(time_scale=0, faults=FaultRates(storm_seconds=3.0))
+    async with open_simulator(config, datasets, clock=clock) as sim, aiohttp.ClientSession() as session:
+
+        async def post(key: str, mode: str = "") -> tuple[int, dict[str, str], bytes]:
+            headers = {"Authorization": f"Bearer {key}", **({"x-sim-mode": mode} if mode else {})}
+            async with session.post(sim.base_url + CHAT, json=body(), headers=headers) as r:
+                return r.status, {k.lower(): v for k, v in r.headers.items()}, await r.read()
+
+        status, headers, raw = await post("org-a", "rate_limit_storm")  # sets the storm off
+        assert status == 429 and headers["retry-after-ms"] == "3000" and headers["retry-after"] == "3"
+        assert json.loads(raw)["error"]["code"] == "rate_limit_exceeded"
+        clock.now += 1.0
+        status, headers, _ = await post("org-a")  # any request of the key, in the storm
+        assert status == 429 and headers["retry-after-ms"] == "2000"
+        assert (await post("org-b"))[0] == 200  # another key's capacity is its own
+        clock.now += 2.0
+        assert (await post("org-a"))[0] == 200  # the storm has passed
+        await sim.wait_idle()
+        stats = sim.stats()
+        a, b = stats.keys[key_digest("org-a")], stats.keys[key_digest("org-b")]
+        assert (a.requests, a.rate_limited, a.faults, a.completed) == (3, 2, {"rate_limit_storm": 1}, 1)
+        assert (b.requests, b.rate_limited, b.faults, b.completed) == (1, 0, {}, 1)
+        assert a.input_tokens == b.input_tokens > 0  # the refused requests were not billed
+
+
+async def test_a_reset_connection_gets_no_response_and_bills_nothing(sim) -> None:
+    async with aiohttp.ClientSession(headers=KEY_HEADER) as session:
+        with pytest.raises(aiohttp.ClientOSError, match="reset"):
+            async with session.post(sim.base_url + CHAT, json=body(), headers={"x-sim-mode": "reset"}):
+                pass
+    stats = sim.stats().models["sim-reasoner-large"]
+    assert stats.faults == {"reset": 1} and stats.requests == 1
+    assert stats.input_tokens == stats.output_tokens == stats.completed == 0
+
+
+async def test_a_trickle_slows_the_stream_to_its_gap_and_serves_it_all(datasets) -> None:
+    config = SimConfig(time_scale=0, chunk_tokens=4, faults=FaultRates(trickle_seconds=600.0))
+    async with open_simulator(config, datasets) as sim:
+        # the chunks before the trickle come at once; after it, none within a 0.2 s read timeout
+        timeout = aiohttp.ClientTimeout(sock_read=0.2)
+        async with aiohttp.ClientSession(timeout=timeout, headers=KEY_HEADER) as session:
+            async with session.post(sim.base_url + CHAT, json=body(), headers={"x-sim-mode": "trickle"}) as r:
+                assert r.status == 200
+                with pytest.raises(asyncio.TimeoutError):
+                    await r.read()
+        await sim.wait_idle()
+        assert sim.stats().models["sim-reasoner-large"].faults == {"trickle": 1}
+    config = SimConfig(time_scale=0, chunk_tokens=4, faults=FaultRates(trickle_seconds=0.001))
+    async with open_simulator(config, datasets) as sim:
+        stream_options = {"include_usage": True}
+        status, _, raw = await send(sim, "trickle", body(cap=200, stream_options=stream_options))
+        usage = json.loads(sse_events(raw)[-2][1])["usage"]
+        assert status == 200 and usage["completion_tokens"] == 200  # slow, yet served to the end
+
+
+async def test_a_mid_stream_fault_counts_only_when_it_strikes(datasets) -> None:
+    config = SimConfig(time_scale=1.0, chunk_tokens=4)  # real speed: the drop is seconds away
+    async with open_simulator(config, datasets) as sim, aiohttp.ClientSession(headers=KEY_HEADER) as session:
+        async with session.post(sim.base_url + CHAT, json=body(cap=2000), headers={"x-sim-mode": "drop"}) as r:
+            await r.content.readany()  # the first chunk, then the client leaves
+        await sim.wait_idle()
+        stats = sim.stats().models["sim-reasoner-large"]
+        assert stats.faults == {} and stats.disconnected == 1
+
+
+async def test_usage_is_logged_per_request_with_a_unique_request_id(sim) -> None:
+    ids = []
+    async with aiohttp.ClientSession() as session:
+        for key in ("k1", "k1", "k2"):  # the same body twice: a retry, as the simulator sees it
+            payload = body(cap=50, stream_options={"include_usage": True})
+            async with session.post(sim.base_url + CHAT, json=payload, headers={"Authorization": f"Bearer {key}"}) as r:
+                usage = json.loads(sse_events(await r.read())[-2][1])["usage"]
+                ids.append((r.headers["x-request-id"], key_digest(key), usage))
+    log = {u.request_id: u for u in sim.usage_log}
+    assert len(log) == len(ids) == 3  # one report per request, each under its own id
+    for request_id, digest, usage in ids:
+        report = log[request_id]
+        assert report.key == digest
+        assert (report.input_tokens, report.output_tokens) == (usage["prompt_tokens"], usage["completion_tokens"])
+    assert sim.stats().keys[key_digest("k1")].usage_reports == 2
+
+
+async def test_a_client_gone_before_the_stream_opens_is_no_server_error(caplog: pytest.LogCaptureFixture) -> None:
+    """A client killed while its request was being admitted: preparing the stream raises
+    ConnectionResetError, which is a client that left, not an error with a traceback in the log."""
+    from aiohttp import web
+
+    from anytime_sim.call import CLIENT_GONE, client_gone
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        raise ConnectionResetError("Cannot write to closing transport")
+
+    app = web.Application(middlewares=[client_gone])
+    app.router.add_post("/v1/chat/completions", handler)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        async with aiohttp.ClientSession() as session, session.post(f"http://127.0.0.1:{port}{CHAT}", json={}) as r:
+            assert r.status == CLIENT_GONE
+    finally:
+        await runner.cleanup()
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from runner.providers.sse import SSEEvent, parse_all
+from runner.providers.sse import parse_all
 
 AIME_GOLDS = [204, 25, 113, 7, 999, 0, 540, 73, 321, 88, 450, 16]
 
@@ -113,7 +113,7 @@ def forced_prompt(question: str, reasoning: str) -> str:
     )
 
 
-def sse_events(raw: bytes) -> list[SSEEvent]:
-    """(event name, data) of each whole SSE event, read by the runner's own parser (the name is
-    "message" when the event has no ``event:`` line)."""
-    return parse_all(raw)
+def sse_events(raw: bytes) -> list[tuple[str, str]]:
+    """(event name, data as text) of each whole SSE event, read by the runner's own parser (the
+    name is "message" when the event has no ``event:`` line)."""
+    return [(event.event, event.data.decode()) for event in parse_all(raw)]

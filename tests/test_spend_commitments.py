@@ -67,3 +67,38 @@ def test_a_retried_trace_keeps_its_first_commitment() -> None:
     guard.settle("p", first, 0.1)  # the stream broke
     assert guard.try_reserve(trace(A)) == 1.0  # the retry holds its own worst case, not a second commitment
     assert guard.in_flight == pytest.approx(4.0)
+
+
+def test_a_commitment_holds_when_no_call_is_in_flight() -> None:
+    """Between a trace's end and its first answer's start nothing may be in flight: the money for
+    those answers is still held (a run capped at half its estimate overspent by 1.4% that way)."""
+    guard = SpendGuard(max_usd=5.0, provider_caps={})
+    first = guard.try_reserve(trace(A))
+    assert first is not None
+    guard.settle("p", first, 1.0)  # the trace ended: spent 1, its 3 for answers still committed
+    assert guard.calls_in_flight == 0
+    assert guard.try_reserve(trace(B)) is None  # 1 + 3 + (1 + 3) > 5: it waits for A's answers
+    guard.release(A)
+    assert guard.try_reserve(trace(B)) == 1.0
+
+
+async def test_waiting_for_a_commitment_ends_when_it_is_released() -> None:
+    import anyio.lowlevel
+
+    guard = SpendGuard(max_usd=5.0, provider_caps={})
+    first = guard.try_reserve(trace(A))
+    assert first is not None
+    guard.settle("p", first, 1.0)
+    order: list[str] = []
+
+    async def wait() -> None:
+        await guard.wait_settled()  # nothing in flight, but a commitment: it waits, it does not spin
+        order.append("woken")
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(wait)
+        for _ in range(3):
+            await anyio.lowlevel.checkpoint()
+        order.append("released")
+        guard.release(A)
+    assert order == ["released", "woken"]

@@ -19,10 +19,10 @@ STREAM = (
     b"data: [DONE]\n\n"
 )
 EXPECTED = [
-    SSEEvent("content_block_delta", '{"text":"café ∞ 😀"}'),
-    SSEEvent("message", "line one\nline two"),
-    SSEEvent("message", "no-space"),
-    SSEEvent("message", "[DONE]"),
+    SSEEvent("content_block_delta", '{"text":"café ∞ 😀"}'.encode()),
+    SSEEvent("message", b"line one\nline two"),
+    SSEEvent("message", b"no-space"),
+    SSEEvent("message", b"[DONE]"),
 ]
 
 
@@ -65,27 +65,27 @@ def test_crlf_and_cr_line_endings() -> None:
 def test_crlf_split_between_cr_and_lf_is_one_line_end() -> None:
     parser = SSEParser()
     assert parser.feed(b"data: a\r") == []
-    assert parser.feed(b"\n\r") == [SSEEvent("message", "a")]
-    assert parser.feed(b"\ndata: b\r\n\r\n") == [SSEEvent("message", "b")]
+    assert parser.feed(b"\n\r") == [SSEEvent("message", b"a")]
+    assert parser.feed(b"\ndata: b\r\n\r\n") == [SSEEvent("message", b"b")]
 
 
 def test_comments_blank_blocks_and_unknown_fields_are_ignored() -> None:
     payload = b": ping\n\n\n\nfoo: bar\n\n:another\ndata: x\nbogus\n\n"
-    assert parse_all(payload) == [SSEEvent("message", "x")]
+    assert parse_all(payload) == [SSEEvent("message", b"x")]
 
 
 def test_event_without_data_is_not_dispatched_and_name_resets() -> None:
-    assert parse_all(b"event: ping\n\ndata: y\n\n") == [SSEEvent("message", "y")]
+    assert parse_all(b"event: ping\n\ndata: y\n\n") == [SSEEvent("message", b"y")]
 
 
 def test_empty_data_line_dispatches_empty_string() -> None:
-    assert parse_all(b"data:\n\ndata\n\n") == [SSEEvent("message", ""), SSEEvent("message", "")]
+    assert parse_all(b"data:\n\ndata\n\n") == [SSEEvent("message", b""), SSEEvent("message", b"")]
 
 
 def test_bom_is_stripped_even_when_split() -> None:
     payload = b"\xef\xbb\xbfdata: z\n\n"
     for cut in range(len(payload) + 1):
-        assert feed_split(payload, [cut]) == [SSEEvent("message", "z")]
+        assert feed_split(payload, [cut]) == [SSEEvent("message", b"z")]
 
 
 def test_pending_marks_a_cut_mid_event() -> None:
@@ -117,5 +117,29 @@ def test_many_random_events_roundtrip() -> None:
     texts = ["".join(rng.choice("ab ç😀\u2028") for _ in range(rng.randrange(0, 30))) for _ in range(200)]
     payload = b"".join(b"data: " + t.encode() + b"\n\n" for t in texts)
     cuts = sorted(rng.randrange(len(payload) + 1) for _ in range(300))
-    got = [e.data for e in feed_split(payload, cuts)]
+    got = [e.data.decode() for e in feed_split(payload, cuts)]
     assert got == texts, f"seed={seed}"
+
+
+def test_empty_reads_change_nothing() -> None:
+    for ending in (b"\n", b"\r\n", b"\r"):
+        payload = STREAM.replace(b"\n", ending)
+        parser = SSEParser()
+        out: list[SSEEvent] = []
+        for i in range(len(payload)):
+            out += parser.feed(b"")  # an empty read between a \r and its \n keeps them one line end
+            out += parser.feed(payload[i : i + 1])
+        assert out == EXPECTED, ending
+
+
+def test_an_event_over_many_reads_and_blank_lines_split_across_reads() -> None:
+    data = bytes(range(0x20, 0x7F)) * 2000
+    parser = SSEParser()
+    out = parser.feed(b"data: " + data[:7])
+    for i in range(7, len(data), 7):
+        out += parser.feed(data[i : i + 7])
+    out += parser.feed(b"\n")  # the blank line's two \n arrive in two reads
+    assert out == [] and parser.pending
+    out += parser.feed(b"\ndata: next\n\n")
+    assert out == [SSEEvent("message", data), SSEEvent("message", b"next")]
+    assert not parser.pending

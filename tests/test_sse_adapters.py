@@ -1,4 +1,4 @@
-"""Each adapter's decoder yields the same events whatever the byte chunking and line endings.
+"""Each adapter's decoder gives the same events whatever the byte chunking and line endings.
 
 No sockets here: recorded wire bytes are cut at arbitrary points (hypothesis picks them, and
 prints the cuts on failure) and fed through the parser into each protocol's decoder.
@@ -7,8 +7,9 @@ prints the cuts on failure) and fed through the parser into each protocol's deco
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
-from collections.abc import AsyncIterator
+from collections.abc import Awaitable, Callable
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -17,7 +18,6 @@ from runner.providers.anthropic import AnthropicAdapter
 from runner.providers.gemini import GeminiAdapter
 from runner.providers.openai_chat import OpenAIChatAdapter
 from runner.providers.openai_responses import OpenAIResponsesAdapter
-from runner.providers.sse import SSEEvent, SSEParser
 from runner.providers.streaming import SSEAdapter
 from runner.providers.think import ThinkSplitter
 from runner.types import RateLimitReading, StreamEvent
@@ -82,18 +82,23 @@ STREAMS: list[tuple[SSEAdapter, bytes]] = [
 ]
 
 
-async def _pieces(parser: SSEParser, payload: bytes, cuts: list[int]) -> AsyncIterator[SSEEvent]:
-    prev = 0
-    for cut in [*sorted(cuts), len(payload)]:
-        for event in parser.feed(payload[prev:cut]):
-            yield event
-        prev = cut
+def reads(pieces: list[bytes]) -> Callable[[], Awaitable[bytes]]:
+    """A body that arrives in these reads, then ends (b"", as aiohttp's ``readany`` says so)."""
+    queue = list(pieces)
+
+    async def read() -> bytes:
+        return queue.pop(0) if queue else b""
+
+    return read
 
 
 def decode(adapter: SSEAdapter, payload: bytes, cuts: list[int]) -> list[StreamEvent]:
+    """The payload's events through the adapter's read loop, the body split at ``cuts``."""
+    bounds = [0, *sorted(cuts), len(payload)]
+    pieces = [payload[a:b] for a, b in itertools.pairwise(bounds) if b > a]  # b"" would be the end
+
     async def run() -> list[StreamEvent]:
-        parser = SSEParser()
-        return [e async for e in adapter.decode(_pieces(parser, payload, cuts), parser, RateLimitReading())]
+        return [e async for batch in adapter.batches(reads(pieces), RateLimitReading()) for e in batch]
 
     return asyncio.run(run())
 

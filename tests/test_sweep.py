@@ -128,7 +128,10 @@ def test_retries_through_faults(tmp_path: Path) -> None:
     path = manifest(
         tmp_path,
         limit=4,
-        sim_extra="[simulator.faults]\nerror_5xx = 0.15\ndrop_mid_stream = 0.1\nmalformed_chunk = 0.05\n",
+        sim_extra=(
+            "[simulator.faults]\nerror_5xx = 0.15\ndrop_mid_stream = 0.1\nmalformed_chunk = 0.05\n"
+            "reset = 0.05\ntrickle = 0.05\ntrickle_seconds = 0.01\n"
+        ),
         provider_extra="[providers.sim.timeouts]\nidle = 5.0\n",
     )
     assert run(path) == 0

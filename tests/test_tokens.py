@@ -126,6 +126,34 @@ def test_cuts_and_count_are_exact_whatever_the_chunking(name: str, data: st.Data
 
 
 @pytest.mark.parametrize("name", ENCODINGS)
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data(), text=TEXTS)
+def test_reads_of_joined_chunks_cut_as_chunk_by_chunk(name: str, data: st.DataObject, text: str) -> None:
+    """The lane feeds the text of one socket read at once: the chunks a provider sent (one token
+    each, as real reasoning streams are) joined in reads of any size. Cuts and count equal those
+    of feeding the chunks one by one, and each cut is out once the read that finalised it is in."""
+    enc = get_encoding(name)
+    tokens = enc.encode_ordinary(text)
+    chunks = [enc.decode(tokens[i : i + 1]) for i in range(len(tokens))]  # one token a chunk
+    budgets = sorted(set(data.draw(st.lists(st.integers(1, len(tokens) + 3), min_size=1, max_size=5))))
+    one_by_one = BudgetTokenizer(enc, budgets)
+    single = {cut.budget: cut for chunk in chunks for cut in one_by_one.feed(chunk)}
+    single.update((cut.budget, cut) for cut in one_by_one.finish())
+    batched = BudgetTokenizer(enc, budgets)
+    joined: dict[int, object] = {}
+    i = 0
+    while i < len(chunks):
+        size = data.draw(st.integers(1, 40))  # a read holds one chunk or many
+        for cut in batched.feed("".join(chunks[i : i + size])):
+            joined[cut.budget] = cut
+        i += size
+        assert set(joined) == {b for b in budgets if b <= batched.count}
+    joined.update((cut.budget, cut) for cut in batched.finish())
+    assert joined == single
+    assert batched.count == one_by_one.count
+
+
+@pytest.mark.parametrize("name", ENCODINGS)
 def test_cut_inside_a_multibyte_character(name: str) -> None:
     enc = get_encoding(name)
     text = "𝔘𝔫𝔦𝔠𝔬𝔡𝔢 𓀀𓀁𓀂"  # rare characters take several byte-level tokens each

@@ -10,7 +10,7 @@ import tiktoken
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from runner.tokens.budget import _CJK_LETTERS, _CJK_PUNCTUATION, _HARD, BudgetTokenizer, Cut
+from runner.tokens.budget import _CJK_LETTERS, _CJK_PUNCTUATION, _HARD, BudgetTokenizer, Cut, _last_hard_boundary
 from runner.tokens.encodings import get_encoding
 
 ENCODINGS = ["o200k_base", "cl100k_base"]
@@ -239,6 +239,15 @@ def test_hard_boundaries_are_token_boundaries_whatever_follows(name: str, parts:
         for rest in (text[cut:], text[cut] + "".join(other)):
             assert enc.encode_ordinary(text[:cut] + rest)[: len(head)] == head, (text, cut, rest)
             assert enc.encode_ordinary(text[:cut] + rest) == head + enc.encode_ordinary(rest), (text, cut, rest)
+
+
+@settings(max_examples=200, deadline=None)
+@given(parts=st.lists(HARD_FRAGMENTS, max_size=40), filler=st.integers(0, 200))
+def test_the_last_hard_boundary_is_the_last_match_of_the_rule(parts: list[str], filler: int) -> None:
+    """`_last_hard_boundary` looks back in growing windows with one greedy match each: it finds
+    the same boundary as every match of the rule over the whole text, the last of them."""
+    for text in ("".join(parts), "".join(parts) + "x" * filler, "x" * filler + "".join(parts)):
+        assert _last_hard_boundary(text) == max((m.end() for m in _HARD.finditer(text)), default=0), text
 
 
 def test_hard_boundary_characters_are_the_same_class_everywhere() -> None:

@@ -4,6 +4,9 @@ What counts:
 - snapshots only of the execution a `JobDone` names (``job_id`` and ``instance``): a crashed
   partial execution's snapshots are ignored, its attempts are not (they were paid);
 - spend is the sum of every `Attempt.usd` (failed, cancelled and retried attempts included);
+- of it, the spend of executions that did not complete their job or synthesis stage, where
+  another execution then did, is shown apart: lost to interruption (a crash, a stop) or to
+  failure (an execution the ledger notes as failed after its retries);
 - synthesis attempts (PDP / LEAP) are charged to their (model, dataset, method) through the
   `Synthesis` record's key, reported in total and amortised per evaluated problem;
 - reused calls (`Reuse` records) are not spend: their cost stays in the ledger of the run that
@@ -32,12 +35,13 @@ from runner.analysis.anytime import (
 from runner.analysis.compare import RunComparison, RunScores, compare_scores
 from runner.analysis.costs import usd_at_budgets
 from runner.errors import LedgerError
-from runner.ledger.records import Attempt, JobDone, Record, Reuse, RunHeader, Snapshot, Synthesis, decode_line
+from runner.ledger.records import Attempt, JobDone, Note, Record, Reuse, RunHeader, Snapshot, Synthesis, decode_line
 
 Key = tuple[str, str, str]  # (model, dataset, method) keys of the manifest
 # problem id -> sample -> budget (None: the full trace) -> score, as the run recorded it
 _Table = dict[str, dict[int, dict[int | None, float]]]
 BASELINE_METHOD_KINDS = ("cot",)
+FAILURE_NOTES = ("job_failed", "synthesis_failed")  # notes naming an execution that failed
 
 
 class Cell(msgspec.Struct, kw_only=True):
@@ -121,6 +125,8 @@ class RunReport(msgspec.Struct, kw_only=True):
     # attempts of executions a crash or a stop cut short, of jobs (or synthesis stages) that another
     # execution then completed: paid for, counted in their cells' spend, and shown apart
     usd_interrupted: float = 0.0
+    # the same for executions that failed (a call's retries spent, or a fatal error)
+    usd_failed: float = 0.0
     reuse: ReuseSummary = msgspec.field(default_factory=ReuseSummary)
 
 
@@ -145,6 +151,7 @@ class _Run:
         self.done: dict[str, JobDone] = {}
         self.synthesis: dict[str, Synthesis] = {}
         self.reused: list[Reuse] = []
+        self.failed: set[str] = set()  # executions noted as failed
         for record in records:
             if isinstance(record, Attempt):
                 self.attempts.append(record)
@@ -156,23 +163,30 @@ class _Run:
                 self.done[record.job_id] = record
             elif isinstance(record, Synthesis):
                 self.synthesis[record.key] = record
+            elif isinstance(record, Note) and record.kind in FAILURE_NOTES and record.instance:
+                self.failed.add(record.instance)
             elif isinstance(record, RunHeader) and self.header is None:
                 self.header = record
 
     def counted_snapshots(self) -> list[Snapshot]:
         return [s for s in self.snapshots if s.job_id in self.done and self.done[s.job_id].instance == s.instance]
 
-    def interrupted_usd(self) -> float:
-        """Dollars of attempts whose execution is not the one that completed their job or stage."""
+    def superseded_usd(self) -> tuple[float, float]:
+        """Dollars of attempts whose execution is not the one that completed their job or stage:
+        (of executions cut short by a crash or a stop, of executions that failed)."""
         finished = {job_id: done.instance for job_id, done in self.done.items()}
         stages = {f"synthesis:{key}": s.instance for key, s in self.synthesis.items() if s.instance}
-        total = 0.0
+        interrupted = failed = 0.0
         for a in self.attempts:
             stage = ":".join(a.job_id.split(":", 2)[:2]) if a.job_id.startswith("synthesis:") else a.job_id
             completed = stages.get(stage) if a.kind == "synthesis" else finished.get(a.job_id)
-            if a.instance is not None and completed is not None and a.instance != completed:
-                total += a.usd
-        return total
+            if a.instance is None or completed is None or a.instance == completed:
+                continue
+            if a.instance in self.failed:
+                failed += a.usd
+            else:
+                interrupted += a.usd
+        return interrupted, failed
 
     def key_of_job(self) -> dict[str, Key]:
         keys = {s.job_id: (s.model, s.dataset, s.method) for s in self.snapshots}
@@ -287,6 +301,7 @@ def _build_run(run_dir: Path) -> RunReport:
     manifest, name, mode, seed = _settings(run, run_dir)
 
     scores, exact = run.score_tables()
+    usd_interrupted, usd_failed = run.superseded_usd()
     attempts_by_key, synthesis_by_key, unattributed = run.attempts_by_key()
     cells: list[Cell] = []
     for key in sorted(scores):
@@ -317,7 +332,8 @@ def _build_run(run_dir: Path) -> RunReport:
         differences=_differences(scores, cells, manifest, mode, seed),
         usd_total=sum(a.usd for a in run.attempts),
         usd_unattributed=unattributed,
-        usd_interrupted=run.interrupted_usd(),
+        usd_interrupted=usd_interrupted,
+        usd_failed=usd_failed,
         jobs_done=len(run.done),
         reuse=ReuseSummary.of(run.reused),
     )

@@ -134,7 +134,10 @@ def _run(
     def attach(get_snapshot: SnapshotSource) -> AbstractAsyncContextManager[Display]:
         return open_display(display, get_snapshot)
 
-    return anyio.run(sweep.run, attach, backend="asyncio", backend_options=_backend_options())
+    from runner.engine.collector import tuned_collector
+
+    with tuned_collector():  # thousands of streams open: see runner.engine.collector
+        return anyio.run(sweep.run, attach, backend="asyncio", backend_options=_backend_options())
 
 
 def lane_plans(estimate: Estimate) -> dict[tuple[str, str], Plan]:

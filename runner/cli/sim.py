@@ -69,6 +69,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stall-seconds", type=float, default=30.0, help="length of a stall (default 30)")
     parser.add_argument("--error-in-stream", type=_rate, default=0.0, help="rate of error events inside a stream")
     parser.add_argument(
+        "--storm", type=_rate, default=0.0, help="rate of requests that set off a 429 storm on their key"
+    )
+    parser.add_argument("--storm-seconds", type=float, default=2.0, help="length of a 429 storm (default 2)")
+    parser.add_argument("--trickle", type=_rate, default=0.0, help="rate of streams that slow to a trickle part-way")
+    parser.add_argument(
+        "--trickle-seconds", type=float, default=0.5, help="gap between a trickle's chunks (default 0.5)"
+    )
+    parser.add_argument("--reset", type=_rate, default=0.0, help="rate of connections reset before the response")
+    parser.add_argument(
         "--mode",
         action="append",
         default=[],
@@ -85,6 +94,11 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
         malformed_chunk=args.malformed,
         stall=args.stall,
         stall_seconds=args.stall_seconds,
+        rate_limit_storm=args.storm,
+        storm_seconds=args.storm_seconds,
+        trickle=args.trickle,
+        trickle_seconds=args.trickle_seconds,
+        reset=args.reset,
     )
     try:
         return SimConfig(

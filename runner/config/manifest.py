@@ -251,21 +251,36 @@ class Run(Base, frozen=True):
 
 
 class SimFaults(Base, frozen=True):
-    """Fault injection rates in [0, 1], applied per request, deterministic per request seed."""
+    """Fault injection rates in [0, 1], applied per request, deterministic per request seed
+    (`anytime_sim.faults` describes each fault as the provider behaviour it models)."""
 
     error_5xx: float = 0.0
     drop_mid_stream: float = 0.0
     malformed_chunk: float = 0.0
     stall: float = 0.0
     stall_seconds: float = 30.0
+    rate_limit_storm: float = 0.0
+    storm_seconds: float = 2.0
+    trickle: float = 0.0
+    trickle_seconds: float = 0.5
+    reset: float = 0.0
 
     def __post_init__(self) -> None:
-        for name in ("error_5xx", "drop_mid_stream", "malformed_chunk", "stall"):
+        for name in (
+            "error_5xx",
+            "drop_mid_stream",
+            "malformed_chunk",
+            "stall",
+            "rate_limit_storm",
+            "trickle",
+            "reset",
+        ):
             value = getattr(self, name)
             check_number(name, value)
             if value > 1:
                 raise ValueError(f"`{name}` is a rate and must be in [0, 1], got {value}")
-        check_number("stall_seconds", self.stall_seconds)
+        for name in ("stall_seconds", "storm_seconds", "trickle_seconds"):
+            check_number(name, getattr(self, name))
 
 
 class Simulator(Base, frozen=True):

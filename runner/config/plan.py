@@ -20,6 +20,17 @@ from runner.errors import ConfigError, DatasetError, ManifestError
 from runner.tasks.base import Problem, Task
 
 
+class JobRef(msgspec.Struct, frozen=True, array_like=True):
+    """Where a job sits in the plan: enough to rebuild it (`job_at`) wherever the manifest is
+    loaded, so a job can travel between processes as its id and this, not as its problem text."""
+
+    model: str
+    dataset: str
+    method: str
+    sample: int
+    index: int  # the problem's position among the dataset's evaluated problems
+
+
 class Job(msgspec.Struct, frozen=True, kw_only=True):
     job_id: str
     model: str  # model key in the manifest
@@ -29,6 +40,11 @@ class Job(msgspec.Struct, frozen=True, kw_only=True):
     sample: int
     budgets: tuple[int, ...]
     seed: int  # the request seed for this trace (differs per sample)
+    index: int = 0  # the problem's position among the dataset's evaluated problems
+
+    @property
+    def ref(self) -> JobRef:
+        return JobRef(self.model, self.dataset, self.method, self.sample, self.index)
 
 
 def stable_hash(value: object, length: int = 16) -> str:
@@ -114,41 +130,77 @@ def expand_jobs(loaded: LoadedManifest, models: list[str] | None = None) -> Iter
     Order: model, dataset, method, sample, problem — so the first jobs of every
     (model, dataset, method) group start early and their synthesis is shared.
     """
-    m = loaded.manifest
+    for group in job_groups(loaded, models):
+        yield from group_jobs(loaded, *group)
+
+
+def job_groups(loaded: LoadedManifest, models: list[str] | None = None) -> Iterator[tuple[str, str, str]]:
+    """The (model, dataset, method) groups of the sweep in plan order: the jobs of a group share
+    their synthesis stage and their prompts' prefix."""
     for model in models if models is not None else loaded.selected("models"):
-        model_def = model_definition(loaded, model)
         for dataset in loaded.selected("datasets"):
-            problems = load_problems(loaded, dataset)
-            budgets = loaded.budgets_for(dataset)
             for method in loaded.selected("methods"):
-                method_def = method_definition(loaded, method, dataset, model)
-                for sample in range(m.sweep.samples):
-                    for problem in problems:
-                        definition = {
-                            "model": model_def,
-                            "dataset": {
-                                "kind": m.datasets[dataset].kind,
-                                "id": problem.id,
-                                "statement": stable_hash(problem.statement, 32),
-                            },
-                            "method": method_def,
-                            "sample": sample,
-                            "budgets": list(budgets),
-                            "seed": m.run.seed,
-                        }
-                        if m.run.answers != "at_cut":  # another answer prompt: other results
-                            definition["answers"] = m.run.answers
-                        job_id = stable_hash(definition)
-                        yield Job(
-                            job_id=job_id,
-                            model=model,
-                            dataset=dataset,
-                            method=method,
-                            problem=problem,
-                            sample=sample,
-                            budgets=budgets,
-                            seed=sample_seed(model_def, definition["dataset"], sample, m.run.seed),
-                        )
+                yield model, dataset, method
+
+
+def group_jobs(loaded: LoadedManifest, model: str, dataset: str, method: str) -> Iterator[Job]:
+    """The jobs of one group, lazily: sample by sample, problem by problem."""
+    model_def = model_definition(loaded, model)
+    method_def = method_definition(loaded, method, dataset, model)
+    problems = load_problems(loaded, dataset)
+    for sample in range(loaded.manifest.sweep.samples):
+        for index, problem in enumerate(problems):
+            yield _job(loaded, model_def, method_def, JobRef(model, dataset, method, sample, index), problem)
+
+
+def job_at(loaded: LoadedManifest, ref: JobRef) -> Job:
+    """The job at ``ref``, built as `expand_jobs` builds it (same id).
+
+    Raises:
+        ConfigError: ``ref`` names no job of this manifest.
+    """
+    problems = load_problems(loaded, ref.dataset)
+    known = loaded.selected("models"), loaded.selected("datasets"), loaded.selected("methods")
+    if (
+        ref.model not in known[0]
+        or ref.dataset not in known[1]
+        or ref.method not in known[2]
+        or not 0 <= ref.sample < loaded.manifest.sweep.samples
+        or not 0 <= ref.index < len(problems)
+    ):
+        raise ConfigError(f"{loaded.path.name}: no job at {ref}")
+    model_def = model_definition(loaded, ref.model)
+    method_def = method_definition(loaded, ref.method, ref.dataset, ref.model)
+    return _job(loaded, model_def, method_def, ref, problems[ref.index])
+
+
+def _job(
+    loaded: LoadedManifest, model_def: dict[str, object], method_def: dict[str, object], ref: JobRef, problem: Problem
+) -> Job:
+    m = loaded.manifest
+    statement = stable_hash(problem.statement, 32)
+    problem_def = {"kind": m.datasets[ref.dataset].kind, "id": problem.id, "statement": statement}
+    definition = {
+        "model": model_def,
+        "dataset": problem_def,
+        "method": method_def,
+        "sample": ref.sample,
+        "budgets": list(loaded.budgets_for(ref.dataset)),
+        "seed": m.run.seed,
+    }
+    if m.run.answers != "at_cut":  # another answer prompt: other results
+        definition["answers"] = m.run.answers
+    return Job(
+        job_id=stable_hash(definition),
+        model=ref.model,
+        dataset=ref.dataset,
+        method=ref.method,
+        problem=problem,
+        sample=ref.sample,
+        budgets=loaded.budgets_for(ref.dataset),
+        seed=sample_seed(model_def, problem_def, ref.sample, m.run.seed),
+        index=ref.index,
+    )
 
 
 def sample_seed(model_def: object, problem_def: object, sample: int, run_seed: int) -> int:

@@ -8,6 +8,7 @@ hands back what the consumers collected. Each goes through the model's `Reuser` 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -15,10 +16,12 @@ from typing import NamedTuple
 from runner.config import calls
 from runner.config.calls import ModelPlan
 from runner.engine.consumers import AnswerConsumer, TraceConsumer
-from runner.engine.lane import CallResult, CallSpec, Lane
+from runner.engine.lane import CallResult, CallSpec, Lane, RecordSink
 from runner.engine.reuse import NO_REUSE, Reuser
 from runner.engine.transcribe import NO_TRANSCRIPTS, Transcriber
+from runner.errors import LaneStopped, ProviderError
 from runner.ledger.prices import ModelPrice, worst_case_cost
+from runner.ledger.records import Note
 from runner.tasks.base import Grade, Rendered, Task
 from runner.tokens.budget import Cut
 from runner.types import CallKind, ChatRequest
@@ -33,6 +36,26 @@ class Owner(NamedTuple):
 
     job_id: str
     instance: str
+
+
+def final_failure(error: BaseException) -> ProviderError | None:
+    """The provider error that failed an execution (its retries spent, or fatal), if one did.
+
+    A lane stopped by a configuration error, a stop and the spend cap cut executions short
+    instead: their spend is lost to interruption, not to failure.
+    """
+    if isinstance(error, BaseExceptionGroup):
+        return next((f for inner in error.exceptions if (f := final_failure(inner)) is not None), None)
+    return error if isinstance(error, ProviderError) and not isinstance(error, LaneStopped) else None
+
+
+def note_failure(ledger: RecordSink, kind: str, owner: Owner, error: BaseException) -> None:
+    """Put an execution that failed on record (``job_failed`` / ``synthesis_failed``), so the
+    report can tell its spend from that of executions a crash or a stop cut short."""
+    failure = final_failure(error)
+    if failure is not None:
+        message = f"{owner.job_id}: execution {owner.instance} failed: {failure}"
+        ledger.append(Note(at=time.time(), kind=kind, message=message, job_id=owner.job_id, instance=owner.instance))
 
 
 @dataclass

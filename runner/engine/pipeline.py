@@ -21,7 +21,7 @@ from runner.config import calls
 from runner.config.manifest import LoadedManifest
 from runner.config.plan import Job, get_task
 from runner.engine.answers import SCHEDULES, Grades, TracedJob
-from runner.engine.calling import ModelContext, Owner, TraceResult, ask
+from runner.engine.calling import ModelContext, Owner, TraceResult, ask, note_failure
 from runner.engine.lane import RecordSink
 from runner.engine.prefixes import PrefixWarmup
 from runner.engine.synthesis import SynthesisStage
@@ -70,6 +70,15 @@ class Pipeline:
         self.on_job_done = on_job_done
 
     async def run_job(self, job: Job) -> JobOutcome:
+        """Run one execution of a job; a provider error that fails it is noted with the execution."""
+        owner = Owner(job.job_id, uuid.uuid4().hex[:12])
+        try:
+            return await self._execute(job, owner)
+        except Exception as error:
+            note_failure(self.ledger, "job_failed", owner, error)
+            raise
+
+    async def _execute(self, job: Job, owner: Owner) -> JobOutcome:
         ctx = self.models[job.model]
         task = get_task(self.loaded.manifest.datasets[job.dataset].kind)
         params = self.loaded.manifest.methods[job.method]
@@ -77,7 +86,6 @@ class Pipeline:
         preface = await self.synthesis.preface(job.model, job.dataset, job.method) if method.needs_synthesis else None
         rendered = task.render(job.problem, job.seed)
         messages = method.trace_messages(task, rendered, preface)
-        owner = Owner(job.job_id, uuid.uuid4().hex[:12])
         self.transcripts.job(owner, job, ctx.plan.fidelity, rendered.gold, preface)
         if ctx.plan.fidelity == "hidden":
             graded = await _hidden_budgets(job, owner, ctx, task, rendered, messages)

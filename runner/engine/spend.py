@@ -129,8 +129,9 @@ class SpendGuard:
         return need.worst_usd - self._drawable(need) + commits
 
     async def wait_settled(self) -> None:
-        """Wait until some call in flight settles (returns at once if none is in flight)."""
-        if not self.calls_in_flight:
+        """Wait until some call in flight settles or a commitment is released (returns at once if
+        nothing is held)."""
+        if not self.calls_in_flight and not self.committed:
             return
         if self._settled is None:
             self._settled = anyio.Event()
@@ -151,7 +152,9 @@ class SpendGuard:
 
     def _refusal(self, need: SpendNeed, *, in_flight: bool) -> str | None:
         """Why ``need`` does not fit (counting the calls in flight at their worst, or not), or None."""
-        in_flight = in_flight and self.calls_in_flight > 0
+        # (counted, not read off the float sum, which may drift off zero; commitments are held too,
+        # also between a trace's end and its answers' start, when no call may be in flight)
+        in_flight = in_flight and (self.calls_in_flight > 0 or bool(self.committed))
         held = self.in_flight if in_flight else 0.0
         usd = self._fresh_usd(need)
         if self.max_usd is not None and self.spent + held + usd > self.max_usd:

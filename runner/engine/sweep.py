@@ -4,7 +4,8 @@ Flow: `preflight` checks the plan, the models (encodings, fidelity), prices, key
 folder's past, the same check `validate` and `estimate` make (errors here spend nothing; completed
 jobs are skipped on resume) → start the
 built-in simulator if a provider asks for it → open the ledger and the lanes → one feeder per lane
-pulls jobs lazily from the plan into a small memory stream, and the lane's workers run them →
+pulls jobs lazily from the plan into a small memory stream, the lane's groups taking turns
+(`runner.engine.feed`), and the lane's workers run them, every lane at once →
 SIGINT/SIGTERM stops feeding, lets in-flight calls finish for a grace period, then cancels; a
 second signal cancels at once (`shutdown`). Every attempt is ledgered either way.
 """
@@ -24,9 +25,10 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from runner import __version__
 from runner.config.calls import ModelPlan
 from runner.config.manifest import LoadedManifest
-from runner.config.plan import Job, count_jobs, expand_jobs
+from runner.config.plan import Job, count_jobs
 from runner.engine.calling import ModelContext
 from runner.engine.eta import Plan
+from runner.engine.feed import lane_jobs
 from runner.engine.lane import Lane, RecordSink
 from runner.engine.lanes import open_lanes
 from runner.engine.pipeline import Pipeline
@@ -239,7 +241,7 @@ class Sweep:
     async def _feed(self, name: str, models: list[str], completed: set[str], send: MemoryObjectSendStream[Job]) -> None:
         lane = self.lanes[name]
         async with send:
-            for job in expand_jobs(self.loaded, models):
+            for job in lane_jobs(self.loaded, models):
                 if self.options.only is not None and job.job_id not in self.options.only:
                     continue
                 if job.job_id in completed:
@@ -273,10 +275,9 @@ class Sweep:
             self.progress.stop(f"spend cap reached: {group.exceptions[0]}")
         except* LaneStopped as group:
             self._lane_stopped(ledger, group.exceptions[0])
-        except* ProviderError as group:
+        except* ProviderError:
+            # the pipeline noted the failed execution (job_failed, with the execution's instance)
             self.progress.job_finished(name, job.model, job.job_id, failed=True)
-            error = group.exceptions[0]
-            ledger.append(Note(at=time.time(), kind="job_failed", message=f"job {job.job_id}: {error}"))
 
     def _interrupt(self, reason: str) -> None:
         """A signal: from this moment no attempt starts on any lane, and the ledger says when."""

@@ -16,7 +16,7 @@ from runner.config import calls
 from runner.config.calls import PoolSample
 from runner.config.manifest import LoadedManifest
 from runner.config.plan import get_task, synthesis_budget, synthesis_pool
-from runner.engine.calling import ModelContext, Owner, ask, forced_answer, stream_trace
+from runner.engine.calling import ModelContext, Owner, ask, forced_answer, note_failure, stream_trace
 from runner.engine.lane import RecordSink
 from runner.ledger.records import Synthesis
 from runner.tasks.base import Problem, Task
@@ -45,12 +45,17 @@ class SynthesisStage:
         async with lock:  # the first job of the group builds it; the others wait and reuse it
             cached = self.cache.get(key)
             if cached is None:
-                cached = await self._build(key, model, dataset, method)
+                stage = Owner(f"synthesis:{key}", uuid.uuid4().hex[:12])
+                try:
+                    cached = await self._build(key, stage.instance, model, dataset, method)
+                except Exception as error:
+                    note_failure(self.ledger, "synthesis_failed", stage, error)
+                    raise
                 self.cache[key] = cached
                 self.ledger.append(cached)
         return cached.text
 
-    async def _build(self, key: str, model: str, dataset: str, method_key: str) -> Synthesis:
+    async def _build(self, key: str, instance: str, model: str, dataset: str, method_key: str) -> Synthesis:
         ctx = self.models[model]
         task = get_task(self.loaded.manifest.datasets[dataset].kind)
         params = self.loaded.manifest.methods[method_key]
@@ -58,7 +63,6 @@ class SynthesisStage:
         budget = synthesis_budget(self.loaded, method_key, dataset)
         pool = synthesis_pool(self.loaded, dataset)
         traces: list[PoolTrace] = []
-        instance = uuid.uuid4().hex[:12]
 
         async def sample(one: PoolSample) -> None:
             traces.append(await _pool_trace(ctx, task, method, Owner(one.job_id, instance), one, budget))

@@ -43,6 +43,7 @@ from runner.config.calls import PlannedCall, job_calls, plan_models, synthesis_c
 from runner.config.kinds import prompt_caching, served_by_simulator
 from runner.config.manifest import LoadedManifest, Manifest
 from runner.config.plan import Job, expand_jobs, get_task, synthesis_budget, synthesis_pool
+from runner.errors import LedgerError
 from runner.ledger.job_cost import (
     SEAM,
     JobShape,
@@ -472,17 +473,15 @@ def estimate_manifest(
     own = LedgerSamples()
     if state is not None and state.completed_jobs:
         own.read(loaded.run_dir())
-    history = LedgerSamples()
-    for run_dir in _previous_dirs(loaded) if previous is None else previous:
-        own_read = own.sources and Path(run_dir).resolve() == loaded.run_dir().resolve()
-        if not own_read and (Path(run_dir) / "ledger.jsonl").exists():
-            history.read(Path(run_dir))
+    history, skipped = _history(loaded, previous, own)
     done = state.completed_jobs if state else set()
     store = _reuse_store(loaded, remaining)
     prefaces = {**store.prefaces, **{key: rec.text for key, rec in (state.synthesis if state else {}).items()}}
     lookup = ReuseLookup(store) if store else None
     groups = count_prompts(loaded, done, set(prefaces), prefaces, only, lookup)
-    return _assemble(loaded, _rows(loaded, prices, own, history, groups), own, history, state)
+    estimate = _assemble(loaded, _rows(loaded, prices, own, history, groups), own, history, state)
+    estimate.notes += skipped
+    return estimate
 
 
 def _reuse_store(loaded: LoadedManifest, remaining: bool) -> TraceStore:
@@ -490,6 +489,26 @@ def _reuse_store(loaded: LoadedManifest, remaining: bool) -> TraceStore:
     ``run.reuse`` names (`runner.engine.reuse.open_store` decides the same for the run)."""
     named = loaded.reuse_dirs()
     return TraceStore.open(([loaded.run_dir()] if remaining else []) + named, required=named)
+
+
+def _history(
+    loaded: LoadedManifest, previous: list[Path] | None, own: LedgerSamples
+) -> tuple[LedgerSamples, list[str]]:
+    """Samples from earlier runs: those named (a ledger that cannot be read is an error), else the
+    newest in the ledger folder (one that cannot be read, a torn or foreign file, is skipped and
+    named in the notes: another run's damage must not stop this one)."""
+    history, skipped = LedgerSamples(), []
+    for run_dir in _previous_dirs(loaded) if previous is None else previous:
+        own_read = own.sources and Path(run_dir).resolve() == loaded.run_dir().resolve()
+        if own_read or not (Path(run_dir) / "ledger.jsonl").exists():
+            continue
+        try:
+            history.read(Path(run_dir))
+        except LedgerError as error:
+            if previous is not None:
+                raise
+            skipped.append(f"history: skipped {run_dir} (its ledger cannot be read: {error})")
+    return history, skipped
 
 
 def _assemble(

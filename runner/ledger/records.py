@@ -160,10 +160,13 @@ class Synthesis(msgspec.Struct, tag="synthesis", kw_only=True):
 
 class Note(msgspec.Struct, tag="note", kw_only=True):
     at: float
-    kind: str  # torn_line | spend_cap | interrupted | encoding_fallback | refused_change | run_end | ...
+    kind: str  # torn_line | spend_cap | interrupted | job_failed | synthesis_failed | run_end | ...
     message: str
     # run_end: the run's total as the process printed it, exactly (verify and the report must agree)
     usd_total: float | None = None
+    # job_failed / synthesis_failed: the execution that failed (a job id, or ``synthesis:<key>``)
+    job_id: str | None = None
+    instance: str | None = None
 
 
 class InFlight(_AttemptFields, tag="inflight", kw_only=True):

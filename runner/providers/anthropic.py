@@ -13,15 +13,16 @@ Anthropic caches a prompt only up to ``cache_control`` breakpoints: the request'
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from collections.abc import Mapping
 
 import msgspec
 
+from runner.errors import ProviderError
 from runner.providers.classify import ErrorDetail, classify_stream_error
 from runner.providers.counts import Tokens
 from runner.providers.headers import anthropic_limits
 from runner.providers.sse import SSEEvent, SSEParser
-from runner.providers.streaming import SSEAdapter
+from runner.providers.streaming import SSEAdapter, StreamDecoder
 from runner.types import (
     ChatRequest,
     Content,
@@ -45,31 +46,31 @@ STOP_REASONS = {
 }
 
 
-class _Usage(msgspec.Struct):
+class _Usage(msgspec.Struct, gc=False):
     input_tokens: Tokens | None = None
     output_tokens: Tokens | None = None
     cache_creation_input_tokens: Tokens | None = None
     cache_read_input_tokens: Tokens | None = None
 
 
-class _Message(msgspec.Struct):
+class _Message(msgspec.Struct, gc=False):
     usage: _Usage | None = None
 
 
-class _Delta(msgspec.Struct):
+class _Delta(msgspec.Struct, gc=False):
     type: str | None = None
     thinking: str | None = None
     text: str | None = None
     stop_reason: str | None = None
 
 
-class _Block(msgspec.Struct):
+class _Block(msgspec.Struct, gc=False):
     type: str = ""
     thinking: str | None = None
     text: str | None = None
 
 
-class _Event(msgspec.Struct):
+class _Event(msgspec.Struct, gc=False):  # decoded data holds no cycles: none is tracked
     type: str = ""
     message: _Message | None = None
     content_block: _Block | None = None
@@ -218,37 +219,52 @@ class AnthropicAdapter(SSEAdapter):
     def read_limits(self, headers: Mapping[str, str]) -> RateLimitReading:
         return anthropic_limits(headers)
 
-    async def decode(
-        self, events: AsyncIterator[SSEEvent], parser: SSEParser, limits: RateLimitReading
-    ) -> AsyncGenerator[StreamEvent, None]:
-        so_far = _UsageSoFar()
-        async for ev in events:
-            try:
-                msg = _decoder.decode(ev.data)
-            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-                raise self.malformed(limits, ev.data, exc) from None
-            kind = msg.type or ev.event
-            if kind == "content_block_delta" and msg.delta is not None:
-                d = msg.delta
-                if d.type == "thinking_delta" and d.thinking:
-                    yield Reasoning(d.thinking)
-                elif d.type == "text_delta" and d.text:
-                    yield Content(d.text)
-            elif kind == "content_block_start" and msg.content_block is not None:
-                opening = _opening_text(msg.content_block)
-                if opening is not None:
-                    yield opening
-            elif kind == "message_start" and msg.message is not None:
-                so_far.update(msg.message.usage)
-                yield so_far.prompt_usage()  # prices the prompt even if the stream is cut
-            elif kind == "message_delta":
-                so_far.update(msg.usage)
-                stop = msg.delta.stop_reason if msg.delta is not None else None
-                yield Finish(STOP_REASONS.get(stop, "other") if stop else "truncated")
-                yield so_far.usage()
-            elif kind == "message_stop":
-                return
-            elif kind == "error":
-                err = msg.error or ErrorDetail()
-                raise classify_stream_error(self.provider, err.type, err.message or "", limits, secret=self._api_key)
-        raise self.ended_early(parser, limits, "message_stop")
+    def decoder(self, parser: SSEParser, limits: RateLimitReading) -> StreamDecoder:
+        return _MessagesDecoder(self, parser, limits)
+
+
+class _MessagesDecoder(StreamDecoder):
+    """One Messages stream: the usage so far, and the decoding of each event."""
+
+    __slots__ = ("adapter", "limits", "parser", "so_far")
+
+    def __init__(self, adapter: AnthropicAdapter, parser: SSEParser, limits: RateLimitReading) -> None:
+        self.adapter = adapter
+        self.parser = parser
+        self.limits = limits
+        self.so_far = _UsageSoFar()
+
+    def feed(self, event: SSEEvent, out: list[StreamEvent]) -> bool:
+        try:
+            msg = _decoder.decode(event.data)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise self.adapter.malformed(self.limits, event.data, exc) from None
+        kind = msg.type or event.event
+        if kind == "content_block_delta" and msg.delta is not None:
+            d = msg.delta
+            if d.type == "thinking_delta" and d.thinking:
+                out.append(Reasoning(d.thinking))
+            elif d.type == "text_delta" and d.text:
+                out.append(Content(d.text))
+        elif kind == "content_block_start" and msg.content_block is not None:
+            opening = _opening_text(msg.content_block)
+            if opening is not None:
+                out.append(opening)
+        elif kind == "message_start" and msg.message is not None:
+            self.so_far.update(msg.message.usage)
+            out.append(self.so_far.prompt_usage())  # prices the prompt even if the stream is cut
+        elif kind == "message_delta":
+            self.so_far.update(msg.usage)
+            stop = msg.delta.stop_reason if msg.delta is not None else None
+            out.append(Finish(STOP_REASONS.get(stop, "other") if stop else "truncated"))
+            out.append(self.so_far.usage())
+        elif kind == "message_stop":
+            return True
+        elif kind == "error":
+            err = msg.error or ErrorDetail()
+            a = self.adapter
+            raise classify_stream_error(a.provider, err.type, err.message or "", self.limits, secret=a._api_key)
+        return False
+
+    def ended(self, out: list[StreamEvent]) -> ProviderError:
+        return self.adapter.ended_early(self.parser, self.limits, "message_stop")

@@ -22,12 +22,17 @@ from runner.types import ChatRequest, RateLimitReading, StreamEvent
 
 
 class StreamResponse(msgspec.Struct):
-    """An open streamed response: the status line's facts and the event iterator."""
+    """An open streamed response: the status line's facts and its events.
+
+    Read either ``events`` (one at a time) or ``batches`` (the events of one socket read together,
+    as the lane does), not both: they drain the same stream.
+    """
 
     status: int
     request_id: str | None
     limits: RateLimitReading
     events: AsyncIterator[StreamEvent]
+    batches: AsyncIterator[list[StreamEvent]]
 
 
 class Adapter(ABC):
@@ -57,9 +62,10 @@ class Adapter(ABC):
 
         Raises (on entering) a `runner.errors.ProviderError` subclass for a non-2xx answer or a
         connection failure, with ``limits`` attribute set to the headers' `RateLimitReading`.
-        Iterating ``events`` raises `StreamBroken` for a cut or malformed stream and the
-        matching `ProviderError` for an error event inside the stream. Leaving the context
-        closes the connection (which is how a stream is cancelled at the last budget).
+        Iterating ``events`` (or ``batches``) raises `StreamBroken` for a cut or malformed stream
+        and the matching `ProviderError` for an error event inside the stream, after every event
+        that came before it. Leaving the context closes the connection (which is how a stream is
+        cancelled at the last budget).
         """
 
     @abstractmethod

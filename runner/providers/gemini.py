@@ -8,15 +8,16 @@ the event carrying ``finishReason``, so a body that ends before one is a broken 
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from collections.abc import Mapping
 
 import msgspec
 
+from runner.errors import ProviderError
 from runner.providers.classify import ErrorDetail, classify_stream_error
 from runner.providers.counts import Tokens
 from runner.providers.headers import openai_limits
 from runner.providers.sse import SSEEvent, SSEParser
-from runner.providers.streaming import SSEAdapter
+from runner.providers.streaming import SSEAdapter, StreamDecoder
 from runner.types import ChatRequest, Content, Finish, RateLimitReading, Reasoning, StreamEvent, Usage
 
 FINISH_REASONS = {
@@ -31,33 +32,33 @@ FINISH_REASONS = {
 }
 
 
-class _Part(msgspec.Struct):
+class _Part(msgspec.Struct, gc=False):
     text: str | None = None
     thought: bool = False
 
 
-class _Content(msgspec.Struct):
-    parts: list[_Part] | None = None
+class _Content(msgspec.Struct, gc=False):
+    parts: tuple[_Part, ...] | None = None
 
 
-class _Candidate(msgspec.Struct):
+class _Candidate(msgspec.Struct, gc=False):
     content: _Content | None = None
     finishReason: str | None = None
 
 
-class _UsageMeta(msgspec.Struct):
+class _UsageMeta(msgspec.Struct, gc=False):
     promptTokenCount: Tokens = 0
     candidatesTokenCount: Tokens = 0
     thoughtsTokenCount: Tokens | None = None
     cachedContentTokenCount: Tokens = 0
 
 
-class _Feedback(msgspec.Struct):
+class _Feedback(msgspec.Struct, gc=False):
     blockReason: str | None = None
 
 
-class _Chunk(msgspec.Struct):
-    candidates: list[_Candidate] | None = None
+class _Chunk(msgspec.Struct, gc=False):  # decoded data holds no cycles: none is tracked
+    candidates: tuple[_Candidate, ...] | None = None
     usageMetadata: _UsageMeta | None = None
     promptFeedback: _Feedback | None = None
     error: ErrorDetail | None = None
@@ -130,35 +131,51 @@ class GeminiAdapter(SSEAdapter):
     def read_limits(self, headers: Mapping[str, str]) -> RateLimitReading:
         return openai_limits(headers)  # Gemini states no limits in headers; retry-after only
 
-    async def decode(
-        self, events: AsyncIterator[SSEEvent], parser: SSEParser, limits: RateLimitReading
-    ) -> AsyncGenerator[StreamEvent, None]:
-        usage: _UsageMeta | None = None
-        finished = False
-        async for ev in events:
-            try:
-                chunk = _decoder.decode(ev.data)
-            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-                raise self.malformed(limits, ev.data, exc) from None
-            if chunk.error is not None:
-                err = chunk.error
-                code = err.code if isinstance(err.code, int) else None
-                raise classify_stream_error(
-                    self.provider, err.status, err.message or "", limits, code=code, secret=self._api_key
-                )
-            if chunk.usageMetadata is not None:
-                usage = chunk.usageMetadata  # restated cumulatively in each chunk: keep the last
-            for cand in (chunk.candidates or ())[:1]:
-                for part in (cand.content.parts or ()) if cand.content else ():
-                    if part.text:
-                        yield Reasoning(part.text) if part.thought else Content(part.text)
-                if cand.finishReason and not finished:
-                    finished = True
-                    yield Finish(FINISH_REASONS.get(cand.finishReason, "other"))
-            if chunk.promptFeedback is not None and chunk.promptFeedback.blockReason and not finished:
-                finished = True
-                yield Finish("content_filter")
-        if not finished or parser.pending:
-            raise self.ended_early(parser, limits, "a finishReason")
-        if usage is not None:
-            yield map_usage(usage)
+    def decoder(self, parser: SSEParser, limits: RateLimitReading) -> StreamDecoder:
+        return _GeminiDecoder(self, parser, limits)
+
+
+class _GeminiDecoder(StreamDecoder):
+    """One ``streamGenerateContent`` stream: its last usage, and whether a finish reason came."""
+
+    __slots__ = ("adapter", "finished", "limits", "parser", "usage")
+
+    def __init__(self, adapter: GeminiAdapter, parser: SSEParser, limits: RateLimitReading) -> None:
+        self.adapter = adapter
+        self.parser = parser
+        self.limits = limits
+        self.usage: _UsageMeta | None = None
+        self.finished = False
+
+    def feed(self, event: SSEEvent, out: list[StreamEvent]) -> bool:
+        try:
+            chunk = _decoder.decode(event.data)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise self.adapter.malformed(self.limits, event.data, exc) from None
+        if chunk.error is not None:
+            err = chunk.error
+            code = err.code if isinstance(err.code, int) else None
+            a = self.adapter
+            raise classify_stream_error(
+                a.provider, err.status, err.message or "", self.limits, code=code, secret=a._api_key
+            )
+        if chunk.usageMetadata is not None:
+            self.usage = chunk.usageMetadata  # restated cumulatively in each chunk: keep the last
+        for cand in (chunk.candidates or ())[:1]:
+            for part in (cand.content.parts or ()) if cand.content else ():
+                if part.text:
+                    out.append(Reasoning(part.text) if part.thought else Content(part.text))
+            if cand.finishReason and not self.finished:
+                self.finished = True
+                out.append(Finish(FINISH_REASONS.get(cand.finishReason, "other")))
+        if chunk.promptFeedback is not None and chunk.promptFeedback.blockReason and not self.finished:
+            self.finished = True
+            out.append(Finish("content_filter"))
+        return False  # no terminal event: the body ends after the finish reason
+
+    def ended(self, out: list[StreamEvent]) -> ProviderError | None:
+        if not self.finished or self.parser.pending:
+            return self.adapter.ended_early(self.parser, self.limits, "a finishReason")
+        if self.usage is not None:
+            out.append(map_usage(self.usage))
+        return None

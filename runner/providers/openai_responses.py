@@ -9,30 +9,31 @@ reasoning deltas (``response.reasoning_text.delta``, gpt-oss hosts); the answer 
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from collections.abc import Mapping
 
 import msgspec
 
+from runner.errors import ProviderError
 from runner.providers.classify import classify_stream_error
 from runner.providers.counts import TICKS_PER_USD, Ticks, Tokens
 from runner.providers.headers import openai_limits
 from runner.providers.sse import SSEEvent, SSEParser
-from runner.providers.streaming import SSEAdapter, bearer_headers, versioned
+from runner.providers.streaming import SSEAdapter, StreamDecoder, bearer_headers, versioned
 from runner.types import ChatRequest, Content, Finish, RateLimitReading, Reasoning, StreamEvent, Usage
 
 _REASONING_DELTAS = frozenset({"response.reasoning_summary_text.delta", "response.reasoning_text.delta"})
 INCOMPLETE_REASONS = {"max_output_tokens": "length", "content_filter": "content_filter"}
 
 
-class _InputDetails(msgspec.Struct):
+class _InputDetails(msgspec.Struct, gc=False):
     cached_tokens: Tokens | None = None
 
 
-class _OutputDetails(msgspec.Struct):
+class _OutputDetails(msgspec.Struct, gc=False):
     reasoning_tokens: Tokens | None = None
 
 
-class _Usage(msgspec.Struct):
+class _Usage(msgspec.Struct, gc=False):
     input_tokens: Tokens = 0
     output_tokens: Tokens = 0
     input_tokens_details: _InputDetails | None = None
@@ -40,23 +41,23 @@ class _Usage(msgspec.Struct):
     cost_in_usd_ticks: Ticks | None = None  # xAI serves this API too
 
 
-class _Incomplete(msgspec.Struct):
+class _Incomplete(msgspec.Struct, gc=False):
     reason: str | None = None
 
 
-class _Error(msgspec.Struct):
+class _Error(msgspec.Struct, gc=False):
     code: str | None = None
     message: str | None = None
 
 
-class _Response(msgspec.Struct):
+class _Response(msgspec.Struct, gc=False):
     status: str | None = None
     usage: _Usage | None = None
     incomplete_details: _Incomplete | None = None
     error: _Error | None = None
 
 
-class _Event(msgspec.Struct):
+class _Event(msgspec.Struct, gc=False):  # decoded data holds no cycles: none is tracked
     type: str = ""
     delta: str | None = None
     response: _Response | None = None
@@ -128,36 +129,52 @@ class OpenAIResponsesAdapter(SSEAdapter):
     def read_limits(self, headers: Mapping[str, str]) -> RateLimitReading:
         return openai_limits(headers)
 
-    async def decode(
-        self, events: AsyncIterator[SSEEvent], parser: SSEParser, limits: RateLimitReading
-    ) -> AsyncGenerator[StreamEvent, None]:
-        cost_field = bool(self.options.get("cost_field", False))
-        async for ev in events:
-            if ev.data.startswith("[DONE]"):
-                yield Finish("truncated")
-                return
-            try:
-                msg = _decoder.decode(ev.data)
-            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-                raise self.malformed(limits, ev.data, exc) from None
-            kind = msg.type or ev.event
-            if kind == "response.output_text.delta":
-                if msg.delta:
-                    yield Content(msg.delta)
-            elif kind in _REASONING_DELTAS:
-                if msg.delta:
-                    yield Reasoning(msg.delta)
-            elif kind in ("response.completed", "response.incomplete"):
-                resp = msg.response or _Response()
-                yield _finish(kind, resp)
-                if resp.usage is not None:
-                    yield map_usage(resp.usage, cost_field=cost_field)
-                return
-            elif kind == "response.failed":
-                err = (msg.response.error if msg.response else None) or _Error()
-                raise classify_stream_error(
-                    self.provider, err.code, err.message or "response failed", limits, secret=self._api_key
-                )
-            elif kind == "error":
-                raise classify_stream_error(self.provider, msg.code, msg.message or "", limits, secret=self._api_key)
-        raise self.ended_early(parser, limits, "the terminal response event")
+    def decoder(self, parser: SSEParser, limits: RateLimitReading) -> StreamDecoder:
+        return _ResponsesDecoder(self, parser, limits)
+
+
+class _ResponsesDecoder(StreamDecoder):
+    """One Responses stream: each event decoded on its own (the terminal one carries the usage)."""
+
+    __slots__ = ("adapter", "cost_field", "limits", "parser")
+
+    def __init__(self, adapter: OpenAIResponsesAdapter, parser: SSEParser, limits: RateLimitReading) -> None:
+        self.adapter = adapter
+        self.parser = parser
+        self.limits = limits
+        self.cost_field = bool(adapter.options.get("cost_field", False))
+
+    def feed(self, event: SSEEvent, out: list[StreamEvent]) -> bool:
+        if event.data[:6] == b"[DONE]":
+            out.append(Finish("truncated"))
+            return True
+        try:
+            msg = _decoder.decode(event.data)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise self.adapter.malformed(self.limits, event.data, exc) from None
+        kind = msg.type or event.event
+        if kind == "response.output_text.delta":
+            if msg.delta:
+                out.append(Content(msg.delta))
+        elif kind in _REASONING_DELTAS:
+            if msg.delta:
+                out.append(Reasoning(msg.delta))
+        elif kind in ("response.completed", "response.incomplete"):
+            resp = msg.response or _Response()
+            out.append(_finish(kind, resp))
+            if resp.usage is not None:
+                out.append(map_usage(resp.usage, cost_field=self.cost_field))
+            return True
+        elif kind == "response.failed":
+            err = (msg.response.error if msg.response else None) or _Error()
+            raise self._error(err.code, err.message or "response failed")
+        elif kind == "error":
+            raise self._error(msg.code, msg.message or "")
+        return False
+
+    def _error(self, code: str | None, message: str) -> ProviderError:
+        a = self.adapter
+        return classify_stream_error(a.provider, code, message, self.limits, secret=a._api_key)
+
+    def ended(self, out: list[StreamEvent]) -> ProviderError:
+        return self.adapter.ended_early(self.parser, self.limits, "the terminal response event")

@@ -1,29 +1,31 @@
 """An incremental, bytes-level Server-Sent Events parser.
 
 Bytes go in as they arrive from the socket, in any split (mid-line, mid-event, inside a
-multi-byte UTF-8 character); complete events come out as ``(event, data)`` tuples. Lines end in
+multi-byte UTF-8 character); complete events come out as `SSEEvent`s whose ``data`` is still
+bytes (the adapters hand it to msgspec, which decodes JSON straight from bytes). Lines end in
 ``\\n``, ``\\r`` or ``\\r\\n``; lines starting with ``:`` are comments (keep-alives); several
 ``data:`` lines in one event are joined with ``\\n``; ``id:`` and ``retry:`` are kept on the parser.
 The rules are those of the WHATWG EventSource spec, which the OpenAI and Anthropic SDKs follow.
 
-Speed matters (thousands of concurrent streams share one core), so the common case, a read
-holding whole ``data: {...}\\n\\n`` events with ``\\n`` line ends, costs one ``split`` and a few
-slices per event. Text is decoded only once a line is complete: a line terminator is ASCII and
-can never fall inside a multi-byte character, so no incremental decoder is needed.
+Speed matters (thousands of concurrent streams share one core, one event per token), so a read
+is split into lines once, and the common event, one ``data: …`` line and a blank line, costs two
+turns of one loop, a slice and one event. Every other line (fields, comments, a second data line)
+goes to `_field`. An unfinished line is kept as a list of reads and joined only once its end
+arrives, so a large event split into many reads costs linear time.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
+import msgspec
 
 _BOM = b"\xef\xbb\xbf"
 
 
-class SSEEvent(NamedTuple):
+class SSEEvent(msgspec.Struct, frozen=True, gc=False):
     """One dispatched event. ``event`` is ``"message"`` when the block had no ``event:`` line."""
 
     event: str
-    data: str
+    data: bytes
 
 
 class SSEParser:
@@ -34,13 +36,12 @@ class SSEParser:
         retry_ms: the last valid ``retry:`` value.
     """
 
-    __slots__ = ("_buf", "_data", "_event", "_has_data", "_skip_lf", "_started", "last_event_id", "retry_ms")
+    __slots__ = ("_data", "_event", "_line", "_skip_lf", "_started", "last_event_id", "retry_ms")
 
     def __init__(self) -> None:
-        self._buf = b""  # an incomplete line, line ends already normalised to \n
-        self._data: list[bytes] = []
-        self._event = b""
-        self._has_data = False
+        self._line: list[bytes] = []  # an unfinished line, as read (line ends normalised to \n)
+        self._data: bytes | bytearray | None = None  # the event's data so far (None: no data line yet)
+        self._event = "message"
         self._skip_lf = False  # the previous read ended in \r: a leading \n belongs to it
         self._started = False
         self.last_event_id: str | None = None
@@ -49,83 +50,87 @@ class SSEParser:
     @property
     def pending(self) -> bool:
         """Whether a partial line or a partial event is buffered (a cut here is mid-event)."""
-        return bool(self._buf) or self._has_data or bool(self._event)
+        return bool(self._line) or self._data is not None or self._event != "message"
 
     @property
     def received_any(self) -> bool:
         """Whether any byte of the body has arrived."""
-        return self._started or bool(self._buf)
+        return self._started or bool(self._line)
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
         """Consume one read from the socket and return the events it completed."""
-        if not chunk:
-            return []
-        if self._skip_lf:
-            chunk = self._after_cr(chunk)
-        if not self._started:
-            chunk = self._start(chunk)
+        if not self._started or self._skip_lf:
             if not chunk:
-                return []
+                return []  # an empty read must not clear the pending \r's line end
+            chunk = self._prepare(chunk)
         if b"\r" in chunk:
             self._skip_lf = chunk.endswith(b"\r")
             chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-        if b"\n" not in chunk:
-            self._buf += chunk
-            return []
-        lines = (self._buf + chunk).split(b"\n") if self._buf else chunk.split(b"\n")
-        self._buf = lines.pop()
+        if self._line:
+            if b"\n" not in chunk:
+                self._line.append(chunk)
+                return []
+            self._line.append(chunk)
+            chunk = b"".join(self._line)
+            self._line.clear()
+        lines = chunk.split(b"\n")
+        tail = lines.pop()
+        if tail:
+            self._line.append(tail)
         out: list[SSEEvent] = []
+        data, event = self._data, self._event
         for line in lines:
-            if not line:
-                if self._has_data:
-                    out.append(self._dispatch())
-                else:
-                    self._event = b""
-            elif line.startswith(b"data:"):
-                self._data.append(line[6:] if line[5:6] == b" " else line[5:])
-                self._has_data = True
-            elif line[0] != 0x3A:  # ":" starts a comment
-                self._field(line)
+            if not line:  # the blank line: dispatch
+                if data is not None:
+                    out.append(SSEEvent(event, data if data.__class__ is bytes else bytes(data)))
+                    data = None
+                event = "message"
+            elif data is None and line[:6] == b"data: ":
+                data = line[6:]
+            else:
+                data, event = self._field(line, data, event)
+        self._data, self._event = data, event
         return out
 
-    def _after_cr(self, chunk: bytes) -> bytes:
-        """The read after one that ended in ``\\r``: a leading ``\\n`` belongs to that line end."""
-        self._skip_lf = False
-        return chunk[1:] if chunk[:1] == b"\n" else chunk
+    def _prepare(self, chunk: bytes) -> bytes:
+        """Drop a leading ``\\n`` that ends the previous read's ``\\r``, and the body's BOM."""
+        if self._skip_lf:
+            self._skip_lf = False
+            chunk = chunk[1:] if chunk[:1] == b"\n" else chunk
+        if not self._started:
+            head = b"".join(self._line) + chunk
+            self._line.clear()
+            if len(head) < 3 and _BOM.startswith(head):
+                self._line.append(head)  # too short to tell whether a BOM starts the stream
+                return b""
+            self._started = True
+            chunk = head[3:] if head.startswith(_BOM) else head
+        return chunk
 
-    def _start(self, chunk: bytes) -> bytes:
-        """The body's first bytes with a leading BOM removed; b"" while too few have come to tell."""
-        if len(self._buf) + len(chunk) < 3 and _BOM.startswith(self._buf + chunk):
-            self._buf += chunk  # too short to tell whether a BOM starts the stream
-            return b""
-        self._started = True
-        if self._buf:
-            chunk, self._buf = self._buf + chunk, b""
-        return chunk[3:] if chunk.startswith(_BOM) else chunk
-
-    def _field(self, line: bytes) -> None:
+    def _field(self, line: bytes, data: bytes | bytearray | None, event: str) -> tuple[bytes | bytearray | None, str]:
+        """Any line but the first ``data: `` of an event; returns the event's data and name."""
+        if line[0] == 0x3A:  # ":" starts a comment
+            return data, event
         name, colon, value = line.partition(b":")
         if colon and value[:1] == b" ":
             value = value[1:]
+        if name == b"data":
+            if data is None:
+                return value, event
+            # a second data line: grow a bytearray, so that many lines cost linear time
+            joined = data if isinstance(data, bytearray) else bytearray(data)
+            joined += b"\n"
+            joined += value
+            return joined, event
         if name == b"event":
-            self._event = value
-        elif name == b"data":
-            self._data.append(value)
-            self._has_data = True
-        elif name == b"id":
+            return data, value.decode("utf-8", "replace") if value else "message"
+        if name == b"id":
             if b"\0" not in value:
                 self.last_event_id = value.decode("utf-8", "replace")
         elif name == b"retry" and value.isdigit():
             self.retry_ms = int(value)
         # any other field name is ignored, as the spec says
-
-    def _dispatch(self) -> SSEEvent:
-        data = self._data[0] if len(self._data) == 1 else b"\n".join(self._data)
-        event = self._event.decode("utf-8", "replace") if self._event else "message"
-        self._data = []
-        self._event = b""
-        self._has_data = False
-        return SSEEvent(event, data.decode("utf-8", "replace"))
+        return data, event
 
 
 def parse_all(payload: bytes) -> list[SSEEvent]:

@@ -1,27 +1,60 @@
-"""The skeleton every HTTP+SSE adapter shares; a protocol module fills in four methods.
+"""The skeleton every HTTP+SSE adapter shares; a protocol module fills in four methods and a decoder.
 
-A subclass says where to POST (`url`), what to send (`headers`, `body`) and how to turn
-the stream's `SSEEvent`s into typed events (`decode`). Opening, error classification, the
-rate-limit reading, cancellation and closing are done once, here.
+A subclass says where to POST (`url`), what to send (`headers`, `payload`) and how one stream's
+`SSEEvent`s turn into typed events (`decoder`: a `StreamDecoder`, plain synchronous code).
+Opening, the read loop, error classification, the rate-limit reading, cancellation and closing
+are done once, here.
+
+The read loop (`SSEAdapter.batches`) is the client's hot path: one iteration per socket read, each
+read parsed and decoded with no await, so a stream costs one async generator (not three nested
+ones), and the events of one read leave together as one batch (`StreamResponse.batches`). A read holds one event
+when the client keeps up with the stream and many when it falls behind; then everything per
+read (the wake-up, the watchdog, handing text to the tokenizer) is paid once for many events.
 """
 
 from __future__ import annotations
 
-from abc import abstractmethod
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from abc import ABC, abstractmethod
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from urllib.parse import urlsplit
 
 import aiohttp
 import msgspec
 
+from runner.errors import ProviderError, StreamBroken
 from runner.providers.base import Adapter, StreamResponse
 from runner.providers.classify import stream_broken
 from runner.providers.sse import SSEEvent, SSEParser
-from runner.providers.wire import iter_sse, open_stream, request_id
+from runner.providers.wire import foreign_error, open_stream, request_id
 from runner.types import ChatRequest, RateLimitReading, StreamEvent
 
 _json = msgspec.json.Encoder()
+
+
+class StreamDecoder(ABC):
+    """One stream's protocol state: SSE events in, typed events out, with no awaits.
+
+    `feed` may raise a `ProviderError` (an error event, a malformed one as `StreamBroken`); the
+    events it appended before that still reach the caller, then the error.
+    """
+
+    __slots__ = ()
+
+    @abstractmethod
+    def feed(self, event: SSEEvent, out: list[StreamEvent]) -> bool:
+        """Append the typed events ``event`` stands for; True at the protocol's terminal event
+        (nothing after it is read)."""
+
+    @abstractmethod
+    def ended(self, out: list[StreamEvent]) -> ProviderError | None:
+        """The body ended before a terminal event: append what is still owed (a usage the host
+        reported), and return the error this ending is (None: a normal end for the protocol)."""
+
+    def broke(self, out: list[StreamEvent]) -> None:
+        """The stream broke (connection lost, malformed event): append what the provider reported
+        before the break and must still be counted (nothing, unless a protocol says otherwise)."""
+        return  # most protocols report usage only at the end: nothing is owed
 
 
 class SSEAdapter(Adapter):
@@ -44,13 +77,8 @@ class SSEAdapter(Adapter):
         """The JSON request body as a dict (tests and `anytime doctor` inspect it)."""
 
     @abstractmethod
-    def decode(
-        self, events: AsyncIterator[SSEEvent], parser: SSEParser, limits: RateLimitReading
-    ) -> AsyncGenerator[StreamEvent, None]:
-        """Turn SSE events into typed events; raise `StreamBroken` if the stream ends early.
-
-        An async generator (``async def`` with ``yield``), so that `stream` can close it early.
-        """
+    def decoder(self, parser: SSEParser, limits: RateLimitReading) -> StreamDecoder:
+        """A fresh decoder for one stream (``parser`` is the stream's, for `ended_early`)."""
 
     def encode(self, request: ChatRequest) -> bytes:
         return _json.encode(self.payload(request))
@@ -68,15 +96,59 @@ class SSEAdapter(Adapter):
             read_limits=self.read_limits,
             secret=self._api_key,
         ) as (resp, limits):
-            parser = SSEParser()
-            raw = iter_sse(resp, parser, self.provider, limits, on_bytes)
-            events = self.decode(raw, parser, limits)
+            batches = self.batches(resp.content.readany, limits, on_bytes)
+            events = _one_by_one(batches)
             try:
-                yield StreamResponse(resp.status, request_id(resp.headers), limits, events)
+                yield StreamResponse(resp.status, request_id(resp.headers), limits, events, batches)
             finally:
                 # close both generators now rather than leave them to the loop's finaliser
                 await events.aclose()
-                await raw.aclose()
+                await batches.aclose()
+
+    async def batches(
+        self,
+        read: Callable[[], Awaitable[bytes]],
+        limits: RateLimitReading,
+        on_bytes: Callable[[], None] | None = None,
+    ) -> AsyncGenerator[list[StreamEvent], None]:
+        """The typed events of a body, one list per read (none for a read that completes no
+        event); ends at the terminal event or at the end of the body (``read`` gives b"").
+
+        ``read`` is the response's ``readany``; a provider error (after the events before it) or a
+        foreign one translated (aiohttp's, the OS's) ends the iteration.
+        """
+        parser = SSEParser()
+        decoder = self.decoder(parser, limits)
+        while True:
+            out: list[StreamEvent] = []
+            error: ProviderError | None = None
+            try:
+                chunk = await read()
+                if chunk:
+                    if on_bytes is not None:
+                        on_bytes()
+                    done = _decode_read(parser, decoder, chunk, out)
+                else:
+                    done = True
+                    error = decoder.ended(out)
+            except StreamBroken as exc:
+                decoder.broke(out)
+                done, error = True, exc
+            except ProviderError as exc:
+                done, error = True, exc
+            except Exception as exc:
+                failure = foreign_error(self.provider, limits, "reading the stream", exc)
+                if failure is None:
+                    raise
+                decoder.broke(out)
+                done, error = True, failure
+                failure.__cause__ = exc
+            if out:
+                yield out
+            if error is not None:
+                raise error
+            if done:
+                return
 
     def _all_headers(self, request: ChatRequest) -> dict[str, str]:
         extra = self.options.get("extra_headers")
@@ -88,7 +160,7 @@ class SSEAdapter(Adapter):
             headers = {seed_header: str(request.seed), **headers}
         return headers
 
-    def ended_early(self, parser: SSEParser, limits: RateLimitReading, expected: str) -> Exception:
+    def ended_early(self, parser: SSEParser, limits: RateLimitReading, expected: str) -> ProviderError:
         """The StreamBroken for a body that ended cleanly before its terminal event."""
         if not parser.received_any:
             # a deliberate empty 200 (llama-cpp-python answers a prompt over its context so): a
@@ -99,9 +171,24 @@ class SSEAdapter(Adapter):
         where = "in the middle of an event" if parser.pending else "between events"
         return stream_broken(self.provider, limits, f"stream closed {where} before {expected}")
 
-    def malformed(self, limits: RateLimitReading, data: str, exc: Exception) -> Exception:
-        snippet = data[:120] + ("…" if len(data) > 120 else "")
-        return stream_broken(self.provider, limits, f"malformed stream event ({exc}): {snippet!r}")
+    def malformed(self, limits: RateLimitReading, data: bytes, exc: Exception) -> ProviderError:
+        text = data[:120].decode("utf-8", "replace") + ("…" if len(data) > 120 else "")
+        return stream_broken(self.provider, limits, f"malformed stream event ({exc}): {text!r}")
+
+
+def _decode_read(parser: SSEParser, decoder: StreamDecoder, chunk: bytes, out: list[StreamEvent]) -> bool:
+    """Decode one read of the body into ``out``; True once the terminal event is seen."""
+    for event in parser.feed(chunk):
+        if decoder.feed(event, out):
+            return True
+    return False
+
+
+async def _one_by_one(batches: AsyncIterator[list[StreamEvent]]) -> AsyncGenerator[StreamEvent, None]:
+    """The batches' events one at a time (`StreamResponse.events`)."""
+    async for batch in batches:
+        for event in batch:
+            yield event
 
 
 def bearer_headers(api_key: str | None) -> dict[str, str]:

@@ -1,4 +1,4 @@
-"""HTTP plumbing shared by the adapters: posting, holding the stream open, reading SSE.
+"""HTTP plumbing shared by the adapters: posting, holding the stream open, translating failures.
 
 This is the edge where foreign exceptions end: aiohttp, OS and timeout failures are turned into
 `runner.errors` types here and nowhere else (classification of provider answers lives in
@@ -7,7 +7,7 @@ This is the edge where foreign exceptions end: aiohttp, OS and timeout failures 
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 
 import aiohttp
@@ -23,7 +23,6 @@ from runner.providers.classify import (
     stream_broken,
 )
 from runner.providers.headers import lower_keys
-from runner.providers.sse import SSEEvent, SSEParser
 from runner.types import RateLimitReading
 
 
@@ -37,22 +36,36 @@ def translate(provider: str, limits: RateLimitReading | None, during: str) -> It
         yield
     except ProviderError:
         raise
-    except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
-        raise attach(CallTimeout(f"{provider}: timed out {during}", provider=provider), limits) from exc
-    except aiohttp.InvalidURL as exc:
+    except Exception as exc:
+        error = foreign_error(provider, limits, during, exc)
+        if error is None:
+            raise
+        raise error from exc
+
+
+def foreign_error(provider: str, limits: RateLimitReading | None, during: str, exc: Exception) -> ProviderError | None:
+    """The `ProviderError` an aiohttp / OS / timeout failure stands for (None: not one of those).
+
+    The stream's read loop calls this in its own ``except`` rather than entering `translate` on
+    every read: a context manager per read is a generator and two objects per chunk.
+    """
+    if isinstance(exc, (TimeoutError, aiohttp.ServerTimeoutError)):
+        return attach(CallTimeout(f"{provider}: timed out {during}", provider=provider), limits)
+    if isinstance(exc, aiohttp.InvalidURL):
         msg = f"{provider}: invalid base URL {str(exc.url)[:200]!r}"
-        raise attach(ConfigurationRejected(msg, provider=provider), limits) from exc
-    except aiohttp.ClientConnectorDNSError as exc:
+        return attach(ConfigurationRejected(msg, provider=provider), limits)
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
         msg = f"{provider}: the host name {exc.host!r} does not resolve"
-        raise attach(EndpointUnreachable(msg, provider=provider), limits) from exc
-    except aiohttp.ClientConnectorError as exc:
+        return attach(EndpointUnreachable(msg, provider=provider), limits)
+    if isinstance(exc, aiohttp.ClientConnectorError):
         msg = f"{provider}: cannot connect to {exc.host}:{exc.port} ({exc.os_error.strerror or exc.os_error})"
-        raise attach(EndpointUnreachable(msg, provider=provider), limits) from exc
-    except (aiohttp.ClientError, OSError) as exc:
+        return attach(EndpointUnreachable(msg, provider=provider), limits)
+    if isinstance(exc, (aiohttp.ClientError, OSError)):
         reason = type(exc).__name__
         detail = str(exc).split("\n", 1)[0][:200]
         msg = f"{provider}: connection lost {during} ({reason}{': ' + detail if detail else ''})"
-        raise attach(StreamBroken(msg, provider=provider), limits) from exc
+        return attach(StreamBroken(msg, provider=provider), limits)
+    return None
 
 
 @asynccontextmanager
@@ -101,29 +114,6 @@ def _json_instead_of_stream(provider: str, body: bytes, limits: RateLimitReading
         message, label = decode_error_body(body)
         return classify_stream_error(provider, label, message, limits, secret=secret)
     return stream_broken(provider, limits, "expected an event stream, got a JSON body (was `stream` ignored?)")
-
-
-async def iter_sse(
-    resp: aiohttp.ClientResponse,
-    parser: SSEParser,
-    provider: str,
-    limits: RateLimitReading,
-    on_bytes: Callable[[], None] | None = None,
-) -> AsyncGenerator[SSEEvent, None]:
-    """The events of a response body, read as the socket delivers them; ends at EOF.
-
-    ``on_bytes`` hears of every read, whether it completes an event or not.
-    """
-    content = resp.content
-    while True:
-        with translate(provider, limits, "reading the stream"):
-            chunk = await content.readany()
-        if not chunk:
-            return
-        if on_bytes is not None:
-            on_bytes()
-        for event in parser.feed(chunk):
-            yield event
 
 
 def request_id(headers: Mapping[str, str]) -> str | None:

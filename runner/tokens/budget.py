@@ -68,6 +68,9 @@ _HARD = re.compile(
     # a line break, then a letter or digit
     rf"|\n(?=[A-Za-z0-9{_CJK_LETTERS}])"
 )
+# the last hard boundary in one match: a greedy run to the end, then back to the last place the
+# boundary matches (one Match object, where `finditer` made one per boundary of the window)
+_LAST_HARD = re.compile(r"(?s:.*)(?:" + _HARD.pattern + ")")
 _WHITESPACE = regex.compile(r"\s+")
 _NEVER = 1 << 62  # slack once every cut is out: feed only appends
 # uncommitted bytes past which a stuck tail is re-examined only after it grows by half; prose
@@ -128,9 +131,9 @@ def _last_hard_boundary(text: str) -> int:
     window = 32
     while True:
         start = max(0, len(text) - window)
-        matches = list(_HARD.finditer(text, start))
-        if matches:
-            return matches[-1].end()
+        match = _LAST_HARD.match(text, start)
+        if match:
+            return match.end()
         if start == 0:
             return 0
         window *= 4

@@ -202,8 +202,8 @@ def _run_tables(run: RunReport) -> Group:
 def _footer(run: RunReport) -> str:
     text = (
         f"{run.jobs_done} jobs done; spend {fmt.usd(run.usd_total)} in all"
-        f" (of which {fmt.usd(run.usd_interrupted)} lost to interruptions, {fmt.usd(run.usd_unattributed)} on"
-        f" unfinished jobs). Anytime Index mode: {run.mode}; "
+        f" (of which {fmt.usd(run.usd_interrupted)} lost to interruptions,{_failed(run)}"
+        f" {fmt.usd(run.usd_unattributed)} on unfinished jobs). Anytime Index mode: {run.mode}; "
         "intervals: 95% bootstrap over problems."
     )
     if any(c.approximate_tokens for c in run.cells):
@@ -225,6 +225,11 @@ def reuse_line(reuse: ReuseSummary) -> str:
     if reuse.requested:
         text += f"; {reuse.requested} stored trace{'s' * (reuse.requested != 1)} too short to serve, requested again"
     return f"{text} (from {', '.join(Path(source).name for source in reuse.sources)})."
+
+
+def _failed(run: RunReport) -> str:
+    """The spend of failed executions, when there was any (retried jobs that a rerun completed)."""
+    return f" {fmt.usd(run.usd_failed)} on failed attempts at jobs completed later," if run.usd_failed else ""
 
 
 def _compare_table(runs: list[RunReport]) -> FittedTable:
