@@ -205,6 +205,19 @@ def test_a_trace_shorter_than_a_new_budget_is_continued_or_requested_again(base:
     assert "continued 6 stored traces" in build_report_text(run_dir)
 
 
+def test_a_continued_trace_commits_the_spend_cap_only_to_its_new_answers(base: Path, tmp_path: Path) -> None:
+    """One Anthropic job continued past its stored 256 tokens under a $0.02 cap: the trace's call
+    reserves the continuation and the one new answer's worst case (~$0.012), not the four answers'
+    (~$0.03, which the cap refused: exit 3); the answers to the stored cuts are served and reserve nothing."""
+    path = manifest(tmp_path)
+    only = "--model", "plain", "--limit", "1", "--samples", "1"
+    run(path, "--budgets", "64,128,256,512", *only, "--reuse", str(base), "--max-usd", "0.02")
+    attempts, reused, _ = records_of(tmp_path / "ledgers" / "t")
+    assert [r.mode for r in reused if r.kind == "trace"] == ["continued"]
+    assert sorted(r.budget for r in reused if r.kind == "answer") == [64, 128, 256]
+    assert {a.budget for a in attempts if a.kind == "answer"} == {512} and sum(a.usd for a in attempts) <= 0.02
+
+
 def build_report_text(run_dir: Path) -> str:
     console = Console(record=True, width=200)
     print_report(build_report([run_dir]), console)

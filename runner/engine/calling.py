@@ -129,15 +129,15 @@ async def stream_trace(
     cut) travels with the trace's.
     """
     cap = calls.answer_cap(ctx.plan, task)
-    commits = sum(worst_case_cost(ctx.price, answer_prompt + b + ANSWER_PROMPT_SLACK, cap) for b in budgets)
-    call = spec(ctx, owner, kind, chat, commits_usd=commits)
+    commits = tuple(worst_case_cost(ctx.price, answer_prompt + b + ANSWER_PROMPT_SLACK, cap) for b in budgets)
+    call = spec(ctx, owner, kind, chat, commits_usd=sum(commits))
     traced = calls.traced_channel(ctx.plan)
 
     def make_consumer() -> TraceConsumer:
         on_cut = hooks.new_attempt() if hooks.new_attempt is not None else None
         return TraceConsumer(ctx.plan.encoding, budgets, traced, on_cut=on_cut, on_output=hooks.on_output)
 
-    result, reused = await ctx.reuse.stream(ctx.plan, ctx.lane, call, budgets, make_consumer)
+    result, reused = await ctx.reuse.stream(ctx.plan, ctx.lane, call, budgets, make_consumer, commits)
     consumer = result.consumer
     assert isinstance(consumer, TraceConsumer)
     consumer.output_tokens_counted()  # finalises the cuts

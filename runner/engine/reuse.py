@@ -79,8 +79,16 @@ class Reuser:
         call: CallSpec,
         budgets: tuple[int, ...],
         make_consumer: Callable[[], TraceConsumer],
+        commitments: tuple[float, ...] = (),
     ) -> tuple[CallResult, Reused]:
-        """A trace: served from a stored one, continued from it, or streamed as usual."""
+        """A trace: served from a stored one, continued from it, or streamed as usual.
+
+        ``commitments``: the worst case of each budget's forced answer, which the trace's call
+        reserves for its job (`runner.engine.spend`). A served trace makes no call, so it reserves
+        nothing; a continued one commits only the answers past the stored trace's reach (those up
+        to it answer the stored cuts: served where the stored run asked the same, else each
+        reserves its own worst case as it starts).
+        """
         if not self.keys:
             return await lane.call(call, make_consumer), Reused()
         key = trace_key(plan, call.request)
@@ -95,6 +103,9 @@ class Reuser:
                 return served, Reused(key, _source(stored))
             decided = _Plan("requested", stored, "its cuts did not come out the same from the stored text")
         if decided.mode == "continued":
+            if commitments:
+                new = sum(usd for budget, usd in zip(budgets, commitments, strict=True) if budget > (stored.reach or 0))
+                call = dataclasses.replace(call, commits_usd=new)
             continued = await self._continue(plan, lane, call, budgets, (key, stored), make_consumer)
             return continued, Reused(key, _source(stored))
         self._record(lane, call, key, decided.stored, "requested", reason=decided.reason)
