@@ -6,6 +6,7 @@ transcripts cannot serve."""
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from dataclasses import replace as with_field
@@ -216,6 +217,30 @@ def test_a_continued_trace_commits_the_spend_cap_only_to_its_new_answers(base: P
     assert [r.mode for r in reused if r.kind == "trace"] == ["continued"]
     assert sorted(r.budget for r in reused if r.kind == "answer") == [64, 128, 256]
     assert {a.budget for a in attempts if a.kind == "answer"} == {512} and sum(a.usd for a in attempts) <= 0.02
+
+
+def test_reuse_turned_off_pays_for_every_call_again(
+    base: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--no-reuse`` (``run.reuse_calls = false``): a rerun with one more budget serves nothing, not
+    even from the manifest's own run folder, and its estimate prices every trace."""
+    shutil.copytree(base, tmp_path / "ledgers" / "t")
+    path = manifest(tmp_path)
+    only = "--model", "cot", "--budgets", "64,96,128,256"
+    for flags, served in (((), 3 * 2), (("--no-reuse",), 0)):
+        assert main(["estimate", str(path), *only, *flags, "--json"]) == 0
+        assert json.loads(capsys.readouterr().out)["reused_traces"] == served
+    run(path, *only, "--no-reuse", "--new-run")  # beside the manifest's folder, which it would reuse
+    attempts, reused, _ = records_of(newest(tmp_path / "ledgers", "t"))
+    assert not reused and sum(a.kind == "trace" for a in attempts) == 3 * 2
+    with pytest.raises(SystemExit) as exited:  # one or the other
+        main(["run", str(path), "--yes", "--no-reuse", "--reuse", str(base)])
+    assert exited.value.code == 2
+    assert "not allowed with argument" in capsys.readouterr().err
+    off = manifest(tmp_path, "off").read_text().replace("[run]\n", '[run]\nreuse = ["t"]\nreuse_calls = false\n')
+    (tmp_path / "off.toml").write_text(off)
+    assert main(["validate", str(tmp_path / "off.toml")]) == 2
+    assert "off.toml: run: `reuse` names runs" in capsys.readouterr().err
 
 
 def build_report_text(run_dir: Path) -> str:

@@ -238,8 +238,11 @@ class Run(Base, frozen=True):
     transcripts: bool = True
     # earlier run folders whose traces (and answers) this run reuses instead of paying again
     # (docs/reuse.md): relative to `ledger_dir` ("demo" is <ledger_dir>/demo); the run's own
-    # transcripts are always reused
+    # transcripts are reused too
     reuse: list[str] = msgspec.field(default_factory=list)
+    # false (`--no-reuse`): no call is taken from one already paid for, every call is requested and
+    # paid again (this run's transcripts still file its calls by key, for later runs to reuse)
+    reuse_calls: bool = True
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", self.name):
@@ -248,6 +251,8 @@ class Run(Base, frozen=True):
         check_number("confirm_above_usd", self.confirm_above_usd)
         if any(not entry.strip() for entry in self.reuse):
             raise ValueError("`reuse` lists run folders: an entry is empty")
+        if self.reuse and not self.reuse_calls:
+            raise ValueError("`reuse` names runs to reuse from, but `reuse_calls = false` turns reuse off")
 
 
 class SimFaults(Base, frozen=True):
@@ -330,6 +335,7 @@ class Overrides(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     samples: int | None = None  # `sweep.samples`
     max_usd: float | None = None  # `run.max_usd`
     reuse: list[str] | None = None  # `run.reuse`, as absolute paths (`--reuse` names folders from here)
+    reuse_calls: bool | None = None  # `run.reuse_calls` (only False is given: `--no-reuse`)
 
     def is_empty(self) -> bool:
         return self == Overrides()

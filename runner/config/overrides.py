@@ -1,5 +1,6 @@
 """Command-line overrides of a manifest: ``--limit``, ``--model``, ``--method``, ``--budgets``,
-``--samples``, ``--max-usd`` and ``--reuse``, each validated exactly as the manifest field it sets.
+``--samples``, ``--max-usd``, ``--reuse`` and ``--no-reuse``, each validated exactly as the manifest
+field it sets.
 
 An override is written into the manifest's document and the document is validated again, so a bad
 value fails with the manifest's own rule and error style, naming the field and the flag, e.g.
@@ -31,6 +32,12 @@ def _set_budgets(doc: Document, value: object) -> None:
         entry["budgets"] = None  # type: ignore[index]
 
 
+def _set_reuse_calls(doc: Document, value: object) -> None:
+    doc["run"]["reuse_calls"] = value
+    if value is False:  # reuse off: the runs the manifest names for reuse are not read either
+        doc["run"]["reuse"] = []
+
+
 def _setter(table: str, key: str) -> Callable[[Document, object], None]:
     def set_field(doc: Document, value: object) -> None:
         doc[table][key] = value
@@ -47,6 +54,7 @@ _RULES: dict[str, tuple[str, str, Callable[[Document, object], None]]] = {
     "samples": ("--samples", "sweep.samples", _setter("sweep", "samples")),
     "max_usd": ("--max-usd", "run.max_usd", _setter("run", "max_usd")),
     "reuse": ("--reuse", "run.reuse", _setter("run", "reuse")),
+    "reuse_calls": ("--no-reuse", "run.reuse_calls", _set_reuse_calls),
 }
 
 
@@ -64,6 +72,8 @@ def describe(overrides: Overrides) -> str:
         flag = flag_of(name)
         if name == "budgets":
             parts.append(f"{flag} {','.join(map(str, value))}")
+        elif isinstance(value, bool):  # a switch: `--no-reuse`
+            parts.append(flag)
         elif isinstance(value, list):
             parts += [f"{flag} {item}" for item in value]
         else:

@@ -266,6 +266,8 @@ def open_store(loaded: LoadedManifest, run_dir: Path) -> TraceStore:
         ConfigError, NoTranscripts: a named run is not a run folder, or has no transcripts.
         TranscriptsCorrupt: a damaged transcripts member.
     """
+    if not loaded.manifest.run.reuse_calls:  # reuse turned off (`--no-reuse`): nothing serves
+        return TraceStore.open([])
     named = loaded.reuse_dirs()
     return TraceStore.open([run_dir, loaded.run_dir(), *named], required=named)
 

@@ -487,6 +487,8 @@ def estimate_manifest(
 def _reuse_store(loaded: LoadedManifest, remaining: bool) -> TraceStore:
     """What the run will reuse: its own transcripts (unless the whole sweep is priced) and the runs
     ``run.reuse`` names (`runner.engine.reuse.open_store` decides the same for the run)."""
+    if not loaded.manifest.run.reuse_calls:
+        return TraceStore.open([])
     named = loaded.reuse_dirs()
     return TraceStore.open(([loaded.run_dir()] if remaining else []) + named, required=named)
 
