@@ -29,6 +29,8 @@ from runner.ledger.records import Attempt, Reuse, Snapshot
 from runner.ledger.trace_store import TraceStore
 from runner.types import ChatRequest, Message
 from runner.ui.report_files import print_report
+from runner.ui.view import payloads
+from runner.ui.view.models import ModelCache
 from tests.conftest import write_manifest
 
 MANIFEST = """
@@ -150,6 +152,15 @@ def test_one_more_budget_pays_only_its_answers(base: Path, tmp_path: Path) -> No
     assert (
         line.startswith(f"reused {JOBS} traces and ") and f"${report.runs[0].reuse.usd_not_spent:.4f} not spent" in line
     )
+    # the totals agree: verify's spend is the report's (paid calls only), the reused dollars apart
+    assert audit.usd_recorded == pytest.approx(report.runs[0].usd_total) == pytest.approx(spent)
+    assert audit.usd_not_spent == pytest.approx(report.runs[0].reuse.usd_not_spent)
+    # and the viewer shows them apart too: the run's reuse beside its spend, a trace's reused calls
+    view = ModelCache().get(run_dir)
+    detail = payloads.run_detail("t", view)
+    assert detail["usd_total"] == pytest.approx(spent) and detail["report"]["reuse"]["traces"] == JOBS
+    served = payloads.job(view, reused[0].job_id)
+    assert {r["mode"] for r in served["reused"]} == {"served"} and all(c["budget"] == 96 for c in served["calls"])
 
 
 def test_a_method_with_cots_trace_prompt_pays_nothing_new(base: Path, tmp_path: Path) -> None:
