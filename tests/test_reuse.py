@@ -214,7 +214,7 @@ def test_a_trace_shorter_than_a_new_budget_is_continued_or_requested_again(base:
     assert any(r.kind == "answer" and r.model == "cot" for r in reused)  # shared cuts' answers kept
     assert grades(run_dir) == grades(tmp_path / "ledgers" / "fresh")
     assert verify(run_dir).ok
-    assert "continued 6 stored traces" in build_report_text(run_dir)
+    assert "continued 6 stored traces past their end" in build_report_text(run_dir)
 
 
 def test_a_continued_trace_commits_the_spend_cap_only_to_its_new_answers(base: Path, tmp_path: Path) -> None:

@@ -220,7 +220,8 @@ def reuse_line(reuse: ReuseSummary) -> str:
     if reuse.answers:
         text += f" and {reuse.answers} answer{'s' * (reuse.answers != 1)}"
     if reuse.continued:
-        text += f", continued {reuse.continued} stored trace{'s' * (reuse.continued != 1)} past its end"
+        many = reuse.continued != 1
+        text += f", continued {reuse.continued} stored trace{'s' * many} past {'their' if many else 'its'} end"
     text += f", {fmt.usd(reuse.usd_not_spent)} not spent"
     if reuse.requested:
         text += f"; {reuse.requested} stored trace{'s' * (reuse.requested != 1)} too short to serve, requested again"
