@@ -13,7 +13,9 @@ After the last resume (`tests/reliability/crashes.py`, `check_crash_run`): every
 `anytime ledger verify` passes (every dollar recomputes, no duplicate attempt, no job completed
 twice); no attempt is lost (every request the simulator received is on record); the quality
 figures equal the uninterrupted run's; the spend equals the uninterrupted spend plus what the
-interrupted executions cost (`RunReport.usd_interrupted`), to 1e-6 $; and the total the last
+interrupted executions cost (`RunReport.usd_interrupted`), to 1e-6 $, once the streams the client
+cancelled past their last budget are held call by call (they bill what had arrived, a read's worth
+of tokens that depends on timing); and the total the last
 process printed is the report's and verify's, to 1e-6 $. `bench/soak.py` runs the long version.
 """
 
