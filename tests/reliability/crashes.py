@@ -190,9 +190,11 @@ def cancelled_drift(run: list[Attempt], reference: list[Attempt]) -> float:
 
 def reused_sources(records: list[Record]) -> list[Attempt]:
     """The paid attempts behind the calls that the executions completing their jobs (and synthesis
-    stages) took from calls a killed process had paid for (docs/reuse.md): each source's last
-    attempt, the one that served (its failed attempts stay lost to the interruption). Calls a killed
-    execution reused are left out: neither paid there nor counted in the interrupted spend."""
+    stages) took from calls an earlier process had paid for (docs/reuse.md): each source's last
+    attempt, the one that served (its failed attempts stay lost to the interruption), whether it
+    was an execution a kill cut short (its cost is in the interrupted spend) or another job's that
+    shares the trace (in that job's). Calls a killed execution reused are left out: neither paid
+    there nor counted in the interrupted spend."""
     done = {(r.job_id, r.instance) for r in records if isinstance(r, JobDone)}
     stages = {(r.key, r.instance) for r in records if isinstance(r, Synthesis)}
     last: dict[str, Attempt] = {}
@@ -204,8 +206,8 @@ def reused_sources(records: list[Record]) -> list[Attempt]:
     def paid(call_id: str) -> Attempt:  # a source may itself be a reused call: follow it to the paid one
         return last[call_id] if call_id in last else paid(reuses[call_id].source_call_id)
 
-    return [
-        paid(r.source_call_id)
+    return [  # each as the call of the job that reused it (its source may be another job's: pdp's trace can be cot's)
+        msgspec.structs.replace(paid(r.source_call_id), job_id=r.job_id, instance=r.instance)
         for r in reuses.values()
         if (r.job_id, r.instance) in done
         or (r.job_id.startswith("synthesis:") and (r.job_id.split(":", 2)[1], r.instance) in stages)
