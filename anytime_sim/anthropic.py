@@ -155,7 +155,7 @@ def _prefill(prompt: Prompt, thinking: bool, errors: AnthropicErrors) -> str | N
     return text
 
 
-def _explicit_cache(sim: Simulator, call: Call, prompt: Prompt, key: str) -> None:
+def explicit_cache(sim: Simulator, call: Call, prompt: Prompt, key: str) -> None:
     """Reads and writes at the request's breakpoints (Anthropic caches nothing else)."""
     if not prompt.breakpoints:
         return
@@ -166,6 +166,8 @@ def _explicit_cache(sim: Simulator, call: Call, prompt: Prompt, key: str) -> Non
     call.cache_write_tokens = min(use.written, call.prompt_tokens - call.cached_tokens)
     call.cache_pending = use.pending
     call.tally.add("cached_input_tokens", call.cached_tokens)
+    if call.batch:
+        call.tally.add("batch_cached_input_tokens", call.cached_tokens)
 
 
 async def handle(request: web.Request) -> web.StreamResponse:
@@ -184,7 +186,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
         call = await sim.admit(request, req, cap, raw, errors, key, caching=False)
     except Reject as rejected:
         return rejected.response
-    _explicit_cache(sim, call, prompt, key or "")
+    explicit_cache(sim, call, prompt, key or "")
     try:
         if body.get("stream"):
             return await _stream(request, call)
@@ -316,9 +318,15 @@ async def _stream(request: web.Request, call: Call) -> web.StreamResponse:
 
 
 async def _complete(call: Call) -> web.Response:
-    p = call.plan
     if call.sim.config.time_scale > 0:
-        await asyncio.sleep(call.pacer.total_s(p.output_tokens))
+        await asyncio.sleep(call.pacer.total_s(call.plan.output_tokens))
+    body = complete_body(call)
+    return web.Response(body=msgspec.json.encode(body), content_type="application/json", headers=_headers(call))
+
+
+def complete_body(call: Call) -> dict[str, object]:
+    """The whole Message of a request that does not stream (the call serves all of it)."""
+    p = call.plan
     decode = call.sim.logic.encoding.decode
     content: list[dict[str, str]] = []
     if p.reasoning_tokens:
@@ -328,7 +336,7 @@ async def _complete(call: Call) -> web.Response:
     content.append({"type": "text", "text": decode(call.generation.content[: p.content_tokens])})
     call.served("reasoning", p.reasoning_tokens)
     call.served("content", p.content_tokens)
-    body = {
+    body: dict[str, object] = {
         "id": f"msg_{call.id}",
         "type": "message",
         "role": "assistant",
@@ -339,4 +347,4 @@ async def _complete(call: Call) -> web.Response:
         "usage": {**_input_usage(call), "output_tokens": p.output_tokens},
     }
     call.usage_reported()
-    return web.Response(body=msgspec.json.encode(body), content_type="application/json", headers=_headers(call))
+    return body

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from anytime_sim import anthropic, gemini, openai_chat, openai_responses
+from anytime_sim import anthropic, batch_anthropic, batch_gemini, batch_openai, openai_chat, openai_responses
 from anytime_sim.call import client_gone
 from anytime_sim.knowledge import open_index
 from anytime_sim.models import SimConfig
@@ -28,7 +28,10 @@ def build_app(sim: Simulator) -> web.Application:
     app.router.add_post("/v1/chat/completions", openai_chat.handle)
     app.router.add_post("/v1/responses", openai_responses.handle)
     app.router.add_post("/v1/messages", anthropic.handle)
-    app.router.add_post("/v1beta/models/{target}", gemini.handle)
+    app.router.add_post("/v1beta/models/{target}", batch_gemini.model_route)  # direct requests and batches
+    batch_openai.add_routes(app)
+    batch_anthropic.add_routes(app)
+    batch_gemini.add_routes(app)
     app.router.add_get("/v1/models", sim.list_models)
     app.router.add_get("/sim/stats", sim.stats_handler)
     app.router.add_get("/sim/usage", sim.usage_handler)
@@ -70,4 +73,5 @@ async def open_simulator(
     try:
         yield sim
     finally:
+        await sim.batches.aclose()
         await runner.cleanup()

@@ -90,6 +90,8 @@ class Call:
         # what this call adds to the prompt cache once its first output token leaves
         self.cache_pending = PendingWrites()
         self.interrupted = False
+        # a request inside a batch: no connection, no rate limit (batches have their own queue)
+        self.batch = False
         # the counters this call adds to (its model's and its key's) and its unique request id:
         # the server that admits it sets both
         self.tally = Tally()
@@ -148,6 +150,9 @@ class Call:
         tally.add("reasoning_tokens", self.served_reasoning)
         tally.add("completed", int(completed))
         tally.add("disconnected", int(not completed))
+        if self.batch:
+            tally.add("batch_output_tokens", self.served_reasoning + self.served_content)
+            return  # it held no connection and no rate-limit charge
         used = self.prompt_tokens + self.served_reasoning + self.served_content
         self.sim.call_ended(self, self.charged - used)
 

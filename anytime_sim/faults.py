@@ -79,6 +79,10 @@ class FaultRates(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     trickle: float = 0.0
     trickle_seconds: float = 0.5
     reset: float = 0.0
+    # batch interfaces: a request inside a batch that errors (a 500 in its result), or that the
+    # batch's window runs out on before it is processed (``expired``)
+    batch_error: float = 0.0
+    batch_expire: float = 0.0
 
 
 class FaultPlan(msgspec.Struct, frozen=True):
@@ -106,6 +110,11 @@ def parse_modes(header: str | None, configured: tuple[str, ...] = ()) -> frozens
     if unknown:
         raise ValueError(f"unknown x-sim-mode {', '.join(sorted(unknown))} (known: {', '.join(ALL_MODES)})")
     return frozenset(names)
+
+
+def draw(*parts: object) -> float:
+    """A number in [0, 1) fixed by ``parts`` (the same parts draw the same number)."""
+    return _unit(*parts)
 
 
 def _unit(*parts: object) -> float:

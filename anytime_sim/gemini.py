@@ -180,9 +180,14 @@ async def _stream(request: web.Request, call: Call, view: str) -> web.StreamResp
 
 
 async def _complete(call: Call, view: str) -> web.Response:
-    p = call.plan
     if call.sim.config.time_scale > 0:
-        await asyncio.sleep(call.pacer.total_s(p.output_tokens))
+        await asyncio.sleep(call.pacer.total_s(call.plan.output_tokens))
+    return web.json_response(complete_body(call, view))
+
+
+def complete_body(call: Call, view: str) -> dict[str, object]:
+    """The whole GenerateContentResponse of a request that does not stream (``view``: how its
+    thoughts show, ``summary`` or ``hidden``)."""
     thought: list[str] = []
     text: list[str] = []
     for piece in call_pieces(call, view, whole=True):
@@ -191,5 +196,6 @@ async def _complete(call: Call, view: str) -> web.Response:
     parts: list[dict[str, object]] = ([{"text": "".join(thought), "thought": True}] if "".join(thought) else []) + [
         {"text": "".join(text)}
     ]
+    body = _response(call, parts, final=True)
     call.usage_reported()
-    return web.json_response(_response(call, parts, final=True))
+    return body

@@ -25,6 +25,9 @@ import msgspec
 
 from anytime_sim.faults import FaultRates
 
+# what a batch request costs against the same request streamed: every provider here documents 50%
+BATCH_PRICE_FACTOR = 0.5
+
 Profile = Literal["openai", "xai", "deepseek", "vllm", "together", "llamacpp", "anthropic", "gemini", "openai_hidden"]
 PROFILES: tuple[str, ...] = (
     "openai",
@@ -139,6 +142,11 @@ class SimConfig(msgspec.Struct, kw_only=True):
         max_body_bytes: largest accepted request body.
         keepalive_s: how often a silent stream gets a keep-alive (DeepSeek's ``: keep-alive``
             comments, Anthropic's ``ping`` events, and any stream in ``comments`` mode).
+        batch_queue_s: seconds a submitted batch waits before its requests run (at ``time_scale``
+            1; providers take minutes to hours).
+        batch_window_s: a batch's completion window (24 h, as every provider documents it):
+            requests still waiting when it runs out expire.
+        batch_concurrency: requests of one batch processed at once.
     """
 
     rpm: int | None = None
@@ -154,6 +162,9 @@ class SimConfig(msgspec.Struct, kw_only=True):
     # while a stream is silent (hidden thinking, a slow first token), hosts that keep connections
     # alive write a keep-alive this often (seconds of real time; None: never)
     keepalive_s: float | None = 5.0
+    batch_queue_s: float = 120.0
+    batch_window_s: float = 86_400.0
+    batch_concurrency: int = 32
 
     def __post_init__(self) -> None:
         if self.chunk_tokens <= 0:

@@ -15,7 +15,8 @@ import msgspec
 from aiohttp import web
 
 from anytime_sim.call import Call, ContextOverflow, ErrorFormat, Reject, bearer_key, open_stream
-from anytime_sim.models import SimModel
+from anytime_sim.models import BATCH_PRICE_FACTOR, SimModel
+from anytime_sim.pacing import plan
 from anytime_sim.ratelimit import Admission, openai_headers, retry_headers
 from anytime_sim.server import SIM_KEY
 from anytime_sim.stream import EventWriter, Piece, call_pieces, drive
@@ -238,7 +239,10 @@ class _Chunks:
             usage["prompt_cache_hit_tokens"] = call.cached_tokens
             usage["prompt_cache_miss_tokens"] = call.prompt_tokens - call.cached_tokens
         if self.profile == "xai" and call.model.price is not None:
-            usage["cost_in_usd_ticks"] = cost_ticks(call.model.price, call.prompt_tokens, call.cached_tokens, r + c)
+            price = call.model.price
+            if call.batch:  # a batch request is billed at the batch price
+                price = (price[0] * BATCH_PRICE_FACTOR, price[1] * BATCH_PRICE_FACTOR, price[2] * BATCH_PRICE_FACTOR)
+            usage["cost_in_usd_ticks"] = cost_ticks(price, call.prompt_tokens, call.cached_tokens, r + c)
         return usage
 
     def usage_chunk(self) -> bytes:
@@ -267,6 +271,14 @@ def _inline_think(call: Call) -> Generation:
     return Generation(reasoning=[], summary=[], content=content, task=gen.task, forced=gen.forced)
 
 
+def adapt_profile(call: Call, cap: int | None) -> None:
+    """What a profile changes in a response after admission: Together's hosts put the reasoning
+    inline in the content."""
+    if call.model.profile == "together":
+        call.generation = _inline_think(call)
+        call.plan = plan(call.generation, cap)
+
+
 async def handle(request: web.Request) -> web.StreamResponse:
     sim = request.app[SIM_KEY]
     raw = await request.read()
@@ -292,11 +304,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
     except Reject as rejected:
         return rejected.response
     try:
-        if model is not None and model.profile == "together":
-            call.generation = _inline_think(call)
-            from anytime_sim.pacing import plan
-
-            call.plan = plan(call.generation, cap)
+        adapt_profile(call, cap)
         if body.get("stream"):
             include = bool((body.get("stream_options") or {}).get("include_usage"))
             return await _stream(request, call, errors, include)
@@ -359,9 +367,15 @@ async def _stream(request: web.Request, call: Call, errors: OpenAIErrors, includ
 
 
 async def _complete(call: Call, errors: OpenAIErrors) -> web.Response:
-    p = call.plan
     if call.sim.config.time_scale > 0:
-        await asyncio.sleep(call.pacer.total_s(p.output_tokens))
+        await asyncio.sleep(call.pacer.total_s(call.plan.output_tokens))
+    body = complete_body(call)
+    return web.Response(body=msgspec.json.encode(body), content_type="application/json", headers=_headers(call, errors))
+
+
+def complete_body(call: Call) -> dict[str, object]:
+    """The whole response of a request that does not stream (the call serves all of it)."""
+    p = call.plan
     decode = call.sim.logic.encoding.decode
     message: dict[str, object] = {
         "role": "assistant",
@@ -375,7 +389,7 @@ async def _complete(call: Call, errors: OpenAIErrors) -> web.Response:
     call.served("reasoning", p.reasoning_tokens)
     call.served("content", p.content_tokens)
     chunks = _Chunks(call, include_usage=False)
-    body = {
+    body: dict[str, object] = {
         "id": f"chatcmpl-{call.id}",
         "object": "chat.completion",
         "created": call.created,
@@ -385,4 +399,4 @@ async def _complete(call: Call, errors: OpenAIErrors) -> web.Response:
         "usage": chunks.usage(),
     }
     call.usage_reported()
-    return web.Response(body=msgspec.json.encode(body), content_type="application/json", headers=_headers(call, errors))
+    return body

@@ -75,7 +75,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
         call = await sim.admit(request, req, cap, raw, errors, bearer_key(request))
     except Reject as rejected:
         return rejected.response
-    view = "raw" if call.model.profile == "vllm" else ("summary" if summary else "hidden")
+    view = view_of(call, summary)
     try:
         if body.get("stream"):
             return await _stream(request, call, errors, view)
@@ -348,9 +348,15 @@ async def _stream(request: web.Request, call: Call, errors: OpenAIErrors, view: 
 
 
 async def _complete(call: Call, errors: OpenAIErrors, view: str) -> web.Response:
-    p = call.plan
     if call.sim.config.time_scale > 0:
-        await asyncio.sleep(call.pacer.total_s(p.output_tokens))
+        await asyncio.sleep(call.pacer.total_s(call.plan.output_tokens))
+    body = complete_body(call, view)
+    return web.Response(body=msgspec.json.encode(body), content_type="application/json", headers=_headers(call, errors))
+
+
+def complete_body(call: Call, view: str) -> dict[str, object]:
+    """The whole Response object of a request that does not stream (the call serves all of it)."""
+    p = call.plan
     events = _Events(call, None, view)
     for piece in call_pieces(call, view, whole=True):
         call.served(piece.kind, piece.billed)
@@ -362,4 +368,9 @@ async def _complete(call: Call, errors: OpenAIErrors, view: str) -> web.Response
     status = "completed" if p.finish == "stop" else "incomplete"
     body = {**events.response(status), "output_text": "".join(events.text)}
     call.usage_reported()
-    return web.Response(body=msgspec.json.encode(body), content_type="application/json", headers=_headers(call, errors))
+    return body
+
+
+def view_of(call: Call, summary: bool) -> str:
+    """How a call's reasoning shows: raw on gpt-oss hosts, a summary when asked, else hidden."""
+    return "raw" if call.model.profile == "vllm" else ("summary" if summary else "hidden")

@@ -20,12 +20,13 @@ from collections.abc import Callable
 import msgspec
 from aiohttp import web
 
+from anytime_sim.batches import BatchStore
 from anytime_sim.cache import AUTOMATIC, PendingWrites, PromptCache
 from anytime_sim.call import Call, ContextOverflow, ErrorFormat, Reject
 from anytime_sim.faults import BEFORE_STREAM, FaultPlan, parse_modes, plan_fault
 from anytime_sim.knowledge import ProblemIndex
 from anytime_sim.models import SimConfig, SimModel
-from anytime_sim.ratelimit import Admission, RateLimiter, key_digest
+from anytime_sim.ratelimit import Admission, LimitState, RateLimiter, key_digest
 from anytime_sim.stats import ModelStats, SimStats, Tally, UsageReport
 from anytime_sim.trace import GenRequest, TraceModel
 
@@ -46,6 +47,7 @@ class Simulator:
         self.logic = TraceModel(index)
         self.limiter = RateLimiter(config.rpm, config.tpm, clock, config.limit_window_s)
         self.cache = PromptCache()
+        self.batches = BatchStore(config)
         self.base_url = ""
         self.in_flight = 0
         self.peak_in_flight = 0
@@ -74,6 +76,8 @@ class Simulator:
         return web.Response(body=msgspec.json.encode(list(self.usage_log)), content_type="application/json")
 
     def call_ended(self, call: Call, unused_tokens: int) -> None:
+        if call.batch:
+            return  # it held no connection and no rate-limit charge
         self.in_flight -= 1
         if self.in_flight == 0:
             self._idle.set()
@@ -105,16 +109,21 @@ class Simulator:
         self.usage_log.append(report)
 
     def stats(self) -> SimStats:
-        """A snapshot of the counters, per model and per key digest."""
+        """A snapshot of the counters, per model and per key digest, and of every key's batches."""
 
         def copy(table: dict[str, ModelStats]) -> dict[str, ModelStats]:
             return {name: msgspec.structs.replace(s, faults=dict(s.faults)) for name, s in table.items()}
 
+        batch_keys = {
+            k: msgspec.structs.replace(v, models={m: msgspec.structs.replace(t) for m, t in v.models.items()})
+            for k, v in self.batches.keys.items()
+        }
         return SimStats(
             models=copy(self._stats),
             keys=copy(self._key_stats),
             in_flight=self.in_flight,
             peak_in_flight=self.peak_in_flight,
+            batch_keys=batch_keys,
         )
 
     def _attempt(self, request: web.Request, fingerprint: str) -> int:
@@ -185,6 +194,54 @@ class Simulator:
             running.interrupted = True
         if "interrupt" in modes:
             self._interruptible.setdefault(model.name, set()).add(call)
+        return call
+
+    def admit_batch(
+        self, req: GenRequest, cap: int | None, body: bytes, errors: ErrorFormat, api_key: str, caching: bool = True
+    ) -> Call:
+        """A request inside a batch: what `admit` does, less the rate limits (a batch has its own
+        queue and limits) and the stream's faults (a batch request errors or expires as a whole,
+        `anytime_sim.batches` decides that). Its prompt cache works as the protocol's streams do.
+
+        Raises:
+            Reject: an unknown model, a missing key, a prompt over the context window.
+        """
+        model = self._model(req.model, errors)
+        tally = self.tally(model.name, api_key)
+        tally.add("requests")
+        tally.add("batch_requests")
+        self._requests_seen += 1
+        _require_key(model, api_key, errors)
+        fingerprint = hashlib.blake2b(model.name.encode() + b"\0" + body, digest_size=16).hexdigest()
+        generation = self.logic.generate(model, req)
+        prompt_ids = self.logic.prompt_tokens(req.messages)
+        _refuse_overflow(model, len(prompt_ids), cap, errors)
+        tally.add("input_tokens", len(prompt_ids))
+        tally.add("batch_input_tokens", len(prompt_ids))
+        admission = Admission(ok=True, state=LimitState())
+        call = Call(
+            self,
+            model,
+            req,
+            generation,
+            len(prompt_ids),
+            cap,
+            api_key,
+            frozenset(),
+            FaultPlan(),
+            admission,
+            fingerprint,
+        )
+        call.batch = True
+        call.tally = tally
+        call.request_id = f"req_{call.id}_{self._requests_seen}"
+        rule = AUTOMATIC.get(model.profile)
+        if caching and rule is not None:
+            call.cached_tokens, call.cache_pending = self.cache.automatic(
+                cache_scope(model.name, api_key), prompt_ids[:-3], rule
+            )
+            tally.add("cached_input_tokens", call.cached_tokens)
+            tally.add("batch_cached_input_tokens", call.cached_tokens)
         return call
 
     def _model(self, name: str, errors: ErrorFormat) -> SimModel:

@@ -21,6 +21,9 @@ class ModelStats(msgspec.Struct, kw_only=True):
         completed: streams (or bodies) sent to the end.
         disconnected: calls that ended early (client gone, or a fault cut them).
         usage_reports: responses that sent their final usage (see `UsageReport`).
+        batch_requests: requests received inside batches (also in ``requests``).
+        batch_input_tokens / batch_cached_input_tokens / batch_output_tokens: the part of the
+            token counts above served inside batches (billed at batch prices).
     """
 
     requests: int = 0
@@ -33,6 +36,10 @@ class ModelStats(msgspec.Struct, kw_only=True):
     completed: int = 0
     disconnected: int = 0
     usage_reports: int = 0
+    batch_requests: int = 0
+    batch_input_tokens: int = 0
+    batch_cached_input_tokens: int = 0
+    batch_output_tokens: int = 0
 
 
 class UsageReport(msgspec.Struct, frozen=True, kw_only=True):
@@ -62,6 +69,37 @@ class UsageReport(msgspec.Struct, frozen=True, kw_only=True):
     reasoning_tokens: int
 
 
+class BatchTokens(msgspec.Struct, kw_only=True):
+    """Tokens one key's batches were served of one model: what the provider bills at batch prices."""
+
+    input_tokens: int = 0
+    cached_input_tokens: int = 0
+    cache_write_tokens: int = 0
+    output_tokens: int = 0
+    usd: float = 0.0  # at the model's batch price, where the simulator knows its price (xAI's)
+
+
+class KeyBatches(msgspec.Struct, kw_only=True):
+    """One API key's batches, as the provider counts them (the key is kept as a digest).
+
+    Attributes:
+        batches: batches created.
+        requests: requests received in them.
+        resubmitted: requests whose ``custom_id`` an earlier batch of the key already carried
+            (a client that submits a batch twice shows here).
+        succeeded / errored / expired: how the requests ended.
+        models: tokens served per model.
+    """
+
+    batches: int = 0
+    requests: int = 0
+    resubmitted: int = 0
+    succeeded: int = 0
+    errored: int = 0
+    expired: int = 0
+    models: dict[str, BatchTokens] = msgspec.field(default_factory=dict)
+
+
 class SimStats(msgspec.Struct, kw_only=True):
     """A snapshot of every model's and every key's counters."""
 
@@ -69,11 +107,15 @@ class SimStats(msgspec.Struct, kw_only=True):
     keys: dict[str, ModelStats] = msgspec.field(default_factory=dict)
     in_flight: int = 0
     peak_in_flight: int = 0
+    batch_keys: dict[str, KeyBatches] = msgspec.field(default_factory=dict)
 
     def total(self, field: str) -> int:
-        """The sum of one counter over all models, e.g. ``total("rate_limited")``."""
+        """The sum of one counter over all models, e.g. ``total("rate_limited")``; a counter only
+        the batches keep (``batches``, ``resubmitted``, ``errored`` …) summed over every key's."""
         if field == "faults":
             return sum(sum(m.faults.values()) for m in self.models.values())
+        if field in KeyBatches.__struct_fields__ and field not in ModelStats.__struct_fields__:
+            return sum(getattr(k, field) for k in self.batch_keys.values())
         return sum(getattr(m, field) for m in self.models.values())
 
 

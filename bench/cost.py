@@ -1,4 +1,4 @@
-"""What the paper's AIME sweep costs under each answer schedule, on the simulator, side by side.
+"""What the paper's AIME sweep costs under each answer schedule and in batch mode, on the simulator, side by side.
 
 `manifests/paper-aime.toml` shrunk to the simulator: the same providers' protocols (xAI, OpenAI,
 Together) pointed at ``sim://``, each model replaced by the simulated model named after it, the
@@ -9,12 +9,15 @@ from scratch, with the same seed:
 - **today**: ``run.answers = "after_trace"``: the forced answers after the trace, all at once, in
   the standalone prompt layout, nothing marked for a prompt cache (the schedule before #14);
 - **cached**: ``run.answers = "at_cut"`` (the default): answers at cut time in budget order in
-  the shared-prefix layout, a group's first trace warming its preface (docs/caching.md).
+  the shared-prefix layout, a group's first trace warming its preface (docs/caching.md);
+- **batch**: ``run.mode = "batch"``: the same calls through each provider's batch interface
+  (OpenAI-style files + batches for xAI, OpenAI and Together), traces then answers, at batch prices
+  (docs/batch.md).
 
-The simulator caches prompts as each provider documents it and bills both runs by the same
+The simulator caches prompts as each provider documents it and bills every run by the same
 rules. Printed: Q(b) per budget for each (the simulator is deterministic, so it must be the same
 answer by answer), dollars, cached input tokens and wall time of each; the last line
-``cache_saving=<fraction of today's dollars saved> same_quality=<1|0> …``.
+``cache_saving=<fraction of today's dollars saved> batch_saving=<fraction> same_quality=<1|0> …``.
 
     .venv/bin/python bench/cost.py [--problems 10] [--samples 3] [--time-scale 0.02]
     .venv/bin/python bench/cost.py --manifest demo      # or sim-paper: a manifest already on the simulator
@@ -56,7 +59,8 @@ Key = tuple[str, str, str, str, int, int | None]  # model, dataset, problem, met
 
 
 def shrunk(folder: Path, schedule: str, problems: int, samples: int, time_scale: float) -> Path:
-    """paper-aime.toml on the simulator, with the answer schedule ``schedule``."""
+    """paper-aime.toml on the simulator, with the answer schedule ``schedule`` (``batch``: at cut
+    time's layout, sent in batches)."""
     text = (REPO / "manifests" / "paper-aime.toml").read_text()
     text = re.sub(r"(\[providers\.\w+\]\n)", r'\1base_url = "sim://"\n', text)
     for real, simulated in SIMULATED.items():
@@ -76,7 +80,8 @@ def placed(text: str, folder: Path, name: str, schedule: str) -> Path:
     """The manifest's text with absolute data paths, a private ledger folder and the schedule."""
     text = text.replace('"../data', f'"{REPO}/data')
     text = re.sub(r'ledger_dir = "[^"]*"', f'ledger_dir = "{folder}/ledgers"', text)
-    text = re.sub(r'^name = "[^"]*"', f'name = "{name}-{schedule}"\nanswers = "{schedule}"', text, count=1, flags=re.M)
+    setting = 'answers = "at_cut"\nmode = "batch"' if schedule == "batch" else f'answers = "{schedule}"'
+    text = re.sub(r'^name = "[^"]*"', f'name = "{name}-{schedule}"\n{setting}', text, count=1, flags=re.M)
     path = folder / f"{name}-{schedule}.toml"
     path.write_text(text)
     return path
@@ -139,13 +144,13 @@ def main() -> None:
         folder = args.keep or Path(tmp)
         folder.mkdir(parents=True, exist_ok=True)
         arms = []
-        for schedule in ("after_trace", "at_cut"):
+        for schedule in ("after_trace", "at_cut", "batch"):
             if args.manifest == "paper-aime":
                 path = shrunk(folder, schedule, args.problems, args.samples, args.time_scale)
             else:
                 path = as_is(args.manifest, folder, schedule)
             arms.append(run(path))
-        today, cached = arms
+        today, cached, batch = arms
     budgets = sorted({k[5] for k in today.scores if k[5] is not None})
     if args.manifest == "paper-aime":
         print(f"paper-aime on the simulator: {args.problems} problems x {args.samples} samples, 6 models x 3 methods")
@@ -154,17 +159,22 @@ def main() -> None:
     print(
         f"{'schedule':12}" + "".join(f"{b:>8}" for b in budgets) + f"{'full':>8}{'$':>10}{'cached in':>11}{'wall':>8}"
     )
-    for label, r in (("today", today), ("cached", cached)):
+    for label, r in (("today", today), ("cached", cached), ("batch", batch)):
         q = "".join(f"{r.quality(b):8.1f}" for b in [*budgets, None])
         share = r.cached / r.input if r.input else 0.0
         print(f"{label:12}{q}{r.usd:10.4f}{share:10.1%}{r.seconds:7.1f}s")
     for kind in ("trace", "answer", "synthesis"):
-        print(f"  {kind:10} today ${today.by_kind[kind]:.4f}  cached ${cached.by_kind[kind]:.4f}")
-    same = int(today.scores == cached.scores and bool(today.scores))
+        print(
+            f"  {kind:10} today ${today.by_kind[kind]:.4f}  cached ${cached.by_kind[kind]:.4f}"
+            f"  batch ${batch.by_kind[kind]:.4f}"
+        )
+    same = int(today.scores == cached.scores == batch.scores and bool(today.scores))
     saving = 1 - cached.usd / today.usd
+    batch_saving = 1 - batch.usd / today.usd
     print(
-        f"cache_saving={saving:.3f} same_quality={same} today_usd={today.usd:.4f} cached_usd={cached.usd:.4f} "
-        f"today_s={today.seconds:.1f} cached_s={cached.seconds:.1f} snapshots={len(cached.scores)}"
+        f"cache_saving={saving:.3f} batch_saving={batch_saving:.3f} same_quality={same} today_usd={today.usd:.4f} "
+        f"cached_usd={cached.usd:.4f} batch_usd={batch.usd:.4f} today_s={today.seconds:.1f} "
+        f"cached_s={cached.seconds:.1f} batch_s={batch.seconds:.1f} snapshots={len(cached.scores)}"
     )
 
 

@@ -12,6 +12,7 @@
     │   ├── StreamBroken       connection lost or malformed stream after the 200
     │   ├── CallTimeout        connect / first-token / idle / total timeout
     │   ├── EndpointUnreachable  no connection: refused, or the host name does not resolve
+    │   ├── BatchExpired       a request in a provider batch expired unprocessed (24 h): send it again
     │   └── FatalProviderError 4xx other than 408/409/429: retrying cannot help
     │       ├── ConfigurationRejected  401 / 403 / 404 / no quota / a bad URL: fix the manifest or key
     │       └── LaneStopped    a lane refused to go on after a configuration error (names the fix)
@@ -142,6 +143,14 @@ class StreamBroken(ProviderError):
 
 class CallTimeout(ProviderError):
     error_class = "timeout"
+    retryable = True
+
+
+class BatchExpired(ProviderError):
+    """A request in a provider batch was not processed before the batch's window (24 h) ran out;
+    nothing was billed for it, and it can be sent again."""
+
+    error_class = "batch_expired"
     retryable = True
 
 

@@ -238,7 +238,7 @@ def test_reuse_turned_off_pays_for_every_call_again(
     shutil.copytree(base, tmp_path / "ledgers" / "t")
     path = manifest(tmp_path)
     only = "--model", "cot", "--budgets", "64,96,128,256"
-    for flags, served in (((), 3 * 2), (("--no-reuse",), 0)):
+    for flags, served in (((), 3 * 2), (("--no-reuse",), 0), (("--batch",), 0)):  # batch mode reuses nothing
         assert main(["estimate", str(path), *only, *flags, "--json"]) == 0
         assert json.loads(capsys.readouterr().out)["reused_traces"] == served
     run(path, *only, "--no-reuse", "--new-run")  # beside the manifest's folder, which it would reuse
@@ -252,6 +252,8 @@ def test_reuse_turned_off_pays_for_every_call_again(
     (tmp_path / "off.toml").write_text(off)
     assert main(["validate", str(tmp_path / "off.toml")]) == 2
     assert "off.toml: run: `reuse` names runs" in capsys.readouterr().err
+    assert main(["validate", str(path), "--batch", "--reuse", str(base)]) == 2
+    assert "batch mode" in capsys.readouterr().err
 
 
 def build_report_text(run_dir: Path) -> str:

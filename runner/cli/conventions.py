@@ -143,6 +143,11 @@ def add_overrides(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="reuse no call already paid for, not even this run's own: pay for every call again (run.reuse_calls)",
     )
+    group.add_argument(
+        "--batch",
+        action="store_true",
+        help="through each provider's batch interface, at batch prices, up to 24 h a batch (run.mode = 'batch')",
+    )
 
 
 def overrides_of(args: argparse.Namespace, source: str) -> Overrides:
@@ -165,6 +170,7 @@ def overrides_of(args: argparse.Namespace, source: str) -> Overrides:
         # folders named here, from where the command runs (the manifest's own entries are under its ledger_dir)
         "reuse": None if args.reuse is None else [str(Path(p).expanduser().resolve()) for p in args.reuse],
         "reuse_calls": False if args.no_reuse else None,
+        "mode": "batch" if getattr(args, "batch", False) else None,
     }
     return overrides_from_flags(raw, source)
 

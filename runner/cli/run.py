@@ -74,8 +74,9 @@ def _mode(args: argparse.Namespace) -> Mode:
 def _console(mode: Mode) -> Console:
     if mode == "json":  # stdout carries JSON only
         return Console(stderr=True)
-    # a pipe or CI log gets wide tables instead of 80 truncated columns
-    return Console() if sys.stdout.isatty() else Console(width=160)
+    # a pipe or CI log gets wide tables instead of 80 truncated columns, and a line stays one line
+    # (a long run folder must not split "spent $X now, $Y in total" for grep and scripts)
+    return Console() if sys.stdout.isatty() else Console(width=160, soft_wrap=True)
 
 
 def main(args: argparse.Namespace, only: frozenset[str] | None = None) -> int:

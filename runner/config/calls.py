@@ -20,10 +20,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
+import msgspec
 import tiktoken
 
 from runner.config.fidelity import fidelity_for
-from runner.config.kinds import SIMULATOR_ENCODING, min_thinking_budget, served_by_simulator
+from runner.config.kinds import SIMULATOR_ENCODING, THINKING_BUDGET_KINDS, min_thinking_budget, served_by_simulator
 from runner.config.manifest import LoadedManifest, Model
 from runner.config.plan import (
     Job,
@@ -44,6 +45,9 @@ from runner.types import CachePoint, CallKind, ChatRequest, Message
 
 # the output cap of LEAP's one principle-writing call
 LEAP_PRINCIPLES_CAP = 1024
+# tokens a batch trace may run past its last budget: the cut there is final only once the text
+# runs on a little (the tokenizer's last piece at the budget must be whole), as a stream reads on
+BATCH_CUT_MARGIN = 32
 # seconds to the first bytes, and of silence after them, when the manifest does not say: a model
 # whose reasoning is hidden sends nothing while it thinks; a thinking summary arrives in bursts
 FIRST_TOKEN_S = {"hidden": 900.0, "summarised": 300.0, "raw": 120.0, "content": 120.0}
@@ -209,6 +213,22 @@ def continuation_request(
     it), capped at what is left to the last budget (docs/reuse.md)."""
     cap = max(budgets[-1] - prefix_tokens, 0) + CONTINUATION_SLACK
     return request(model, (*messages, Message("assistant", prefix)), cap, seed)
+
+
+def batch_trace_request(
+    model: ModelPlan, messages: tuple[Message, ...], budgets: tuple[int, ...], seed: int, shared: int = 0
+) -> ChatRequest:
+    """The trace of a job in batch mode: nothing can cut a batch request at its last budget, so its
+    output cap is the last budget (and `BATCH_CUT_MARGIN`); the streamed request otherwise.
+
+    A protocol whose thinking budget caps the reasoning itself (Anthropic, Gemini) keeps the
+    streamed cap, which leaves room for the visible answer after it (Anthropic requires it).
+    """
+    streamed = trace_request(model, messages, budgets, seed, shared)
+    if model.provider_kind in THINKING_BUDGET_KINDS:
+        return streamed
+    cap = min(streamed.max_output_tokens, budgets[-1] + BATCH_CUT_MARGIN)
+    return msgspec.structs.replace(streamed, max_output_tokens=cap)
 
 
 def trace_is_lead(task: Task, rendered: Rendered, messages: tuple[Message, ...]) -> bool:

@@ -49,6 +49,28 @@ CONTINUES_FROM_PREFILL = frozenset({"anthropic"})
 SEEDLESS_KINDS = frozenset({"anthropic", "openai_responses"})
 
 
+# the protocols whose thinking budget caps the reasoning itself: their output cap must leave room
+# for the visible answer after it (Anthropic requires max_tokens > budget_tokens)
+THINKING_BUDGET_KINDS = frozenset({"anthropic", "gemini", "llamacpp"})
+# the batch interface of each kind that has one (providers.md §10): OpenAI's files + batches
+# (xAI and Together copy it; the built-in simulator serves it), Anthropic's Message Batches,
+# Gemini's batchGenerateContent. A kind not listed has none: `run.mode = "batch"` refuses it.
+BATCH_INTERFACES: dict[str, str] = {
+    "openai": "openai",
+    "openai_responses": "openai",
+    "xai": "openai",
+    "together": "openai",
+    "sim": "openai",
+    "anthropic": "anthropic",
+    "gemini": "gemini",
+}
+
+
+def batch_interface(kind: str) -> str | None:
+    """The batch protocol of a provider kind (None: it has no batch interface)."""
+    return BATCH_INTERFACES.get(kind)
+
+
 def min_thinking_budget(kind: str) -> int:
     """The smallest thinking budget the provider kind accepts (0: no minimum)."""
     return MIN_THINKING_BUDGET.get(kind, 0)

@@ -22,7 +22,15 @@ from urllib.parse import urlsplit
 
 import msgspec
 
-from runner.config.kinds import NO_DEFAULT_URL_KINDS, SIM_SCHEME, URL_SCHEMES, key_optional, started_by_run
+from runner.config.kinds import (
+    BATCH_INTERFACES,
+    NO_DEFAULT_URL_KINDS,
+    SIM_SCHEME,
+    URL_SCHEMES,
+    batch_interface,
+    key_optional,
+    started_by_run,
+)
 from runner.errors import ManifestError
 
 ProviderKind = Literal[
@@ -96,9 +104,14 @@ class Price(Base, frozen=True):
     output: float
     cached_input: float | None = None
     cache_write_input: float | None = None
+    # a request sent in a batch (run.mode = "batch"); left out: the provider's batch discount
+    batch_input: float | None = None
+    batch_output: float | None = None
+    batch_cached_input: float | None = None
+    batch_cache_write_input: float | None = None
 
     def __post_init__(self) -> None:
-        for name in ("input", "output", "cached_input", "cache_write_input"):
+        for name in self.__struct_fields__:
             check_number(name, getattr(self, name))
 
 
@@ -243,6 +256,12 @@ class Run(Base, frozen=True):
     # false (`--no-reuse`): no call is taken from one already paid for, every call is requested and
     # paid again (this run's transcripts still file its calls by key, for later runs to reuse)
     reuse_calls: bool = True
+    # "stream": calls stream through the lanes; "batch": through each provider's batch interface,
+    # at batch prices, traces then answers as batches (docs/batch.md)
+    mode: Literal["stream", "batch"] = "stream"
+    # seconds between two polls of a submitted batch (a simulated provider is polled faster,
+    # at its time_scale)
+    batch_poll_s: float = 30.0
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", self.name):
@@ -253,6 +272,9 @@ class Run(Base, frozen=True):
             raise ValueError("`reuse` lists run folders: an entry is empty")
         if self.reuse and not self.reuse_calls:
             raise ValueError("`reuse` names runs to reuse from, but `reuse_calls = false` turns reuse off")
+        if self.reuse and self.mode == "batch":
+            raise ValueError('`reuse` names runs to reuse from, but batch mode (`mode = "batch"`) reuses nothing')
+        check_number("batch_poll_s", self.batch_poll_s, strict=True)
 
 
 class SimFaults(Base, frozen=True):
@@ -269,6 +291,9 @@ class SimFaults(Base, frozen=True):
     trickle: float = 0.0
     trickle_seconds: float = 0.5
     reset: float = 0.0
+    # batch interfaces (run.mode = "batch"): a request in a batch that errors, or that expires
+    batch_error: float = 0.0
+    batch_expire: float = 0.0
 
     def __post_init__(self) -> None:
         for name in (
@@ -279,6 +304,8 @@ class SimFaults(Base, frozen=True):
             "rate_limit_storm",
             "trickle",
             "reset",
+            "batch_error",
+            "batch_expire",
         ):
             value = getattr(self, name)
             check_number(name, value)
@@ -336,6 +363,7 @@ class Overrides(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     max_usd: float | None = None  # `run.max_usd`
     reuse: list[str] | None = None  # `run.reuse`, as absolute paths (`--reuse` names folders from here)
     reuse_calls: bool | None = None  # `run.reuse_calls` (only False is given: `--no-reuse`)
+    mode: Literal["stream", "batch"] | None = None  # `run.mode` (``--batch``)
 
     def is_empty(self) -> bool:
         return self == Overrides()
@@ -368,6 +396,13 @@ class LoadedManifest(msgspec.Struct, frozen=True):
     def selected(self, table: str) -> list[str]:
         chosen = getattr(self.manifest.sweep, table)
         return list(chosen) if chosen is not None else list(getattr(self.manifest, table))
+
+    @property
+    def reuses(self) -> bool:
+        """Whether calls already paid for may stand in for this run's (docs/reuse.md): not with
+        `run.reuse_calls = false`, nor in batch mode, whose calls go through the provider's batch
+        interface and never past the reuse hook."""
+        return self.manifest.run.reuse_calls and self.manifest.run.mode != "batch"
 
     def reuse_dirs(self) -> list[Path]:
         """The run folders ``run.reuse`` names, in order (relative entries under ``run.ledger_dir``)."""
@@ -495,6 +530,25 @@ def check_references(m: Manifest, source: str) -> None:
                 known = ", ".join(sorted(known_names))
                 raise ManifestError(source, f"sweep.{table}[{i}]", f"unknown {table[:-1]} {item!r} (known: {known})")
     _check_providers(m, source)
+    if m.run.mode == "batch":
+        _check_batch(m, source)
+
+
+def _check_batch(m: Manifest, source: str) -> None:
+    """Batch mode needs a batch interface on every provider the selected models use."""
+    models = m.sweep.models if m.sweep.models is not None else list(m.models)
+    for key in models:
+        name = m.models[key].provider
+        kind = m.providers[name].kind
+        if batch_interface(kind) is None:
+            have = ", ".join(sorted(BATCH_INTERFACES))
+            raise ManifestError(
+                source,
+                f"providers.{name}.kind",
+                f"providers.{name} (kind {kind!r}) has no batch interface, which run.mode = 'batch' "
+                f"(--batch) needs for models.{key}; kinds with one: {have}. Leave models on this provider "
+                "out (--model) or run with run.mode = 'stream'",
+            )
 
 
 def _check_providers(m: Manifest, source: str) -> None:

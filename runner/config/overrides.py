@@ -1,6 +1,6 @@
 """Command-line overrides of a manifest: ``--limit``, ``--model``, ``--method``, ``--budgets``,
-``--samples``, ``--max-usd``, ``--reuse`` and ``--no-reuse``, each validated exactly as the manifest
-field it sets.
+``--samples``, ``--max-usd``, ``--batch``, ``--reuse`` and ``--no-reuse``, each validated exactly as the
+manifest field it sets.
 
 An override is written into the manifest's document and the document is validated again, so a bad
 value fails with the manifest's own rule and error style, naming the field and the flag, e.g.
@@ -55,6 +55,7 @@ _RULES: dict[str, tuple[str, str, Callable[[Document, object], None]]] = {
     "max_usd": ("--max-usd", "run.max_usd", _setter("run", "max_usd")),
     "reuse": ("--reuse", "run.reuse", _setter("run", "reuse")),
     "reuse_calls": ("--no-reuse", "run.reuse_calls", _set_reuse_calls),
+    "mode": ("--batch", "run.mode", _setter("run", "mode")),
 }
 
 
@@ -70,7 +71,9 @@ def describe(overrides: Overrides) -> str:
         if value is None:
             continue
         flag = flag_of(name)
-        if name == "budgets":
+        if name == "mode":
+            parts += [flag] if value == "batch" else []
+        elif name == "budgets":
             parts.append(f"{flag} {','.join(map(str, value))}")
         elif isinstance(value, bool):  # a switch: `--no-reuse`
             parts.append(flag)

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from runner.engine.eta import Group, Plan, lane_time_left, run_time_left
 from runner.engine.eta import Lane as EtaLane
 from runner.engine.lane import Lane
 from runner.engine.limits import LaneStats
-from runner.engine.snapshots import LaneSnapshot, RunSnapshot
+from runner.engine.snapshots import BatchSnapshot, LaneSnapshot, RunSnapshot
 from runner.engine.spend import SpendGuard
 
 PACE_WINDOW_S = 10.0  # a lane's pace is its output over about this many seconds
@@ -71,6 +71,8 @@ class RunProgress:
     started: float = field(default_factory=time.time)
     plans: dict[tuple[str, str], Plan] = field(default_factory=dict)  # the estimate's, per (lane, model)
     lane_jobs: dict[str, LaneJobs] = field(default_factory=dict)
+    # batch mode: the run's provider batches (their states are the progress); None in stream mode
+    batch_source: Callable[[], tuple[BatchSnapshot, ...]] | None = None
 
     def stop(self, reason: str) -> None:
         self.stopping = reason
@@ -113,6 +115,9 @@ class RunProgress:
         now = time.time()
         snaps = tuple(self._lane(name, lane, spend, now) for name, lane in lanes.items())
         eta, complete = run_time_left([lane.time_left_s for lane in snaps]) if lanes else (None, False)
+        batches = self.batch_source() if self.batch_source is not None else ()
+        if self.batch_source is not None:  # a batch takes the provider up to 24 h: no pace says how long
+            eta, complete = None, False
         counters = [lane.counters for lane in lanes.values()]
         return RunSnapshot(
             run_id=self.run_id,
@@ -138,6 +143,7 @@ class RunProgress:
             stopping=self.stopping,
             recent=tuple(msg for c in counters for msg in c.recent)[-5:],
             failures=tuple(msg for c in counters for msg in c.failures)[-5:],
+            batches=batches,
         )
 
     def _lane(self, name: str, lane: Lane, spend: SpendGuard, now: float) -> LaneSnapshot:

@@ -266,7 +266,7 @@ def open_store(loaded: LoadedManifest, run_dir: Path) -> TraceStore:
         ConfigError, NoTranscripts: a named run is not a run folder, or has no transcripts.
         TranscriptsCorrupt: a damaged transcripts member.
     """
-    if not loaded.manifest.run.reuse_calls:  # reuse turned off (`--no-reuse`): nothing serves
+    if not loaded.reuses:  # reuse turned off (`--no-reuse`), or batch mode: nothing serves
         return TraceStore.open([])
     named = loaded.reuse_dirs()
     return TraceStore.open([run_dir, loaded.run_dir(), *named], required=named)

@@ -67,6 +67,32 @@ class LaneSnapshot(msgspec.Struct, frozen=True, kw_only=True):
     time_left_s: float | None = None
 
 
+class BatchSnapshot(msgspec.Struct, frozen=True, kw_only=True):
+    """One provider batch of the run (``run.mode = "batch"``) at one instant.
+
+    Attributes:
+        lane: the provider (lane) it went to.
+        model: the model key of its requests.
+        key: our id of it (the ledger's `BatchEvent.key`).
+        batch_id: the provider's id (None while it is being submitted).
+        state: ``submitting``, ``submitted``, ``in progress``, ``ended`` or ``expired``.
+        status: the provider's own word for its state.
+        total: its requests; done: those finished (any outcome); failed: those errored or expired.
+        age_s: seconds since it was submitted.
+    """
+
+    lane: str
+    model: str
+    key: str
+    batch_id: str | None = None
+    state: str = "submitting"
+    status: str = ""
+    total: int = 0
+    done: int = 0
+    failed: int = 0
+    age_s: float = 0.0
+
+
 class RunSnapshot(msgspec.Struct, frozen=True, kw_only=True):
     """The whole run at one instant.
 
@@ -98,6 +124,8 @@ class RunSnapshot(msgspec.Struct, frozen=True, kw_only=True):
             while running normally.
         recent: the last few notable events (retries, 429s, stops), oldest first.
         failures: the last calls that failed for good, one line each, oldest first.
+        batches: the run's provider batches (``run.mode = "batch"``): those in flight, then the
+            last ended ones; empty in stream mode.
     """
 
     run_id: str
@@ -123,6 +151,7 @@ class RunSnapshot(msgspec.Struct, frozen=True, kw_only=True):
     stopping: str | None = None
     recent: tuple[str, ...] = ()
     failures: tuple[str, ...] = ()
+    batches: tuple[BatchSnapshot, ...] = ()
 
     @property
     def elapsed_s(self) -> float:

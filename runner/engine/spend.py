@@ -102,6 +102,12 @@ class SpendGuard:
         self.calls_in_flight += 1
         return need.worst_usd
 
+    def hold(self, provider: str, usd: float) -> None:
+        """Hold ``usd`` as one call in flight without asking the caps: a batch an earlier process
+        submitted under them runs whatever they say now (`settle` ends the hold)."""
+        self._hold(provider, usd)
+        self.calls_in_flight += 1
+
     def release(self, owner: tuple[str, str]) -> None:
         """A job's execution ended: what its forced answers did not draw of its commitment goes back."""
         provider, left = self.committed.pop(owner, ("", 0.0))

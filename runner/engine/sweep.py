@@ -25,7 +25,9 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from runner import __version__
 from runner.config.calls import ModelPlan
 from runner.config.manifest import LoadedManifest
-from runner.config.plan import Job, count_jobs
+from runner.config.plan import Job, count_jobs, expand_jobs
+from runner.engine.batch import BatchPipeline, open_batch_engine
+from runner.engine.batches import BatchEngine
 from runner.engine.calling import ModelContext
 from runner.engine.eta import Plan
 from runner.engine.feed import lane_jobs
@@ -41,7 +43,7 @@ from runner.engine.snapshots import RunSnapshot
 from runner.engine.spend import SpendGuard
 from runner.engine.transcribe import NO_TRANSCRIPTS, Transcriber
 from runner.errors import LaneStopped, ProviderError, RunStopped, SpendCapReached
-from runner.ledger.records import Note, RunHeader
+from runner.ledger.records import Attempt, Note, RunHeader
 from runner.ledger.transcript_writer import WriterStats, open_transcripts
 from runner.ledger.transcripts import TranscriptHeader, transcripts_path, walk
 from runner.ledger.writer import open_ledger
@@ -118,6 +120,7 @@ class Sweep:
         self._noted_stops: set[str] = set()
         self._ledger: RecordSink | None = None
         self._transcript_stats: WriterStats | None = None
+        self._engine: BatchEngine | None = None  # run.mode = "batch"
 
     def snapshot(self) -> RunSnapshot:
         return self.progress.snapshot(self.lanes, self.spend)
@@ -158,12 +161,20 @@ class Sweep:
                 for key, plan in self.models.items()
             }
             synthesis = dict(self.state.synthesis) if self.state else {}
-            pipeline = Pipeline(self.loaded, contexts, ledger, synthesis, transcripts=transcriber)
             self._ledger = ledger
             self.progress.lanes_opened(
                 {name: {m: count_jobs(self.loaded, [m]) for m in self._models_of(name)} for name in self.lanes}
             )
-            await self._drive(pipeline, ledger)
+            if self.loaded.manifest.run.mode == "batch":
+                engine = open_batch_engine(self.loaded, self.lanes, contexts, ledger, self.spend, self.run_dir)
+                engine.on_attempt = self._counted
+                self._engine = engine
+                self.progress.batch_source = engine.snapshots
+                batched = BatchPipeline(self.loaded, contexts, ledger, synthesis, engine, transcripts=transcriber)
+                await self._drive_batches(batched, ledger, engine)
+            else:
+                pipeline = Pipeline(self.loaded, contexts, ledger, synthesis, transcripts=transcriber)
+                await self._drive(pipeline, ledger)
             if self.progress.stopping:
                 ledger.append(Note(at=time.time(), kind="stopped", message=self.progress.stopping))
             outcome = self._outcome()
@@ -238,6 +249,54 @@ class Sweep:
                     receive.close()
             tg.cancel_scope.cancel()  # all work done: stop the signal watcher
 
+    async def _drive_batches(self, pipeline: Pipeline, ledger: RecordSink, engine: BatchEngine) -> None:
+        """Batch mode: every job at once, each waiting on the engine, which batches their calls."""
+        completed = self.state.completed_jobs if self.state else set()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(
+                watch_signals, tg.cancel_scope, self.options.grace_s, lambda: self.progress.stopping, self._interrupt
+            )
+            async with anyio.create_task_group() as work:
+                engine.bind(work)
+                await engine.adopt_unfinished()  # before any job asks: nothing is sent twice
+                for job in expand_jobs(self.loaded):
+                    name = self.loaded.manifest.models[job.model].provider
+                    if self.options.only is not None and job.job_id not in self.options.only:
+                        continue
+                    if job.job_id in completed:
+                        self.progress.job_skipped(name, job.model)
+                        continue
+                    engine.enter()
+                    work.start_soon(self._batch_job, name, pipeline, ledger, job, engine)
+            tg.cancel_scope.cancel()
+
+    async def _batch_job(
+        self, name: str, pipeline: Pipeline, ledger: RecordSink, job: Job, engine: BatchEngine
+    ) -> None:
+        self.progress.job_started(name, job.model, job.job_id)
+        try:
+            if not self.progress.stopping:
+                await self._run_job(name, pipeline, ledger, job)
+        finally:
+            engine.leave()
+            self.progress.job_left(name, job.model, job.job_id)
+            self.lanes[name].counters.forget_job(job.job_id)
+
+    def _counted(self, attempt: Attempt) -> None:
+        """A batch request's attempt was ledgered: the lane's counters show it, as a streamed one's."""
+        counters = self.lanes[attempt.provider].counters
+        counters.attempts += 1
+        counters.input_tokens += attempt.billed_input
+        counters.output_tokens += attempt.billed_output
+        counters.usd += attempt.usd
+        tally = counters.tally(attempt.model)
+        tally.attempts += 1
+        tally.input_tokens += attempt.billed_input
+        tally.output_tokens += attempt.billed_output
+        if attempt.status == "error":
+            counters.errors += 1
+            counters.errors_by_kind[attempt.error_class or "provider"] += 1
+
     async def _feed(self, name: str, models: list[str], completed: set[str], send: MemoryObjectSendStream[Job]) -> None:
         lane = self.lanes[name]
         async with send:
@@ -284,6 +343,8 @@ class Sweep:
         self.progress.stop(reason)
         for lane in self.lanes.values():
             lane.halt(reason)
+        if self._engine is not None:
+            self._engine.halt(reason)
         if self._ledger is not None:
             self._ledger.append(Note(at=time.time(), kind="interrupted", message=reason))
 

@@ -22,7 +22,7 @@ from typing import IO
 
 import msgspec
 
-from runner.ledger.prices import ModelPrice, mixed_cost, reuse_usd, usage_cost
+from runner.ledger.prices import ModelPrice, batch_rates, mixed_cost, reuse_usd, usage_cost
 from runner.ledger.reader import ledger_path
 from runner.ledger.records import Attempt, JobDone, Record, Reuse, RunHeader, Snapshot, Synthesis
 from runner.types import PromptUsage, Usage
@@ -315,6 +315,11 @@ def _check_attempt(
     if any(c is not None and c < 0 for c in counts) or a.usd < 0:
         result.problems.append(f"{where}: negative tokens or dollars")
     price = prices.get(a.model)
+    if price is not None and a.batch_key is not None:  # sent in a batch: priced at the batch rates
+        price = batch_rates(price)
+        if price is None:
+            result.problems.append(f"{where}: sent in batch {a.batch_key} but the header has no batch price")
+            return
     if price is None:
         result.problems.append(f"{where}: model {a.model!r} has no price in the run header before it")
         return

@@ -54,7 +54,7 @@ from runner.ledger.job_cost import (
     high_use,
     job_use,
 )
-from runner.ledger.prices import ModelPrice, PriceTable, manifest_prices
+from runner.ledger.prices import ModelPrice, PriceTable, batch_rates, manifest_prices
 from runner.ledger.reader import LedgerState
 from runner.ledger.recovery import state_after_recovery
 from runner.ledger.reuse_estimate import Candidate, ReuseLookup, ServedJob
@@ -105,6 +105,11 @@ class EstimateRow(msgspec.Struct, kw_only=True):
     reused_traces: int = 0  # jobs a stored trace serves: only their new answers are priced
     reused_answers: int = 0  # their forced answers a stored answer serves
     usd_not_spent: float = 0.0  # what those stored calls cost where they were paid
+    # both modes side by side: the same calls streamed, and sent through the provider's batch
+    # interface at its batch rates (None: the provider has no batch interface); ``usd`` is the
+    # run's own mode (``run.mode``)
+    usd_stream: Span | None = None
+    usd_batch: Span | None = None
 
 
 class LaneTime(msgspec.Struct, kw_only=True):
@@ -135,6 +140,10 @@ class Estimate(msgspec.Struct, kw_only=True):
     usd_uncached: float = 0.0  # the expected tokens without prompt caching
     reused_traces: int = 0  # jobs served by a stored trace (see `EstimateRow`)
     usd_not_spent: float = 0.0
+    mode: str = "stream"  # the run's mode: the usd_* figures above are its own
+    usd_stream: Span | None = None  # the whole estimate streamed
+    usd_batch: Span | None = None  # through the batch interfaces (None: a provider has none)
+    batch_waves: int = 0  # batches that follow one another (traces, answers; synthesis first)
 
 
 # ---- the planned calls, counted ----------------------------------------------------------------
@@ -487,7 +496,7 @@ def estimate_manifest(
 def _reuse_store(loaded: LoadedManifest, remaining: bool) -> TraceStore:
     """What the run will reuse: its own transcripts (unless the whole sweep is priced) and the runs
     ``run.reuse`` names (`runner.engine.reuse.open_store` decides the same for the run)."""
-    if not loaded.manifest.run.reuse_calls:
+    if not loaded.reuses:
         return TraceStore.open([])
     named = loaded.reuse_dirs()
     return TraceStore.open(([loaded.run_dir()] if remaining else []) + named, required=named)
@@ -528,6 +537,10 @@ def _assemble(
         expected = sum(r.usd.expected for r, _ in rows)
         interval = (max(expected - half, 0.0), expected + half)
     plain = [r for r, _ in rows]
+    streamed, batched = _total([r.usd_stream for r in plain]), _total([r.usd_batch for r in plain])
+    if interval is not None and loaded.manifest.run.mode == "batch" and streamed and batched:
+        ratio = batched.expected / streamed.expected if streamed.expected else 0.5
+        interval = (interval[0] * ratio, interval[1] * ratio)
     return Estimate(
         manifest=str(loaded.path),
         rows=plain,
@@ -544,7 +557,32 @@ def _assemble(
         usd_uncached=sum(r.usd_uncached for r in plain),
         reused_traces=sum(r.reused_traces for r in plain),
         usd_not_spent=sum(r.usd_not_spent for r in plain),
+        mode=loaded.manifest.run.mode,
+        usd_stream=streamed,
+        usd_batch=batched,
+        batch_waves=_waves(plain, loaded.manifest),
     )
+
+
+def _total(spans: list[Span | None]) -> Span | None:
+    """The sum of every row's span; None when a row has none (a provider with no batch interface)."""
+    if any(s is None for s in spans):
+        return None
+    total = Span()
+    for span in spans:
+        assert span is not None
+        total.add(span)
+    return total
+
+
+def _waves(rows: list[EstimateRow], m: Manifest) -> int:
+    """How many batches follow one another in batch mode, each up to 24 h: a synthesis's pool
+    traces, their answers and LEAP's principles, then the jobs' traces and their answers."""
+    synthesis = [r for r in rows if r.synthesis_calls]
+    waves = 2 if rows else 0
+    if synthesis:
+        waves += 3 if any(m.methods[r.method].kind == "leap" for r in synthesis) else 2
+    return waves
 
 
 def _rows(
@@ -610,6 +648,18 @@ def _row(
         half = priced.half_interval()
         interval = (max(priced.usd_expected - half, 0.0), priced.usd_expected + half)
     e, lo, hi = priced.expected, priced.low, priced.high
+    stream = Span(low=priced.usd_low, expected=priced.usd_expected, high=priced.usd_high)
+    batch_price = batch_rates(price)
+    # batch mode makes the same calls (a trace's cap nearer its last budget) at the batch rates
+    batch = (
+        Span(low=lo.usd(batch_price), expected=e.usd(batch_price), high=high_usd(hi, batch_price))
+        if batch_price is not None
+        else None
+    )
+    usd = stream
+    if loaded.manifest.run.mode == "batch" and batch is not None:
+        ratio = batch.expected / stream.expected if stream.expected else 0.5
+        usd, interval = batch, (interval[0] * ratio, interval[1] * ratio) if interval else None
     row = EstimateRow(
         provider=loaded.manifest.models[model_key].provider,
         model=model_key,
@@ -621,15 +671,17 @@ def _row(
         calls=Span(low=lo.calls, expected=e.calls, high=hi.calls),
         input_tokens=Span(low=lo.input, expected=e.input, high=hi.input),
         output_tokens=Span(low=lo.output, expected=e.output, high=hi.output),
-        usd=Span(low=priced.usd_low, expected=priced.usd_expected, high=priced.usd_high),
+        usd=usd,
         expected_from=source,
         attempts_expected=e.attempts,
         cached_tokens=e.cached,
-        usd_uncached=e.usd_uncached(price),
+        usd_uncached=e.usd_uncached(batch_price if usd is batch and batch_price is not None else price),
         usd_interval=interval,
         reused_traces=group.served_jobs,
         reused_answers=group.answers_reused,
         usd_not_spent=group.usd_not_spent,
+        usd_stream=stream,
+        usd_batch=batch,
     )
     return row, priced
 

@@ -1,5 +1,10 @@
 """Prices and the cost of a call.
 
+Each model's price carries its batch rates too (`batch_rates`): what a request sent through the
+provider's batch interface pays, from the kind's ``[batch.<kind>]`` rule in ``prices.toml``
+unless the entry states them. A ledger attempt sent in a batch (``batch_key`` set) is priced at
+those, by the same formulas.
+
 Three sources can price an attempt, in this order: the provider's own charge (xAI and OpenRouter
 report one), the provider's usage record, and our own token count (a stream cut at the last
 budget never receives its usage chunk: its tokens are "unknown, estimated from our count", never
@@ -11,6 +16,7 @@ from __future__ import annotations
 
 import tomllib
 from importlib import resources
+from typing import Literal
 
 import msgspec
 
@@ -25,7 +31,10 @@ _SAME_PRICES = {"openai_responses": "openai"}
 
 
 class ModelPrice(msgspec.Struct, frozen=True, kw_only=True):
-    """USD per 1M tokens. Missing cached prices bill cached tokens at the input price."""
+    """USD per 1M tokens. Missing cached prices bill cached tokens at the input price.
+
+    ``batch_*``: the same rates for a request sent in a batch (None: no batch interface known).
+    """
 
     input: float
     output: float
@@ -33,13 +42,75 @@ class ModelPrice(msgspec.Struct, frozen=True, kw_only=True):
     cache_write_input: float | None = None
     source: str = ""
     checked: str = ""
+    batch_input: float | None = None
+    batch_output: float | None = None
+    batch_cached_input: float | None = None
+    batch_cache_write_input: float | None = None
+    batch_source: str = ""
+
+
+class BatchRule(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A provider kind's batch discount (``[batch.<kind>]`` in ``prices.toml``).
+
+    Attributes:
+        discount: the fraction of the price a batch request pays (0.5: half price).
+        cache: "stacks": cache reads and writes are billed at their rates times ``discount``;
+            "input": no prompt caching is documented for batches (a cached token is billed at the
+            batch input rate).
+    """
+
+    discount: float
+    cache: Literal["stacks", "input"] = "stacks"
+    source: str = ""
+    checked: str = ""
+
+
+def with_batch(price: ModelPrice, rule: BatchRule | None) -> ModelPrice:
+    """``price`` with its batch rates filled in from ``rule`` where it does not state them."""
+    if rule is None or price.batch_input is not None:
+        return price
+    d = rule.discount
+    batch_input = price.input * d
+
+    def cached(rate: float | None) -> float | None:
+        if rate is None:
+            return None
+        return rate * d if rule.cache == "stacks" else batch_input
+
+    return msgspec.structs.replace(
+        price,
+        batch_input=batch_input,
+        batch_output=price.output * d if price.batch_output is None else price.batch_output,
+        batch_cached_input=_either(price.batch_cached_input, cached(price.cached_input)),
+        batch_cache_write_input=_either(price.batch_cache_write_input, cached(price.cache_write_input)),
+        batch_source=rule.source,
+    )
+
+
+def _either(stated: float | None, derived: float | None) -> float | None:
+    return stated if stated is not None else derived
+
+
+def batch_rates(price: ModelPrice) -> ModelPrice | None:
+    """The price a batch request pays, as a plain price (None: no batch rates known)."""
+    if price.batch_input is None or price.batch_output is None:
+        return None
+    return ModelPrice(
+        input=price.batch_input,
+        output=price.batch_output,
+        cached_input=price.batch_cached_input,
+        cache_write_input=price.batch_cache_write_input,
+        source=f"{price.source} (batch: {price.batch_source})" if price.batch_source else price.source,
+        checked=price.checked,
+    )
 
 
 class PriceTable:
     """The dated table of `runner/prices.toml`, with manifest prices taking precedence."""
 
-    def __init__(self, entries: dict[str, ModelPrice]) -> None:
+    def __init__(self, entries: dict[str, ModelPrice], batch: dict[str, BatchRule] | None = None) -> None:
         self.entries = entries
+        self.batch = batch or {}
 
     @classmethod
     def load(cls, overrides: dict[str, ModelPrice] | None = None, *, text: str | None = None) -> PriceTable:
@@ -52,10 +123,11 @@ class PriceTable:
         try:
             doc = tomllib.loads(raw)
             entries = {key: msgspec.convert(value, ModelPrice) for key, value in doc.get("models", {}).items()}
+            batch = {kind: msgspec.convert(value, BatchRule) for kind, value in doc.get("batch", {}).items()}
         except (tomllib.TOMLDecodeError, msgspec.ValidationError) as exc:
             raise PriceError(f"price table: {exc}") from None
         entries.update(overrides or {})
-        return cls(entries)
+        return cls(entries, batch)
 
     def lookup(self, provider_kind: str, model_id: str) -> ModelPrice | None:
         """The entry for a model on a host kind; `*/<model>` entries match any host."""
@@ -70,15 +142,21 @@ class PriceTable:
         Raises:
             PriceError: no price is known; names ``source`` (the manifest file) and ``models.<key>.price``.
         """
+        rule = self.batch.get(provider_kind)
         if model.price is not None:
             p = model.price
-            return ModelPrice(
+            stated = ModelPrice(
                 input=p.input,
                 output=p.output,
                 cached_input=p.cached_input,
                 cache_write_input=p.cache_write_input,
                 source="manifest",
+                batch_input=p.batch_input,
+                batch_output=p.batch_output,
+                batch_cached_input=p.batch_cached_input,
+                batch_cache_write_input=p.batch_cache_write_input,
             )
+            return with_batch(stated, rule)
         found = self.lookup(provider_kind, model.model)
         if found is None:
             where = f"{source}: " if source else ""
@@ -86,7 +164,7 @@ class PriceTable:
                 f"{where}models.{model_key}.price: no known price for {provider_kind}/{model.model}; set "
                 f"`price = {{ input = ..., output = ... }}` (USD per 1M tokens; 0 is allowed) in the manifest"
             )
-        return found
+        return with_batch(found, rule)
 
     @staticmethod
     def describe(price: ModelPrice) -> dict[str, object]:

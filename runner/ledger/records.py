@@ -11,6 +11,9 @@ Record kinds:
 - ``synthesis`` PDP/LEAP preference data built once per (model, dataset, method)
 - ``note``     something a reader should know (torn line cut, spend cap reached, interrupted)
 - ``inflight`` the spend so far of an attempt still streaming (crash recovery; see `InFlight`)
+- ``batch``    a step in the life of a provider batch (`run.mode = "batch"`): the intent to submit
+  it (its requests, written durably before any byte is sent), its upload, its submission (the
+  provider's id), its end, or its loss (docs/batch.md); its requests' attempts are ``attempt``s
 - ``reuse``    a call this run took from an earlier one instead of paying for it (see `Reuse`)
 
 Every record is flat where a tool counts it: an ``inflight`` record carries the fields of the
@@ -30,8 +33,9 @@ import msgspec
 from runner.types import CallKind
 
 # 2: `InFlight` is flat (format 1 nested its `Attempt`; readers flatten it, see `flatten_legacy`)
-# 3: `Reuse` records (a trace or answer reused from an earlier run instead of paid again)
-FORMAT_VERSION = 3
+# 3: `BatchEvent` records, and attempts sent in a batch (`batch_key`, `batch_id`)
+# 4: `Reuse` records (a trace or answer reused from an earlier run instead of paid again)
+FORMAT_VERSION = 4
 
 AttemptStatus = Literal["ok", "length", "cancelled", "error", "truncated", "interrupted"]
 # "unbilled": refused before any stream (a 429 or 5xx answer, a failed connection): no provider bills it;
@@ -91,6 +95,10 @@ class _AttemptFields(msgspec.Struct, kw_only=True):
     ttft_s: float | None = None
     request_id: str | None = None
     max_output_tokens: int | None = None  # the request's output cap (None: ledgers before it was recorded)
+    # sent in a provider batch: our key of the submission (`BatchEvent.key`) and the provider's id;
+    # such an attempt is priced at the model's batch rates
+    batch_key: str | None = None
+    batch_id: str | None = None
 
     @property
     def billed_input(self) -> int:
@@ -189,6 +197,47 @@ def in_flight(attempt: Attempt) -> InFlight:
     return InFlight(**{name: getattr(attempt, name) for name in attempt.__struct_fields__})
 
 
+BatchEventKind = Literal["intent", "uploaded", "submitted", "ended", "lost"]
+
+
+class BatchLine(msgspec.Struct, frozen=True, kw_only=True):
+    """One request of a batch: which attempt of which call it is, for whom, and its size."""
+
+    custom_id: str  # the provider matches results by it: ``<call_id>-<attempt>``
+    call_id: str
+    attempt: int
+    job_id: str
+    kind: CallKind
+    instance: str | None = None
+    budget: int | None = None
+    prompt_tokens: int = 0  # counted locally
+    max_output_tokens: int = 0
+
+
+class BatchEvent(msgspec.Struct, tag="batch", kw_only=True):
+    """A step in the life of one provider batch (docs/batch.md, "Crash safety").
+
+    Events: ``intent`` (written durably before anything is sent: the requests it holds and the
+    spend reserved for them), ``uploaded`` (OpenAI-style: the request file's id), ``submitted``
+    (the provider's batch id; ``found``: looked up after a crash rather than recorded at once),
+    ``ended`` (every request's attempt is in the ledger before this), ``lost`` (the provider
+    never received it: its requests go out again in another batch).
+    """
+
+    key: str  # our id of the submission: the file name, display name or custom id prefix it is found by
+    event: BatchEventKind
+    at: float
+    provider: str  # the lane
+    model: str  # the model key (a batch holds one model's requests)
+    batch_id: str | None = None
+    file_id: str | None = None
+    lines: list[BatchLine] | None = None  # intent: its requests
+    reserved_usd: float = 0.0  # intent: the worst case held against the spend cap
+    status: str | None = None  # the provider's status at this step
+    found: bool = False
+    message: str | None = None
+
+
 # served: the stored call stands in for this one, nothing is sent; continued: a stored trace shorter
 # than the last budget goes on from its end (a new, smaller call); requested: it could not serve
 # (a budget beyond its end on a protocol that cannot continue it), the trace was requested again
@@ -227,7 +276,7 @@ class Reuse(msgspec.Struct, tag="reuse", kw_only=True):
     reason: str | None = None
 
 
-Record = RunHeader | Attempt | Snapshot | JobDone | Synthesis | Note | InFlight | Reuse
+Record = RunHeader | Attempt | Snapshot | JobDone | Synthesis | Note | InFlight | BatchEvent | Reuse
 
 # One codec for ledger lines: the writer encodes with it, the reader decodes with it (and
 # bench/deps.py measures it against orjson). A line is the tag first, ``{"type":"attempt",...``,

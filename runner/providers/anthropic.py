@@ -82,6 +82,15 @@ class _Event(msgspec.Struct, gc=False):  # decoded data holds no cycles: none is
 _decoder = msgspec.json.Decoder(_Event)
 
 
+class _WholeMessage(msgspec.Struct):
+    content: list[_Block] = []
+    stop_reason: str | None = None
+    usage: _Usage | None = None
+
+
+_message_decoder = msgspec.json.Decoder(_WholeMessage)
+
+
 class _UsageSoFar:
     """message_start's figures, overwritten by any that message_delta restates."""
 
@@ -218,6 +227,20 @@ class AnthropicAdapter(SSEAdapter):
 
     def read_limits(self, headers: Mapping[str, str]) -> RateLimitReading:
         return anthropic_limits(headers)
+
+    def decode_unstreamed(self, data: bytes) -> list[StreamEvent]:
+        """A whole Message as the events its stream would have given (thinking, text, stop, usage)."""
+        try:
+            message = _message_decoder.decode(data)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise self.broken_body(data, exc) from None
+        out: list[StreamEvent] = [text for block in message.content if (text := _opening_text(block)) is not None]
+        stop = message.stop_reason
+        out.append(Finish(STOP_REASONS.get(stop, "other") if stop else "truncated"))
+        so_far = _UsageSoFar()
+        so_far.update(message.usage)
+        out.append(so_far.usage())
+        return out
 
     def decoder(self, parser: SSEParser, limits: RateLimitReading) -> StreamDecoder:
         return _MessagesDecoder(self, parser, limits)

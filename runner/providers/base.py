@@ -51,6 +51,11 @@ class Adapter(ABC):
         self.provider = provider
         self.options = dict(options or {})
 
+    @property
+    def secret(self) -> str | None:
+        """The key, only so that errors can scrub it from what a provider echoes back."""
+        return self._api_key
+
     @abstractmethod
     def stream(
         self, session: aiohttp.ClientSession, request: ChatRequest, on_bytes: Callable[[], None] | None = None

@@ -131,6 +131,27 @@ class GeminiAdapter(SSEAdapter):
     def read_limits(self, headers: Mapping[str, str]) -> RateLimitReading:
         return openai_limits(headers)  # Gemini states no limits in headers; retry-after only
 
+    def decode_unstreamed(self, data: bytes) -> list[StreamEvent]:
+        """A whole ``GenerateContentResponse`` as the events its stream would have given."""
+        try:
+            chunk = _decoder.decode(data)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise self.broken_body(data, exc) from None
+        out: list[StreamEvent] = []
+        finish = "truncated"
+        for cand in (chunk.candidates or ())[:1]:
+            for part in (cand.content.parts or ()) if cand.content else ():
+                if part.text:
+                    out.append(Reasoning(part.text) if part.thought else Content(part.text))
+            if cand.finishReason:
+                finish = FINISH_REASONS.get(cand.finishReason, "other")
+        if chunk.promptFeedback is not None and chunk.promptFeedback.blockReason:
+            finish = "content_filter"
+        out.append(Finish(finish))
+        if chunk.usageMetadata is not None:
+            out.append(map_usage(chunk.usageMetadata))
+        return out
+
     def decoder(self, parser: SSEParser, limits: RateLimitReading) -> StreamDecoder:
         return _GeminiDecoder(self, parser, limits)
 

@@ -94,6 +94,26 @@ class _Chunk(msgspec.Struct, gc=False):
 _decoder = msgspec.json.Decoder(_Chunk)
 
 
+class _Message(msgspec.Struct):
+    content: str | None = None
+    reasoning_content: str | None = None
+    reasoning: str | None = None
+
+
+class _WholeChoice(msgspec.Struct):
+    index: int = 0
+    message: _Message | None = None
+    finish_reason: str | None = None
+
+
+class _Completion(msgspec.Struct):
+    choices: list[_WholeChoice] = []
+    usage: _Usage | None = None
+
+
+_completion_decoder = msgspec.json.Decoder(_Completion)
+
+
 def map_usage(u: _Usage, *, quirk: str = "openai", cost_field: bool = False) -> Usage:
     """Normalise a Chat Completions usage object (see `runner.events` for the conventions)."""
     reasoning = u.completion_tokens_details.reasoning_tokens if u.completion_tokens_details else None
@@ -196,6 +216,39 @@ class OpenAIChatAdapter(SSEAdapter):
 
     def decoder(self, parser: SSEParser, limits: RateLimitReading) -> StreamDecoder:
         return _ChatDecoder(self, parser, limits)
+
+    def decode_unstreamed(self, data: bytes) -> list[StreamEvent]:
+        """A ``chat.completion`` body as the events its stream would have given."""
+        try:
+            completion = _completion_decoder.decode(data)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise self.broken_body(data, exc) from None
+        out: list[StreamEvent] = []
+        choice = next((c for c in completion.choices if c.index == 0), None)
+        if choice is not None and choice.message is not None:
+            m = choice.message
+            f = self.reasoning_field
+            # as a stream's delta is read: the host's field, or either (both may carry the same text)
+            reasoning = (
+                m.reasoning_content
+                if f == "reasoning_content"
+                else m.reasoning
+                if f == "reasoning"
+                else m.reasoning_content or m.reasoning
+            )
+            if reasoning:
+                out.append(Reasoning(reasoning))
+            if m.content and self.think_tags:
+                splitter = ThinkSplitter()
+                pieces = [*splitter.feed(m.content), *splitter.flush()]
+                out.extend(Reasoning(t) if is_r else Content(t) for is_r, t in pieces)
+            elif m.content:
+                out.append(Content(m.content))
+        reason = choice.finish_reason if choice is not None else None
+        out.append(Finish(FINISH_REASONS.get(reason, "other") if reason else "truncated"))
+        if completion.usage is not None:
+            out.append(self.usage(completion.usage))
+        return out
 
     def usage(self, u: _Usage) -> Usage:
         return map_usage(u, quirk=self.usage_quirk, cost_field=self.cost_field)

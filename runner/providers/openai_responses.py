@@ -68,6 +68,24 @@ class _Event(msgspec.Struct, gc=False):  # decoded data holds no cycles: none is
 _decoder = msgspec.json.Decoder(_Event)
 
 
+class _Text(msgspec.Struct):
+    type: str = ""
+    text: str = ""
+
+
+class _Item(msgspec.Struct):
+    type: str = ""
+    summary: list[_Text] = []
+    content: list[_Text] = []
+
+
+class _WholeResponse(_Response):
+    output: list[_Item] = []
+
+
+_response_decoder = msgspec.json.Decoder(_WholeResponse)
+
+
 def map_usage(u: _Usage, *, cost_field: bool = False) -> Usage:
     """Responses usage already counts reasoning inside ``output_tokens``."""
     return Usage(
@@ -128,6 +146,27 @@ class OpenAIResponsesAdapter(SSEAdapter):
 
     def read_limits(self, headers: Mapping[str, str]) -> RateLimitReading:
         return openai_limits(headers)
+
+    def decode_unstreamed(self, data: bytes) -> list[StreamEvent]:
+        """A whole Response object as the events its stream would have given."""
+        try:
+            resp = _response_decoder.decode(data)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise self.broken_body(data, exc) from None
+        out: list[StreamEvent] = []
+        for item in resp.output:
+            if item.type == "reasoning":
+                text = "".join(t.text for t in [*item.summary, *item.content])
+                if text:
+                    out.append(Reasoning(text))
+            elif item.type == "message":
+                text = "".join(t.text for t in item.content if t.type == "output_text")
+                if text:
+                    out.append(Content(text))
+        out.append(_finish("response.completed" if resp.status == "completed" else "response.incomplete", resp))
+        if resp.usage is not None:
+            out.append(map_usage(resp.usage, cost_field=bool(self.options.get("cost_field", False))))
+        return out
 
     def decoder(self, parser: SSEParser, limits: RateLimitReading) -> StreamDecoder:
         return _ResponsesDecoder(self, parser, limits)

@@ -11,10 +11,15 @@ from typing import Protocol
 
 from runner.errors import ConfigError
 from runner.providers.anthropic import AnthropicAdapter
+from runner.providers.anthropic_batch import AnthropicBatchClient
 from runner.providers.base import Adapter
+from runner.providers.batch import BatchClient
 from runner.providers.gemini import GeminiAdapter
+from runner.providers.gemini_batch import GeminiBatchClient
+from runner.providers.openai_batch import OpenAIBatchClient
 from runner.providers.openai_chat import OpenAIChatAdapter
 from runner.providers.openai_responses import OpenAIResponsesAdapter
+from runner.providers.streaming import SSEAdapter
 
 
 class Provider(Protocol):
@@ -81,6 +86,7 @@ KINDS: dict[str, KindSpec] = {
         "https://api.together.xyz/v1",
         reasoning_field="think_tags",
         token_param="max_tokens",
+        batch_purpose="batch-api",  # Together's files API names batch input files so
     ),
     "llamacpp": KindSpec(
         OpenAIChatAdapter,
@@ -132,6 +138,26 @@ def make_adapter(
     merged = adapter_options(provider.kind, provider)
     merged.update(options or {})
     return spec.adapter(base_url, api_key, provider=name, options=merged)
+
+
+# batch interfaces by name (`runner.config.kinds.batch_interface` says which kind has which)
+BATCH_CLIENTS: dict[str, type[BatchClient]] = {
+    "openai": OpenAIBatchClient,
+    "anthropic": AnthropicBatchClient,
+    "gemini": GeminiBatchClient,
+}
+
+
+def make_batch_client(interface: str, adapter: Adapter) -> BatchClient:
+    """The batch client of ``interface`` over a lane's adapter (whose requests it carries).
+
+    Raises:
+        ConfigError: no such interface, or the adapter is not one a batch can carry.
+    """
+    client = BATCH_CLIENTS.get(interface)
+    if client is None or not isinstance(adapter, SSEAdapter):
+        raise ConfigError(f"providers.{adapter.provider}: no batch interface {interface!r} for this protocol")
+    return client(adapter)
 
 
 def _spec(kind: str) -> KindSpec:

@@ -83,6 +83,27 @@ class SSEAdapter(Adapter):
     def encode(self, request: ChatRequest) -> bytes:
         return _json.encode(self.payload(request))
 
+    def unstreamed_payload(self, request: ChatRequest) -> dict[str, object]:
+        """The request body for a response that does not stream (a line of a provider batch)."""
+        body = self.payload(request)
+        body.pop("stream", None)
+        body.pop("stream_options", None)
+        return body
+
+    def decode_unstreamed(self, data: bytes) -> list[StreamEvent]:
+        """A whole (unstreamed) response body as the typed events its stream would have given:
+        reasoning, content, the finish and the usage.
+
+        Raises:
+            StreamBroken: the body is not a response of this protocol.
+        """
+        raise NotImplementedError(f"{self.protocol} has no unstreamed response decoder")
+
+    def broken_body(self, data: bytes, exc: Exception) -> Exception:
+        """The error for a response body that is not one."""
+        snippet = data[:120].decode(errors="replace")
+        return stream_broken(self.provider, RateLimitReading(), f"malformed response body ({exc}): {snippet!r}")
+
     @asynccontextmanager
     async def stream(
         self, session: aiohttp.ClientSession, request: ChatRequest, on_bytes: Callable[[], None] | None = None

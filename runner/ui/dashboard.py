@@ -5,7 +5,8 @@ the estimate, the plan, the simulator) and then shows the run from `RunSnapshot`
 the time left, dollars against the estimate and the cap (a resume's earlier spend apart), the
 pace, one row per lane (in flight against the concurrency allowed, the share of the
 requests/min and tokens/min windows in use, 429s, errors by kind, and what calls wait for), and
-the last failures, one line each. Every line and every row is one terminal line: at narrow
+the last failures, one line each; in batch mode, the provider batches and their states
+(`runner.ui.batches`). Every line and every row is one terminal line: at narrow
 widths parts are left out by priority (`runner.ui.fit`), never wrapped.
 
 Refreshing is driven from outside (`refresh`): by a small thread while the CLI prepares, then by
@@ -28,6 +29,7 @@ from rich.spinner import Spinner
 from rich.text import Text
 
 from runner.ui import format as fmt
+from runner.ui.batches import batches_summary, batches_table
 from runner.ui.fit import columns_that_fit, fit_line, text_width
 
 if TYPE_CHECKING:  # the figures only: msgspec loads with the engine, after the first frame
@@ -38,6 +40,7 @@ SnapshotSource = Callable[[], "RunSnapshot"]
 MAX_WIDTH = 120  # wider than every lane column together; a wider panel only spreads the bar
 FAILURE_LINES = 3
 EVENT_LINES = 2
+BATCH_ROWS = 8  # provider batches listed (batch mode): the last ones
 
 # error classes as a lane cell names them (the ledger's own labels otherwise)
 _KIND = {"server": "5xx", "stream_broken": "broken", "unreachable": "unreach.", "configuration": "config"}
@@ -247,6 +250,9 @@ def render_frame(snap: RunSnapshot, width: int, *, spinner: Text | None = None) 
     ]
     if snap.lanes:
         parts += [Text(""), lanes_table(snap.lanes, inner)]
+    if snap.batches:
+        summary = _one_line(f"batches: {batches_summary(snap.batches)}", inner, "")
+        parts += [Text(""), summary, batches_table(snap.batches[-BATCH_ROWS:], inner)]
     notes = [_one_line(f"✗ {f}", inner, "red") for f in snap.failures[-FAILURE_LINES:]]
     notes += [_one_line(f"· {e}", inner, "dim") for e in snap.recent[-EVENT_LINES:]]
     if snap.stopping:

@@ -7,7 +7,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from runner.ledger.estimate import Estimate
+from runner.ledger.estimate import Estimate, Span
 from runner.ui import format as fmt
 
 
@@ -41,15 +41,35 @@ def estimate_summary(estimate: Estimate) -> str:
         if estimate.usd_interval is not None
         else ""
     )
+    mode = " in batch mode" if estimate.mode == "batch" else ""
     return (
-        f"[bold]Estimate[/]{done}: up to {estimate.calls_high:,} calls; expected {fmt.usd(estimate.usd_expected)} "
+        f"[bold]Estimate[/]{done}: up to {estimate.calls_high:,} calls{mode}; "
+        f"expected {fmt.usd(estimate.usd_expected)} "
         f"({interval}low {fmt.usd(estimate.usd_low)}, high {fmt.usd(estimate.usd_high)}); "
-        + (
-            f"at least {_least_time(estimate.min_wall_s)} under the rate limits"
-            if estimate.min_wall_s is not None
-            else "no rate limits stated (they are learned from headers at run time)"
-        )
+        + _time_clause(estimate)
+        + _other_mode(estimate)
     )
+
+
+def _time_clause(estimate: Estimate) -> str:
+    if estimate.mode == "batch":
+        return f"{estimate.batch_waves} batches one after another, each up to 24 h (most end within an hour)"
+    if estimate.min_wall_s is not None:
+        return f"at least {_least_time(estimate.min_wall_s)} under the rate limits"
+    return "no rate limits stated (they are learned from headers at run time)"
+
+
+def _other_mode(estimate: Estimate) -> str:
+    """The other mode's expected dollars, for the summary line."""
+    if estimate.mode == "batch" and estimate.usd_stream is not None:
+        return f"; streamed it would be {fmt.usd(estimate.usd_stream.expected)}"
+    if estimate.mode == "stream" and estimate.usd_batch is not None:
+        return f"; with --batch {fmt.usd(estimate.usd_batch.expected)}, up to {estimate.batch_waves} x 24 h"
+    return ""
+
+
+def _other_expected(row_or_total: Span | None) -> str:
+    return fmt.usd(row_or_total.expected) if row_or_total is not None else "—"
 
 
 def print_estimate(estimate: Estimate, console: Console) -> None:
@@ -68,6 +88,7 @@ def print_estimate(estimate: Estimate, console: Console) -> None:
         "$ low",
         "$ expected",
         "$ high",
+        "$ streamed (exp)" if estimate.mode == "batch" else "$ batch (exp)",
         "expected from",
     ):
         table.add_column(col, justify="right" if col in ("jobs", "calls") or col.startswith("$") else "left")
@@ -85,6 +106,7 @@ def print_estimate(estimate: Estimate, console: Console) -> None:
             fmt.usd(r.usd.low),
             fmt.usd(r.usd.expected),
             fmt.usd(r.usd.high),
+            _other_expected(r.usd_stream if estimate.mode == "batch" else r.usd_batch),
             r.expected_from,
         )
     table.add_section()
@@ -101,6 +123,7 @@ def print_estimate(estimate: Estimate, console: Console) -> None:
         fmt.usd(estimate.usd_low),
         fmt.usd(estimate.usd_expected),
         fmt.usd(estimate.usd_high),
+        _other_expected(estimate.usd_stream if estimate.mode == "batch" else estimate.usd_batch),
         "",
     )
     console.print(table)
@@ -117,9 +140,29 @@ def _print_footer(estimate: Estimate, console: Console) -> None:
             f"  prompt caching: expected {fmt.usd(estimate.usd_expected)} instead of "
             f"{fmt.usd(estimate.usd_uncached)} without it"
         )
+    _print_modes(estimate, console)
     _print_lanes(estimate, console)
     for note in estimate.notes:
         console.print(f"  note: {note}")
+
+
+def _print_modes(estimate: Estimate, console: Console) -> None:
+    """Streamed against batch mode: dollars side by side, and how long batches may take."""
+    stream, batch = estimate.usd_stream, estimate.usd_batch
+    if stream is None or not estimate.rows:
+        return
+    console.print(
+        f"  streamed: expected {fmt.usd(stream.expected)} (low {fmt.usd(stream.low)}, high {fmt.usd(stream.high)})"
+    )
+    if batch is None:
+        console.print("  batch mode: not available (a provider here has no batch interface)")
+        return
+    saving = 1 - batch.expected / stream.expected if stream.expected else 0.0
+    console.print(
+        f"  batch mode (--batch): expected {fmt.usd(batch.expected)} (low {fmt.usd(batch.low)}, high "
+        f"{fmt.usd(batch.high)}), {saving:.0%} less; {estimate.batch_waves} batches one after another, "
+        "each up to 24 h (providers' completion window; most end within an hour), no rate limits"
+    )
 
 
 def _print_lanes(estimate: Estimate, console: Console) -> None:

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, TextIO
 
 from runner.ui import format as fmt
+from runner.ui.batches import batches_summary
 
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
@@ -51,6 +52,8 @@ def plain_line(snap: RunSnapshot) -> str:
     waits = [f"{lane.name} waits for {lane.waiting_for}" for lane in snap.lanes if lane.waiting_for]
     if waits:
         line += " | " + ", ".join(waits)
+    if snap.batches:
+        line += f" | batches: {batches_summary(snap.batches)}"
     if snap.phase:
         line += f" | {snap.phase}"
     if snap.stopping:
