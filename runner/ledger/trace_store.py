@@ -156,6 +156,10 @@ class _LedgerInFlight(_LedgerOther, tag="inflight"):
     pass
 
 
+class _LedgerBatch(_LedgerOther, tag="batch"):
+    pass
+
+
 _ledger_decoder = msgspec.json.Decoder(
     _LedgerAttempt
     | _LedgerReuse
@@ -165,6 +169,7 @@ _ledger_decoder = msgspec.json.Decoder(
     | _LedgerSynthesis
     | _LedgerNote
     | _LedgerInFlight
+    | _LedgerBatch
 )
 
 
