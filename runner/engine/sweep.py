@@ -141,7 +141,6 @@ class Sweep:
                 if plan.fidelity_note:
                     ledger.append(Note(at=time.time(), kind="fidelity_guess", message=plan.fidelity_note))
             transcriber = await self._open_transcripts(stack, ledger)
-            reuser = Reuser(self.reuse_store, ledger, keys=self.transcripts)
             self.lanes = await open_lanes(
                 self.loaded,
                 stack,
@@ -150,16 +149,7 @@ class Sweep:
                 ledger=ledger,
                 spend=self.spend,
             )
-            contexts = {
-                key: ModelContext(
-                    plan=plan,
-                    lane=self.lanes[plan.config.provider],
-                    price=self.prices[key],
-                    transcripts=transcriber,
-                    reuse=reuser,
-                )
-                for key, plan in self.models.items()
-            }
+            contexts = self._contexts(ledger, transcriber)
             synthesis = dict(self.state.synthesis) if self.state else {}
             self._ledger = ledger
             self.progress.lanes_opened(
@@ -187,6 +177,21 @@ class Sweep:
                 )
             )
         return outcome
+
+    def _contexts(self, ledger: RecordSink, transcriber: Transcriber) -> dict[str, ModelContext]:
+        """Each model as the engine calls it, on its lane, with the calls already paid for that
+        may stand in for its own (`runner.engine.reuse`)."""
+        reuser = Reuser(self.reuse_store, ledger, keys=self.transcripts)
+        return {
+            key: ModelContext(
+                plan=plan,
+                lane=self.lanes[plan.config.provider],
+                price=self.prices[key],
+                transcripts=transcriber,
+                reuse=reuser,
+            )
+            for key, plan in self.models.items()
+        }
 
     def _outcome(self) -> SweepOutcome:
         p = self.progress

@@ -395,6 +395,19 @@ def price_shapes(
     return out
 
 
+def _with_stored(group: Group, samples: list[TraceSample], setting: Setting, price: ModelPrice) -> Priced:
+    """The jobs a stored trace serves (only their new answers) or falls short for (their trace call
+    and the answers past the stored reach as expected; low: a continuation may add next to nothing
+    before it ends; high: the whole job)."""
+    out = _served_answers(group, samples, price) if group.new_answers else Priced()
+    for (expected, whole), count in group.short_shapes.items():
+        short = price_shapes(Counter({expected: count}), samples, setting, price, low_length=1)
+        full = price_shapes(Counter({whole: count}), samples, setting, price)
+        short.high, short.usd_high = full.high, full.usd_high
+        out.add(short)
+    return out
+
+
 def _served_answers(group: Group, samples: list[TraceSample], price: ModelPrice) -> Priced:
     """The forced answers the served jobs still pay for: their prompts exactly (an empty cut's prompt
     and the cut's tokens), their output as the samples' answers, no cache read counted."""
@@ -628,14 +641,7 @@ def _row(
     model_key, dataset, method = key
     setting = _setting(loaded, model_key, group.fidelity, group.jobs)
     priced = price_shapes(group.shapes, samples, setting, price)
-    for (expected, whole), count in group.short_shapes.items():
-        # low: a continuation may add next to nothing to the stored trace before it ends
-        short = price_shapes(Counter({expected: count}), samples, setting, price, low_length=1)
-        full = price_shapes(Counter({whole: count}), samples, setting, price)
-        short.high, short.usd_high = full.high, full.usd_high
-        priced.add(short)
-    if group.new_answers:
-        priced.add(_served_answers(group, samples, price))
+    priced.add(_with_stored(group, samples, setting, price))
     synthesis_calls_n = 0
     if group.synthesis:
         pool_shapes, principles = _synthesis_shapes(group)
