@@ -143,8 +143,28 @@ def test_line_log_prints_each_event_and_failure_once_and_never_wraps() -> None:
     assert events == ["429 from sim: retry in 1.5s", "retry 2 of job abc", "spend cap reached"]
     assert [line.split("] ✗ ", 1)[1] for line in lines if "] ✗ " in line] == ["sim: trace failed"]
     progress = [line for line in lines if "] jobs " in line]
-    assert len(progress) == 3
+    # the first look prints a line; the second is within the interval and changes nothing; the
+    # third starts the stop, which is printed at once
+    assert len(progress) == 2
     assert progress[-1].endswith("| spend cap reached")  # one long line despite width 40
+
+
+def test_line_log_prints_a_line_when_due_or_when_the_run_starts_stopping() -> None:
+    snaps = iter(
+        [snapshot(), snapshot(), snapshot(stopping="interrupted (SIGINT)"), snapshot(stopping="interrupted (SIGINT)")]
+    )
+    c = console(terminal=False)
+    log = LineLog(c, "demo", interval=3600.0)
+    assert log.interval == LineLog.TICK_S  # it looks often, and prints lines only when due
+    log.attach(lambda: next(snaps))
+    for _ in range(4):
+        log.refresh()
+    progress = [line for line in output(c).splitlines() if "] jobs " in line]
+    assert len(progress) == 2 and progress[1].endswith("| interrupted (SIGINT)")
+    log.interval = 0.0  # `--progress-every`: every look is due
+    log.attach(lambda: snapshot())
+    log.refresh()
+    assert len([line for line in output(c).splitlines() if "] jobs " in line]) == 3
 
 
 def test_line_log_never_repeats_events_from_joined_lane_windows() -> None:
@@ -270,7 +290,9 @@ def test_the_dashboard_shows_the_run_once_attached() -> None:
 def test_make_display_picks_by_terminal_and_mode(terminal: bool, mode: str, kind: type) -> None:
     display = make_display(console(terminal=terminal), "demo", mode)  # type: ignore[arg-type]
     assert isinstance(display, kind)
-    assert display.interval == {LiveDashboard: 0.25, LineLog: 5.0, JsonLines: 1.0, Quiet: 3600.0}[kind]
+    assert display.interval == {LiveDashboard: 0.25, LineLog: 0.25, JsonLines: 1.0, Quiet: 3600.0}[kind]
+    if isinstance(display, LineLog):
+        assert display.every == 5.0  # a line every 5 s; it looks every 0.25 s for a stop or a failure
 
 
 def test_json_progress_is_one_object_a_line(capsys: pytest.CaptureFixture[str]) -> None:

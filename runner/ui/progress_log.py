@@ -88,13 +88,26 @@ class LineLog:
     (``RunSnapshot.recent``, ``.failures``) on lines of their own as they are first seen.
     """
 
+    TICK_S = 0.25  # how often it looks: a Ctrl-C or a failure is printed at once, not at the next line
+
     def __init__(self, console: Console, title: str, *, interval: float = 5.0) -> None:
         self.console = console
         self.title = title
-        self.interval = interval
+        self.every = interval  # seconds between progress lines
         self._get: SnapshotSource | None = None
         self._seen_recent: tuple[str, ...] = ()
         self._seen_failures: tuple[str, ...] = ()
+        self._last_line = float("-inf")  # monotonic time of the last progress line
+        self._last_stopping: str | None = None
+
+    @property
+    def interval(self) -> float:
+        """How often the display loop calls `refresh` (`Display` protocol): more often than lines."""
+        return min(self.every, self.TICK_S)
+
+    @interval.setter
+    def interval(self, seconds: float) -> None:
+        self.every = seconds
 
     def start(self) -> None:
         """Nothing to say until the first phase."""
@@ -112,8 +125,9 @@ class LineLog:
     def attach(self, get_snapshot: SnapshotSource) -> None:
         self._get = get_snapshot
 
-    def refresh(self) -> None:
-        """Print the events seen since the last line, then the progress line."""
+    def refresh(self, *, line: bool = False) -> None:
+        """Print the events seen since the last look, then the progress line when one is due
+        (every `every` seconds, when the run starts stopping, or when ``line``)."""
         if self._get is None:
             return
         snap = self._get()
@@ -123,11 +137,14 @@ class LineLog:
         for failure in _new_events(self._seen_failures, snap.failures):
             self._print(f"[{stamp}] ✗ {failure}")
         self._seen_recent, self._seen_failures = snap.recent, snap.failures
-        self._print(plain_line(snap))
+        now = time.monotonic()
+        if line or snap.stopping != self._last_stopping or now - self._last_line >= self.every:
+            self._last_line, self._last_stopping = now, snap.stopping
+            self._print(plain_line(snap))
 
     def stop(self) -> None:
         """Print the final line."""
-        self.refresh()
+        self.refresh(line=True)
 
     def _print(self, line: str) -> None:
         # soft_wrap: a log line must never be cut or wrapped at the console's guessed width
