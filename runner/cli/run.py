@@ -73,7 +73,7 @@ def _mode(args: argparse.Namespace) -> Mode:
 
 def _console(mode: Mode) -> Console:
     if mode == "json":  # stdout carries JSON only
-        return Console(stderr=True)
+        return Console(stderr=True, soft_wrap=not sys.stderr.isatty())
     # a pipe or CI log gets wide tables instead of 80 truncated columns, and a line stays one line
     # (a long run folder must not split "spent $X now, $Y in total" for grep and scripts)
     return Console() if sys.stdout.isatty() else Console(width=160, soft_wrap=True)
