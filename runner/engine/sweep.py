@@ -36,6 +36,7 @@ from runner.engine.lanes import open_lanes
 from runner.engine.pipeline import Pipeline
 from runner.engine.preflight import Preflight, preflight
 from runner.engine.progress import RunProgress
+from runner.engine.reuse import Reuser, open_store
 from runner.engine.shutdown import watch_signals
 from runner.engine.simulator import start_simulator
 from runner.engine.snapshots import RunSnapshot
@@ -98,6 +99,8 @@ class Sweep:
         self.transcripts = loaded.manifest.run.transcripts if options.transcripts is None else options.transcripts
         if self.transcripts and transcripts_path(self.run_dir).exists():
             walk(transcripts_path(self.run_dir))  # a damaged file stops the run here, before any call
+        # calls already paid for (this run's earlier processes, `run.reuse`): read before any call
+        self.reuse_store = open_store(loaded, self.run_dir)
         self.spend = SpendGuard(
             loaded.manifest.run.max_usd,
             {name: p.max_usd for name, p in loaded.manifest.providers.items()},
@@ -146,12 +149,7 @@ class Sweep:
                 ledger=ledger,
                 spend=self.spend,
             )
-            contexts = {
-                key: ModelContext(
-                    plan=plan, lane=self.lanes[plan.config.provider], price=self.prices[key], transcripts=transcriber
-                )
-                for key, plan in self.models.items()
-            }
+            contexts = self._contexts(ledger, transcriber)
             synthesis = dict(self.state.synthesis) if self.state else {}
             self._ledger = ledger
             self.progress.lanes_opened(
@@ -179,6 +177,21 @@ class Sweep:
                 )
             )
         return outcome
+
+    def _contexts(self, ledger: RecordSink, transcriber: Transcriber) -> dict[str, ModelContext]:
+        """Each model as the engine calls it, on its lane, with the calls already paid for that
+        may stand in for its own (`runner.engine.reuse`)."""
+        reuser = Reuser(self.reuse_store, ledger, keys=self.transcripts)
+        return {
+            key: ModelContext(
+                plan=plan,
+                lane=self.lanes[plan.config.provider],
+                price=self.prices[key],
+                transcripts=transcriber,
+                reuse=reuser,
+            )
+            for key, plan in self.models.items()
+        }
 
     def _outcome(self) -> SweepOutcome:
         p = self.progress
