@@ -134,8 +134,25 @@ def parse_request(body: dict[str, Any], errors: AnthropicErrors) -> tuple[GenReq
         max_output=cap,
         reasoning_budget=budget,
         reasoning_on=enabled,
+        prefill=_prefill(prompt, enabled, errors),
     )
     return req, cap, prompt
+
+
+def _prefill(prompt: Prompt, thinking: bool, errors: AnthropicErrors) -> str | None:
+    """A final assistant turn, which the response continues ("prefill"), refused as Anthropic
+    refuses it: with trailing whitespace, or with extended thinking on."""
+    role, text = prompt.messages()[-1]
+    if role != "assistant":
+        return None
+    if text != text.rstrip():
+        raise Reject(
+            errors(400, "invalid_request", "messages: final assistant content cannot end with trailing whitespace", {})
+        )
+    if thinking:
+        message = "messages: a final assistant message cannot be prefilled while thinking is enabled"
+        raise Reject(errors(400, "invalid_request", message, {}))
+    return text
 
 
 def explicit_cache(sim: Simulator, call: Call, prompt: Prompt, key: str) -> None:

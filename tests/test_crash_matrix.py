@@ -15,7 +15,8 @@ twice); no attempt is lost (every request the simulator received is on record); 
 figures equal the uninterrupted run's; the spend equals the uninterrupted spend plus what the
 interrupted executions cost (`RunReport.usd_interrupted`), to 1e-6 $, once the streams the client
 cancelled past their last budget are held call by call (they bill what had arrived, a read's worth
-of tokens that depends on timing); and the total the last
+of tokens that depends on timing), less the calls a resume reused from those the killed processes
+had completed (docs/reuse.md: they are in the interrupted spend and not paid again); and the total the last
 process printed is the report's and verify's, to 1e-6 $. `bench/soak.py` runs the long version.
 """
 

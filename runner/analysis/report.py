@@ -8,7 +8,9 @@ What counts:
   another execution then did, is shown apart: lost to interruption (a crash, a stop) or to
   failure (an execution the ledger notes as failed after its retries);
 - synthesis attempts (PDP / LEAP) are charged to their (model, dataset, method) through the
-  `Synthesis` record's key, reported in total and amortised per evaluated problem.
+  `Synthesis` record's key, reported in total and amortised per evaluated problem;
+- reused calls (`Reuse` records) are not spend: their cost stays in the ledger of the run that
+  paid for them; the report counts them and the dollars they saved apart (`ReuseSummary`).
 
 """
 
@@ -33,7 +35,7 @@ from runner.analysis.anytime import (
 from runner.analysis.compare import RunComparison, RunScores, compare_scores
 from runner.analysis.costs import usd_at_budgets
 from runner.errors import LedgerError
-from runner.ledger.records import Attempt, JobDone, Note, Record, RunHeader, Snapshot, Synthesis, decode_line
+from runner.ledger.records import Attempt, JobDone, Note, Record, Reuse, RunHeader, Snapshot, Synthesis, decode_line
 
 Key = tuple[str, str, str]  # (model, dataset, method) keys of the manifest
 # problem id -> sample -> budget (None: the full trace) -> score, as the run recorded it
@@ -81,6 +83,35 @@ class Paired(msgspec.Struct, kw_only=True):
     difference: Difference
 
 
+class ReuseSummary(msgspec.Struct, kw_only=True):
+    """What a run took from calls already paid for (docs/reuse.md), from its `Reuse` records."""
+
+    traces: int = 0  # traces served whole from a stored one
+    continued: int = 0  # stored traces continued past their end (the continuation was paid)
+    requested: int = 0  # stored traces that could not serve: requested again
+    answers: int = 0  # other calls served (forced answers, hidden budgets, LEAP's principles)
+    usd_not_spent: float = 0.0
+    sources: list[str] = msgspec.field(default_factory=list)  # the run folders they came from
+
+    @classmethod
+    def of(cls, records: Iterable[Reuse]) -> ReuseSummary:
+        out = cls()
+        for r in records:
+            if r.mode == "requested":
+                out.requested += 1
+                continue
+            if r.mode == "continued":
+                out.continued += 1
+            elif r.key.startswith("t"):  # a trace key (a call key starts with "c")
+                out.traces += 1
+            else:
+                out.answers += 1
+            out.usd_not_spent += r.usd
+            if r.source_run not in out.sources:
+                out.sources.append(r.source_run)
+        return out
+
+
 class RunReport(msgspec.Struct, kw_only=True):
     run_dir: str
     run_id: str
@@ -96,6 +127,7 @@ class RunReport(msgspec.Struct, kw_only=True):
     usd_interrupted: float = 0.0
     # the same for executions that failed (a call's retries spent, or a fatal error)
     usd_failed: float = 0.0
+    reuse: ReuseSummary = msgspec.field(default_factory=ReuseSummary)
 
 
 class Report(msgspec.Struct, kw_only=True):
@@ -118,10 +150,13 @@ class _Run:
         self.snapshots: list[Snapshot] = []
         self.done: dict[str, JobDone] = {}
         self.synthesis: dict[str, Synthesis] = {}
+        self.reused: list[Reuse] = []
         self.failed: set[str] = set()  # executions noted as failed
         for record in records:
             if isinstance(record, Attempt):
                 self.attempts.append(record)
+            elif isinstance(record, Reuse):
+                self.reused.append(record)
             elif isinstance(record, Snapshot):
                 self.snapshots.append(record)
             elif isinstance(record, JobDone):
@@ -300,6 +335,7 @@ def _build_run(run_dir: Path) -> RunReport:
         usd_interrupted=usd_interrupted,
         usd_failed=usd_failed,
         jobs_done=len(run.done),
+        reuse=ReuseSummary.of(run.reused),
     )
 
 

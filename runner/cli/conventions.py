@@ -131,6 +131,18 @@ def add_overrides(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--budgets", metavar="B1,B2,...", help="these token budgets (sweep.budgets, over datasets')")
     group.add_argument("--samples", metavar="N", help="samples per problem (sweep.samples)")
     group.add_argument("--max-usd", metavar="USD", help="the run's spend cap in dollars (run.max_usd)")
+    reuse = group.add_mutually_exclusive_group()
+    reuse.add_argument(
+        "--reuse",
+        action="append",
+        metavar="RUN",
+        help="reuse the traces and answers of this earlier run folder where they are the same (repeatable; run.reuse)",
+    )
+    reuse.add_argument(
+        "--no-reuse",
+        action="store_true",
+        help="reuse no call already paid for, not even this run's own: pay for every call again (run.reuse_calls)",
+    )
     group.add_argument(
         "--batch",
         action="store_true",
@@ -155,6 +167,9 @@ def overrides_of(args: argparse.Namespace, source: str) -> Overrides:
         "budgets": None if args.budgets is None else [parse_scalar(b) for b in _words(args.budgets)],
         "samples": one(args.samples),
         "max_usd": one(args.max_usd),
+        # folders named here, from where the command runs (the manifest's own entries are under its ledger_dir)
+        "reuse": None if args.reuse is None else [str(Path(p).expanduser().resolve()) for p in args.reuse],
+        "reuse_calls": False if args.no_reuse else None,
         "mode": "batch" if getattr(args, "batch", False) else None,
     }
     return overrides_from_flags(raw, source)

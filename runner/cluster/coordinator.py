@@ -159,6 +159,7 @@ class Coordinator:
             workers=self.workers,
             transcripts=self.wiring.transcripts is not None,
             synthesis=dict(state.synthesis) if state else {},
+            run_dir=str(self.sweep.run_dir),
         )
 
     async def _next_job(self, worker: int, lane: str) -> Reply:

@@ -39,6 +39,7 @@ class Welcome(_Message, tag="welcome"):
     workers: int  # how many share the run: each runs this share of a lane's concurrency
     transcripts: bool
     synthesis: dict[str, Synthesis]  # the prefaces the ledger already holds (a resume)
+    run_dir: str = ""  # the run folder: calls already paid for are read from it and `run.reuse`
 
 
 class NextJob(_Message, tag="next_job"):

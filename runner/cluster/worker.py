@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+from pathlib import Path
 
 import anyio
 
@@ -25,6 +26,7 @@ from runner.engine.lane import Lane
 from runner.engine.lanes import open_lanes
 from runner.engine.pipeline import Pipeline
 from runner.engine.preflight import preflight
+from runner.engine.reuse import Reuser, open_store
 from runner.engine.sweep import build_pipeline, run_one
 from runner.engine.transcribe import NO_TRANSCRIPTS, Transcriber
 from runner.errors import LedgerError
@@ -50,7 +52,11 @@ async def run_worker(channel: Channel, worker: int, loaded: LoadedManifest) -> N
         )
         transcriber = Transcriber(transcripts) if transcripts is not None else NO_TRANSCRIPTS
         synthesis, claims = dict(welcome.synthesis), ClaimedSynthesis(channel)
-        pipeline = build_pipeline(loaded, checked.models, checked.prices, lanes, ledger, synthesis, transcriber, claims)
+        # calls already paid for, as the coordinator's process read them when the run started
+        reuse = Reuser(open_store(loaded, Path(welcome.run_dir)), ledger, keys=welcome.transcripts)
+        pipeline = build_pipeline(
+            loaded, checked.models, checked.prices, lanes, ledger, synthesis, transcriber, claims, reuse
+        )
         async with anyio.create_task_group() as work:
             for name, lane in lanes.items():
                 share = math.ceil(loaded.manifest.providers[name].max_concurrency / welcome.workers)

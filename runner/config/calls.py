@@ -71,6 +71,7 @@ class ModelPlan:
         first_token_s: seconds allowed to the first bytes of a response.
         idle_s: seconds of silence allowed after them.
         answers: when its forced answers are sent: "at_cut" (cache-aware) or "after_trace".
+        base_url: its provider's ``base_url`` as the manifest gives it (None: the kind's own).
     """
 
     key: str
@@ -85,6 +86,7 @@ class ModelPlan:
     idle_s: float
     fidelity_note: str | None = None
     answers: str = "at_cut"
+    base_url: str | None = None
 
     @property
     def notes(self) -> list[str]:
@@ -139,6 +141,7 @@ def plan_model(loaded: LoadedManifest, key: str) -> ModelPlan:
         idle_s=idle,
         fidelity_note=fidelity_note,
         answers=loaded.manifest.run.answers,
+        base_url=provider.base_url,
     )
 
 
@@ -191,6 +194,25 @@ def trace_request(
         return request(model, messages, budgets[-1], seed, cache_points=points)
     thinking = max(budgets[-1], model.min_thinking_budget)
     return request(model, messages, thinking + model.config.trace_answer_tokens, seed, thinking, points)
+
+
+# tokens a continued trace may need beyond the budget left, where the stored prefix meets the new text
+CONTINUATION_SLACK = 16
+
+
+def continuation_request(
+    model: ModelPlan,
+    messages: tuple[Message, ...],
+    prefix: str,
+    prefix_tokens: int,
+    budgets: tuple[int, ...],
+    seed: int | None,
+) -> ChatRequest:
+    """A chain-of-thought trace continued past a stored one's end: the stored text as an assistant
+    prefill (``prefix``, trailing whitespace left out as Anthropic requires; ``prefix_tokens`` of
+    it), capped at what is left to the last budget (docs/reuse.md)."""
+    cap = max(budgets[-1] - prefix_tokens, 0) + CONTINUATION_SLACK
+    return request(model, (*messages, Message("assistant", prefix)), cap, seed)
 
 
 def batch_trace_request(

@@ -36,6 +36,17 @@ NO_DEFAULT_URL_KINDS = frozenset({"openai_compatible"})
 MIN_THINKING_BUDGET: dict[str, int] = {"anthropic": 1024}
 # the encoding the built-in simulator counts tokens with: counting with it there is exact
 SIMULATOR_ENCODING = "o200k_base"
+# kinds whose request tells the model its thinking budget (Anthropic ``budget_tokens``, Gemini
+# ``thinkingBudget``, llama.cpp ``reasoning_budget_tokens``): a trace made with another budget is
+# another trace. Every other kind leaves `ChatRequest.reasoning_budget` out of the request.
+THINKING_BUDGET_SENT = frozenset({"anthropic", "gemini", "llamacpp"})
+# kinds that continue a chain-of-thought trace from an assistant prefill, as their documentation
+# states it (docs/reuse.md, "Continuing a trace"): Anthropic's Messages API continues a final
+# assistant turn that does not end in whitespace, but not with extended thinking on
+CONTINUES_FROM_PREFILL = frozenset({"anthropic"})
+# kinds whose protocol has no seed (the Messages and Responses APIs): a trace requested again there
+# is a new draw, where a seeded host reproduces the stored one (as far as the host is deterministic)
+SEEDLESS_KINDS = frozenset({"anthropic", "openai_responses"})
 
 
 # the protocols whose thinking budget caps the reasoning itself: their output cap must leave room
@@ -63,6 +74,18 @@ def batch_interface(kind: str) -> str | None:
 def min_thinking_budget(kind: str) -> int:
     """The smallest thinking budget the provider kind accepts (0: no minimum)."""
     return MIN_THINKING_BUDGET.get(kind, 0)
+
+
+def sends_thinking_budget(kind: str) -> bool:
+    """Whether the provider kind's requests carry the thinking budget to the model."""
+    return kind in THINKING_BUDGET_SENT
+
+
+def continues_trace(kind: str, traced: str, thinking: bool) -> bool:
+    """Whether a stored trace of this kind can be continued past its end by the protocol: a
+    chain-of-thought trace (cut in the answer text, no thinking) on a kind that documents an
+    assistant prefill. Thinking cannot be prefilled on any protocol we speak."""
+    return kind in CONTINUES_FROM_PREFILL and traced == "content" and not thinking
 
 
 def served_by_simulator(provider: Provider) -> bool:

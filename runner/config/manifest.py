@@ -252,6 +252,13 @@ class Run(Base, frozen=True):
     # worker processes sharing the run (`--workers`); None: one per core when the lanes may hold
     # more streams at once than one process carries well (runner.cluster.sizing), else 1
     workers: int | None = None
+    # earlier run folders whose traces (and answers) this run reuses instead of paying again
+    # (docs/reuse.md): relative to `ledger_dir` ("demo" is <ledger_dir>/demo); the run's own
+    # transcripts are reused too
+    reuse: list[str] = msgspec.field(default_factory=list)
+    # false (`--no-reuse`): no call is taken from one already paid for, every call is requested and
+    # paid again (this run's transcripts still file its calls by key, for later runs to reuse)
+    reuse_calls: bool = True
     # "stream": calls stream through the lanes; "batch": through each provider's batch interface,
     # at batch prices, traces then answers as batches (docs/batch.md)
     mode: Literal["stream", "batch"] = "stream"
@@ -265,6 +272,12 @@ class Run(Base, frozen=True):
         check_number("workers", self.workers, least=1)
         check_number("max_usd", self.max_usd, strict=True)
         check_number("confirm_above_usd", self.confirm_above_usd)
+        if any(not entry.strip() for entry in self.reuse):
+            raise ValueError("`reuse` lists run folders: an entry is empty")
+        if self.reuse and not self.reuse_calls:
+            raise ValueError("`reuse` names runs to reuse from, but `reuse_calls = false` turns reuse off")
+        if self.reuse and self.mode == "batch":
+            raise ValueError('`reuse` names runs to reuse from, but batch mode (`mode = "batch"`) reuses nothing')
         check_number("batch_poll_s", self.batch_poll_s, strict=True)
 
 
@@ -352,6 +365,8 @@ class Overrides(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     budgets: list[int] | None = None  # `sweep.budgets`, over any dataset's own
     samples: int | None = None  # `sweep.samples`
     max_usd: float | None = None  # `run.max_usd`
+    reuse: list[str] | None = None  # `run.reuse`, as absolute paths (`--reuse` names folders from here)
+    reuse_calls: bool | None = None  # `run.reuse_calls` (only False is given: `--no-reuse`)
     mode: Literal["stream", "batch"] | None = None  # `run.mode` (``--batch``)
 
     def is_empty(self) -> bool:
@@ -385,6 +400,18 @@ class LoadedManifest(msgspec.Struct, frozen=True):
     def selected(self, table: str) -> list[str]:
         chosen = getattr(self.manifest.sweep, table)
         return list(chosen) if chosen is not None else list(getattr(self.manifest, table))
+
+    @property
+    def reuses(self) -> bool:
+        """Whether calls already paid for may stand in for this run's (docs/reuse.md): not with
+        `run.reuse_calls = false`, nor in batch mode, whose calls go through the provider's batch
+        interface and never past the reuse hook."""
+        return self.manifest.run.reuse_calls and self.manifest.run.mode != "batch"
+
+    def reuse_dirs(self) -> list[Path]:
+        """The run folders ``run.reuse`` names, in order (relative entries under ``run.ledger_dir``)."""
+        root = self.resolve(self.manifest.run.ledger_dir)
+        return [root / Path(entry).expanduser() for entry in self.manifest.run.reuse]
 
     def run_dir(self, new_run: bool = False) -> Path:
         """The run folder: ``<ledger_dir>/<run.name>``, or a new timestamped sibling for ``new_run``."""

@@ -1,5 +1,6 @@
 """Command-line overrides of a manifest: ``--limit``, ``--model``, ``--method``, ``--budgets``,
-``--samples``, ``--max-usd`` and ``--batch``, each validated exactly as the manifest field it sets.
+``--samples``, ``--max-usd``, ``--batch``, ``--reuse`` and ``--no-reuse``, each validated exactly as the
+manifest field it sets.
 
 An override is written into the manifest's document and the document is validated again, so a bad
 value fails with the manifest's own rule and error style, naming the field and the flag, e.g.
@@ -31,6 +32,12 @@ def _set_budgets(doc: Document, value: object) -> None:
         entry["budgets"] = None  # type: ignore[index]
 
 
+def _set_reuse_calls(doc: Document, value: object) -> None:
+    doc["run"]["reuse_calls"] = value
+    if value is False:  # reuse off: the runs the manifest names for reuse are not read either
+        doc["run"]["reuse"] = []
+
+
 def _setter(table: str, key: str) -> Callable[[Document, object], None]:
     def set_field(doc: Document, value: object) -> None:
         doc[table][key] = value
@@ -46,6 +53,8 @@ _RULES: dict[str, tuple[str, str, Callable[[Document, object], None]]] = {
     "budgets": ("--budgets", "sweep.budgets", _set_budgets),
     "samples": ("--samples", "sweep.samples", _setter("sweep", "samples")),
     "max_usd": ("--max-usd", "run.max_usd", _setter("run", "max_usd")),
+    "reuse": ("--reuse", "run.reuse", _setter("run", "reuse")),
+    "reuse_calls": ("--no-reuse", "run.reuse_calls", _set_reuse_calls),
     "mode": ("--batch", "run.mode", _setter("run", "mode")),
 }
 
@@ -66,6 +75,8 @@ def describe(overrides: Overrides) -> str:
             parts += [flag] if value == "batch" else []
         elif name == "budgets":
             parts.append(f"{flag} {','.join(map(str, value))}")
+        elif isinstance(value, bool):  # a switch: `--no-reuse`
+            parts.append(flag)
         elif isinstance(value, list):
             parts += [f"{flag} {item}" for item in value]
         else:

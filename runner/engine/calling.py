@@ -2,7 +2,8 @@
 call whose whole output is the answer (forced answers, hidden budgets, LEAP's principles).
 
 The requests come from `runner.config.calls`; this module only sends them through the lane and
-hands back what the consumers collected.
+hands back what the consumers collected. Each goes through the model's `Reuser` first
+(`runner.engine.reuse`), which serves it from a call already paid for when one is stored.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from runner.config import calls
 from runner.config.calls import ModelPlan
 from runner.engine.consumers import AnswerConsumer, TraceConsumer
 from runner.engine.lane import CallResult, CallSpec, Lane, RecordSink
+from runner.engine.reuse import NO_REUSE, Reuser
 from runner.engine.transcribe import NO_TRANSCRIPTS, Transcriber
 from runner.errors import LaneStopped, ProviderError
 from runner.ledger.prices import ModelPrice, worst_case_cost
@@ -58,12 +60,14 @@ def note_failure(ledger: RecordSink, kind: str, owner: Owner, error: BaseExcepti
 
 @dataclass
 class ModelContext:
-    """A model as the engine calls it: its plan, its lane, its price, and where its calls are transcribed."""
+    """A model as the engine calls it: its plan, its lane, its price, where its calls are
+    transcribed, and the calls already paid for that may stand in for them."""
 
     plan: ModelPlan
     lane: Lane
     price: ModelPrice
     transcripts: Transcriber = NO_TRANSCRIPTS
+    reuse: Reuser = NO_REUSE
 
     @property
     def key(self) -> str:
@@ -125,19 +129,19 @@ async def stream_trace(
     cut) travels with the trace's.
     """
     cap = calls.answer_cap(ctx.plan, task)
-    commits = sum(worst_case_cost(ctx.price, answer_prompt + b + ANSWER_PROMPT_SLACK, cap) for b in budgets)
-    call = spec(ctx, owner, kind, chat, commits_usd=commits)
+    commits = tuple(worst_case_cost(ctx.price, answer_prompt + b + ANSWER_PROMPT_SLACK, cap) for b in budgets)
+    call = spec(ctx, owner, kind, chat, commits_usd=sum(commits))
     traced = calls.traced_channel(ctx.plan)
 
     def make_consumer() -> TraceConsumer:
         on_cut = hooks.new_attempt() if hooks.new_attempt is not None else None
         return TraceConsumer(ctx.plan.encoding, budgets, traced, on_cut=on_cut, on_output=hooks.on_output)
 
-    result = await ctx.lane.call(call, make_consumer)
+    result, reused = await ctx.reuse.stream(ctx.plan, ctx.lane, call, budgets, make_consumer, commits)
     consumer = result.consumer
     assert isinstance(consumer, TraceConsumer)
     consumer.output_tokens_counted()  # finalises the cuts
-    ctx.transcripts.trace(owner, call, result, consumer)
+    ctx.transcripts.trace(owner, call, result, consumer, reused)
     reasoning = result.usage.reasoning_tokens if result.usage else None
     return TraceResult(consumer=consumer, finish=result.finish, provider_reasoning=reasoning)
 
@@ -154,9 +158,11 @@ async def ask(
     """One call whose whole output is the answer (``on_output``: called at its first text; ``cut``:
     the trace's cut its prompt holds, if any, for the transcript)."""
     call = spec(ctx, owner, kind, chat, budget)
-    result = await ctx.lane.call(call, lambda: AnswerConsumer(ctx.plan.encoding, on_output=on_output))
+    result, reused = await ctx.reuse.ask(
+        ctx.plan, ctx.lane, call, lambda: AnswerConsumer(ctx.plan.encoding, on_output=on_output)
+    )
     assert isinstance(result.consumer, AnswerConsumer)
-    ctx.transcripts.answer(owner, call, result, result.consumer, cut)
+    ctx.transcripts.answer(owner, call, result, result.consumer, cut, reused)
     return result, result.consumer
 
 

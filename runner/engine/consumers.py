@@ -48,6 +48,7 @@ class TraceConsumer(_SignalsOutput):
         self.own_answer: list[str] = []
         self.other_reasoning: list[str] = []
         self._final_counts: tuple[int, int] | None = None
+        self.primed_tokens = 0  # tokens of a stored prefix the stream continues (not its output)
         # cuts made final by more text (not by the stream's end, which may yet turn out a failure)
         self._on_cut = on_cut
         self._on_output = on_output
@@ -73,12 +74,19 @@ class TraceConsumer(_SignalsOutput):
         self.own_answer.append(text)
         return False
 
+    def prime(self, text: str, tokens: int) -> None:
+        """Start the traced text with a stored prefix the stream goes on from (a continued trace,
+        `runner.engine.reuse`): cut as if streamed, but neither output (``tokens`` of it are left
+        out of the count) nor a sign that the provider has started."""
+        self.primed_tokens = tokens
+        self._feed(text)
+
     def output_tokens_counted(self) -> tuple[int, int]:
-        """Finalise the cuts and count everything received (idempotent)."""
+        """Finalise the cuts and count everything received (idempotent); a primed prefix is not output."""
         if self._final_counts is None:
             for cut in self.tokenizer.finish():
                 self.cuts[cut.budget] = cut
-            traced = self.tokenizer.count
+            traced = max(self.tokenizer.count - self.primed_tokens, 0)
             other = len(self.encoding.encode_ordinary("".join(self.own_answer)))
             other_reasoning = len(self.encoding.encode_ordinary("".join(self.other_reasoning)))
             reasoning = traced if self.traced == "reasoning" else other_reasoning

@@ -9,7 +9,9 @@ In order (the first failure is the one reported, the same by every command):
 4. every provider the selected models use has its key variable set, when it needs one
    (`check_keys`; `estimate` works offline without keys and skips this);
 5. a run folder that already holds finished jobs is not resumed with a manifest that would orphan
-   them (`check_manifest_change`; only where a run would resume: `run`, `validate`).
+   them (`check_manifest_change`; only where a run would resume: `run`, `validate`);
+6. every run named for reuse (``run.reuse``, ``--reuse``) is a run folder with transcripts
+   (`check_source`): a run without them has nothing to reuse, and saying so costs nothing.
 
 Every failure is a `ConfigError` whose message names the file and the field path or line; the
 warnings (an encoding fallback, a guessed fidelity) are what a run notes in its ledger.
@@ -28,6 +30,7 @@ from runner.config.plan import check_plan
 from runner.engine.resume import check_manifest_change, previous_state
 from runner.ledger.prices import ModelPrice, PriceTable, manifest_prices
 from runner.ledger.reader import LedgerState
+from runner.ledger.trace_store import check_source
 
 
 @dataclass(frozen=True)
@@ -79,4 +82,6 @@ def preflight(
     state = previous_state(run_dir) if run_dir is not None else None
     if state is not None and run_dir is not None:
         check_manifest_change(loaded, state, run_dir)
+    for source in loaded.reuse_dirs():
+        check_source(source, required=True)
     return Preflight(models=models, prices=prices, table=table, keys=found, state=state)

@@ -37,6 +37,7 @@ from runner.engine.lanes import open_lanes
 from runner.engine.pipeline import Pipeline
 from runner.engine.preflight import Preflight, preflight
 from runner.engine.progress import RunProgress
+from runner.engine.reuse import NO_REUSE, Reuser, open_store
 from runner.engine.shutdown import watch_signals
 from runner.engine.simulator import start_simulator
 from runner.engine.snapshots import RunSnapshot
@@ -122,6 +123,8 @@ class Sweep:
         self.transcripts = loaded.manifest.run.transcripts if options.transcripts is None else options.transcripts
         if self.transcripts and transcripts_path(self.run_dir).exists():
             walk(transcripts_path(self.run_dir))  # a damaged file stops the run here, before any call
+        # calls already paid for (this run's earlier processes, `run.reuse`): read before any call
+        self.reuse_store = open_store(loaded, self.run_dir)
         self.spend = SpendGuard(
             loaded.manifest.run.max_usd,
             {name: p.max_usd for name, p in loaded.manifest.providers.items()},
@@ -171,7 +174,7 @@ class Sweep:
                 ledger=ledger,
                 spend=self.spend,
             )
-            contexts = model_contexts(self.models, self.prices, self.lanes, transcriber)
+            contexts = self._contexts(ledger, transcriber)
             synthesis = dict(self.state.synthesis) if self.state else {}
             self._ledger = ledger
             self.progress.lanes_opened(
@@ -200,6 +203,12 @@ class Sweep:
                 )
             )
         return outcome
+
+    def _contexts(self, ledger: RecordSink, transcriber: Transcriber) -> dict[str, ModelContext]:
+        """Each model as the engine calls it, on its lane, with the calls already paid for that
+        may stand in for its own (`runner.engine.reuse`)."""
+        reuser = Reuser(self.reuse_store, ledger, keys=self.transcripts)
+        return model_contexts(self.models, self.prices, self.lanes, transcriber, reuser)
 
     def _outcome(self) -> SweepOutcome:
         p = self.progress
@@ -387,18 +396,26 @@ def build_pipeline(
     synthesis: dict[str, Synthesis],
     transcriber: Transcriber,
     claims: SynthesisClaims | None = None,
+    reuse: Reuser = NO_REUSE,
 ) -> Pipeline:
     """The pipeline that runs this process's jobs on its lanes (the run's, or a worker's)."""
-    contexts = model_contexts(models, prices, lanes, transcriber)
+    contexts = model_contexts(models, prices, lanes, transcriber, reuse)
     return Pipeline(loaded, contexts, ledger, synthesis, transcripts=transcriber, claims=claims)
 
 
 def model_contexts(
-    models: dict[str, ModelPlan], prices: dict[str, ModelPrice], lanes: dict[str, Lane], transcriber: Transcriber
+    models: dict[str, ModelPlan],
+    prices: dict[str, ModelPrice],
+    lanes: dict[str, Lane],
+    transcriber: Transcriber,
+    reuse: Reuser = NO_REUSE,
 ) -> dict[str, ModelContext]:
-    """Each model's plan, lane, price and transcripts, as the pipeline runs its calls."""
+    """Each model as the engine calls it, on its lane, with the calls already paid for that may
+    stand in for its own (`runner.engine.reuse`)."""
     return {
-        key: ModelContext(plan=plan, lane=lanes[plan.config.provider], price=prices[key], transcripts=transcriber)
+        key: ModelContext(
+            plan=plan, lane=lanes[plan.config.provider], price=prices[key], transcripts=transcriber, reuse=reuse
+        )
         for key, plan in models.items()
     }
 

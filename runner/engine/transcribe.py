@@ -21,6 +21,7 @@ from runner.config.plan import Job
 from runner.engine.attempt import CallSpec
 from runner.engine.consumers import AnswerConsumer, TraceConsumer
 from runner.engine.lane import CallResult
+from runner.engine.reuse import Reused
 from runner.ledger.transcripts import (
     SHARED_MIN_CHARS,
     CallText,
@@ -87,28 +88,37 @@ class Transcriber:
             )
         )
 
-    def trace(self, owner: Execution, spec: CallSpec, result: CallResult, consumer: TraceConsumer) -> None:
-        """A trace returned: its text, both channels, and where each budget's cut falls."""
+    def trace(
+        self, owner: Execution, spec: CallSpec, result: CallResult, consumer: TraceConsumer, reused: Reused = Reused()
+    ) -> None:
+        """A trace returned: its text, both channels, and where each budget's cut falls; ``reused``:
+        the key a later run finds it by, and the stored trace it was served or continued from."""
         traced_text = consumer.tokenizer.text
         own = _clean(consumer.answer_text)
         other = _clean("".join(consumer.other_reasoning))
         reasoning, content = (traced_text, own) if consumer.traced == "reasoning" else (other, traced_text)
-        record = self._call(owner, spec, result, reasoning, content, "")
+        record = self._call(owner, spec, result, reasoning, content, "", reused)
         record.traced = "reasoning" if consumer.traced == "reasoning" else "content"
         marks = (CutMark(budget=c.budget, tokens=c.tokens, chars=len(c.text)) for c in consumer.cuts.values())
         record.cuts = sorted(marks, key=lambda m: m.budget)
         self.sink.append(record)
 
     def answer(
-        self, owner: Execution, spec: CallSpec, result: CallResult, consumer: AnswerConsumer, cut: str = ""
+        self,
+        owner: Execution,
+        spec: CallSpec,
+        result: CallResult,
+        consumer: AnswerConsumer,
+        cut: str = "",
+        reused: Reused = Reused(),
     ) -> None:
         """A call whose whole output is the answer returned (forced answers, hidden budgets, principles).
 
         ``cut`` is the trace's cut its prompt holds (a prefix of the same execution's traced text):
-        it is stored as a splice, not again.
+        it is stored as a splice, not again. ``reused``: as for `trace`.
         """
         reasoning, content = _clean("".join(consumer.reasoning)), _clean("".join(consumer.content))
-        self.sink.append(self._call(owner, spec, result, reasoning, content, cut))
+        self.sink.append(self._call(owner, spec, result, reasoning, content, cut, reused))
 
     def grade(self, owner: Execution, call_id: str, budget: int | None, grade: Grade, gold: str) -> None:
         """The task's verdict on an answer call."""
@@ -131,7 +141,14 @@ class Transcriber:
         await self.sink.flush()
 
     def _call(
-        self, owner: Execution, spec: CallSpec, result: CallResult, reasoning: str, content: str, cut: str
+        self,
+        owner: Execution,
+        spec: CallSpec,
+        result: CallResult,
+        reasoning: str,
+        content: str,
+        cut: str,
+        reused: Reused,
     ) -> CallText:
         stretches: list[tuple[str, Splice]] = []
         preface = self._prefaces.get((owner.job_id, owner.instance))
@@ -151,6 +168,8 @@ class Transcriber:
             reasoning=reasoning,
             content=content,
             finish=result.finish,
+            key=reused.key,
+            reused_from=reused.source,
         )
 
     def _share(self, text: str) -> str:
@@ -178,11 +197,19 @@ class _NoTranscripts(Transcriber):
     def job(self, owner: Execution, job: Job, fidelity: str, gold: str, preface: str | None) -> None:
         pass
 
-    def trace(self, owner: Execution, spec: CallSpec, result: CallResult, consumer: TraceConsumer) -> None:
+    def trace(
+        self, owner: Execution, spec: CallSpec, result: CallResult, consumer: TraceConsumer, reused: Reused = Reused()
+    ) -> None:
         pass
 
     def answer(
-        self, owner: Execution, spec: CallSpec, result: CallResult, consumer: AnswerConsumer, cut: str = ""
+        self,
+        owner: Execution,
+        spec: CallSpec,
+        result: CallResult,
+        consumer: AnswerConsumer,
+        cut: str = "",
+        reused: Reused = Reused(),
     ) -> None:
         pass
 

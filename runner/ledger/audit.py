@@ -5,7 +5,9 @@
 - ``export --csv``: attempts or snapshots as CSV (stdout or ``--out``), for spreadsheets.
 - ``verify``: recompute every dollar from its tokens and the run header's prices, re-add the
   totals, and check the records hold together (one header first, no duplicate call attempts, no
-  job completed twice, snapshots of completed jobs). Exit 1 with a listing of every problem.
+  job completed twice, snapshots of completed jobs). Reused calls (``reuse`` records) are not
+  spend: their dollars not spent are recomputed the same way and counted apart. Exit 1 with a
+  listing of every problem.
 """
 
 from __future__ import annotations
@@ -20,9 +22,9 @@ from typing import IO
 
 import msgspec
 
-from runner.ledger.prices import ModelPrice, batch_rates, mixed_cost, usage_cost
+from runner.ledger.prices import ModelPrice, batch_rates, mixed_cost, reuse_usd, usage_cost
 from runner.ledger.reader import ledger_path
-from runner.ledger.records import Attempt, JobDone, Record, RunHeader, Snapshot, Synthesis
+from runner.ledger.records import Attempt, JobDone, Record, Reuse, RunHeader, Snapshot, Synthesis
 from runner.types import PromptUsage, Usage
 
 KINDS = ("trace", "answer", "synthesis")
@@ -124,6 +126,8 @@ class Verification:
     usd_recomputed: float = 0.0
     problems: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    reused: int = 0  # calls served from an earlier run's (not spend)
+    usd_not_spent: float = 0.0
 
     @property
     def ok(self) -> bool:
@@ -134,6 +138,8 @@ class Verification:
             f"{self.records} records, {self.attempts} attempts, ${self.usd_recorded:.6f} recorded, "
             f"${self.usd_recomputed:.6f} recomputed from tokens and prices"
         )
+        if self.reused:
+            head += f"; {self.reused} calls reused, ${self.usd_not_spent:.6f} not spent"
         lines = [("ok: " if self.ok else f"FAILED ({len(self.problems)} problems): ") + head]
         lines += [f"  problem: {p}" for p in self.problems[:200]]
         if len(self.problems) > 200:
@@ -212,6 +218,8 @@ def verify(run_dir: Path) -> Verification:
             snapshots.append((number, rec))
         elif isinstance(rec, Synthesis):
             _check_synthesis(rec, number, built, result)
+        elif isinstance(rec, Reuse):
+            _check_reuse(rec, number, prices, result)
     _check_snapshots(snapshots, done, result)
     if not _close(sum(per_job.values()), result.usd_recorded):
         result.problems.append(
@@ -256,6 +264,25 @@ def _check_snapshots(
                 f"line {number}: job {job_id} completed with no snapshot of its execution "
                 f"{instance}: the report has nothing to count for it"
             )
+
+
+def _check_reuse(rec: Reuse, number: int, prices: dict[str, ModelPrice], result: Verification) -> None:
+    """A reused call's dollars not spent, recomputed from its tokens at the header's prices."""
+    where = f"line {number}: reuse of {rec.source_call_id} ({rec.kind}, job {rec.job_id})"
+    result.reused += rec.mode == "served"
+    result.usd_not_spent += rec.usd
+    if min(rec.input_tokens, rec.output_tokens, rec.resent_tokens) < 0 or rec.source_usd < 0:
+        result.problems.append(f"{where}: negative tokens or dollars")
+    price = prices.get(rec.model)
+    if price is None:
+        result.problems.append(f"{where}: model {rec.model!r} has no price in the run header before it")
+        return
+    tokens = (rec.input_tokens, rec.output_tokens, rec.resent_tokens)
+    expected = 0.0 if rec.mode == "requested" else reuse_usd(price, *tokens, paid=rec.source_usd)
+    if not _close(expected, rec.usd):
+        result.problems.append(
+            f"{where}: ${rec.usd:.8f} not spent recorded, ${expected:.8f} from its tokens at the header's prices"
+        )
 
 
 def _header_prices(header: RunHeader, number: int, result: Verification) -> dict[str, ModelPrice]:

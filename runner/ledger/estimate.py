@@ -10,6 +10,10 @@ is priced over the samples by `runner.ledger.job_cost`, which knows the answer s
 provider's documented prompt caching, so the expected bill includes the cache reads the run will
 get.
 
+Traces already paid for (the run's own transcripts, ``run.reuse`` / ``--reuse``) are not priced
+again: a job a stored trace serves costs only the forced answers its new cuts need
+(`runner.ledger.reuse_estimate`; docs/reuse.md).
+
 Per (provider, model, dataset, method):
 
 - **high**: every trace runs to its output cap and gets one answer per budget, every answer
@@ -38,9 +42,10 @@ import msgspec
 from runner.config.calls import PlannedCall, job_calls, plan_models, synthesis_calls, synthesis_key
 from runner.config.kinds import prompt_caching, served_by_simulator
 from runner.config.manifest import LoadedManifest, Manifest
-from runner.config.plan import expand_jobs, get_task, synthesis_budget, synthesis_pool
+from runner.config.plan import Job, expand_jobs, get_task, synthesis_budget, synthesis_pool
 from runner.errors import LedgerError
 from runner.ledger.job_cost import (
+    SEAM,
     JobShape,
     Setting,
     TraceSample,
@@ -52,7 +57,9 @@ from runner.ledger.job_cost import (
 from runner.ledger.prices import ModelPrice, PriceTable, batch_rates, manifest_prices
 from runner.ledger.reader import LedgerState
 from runner.ledger.recovery import state_after_recovery
+from runner.ledger.reuse_estimate import Candidate, ReuseLookup, ServedJob
 from runner.ledger.samples import ANSWER_FRACTION, LedgerSamples, prior_samples
+from runner.ledger.trace_store import TraceStore
 from runner.tasks.methods import PoolTrace, get_method
 
 LOW_ANSWER_TOKENS = 8
@@ -95,6 +102,9 @@ class EstimateRow(msgspec.Struct, kw_only=True):
     cached_tokens: float = 0.0
     usd_uncached: float = 0.0
     usd_interval: tuple[float, float] | None = None
+    reused_traces: int = 0  # jobs a stored trace serves: only their new answers are priced
+    reused_answers: int = 0  # their forced answers a stored answer serves
+    usd_not_spent: float = 0.0  # what those stored calls cost where they were paid
     # both modes side by side: the same calls streamed, and sent through the provider's batch
     # interface at its batch rates (None: the provider has no batch interface); ``usd`` is the
     # run's own mode (``run.mode``)
@@ -128,6 +138,8 @@ class Estimate(msgspec.Struct, kw_only=True):
     usd_spent: float = 0.0  # what the run's own ledger has spent so far
     usd_interval: tuple[float, float] | None = None  # 90%, when every row has observed samples
     usd_uncached: float = 0.0  # the expected tokens without prompt caching
+    reused_traces: int = 0  # jobs served by a stored trace (see `EstimateRow`)
+    usd_not_spent: float = 0.0
     mode: str = "stream"  # the run's mode: the usd_* figures above are its own
     usd_stream: Span | None = None  # the whole estimate streamed
     usd_batch: Span | None = None  # through the batch interfaces (None: a provider has none)
@@ -153,6 +165,15 @@ class Group:
     answer_cap: int = 0  # a forced answer's output cap
     synthesis: list[PlannedCall] = field(default_factory=list)
     synthesis_budget: int = 0
+    # jobs a stored trace serves: (a forced answer's prompt with an empty cut, the cut's tokens) of
+    # each answer they still pay for, how many answers are served, and what the stored calls cost
+    served_jobs: int = 0
+    new_answers: list[tuple[int, int]] = field(default_factory=list)
+    # jobs whose stored trace falls short of the last budget: (the shape priced as expected, with
+    # only the answers past the stored trace's reach; the whole job's shape, for the high bound)
+    short_shapes: Counter[tuple[JobShape, JobShape]] = field(default_factory=Counter)
+    answers_reused: int = 0
+    usd_not_spent: float = 0.0
 
 
 def shape_of(planned: list[PlannedCall], budgets: tuple[int, ...]) -> JobShape:
@@ -210,16 +231,19 @@ def count_prompts(
     built: Collection[str] = (),
     prefaces: dict[str, str] | None = None,
     only: Collection[str] | None = None,
+    reuse: ReuseLookup | None = None,
 ) -> dict[tuple[str, str, str], Group]:
     """Count the planned calls of every job not in ``done``, grouped by (model, dataset, method).
 
-    Synthesis is left out for groups whose key is in ``built`` (its record is in the ledger);
-    ``prefaces`` (by synthesis key) are the prefaces already built, used as they are; ``only``
-    (job ids) restricts the count to those jobs (a pilot).
+    Synthesis is left out for groups whose key is in ``built`` (its record is in the ledger, or in
+    a run reused from); ``prefaces`` (by synthesis key) are the prefaces already built, used as
+    they are; ``only`` (job ids) restricts the count to those jobs (a pilot); a job ``reuse``
+    finds served by a stored trace counts only the answers it still needs.
     """
     models = plan_models(loaded)
     groups: dict[tuple[str, str, str], Group] = {}
     stand_ins: dict[tuple[str, str, str], str | None] = {}
+    served: list[tuple[Job, list[PlannedCall], Candidate]] = []
     for job in expand_jobs(loaded):
         key = (job.model, job.dataset, job.method)
         plan = models[job.model]
@@ -232,11 +256,28 @@ def count_prompts(
                 group.synthesis_budget = synthesis_budget(loaded, job.method, job.dataset)
         if job.job_id in done or (only is not None and job.job_id not in only):
             continue
-        _count_job(groups[key], job_calls(loaded, plan, job, stand_ins[key]), job.budgets)
+        planned = job_calls(loaded, plan, job, stand_ins[key])
+        found = reuse.candidate(plan, planned[0], job.budgets) if reuse is not None else None
+        if found is not None:
+            served.append((job, planned, found))
+        else:
+            paid = reuse.short_of(plan, planned[0], job.budgets) if reuse is not None else job.budgets
+            _count_job(groups[key], planned, job.budgets, paid)
+    if reuse is not None:  # in the stored files' order: each member is decoded once
+        served.sort(key=lambda item: (str(item[2].stored.run_dir), item[2].stored.member))
+        for job, planned, found in served:
+            task = get_task(loaded.manifest.datasets[job.dataset].kind)
+            _count_served(
+                groups[(job.model, job.dataset, job.method)], planned, reuse.serve(models[job.model], job, task, found)
+            )
     return groups
 
 
-def _count_job(group: Group, planned: list[PlannedCall], budgets: tuple[int, ...]) -> None:
+def _count_job(
+    group: Group, planned: list[PlannedCall], budgets: tuple[int, ...], paid: tuple[int, ...] | None = None
+) -> None:
+    """A job's planned calls; ``paid``: the budgets whose answers it is expected to pay for (a
+    stored trace that falls short serves the others), its high bound still counting all of them."""
     group.jobs += 1
     first = planned[0]
     group.trace_input += first.prompt_tokens
@@ -245,7 +286,21 @@ def _count_job(group: Group, planned: list[PlannedCall], budgets: tuple[int, ...
     if answers:
         group.answer_input += answers[0].prompt_tokens
         group.answer_cap = answers[0].request.max_output_tokens
-    group.shapes[shape_of(planned, budgets)] += 1
+    if paid is None or paid == budgets:
+        group.shapes[shape_of(planned, budgets)] += 1
+    else:
+        group.short_shapes[(shape_of(planned, paid), shape_of(planned, budgets))] += 1
+
+
+def _count_served(group: Group, planned: list[PlannedCall], served: ServedJob) -> None:
+    """A job a stored trace serves: no trace call, and only the answers of its new cuts."""
+    group.jobs += 1
+    group.served_jobs += 1
+    answer = next(c for c in planned if c.kind == "answer")
+    group.answer_cap = answer.request.max_output_tokens
+    group.new_answers += [(answer.prompt_tokens, cut) for cut in served.new_cuts]
+    group.answers_reused += served.answers_reused
+    group.usd_not_spent += served.usd_not_spent
 
 
 # ---- pricing a group ---------------------------------------------------------------------------
@@ -340,6 +395,32 @@ def price_shapes(
     return out
 
 
+def _with_stored(group: Group, samples: list[TraceSample], setting: Setting, price: ModelPrice) -> Priced:
+    """The jobs a stored trace serves (only their new answers) or falls short for (their trace call
+    and the answers past the stored reach as expected; low: a continuation may add next to nothing
+    before it ends; high: the whole job)."""
+    out = _served_answers(group, samples, price) if group.new_answers else Priced()
+    for (expected, whole), count in group.short_shapes.items():
+        short = price_shapes(Counter({expected: count}), samples, setting, price, low_length=1)
+        full = price_shapes(Counter({whole: count}), samples, setting, price)
+        short.high, short.usd_high = full.high, full.usd_high
+        out.add(short)
+    return out
+
+
+def _served_answers(group: Group, samples: list[TraceSample], price: ModelPrice) -> Priced:
+    """The forced answers the served jobs still pay for: their prompts exactly (an empty cut's prompt
+    and the cut's tokens), their output as the samples' answers, no cache read counted."""
+    out = Priced()
+    answer_output = sum(s.answer_output for s in samples) / len(samples) if samples else 0.0
+    for prompt, cut in group.new_answers:
+        low = Use(calls=1, input=prompt + cut - SEAM, output=1, attempts=1)  # at least one token out
+        expected = Use(calls=1, input=prompt + cut, output=answer_output, attempts=1)
+        high = Use(calls=1, input=prompt + cut + SEAM, output=group.answer_cap, attempts=1)
+        out.add(Priced(low, expected, high, low.usd(price), expected.usd(price), high_usd(high, price)))
+    return out
+
+
 def _principles(calls: list[PlannedCall], samples: list[TraceSample], sb: int, price: ModelPrice) -> Priced:
     """LEAP's one principles call: its prompt quotes the pool's mistakes (at most six, cut at the budget)."""
     out = Priced()
@@ -416,12 +497,22 @@ def estimate_manifest(
         own.read(loaded.run_dir())
     history, skipped = _history(loaded, previous, own)
     done = state.completed_jobs if state else set()
-    built = state.synthesis if state else {}
-    prefaces = {key: rec.text for key, rec in built.items()}
-    rows = _rows(loaded, prices, own, history, count_prompts(loaded, done, built, prefaces, only))
-    estimate = _assemble(loaded, rows, own, history, state)
+    store = _reuse_store(loaded, remaining)
+    prefaces = {**store.prefaces, **{key: rec.text for key, rec in (state.synthesis if state else {}).items()}}
+    lookup = ReuseLookup(store) if store else None
+    groups = count_prompts(loaded, done, set(prefaces), prefaces, only, lookup)
+    estimate = _assemble(loaded, _rows(loaded, prices, own, history, groups), own, history, state)
     estimate.notes += skipped
     return estimate
+
+
+def _reuse_store(loaded: LoadedManifest, remaining: bool) -> TraceStore:
+    """What the run will reuse: its own transcripts (unless the whole sweep is priced) and the runs
+    ``run.reuse`` names (`runner.engine.reuse.open_store` decides the same for the run)."""
+    if not loaded.reuses:
+        return TraceStore.open([])
+    named = loaded.reuse_dirs()
+    return TraceStore.open(([loaded.run_dir()] if remaining else []) + named, required=named)
 
 
 def _history(
@@ -477,6 +568,8 @@ def _assemble(
         usd_spent=state.total_usd if state else 0.0,
         usd_interval=interval,
         usd_uncached=sum(r.usd_uncached for r in plain),
+        reused_traces=sum(r.reused_traces for r in plain),
+        usd_not_spent=sum(r.usd_not_spent for r in plain),
         mode=loaded.manifest.run.mode,
         usd_stream=streamed,
         usd_batch=batched,
@@ -521,7 +614,7 @@ def _rows(
         identity = (model.model, Path(m.datasets[dataset].path).name, m.methods[method].kind)
         samples, source = _samples(own, history, identity, group)
         row, priced = _row(loaded, (model_key, dataset, method), group, price, samples, source)
-        if row.calls.high:
+        if row.calls.high or row.reused_traces:
             rows.append((row, priced))
     return rows
 
@@ -548,6 +641,7 @@ def _row(
     model_key, dataset, method = key
     setting = _setting(loaded, model_key, group.fidelity, group.jobs)
     priced = price_shapes(group.shapes, samples, setting, price)
+    priced.add(_with_stored(group, samples, setting, price))
     synthesis_calls_n = 0
     if group.synthesis:
         pool_shapes, principles = _synthesis_shapes(group)
@@ -589,6 +683,9 @@ def _row(
         cached_tokens=e.cached,
         usd_uncached=e.usd_uncached(batch_price if usd is batch and batch_price is not None else price),
         usd_interval=interval,
+        reused_traces=group.served_jobs,
+        reused_answers=group.answers_reused,
+        usd_not_spent=group.usd_not_spent,
         usd_stream=stream,
         usd_batch=batch,
     )
@@ -613,6 +710,13 @@ def _notes(rows: list[EstimateRow], sources: list[str], state: LedgerState | Non
         notes.append(
             f"{len(state.completed_jobs)} jobs already finished in the run's ledger "
             f"(${state.total_usd:.4f} spent) are left out: a rerun skips them"
+        )
+    if served := sum(r.reused_traces for r in rows):
+        answers = sum(r.reused_answers for r in rows)
+        notes.append(
+            f"{served} jobs are served by traces already paid for (and {answers} of their answers): only "
+            f"their new forced answers are priced; the stored calls cost ${sum(r.usd_not_spent for r in rows):.4f} "
+            "where they were paid"
         )
     if any(r.synthesis_calls for r in rows):
         notes.append(

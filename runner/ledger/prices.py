@@ -228,6 +228,17 @@ def usage_cost(price: ModelPrice, usage: Usage) -> float:
     ) / PER
 
 
+def reuse_usd(
+    price: ModelPrice, input_tokens: int, output_tokens: int, resent_tokens: int = 0, paid: float | None = None
+) -> float:
+    """Dollars a reused call did not cost (`runner.ledger.records.Reuse`): the prompt it did not send
+    and the output it did not have generated, less what a continuation sent again as its prefill,
+    at the uncached rates; never more than the stored call cost where it was ``paid`` (its prompt
+    may have been read from a cache there, and it may have run past what this run needed)."""
+    usd = max(((input_tokens - resent_tokens) * price.input + output_tokens * price.output) / PER, 0.0)
+    return usd if paid is None else min(usd, paid)
+
+
 def worst_case_cost(price: ModelPrice, prompt_tokens: int, max_output_tokens: int) -> float:
     """The most a call can cost: its whole prompt at the dearer of the input and cache-write
     prices (Anthropic bills writes above plain input) and its whole output cap."""

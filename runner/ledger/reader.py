@@ -106,13 +106,25 @@ class _LightInFlight(_Light, tag="inflight"):
     pass
 
 
+class _LightReuse(_Light, tag="reuse"):
+    pass
+
+
 class _LightBatch(_Light, tag="batch"):
     pass
 
 
 # rare kinds decode in full; the frequent ones skip every field a resume does not need
 _resume_decoder = msgspec.json.Decoder(
-    _LightAttempt | _LightJob | _LightSnapshot | _LightInFlight | _LightBatch | RunHeader | Synthesis | Note
+    _LightAttempt
+    | _LightJob
+    | _LightSnapshot
+    | _LightInFlight
+    | _LightBatch
+    | _LightReuse
+    | RunHeader
+    | Synthesis
+    | Note
 )
 _CHUNK = 1 << 23
 

@@ -14,6 +14,7 @@ Record kinds:
 - ``batch``    a step in the life of a provider batch (`run.mode = "batch"`): the intent to submit
   it (its requests, written durably before any byte is sent), its upload, its submission (the
   provider's id), its end, or its loss (docs/batch.md); its requests' attempts are ``attempt``s
+- ``reuse``    a call this run took from an earlier one instead of paying for it (see `Reuse`)
 
 Every record is flat where a tool counts it: an ``inflight`` record carries the fields of the
 attempt it samples side by side (``call_id`` and ``attempt`` name that attempt), never a nested
@@ -33,7 +34,8 @@ from runner.types import CallKind
 
 # 2: `InFlight` is flat (format 1 nested its `Attempt`; readers flatten it, see `flatten_legacy`)
 # 3: `BatchEvent` records, and attempts sent in a batch (`batch_key`, `batch_id`)
-FORMAT_VERSION = 3
+# 4: `Reuse` records (a trace or answer reused from an earlier run instead of paid again)
+FORMAT_VERSION = 4
 
 AttemptStatus = Literal["ok", "length", "cancelled", "error", "truncated", "interrupted"]
 # "unbilled": refused before any stream (a 429 or 5xx answer, a failed connection): no provider bills it;
@@ -236,7 +238,45 @@ class BatchEvent(msgspec.Struct, tag="batch", kw_only=True):
     message: str | None = None
 
 
-Record = RunHeader | Attempt | Snapshot | JobDone | Synthesis | Note | InFlight | BatchEvent
+# served: the stored call stands in for this one, nothing is sent; continued: a stored trace shorter
+# than the last budget goes on from its end (a new, smaller call); requested: it could not serve
+# (a budget beyond its end on a protocol that cannot continue it), the trace was requested again
+ReuseMode = Literal["served", "continued", "requested"]
+
+
+class Reuse(msgspec.Struct, tag="reuse", kw_only=True):
+    """A call this run took from one already paid for (docs/reuse.md), instead of paying again.
+
+    The reused call's cost stays in its own run's ledger (``source_usd``); spend totals never add
+    these. ``usd`` is what this run did not spend: the tokens it did not send (``input_tokens``)
+    or have generated (``output_tokens``) at this run's uncached prices (its header's), less the
+    tokens a continuation sends again as its prefill (``resent_tokens``), at the input rate, and
+    never more than ``source_usd`` (`runner.ledger.prices.reuse_usd`; `ledger verify` recomputes it).
+    A ``requested`` record spends and saves nothing: it says why a stored trace could not serve
+    (``reason``).
+    """
+
+    job_id: str
+    instance: str | None
+    call_id: str  # this run's id of the call: the id its transcript has (a continuation: its attempts')
+    kind: CallKind
+    model: str  # model key in the manifest
+    provider: str
+    mode: ReuseMode
+    key: str  # the trace key, or the call key (`runner.config.reuse_keys`)
+    budget: int | None = None  # answer calls: the budget whose snapshot they answer
+    source_run: str = ""  # the run folder the stored call is in
+    source_job_id: str = ""
+    source_call_id: str = ""
+    source_usd: float = 0.0  # what the stored call cost where it was paid
+    input_tokens: int = 0
+    output_tokens: int = 0
+    resent_tokens: int = 0
+    usd: float = 0.0
+    reason: str | None = None
+
+
+Record = RunHeader | Attempt | Snapshot | JobDone | Synthesis | Note | InFlight | BatchEvent | Reuse
 
 # One codec for ledger lines: the writer encodes with it, the reader decodes with it (and
 # bench/deps.py measures it against orjson). A line is the tag first, ``{"type":"attempt",...``,

@@ -78,13 +78,17 @@ class _TailNote(_Skip, tag="note"):
     pass
 
 
+class _TailReuse(_Skip, tag="reuse"):
+    pass
+
+
 class _TailBatch(_Skip, tag="batch"):
     pass
 
 
 # in-flight recovery needs only attempt keys and InFlight records; everything else is skipped
 _tail_decoder = msgspec.json.Decoder(
-    _TailAttempt | InFlight | _TailRun | _TailSnapshot | _TailJob | _TailSynthesis | _TailNote | _TailBatch
+    _TailAttempt | InFlight | _TailRun | _TailSnapshot | _TailJob | _TailSynthesis | _TailNote | _TailBatch | _TailReuse
 )
 
 

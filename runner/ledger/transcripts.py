@@ -125,6 +125,11 @@ class CallText(msgspec.Struct, tag="call", kw_only=True, omit_defaults=True):
     budget: int | None = None  # answer calls: the budget they answer
     traced: Traced | None = None  # trace calls: which text the cuts are in
     cuts: list[CutMark] = []
+    # the trace key (traces) or call key (others) a later run finds it by (`runner.config.reuse_keys`)
+    key: str | None = None
+    # not paid here: taken from this call of an earlier run ("<run folder>/<call id>"; the ledger's
+    # `Reuse` record says more); a continued trace names the stored trace it went on from
+    reused_from: str | None = None
 
 
 class GradeText(msgspec.Struct, tag="grade", kw_only=True, omit_defaults=True):

@@ -5,11 +5,12 @@ One table set per dataset, since each dataset has its own budget grid and metric
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from runner.analysis.anytime import Interval
 from runner.analysis.compare import RunComparison
-from runner.analysis.report import Cell, Report, RunReport
+from runner.analysis.report import Cell, Report, ReuseSummary, RunReport
 from runner.ui import format as fmt
 
 if TYPE_CHECKING:  # the types only: rich itself loads where a table is drawn
@@ -207,7 +208,24 @@ def _footer(run: RunReport) -> str:
     )
     if any(c.approximate_tokens for c in run.cells):
         text += " * approximate tokens: counted with an encoding that is not the model's own tokenizer."
-    return text
+    reuse = reuse_line(run.reuse)
+    return f"{text}\n{reuse}" if reuse else text
+
+
+def reuse_line(reuse: ReuseSummary) -> str:
+    """ "reused N traces, $X not spent", with what else reuse did; empty when it did nothing."""
+    if not (reuse.traces or reuse.continued or reuse.requested or reuse.answers):
+        return ""
+    text = f"reused {reuse.traces} trace{'s' * (reuse.traces != 1)}"
+    if reuse.answers:
+        text += f" and {reuse.answers} answer{'s' * (reuse.answers != 1)}"
+    if reuse.continued:
+        many = reuse.continued != 1
+        text += f", continued {reuse.continued} stored trace{'s' * many} past {'their' if many else 'its'} end"
+    text += f", {fmt.usd(reuse.usd_not_spent)} not spent"
+    if reuse.requested:
+        text += f"; {reuse.requested} stored trace{'s' * (reuse.requested != 1)} too short to serve, requested again"
+    return f"{text} (from {', '.join(Path(source).name for source in reuse.sources)})."
 
 
 def _failed(run: RunReport) -> str:

@@ -22,7 +22,7 @@ from anytime_sim.stats import UsageReport
 from runner.analysis.report import build_report
 from runner.ledger.audit import verify
 from runner.ledger.reader import iter_records
-from runner.ledger.records import Attempt, JobDone, Note, Record
+from runner.ledger.records import Attempt, JobDone, Note, Record, Reuse, Synthesis
 from runner.ui.format import usd as format_usd
 from tests.reliability import AIME
 from tests.reliability.faults import match_reported
@@ -188,6 +188,32 @@ def cancelled_drift(run: list[Attempt], reference: list[Attempt]) -> float:
     return sum(usd - theirs[key] for key, usd in ours.items() if key in theirs)
 
 
+def reused_sources(records: list[Record]) -> list[Attempt]:
+    """The paid attempts behind the calls that the executions completing their jobs (and synthesis
+    stages) took from calls an earlier process had paid for (docs/reuse.md): each source's last
+    attempt, the one that served (its failed attempts stay lost to the interruption), whether it
+    was an execution a kill cut short (its cost is in the interrupted spend) or another job's that
+    shares the trace (in that job's). Calls a killed execution reused are left out: neither paid
+    there nor counted in the interrupted spend."""
+    done = {(r.job_id, r.instance) for r in records if isinstance(r, JobDone)}
+    stages = {(r.key, r.instance) for r in records if isinstance(r, Synthesis)}
+    last: dict[str, Attempt] = {}
+    for a in records:
+        if isinstance(a, Attempt) and a.attempt >= (last[a.call_id].attempt if a.call_id in last else 0):
+            last[a.call_id] = a
+    reuses = {r.call_id: r for r in records if isinstance(r, Reuse) and r.mode == "served"}
+
+    def paid(call_id: str) -> Attempt:  # a source may itself be a reused call: follow it to the paid one
+        return last[call_id] if call_id in last else paid(reuses[call_id].source_call_id)
+
+    return [  # each as the call of the job that reused it (its source may be another job's: pdp's trace can be cot's)
+        msgspec.structs.replace(paid(r.source_call_id), job_id=r.job_id, instance=r.instance)
+        for r in reuses.values()
+        if (r.job_id, r.instance) in done
+        or (r.job_id.startswith("synthesis:") and (r.job_id.split(":", 2)[1], r.instance) in stages)
+    ]
+
+
 def check_crash_run(
     run_dir: Path, reference: Path, *, requests: int, usage: list[UsageReport], last_log: str, jobs: int
 ) -> CrashFigures:
@@ -212,10 +238,15 @@ def check_crash_run(
     assert quality(run_dir) == quality(reference), "the crashes changed the quality figures"
     (run,), (ref,) = build_report([run_dir]).runs, build_report([reference]).runs
     assert run.usd_unattributed == 0.0, f"${run.usd_unattributed:.6f} of attempts belong to no finished job"
-    drift = cancelled_drift(attempts, [r for r in iter_records(reference) if isinstance(r, Attempt)])
-    difference = abs(run.usd_total - (ref.usd_total + run.usd_interrupted + drift))
+    # a resume reuses the calls its killed processes completed: what they cost there is in the
+    # interrupted spend, and the run did not pay for them again (the served ones count last, as
+    # the calls the completed executions used)
+    sources = reused_sources(records)
+    reused = sum(a.usd for a in sources)
+    drift = cancelled_drift([*attempts, *sources], [r for r in iter_records(reference) if isinstance(r, Attempt)])
+    difference = abs(run.usd_total + reused - (ref.usd_total + run.usd_interrupted + drift))
     assert difference <= 1e-6, (
-        f"spend ${run.usd_total:.6f} != uninterrupted ${ref.usd_total:.6f} + interrupted"
+        f"spend ${run.usd_total:.6f} + reused ${reused:.6f} != uninterrupted ${ref.usd_total:.6f} + interrupted"
         f" ${run.usd_interrupted:.6f} + cancelled streams' drift ${drift:.6f}"
     )
     printed = [r for r in records if isinstance(r, Note) and r.kind == "run_end"][-1].usd_total

@@ -154,7 +154,8 @@ def _calls(attempts: list[Attempt]) -> list[Json]:
 
 
 def job(model: RunModel, job_id: str) -> Json:
-    """One trace: its row, its calls and attempts, its problem and gold, its transcript if any."""
+    """One trace: its row, its calls and attempts (and the calls reused instead), its problem and
+    gold, its transcript if any."""
     row = next((r for r in model.rows if r.job_id == job_id), None)
     if row is None:
         raise ViewError(404, f"no job {job_id!r} in {model.path} (its ledger has no record of it)")
@@ -164,6 +165,8 @@ def job(model: RunModel, job_id: str) -> Json:
         "version": model.version,
         "row": _plain(row),
         "calls": _calls([a for a in model.read.run.attempts if a.job_id == job_id]),
+        # calls taken from ones already paid for (docs/reuse.md): not spend, shown apart
+        "reused": [_plain(r) for r in model.read.run.reused if r.job_id == job_id],
         "problem": _plain(problem) if problem else None,
         "problem_missing": problem_missing,
         "transcript": transcript,

@@ -9,6 +9,16 @@ function colorOf(run) {
   return (c) => Charts.PALETTE[keys.indexOf(cellKey(c)) % Charts.PALETTE.length];
 }
 
+// what the run took from calls already paid for (docs/reuse.md): apart from its spend, never in it
+function reusedFact(reuse) {
+  if (!reuse || !(reuse.traces || reuse.answers || reuse.continued || reuse.requested)) return null;
+  const parts = [`${reuse.traces} traces, ${reuse.answers} answers: ${fmt.usd(reuse.usd_not_spent)} not spent`];
+  if (reuse.continued) parts.push(`${reuse.continued} continued`);
+  if (reuse.requested) parts.push(`${reuse.requested} requested again`);
+  const from = reuse.sources.map((s) => s.split("/").pop()).join(", ");
+  return ["reused", `${parts.join(", ")} (from ${from})`, "reused"];
+}
+
 function qualityTable(run, dataset) {
   const cells = run.report.cells.filter((c) => c.dataset === dataset);
   const budgets = [...new Set(cells.flatMap((c) => c.summary.budgets))].sort((a, b) => a - b);
@@ -119,10 +129,11 @@ function renderRun(run) {
       ["jobs done", progress(run.jobs_done, run.jobs_planned), "jobs-done"],
       ["failed jobs", String(s.jobs_failed)],
       ["spend", s.usd_in_flight ? `${fmt.usd(run.usd_total)} + ${fmt.usd(s.usd_in_flight)} streaming` : fmt.usd(run.usd_total), "spend"],
+      reusedFact(run.report.reuse),
       ["models", run.outline.models.join(", ")],
       ["budgets", run.outline.budgets.map(fmt.budget).join(" · ")],
       ["samples", String(run.outline.samples ?? "—")],
-    ]),
+    ].filter(Boolean)),
     h(
       "div",
       { class: "actions" },

@@ -84,6 +84,25 @@ function callsTable(calls) {
   return h("div", { class: "table-scroll" }, h("table", { id: "calls-table" }, h("thead", {}, h("tr", {}, head.map((x) => h("th", {}, x)))), h("tbody", {}, rows)));
 }
 
+function reusedTable(reused) {
+  const head = ["call", "kind", "budget", "how", "from run", "its call", "cost there", "not spent here"];
+  const rows = reused.map((r) =>
+    h(
+      "tr",
+      {},
+      h("td", { class: "mono small" }, r.call_id),
+      h("td", {}, r.kind),
+      h("td", { class: "num" }, r.budget == null ? "—" : fmt.budget(r.budget)),
+      h("td", { title: r.reason || "" }, r.mode),
+      h("td", { class: "small" }, r.source_run.split("/").pop()),
+      h("td", { class: "mono small" }, r.source_call_id),
+      h("td", { class: "num" }, fmt.usd(r.source_usd)),
+      h("td", { class: "num" }, fmt.usd(r.usd)),
+    ),
+  );
+  return h("div", { class: "table-scroll" }, h("table", { id: "reused-table" }, h("thead", {}, h("tr", {}, head.map((x) => h("th", {}, x)))), h("tbody", {}, rows)));
+}
+
 function messages(list) {
   return list.map((m) => h("div", { class: "message" }, h("div", { class: "role" }, m.role), h("pre", {}, m.content)));
 }
@@ -116,6 +135,7 @@ function renderJob(runId, d) {
     t ? [t.reasoning ? [h("h3", {}, "Reasoning"), traceText(t.reasoning, t.cuts, "reasoning", grades)] : null, t.content ? [h("h3", {}, "Content"), traceText(t.content, t.cuts, "content", grades)] : null] : h("div", { class: "note-box missing", id: "transcript-missing" }, d.transcript_missing),
     h("h2", {}, "Calls and attempts"),
     callsTable(d.calls),
+    d.reused && d.reused.length ? [h("h2", {}, "Reused calls"), h("p", { class: "muted small" }, "served: taken from a call a run paid for (the same request), its cost left in that run's spend; continued: a stored trace went on past its end (the continuation is above); requested: a stored trace could not serve (hover for why), and was paid again."), reusedTable(d.reused)] : null,
     d.siblings.length ? [h("h2", {}, "Other traces of this problem"), h("table", {}, h("tbody", {}, d.siblings.map((s) => h("tr", {}, h("td", {}, h("a", { href: `#/run/${id}/job/${s.job_id}` }, `${s.model} · ${s.method} · sample ${s.sample}`)), h("td", {}, s.cuts.map((c) => [mark(c.score, `${c.budget == null ? "full" : c.budget}`), " "]))))))] : null,
   );
 }
