@@ -8,7 +8,8 @@ only inside its functions (`_ray`), so the product without Ray installed imports
   runs the whole sweep as one process would (simulator, ledger, transcripts, the coordinator's
   limiters and spend cap) with the same `Coordinator` as worker processes have, and answers the
   workers' frames (`ask`, `tell`). It is the ledger's single writer.
-- **Worker actors** (``--workers`` of them, else one per CPU of the cluster), each running
+- **Worker actors** (``--workers`` of them, else one per CPU of the cluster; more than its CPUs
+  share them), each running
   `runner.cluster.worker.run_worker` over a `RayChannel`: a tell is an actor call not waited for,
   an ask one that is. A worker actor that dies (its node lost, its process killed) ends its call
   with an error, and the coordinator hands its jobs to the others.
@@ -90,18 +91,20 @@ class RunActor:
         self.sweep: Sweep | None = None
         self.coordinator: Coordinator | None = None
 
-    async def run(self, loaded: LoadedManifest, options: SweepOptions, workers: int) -> SweepOutcome:
+    async def run(
+        self, loaded: LoadedManifest, options: SweepOptions, workers: int, cpus_each: float = 1.0
+    ) -> SweepOutcome:
         ray = _ray()
         me = ray.get_runtime_context().current_actor
-        options = dataclasses.replace(options, driver=self._driver(me, workers), signals=False)
+        options = dataclasses.replace(options, driver=self._driver(me, workers, cpus_each), signals=False)
         self.sweep = Sweep(loaded, options)
         return await self.sweep.run(no_display)
 
-    def _driver(self, me: ActorHandle, workers: int) -> Driver:
+    def _driver(self, me: ActorHandle, workers: int, cpus_each: float) -> Driver:
         async def drive(sweep: Sweep, wiring: RunWiring) -> None:
             ray = _ray()
             self.coordinator = coordinator = Coordinator(sweep, wiring, workers)
-            worker_actor = ray.remote(num_cpus=1)(WorkerActor)
+            worker_actor = ray.remote(num_cpus=cpus_each)(WorkerActor)
             async with anyio.create_task_group() as tg:
                 for worker in range(workers):
                     tg.start_soon(_watch_worker, coordinator, worker, worker_actor.remote(), me, sweep.loaded)
@@ -188,10 +191,13 @@ def run_on_ray(
     ray = _ray()
     strategies = importlib.import_module("ray.util.scheduling_strategies")
     connect(address)
-    count = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
+    cpus = float(ray.cluster_resources().get("CPU", 1.0))
+    count = workers or max(1, int(cpus))
+    # more workers than the cluster's CPUs share them, rather than wait for CPUs that never come
+    cpus_each = min(1.0, cpus / count)
     here = strategies.NodeAffinitySchedulingStrategy(node_id=ray.get_runtime_context().get_node_id(), soft=False)
     actor = ray.remote(num_cpus=0, max_concurrency=100_000)(RunActor).options(scheduling_strategy=here).remote()
-    result = actor.run.remote(loaded, dataclasses.replace(options, driver=None), count)
+    result = actor.run.remote(loaded, dataclasses.replace(options, driver=None), count, cpus_each)
     try:
         try:
             _watch_until_done(ray, actor, result, watch, every_s)
