@@ -18,8 +18,10 @@ from pathlib import Path
 import pytest
 
 from runner.cli import main
+from runner.cluster.sizing import cores, run_workers
 from runner.config.manifest import load_manifest
 from runner.config.plan import expand_jobs
+from runner.errors import ConfigError
 from runner.ledger.audit import verify
 from runner.ledger.records import Attempt, JobDone, Note, Record, Snapshot, Synthesis, decode_lines
 from tests.conftest import write_manifest
@@ -242,3 +244,21 @@ def test_workers_below_one_and_ray_without_ray_are_refused(
     assert main(["run", str(path), "--yes", "-q", "--ray"]) == 2
     assert "pip install 'anytime-runner[ray]'" in capsys.readouterr().err
     assert not (tmp_path / "ledgers").exists()  # nothing was spent, nothing was written
+
+
+def test_a_run_gets_one_worker_per_core_only_when_its_lanes_hold_a_thousand_streams(tmp_path: Path) -> None:
+    small = load_manifest(write_manifest(tmp_path, LIMITED))
+    assert run_workers(small, None) == 1  # 16 streams at most: one process
+    assert run_workers(small, 3) == 3  # --workers wins
+    wide = load_manifest(
+        write_manifest(tmp_path, LIMITED.replace("max_concurrency = 16", "max_concurrency = 1000"), "w.toml")
+    )
+    assert run_workers(wide, None) == cores()
+    pinned = LIMITED.replace("confirm_above_usd = 100.0", "confirm_above_usd = 100.0\nworkers = 2")
+    assert run_workers(load_manifest(write_manifest(tmp_path, pinned, "p.toml")), None) == 2
+    batch = load_manifest(
+        write_manifest(tmp_path, LIMITED.replace("[providers.sim]", 'mode = "batch"\n\n[providers.sim]'), "b.toml")
+    )
+    assert run_workers(batch, None) == 1  # batch mode streams nothing
+    with pytest.raises(ConfigError, match=r'--workers: batch mode \(run.mode = "batch"\) runs in one process, got 2'):
+        run_workers(batch, 2)
