@@ -52,7 +52,7 @@ async def run_worker(channel: Channel, worker: int, loaded: LoadedManifest) -> N
         )
         transcriber = Transcriber(transcripts) if transcripts is not None else NO_TRANSCRIPTS
         synthesis, claims = dict(welcome.synthesis), ClaimedSynthesis(channel)
-        # calls already paid for, as the coordinator's process read them when the run started
+        # calls already paid for, read from the run's folders as this worker starts (as one process reads them)
         reuse = Reuser(open_store(loaded, Path(welcome.run_dir)), ledger, keys=welcome.transcripts)
         pipeline = build_pipeline(
             loaded, checked.models, checked.prices, lanes, ledger, synthesis, transcriber, claims, reuse
