@@ -16,6 +16,7 @@ import functools
 import multiprocessing
 import os
 import signal
+import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -23,7 +24,7 @@ from multiprocessing.process import BaseProcess
 
 import anyio
 
-from runner.cluster.channel import SocketChannel, serve_connection
+from runner.cluster.channel import CoordinatorLost, SocketChannel, serve_connection
 from runner.cluster.coordinator import Coordinator
 from runner.cluster.worker import run_worker
 from runner.config.manifest import LoadedManifest
@@ -44,10 +45,14 @@ def loop_options() -> dict[str, bool]:
 
 
 def worker_process(address: str, worker: int, loaded: LoadedManifest) -> None:
-    """The body of one worker process."""
+    """The body of one worker process. When `anytime run` is gone (killed), it stops with one line."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the coordinator's to handle
-    with tuned_collector():
-        anyio.run(_connected_worker, address, worker, loaded, backend="asyncio", backend_options=loop_options())
+    try:
+        with tuned_collector():
+            anyio.run(_connected_worker, address, worker, loaded, backend="asyncio", backend_options=loop_options())
+    except* CoordinatorLost:
+        print(f"anytime worker {worker}: the run's coordinator is gone; stopping", file=sys.stderr)
+        sys.exit(1)
 
 
 async def _connected_worker(address: str, worker: int, loaded: LoadedManifest) -> None:
