@@ -7,6 +7,7 @@ process, never more than the key's limit at once (no 429), and survives a worker
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import subprocess
@@ -15,9 +16,13 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import anyio
 import pytest
+from anyio.abc import SocketAttribute
 
 from runner.cli import main
+from runner.cluster.channel import CoordinatorLost, SocketChannel, serve_connection
+from runner.cluster.messages import Hello, Leased, Reply, Request
 from runner.cluster.sizing import cores, run_workers
 from runner.config.manifest import load_manifest
 from runner.config.plan import expand_jobs
@@ -262,3 +267,40 @@ def test_a_run_gets_one_worker_per_core_only_when_its_lanes_hold_a_thousand_stre
     assert run_workers(batch, None) == 1  # batch mode streams nothing
     with pytest.raises(ConfigError, match=r'--workers: batch mode \(run.mode = "batch"\) runs in one process, got 2'):
         run_workers(batch, 2)
+
+
+async def test_over_tcp_a_worker_without_the_runs_token_is_not_heard(tmp_path: Path) -> None:
+    """Ray's workers reach the coordinator over TCP: a hello without the run's token is hung up on."""
+    heard: list[int] = []
+
+    class Granting:
+        def receive(self, worker: int, body: Request) -> Reply | None:
+            heard.append(worker)
+            return Leased(1)
+
+        def worker_gone(self, worker: int) -> None:
+            pass
+
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
+    port = listener.extra(SocketAttribute.local_port)
+    async with listener, anyio.create_task_group() as tg:
+        tg.start_soon(listener.serve, functools.partial(serve_connection, Granting(), token="run-secret"))
+        for token, worker in (("guess", 1), ("run-secret", 2)):
+            channel = SocketChannel(await anyio.connect_tcp("127.0.0.1", port))
+            async with anyio.create_task_group() as talk:
+                talk.start_soon(_run_quietly, channel)
+                try:
+                    reply = await channel.ask(Hello(worker, token))
+                except CoordinatorLost:
+                    reply = None
+                talk.cancel_scope.cancel()
+            assert (reply is not None) == (token == "run-secret")
+        tg.cancel_scope.cancel()
+    assert heard == [2]
+
+
+async def _run_quietly(channel: SocketChannel) -> None:
+    try:
+        await channel.run()
+    except* CoordinatorLost:
+        pass  # the hang-up the test expects of a wrong token

@@ -1,9 +1,12 @@
 """The transport between workers and the coordinator: two interfaces, and their Unix-socket kind.
 
 A worker talks through a `Channel` (ask and wait for the answer, or tell); the coordinator is a
-`Handler` (it takes each message as it arrives, in order, and hands back an awaitable answer for
-an ask). Nothing else of the cluster knows how frames travel: over a Unix socket between the
-processes of one machine (here), or as actor calls on Ray (`runner.cluster.ray_backend`).
+`Handler` (it takes each message as it arrives, in order, and hands back its answer to an ask, or
+an awaitable one). Nothing else of the cluster knows how frames travel. Here they travel over a
+byte stream: a Unix socket between the processes of one machine (`runner.cluster.processes`), TCP
+between Ray actors (`runner.cluster.ray_backend`: Ray places and supervises them, but an actor call
+costs ~90 times a frame's CPU, `bench/ray_calls.py`); over TCP the worker's `Hello` carries the
+run's secret token.
 
 On a socket a frame is its length (4 bytes, big-endian) and its msgpack body. Each side has one
 sender task, so a tell never awaits (it can run in a ``finally`` that must not) and frames leave
@@ -13,6 +16,7 @@ line is dropped: what a killed worker sent whole is kept, the rest never happene
 
 from __future__ import annotations
 
+import hmac
 import struct
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -185,12 +189,13 @@ class SocketChannel:
         await self._sender.drain()
 
 
-async def serve_connection(handler: Handler, stream: ByteStream) -> None:
-    """The coordinator's side of one worker's connection, from its `Hello` until it closes."""
+async def serve_connection(handler: Handler, stream: ByteStream, token: str = "") -> None:
+    """The coordinator's side of one worker's connection, from its `Hello` (which must carry
+    ``token``) until it closes."""
     sender = _Sender(stream)
     reader = FrameReader(stream)
     frames = await reader.frames()
-    if not frames or not isinstance(frames[0].body, Hello):
+    if not frames or not isinstance(frames[0].body, Hello) or not hmac.compare_digest(frames[0].body.token, token):
         await stream.aclose()
         return
     worker = frames[0].body.worker

@@ -32,6 +32,7 @@ class _Message(msgspec.Struct, tag_field="t", array_like=True, gc=False):
 
 class Hello(_Message, tag="hello"):
     worker: int
+    token: str = ""  # over TCP (Ray): the run's secret, so that only its own workers are heard
 
 
 class Welcome(_Message, tag="welcome"):

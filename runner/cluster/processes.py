@@ -24,9 +24,9 @@ from multiprocessing.process import BaseProcess
 
 import anyio
 
-from runner.cluster.channel import CoordinatorLost, SocketChannel, serve_connection
+from runner.cluster.channel import CoordinatorLost, serve_connection
 from runner.cluster.coordinator import Coordinator
-from runner.cluster.worker import run_worker
+from runner.cluster.worker import run_connected
 from runner.config.manifest import LoadedManifest
 from runner.engine.collector import tuned_collector
 from runner.engine.sweep import Driver, RunWiring, Sweep
@@ -56,14 +56,7 @@ def worker_process(address: str, worker: int, loaded: LoadedManifest) -> None:
 
 
 async def _connected_worker(address: str, worker: int, loaded: LoadedManifest) -> None:
-    stream = await anyio.connect_unix(address)
-    channel = SocketChannel(stream)
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(channel.run)
-        await run_worker(channel, worker, loaded)
-        await channel.drain()
-        tg.cancel_scope.cancel()
-    await stream.aclose()
+    await run_connected(await anyio.connect_unix(address), worker, loaded)
 
 
 def process_driver(workers: int) -> Driver:

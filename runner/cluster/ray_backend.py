@@ -6,13 +6,15 @@ only inside its functions (`_ray`), so the product without Ray installed imports
 
 - **The run actor** (one, pinned to this machine, so the run folder is where the user looks): it
   runs the whole sweep as one process would (simulator, ledger, transcripts, the coordinator's
-  limiters and spend cap) with the same `Coordinator` as worker processes have, and answers the
-  workers' frames (`ask`, `tell`). It is the ledger's single writer.
+  limiters and spend cap) with the same `Coordinator` as worker processes have, listening on TCP
+  on its node's address. It is the ledger's single writer.
 - **Worker actors** (``--workers`` of them, else one per CPU of the cluster; more than its CPUs
-  share them), each running
-  `runner.cluster.worker.run_worker` over a `RayChannel`: a tell is an actor call not waited for,
-  an ask one that is. A worker actor that dies (its node lost, its process killed) ends its call
-  with an error, and the coordinator hands its jobs to the others.
+  share them), each running `runner.cluster.worker.run_worker` over TCP to the run actor, with the
+  same frames and transport as worker processes (`runner.cluster.channel`), saying hello with the
+  run's secret token. Ray places and supervises them; their frames do not go through Ray's actor
+  calls, which cost ~90 times a frame's CPU (`bench/ray_calls.py`). A worker actor that dies (its
+  node lost, its process killed) closes its connection and ends its call with an error, and the
+  coordinator hands its jobs to the others.
 
 Workers read the provider keys from their own environment, as a process does: set them on every
 node (they are never sent through Ray). The built-in simulator listens on 127.0.0.1 of the run
@@ -23,16 +25,19 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import importlib
+import secrets
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import anyio
+from anyio.abc import SocketAttribute
 
+from runner.cluster.channel import serve_connection
 from runner.cluster.coordinator import Coordinator
-from runner.cluster.messages import Done, Frame, Reply, Request, decode, encode
 from runner.cluster.processes import count_left_undone
-from runner.cluster.worker import run_worker
+from runner.cluster.worker import run_connected
 from runner.config.manifest import LoadedManifest
 from runner.engine.snapshots import RunSnapshot
 from runner.engine.sweep import Driver, RunWiring, Sweep, SweepOptions, SweepOutcome, no_display
@@ -55,35 +60,6 @@ def require_ray() -> None:
         raise ConfigError(message) from None
 
 
-class RayChannel:
-    """A worker actor's `Channel`: frames as calls to the run actor."""
-
-    def __init__(self, coordinator: ActorHandle, worker: int) -> None:
-        self._coordinator = coordinator
-        self._worker = worker
-
-    def tell(self, body: Request) -> None:
-        self._coordinator.tell.remote(self._worker, encode(Frame(0, body)))
-
-    async def ask(self, body: Request, orphan: Callable[[Reply], None] | None = None) -> Reply:
-        ref = self._coordinator.ask.remote(self._worker, encode(Frame(1, body)))
-        try:
-            data = await ref
-        except BaseException:
-            if orphan is not None:  # the answer still comes: whatever it grants goes back
-                ref.future().add_done_callback(lambda done: _hand_to(orphan, done.result()))
-            raise
-        reply = decode(data).body
-        assert not isinstance(reply, Request)
-        return reply
-
-
-def _hand_to(orphan: Callable[[Reply], None], data: bytes) -> None:
-    reply = decode(data).body
-    if not isinstance(reply, Request):
-        orphan(reply)
-
-
 class RunActor:
     """The run: its sweep, its coordinator, its ledger (one actor, on the user's machine)."""
 
@@ -94,42 +70,30 @@ class RunActor:
     async def run(
         self, loaded: LoadedManifest, options: SweepOptions, workers: int, cpus_each: float = 1.0
     ) -> SweepOutcome:
-        ray = _ray()
-        me = ray.get_runtime_context().current_actor
-        options = dataclasses.replace(options, driver=self._driver(me, workers, cpus_each), signals=False)
+        options = dataclasses.replace(options, driver=self._driver(workers, cpus_each), signals=False)
         self.sweep = Sweep(loaded, options)
         return await self.sweep.run(no_display)
 
-    def _driver(self, me: ActorHandle, workers: int, cpus_each: float) -> Driver:
+    def _driver(self, workers: int, cpus_each: float) -> Driver:
         async def drive(sweep: Sweep, wiring: RunWiring) -> None:
             ray = _ray()
             self.coordinator = coordinator = Coordinator(sweep, wiring, workers)
+            token = secrets.token_hex(16)
+            host = ray.util.get_node_ip_address()
+            listener = await anyio.create_tcp_listener(local_host=host, local_port=0)
+            where = Address(host, listener.extra(SocketAttribute.local_port), token)
             worker_actor = ray.remote(num_cpus=cpus_each)(WorkerActor)
-            async with anyio.create_task_group() as tg:
-                for worker in range(workers):
-                    tg.start_soon(_watch_worker, coordinator, worker, worker_actor.remote(), me, sweep.loaded)
+            async with listener, anyio.create_task_group() as tg:
+                tg.start_soon(listener.serve, functools.partial(serve_connection, coordinator, token=token))
+                async with anyio.create_task_group() as running:
+                    for worker in range(workers):
+                        running.start_soon(
+                            _watch_worker, coordinator, worker, worker_actor.remote(), where, sweep.loaded
+                        )
+                tg.cancel_scope.cancel()
             count_left_undone(sweep, wiring, coordinator)
 
         return drive
-
-    async def ask(self, worker: int, data: bytes) -> bytes:
-        assert self.coordinator is not None
-        frame = decode(data)
-        assert isinstance(frame.body, Request)
-        pending = self.coordinator.receive(worker, frame.body)
-        if pending is None:
-            reply: Reply = Done()
-        elif isinstance(pending, Reply):
-            reply = pending
-        else:
-            reply = await pending
-        return encode(Frame(frame.id, reply))
-
-    async def tell(self, worker: int, data: bytes) -> None:
-        if self.coordinator is not None:
-            body = decode(data).body
-            assert isinstance(body, Request)
-            self.coordinator.receive(worker, body)
 
     async def snapshot(self) -> RunSnapshot | None:
         return self.sweep.snapshot() if self.sweep is not None else None
@@ -140,20 +104,30 @@ class RunActor:
             self.sweep.interrupt(reason)
 
 
-class WorkerActor:
-    """One worker: `run_worker` over a `RayChannel`."""
+class Address(NamedTuple):
+    """Where the run actor's coordinator listens, and the token its workers say hello with."""
 
-    async def run(self, coordinator: ActorHandle, worker: int, loaded: LoadedManifest) -> None:
-        await run_worker(RayChannel(coordinator, worker), worker, loaded)
+    host: str
+    port: int
+    token: str
+
+
+class WorkerActor:
+    """One worker: `run_worker` over TCP to the run actor's coordinator."""
+
+    async def run(self, where: Address, worker: int, loaded: LoadedManifest) -> None:
+        stream = await anyio.connect_tcp(where.host, where.port)
+        await run_connected(stream, worker, loaded, where.token)
 
 
 async def _watch_worker(
-    coordinator: Coordinator, worker: int, actor: ActorHandle, me: ActorHandle, loaded: LoadedManifest
+    coordinator: Coordinator, worker: int, actor: ActorHandle, where: Address, loaded: LoadedManifest
 ) -> None:
-    """Run one worker actor to its end; whether it said goodbye or died, the coordinator lets go of it."""
+    """Run one worker actor to its end; whether it said goodbye or died, the coordinator lets go of it
+    (its connection's end tells it too: whichever comes first counts)."""
     ray = _ray()
     try:
-        await actor.run.remote(me, worker, loaded)
+        await actor.run.remote(where, worker, loaded)
     except ray.exceptions.RayError:
         pass  # the coordinator tells a lost worker from one that said goodbye
     finally:
@@ -219,4 +193,4 @@ def _watch_until_done(
             watch(snapshot)
 
 
-__all__ = ["RayChannel", "RunActor", "WorkerActor", "connect", "require_ray", "run_on_ray"]
+__all__ = ["Address", "RunActor", "WorkerActor", "connect", "require_ray", "run_on_ray"]

@@ -5,8 +5,8 @@ and ledger behind them (`runner.cluster.remote`), then runs its share of each la
 each of its tasks asks for the lane's next job, rebuilds it from its `JobRef` (and checks the id),
 runs it as one process would (`runner.engine.sweep.run_one`), waits until the job's records are in
 the run's ledger, and tells the coordinator how it ended. When the lane has nothing left it says
-goodbye. The same function runs in a process of this machine (`runner.cluster.processes`) and in a
-Ray actor (`runner.cluster.ray_backend`): only the `Channel` differs.
+goodbye. The same function runs in a process of this machine (`runner.cluster.processes`, over a
+Unix socket) and in a Ray actor (`runner.cluster.ray_backend`, over TCP): only the stream differs.
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ import math
 from pathlib import Path
 
 import anyio
+from anyio.abc import ByteStream
 
-from runner.cluster.channel import Channel
+from runner.cluster.channel import Channel, SocketChannel
 from runner.cluster.messages import Bye, Hello, JobEnded, JobGiven, JobStarted, NextJob, Welcome
 from runner.cluster.remote import ClaimedSynthesis, ForwardedTranscripts, LeasedLimiter, RemoteSpend, WorkerLedger
 from runner.config.manifest import LoadedManifest
@@ -32,9 +33,20 @@ from runner.engine.transcribe import NO_TRANSCRIPTS, Transcriber
 from runner.errors import LedgerError
 
 
-async def run_worker(channel: Channel, worker: int, loaded: LoadedManifest) -> None:
+async def run_connected(stream: ByteStream, worker: int, loaded: LoadedManifest, token: str = "") -> None:
+    """`run_worker` over a connected byte stream (a Unix socket, or TCP on Ray)."""
+    channel = SocketChannel(stream)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(channel.run)
+        await run_worker(channel, worker, loaded, token)
+        await channel.drain()
+        tg.cancel_scope.cancel()
+    await stream.aclose()
+
+
+async def run_worker(channel: Channel, worker: int, loaded: LoadedManifest, token: str = "") -> None:
     """Run jobs the coordinator hands out until none is left; then flush and say goodbye."""
-    welcome = await channel.ask(Hello(worker))
+    welcome = await channel.ask(Hello(worker, token))
     assert isinstance(welcome, Welcome)
     checked = preflight(loaded, run_dir=None)  # the models, prices and keys, as this machine sees them
     ledger = WorkerLedger(channel, worker)
@@ -86,4 +98,4 @@ async def _work(channel: Channel, loaded: LoadedManifest, lane: Lane, pipeline: 
         lane.counters.forget_job(job.job_id)
 
 
-__all__ = ["run_worker"]
+__all__ = ["run_connected", "run_worker"]
