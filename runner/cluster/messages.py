@@ -1,8 +1,8 @@
 """What worker processes and the coordinator say to each other, and its one encoding (msgpack).
 
 A worker *asks* (a `Frame` with a non-zero id, answered by a `Frame` with the same id) or *tells*
-(id 0, no answer). Every transport carries the same frames: a Unix socket between processes of
-one machine (`runner.cluster.channel`), an actor call on Ray (`runner.cluster.ray_backend`).
+(id 0, no answer). The same frames travel over a Unix socket between the processes of one machine
+and over TCP between Ray actors (`runner.cluster.channel`).
 
 Asks: `Hello` → `Welcome`; `NextJob` → `JobGiven`; `Acquire` → `Leased`; `SpendReserve` →
 `Reserved`; `SynthesisClaim` → `SynthesisGiven`; `SpendWait`, `Records`, `TranscriptsFlush`,
