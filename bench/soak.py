@@ -82,8 +82,9 @@ def soak_crashes(folder: Path, seed: int, kills: int, calls: int) -> CrashFigure
         f"crash matrix: {figures.kills} kills, {figures.stops} stops, {figures.jobs:,d} jobs, "
         f"{figures.attempts:,d} attempts, "
         f"{figures.requests:,d} requests ({figures.recovered} recovered from crashes, {figures.unsent} on "
-        f"record but never sent, {figures.lost} lost); spend ${figures.usd_total:.6f} = uninterrupted "
-        f"${figures.usd_reference:.6f} + interrupted ${figures.usd_interrupted:.6f} (difference "
+        f"record but never sent, {figures.lost} lost); spend ${figures.usd_total:.6f} + reused "
+        f"${figures.usd_reused:.6f} = uninterrupted ${figures.usd_reference:.6f} + paid by executions cut "
+        f"short ${figures.usd_superseded:.6f}, of which lost ${figures.usd_interrupted:.6f} (difference "
         f"${figures.usd_difference:.2e}); printed = report = verify within ${figures.usd_totals_gap:.2e}; "
         f"{time.monotonic() - t0:.1f} s",
         flush=True,
@@ -100,7 +101,9 @@ def soak_fuzz(examples: int) -> tuple[int, str]:
         print("fuzz: no tests/test_*fuzz*.py on this branch: nothing to run", flush=True)
         return 0, "absent"
     env = {**os.environ, "ANYTIME_FUZZ_EXAMPLES": str(examples)}
-    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--hypothesis-show-statistics", *files]
+    # one process (-n 0): pytest-xdist's workers keep the statistics the cases are counted from
+    command = [sys.executable, "-m", "pytest", "-q", "-n", "0", "-p", "no:cacheprovider"]
+    command += ["--hypothesis-show-statistics", *files]
     t0 = time.monotonic()
     done = subprocess.run(command, cwd=_ROOT, env=env, capture_output=True, text=True, check=False)
     cases = fuzz_cases(done.stdout)

@@ -14,6 +14,7 @@ from runner.cli import main
 from runner.ledger.reader import iter_records
 from runner.ledger.records import Attempt, JobDone
 from tests.reliability import AIME
+from tests.reliability.crashes import reused_sources
 from tests.reliability.simhost import SimHost
 
 MANIFEST = """
@@ -58,8 +59,12 @@ def test_a_failed_execution_is_not_spend_lost_to_interruption(tmp_path: Path) ->
     records = list(iter_records(run_dir))
     completing = {r.instance for r in records if isinstance(r, JobDone)}
     attempts = [r for r in records if isinstance(r, Attempt)]
-    wasted = sum(a.usd for a in attempts if a.instance not in completing)
+    paid_by_failed = sum(a.usd for a in attempts if a.instance not in completing)
+    # the rerun takes what a failed execution completed (its trace) instead of paying again: not lost
+    used = {(a.call_id, a.attempt) for a in reused_sources(records)}
+    wasted = sum(a.usd for a in attempts if a.instance not in completing and (a.call_id, a.attempt) not in used)
     (run,) = build_report([run_dir]).runs
-    assert wasted > 0  # the failed executions had paid calls before the one that failed
+    assert paid_by_failed > 0  # the failed executions had paid calls before the one that failed
     assert run.usd_interrupted == 0.0  # nothing was interrupted: no crash, no stop
     assert abs(run.usd_failed - wasted) <= 1e-9
+    assert abs(run.usd_total - paid_by_failed - sum(a.usd for a in attempts if a.instance in completing)) <= 1e-9

@@ -123,7 +123,8 @@ class RunReport(msgspec.Struct, kw_only=True):
     usd_unattributed: float  # attempts of jobs that never finished and left no snapshot
     jobs_done: int
     # attempts of executions a crash or a stop cut short, of jobs (or synthesis stages) that another
-    # execution then completed: paid for, counted in their cells' spend, and shown apart
+    # execution then completed: paid for, counted in their cells' spend, and shown apart; a call
+    # that a completing execution then reused (docs/reuse.md) was not lost and is not in it
     usd_interrupted: float = 0.0
     # the same for executions that failed (a call's retries spent, or a fatal error)
     usd_failed: float = 0.0
@@ -176,17 +177,41 @@ class _Run:
         (of executions cut short by a crash or a stop, of executions that failed)."""
         finished = {job_id: done.instance for job_id, done in self.done.items()}
         stages = {f"synthesis:{key}": s.instance for key, s in self.synthesis.items() if s.instance}
+        serving = self._serving_attempts(finished, stages)
         interrupted = failed = 0.0
         for a in self.attempts:
             stage = ":".join(a.job_id.split(":", 2)[:2]) if a.job_id.startswith("synthesis:") else a.job_id
             completed = stages.get(stage) if a.kind == "synthesis" else finished.get(a.job_id)
             if a.instance is None or completed is None or a.instance == completed:
                 continue
+            if (a.call_id, a.attempt) in serving:  # a later execution used this call: not lost
+                continue
             if a.instance in self.failed:
                 failed += a.usd
             else:
                 interrupted += a.usd
         return interrupted, failed
+
+    def _serving_attempts(self, finished: Mapping[str, str | None], stages: Mapping[str, str]) -> set[tuple[str, int]]:
+        """(call id, attempt) of this run's paid calls that an execution completing its job or stage
+        took instead of paying again (a resume reuses what its killed processes finished): each
+        call's last attempt, following reused calls to the paid one."""
+        last: dict[str, int] = {}
+        for a in self.attempts:
+            last[a.call_id] = max(a.attempt, last.get(a.call_id, 0))
+        served = {r.call_id: r.source_call_id for r in self.reused if r.mode == "served"}
+        used: set[tuple[str, int]] = set()
+        for r in self.reused:
+            stage = ":".join(r.job_id.split(":", 2)[:2]) if r.job_id.startswith("synthesis:") else r.job_id
+            completed = stages.get(stage) if r.job_id.startswith("synthesis:") else finished.get(r.job_id)
+            if r.mode != "served" or completed is None or r.instance != completed:
+                continue
+            source, hops = r.source_call_id, 0
+            while source not in last and source in served and hops < len(served):
+                source, hops = served[source], hops + 1
+            if source in last:
+                used.add((source, last[source]))
+        return used
 
     def key_of_job(self) -> dict[str, Key]:
         keys = {s.job_id: (s.model, s.dataset, s.method) for s in self.snapshots}

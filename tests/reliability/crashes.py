@@ -10,6 +10,7 @@ import random
 import re
 import signal
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -164,9 +165,11 @@ class CrashFigures:
     usage_matched: int  # provider-reported usages in the ledger, each equal to the one sent
     usd_total: float
     usd_reference: float
-    usd_interrupted: float
-    usd_difference: float  # |total - (reference + interrupted)|
+    usd_interrupted: float  # the report's spend lost to interruption
+    usd_difference: float  # |total + reused - (reference + superseded + drift)|
     usd_totals_gap: float  # the largest gap between printed, report and verify totals
+    usd_reused: float = 0.0  # calls the completing executions took from paid ones instead of paying
+    usd_superseded: float = 0.0  # what the executions cut short paid
     kills: int = 0  # SIGKILLs made
     stops: int = 0  # SIGINTs made
 
@@ -186,6 +189,18 @@ def cancelled_drift(run: list[Attempt], reference: list[Attempt]) -> float:
 
     ours, theirs = cancelled(run), cancelled(reference)
     return sum(usd - theirs[key] for key, usd in ours.items() if key in theirs)
+
+
+def completed_executions(records: list[Record]) -> Callable[[Attempt], bool]:
+    """Whether an attempt was paid by the execution that completed its job or synthesis stage."""
+    done = {r.job_id: r.instance for r in records if isinstance(r, JobDone)}
+    stages = {f"synthesis:{r.key}": r.instance for r in records if isinstance(r, Synthesis)}
+
+    def completed(a: Attempt) -> bool:
+        stage = ":".join(a.job_id.split(":", 2)[:2])
+        return a.instance is None or a.instance in (done.get(a.job_id), stages.get(stage))
+
+    return completed
 
 
 def reused_sources(records: list[Record]) -> list[Attempt]:
@@ -241,14 +256,24 @@ def check_crash_run(
     # a resume reuses the calls its killed processes completed: what they cost there is in the
     # interrupted spend, and the run did not pay for them again (the served ones count last, as
     # the calls the completed executions used)
+    # a resume reuses the calls its killed processes completed (and another job's, when their trace
+    # is the same: pdp's trace can be cot's): each job that took a call did not pay for it here
     sources = reused_sources(records)
     reused = sum(a.usd for a in sources)
+    completed = completed_executions(records)
+    superseded = sum(a.usd for a in attempts if not completed(a))
     drift = cancelled_drift([*attempts, *sources], [r for r in iter_records(reference) if isinstance(r, Attempt)])
-    difference = abs(run.usd_total + reused - (ref.usd_total + run.usd_interrupted + drift))
+    difference = abs(run.usd_total + reused - (ref.usd_total + superseded + drift))
     assert difference <= 1e-6, (
-        f"spend ${run.usd_total:.6f} + reused ${reused:.6f} != uninterrupted ${ref.usd_total:.6f} + interrupted"
-        f" ${run.usd_interrupted:.6f} + cancelled streams' drift ${drift:.6f}"
+        f"spend ${run.usd_total:.6f} + reused ${reused:.6f} != uninterrupted ${ref.usd_total:.6f} + spent by"
+        f" executions cut short ${superseded:.6f} + cancelled streams' drift ${drift:.6f}"
     )
+    # of what the executions cut short paid, what a completing one used is not lost to the interruption
+    paid_by = {(a.call_id, a.attempt): a for a in attempts}
+    used = {(a.call_id, a.attempt) for a in sources}
+    used_again = {key: paid_by[key].usd for key in used if not completed(paid_by[key])}
+    lost = superseded - sum(used_again.values()) - run.usd_failed
+    assert abs(run.usd_interrupted - lost) <= 1e-6, f"lost to interruptions ${run.usd_interrupted:.6f}, not ${lost:.6f}"
     printed = [r for r in records if isinstance(r, Note) and r.kind == "run_end"][-1].usd_total
     assert printed is not None
     gap = max(abs(printed - result.usd_recorded), abs(printed - run.usd_total))
@@ -267,6 +292,8 @@ def check_crash_run(
         usd_interrupted=run.usd_interrupted,
         usd_difference=difference,
         usd_totals_gap=gap,
+        usd_reused=reused,
+        usd_superseded=superseded,
     )
 
 
