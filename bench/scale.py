@@ -24,9 +24,19 @@ second); wall time against the time the streams would take on an idle machine (`
 first token's delay and 512 tokens at 120/s); 429s the simulator counted; the simulator's CPU per
 chunk. Medians of ``--repeats`` runs, each on a fresh simulator.
 
-Usage: ``python bench/scale.py [--streams 1000,3000 --repeats 3 --sdk-streams 1000]``. The last
-line is ``cpu_us_per_chunk=… kb_per_stream=… n429=…`` at the largest stream count, then the other
-figures (targets: <= 3 µs, <= 100 KB, 0).
+Workers (``--worker-jobs``, 0: none): the whole product, ``anytime run --workers 1`` and then
+``--workers 2`` on one manifest of that many jobs (`sim-reasoner-large`, one cut at 512 tokens, every
+job at once: ``max_concurrency`` = the jobs) against the same kind of simulator, in its own process.
+Throughput is the chunks the run needed (each trace up to its last cut, and the answers: output
+tokens, one a chunk) over the span from the first attempt's start to the last one's end, read from
+the run's ledger, so start-up is left out; client CPU is the run's own and its workers' (from
+``/proc``, sampled every 0.1 s; start-up included), per chunk; 429s are the ledger's. ``worker_ratio``
+is the 2-worker throughput over the 1-worker one (medians of ``--repeats``, the two taking turns).
+
+Usage: ``python bench/scale.py [--streams 1000,3000 --repeats 3 --sdk-streams 1000 --worker-jobs
+1000]``. The last line is ``cpu_us_per_chunk=… kb_per_stream=… worker_ratio=… n429=…`` at the
+largest stream count (n429 over every run, the workers' included), then the other figures
+(targets: <= 3 µs, <= 100 KB, >= 1.6, 0).
 """
 
 from __future__ import annotations
@@ -43,6 +53,9 @@ import argparse  # noqa: E402
 import json  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 import aiohttp  # noqa: E402
 import anyio  # noqa: E402
@@ -112,6 +125,120 @@ async def _stats_of(base_url: str) -> dict[str, object]:
         return await sim_stats(session, base_url)
 
 
+WORKERS_MANIFEST = """
+[run]
+name = "scale"
+seed = 1
+ledger_dir = "{ledgers}"
+confirm_above_usd = 1000000.0
+transcripts = false
+
+[providers.sim]
+kind = "sim"
+base_url = "{url}/v1"
+max_concurrency = {jobs}
+
+[models.r]
+provider = "sim"
+model = "sim-reasoner-large"
+
+[datasets.aime]
+kind = "aime"
+path = "{data}/aime_2024.jsonl"
+
+[methods.cot]
+kind = "cot"
+
+[sweep]
+budgets = [{tokens}]
+samples = {samples}
+"""
+
+
+def workers_run(workers: int, args: argparse.Namespace) -> dict[str, float]:
+    """`anytime run --workers N` of ``--worker-jobs`` jobs; throughput, CPU and 429s from its ledger."""
+    from runner.ledger.reader import iter_records
+    from runner.ledger.records import Attempt, JobDone
+
+    sim_args = ("--chunk-tokens", str(args.chunk_tokens), "--time-scale", str(args.time_scale))
+    data = Path(_HERE).parent / "data"
+    with SimProcess(*sim_args) as sim, tempfile.TemporaryDirectory() as folder:
+        samples = -(-args.worker_jobs // 30)  # the dataset's 30 problems, as many samples as it takes
+        manifest = Path(folder) / "scale.toml"
+        manifest.write_text(
+            WORKERS_MANIFEST.format(
+                ledgers=folder, url=sim.base_url, jobs=30 * samples, data=data, tokens=args.tokens, samples=samples
+            )
+        )
+        load0 = load_average()
+        command = [sys.executable, "-m", "runner.cli", "run", str(manifest), "--yes", "-q", "--no-report"]
+        started = time.perf_counter()
+        run = subprocess.Popen([*command, "--workers", str(workers)])
+        cpu = tree_cpu_s(run)
+        wall = time.perf_counter() - started
+        if run.returncode != 0:
+            raise RuntimeError(f"anytime run --workers {workers} exited {run.returncode}")
+        kept = list(iter_records(Path(folder) / "scale"))
+    attempts = [r for r in kept if isinstance(r, Attempt)]
+    # the chunks the run needed: each trace up to its last cut, and the answers; a trace streams on for
+    # a moment after its cut (more when the client is behind), which would flatter a slow run
+    traced = sum(r.trace_tokens for r in kept if isinstance(r, JobDone))
+    answers = [a for a in attempts if a.kind == "answer"]
+    chunks = traced + sum(a.output_tokens if a.output_tokens is not None else a.output_tokens_counted for a in answers)
+    span = max(a.started_at + (a.latency_s or 0.0) for a in attempts) - min(a.started_at for a in attempts)
+    return {
+        "workers": workers,
+        "jobs": 30 * samples,
+        "chunks": chunks,
+        "span_s": round(span, 2),
+        "wall_s": round(wall, 2),
+        "chunks_per_s": round(chunks / span, 0),
+        "cpu_us_per_chunk": round(cpu / max(1, chunks) * 1e6, 2),
+        "n429": sum(1 for a in attempts if a.error_class == "rate_limit"),
+        "load": round((load0 + load_average()) / 2, 1),
+    }
+
+
+def descendants(root: int) -> list[int]:
+    """``root`` and every process below it (worker processes are the fork server's children)."""
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                parents[int(entry)] = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError):
+            continue
+    found, frontier = [root], [root]
+    while frontier:
+        frontier = [pid for pid, parent in parents.items() if parent in frontier]
+        found += frontier
+    return found
+
+
+def tree_cpu_s(run: subprocess.Popen[bytes]) -> float:
+    """CPU seconds of a process and all its descendants until it exits, sampled every 0.1 s (a
+    worker's last tenth of a second may be missed; a fork server's children are not waited for by
+    the run, so ``RUSAGE_CHILDREN`` would miss them all)."""
+    last: dict[int, float] = {}
+    while run.poll() is None:
+        for pid in descendants(run.pid):
+            try:
+                last[pid] = process_cpu_s(pid)
+            except (OSError, ValueError, IndexError):
+                pass
+        time.sleep(0.1)
+    return sum(last.values())
+
+
+def show_workers(r: dict[str, float]) -> None:
+    print(
+        f"anytime run --workers {r['workers']:.0f}: {r['jobs']:.0f} jobs  chunks {r['chunks']:.0f}  "
+        f"span {r['span_s']} s (wall {r['wall_s']} s)  {r['chunks_per_s']:.0f} chunks/s  "
+        f"cpu {r['cpu_us_per_chunk']} us/chunk (run and workers)  429s {r['n429']:.0f}  load {r['load']}",
+        flush=True,
+    )
+
+
 def median_of(runs: list[dict[str, object]], key: str) -> float:
     return round(statistics.median(float(str(r[key])) for r in runs), 2)
 
@@ -143,6 +270,7 @@ def main() -> int:
     parser.add_argument("--time-scale", type=float, default=5.0, help="the simulator's (5: ~120 tokens/s)")
     parser.add_argument("--repeats", type=int, default=3, help="runs per stream count (medians)")
     parser.add_argument("--sdk-streams", type=int, default=1000, help="the openai SDK baseline's count (0: none)")
+    parser.add_argument("--worker-jobs", type=int, default=1000, help="jobs of the 1 vs 2 worker runs (0: none)")
     parser.add_argument("--loop", choices=("auto", "asyncio", "uvloop"), default="auto")
     parser.add_argument("--client", help=argparse.SUPPRESS)  # internal: run one client here
     parser.add_argument("--base-url", help=argparse.SUPPRESS)
@@ -178,19 +306,49 @@ def main() -> int:
     if args.sdk_streams:
         sdk = one_run("openai", args.sdk_streams, args)
         show("openai", args.sdk_streams, sdk, ideal_s)
-    print_last_line(summaries, sdk, args.sdk_streams)
+    sharded: dict[int, list[dict[str, float]]] = {1: [], 2: []}
+    for _ in range(args.repeats if args.worker_jobs else 0):  # 1 and 2 workers take turns
+        for workers in sharded:
+            sharded[workers].append(workers_run(workers, args))
+            show_workers(sharded[workers][-1])
+    print_last_line(summaries, sdk, args.sdk_streams, sharded)
     return 0
 
 
-def print_last_line(summaries: dict[int, dict[str, float]], sdk: dict[str, object] | None, sdk_streams: int) -> None:
+def workers_fields(sharded: dict[int, list[dict[str, float]]]) -> dict[str, object]:
+    """The 1 vs 2 worker figures for the last line: medians, and their ratio."""
+    if not sharded[1]:
+        return {}
+    med = {
+        n: {k: statistics.median(r[k] for r in runs) for k in ("chunks_per_s", "cpu_us_per_chunk")}
+        for n, runs in sharded.items()
+    }
+    return {
+        "worker_ratio": round(med[2]["chunks_per_s"] / med[1]["chunks_per_s"], 2),
+        "chunks_per_s_1_worker": int(med[1]["chunks_per_s"]),
+        "chunks_per_s_2_workers": int(med[2]["chunks_per_s"]),
+        "cpu_us_per_chunk_1_worker": round(med[1]["cpu_us_per_chunk"], 2),
+        "cpu_us_per_chunk_2_workers": round(med[2]["cpu_us_per_chunk"], 2),
+        "worker_jobs": int(sharded[1][0]["jobs"]),
+        "n429_workers": int(max(r["n429"] for runs in sharded.values() for r in runs)),
+    }
+
+
+def print_last_line(
+    summaries: dict[int, dict[str, float]],
+    sdk: dict[str, object] | None,
+    sdk_streams: int,
+    sharded: dict[int, list[dict[str, float]]],
+) -> None:
     top = max(summaries)
     s = summaries[top]
-    # the issue's order: cpu_us_per_chunk, kb_per_stream, worker_ratio (the workers' part: 1 vs 2
-    # worker processes, added with them), n429
+    # the issue's order: cpu_us_per_chunk, kb_per_stream, worker_ratio, n429 (every run's)
+    workers = workers_fields(sharded)
     fields: dict[str, object] = {
         "cpu_us_per_chunk": s["cpu_us_per_chunk"],
         "kb_per_stream": s["rss_kb_per_stream"],
-        "n429": int(s["n429"]),
+        **({"worker_ratio": workers.pop("worker_ratio")} if workers else {}),
+        "n429": max(int(s["n429"]), int(str(workers.get("n429_workers", 0)))),
         "streams": top,
         "errors": int(s["errors"]),
         "chunks_per_s": int(s["chunks_per_s"]),
@@ -210,6 +368,7 @@ def print_last_line(summaries: dict[int, dict[str, float]], sdk: dict[str, objec
             f"openai_cpu_us_per_chunk_{sdk_streams}": sdk["cpu_us_per_chunk"],
             f"openai_kb_per_stream_{sdk_streams}": sdk["rss_kb_per_stream"],
         }
+    fields |= workers
     fields["load"] = max(x["load"] for x in summaries.values())
     print(" ".join(f"{k}={v}" for k, v in fields.items()))
 

@@ -28,6 +28,7 @@ PARTS = {
     "runner.tokens": "tokens",
     "runner.providers": "providers",
     "runner.engine": "engine",
+    "runner.cluster": "cluster",
     "runner.ledger": "ledger",
     "runner.analysis": "analysis",
     "runner.ui": "ui",
@@ -64,11 +65,21 @@ NEVER = [
     ("viewer", "sim", "the viewer never starts the simulator"),
     ("viewer", "cli", "the viewer is started by `runner.cli.view`, never the other way"),
     ("ui", "viewer", "the terminal's tables and dashboard never start the web server"),
+    ("engine", "cluster", "a sweep is handed a driver; the engine never imports the workers"),
+    ("cluster", "ui", "workers and the coordinator never draw"),
+    ("cluster", "cli", "workers and the coordinator never import the command line"),
+    ("cluster", "sim", "workers reach the simulator the coordinator started, by its URL"),
+    ("cluster", "analysis", "the coordinator keeps the run going; reports read its ledger after"),
 ]
 # nothing below the Face imports the viewer (the engine, the ledger, the analysis...): only the CLI starts it
 NEVER += [
     (part, "viewer", "only `runner.cli.view` starts the viewer")
-    for part in ("config", "tasks", "tokens", "providers", "engine", "ledger", "analysis", "sim")
+    for part in ("config", "tasks", "tokens", "providers", "engine", "cluster", "ledger", "analysis", "sim")
+]
+# nothing the cluster builds on knows it exists
+NEVER += [
+    (part, "cluster", "only the command line chooses worker processes or Ray")
+    for part in ("config", "tasks", "tokens", "providers", "ledger", "analysis", "sim", "ui")
 ]
 NEVER += [("types", part, "the bottom of the house imports nothing of the package") for part in set(PARTS.values())]
 NEVER += [("errors", p, "errors carry data of `runner.types` only") for p in set(PARTS.values()) - {"types"}]
@@ -190,6 +201,20 @@ def test_the_product_imports_the_simulator_only_to_start_it() -> None:
         if part_of(target) == "sim"
     ]
     assert found == []
+
+
+def test_only_the_ray_backend_imports_ray() -> None:
+    """Ray is optional (`pip install 'anytime-runner[ray]'`): the product works without it."""
+    found = []
+    for package in PACKAGES:
+        for path in (REPO / package).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+                if isinstance(node, ast.ImportFrom) and node.level == 0:
+                    names = [node.module or ""]
+                if any(n == "ray" or n.startswith("ray.") for n in names):
+                    found.append(str(path.relative_to(REPO)))
+    assert set(found) <= {"runner/cluster/ray_backend.py"}
 
 
 def test_only_the_view_command_imports_the_viewer() -> None:

@@ -40,10 +40,10 @@ class SlowDiskWriter(writer_module.LedgerWriter):
 
     batches: ClassVar[list[int]] = []
 
-    def _write(self, batch: bytearray, count: int) -> None:
+    def _write_sync(self, batch: bytearray, count: int) -> None:
         SlowDiskWriter.batches.append(count)
         time.sleep(0.01)  # in the writer's own thread, as a slow fsync would
-        super()._write(batch, count)
+        super()._write_sync(batch, count)
 
 
 async def run_calls(run_dir: Path) -> None:

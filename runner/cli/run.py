@@ -23,7 +23,8 @@ from runner.ui.display import Display, Mode, make_display, open_display, shown
 if TYPE_CHECKING:  # imported where used, after the display has drawn its first frame
     from runner.config.manifest import LoadedManifest
     from runner.engine.eta import Plan
-    from runner.engine.sweep import SweepOutcome
+    from runner.engine.snapshots import RunSnapshot
+    from runner.engine.sweep import Driver, SweepOptions, SweepOutcome
     from runner.ledger.estimate import Estimate
     from runner.ui.dashboard import SnapshotSource
 
@@ -41,6 +42,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="on Ctrl-C / SIGTERM, let in-flight calls finish for up to S seconds (default 30)",
     )
     parser.add_argument("--no-report", action="store_true", help="do not print the report at the end")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="run the jobs in N worker processes sharing the run's limits, spend cap and ledger "
+        "(default: run.workers, else one per core when the lanes may hold 1,000+ streams at once, else 1)",
+    )
+    parser.add_argument(
+        "--ray",
+        nargs="?",
+        const="auto",
+        metavar="ADDRESS",
+        help="run the workers as Ray actors on the cluster at ADDRESS (default: auto, the running "
+        "cluster or a local one); needs pip install 'anytime-runner[ray]'",
+    )
     parser.add_argument(
         "--no-transcripts",
         action="store_true",
@@ -102,6 +118,7 @@ def _run(
     """Everything up to the end of the sweep, under the display; None when the user says no."""
     display.phase("reading the manifest")
     loaded = _manifest(args)
+    driver = _driver(args, loaded)
     display.phase("checking the manifest")
     from runner.engine.preflight import preflight
 
@@ -123,6 +140,7 @@ def _run(
         plans=lane_plans(estimate),
         only=only,
         transcripts=False if args.no_transcripts else None,
+        driver=driver,
     )
     sweep = Sweep(loaded, options, checked)
     for warning in checked.warnings:
@@ -135,10 +153,52 @@ def _run(
     def attach(get_snapshot: SnapshotSource) -> AbstractAsyncContextManager[Display]:
         return open_display(display, get_snapshot)
 
+    if args.ray is not None:
+        return _sweep_on_ray(args, loaded, options, display)
     from runner.engine.collector import tuned_collector
 
     with tuned_collector():  # thousands of streams open: see runner.engine.collector
         return anyio.run(sweep.run, attach, backend="asyncio", backend_options=_backend_options())
+
+
+def _sweep_on_ray(
+    args: argparse.Namespace, loaded: LoadedManifest, options: SweepOptions, display: Display
+) -> SweepOutcome:
+    """The sweep with its coordinator and workers as Ray actors, shown here from their snapshots."""
+    from runner.cluster.ray_backend import run_on_ray
+
+    display.phase(f"starting on Ray ({args.ray})")
+    shown_last: list[RunSnapshot] = []
+
+    def watch(snapshot: RunSnapshot) -> None:  # the run actor's snapshots, shown as this process's
+        if not shown_last:
+            display.attach(lambda: shown_last[-1])
+        shown_last[:] = [snapshot]
+        display.refresh()
+
+    workers = args.workers or loaded.manifest.run.workers
+    return run_on_ray(args.ray, loaded, options, workers, watch, every_s=display.interval)
+
+
+def _driver(args: argparse.Namespace, loaded: LoadedManifest) -> Driver | None:
+    """Who runs the jobs: worker processes, or this process (None). With ``--ray`` the run goes
+    to the cluster instead (`_sweep_on_ray`); this only checks that Ray is there."""
+    from runner.cluster.sizing import run_workers
+
+    workers = run_workers(loaded, args.workers)
+    if args.ray is not None:
+        from runner.cluster.ray_backend import require_ray
+
+        if loaded.manifest.run.mode == "batch":
+            raise ConfigError('--ray: batch mode (run.mode = "batch") runs in one process')
+
+        require_ray()
+        return None
+    if workers == 1:
+        return None
+    from runner.cluster.processes import process_driver
+
+    return process_driver(workers)
 
 
 def lane_plans(estimate: Estimate) -> dict[tuple[str, str], Plan]:

@@ -249,6 +249,9 @@ class Run(Base, frozen=True):
     answers: Literal["at_cut", "after_trace"] = "at_cut"
     # every call's messages, streamed text, cuts, answers and grades in <run>/transcripts.jsonl.gz
     transcripts: bool = True
+    # worker processes sharing the run (`--workers`); None: one per core when the lanes may hold
+    # more streams at once than one process carries well (runner.cluster.sizing), else 1
+    workers: int | None = None
     # earlier run folders whose traces (and answers) this run reuses instead of paying again
     # (docs/reuse.md): relative to `ledger_dir` ("demo" is <ledger_dir>/demo); the run's own
     # transcripts are reused too
@@ -266,6 +269,7 @@ class Run(Base, frozen=True):
     def __post_init__(self) -> None:
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", self.name):
             raise ValueError("`name` may hold letters, digits, '_', '.', '-' and must not start with a symbol")
+        check_number("workers", self.workers, least=1)
         check_number("max_usd", self.max_usd, strict=True)
         check_number("confirm_above_usd", self.confirm_above_usd)
         if any(not entry.strip() for entry in self.reuse):

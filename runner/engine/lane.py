@@ -36,9 +36,9 @@ from runner.engine.attempt import (
     price_attempt,
     stream_attempt,
 )
-from runner.engine.limits import LaneLimiter, LaneStats, Reservation
+from runner.engine.limits import Capacity, LaneStats, Limiter
 from runner.engine.retry import RetryPolicy
-from runner.engine.spend import WAIT_SPEND_CAP, SpendGuard, SpendNeed
+from runner.engine.spend import WAIT_SPEND_CAP, SpendGate, SpendNeed
 from runner.errors import (
     ConfigurationRejected,
     EndpointUnreachable,
@@ -185,18 +185,18 @@ class Admission:
     """What an admitted attempt holds: its spend reservation and its limiter reservation."""
 
     reserved_usd: float
-    reservation: Reservation
+    reservation: Capacity
 
 
 @dataclass
 class Lane:
     name: str
     adapter: Adapter
-    limiter: LaneLimiter
+    limiter: Limiter
     policy: RetryPolicy
     session: aiohttp.ClientSession
     ledger: RecordSink
-    spend: SpendGuard
+    spend: SpendGate
     first_token_timeout: float
     idle_timeout: float
     total_timeout: float
@@ -380,7 +380,8 @@ class Lane:
             self.spend.raise_if_never_fits(cost)  # before waiting for the limiter for nothing
             reservation = await self._acquire(spec)
             try:
-                reserved = self.spend.try_reserve(cost)  # no await since the limiter admitted it
+                # this process's guard never suspends here: nothing runs between the two admissions
+                reserved = await self.spend.reserve(cost)
             except BaseException:
                 reservation.cancel()
                 raise
@@ -404,7 +405,7 @@ class Lane:
             return dataclasses.replace(stats, waiting_for=WAIT_SPEND_CAP)
         return stats
 
-    async def _acquire(self, spec: CallSpec) -> Reservation:
+    async def _acquire(self, spec: CallSpec) -> Capacity:
         tokens = spec.prompt_tokens + spec.request.max_output_tokens
         if spec.kind != "answer":
             await self.priority.before_trace()

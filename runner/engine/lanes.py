@@ -11,10 +11,10 @@ from runner.config.calls import FIRST_TOKEN_S, IDLE_S
 from runner.config.kinds import started_by_run
 from runner.config.manifest import LoadedManifest
 from runner.engine.lane import Lane, RecordSink
-from runner.engine.limits import LaneLimiter
+from runner.engine.limits import LaneLimiter, Limiter
 from runner.engine.retry import RetryPolicy
 from runner.engine.simulator import sim_options, sim_path
-from runner.engine.spend import SpendGuard
+from runner.engine.spend import SpendGate
 from runner.providers.registry import default_base_url, make_adapter
 
 
@@ -35,10 +35,15 @@ async def open_lanes(
     sim_url: str | None,
     keys: dict[str, str | None],
     ledger: RecordSink,
-    spend: SpendGuard,
+    spend: SpendGate,
     on_tokens: Callable[[int, int], None] = lambda _input, _output: None,
+    limiter_of: Callable[[str], Limiter] | None = None,
 ) -> dict[str, Lane]:
-    """One lane per provider the selected models use; the sessions close with ``stack``."""
+    """One lane per provider the selected models use; the sessions close with ``stack``.
+
+    ``limiter_of`` gives a lane's limiter by name (a worker process leases from the coordinator's);
+    by default each lane gets its own `LaneLimiter` from the manifest's limits.
+    """
     lanes: dict[str, Lane] = {}
     for name in loaded.lane_names():
         provider = loaded.manifest.providers[name]
@@ -53,7 +58,9 @@ async def open_lanes(
         lanes[name] = Lane(
             name=name,
             adapter=make_adapter(name, provider, lane_base_url(loaded, name, sim_url), keys[name], options=options),
-            limiter=LaneLimiter(
+            limiter=limiter_of(name)
+            if limiter_of is not None
+            else LaneLimiter(
                 rpm=provider.rpm, tpm=provider.tpm, max_concurrency=provider.max_concurrency, burst_s=provider.burst_s
             ),
             # a call waits out 429s for as long as one attempt may last, without using up attempts

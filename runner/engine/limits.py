@@ -76,6 +76,32 @@ class Clock(Protocol):
     async def sleep(self, seconds: float) -> None: ...
 
 
+class Capacity(Protocol):
+    """What an admitted call holds of its lane's limits until it settles: a `Reservation` of this
+    process's limiter, or in a worker process a lease from the coordinator's (`runner.cluster`)."""
+
+    def settle(self, actual_tokens: int) -> None: ...
+
+    def cancel(self) -> None: ...
+
+
+class Limiter(Protocol):
+    """What a lane asks of its limits: this process's `LaneLimiter`, or in a worker process a proxy
+    that leases capacity from the coordinator's limiter for the key (`runner.cluster.remote`)."""
+
+    async def acquire(self, tokens: int) -> Capacity: ...
+
+    def observe(self, reading: RateLimitReading) -> None: ...
+
+    def on_rate_limited(self, retry_after_s: float | None) -> None: ...
+
+    def on_server_error(self) -> None: ...
+
+    def on_success(self) -> None: ...
+
+    def stats(self) -> LaneStats: ...
+
+
 class LoopClock:
     """The event loop's own clock (what `anyio.sleep` and `anyio.fail_after` use)."""
 
@@ -348,6 +374,15 @@ class LaneLimiter:
         self._pass_head()
         return reservation
 
+    def try_acquire(self, tokens: int) -> Reservation | None:
+        """`acquire` without waiting: the reservation when the call may start now (nobody queued
+        ahead of it), else None. The coordinator of worker processes answers most leases so."""
+        if tokens < 0:
+            raise ValueError(f"LaneLimiter.try_acquire: tokens must be >= 0, got {tokens}")
+        if not self._queue and self._admit_delay(tokens)[0] == 0.0:
+            return self._admit(tokens)
+        return None
+
     def observe(self, reading: RateLimitReading) -> None:
         """Re-sync from any response's headers. Prefer `Reservation.observe` for the call's own."""
         self._observe(reading, None)
@@ -535,9 +570,11 @@ __all__ = [
     "WAIT_RETRY_AFTER",
     "WAIT_TOKENS",
     "WIDEN_AFTER_S",
+    "Capacity",
     "Clock",
     "LaneLimiter",
     "LaneStats",
+    "Limiter",
     "LoopClock",
     "Reservation",
 ]

@@ -24,7 +24,7 @@ from runner.engine.answers import SCHEDULES, Grades, TracedJob
 from runner.engine.calling import ModelContext, Owner, TraceResult, ask, note_failure
 from runner.engine.lane import RecordSink
 from runner.engine.prefixes import PrefixWarmup
-from runner.engine.synthesis import SynthesisStage
+from runner.engine.synthesis import SynthesisClaims, SynthesisStage
 from runner.engine.transcribe import NO_TRANSCRIPTS, Transcriber
 from runner.ledger.records import JobDone, Snapshot, Synthesis
 from runner.tasks.base import Grade, Rendered, Task
@@ -60,12 +60,13 @@ class Pipeline:
         synthesis_cache: dict[str, Synthesis],
         on_job_done: Callable[[JobDone], None] = lambda _d: None,
         transcripts: Transcriber = NO_TRANSCRIPTS,
+        claims: SynthesisClaims | None = None,
     ) -> None:
         self.loaded = loaded
         self.transcripts = transcripts
         self.models = models
         self.ledger = ledger
-        self.synthesis = SynthesisStage(loaded, models, ledger, synthesis_cache)
+        self.synthesis = SynthesisStage(loaded, models, ledger, synthesis_cache, claims)
         self.warmup = PrefixWarmup()
         self.on_job_done = on_job_done
 

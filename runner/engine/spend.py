@@ -18,7 +18,7 @@ ends (`release`).
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 import anyio
 
@@ -46,6 +46,21 @@ class SpendNeed(NamedTuple):
     new_work: bool = True
     owner: tuple[str, str] | None = None  # (job id, execution): whose commitment it holds or draws on
     draws: bool = False  # a forced answer: its worst case comes out of its trace's commitment first
+
+
+class SpendGate(Protocol):
+    """What a lane asks of the spend cap: this process's `SpendGuard`, or a worker's proxy of the
+    coordinator's guard (`runner.cluster.remote`), which answers `reserve` over a round trip."""
+
+    def raise_if_never_fits(self, need: SpendNeed) -> None: ...
+
+    async def reserve(self, need: SpendNeed) -> float | None: ...
+
+    async def wait_settled(self) -> None: ...
+
+    def settle(self, provider: str, reserved: float, actual_usd: float) -> None: ...
+
+    def release(self, owner: tuple[str, str]) -> None: ...
 
 
 class SpendGuard:
@@ -102,6 +117,11 @@ class SpendGuard:
         self.calls_in_flight += 1
         return need.worst_usd
 
+    async def reserve(self, need: SpendNeed) -> float | None:
+        """`try_reserve`, as a lane awaits it: it never suspends, so nothing runs between the
+        limiter's admission and the reservation."""
+        return self.try_reserve(need)
+
     def hold(self, provider: str, usd: float) -> None:
         """Hold ``usd`` as one call in flight without asking the caps: a batch an earlier process
         submitted under them runs whatever they say now (`settle` ends the hold)."""
@@ -151,6 +171,11 @@ class SpendGuard:
         self.spent_by_provider[provider] += actual_usd
         self._wake()
 
+    def charge(self, provider: str, usd: float) -> None:
+        """Count spend known only after the fact: a lost worker's call, as its ledger record says."""
+        self.spent += usd
+        self.spent_by_provider[provider] += usd
+
     def _wake(self) -> None:
         if self._settled is not None:
             self._settled.set()
@@ -176,4 +201,4 @@ class SpendGuard:
         return None
 
 
-__all__ = ["WAIT_SPEND_CAP", "SpendGuard", "SpendNeed"]
+__all__ = ["WAIT_SPEND_CAP", "SpendGate", "SpendGuard", "SpendNeed"]

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import anyio
 import msgspec
@@ -36,20 +37,39 @@ from runner.engine.lanes import open_lanes
 from runner.engine.pipeline import Pipeline
 from runner.engine.preflight import Preflight, preflight
 from runner.engine.progress import RunProgress
-from runner.engine.reuse import Reuser, open_store
+from runner.engine.reuse import NO_REUSE, Reuser, open_store
 from runner.engine.shutdown import watch_signals
 from runner.engine.simulator import start_simulator
 from runner.engine.snapshots import RunSnapshot
 from runner.engine.spend import SpendGuard
+from runner.engine.synthesis import SynthesisClaims
 from runner.engine.transcribe import NO_TRANSCRIPTS, Transcriber
 from runner.errors import LaneStopped, ProviderError, RunStopped, SpendCapReached
-from runner.ledger.records import Attempt, Note, RunHeader
-from runner.ledger.transcript_writer import WriterStats, open_transcripts
+from runner.ledger.prices import ModelPrice
+from runner.ledger.records import Attempt, Note, RunHeader, Synthesis
+from runner.ledger.transcript_writer import TranscriptWriter, WriterStats, open_transcripts
 from runner.ledger.transcripts import TranscriptHeader, transcripts_path, walk
-from runner.ledger.writer import open_ledger
+from runner.ledger.writer import LedgerWriter, open_ledger
 
 # shows the run while the sweep is inside it; what it yields on entering is the display's own business
 Display = Callable[[Callable[[], RunSnapshot]], contextlib.AbstractAsyncContextManager[object]]
+
+# how a job's execution ended, as the sweep's progress and the coordinator of worker processes take it
+JobEnd = Literal["finished", "failed", "stopped", "spend_cap", "lane_stopped"]
+
+
+@dataclass
+class RunWiring:
+    """What a run opened that a driver of worker processes hands on (`runner.cluster`)."""
+
+    ledger: LedgerWriter
+    transcripts: TranscriptWriter | None  # None: transcripts off
+    sim_url: str | None
+    completed: set[str]  # job ids the ledger already finished (a resume skips them)
+
+
+# runs the jobs instead of this process's lanes (`SweepOptions.driver`): worker processes or Ray actors
+Driver = Callable[["Sweep", RunWiring], Awaitable[None]]
 
 
 @dataclass
@@ -62,6 +82,10 @@ class SweepOptions:
     # run only these jobs of the manifest (a pilot, `anytime estimate --pilot`); None: all of them
     only: frozenset[str] | None = None
     transcripts: bool | None = None  # None: the manifest's run.transcripts (on by default)
+    # None: this process's lanes run the jobs; else who does (worker processes, `runner.cluster`)
+    driver: Driver | None = None
+    # SIGINT / SIGTERM stop the run gracefully; off where signals are not this thread's (a Ray actor)
+    signals: bool = True
 
 
 @dataclass
@@ -120,6 +144,7 @@ class Sweep:
         self._noted_stops: set[str] = set()
         self._ledger: RecordSink | None = None
         self._transcript_stats: WriterStats | None = None
+        self._transcript_writer: TranscriptWriter | None = None
         self._engine: BatchEngine | None = None  # run.mode = "batch"
 
     def snapshot(self) -> RunSnapshot:
@@ -153,7 +178,7 @@ class Sweep:
             synthesis = dict(self.state.synthesis) if self.state else {}
             self._ledger = ledger
             self.progress.lanes_opened(
-                {name: {m: count_jobs(self.loaded, [m]) for m in self._models_of(name)} for name in self.lanes}
+                {name: {m: count_jobs(self.loaded, [m]) for m in self.models_of(name)} for name in self.lanes}
             )
             if self.loaded.manifest.run.mode == "batch":
                 engine = open_batch_engine(self.loaded, self.lanes, contexts, ledger, self.spend, self.run_dir)
@@ -164,7 +189,8 @@ class Sweep:
                 await self._drive_batches(batched, ledger, engine)
             else:
                 pipeline = Pipeline(self.loaded, contexts, ledger, synthesis, transcripts=transcriber)
-                await self._drive(pipeline, ledger)
+                completed = self.state.completed_jobs if self.state else set()
+                await self._drive(pipeline, RunWiring(ledger, self._transcript_writer, sim_url, completed))
             if self.progress.stopping:
                 ledger.append(Note(at=time.time(), kind="stopped", message=self.progress.stopping))
             outcome = self._outcome()
@@ -182,16 +208,7 @@ class Sweep:
         """Each model as the engine calls it, on its lane, with the calls already paid for that
         may stand in for its own (`runner.engine.reuse`)."""
         reuser = Reuser(self.reuse_store, ledger, keys=self.transcripts)
-        return {
-            key: ModelContext(
-                plan=plan,
-                lane=self.lanes[plan.config.provider],
-                price=self.prices[key],
-                transcripts=transcriber,
-                reuse=reuser,
-            )
-            for key, plan in self.models.items()
-        }
+        return model_contexts(self.models, self.prices, self.lanes, transcriber, reuser)
 
     def _outcome(self) -> SweepOutcome:
         p = self.progress
@@ -228,38 +245,55 @@ class Sweep:
             return NO_TRANSCRIPTS
         header = TranscriptHeader(run_id=self.run_dir.name, started_at=time.time(), tool_version=__version__)
         writer = await stack.enter_async_context(open_transcripts(self.run_dir, header))
-        self._transcript_stats = writer.stats
+        self._transcript_stats, self._transcript_writer = writer.stats, writer
         if writer.stats.torn_bytes_cut:
             message = f"cut {writer.stats.torn_bytes_cut} bytes of a transcripts member torn by a crash off the end"
             ledger.append(Note(at=time.time(), kind="torn_transcripts", message=message))
         return Transcriber(writer)
 
-    def _models_of(self, lane: str) -> list[str]:
+    def models_of(self, lane: str) -> list[str]:
         return [m for m in self.loaded.selected("models") if self.loaded.manifest.models[m].provider == lane]
 
-    async def _drive(self, pipeline: Pipeline, ledger: RecordSink) -> None:
-        completed = self.state.completed_jobs if self.state else set()
+    async def _drive(self, pipeline: Pipeline, wiring: RunWiring) -> None:
         async with anyio.create_task_group() as tg:
-            tg.start_soon(
-                watch_signals, tg.cancel_scope, self.options.grace_s, lambda: self.progress.stopping, self._interrupt
-            )
-            async with anyio.create_task_group() as work:
-                for name in self.lanes:
-                    workers = self.loaded.manifest.providers[name].max_concurrency
-                    # a small buffer keeps the plan lazy: jobs are expanded only as workers free up
-                    send, receive = anyio.create_memory_object_stream[Job](max_buffer_size=min(workers, 64))
-                    work.start_soon(self._feed, name, self._models_of(name), completed, send)
-                    for _ in range(workers):
-                        work.start_soon(self._work, name, pipeline, ledger, receive.clone())
-                    receive.close()
+            if self.options.signals:
+                tg.start_soon(
+                    watch_signals, tg.cancel_scope, self.options.grace_s, lambda: self.progress.stopping, self.interrupt
+                )
+            if self.options.driver is not None:
+                await self.options.driver(self, wiring)
+            else:
+                await self._drive_lanes(pipeline, wiring.completed)
             tg.cancel_scope.cancel()  # all work done: stop the signal watcher
+
+    async def _drive_lanes(self, pipeline: Pipeline, completed: set[str]) -> None:
+        async with anyio.create_task_group() as work:
+            for name in self.lanes:
+                workers = self.loaded.manifest.providers[name].max_concurrency
+                # a small buffer keeps the plan lazy: jobs are expanded only as workers free up
+                send, receive = anyio.create_memory_object_stream[Job](max_buffer_size=min(workers, 64))
+                work.start_soon(self._feed, name, self.models_of(name), completed, send)
+                for _ in range(workers):
+                    work.start_soon(self._work, name, pipeline, receive.clone())
+                receive.close()
+
+    def lane_jobs(self, name: str, completed: set[str]) -> Iterator[Job]:
+        """The lane's jobs still to run, in feeding order (jobs the ledger finished are counted as
+        skipped as they come up)."""
+        for job in lane_jobs(self.loaded, self.models_of(name)):
+            if self.options.only is not None and job.job_id not in self.options.only:
+                continue
+            if job.job_id in completed:
+                self.progress.job_skipped(name, job.model)
+                continue
+            yield job
 
     async def _drive_batches(self, pipeline: Pipeline, ledger: RecordSink, engine: BatchEngine) -> None:
         """Batch mode: every job at once, each waiting on the engine, which batches their calls."""
         completed = self.state.completed_jobs if self.state else set()
         async with anyio.create_task_group() as tg:
             tg.start_soon(
-                watch_signals, tg.cancel_scope, self.options.grace_s, lambda: self.progress.stopping, self._interrupt
+                watch_signals, tg.cancel_scope, self.options.grace_s, lambda: self.progress.stopping, self.interrupt
             )
             async with anyio.create_task_group() as work:
                 engine.bind(work)
@@ -281,7 +315,8 @@ class Sweep:
         self.progress.job_started(name, job.model, job.job_id)
         try:
             if not self.progress.stopping:
-                await self._run_job(name, pipeline, ledger, job)
+                end, message = await run_one(pipeline, job)
+                self.job_ended(name, job.model, job.job_id, end, message)
         finally:
             engine.leave()
             self.progress.job_left(name, job.model, job.job_id)
@@ -305,45 +340,37 @@ class Sweep:
     async def _feed(self, name: str, models: list[str], completed: set[str], send: MemoryObjectSendStream[Job]) -> None:
         lane = self.lanes[name]
         async with send:
-            for job in lane_jobs(self.loaded, models):
-                if self.options.only is not None and job.job_id not in self.options.only:
-                    continue
-                if job.job_id in completed:
-                    self.progress.job_skipped(name, job.model)
-                    continue
+            for job in self.lane_jobs(name, completed):
                 if self.progress.stopping or lane.stopped is not None:
                     return
                 await send.send(job)
 
-    async def _work(
-        self, name: str, pipeline: Pipeline, ledger: RecordSink, receive: MemoryObjectReceiveStream[Job]
-    ) -> None:
+    async def _work(self, name: str, pipeline: Pipeline, receive: MemoryObjectReceiveStream[Job]) -> None:
         async with receive:
             async for job in receive:
                 if self.progress.stopping:
                     continue  # drain without starting anything new, so the feeder sees the stop
                 self.progress.job_started(name, job.model, job.job_id)
                 try:
-                    await self._run_job(name, pipeline, ledger, job)
+                    end, message = await run_one(pipeline, job)
+                    self.job_ended(name, job.model, job.job_id, end, message)
                 finally:
                     self.progress.job_left(name, job.model, job.job_id)
                     self.lanes[name].counters.forget_job(job.job_id)
 
-    async def _run_job(self, name: str, pipeline: Pipeline, ledger: RecordSink, job: Job) -> None:
-        try:
-            await pipeline.run_job(job)
-            self.progress.job_finished(name, job.model, job.job_id)
-        except* RunStopped:
-            pass  # the job stays unfinished: a resume redoes it
-        except* SpendCapReached as group:
-            self.progress.stop(f"spend cap reached: {group.exceptions[0]}")
-        except* LaneStopped as group:
-            self._lane_stopped(ledger, group.exceptions[0])
-        except* ProviderError:
-            # the pipeline noted the failed execution (job_failed, with the execution's instance)
-            self.progress.job_finished(name, job.model, job.job_id, failed=True)
+    def job_ended(self, name: str, model: str, job_id: str, end: JobEnd, message: str) -> None:
+        """Count how a job's execution ended (here, or in a worker process)."""
+        if end == "finished":
+            self.progress.job_finished(name, model, job_id)
+        elif end == "failed":  # the pipeline noted the failed execution (job_failed, with its instance)
+            self.progress.job_finished(name, model, job_id, failed=True)
+        elif end == "spend_cap":
+            self.progress.stop(f"spend cap reached: {message}")
+        elif end == "lane_stopped":
+            self._lane_stopped(name, message)
+        # "stopped": the job stays unfinished, and a resume redoes it
 
-    def _interrupt(self, reason: str) -> None:
+    def interrupt(self, reason: str) -> None:
         """A signal: from this moment no attempt starts on any lane, and the ledger says when."""
         self.progress.stop(reason)
         for lane in self.lanes.values():
@@ -353,12 +380,63 @@ class Sweep:
         if self._ledger is not None:
             self._ledger.append(Note(at=time.time(), kind="interrupted", message=reason))
 
-    def _lane_stopped(self, ledger: RecordSink, error: BaseException) -> None:
+    def _lane_stopped(self, provider: str, message: str) -> None:
         """One note per stopped lane; its queued jobs drain without a call (the lane refuses them)."""
-        provider = getattr(error, "provider", "")
-        if provider not in self._noted_stops:
+        if provider not in self._noted_stops and self._ledger is not None:
             self._noted_stops.add(provider)
-            ledger.append(Note(at=time.time(), kind="lane_stopped", message=str(error)))
+            self._ledger.append(Note(at=time.time(), kind="lane_stopped", message=message))
+
+
+def build_pipeline(
+    loaded: LoadedManifest,
+    models: dict[str, ModelPlan],
+    prices: dict[str, ModelPrice],
+    lanes: dict[str, Lane],
+    ledger: RecordSink,
+    synthesis: dict[str, Synthesis],
+    transcriber: Transcriber,
+    claims: SynthesisClaims | None = None,
+    reuse: Reuser = NO_REUSE,
+) -> Pipeline:
+    """The pipeline that runs this process's jobs on its lanes (the run's, or a worker's)."""
+    contexts = model_contexts(models, prices, lanes, transcriber, reuse)
+    return Pipeline(loaded, contexts, ledger, synthesis, transcripts=transcriber, claims=claims)
+
+
+def model_contexts(
+    models: dict[str, ModelPlan],
+    prices: dict[str, ModelPrice],
+    lanes: dict[str, Lane],
+    transcriber: Transcriber,
+    reuse: Reuser = NO_REUSE,
+) -> dict[str, ModelContext]:
+    """Each model as the engine calls it, on its lane, with the calls already paid for that may
+    stand in for its own (`runner.engine.reuse`)."""
+    return {
+        key: ModelContext(
+            plan=plan, lane=lanes[plan.config.provider], price=prices[key], transcripts=transcriber, reuse=reuse
+        )
+        for key, plan in models.items()
+    }
+
+
+async def run_one(pipeline: Pipeline, job: Job) -> tuple[JobEnd, str]:
+    """Run one execution of a job; how it ended, and the error's message."""
+    end: JobEnd = "finished"
+    message = ""
+    try:
+        await pipeline.run_job(job)
+    except* RunStopped:
+        end = "stopped"  # the job stays unfinished: a resume redoes it
+    except* SpendCapReached as group:
+        end, message = "spend_cap", str(group.exceptions[0])
+    except* LaneStopped as group:
+        if end != "spend_cap":
+            end, message = "lane_stopped", str(group.exceptions[0])
+    except* ProviderError as group:
+        if end == "finished":  # a stop above says more about the run than one failed job
+            end, message = "failed", str(group.exceptions[0])
+    return end, message
 
 
 @contextlib.asynccontextmanager

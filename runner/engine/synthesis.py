@@ -9,6 +9,7 @@ budget, their forced answers, LEAP's principles call) is planned in `runner.conf
 from __future__ import annotations
 
 import uuid
+from typing import Protocol
 
 import anyio
 
@@ -23,16 +24,36 @@ from runner.tasks.base import Problem, Task
 from runner.tasks.methods import MethodStrategy, PoolTrace, get_method
 
 
+class SynthesisClaims(Protocol):
+    """Which process builds a group's preface when several share a run (`runner.cluster`): the
+    first to claim it; the others get the record it wrote."""
+
+    async def claim(self, key: str) -> Synthesis | None:
+        """The group's synthesis if another process built it (waiting while one builds), or None:
+        this process builds it."""
+        ...
+
+    def dropped(self, key: str) -> None:
+        """This process's build failed: another may claim it."""
+        ...
+
+
 class SynthesisStage:
     """Builds and caches each group's preface, writing a `Synthesis` record once per group."""
 
     def __init__(
-        self, loaded: LoadedManifest, models: dict[str, ModelContext], ledger: RecordSink, cache: dict[str, Synthesis]
+        self,
+        loaded: LoadedManifest,
+        models: dict[str, ModelContext],
+        ledger: RecordSink,
+        cache: dict[str, Synthesis],
+        claims: SynthesisClaims | None = None,
     ) -> None:
         self.loaded = loaded
         self.models = models
         self.ledger = ledger
         self.cache = cache
+        self.claims = claims
         self._locks: dict[str, anyio.Lock] = {}
 
     def key(self, model: str, dataset: str, method: str) -> str:
@@ -44,12 +65,19 @@ class SynthesisStage:
         lock = self._locks.setdefault(key, anyio.Lock())
         async with lock:  # the first job of the group builds it; the others wait and reuse it
             cached = self.cache.get(key)
+            if cached is None and self.claims is not None:
+                cached = await self.claims.claim(key)  # built by another worker process, or ours to build
+                if cached is not None:
+                    self.cache[key] = cached
             if cached is None:
                 stage = Owner(f"synthesis:{key}", uuid.uuid4().hex[:12])
                 try:
                     cached = await self._build(key, stage.instance, model, dataset, method)
-                except Exception as error:
-                    note_failure(self.ledger, "synthesis_failed", stage, error)
+                except BaseException as error:
+                    if self.claims is not None:
+                        self.claims.dropped(key)
+                    if isinstance(error, Exception):
+                        note_failure(self.ledger, "synthesis_failed", stage, error)
                     raise
                 self.cache[key] = cached
                 self.ledger.append(cached)

@@ -81,6 +81,16 @@ class TranscriptWriter:
         if len(self._queue) >= self._batch_bytes:
             self._wake.set()
 
+    def append_encoded(self, lines: bytes, count: int) -> None:
+        """Queue ``count`` records already encoded as whole lines (a worker process's, in its order)."""
+        if self._closed:
+            raise LedgerError(f"{self.path}: append after close")
+        self._queue += lines
+        self._queued += count
+        self._appended += count
+        if len(self._queue) >= self._batch_bytes:
+            self._wake.set()
+
     async def flush(self) -> None:
         """Wait until every record appended so far is on disk.
 

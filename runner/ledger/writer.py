@@ -29,12 +29,13 @@ from runner.ledger.records import InFlight, Note, Record, encode_line_into
 from runner.ledger.recovery import interrupted_in_flight, recover
 
 
-class LedgerWriter:
-    """Batches appended records and fsyncs each batch. Use through `open_ledger`."""
+class BatchWriter:
+    """Batches appended records and hands each batch on, in order: to the file (`LedgerWriter`) or,
+    in a worker process, to the coordinator that writes the run's one ledger
+    (`runner.cluster.remote.WorkerLedger`). A record is durable once its batch is."""
 
-    def __init__(self, path: Path, *, batch_records: int = 512, max_delay_s: float = 0.05) -> None:
-        self.path = path
-        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    def __init__(self, name: str, *, batch_records: int = 512, max_delay_s: float = 0.05) -> None:
+        self.name = name
         # encoded records waiting for the next batch, and how many they are
         self._queue = bytearray()
         self._queued = 0
@@ -50,10 +51,28 @@ class LedgerWriter:
         self._last_sample = -1.0e9
         self.records_written = 0
 
+    async def _write_batch(self, batch: bytearray, count: int) -> None:
+        """Make one batch durable (the flusher awaits it, shielded from cancellation)."""
+        raise NotImplementedError
+
+    def _write_sync(self, batch: bytearray, count: int) -> None:
+        """Make one batch durable now, blocking (closing, or a last record from a signal handler)."""
+        raise NotImplementedError
+
+    def append_encoded(self, lines: bytes, count: int) -> None:
+        """Queue ``count`` records already encoded as whole lines (a worker's batch, in its order)."""
+        if self._closed:
+            raise LedgerError(f"{self.name}: append after close")
+        self._queue += lines
+        self._queued += count
+        self._appended += count
+        if self._queued >= self._batch_records:
+            self._wake.set()
+
     def append(self, record: Record) -> None:
         """Queue a record (never blocks). It is durable after the next batch's fsync."""
         if self._closed:
-            raise LedgerError(f"{self.path}: append after close")
+            raise LedgerError(f"{self.name}: append after close")
         encode_line_into(record, self._queue)
         self._queued += 1
         self._appended += 1
@@ -126,14 +145,14 @@ class LedgerWriter:
             if self._queued:
                 batch, count = self._take()
                 try:
-                    # shielded: to_thread checkpoints before starting the thread, and a cancel
-                    # landing there would drop a batch already taken off the queue
+                    # shielded: a cancel landing while the batch is on its way would drop a batch
+                    # already taken off the queue
                     with anyio.CancelScope(shield=True):
-                        await anyio.to_thread.run_sync(self._write, batch, count)
-                except OSError as exc:
-                    self._failed = LedgerError(f"{self.path}: cannot write the ledger: {exc.strerror or exc}")
+                        await self._write_batch(batch, count)
+                except LedgerError as exc:
+                    self._failed = exc
                     self._durable_changed.set()
-                    raise self._failed from None
+                    raise
                 self._durable += count
                 self._durable_changed.set()
                 self._durable_changed = anyio.Event()
@@ -143,21 +162,12 @@ class LedgerWriter:
         self._queue, self._queued = bytearray(), 0
         return batch, count
 
-    def _write(self, batch: bytearray, count: int) -> None:
-        # one write per batch in the usual case: a crash tears at most the last line
-        with memoryview(batch) as view:
-            while view:
-                written = os.write(self._fd, view)
-                view = view[written:]
-        os.fsync(self._fd)
-        self.records_written += count
-
     def append_sync(self, record: Record) -> None:
         """Append and fsync now, blocking the caller: for a last record when no flush can be awaited
         (a signal handler, a cancelled scope). Records queued before it are written first, in order."""
         self.append(record)
         batch, count = self._take()
-        self._write(batch, count)
+        self._write_sync(batch, count)
         self._durable += count
 
     def close_sync(self) -> None:
@@ -166,16 +176,46 @@ class LedgerWriter:
             return
         if self._queued:
             batch, count = self._take()
-            self._write(batch, count)
+            self._write_sync(batch, count)
             self._durable += count
         self._closed = True
+        self._close()
+
+    def _close(self) -> None:
+        """Let go of where batches go (after the last one)."""
+
+
+class LedgerWriter(BatchWriter):
+    """Batches appended records and fsyncs each batch to the ledger file. Use through `open_ledger`."""
+
+    def __init__(self, path: Path, *, batch_records: int = 512, max_delay_s: float = 0.05) -> None:
+        super().__init__(str(path), batch_records=batch_records, max_delay_s=max_delay_s)
+        self.path = path
+        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+
+    async def _write_batch(self, batch: bytearray, count: int) -> None:
+        try:
+            await anyio.to_thread.run_sync(self._write_sync, batch, count)
+        except OSError as exc:
+            raise LedgerError(f"{self.path}: cannot write the ledger: {exc.strerror or exc}") from None
+
+    def _write_sync(self, batch: bytearray, count: int) -> None:
+        # one write per batch in the usual case: a crash tears at most the last line
+        with memoryview(batch) as view:
+            while view:
+                written = os.write(self._fd, view)
+                view = view[written:]
+        os.fsync(self._fd)
+        self.records_written += count
+
+    def _close(self) -> None:
         os.close(self._fd)
 
 
 class Tracked:
-    """A call whose spend the writer samples (see `LedgerWriter.track`); close it when the call ends."""
+    """A call whose spend the writer samples (see `BatchWriter.track`); close it when the call ends."""
 
-    def __init__(self, writer: LedgerWriter, snapshot: Callable[[], InFlight], min_usd: float, every_s: float) -> None:
+    def __init__(self, writer: BatchWriter, snapshot: Callable[[], InFlight], min_usd: float, every_s: float) -> None:
         self.writer = writer
         self.snapshot = snapshot
         self.min_usd = min_usd
@@ -240,4 +280,4 @@ async def open_ledger(run_dir: Path, **options: Unpack[WriterOptions]) -> AsyncI
         writer.close_sync()  # no await: runs even when the surrounding scope is cancelled
 
 
-__all__ = ["LedgerWriter", "Tracked", "open_ledger"]
+__all__ = ["BatchWriter", "LedgerWriter", "Tracked", "open_ledger"]
