@@ -10,12 +10,15 @@ import itertools
 from collections import defaultdict
 from pathlib import Path
 
+import anyio
+import anyio.lowlevel
 import pytest
 
 from runner.cli import main
 from runner.ledger.audit import verify
 from runner.ledger.reader import iter_records
 from runner.ledger.records import Attempt, JobDone, Snapshot
+from runner.tokens.budget import Cut
 from tests.conftest import write_manifest
 
 MANIFEST = """
@@ -151,3 +154,26 @@ def test_a_retried_trace_asks_no_cut_twice(tmp_path: Path, runs: dict[str, list[
             calls[(a.job_id, a.budget)].add(a.call_id)
     assert all(len(ids) == 1 for ids in calls.values())
     assert grades(faulty) == grades(runs["at_cut"])
+
+
+async def test_a_trace_that_ends_after_its_chain_was_stopped_raises_nothing() -> None:
+    """A stop cancels the chain's reader while the trace still finishes (seen in the crash matrix
+    right after a SIGINT: BrokenResourceError from `trace_ended`): its cuts go unanswered, quietly."""
+    from types import SimpleNamespace
+    from typing import cast
+
+    from runner.engine.answers import AnswerChain, TracedJob
+    from runner.engine.calling import TraceResult
+
+    job = cast(TracedJob, SimpleNamespace(budgets=[32, 64]))
+    chain = AnswerChain(job)
+    on_cut = chain.new_attempt()
+    with anyio.CancelScope() as stop:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(chain.run, tg)
+            await anyio.lowlevel.checkpoint()
+            stop.cancel()  # the run stops: the reader closes its end
+    cut = SimpleNamespace(budget=32, text="so far")
+    on_cut(cast(Cut, cut))  # a mid-stream cut after the stop
+    chain.trace_ended(cast(TraceResult, SimpleNamespace(consumer=SimpleNamespace(cuts={32: cut, 64: cut}))))
+    assert chain.answered == {}

@@ -610,7 +610,8 @@ def test_trip_partial_credit_rises_with_budget(datasets):
 
 
 async def test_clients_leaving_mid_stream_log_no_server_errors(datasets, caplog):
-    async with open_simulator(SimConfig(time_scale=0.01, chunk_tokens=8), datasets) as sim:
+    # slow enough that no stream can end before its client leaves (at 0.01 one did, under load)
+    async with open_simulator(SimConfig(time_scale=0.1, chunk_tokens=8), datasets) as sim:
         async with aiohttp.ClientSession(headers=KEY_HEADER) as session:
             for i in range(6):
                 payload = chat("sim-reasoner-large", aime_statement(i), stream=True)

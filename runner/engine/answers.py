@@ -136,15 +136,23 @@ class AnswerChain:
 
         def on_cut(cut: Cut) -> None:
             # the trace goes on past this cut: unless it is the last budget, a longer cut follows
-            self._send.send_nowait((attempt, cut, cut.budget != last))
+            self._offer(attempt, cut, cut.budget != last)
 
         return on_cut
 
     def trace_ended(self, trace: TraceResult) -> None:
         """The trace ended well: the cuts its end made final come last (all alike), then nothing."""
         for b in self.job.budgets:
-            self._send.send_nowait((self.attempt, trace.consumer.cuts[b], False))
+            self._offer(self.attempt, trace.consumer.cuts[b], False)
         self._send.close()
+
+    def _offer(self, attempt: int, cut: Cut, followed: bool) -> None:
+        try:
+            self._send.send_nowait((attempt, cut, followed))
+        except anyio.BrokenResourceError:
+            # `run` was cancelled (a stop) while the trace still finished: no answer will be asked,
+            # and the job is not complete, so a resume asks them
+            pass
 
     async def run(self, tg: TaskGroup) -> None:
         """Start each new cut's answer in ``tg`` once the previous one of its attempt has started."""
