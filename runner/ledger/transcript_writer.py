@@ -31,6 +31,7 @@ from runner.ledger.transcripts import (
     recover,
     transcripts_path,
 )
+from runner.ledger.writer import BatchQueue
 
 # gzip level 6 (zlib's default): bench/transcripts.py measured it against levels 1 and 9 and zstandard
 DEFAULT_LEVEL = 6
@@ -50,87 +51,33 @@ class WriterStats:
     torn_bytes_cut: int = 0  # cut off the end when the file was opened
 
 
-class TranscriptWriter:
-    """Batches transcript records into gzip members. Use through `open_transcripts`."""
+class TranscriptWriter(BatchQueue[TranscriptRecord]):
+    """Batches transcript records into gzip members (the ledger's batching, `BatchQueue`). Use
+    through `open_transcripts`."""
 
     def __init__(
         self, path: Path, *, level: int = DEFAULT_LEVEL, batch_bytes: int = 1 << 20, max_delay_s: float = 1.0
     ) -> None:
+        super().__init__(str(path), max_delay_s=max_delay_s)
         self.path = path
         self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         self._level = level
         self._batch_bytes = batch_bytes
-        self._max_delay_s = max_delay_s
-        self._queue = bytearray()
-        self._queued = 0
-        self._appended = 0
-        self._durable = 0
-        self._wake = anyio.Event()
-        self._durable_changed = anyio.Event()
-        self._failed: LedgerError | None = None
-        self._closed = False
         self.stats = WriterStats()
 
-    def append(self, record: TranscriptRecord) -> None:
-        """Queue a record (never blocks); it is on disk after the next batch."""
-        if self._closed:
-            raise LedgerError(f"{self.path}: append after close")
-        encode_line_into(record, self._queue)
-        self._queued += 1
-        self._appended += 1
-        if len(self._queue) >= self._batch_bytes:
-            self._wake.set()
+    def _encode_into(self, record: TranscriptRecord, buffer: bytearray) -> None:
+        encode_line_into(record, buffer)
 
-    def append_encoded(self, lines: bytes, count: int) -> None:
-        """Queue ``count`` records already encoded as whole lines (a worker process's, in its order)."""
-        if self._closed:
-            raise LedgerError(f"{self.path}: append after close")
-        self._queue += lines
-        self._queued += count
-        self._appended += count
-        if len(self._queue) >= self._batch_bytes:
-            self._wake.set()
+    def _full(self) -> bool:
+        return len(self._queue) >= self._batch_bytes
 
-    async def flush(self) -> None:
-        """Wait until every record appended so far is on disk.
+    async def _write_batch(self, batch: bytearray, count: int) -> None:
+        try:
+            await anyio.to_thread.run_sync(self._write_sync, batch, count)
+        except OSError as exc:
+            raise LedgerError(f"{self.path}: cannot write the transcripts: {exc.strerror or exc}") from None
 
-        Raises:
-            LedgerError: the disk refused a write.
-        """
-        target = self._appended
-        while self._durable < target:
-            if self._failed is not None:
-                raise self._failed
-            self._wake.set()
-            await self._durable_changed.wait()
-
-    async def run_flusher(self) -> None:
-        """Write batches until cancelled (then the owner calls `close_sync`)."""
-        while True:
-            with anyio.move_on_after(self._max_delay_s):
-                await self._wake.wait()
-            self._wake = anyio.Event()
-            if not self._queued:
-                continue
-            batch, count = self._take()
-            try:
-                # shielded: a cancel landing in to_thread's checkpoint would drop a batch already taken
-                with anyio.CancelScope(shield=True):
-                    await anyio.to_thread.run_sync(self._write, batch, count)
-            except OSError as exc:
-                self._failed = LedgerError(f"{self.path}: cannot write the transcripts: {exc.strerror or exc}")
-                self._durable_changed.set()
-                raise self._failed from None
-            self._durable += count
-            self._durable_changed.set()
-            self._durable_changed = anyio.Event()
-
-    def _take(self) -> tuple[bytearray, int]:
-        batch, count = self._queue, self._queued
-        self._queue, self._queued = bytearray(), 0
-        return batch, count
-
-    def _write(self, batch: bytearray, count: int) -> None:
+    def _write_sync(self, batch: bytearray, count: int) -> None:
         started = time.perf_counter()
         member = encode_member(batch, self._level)
         with memoryview(member) as view:  # one write in the usual case: a crash tears at most the last member
@@ -144,15 +91,7 @@ class TranscriptWriter:
         stats.raw_bytes += len(batch)
         stats.written_bytes += len(member)
 
-    def close_sync(self) -> None:
-        """Write what is queued and close; safe from any shutdown path, twice."""
-        if self._closed:
-            return
-        if self._queued:
-            batch, count = self._take()
-            self._write(batch, count)
-            self._durable += count
-        self._closed = True
+    def _close(self) -> None:
         os.close(self._fd)
 
 

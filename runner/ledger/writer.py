@@ -19,7 +19,7 @@ import os
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import TypedDict, Unpack
+from typing import Generic, TypedDict, TypeVar, Unpack
 
 import anyio
 
@@ -28,18 +28,21 @@ from runner.ledger.reader import ledger_path
 from runner.ledger.records import InFlight, Note, Record, encode_line_into
 from runner.ledger.recovery import interrupted_in_flight, recover
 
+R = TypeVar("R")
 
-class BatchWriter:
-    """Batches appended records and hands each batch on, in order: to the file (`LedgerWriter`) or,
-    in a worker process, to the coordinator that writes the run's one ledger
-    (`runner.cluster.remote.WorkerLedger`). A record is durable once its batch is."""
 
-    def __init__(self, name: str, *, batch_records: int = 512, max_delay_s: float = 0.05) -> None:
+class BatchQueue(Generic[R]):
+    """Appended records, encoded into a queue without blocking and handed on in batches, in order,
+    by a flusher task; a record is durable once its batch is. Subclasses say how a record is
+    encoded (`_encode_into`), when a batch is full (`_full`) and where batches go (`_write_batch`,
+    `_write_sync`, `_close`): the ledger (`BatchWriter`) and the transcripts
+    (`runner.ledger.transcript_writer.TranscriptWriter`) share this."""
+
+    def __init__(self, name: str, *, max_delay_s: float) -> None:
         self.name = name
         # encoded records waiting for the next batch, and how many they are
         self._queue = bytearray()
         self._queued = 0
-        self._batch_records = batch_records
         self._max_delay_s = max_delay_s
         self._wake = anyio.Event()
         self._appended = 0
@@ -47,17 +50,29 @@ class BatchWriter:
         self._durable_changed = anyio.Event()
         self._closed = False
         self._failed: LedgerError | None = None
-        self._tracked: set[Tracked] = set()
-        self._last_sample = -1.0e9
-        self.records_written = 0
+
+    def _encode_into(self, record: R, buffer: bytearray) -> None:
+        """Append ``record`` to ``buffer`` as one line."""
+        raise NotImplementedError
+
+    def _full(self) -> bool:
+        """Whether the queue should go out now, without waiting for ``max_delay_s``."""
+        raise NotImplementedError
 
     async def _write_batch(self, batch: bytearray, count: int) -> None:
-        """Make one batch durable (the flusher awaits it, shielded from cancellation)."""
+        """Make one batch durable (the flusher awaits it, shielded from cancellation).
+
+        Raises:
+            LedgerError: the batch could not be made durable.
+        """
         raise NotImplementedError
 
     def _write_sync(self, batch: bytearray, count: int) -> None:
         """Make one batch durable now, blocking (closing, or a last record from a signal handler)."""
         raise NotImplementedError
+
+    def _before_batch(self) -> None:
+        """Each time the flusher wakes, before it takes a batch."""
 
     def append_encoded(self, lines: bytes, count: int) -> None:
         """Queue ``count`` records already encoded as whole lines (a worker's batch, in its order)."""
@@ -66,18 +81,99 @@ class BatchWriter:
         self._queue += lines
         self._queued += count
         self._appended += count
-        if self._queued >= self._batch_records:
+        if self._full():
             self._wake.set()
 
-    def append(self, record: Record) -> None:
-        """Queue a record (never blocks). It is durable after the next batch's fsync."""
+    def append(self, record: R) -> None:
+        """Queue a record (never blocks). It is durable once the batch holding it is."""
         if self._closed:
             raise LedgerError(f"{self.name}: append after close")
-        encode_line_into(record, self._queue)
+        self._encode_into(record, self._queue)
         self._queued += 1
         self._appended += 1
-        if self._queued >= self._batch_records:
+        if self._full():
             self._wake.set()
+
+    async def flush(self) -> None:
+        """Wait until every record appended so far is durable.
+
+        Raises:
+            LedgerError: a batch could not be written (for the ledger the run must stop: spend
+                would go unrecorded).
+        """
+        target = self._appended
+        while self._durable < target:
+            if self._failed is not None:
+                raise self._failed
+            self._wake.set()
+            await self._durable_changed.wait()
+
+    async def run_flusher(self) -> None:
+        """Write batches until cancelled (then the owner calls `close_sync`)."""
+        while True:
+            with anyio.move_on_after(self._max_delay_s):
+                await self._wake.wait()
+            self._wake = anyio.Event()
+            self._before_batch()
+            if not self._queued:
+                continue
+            batch, count = self._take()
+            try:
+                # shielded: a cancel landing while the batch is on its way would drop a batch
+                # already taken off the queue
+                with anyio.CancelScope(shield=True):
+                    await self._write_batch(batch, count)
+            except LedgerError as exc:
+                self._failed = exc
+                self._durable_changed.set()
+                raise
+            self._durable += count
+            self._durable_changed.set()
+            self._durable_changed = anyio.Event()
+
+    def _take(self) -> tuple[bytearray, int]:
+        batch, count = self._queue, self._queued
+        self._queue, self._queued = bytearray(), 0
+        return batch, count
+
+    def close_sync(self) -> None:
+        """Write what is queued and close; safe to call from any shutdown path, twice."""
+        if self._closed:
+            return
+        if self._queued:
+            batch, count = self._take()
+            self._write_sync(batch, count)
+            self._durable += count
+        self._closed = True
+        self._close()
+
+    def _close(self) -> None:
+        """Let go of where batches go (after the last one)."""
+
+
+class BatchWriter(BatchQueue[Record]):
+    """Batches appended ledger records and hands each batch on, in order: to the file
+    (`LedgerWriter`) or, in a worker process, to the coordinator that writes the run's one ledger
+    (`runner.cluster.remote.WorkerLedger`). It also samples the spend of running calls."""
+
+    def __init__(self, name: str, *, batch_records: int = 512, max_delay_s: float = 0.05) -> None:
+        super().__init__(name, max_delay_s=max_delay_s)
+        self._batch_records = batch_records
+        self._tracked: set[Tracked] = set()
+        self._last_sample = -1.0e9
+        self.records_written = 0
+
+    def _encode_into(self, record: Record, buffer: bytearray) -> None:
+        encode_line_into(record, buffer)
+
+    def _full(self) -> bool:
+        return self._queued >= self._batch_records
+
+    def _before_batch(self) -> None:
+        # sampling every running call has a cost (thousands may stream at once): 4 times a second
+        if self._tracked and time.monotonic() - self._last_sample >= 0.25:
+            self._last_sample = time.monotonic()
+            self._sample_in_flight()
 
     def track(
         self,
@@ -119,49 +215,6 @@ class BatchWriter:
                 handle.last_usd, handle.last_at = record.usd, now
                 self.append(record)
 
-    async def flush(self) -> None:
-        """Wait until every record appended so far is on disk.
-
-        Raises:
-            LedgerError: the disk refused a write (the run must stop: spend would go unrecorded).
-        """
-        target = self._appended
-        while self._durable < target:
-            if self._failed is not None:
-                raise self._failed
-            self._wake.set()
-            await self._durable_changed.wait()
-
-    async def run_flusher(self) -> None:
-        """Write batches until cancelled (then the owner calls `close_sync`)."""
-        while True:
-            with anyio.move_on_after(self._max_delay_s):
-                await self._wake.wait()
-            self._wake = anyio.Event()
-            # sampling every running call has a cost (thousands may stream at once): 4 times a second
-            if self._tracked and time.monotonic() - self._last_sample >= 0.25:
-                self._last_sample = time.monotonic()
-                self._sample_in_flight()
-            if self._queued:
-                batch, count = self._take()
-                try:
-                    # shielded: a cancel landing while the batch is on its way would drop a batch
-                    # already taken off the queue
-                    with anyio.CancelScope(shield=True):
-                        await self._write_batch(batch, count)
-                except LedgerError as exc:
-                    self._failed = exc
-                    self._durable_changed.set()
-                    raise
-                self._durable += count
-                self._durable_changed.set()
-                self._durable_changed = anyio.Event()
-
-    def _take(self) -> tuple[bytearray, int]:
-        batch, count = self._queue, self._queued
-        self._queue, self._queued = bytearray(), 0
-        return batch, count
-
     def append_sync(self, record: Record) -> None:
         """Append and fsync now, blocking the caller: for a last record when no flush can be awaited
         (a signal handler, a cancelled scope). Records queued before it are written first, in order."""
@@ -169,20 +222,6 @@ class BatchWriter:
         batch, count = self._take()
         self._write_sync(batch, count)
         self._durable += count
-
-    def close_sync(self) -> None:
-        """Write what is queued and close; safe to call from any shutdown path, twice."""
-        if self._closed:
-            return
-        if self._queued:
-            batch, count = self._take()
-            self._write_sync(batch, count)
-            self._durable += count
-        self._closed = True
-        self._close()
-
-    def _close(self) -> None:
-        """Let go of where batches go (after the last one)."""
 
 
 class LedgerWriter(BatchWriter):
@@ -280,4 +319,4 @@ async def open_ledger(run_dir: Path, **options: Unpack[WriterOptions]) -> AsyncI
         writer.close_sync()  # no await: runs even when the surrounding scope is cancelled
 
 
-__all__ = ["BatchWriter", "LedgerWriter", "Tracked", "open_ledger"]
+__all__ = ["BatchQueue", "BatchWriter", "LedgerWriter", "Tracked", "open_ledger"]
