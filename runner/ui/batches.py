@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from rich.text import Text
 
 from runner.ui import format as fmt
-from runner.ui.fit import columns_that_fit, text_width
+from runner.ui.fit import text_table
 
 if TYPE_CHECKING:
     from runner.engine.snapshots import BatchSnapshot
@@ -58,28 +58,5 @@ def _cells(batch: BatchSnapshot) -> list[Text]:
 def batches_table(batches: tuple[BatchSnapshot, ...], width: int) -> Text:
     """One line per batch under a header, with the columns that fit ``width``."""
     rows = [_cells(b) for b in batches]
-    widths = [max([text_width(h), *(r[i].cell_len for r in rows)]) for i, (h, _, _) in enumerate(_COLUMNS)]
-    widths[0] = min(widths[0], 24)
-    shown = columns_that_fit(widths, [p for _, p, _ in _COLUMNS], width, per_column=2, fixed=-2)
-    header = [Text(_COLUMNS[i][0], style="bold dim") for i in shown]
-    lines = [_line(header, shown, widths), *(_line([r[i] for i in shown], shown, widths) for r in rows)]
-    table = Text("\n").join(lines)
-    table.no_wrap = True
-    return table
-
-
-def _line(cells: list[Text], shown: list[int], widths: list[int]) -> Text:
-    line = Text()
-    for n, (i, cell) in enumerate(zip(shown, cells, strict=True)):
-        if n:
-            line.append("  ")
-        cell = cell.copy()
-        cell.truncate(widths[i], overflow="ellipsis")
-        pad = " " * (widths[i] - cell.cell_len)
-        if _COLUMNS[i][2]:
-            line.append_text(cell)
-            line.append(pad)
-        else:
-            line.append(pad)
-            line.append_text(cell)
-    return line
+    headers, priorities, left = zip(*_COLUMNS, strict=True)
+    return text_table(headers, rows, priorities, left, width, first_max=24)

@@ -30,7 +30,7 @@ from rich.text import Text
 
 from runner.ui import format as fmt
 from runner.ui.batches import batches_summary, batches_table
-from runner.ui.fit import columns_that_fit, fit_line, text_width
+from runner.ui.fit import fit_line, text_table
 
 if TYPE_CHECKING:  # the figures only: msgspec loads with the engine, after the first frame
     from runner.engine.snapshots import LaneSnapshot, RunSnapshot
@@ -130,36 +130,16 @@ def lanes_table(lanes: tuple[LaneSnapshot, ...], width: int) -> Text:
 
     ``req/min`` and ``tok/min`` are the share of each limit's current window in use (100% = the
     lane waits for it), never a count over the last 60 s that a draining window lets exceed the limit.
-    (Laid out by hand, not as a rich Table: it is redrawn four times a second.)
     """
     cells = [[column.cell(lane) for column in LANE_COLUMNS] for lane in lanes]
-    widths = [
-        max([text_width(column.header), *(row[i].cell_len for row in cells)]) for i, column in enumerate(LANE_COLUMNS)
-    ]
-    widths[0] = min(widths[0], _LANE_NAME_MAX)
-    shown = columns_that_fit(widths, [c.priority for c in LANE_COLUMNS], width, per_column=2, fixed=-2)
-    header = [Text(LANE_COLUMNS[i].header, style="bold dim") for i in shown]
-    lines = [_row(header, shown, widths), *(_row([row[i] for i in shown], shown, widths) for row in cells)]
-    table = Text("\n").join(lines)
-    table.no_wrap = True
-    return table
-
-
-def _row(cells: list[Text], shown: list[int], widths: list[int]) -> Text:
-    line = Text()
-    for n, (i, cell) in enumerate(zip(shown, cells, strict=True)):
-        if n:
-            line.append("  ")
-        cell = cell.copy()
-        cell.truncate(widths[i], overflow="ellipsis")
-        pad = " " * (widths[i] - cell.cell_len)
-        if LANE_COLUMNS[i].justify == "left":
-            line.append_text(cell)
-            line.append(pad)
-        else:
-            line.append(pad)
-            line.append_text(cell)
-    return line
+    return text_table(
+        [c.header for c in LANE_COLUMNS],
+        cells,
+        [c.priority for c in LANE_COLUMNS],
+        [c.justify == "left" for c in LANE_COLUMNS],
+        width,
+        first_max=_LANE_NAME_MAX,
+    )
 
 
 # --- the lines above and below it ------------------------------------------------------------------

@@ -47,6 +47,46 @@ def text_width(text: str) -> int:
     return cell_len(text)
 
 
+def text_table(
+    headers: Sequence[str],
+    rows: Sequence[Sequence[Text]],
+    priorities: Sequence[int],
+    left: Sequence[bool],
+    width: int,
+    *,
+    first_max: int,
+) -> Text:
+    """Rows of cells under a header, two spaces apart, with the columns that fit ``width`` (by
+    ``priorities``; the first column cut to ``first_max``), each left- or right-justified by
+    ``left``. Laid out by hand, not as a rich Table: the dashboard redraws it four times a second."""
+    widths = [max([text_width(h), *(row[i].cell_len for row in rows)]) for i, h in enumerate(headers)]
+    widths[0] = min(widths[0], first_max)
+    shown = columns_that_fit(widths, priorities, width, per_column=2, fixed=-2)
+    header = [Text(headers[i], style="bold dim") for i in shown]
+    lines = [_text_row(header, shown, widths, left)]
+    lines += [_text_row([row[i] for i in shown], shown, widths, left) for row in rows]
+    table = Text("\n").join(lines)
+    table.no_wrap = True
+    return table
+
+
+def _text_row(cells: list[Text], shown: list[int], widths: list[int], left: Sequence[bool]) -> Text:
+    line = Text()
+    for n, (i, cell) in enumerate(zip(shown, cells, strict=True)):
+        if n:
+            line.append("  ")
+        cell = cell.copy()
+        cell.truncate(widths[i], overflow="ellipsis")
+        pad = " " * (widths[i] - cell.cell_len)
+        if left[i]:
+            line.append_text(cell)
+            line.append(pad)
+        else:
+            line.append(pad)
+            line.append_text(cell)
+    return line
+
+
 def fit_line(segments: Sequence[tuple[Text, int]], width: int, separator: str = " · ") -> Text:
     """One line of ``segments`` joined by ``separator``, leaving out the lowest-priority ones that do
     not fit ``width``; what still does not fit ends in an ellipsis. Never more than one line."""
