@@ -18,16 +18,15 @@ from collections.abc import Awaitable, Callable
 from runner.config import calls
 from runner.config.calls import PoolSample
 from runner.config.manifest import LoadedManifest
-from runner.config.plan import get_task, synthesis_budget, synthesis_pool
 from runner.engine.batches import BatchAnswer, BatchEngine, Gate
 from runner.engine.calling import ANSWER_PROMPT_SLACK, ModelContext, Owner, TraceResult, note_failure, spec
 from runner.engine.consumers import AnswerConsumer, TraceConsumer
 from runner.engine.lane import CallResult, RecordSink
-from runner.engine.synthesis import pool_order
+from runner.engine.synthesis import stage_inputs, stage_record
 from runner.ledger.prices import batch_rates, worst_case_cost
 from runner.ledger.records import Synthesis
 from runner.tasks.base import Grade, Rendered, Task
-from runner.tasks.methods import MethodStrategy, PoolTrace, get_method
+from runner.tasks.methods import MethodStrategy, PoolTrace
 from runner.types import CallKind, ChatRequest, Content, Reasoning
 
 Consumer = TraceConsumer | AnswerConsumer
@@ -154,41 +153,27 @@ class BatchSynthesis:
 
     async def _build(self, key: str, instance: str, model: str, dataset: str, method_key: str) -> Synthesis:
         ctx = self.models[model]
-        task = get_task(self.loaded.manifest.datasets[dataset].kind)
-        params = self.loaded.manifest.methods[method_key]
-        method = get_method(params.kind, params)
-        budget = synthesis_budget(self.loaded, method_key, dataset)
-        pool = synthesis_pool(self.loaded, dataset)
+        inputs = stage_inputs(self.loaded, dataset, method_key)
+        task, method = inputs.task, inputs.method
         traces: list[PoolTrace] = []
 
         def sample(one: PoolSample) -> Callable[[], Awaitable[None]]:
             async def run() -> None:
                 owner = Owner(one.job_id, instance)
-                traces.append(await self._pool_trace(ctx, task, method, owner, one, budget))
+                traces.append(await self._pool_trace(ctx, task, method, owner, one, inputs.budget))
 
             return run
 
         await self.engine.gather([sample(one) for one in calls.pool_samples(self.loaded, key, dataset, method_key)])
-        traces.sort(key=lambda t: (pool_order(pool, t.problem_id), t.trace_text))
-        if params.kind == "leap":
-            mistakes = [t for t in traces if t.score < 1.0]
+
+        async def principles(mistakes: list[PoolTrace]) -> str:
             chat = calls.principles_request(ctx.plan, method.principle_messages(task, mistakes))
             owner = Owner(calls.principles_job_id(key), instance)
             _, answer = await batch_ask(self.engine, ctx, owner, "synthesis", chat)
-            examples: list[dict[str, object]] = [{"principles": answer.text}]
-            text = answer.text
-        else:
-            examples, text = method.build_preface(task, traces)
-        return Synthesis(
-            key=key,
-            model=model,
-            dataset=dataset,
-            method=method_key,
-            pool_problem_ids=[p.id for p in pool],
-            examples=examples,
-            text=text,
-            instance=instance,
-        )
+            return answer.text
+
+        group = (model, dataset, method_key)
+        return await stage_record(key, instance, group, inputs, traces, principles)
 
     async def _pool_trace(
         self, ctx: ModelContext, task: Task, method: MethodStrategy, owner: Owner, one: PoolSample, budget: int

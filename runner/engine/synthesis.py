@@ -9,7 +9,8 @@ budget, their forced answers, LEAP's principles call) is planned in `runner.conf
 from __future__ import annotations
 
 import uuid
-from typing import Protocol
+from collections.abc import Awaitable, Callable
+from typing import NamedTuple, Protocol
 
 import anyio
 
@@ -85,38 +86,72 @@ class SynthesisStage:
 
     async def _build(self, key: str, instance: str, model: str, dataset: str, method_key: str) -> Synthesis:
         ctx = self.models[model]
-        task = get_task(self.loaded.manifest.datasets[dataset].kind)
-        params = self.loaded.manifest.methods[method_key]
-        method = get_method(params.kind, params)
-        budget = synthesis_budget(self.loaded, method_key, dataset)
-        pool = synthesis_pool(self.loaded, dataset)
+        inputs = stage_inputs(self.loaded, dataset, method_key)
+        task, method = inputs.task, inputs.method
         traces: list[PoolTrace] = []
 
         async def sample(one: PoolSample) -> None:
-            traces.append(await _pool_trace(ctx, task, method, Owner(one.job_id, instance), one, budget))
+            traces.append(await _pool_trace(ctx, task, method, Owner(one.job_id, instance), one, inputs.budget))
 
         async with anyio.create_task_group() as tg:
             for one in calls.pool_samples(self.loaded, key, dataset, method_key):
                 tg.start_soon(sample, one)
-        traces.sort(key=lambda t: (pool_order(pool, t.problem_id), t.trace_text))
-        if params.kind == "leap":
-            principles = await _leap_principles(
-                Owner(calls.principles_job_id(key), instance), ctx, task, method, traces
-            )
-            examples: list[dict[str, object]] = [{"principles": principles}]
-            text = principles
-        else:
-            examples, text = method.build_preface(task, traces)
-        return Synthesis(
-            key=key,
-            model=model,
-            dataset=dataset,
-            method=method_key,
-            pool_problem_ids=[p.id for p in pool],
-            examples=examples,
-            text=text,
-            instance=instance,
-        )
+
+        async def principles(mistakes: list[PoolTrace]) -> str:
+            chat = calls.principles_request(ctx.plan, method.principle_messages(task, mistakes))
+            _result, answer = await ask(ctx, Owner(calls.principles_job_id(key), instance), "synthesis", chat)
+            return answer.text
+
+        group = (model, dataset, method_key)
+        return await stage_record(key, instance, group, inputs, traces, principles)
+
+
+class StageInputs(NamedTuple):
+    """What a group's synthesis stage works from, streamed or in batches."""
+
+    task: Task
+    method: MethodStrategy
+    budget: int  # the synthesis budget the pool traces are cut at
+    pool: list[Problem]
+
+
+def stage_inputs(loaded: LoadedManifest, dataset: str, method_key: str) -> StageInputs:
+    params = loaded.manifest.methods[method_key]
+    return StageInputs(
+        task=get_task(loaded.manifest.datasets[dataset].kind),
+        method=get_method(params.kind, params),
+        budget=synthesis_budget(loaded, method_key, dataset),
+        pool=synthesis_pool(loaded, dataset),
+    )
+
+
+async def stage_record(
+    key: str,
+    instance: str,
+    group: tuple[str, str, str],
+    inputs: StageInputs,
+    traces: list[PoolTrace],
+    principles: Callable[[list[PoolTrace]], Awaitable[str]],
+) -> Synthesis:
+    """The stage's record from its graded pool traces: LEAP's principles drawn from the mistakes
+    (``principles`` asks for them), else the method's preface; ``group`` is (model, dataset, method)."""
+    traces.sort(key=lambda t: (pool_order(inputs.pool, t.problem_id), t.trace_text))
+    if inputs.method.kind == "leap":
+        text = await principles([t for t in traces if t.score < 1.0])
+        examples: list[dict[str, object]] = [{"principles": text}]
+    else:
+        examples, text = inputs.method.build_preface(inputs.task, traces)
+    model, dataset, method_key = group
+    return Synthesis(
+        key=key,
+        model=model,
+        dataset=dataset,
+        method=method_key,
+        pool_problem_ids=[p.id for p in inputs.pool],
+        examples=examples,
+        text=text,
+        instance=instance,
+    )
 
 
 async def _pool_trace(
@@ -151,15 +186,6 @@ async def _pool_trace(
         score=grade.score,
         gold=rendered.gold,
     )
-
-
-async def _leap_principles(
-    owner: Owner, ctx: ModelContext, task: Task, method: MethodStrategy, traces: list[PoolTrace]
-) -> str:
-    mistakes = [t for t in traces if t.score < 1.0]
-    chat = calls.principles_request(ctx.plan, method.principle_messages(task, mistakes))
-    _result, answer = await ask(ctx, owner, "synthesis", chat)
-    return answer.text
 
 
 def pool_order(pool: list[Problem], problem_id: str) -> int:
